@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (libtorch) and runs every check CI runs: format, lints (with and
+# without local inference), and the tests. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "test.sh: installing the $component component" >&2
+    rustup component add "$component"
+  fi
+done
+
+bash scripts/setup-libtorch.sh "${NICHEIMAGE_LIBTORCH_MODE:-auto}"
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --no-default-features -- -D warnings
+cargo test --locked
+# The CPU-only console (no libtorch) must keep working on its own.
+cargo test --locked --no-default-features --lib

@@ -1,0 +1,376 @@
+//! Command line: global flags, and one subcommand per piece the seed ran as its own process.
+//! Seed flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case aliases.
+
+use crate::config::{Config, DeviceChoice, LogFormat};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nicheimage-tui",
+    version,
+    about = "Operator console for a NicheImage (Bittensor subnet 23) node"
+)]
+pub struct Cli {
+    /// Config file (default: $XDG_CONFIG_HOME/nicheimage-tui/config.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run headless: logs and JSON status lines on stdout. Implied when stdout is not a terminal.
+    #[arg(long = "no-ui", alias = "no_ui")]
+    pub no_ui: bool,
+    /// Logs and state files (default: $XDG_DATA_HOME/nicheimage-tui).
+    #[arg(
+        long = "data-dir",
+        alias = "data_dir",
+        global = true,
+        value_name = "DIR"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Theme name (default, light, high-contrast) or a theme TOML file.
+    #[arg(long)]
+    pub theme: Option<String>,
+    #[arg(long = "log-format", alias = "log_format", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Print the documented sample config (all defaults) and exit.
+    #[arg(long = "print-config-template", alias = "print_config_template")]
+    pub print_config_template: bool,
+    #[command(subcommand)]
+    pub command: Option<Role>,
+}
+
+/// One piece of the node, headless, the way the seed ran separate processes.
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// The generation endpoint (the seed's services.miner_endpoint.app).
+    Endpoint(EndpointArgs),
+    /// A reward service for one model (the seed's services.rewarding.app).
+    Reward(RewardArgs),
+    /// The miner neuron.
+    Miner(MinerArgs),
+    /// The validator neuron.
+    Validator(ValidatorArgs),
+}
+
+impl Role {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Endpoint(_) => "endpoint",
+            Role::Reward(_) => "reward",
+            Role::Miner(_) => "miner",
+            Role::Validator(_) => "validator",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    #[arg(long = "model_name", alias = "model-name")]
+    pub model_name: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long = "num_replicas", alias = "num-replicas")]
+    pub num_replicas: Option<u32>,
+    /// GPUs per replica (fractions share a GPU).
+    #[arg(long = "num_gpus", alias = "num-gpus")]
+    pub num_gpus: Option<f64>,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+}
+
+#[derive(Debug, Args)]
+pub struct RewardArgs {
+    #[arg(long = "model_name", alias = "model-name")]
+    pub model_name: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub netuid: Option<u16>,
+    #[arg(long = "min_stake", alias = "min-stake")]
+    pub min_stake: Option<f64>,
+    /// The seed's name for the chain network or endpoint.
+    #[arg(long = "chain_endpoint", alias = "chain-endpoint")]
+    pub chain_endpoint: Option<String>,
+    #[arg(long = "disable_secure", alias = "disable-secure")]
+    pub disable_secure: bool,
+    #[arg(long = "num_replicas", alias = "num-replicas")]
+    pub num_replicas: Option<u32>,
+    #[arg(long = "num_gpus", alias = "num-gpus")]
+    pub num_gpus: Option<f64>,
+}
+
+/// Flags every neuron shares (bittensor's wallet and subtensor flags).
+#[derive(Debug, Args)]
+pub struct NeuronArgs {
+    #[arg(long)]
+    pub netuid: Option<u16>,
+    #[arg(long = "wallet.name", alias = "wallet-name")]
+    pub wallet_name: Option<String>,
+    #[arg(long = "wallet.hotkey", alias = "wallet-hotkey")]
+    pub wallet_hotkey: Option<String>,
+    #[arg(long = "wallet.path", alias = "wallet-path")]
+    pub wallet_path: Option<PathBuf>,
+    #[arg(long = "subtensor.network", alias = "subtensor-network")]
+    pub subtensor_network: Option<String>,
+    #[arg(long = "subtensor.chain_endpoint", alias = "subtensor-chain-endpoint")]
+    pub subtensor_chain_endpoint: Option<String>,
+    #[arg(long = "axon.port", alias = "axon-port")]
+    pub axon_port: Option<u16>,
+    #[arg(long = "neuron.epoch_length", alias = "neuron-epoch-length")]
+    pub epoch_length: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct MinerArgs {
+    #[command(flatten)]
+    pub neuron: NeuronArgs,
+    #[arg(long = "generate_endpoint", alias = "generate-endpoint")]
+    pub generate_endpoint: Option<String>,
+    #[arg(long = "info_endpoint", alias = "info-endpoint")]
+    pub info_endpoint: Option<String>,
+    #[arg(
+        long = "blacklist.force_validator_permit",
+        alias = "blacklist-force-validator-permit"
+    )]
+    pub force_validator_permit: bool,
+    #[arg(
+        long = "blacklist.allow_non_registered",
+        alias = "blacklist-allow-non-registered"
+    )]
+    pub allow_non_registered: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidatorArgs {
+    #[command(flatten)]
+    pub neuron: NeuronArgs,
+    /// Opt in to the owner's organic traffic on this port.
+    #[arg(long = "proxy.port", alias = "proxy-port")]
+    pub proxy_port: Option<u16>,
+    #[arg(long = "proxy.proxy_client_url", alias = "proxy-proxy-client-url")]
+    pub proxy_client_url: Option<String>,
+    #[arg(
+        long = "proxy.miner_score_threshold",
+        alias = "proxy-miner-score-threshold"
+    )]
+    pub miner_score_threshold: Option<f64>,
+    #[arg(
+        long = "proxy.checking_probability",
+        alias = "proxy-checking-probability"
+    )]
+    pub checking_probability: Option<f64>,
+    #[arg(long = "neuron.axon_off", alias = "axon_off", alias = "axon-off")]
+    pub axon_off: bool,
+    #[arg(
+        long = "neuron.disable_set_weights",
+        alias = "neuron-disable-set-weights"
+    )]
+    pub disable_set_weights: bool,
+    #[arg(long = "challenge.prompt", alias = "challenge-prompt")]
+    pub challenge_prompt: Option<String>,
+    #[arg(long = "challenge.image", alias = "challenge-image")]
+    pub challenge_image: Option<String>,
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn set_flag(slot: &mut bool, given: bool) {
+    if given {
+        *slot = true;
+    }
+}
+
+impl NeuronArgs {
+    fn apply(&self, c: &mut Config) {
+        set(&mut c.subtensor.netuid, self.netuid);
+        set(&mut c.wallet.name, self.wallet_name.clone());
+        set(&mut c.wallet.hotkey, self.wallet_hotkey.clone());
+        set(&mut c.wallet.path, self.wallet_path.clone());
+        set(&mut c.subtensor.network, self.subtensor_network.clone());
+        if self.subtensor_chain_endpoint.is_some() {
+            c.subtensor.chain_endpoint = self.subtensor_chain_endpoint.clone();
+        }
+        set(&mut c.axon.port, self.axon_port);
+        set(&mut c.subtensor.epoch_length, self.epoch_length);
+    }
+}
+
+impl Cli {
+    /// Applies the flags on top of the file/default config (CLI wins).
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(dir) = self.data_dir.clone() {
+            c.node.data_dir = Some(dir);
+        }
+        set(&mut c.ui.theme, self.theme.clone());
+        set(&mut c.node.log_format, self.log_format);
+        let Some(role) = &self.command else {
+            return;
+        };
+        match role {
+            Role::Endpoint(a) => {
+                set(&mut c.endpoint.model_name, a.model_name.clone());
+                set(&mut c.endpoint.port, a.port);
+                set(&mut c.endpoint.num_replicas, a.num_replicas);
+                set(&mut c.endpoint.num_gpus, a.num_gpus);
+                set(&mut c.node.device, a.device);
+            }
+            Role::Reward(a) => {
+                set(&mut c.reward.model_name, a.model_name.clone());
+                set(&mut c.reward.port, a.port);
+                set(&mut c.subtensor.netuid, a.netuid);
+                set(&mut c.reward.min_stake, a.min_stake);
+                if let Some(e) = a.chain_endpoint.clone() {
+                    // The seed passed either a network name or a URL here.
+                    if e.contains("://") {
+                        c.subtensor.chain_endpoint = Some(e);
+                    } else {
+                        c.subtensor.network = e;
+                    }
+                }
+                set_flag(&mut c.reward.disable_secure, a.disable_secure);
+                set(&mut c.reward.num_replicas, a.num_replicas);
+                set(&mut c.reward.num_gpus, a.num_gpus);
+            }
+            Role::Miner(a) => {
+                a.neuron.apply(c);
+                set(&mut c.miner.generate_endpoint, a.generate_endpoint.clone());
+                set(&mut c.miner.info_endpoint, a.info_endpoint.clone());
+                set_flag(
+                    &mut c.miner.blacklist.force_validator_permit,
+                    a.force_validator_permit,
+                );
+                set_flag(
+                    &mut c.miner.blacklist.allow_non_registered,
+                    a.allow_non_registered,
+                );
+            }
+            Role::Validator(a) => {
+                a.neuron.apply(c);
+                if a.proxy_port.is_some() {
+                    c.proxy.port = a.proxy_port;
+                }
+                set(&mut c.proxy.proxy_client_url, a.proxy_client_url.clone());
+                set(&mut c.proxy.miner_score_threshold, a.miner_score_threshold);
+                set(&mut c.proxy.checking_probability, a.checking_probability);
+                set_flag(&mut c.validator.axon_off, a.axon_off);
+                set_flag(&mut c.validator.disable_set_weights, a.disable_set_weights);
+                set(
+                    &mut c.validator.challenge_prompt_url,
+                    a.challenge_prompt.clone(),
+                );
+                set(
+                    &mut c.validator.challenge_image_url,
+                    a.challenge_image.clone(),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let mut c = Config::default();
+        cli.apply(&mut c);
+        c
+    }
+
+    #[test]
+    fn seed_endpoint_command_line() {
+        let c = applied(&[
+            "nicheimage-tui",
+            "endpoint",
+            "--port",
+            "10006",
+            "--model_name",
+            "AnimeV3",
+            "--num_replicas",
+            "3",
+            "--num_gpus",
+            "0.33",
+        ]);
+        assert_eq!(c.endpoint.model_name, "AnimeV3");
+        assert_eq!(c.endpoint.num_replicas, 3);
+        assert_eq!(c.endpoint.num_gpus, 0.33);
+    }
+
+    #[test]
+    fn kebab_case_aliases() {
+        let c = applied(&[
+            "nicheimage-tui",
+            "validator",
+            "--wallet-name",
+            "v",
+            "--proxy-port",
+            "10003",
+            "--axon-port",
+            "9000",
+            "--axon_off",
+        ]);
+        assert_eq!(c.wallet.name, "v");
+        assert_eq!(c.proxy.port, Some(10003));
+        assert_eq!(c.axon.port, 9000);
+        assert!(c.validator.axon_off);
+    }
+
+    #[test]
+    fn cli_overrides_file_which_overrides_defaults() {
+        let mut c = crate::config::parse(
+            "[wallet]\nname = \"from-file\"\nhotkey = \"file-hot\"\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let cli =
+            Cli::try_parse_from(["nicheimage-tui", "miner", "--wallet.name", "from-cli"]).unwrap();
+        cli.apply(&mut c);
+        assert_eq!(c.wallet.name, "from-cli");
+        assert_eq!(c.wallet.hotkey, "file-hot");
+        assert_eq!(c.wallet.path, Config::default().wallet.path);
+    }
+
+    #[test]
+    fn reward_chain_endpoint_takes_a_network_or_a_url() {
+        let c = applied(&[
+            "nicheimage-tui",
+            "reward",
+            "--chain_endpoint",
+            "test",
+            "--disable_secure",
+        ]);
+        assert_eq!(c.subtensor.network, "test");
+        assert!(c.reward.disable_secure);
+        let c = applied(&[
+            "nicheimage-tui",
+            "reward",
+            "--chain_endpoint",
+            "ws://127.0.0.1:9944",
+        ]);
+        assert_eq!(
+            c.subtensor.chain_endpoint.as_deref(),
+            Some("ws://127.0.0.1:9944")
+        );
+    }
+
+    #[test]
+    fn global_flags() {
+        let c = applied(&[
+            "nicheimage-tui",
+            "--no-ui",
+            "--theme",
+            "light",
+            "--log-format",
+            "json",
+            "--data-dir",
+            "/d",
+        ]);
+        assert_eq!(c.ui.theme, "light");
+        assert_eq!(c.node.log_format, LogFormat::Json);
+        assert_eq!(c.node.data_dir.as_deref(), Some(std::path::Path::new("/d")));
+    }
+}

@@ -1,0 +1,415 @@
+//! The node's configuration: typed sections with the seed's defaults.
+//!
+//! Layering is CLI > file > defaults: [`load`] reads the file (or takes the defaults), then the
+//! CLI applies its overrides (`crate::cli`). Every key is documented once in
+//! `config.example.toml`, which a test keeps equal to [`Config::default`].
+
+mod load;
+
+pub use load::{ConfigError, ConfigSource, default_config_path, default_data_dir, load, parse};
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The sample config shipped with the binary (`--print-config-template`).
+pub const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub metrics: MetricsConfig,
+    pub supervisor: SupervisorConfig,
+    pub ui: UiConfig,
+    pub wallet: WalletConfig,
+    pub subtensor: SubtensorConfig,
+    pub axon: AxonConfig,
+    pub endpoint: EndpointConfig,
+    pub miner: MinerConfig,
+    pub validator: ValidatorConfig,
+    pub proxy: ProxyConfig,
+    pub reward: RewardConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where logs and state files go; empty means `$XDG_DATA_HOME/nicheimage-tui`.
+    pub data_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `info,nicheimage_tui::runtime=debug`.
+    pub log_level: String,
+    /// Seconds between status lines in headless mode.
+    pub status_interval_secs: u64,
+    /// Seconds between host telemetry samples.
+    pub telemetry_interval_secs: u64,
+    pub device: DeviceChoice,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            status_interval_secs: 10,
+            telemetry_interval_secs: 2,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `GET /healthz` and `GET /metrics`; keep it on loopback unless a scraper needs it.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9646)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// First restart delay after a component fails; doubles per consecutive failure.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A run that lasted this long resets the backoff.
+    pub stable_after_secs: u64,
+    /// How long a stopping component may take to drain before it is aborted.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            stable_after_secs: 60,
+            drain_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// A built-in theme (`default`, `light`, `high-contrast`) or a path to a theme TOML file.
+    pub theme: String,
+    /// Upper bound on redraws per second; frames are drawn only when state changed.
+    pub max_fps: u32,
+    pub mouse: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            theme: "default".into(),
+            max_fps: 15,
+            mouse: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletConfig {
+    pub name: String,
+    pub hotkey: String,
+    pub path: PathBuf,
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            hotkey: "default".into(),
+            path: PathBuf::from("~/.bittensor/wallets"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubtensorConfig {
+    /// `finney`, `test`, `local` or `embedded`.
+    pub network: String,
+    /// Overrides the network's websocket endpoint.
+    pub chain_endpoint: Option<String>,
+    /// The seed defaults to netuid 1 and its README passes 23; NicheImage is 23.
+    pub netuid: u16,
+    /// Blocks between metagraph resyncs (the seed's `neuron.epoch_length`).
+    pub epoch_length: u64,
+}
+
+impl Default for SubtensorConfig {
+    fn default() -> Self {
+        Self {
+            network: "finney".into(),
+            chain_endpoint: None,
+            netuid: 23,
+            epoch_length: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AxonConfig {
+    pub port: u16,
+    /// Address published on chain; empty means detect it.
+    pub external_ip: Option<String>,
+    pub external_port: Option<u16>,
+}
+
+impl Default for AxonConfig {
+    fn default() -> Self {
+        Self {
+            port: 8091,
+            external_ip: None,
+            external_port: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    pub model_name: String,
+    pub host: String,
+    pub port: u16,
+    pub num_replicas: u32,
+    /// GPUs per replica; fractions share a GPU (0.33 gives three replicas per GPU).
+    pub num_gpus: f64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            model_name: "RealisticVision".into(),
+            host: "0.0.0.0".into(),
+            port: 10006,
+            num_replicas: 1,
+            num_gpus: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinerConfig {
+    pub generate_endpoint: String,
+    pub info_endpoint: String,
+    /// The seed's miner waits this long for `/generate`.
+    pub generate_timeout_secs: u64,
+    pub blacklist: BlacklistConfig,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            generate_endpoint: "http://127.0.0.1:10006/generate".into(),
+            info_endpoint: "http://127.0.0.1:10006/info".into(),
+            generate_timeout_secs: 60,
+            blacklist: BlacklistConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlacklistConfig {
+    pub force_validator_permit: bool,
+    pub allow_non_registered: bool,
+    /// Callers below this stake (TAO) are refused.
+    pub min_stake: f64,
+    /// Rate-limit window per validator.
+    pub window_secs: u64,
+    /// Requests allowed per window for each `stake_per_unit` TAO of stake.
+    pub requests_per_unit: u32,
+    pub stake_per_unit: f64,
+}
+
+impl Default for BlacklistConfig {
+    fn default() -> Self {
+        Self {
+            force_validator_permit: false,
+            allow_non_registered: false,
+            min_stake: 10_000.0,
+            window_secs: 600,
+            requests_per_unit: 10,
+            stake_per_unit: 10_000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidatorConfig {
+    pub axon_off: bool,
+    pub disable_set_weights: bool,
+    /// Loop period for the first `fast_steps` steps, then `loop_secs`.
+    pub fast_loop_secs: u64,
+    pub fast_steps: u64,
+    pub loop_secs: u64,
+    /// Timeout of the identity (info) query to every axon.
+    pub info_timeout_secs: u64,
+    pub challenge_prompt_url: String,
+    pub challenge_image_url: String,
+}
+
+impl Default for ValidatorConfig {
+    fn default() -> Self {
+        Self {
+            axon_off: false,
+            disable_set_weights: false,
+            fast_loop_secs: 60,
+            fast_steps: 5,
+            loop_secs: 600,
+            info_timeout_secs: 10,
+            challenge_prompt_url: "http://nicheimage.nichetensor.com/challenge/prompt".into(),
+            challenge_image_url: "http://nicheimage.nichetensor.com/challenge/image".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Opt in to serving the owner's organic traffic on this port.
+    pub port: Option<u16>,
+    pub proxy_client_url: String,
+    pub miner_score_threshold: f64,
+    pub checking_probability: f64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            port: None,
+            proxy_client_url: "http://nicheimage.nichetensor.com/proxy_client".into(),
+            miner_score_threshold: 0.1,
+            checking_probability: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    pub model_name: String,
+    pub port: u16,
+    /// Only clients whose axon belongs to a UID above this stake (TAO) are served.
+    pub min_stake: f64,
+    pub disable_secure: bool,
+    pub num_replicas: u32,
+    pub num_gpus: f64,
+    /// Requests per minute per client address.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self {
+            model_name: "RealisticVision".into(),
+            port: 10001,
+            min_stake: 100.0,
+            disable_secure: false,
+            num_replicas: 1,
+            num_gpus: 1.0,
+            rate_limit_per_minute: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what types alone cannot; names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if !(self.endpoint.num_gpus > 0.0 && self.endpoint.num_gpus <= 64.0) {
+            return invalid(
+                "endpoint.num_gpus",
+                format!("{} is not in (0, 64]", self.endpoint.num_gpus),
+            );
+        }
+        if self.endpoint.num_replicas == 0 {
+            return invalid("endpoint.num_replicas", "must be at least 1".into());
+        }
+        if !(self.reward.num_gpus > 0.0 && self.reward.num_gpus <= 64.0) {
+            return invalid(
+                "reward.num_gpus",
+                format!("{} is not in (0, 64]", self.reward.num_gpus),
+            );
+        }
+        for (key, p) in [
+            (
+                "proxy.miner_score_threshold",
+                self.proxy.miner_score_threshold,
+            ),
+            (
+                "proxy.checking_probability",
+                self.proxy.checking_probability,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return invalid(key, format!("{p} is not in [0, 1]"));
+            }
+        }
+        if self.ui.max_fps == 0 || self.ui.max_fps > 120 {
+            return invalid(
+                "ui.max_fps",
+                format!("{} is not in 1..=120", self.ui.max_fps),
+            );
+        }
+        if self.node.status_interval_secs == 0 {
+            return invalid("node.status_interval_secs", "must be at least 1".into());
+        }
+        if self.node.telemetry_interval_secs == 0 {
+            return invalid("node.telemetry_interval_secs", "must be at least 1".into());
+        }
+        if self.supervisor.backoff_initial_ms == 0
+            || self.supervisor.backoff_initial_ms > self.supervisor.backoff_max_ms
+        {
+            return invalid(
+                "supervisor.backoff_initial_ms",
+                "must be at least 1 and not above supervisor.backoff_max_ms".into(),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.node.log_level).is_err() {
+            return invalid(
+                "node.log_level",
+                format!("`{}` is not a tracing filter", self.node.log_level),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! Local image generation on libtorch (feature `local-infer`).
+
+#[cfg(feature = "local-infer")]
+mod device;
+
+#[cfg(feature = "local-infer")]
+pub use device::{probe, select_device};
+
+/// Without `local-infer` there is no libtorch: say so instead of probing.
+#[cfg(not(feature = "local-infer"))]
+pub fn probe(_choice: crate::config::DeviceChoice) -> crate::runtime::event::TorchReport {
+    crate::runtime::event::TorchReport {
+        compiled_in: false,
+        cuda_available: false,
+        cuda_devices: 0,
+        cudnn_available: false,
+        cpu_threads: 0,
+        smoke_test: Err("built without the local-infer feature; generation is remote only".into()),
+    }
+}

@@ -1,0 +1,13 @@
+//! nicheimage-tui: one node runtime for a NicheImage (subnet 23) rig, with two faces — the
+//! terminal console (`ui`) and headless mode (`headless`).
+
+pub mod cli;
+pub mod config;
+pub mod diffusion;
+pub mod headless;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod runtime;
+pub mod telemetry;
+pub mod ui;

@@ -1,0 +1,117 @@
+use clap::Parser;
+use nicheimage_tui::cli::Cli;
+use nicheimage_tui::config::{self, ConfigSource};
+use nicheimage_tui::runtime::{EventChannel, shutdown};
+use nicheimage_tui::ui::theme::Theme;
+use nicheimage_tui::{headless, logging, node, ui};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code for bad configuration or flags (clap uses 2 as well).
+const EXIT_USAGE: u8 = 2;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("nicheimage-tui: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_config_template {
+        print!("{}", config::EXAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    let (mut config, source) = match config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(e),
+    };
+    cli.apply(&mut config);
+    if let Err(e) = config.validate() {
+        return fail(e);
+    }
+    if let Some(role) = &cli.command {
+        // The role components arrive with their issues; until then say so plainly.
+        return fail(format!(
+            "the `{}` role is not part of this build yet; its flags were parsed into the config \
+             (see --print-config-template), but nothing would serve them",
+            role.name()
+        ));
+    }
+
+    let headless = cli.no_ui || !std::io::stdout().is_terminal();
+    let theme = if headless {
+        None
+    } else {
+        match Theme::load(&config.ui.theme, std::env::var_os("NO_COLOR").is_some()) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        }
+    };
+    let data_dir = config
+        .node
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+
+    let channel = EventChannel::new();
+    let _log_guards = match logging::init(
+        logging::LogSettings {
+            data_dir: &data_dir,
+            filter: &config.node.log_level,
+            format: config.node.log_format,
+            stdout: headless,
+        },
+        channel.sender.clone(),
+    ) {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = %source,
+            data_dir = %data_dir.display(),
+            mode = if headless { "headless" } else { "tui" },
+            "starting node"
+        );
+        let node = node::build(&config, channel).start();
+        if let Err(e) = shutdown::on_signals(node.shutdown.clone()) {
+            tracing::error!(error = %e, "cannot install signal handlers");
+        }
+        match theme {
+            None => {
+                headless::run(&node, Duration::from_secs(config.node.status_interval_secs)).await
+            }
+            Some(theme) => {
+                let settings = ui::UiSettings {
+                    theme,
+                    max_fps: config.ui.max_fps,
+                    config_source: match &source {
+                        ConfigSource::File(p) => p.display().to_string(),
+                        ConfigSource::Defaults => "defaults".into(),
+                    },
+                };
+                if let Err(e) = ui::run(&node, settings).await {
+                    tracing::error!(error = %e, "console failed; shutting down");
+                }
+                node.shutdown.cancel();
+            }
+        }
+        let state = node.state.clone();
+        node.wait().await;
+        if headless {
+            headless::print_final(&state.borrow());
+        }
+        tracing::info!("stopped");
+    });
+    ExitCode::SUCCESS
+}

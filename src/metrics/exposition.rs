@@ -1,0 +1,153 @@
+//! Prometheus text exposition (format 0.0.4) of the node state.
+
+use crate::runtime::{ComponentStatus, NodeState};
+use std::fmt::Write;
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let joined: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", joined.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
+    let mut out = Exposition(String::new());
+    out.family(
+        "nicheimage_build_info",
+        "gauge",
+        "Build version of nicheimage-tui.",
+    );
+    out.sample("nicheimage_build_info", &[("version", state.version)], 1.0);
+    out.family(
+        "nicheimage_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+    );
+    out.sample(
+        "nicheimage_uptime_seconds",
+        &[],
+        state.uptime_secs(now_unix_ms) as f64,
+    );
+
+    out.family(
+        "nicheimage_component_up",
+        "gauge",
+        "1 while the component runs, 0 while starting, in backoff or stopped.",
+    );
+    for (name, c) in &state.components {
+        let up = if c.status == ComponentStatus::Running {
+            1.0
+        } else {
+            0.0
+        };
+        out.sample("nicheimage_component_up", &[("component", name)], up);
+    }
+    out.family(
+        "nicheimage_component_restarts_total",
+        "counter",
+        "Restarts of the component after a failure or by command.",
+    );
+    for (name, c) in &state.components {
+        out.sample(
+            "nicheimage_component_restarts_total",
+            &[("component", name)],
+            c.restarts as f64,
+        );
+    }
+
+    if let Some(h) = &state.host {
+        out.family(
+            "nicheimage_process_cpu_seconds_total",
+            "counter",
+            "CPU time used by the node process.",
+        );
+        out.sample(
+            "nicheimage_process_cpu_seconds_total",
+            &[],
+            h.process_cpu_seconds,
+        );
+        out.family(
+            "nicheimage_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the node process.",
+        );
+        out.sample(
+            "nicheimage_process_resident_memory_bytes",
+            &[],
+            h.process_rss_bytes as f64,
+        );
+        out.family(
+            "nicheimage_host_load1",
+            "gauge",
+            "Host load average over 1 minute.",
+        );
+        out.sample("nicheimage_host_load1", &[], h.load_average_1m);
+        out.family(
+            "nicheimage_host_memory_available_bytes",
+            "gauge",
+            "Host memory available.",
+        );
+        out.sample(
+            "nicheimage_host_memory_available_bytes",
+            &[],
+            h.memory_available_bytes as f64,
+        );
+    }
+    if let Some(t) = &state.torch {
+        out.family(
+            "nicheimage_cuda_devices",
+            "gauge",
+            "CUDA devices libtorch can use.",
+        );
+        out.sample("nicheimage_cuda_devices", &[], t.cuda_devices as f64);
+    }
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ComponentChange, Event};
+
+    #[test]
+    fn components_and_escaping() {
+        let mut s = NodeState::new(0);
+        for change in [ComponentChange::Starting, ComponentChange::Running] {
+            s.apply(
+                Event::Component {
+                    name: "we\"ird".into(),
+                    change,
+                },
+                1,
+            );
+        }
+        let text = render(&s, 5_000);
+        assert!(text.contains("nicheimage_uptime_seconds 5\n"), "{text}");
+        assert!(
+            text.contains("nicheimage_component_up{component=\"we\\\"ird\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE nicheimage_component_restarts_total counter\n"));
+    }
+}

@@ -1,0 +1,105 @@
+//! `GET /healthz` and `GET /metrics` on a loopback listener.
+
+mod exposition;
+
+pub use exposition::render;
+
+use crate::runtime::state::unix_ms_now;
+use crate::runtime::{Component, ComponentContext, Event, NodeState};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use warp::Filter;
+use warp::http::StatusCode;
+
+pub struct MetricsServer {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} for /healthz and /metrics: {source}")]
+pub struct BindError {
+    pub address: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// The routes, separate from the listener so tests can drive them directly.
+pub fn routes(
+    state: watch::Receiver<Arc<NodeState>>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    let health_state = state.clone();
+    let healthz = warp::path!("healthz").and(warp::get()).map(move || {
+        let s = health_state.borrow().clone();
+        let status = if s.healthy() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({
+            "status": if s.healthy() { "ok" } else { "degraded" },
+            "version": s.version,
+            "uptime_secs": s.uptime_secs(unix_ms_now()),
+            "components": s.components,
+        });
+        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    });
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        let s = state.borrow().clone();
+        warp::reply::with_header(
+            render(&s, unix_ms_now()),
+            "content-type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .into_response()
+    });
+    healthz
+        .or(metrics)
+        .unify()
+        .recover(|_| async {
+            Ok::<_, std::convert::Infallible>(
+                warp::reply::with_status(
+                    "not found; try /healthz or /metrics\n",
+                    StatusCode::NOT_FOUND,
+                )
+                .into_response(),
+            )
+        })
+        .unify()
+}
+
+use warp::Reply;
+
+impl Component for MetricsServer {
+    fn name(&self) -> &str {
+        "metrics"
+    }
+
+    fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            // Bind ourselves: warp's own bind panics when the port is taken.
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .map_err(|source| BindError {
+                    address: self.listen,
+                    source,
+                })?;
+            let bound = listener.local_addr()?;
+            tracing::info!(address = %bound, "serving /healthz and /metrics");
+            ctx.events
+                .send(Event::Listening {
+                    component: ctx.name.clone(),
+                    address: bound.to_string(),
+                })
+                .await;
+            warp::serve(routes(ctx.state.clone()))
+                .incoming(listener)
+                .graceful(ctx.cancel.clone().cancelled_owned())
+                .run()
+                .await;
+            Ok(())
+        }
+        .boxed()
+    }
+}

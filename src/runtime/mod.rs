@@ -1,0 +1,191 @@
+//! The node runtime: supervised components, one event channel into one state store, and a
+//! command channel back. The TUI and headless mode are both thin views over [`Node`].
+
+mod component;
+pub mod event;
+pub mod shutdown;
+pub mod state;
+mod supervisor;
+
+pub use component::{Component, ComponentContext, EventSender};
+pub use event::{Command, ComponentChange, ComponentStatus, Event};
+pub use state::NodeState;
+pub use supervisor::Backoff;
+
+use crate::config::SupervisorConfig;
+use std::collections::HashMap;
+use std::sync::Arc;
+use supervisor::{Control, Supervisor};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const EVENT_CAPACITY: usize = 4096;
+
+/// The event channel, made before anything else so logging can feed it from the start.
+pub struct EventChannel {
+    pub sender: EventSender,
+    receiver: mpsc::Receiver<Event>,
+}
+
+impl EventChannel {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        Self {
+            sender: EventSender(tx),
+            receiver: rx,
+        }
+    }
+}
+
+impl Default for EventChannel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Collects components before the node starts.
+pub struct Runtime {
+    supervisor: SupervisorConfig,
+    channel: EventChannel,
+    components: Vec<Arc<dyn Component>>,
+    shutdown: CancellationToken,
+}
+
+/// A running node: its state, its command channel, and the shutdown token.
+pub struct Node {
+    pub state: watch::Receiver<Arc<NodeState>>,
+    pub commands: mpsc::Sender<Command>,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Runtime {
+    pub fn new(supervisor: SupervisorConfig, channel: EventChannel) -> Self {
+        Self {
+            supervisor,
+            channel,
+            components: Vec::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn add(&mut self, component: Arc<dyn Component>) -> &mut Self {
+        self.components.push(component);
+        self
+    }
+
+    pub fn start(self) -> Node {
+        let mut tasks = JoinSet::new();
+        let (state_tx, state_rx) = watch::channel(Arc::new(NodeState::default()));
+        let (command_tx, command_rx) = mpsc::channel(64);
+        let store_done = CancellationToken::new();
+        tasks.spawn(store(self.channel.receiver, state_tx, store_done.clone()));
+
+        let mut routes = HashMap::new();
+        let mut supervisors = JoinSet::new();
+        for component in self.components {
+            let (control_tx, control_rx) = mpsc::channel(16);
+            routes.insert(component.name().to_string(), control_tx);
+            supervisors.spawn(
+                Supervisor {
+                    component,
+                    config: self.supervisor.clone(),
+                    events: self.channel.sender.clone(),
+                    state: state_rx.clone(),
+                    shutdown: self.shutdown.clone(),
+                    control: control_rx,
+                }
+                .run(),
+            );
+        }
+        tasks.spawn(route_commands(command_rx, routes, self.shutdown.clone()));
+        // The store runs until every supervisor has reported its last event.
+        tasks.spawn(async move {
+            while supervisors.join_next().await.is_some() {}
+            store_done.cancel();
+        });
+        Node {
+            state: state_rx,
+            commands: command_tx,
+            shutdown: self.shutdown,
+            tasks,
+        }
+    }
+}
+
+impl Node {
+    pub fn snapshot(&self) -> Arc<NodeState> {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until shutdown has been requested and every component has drained.
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn store(
+    mut events: mpsc::Receiver<Event>,
+    state_tx: watch::Sender<Arc<NodeState>>,
+    done: CancellationToken,
+) {
+    let mut state = NodeState::clone(&state_tx.borrow());
+    loop {
+        let first = tokio::select! {
+            e = events.recv() => e,
+            _ = done.cancelled() => None,
+        };
+        let Some(first) = first else {
+            // Drain what is left so the final snapshot is complete.
+            while let Ok(e) = events.try_recv() {
+                state.apply(e, state::unix_ms_now());
+            }
+            state_tx.send_replace(Arc::new(state));
+            return;
+        };
+        let now = state::unix_ms_now();
+        state.apply(first, now);
+        // Fold a burst of events into one published snapshot.
+        while let Ok(e) = events.try_recv() {
+            state.apply(e, now);
+        }
+        state_tx.send_replace(Arc::new(state.clone()));
+    }
+}
+
+async fn route_commands(
+    mut commands: mpsc::Receiver<Command>,
+    routes: HashMap<String, mpsc::Sender<Control>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let command = tokio::select! {
+            c = commands.recv() => c,
+            _ = shutdown.cancelled() => return,
+        };
+        let Some(command) = command else { return };
+        let (name, control) = match command {
+            Command::Shutdown => {
+                tracing::info!("shutdown requested");
+                shutdown.cancel();
+                return;
+            }
+            Command::Start(n) => (n, Control::Start),
+            Command::Stop(n) => (n, Control::Stop),
+            Command::Restart(n) => (n, Control::Restart),
+        };
+        match routes.get(&name) {
+            Some(tx) => {
+                tracing::info!(component = %name, command = ?control, "command");
+                let _ = tx.send(control).await;
+            }
+            None => tracing::warn!(component = %name, "command for an unknown component ignored"),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The state store: a fold of events into one snapshot that views render.
+
+use super::event::{ComponentChange, ComponentStatus, Event, HostSample, LogLine, TorchReport};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Recent log lines kept for views; the full log is in the log file.
+pub const LOG_RING: usize = 500;
+
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentState {
+    pub status: ComponentStatus,
+    /// Restarts after a failure or by command.
+    pub restarts: u32,
+    pub last_error: Option<String>,
+    pub last_error_unix_ms: Option<u64>,
+    /// When the component entered its current status.
+    pub since_unix_ms: u64,
+    /// Set while in backoff: when the next attempt starts.
+    pub retry_at_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeState {
+    pub version: &'static str,
+    pub started_unix_ms: u64,
+    pub components: BTreeMap<String, ComponentState>,
+    pub listeners: BTreeMap<String, String>,
+    pub host: Option<HostSample>,
+    pub torch: Option<TorchReport>,
+    #[serde(skip)]
+    pub logs: VecDeque<LogLine>,
+    /// Counts every change, so a view can tell whether it must redraw.
+    pub revision: u64,
+}
+
+impl Default for NodeState {
+    fn default() -> Self {
+        Self::new(unix_ms_now())
+    }
+}
+
+impl NodeState {
+    pub fn new(started_unix_ms: u64) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            started_unix_ms,
+            components: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            host: None,
+            torch: None,
+            logs: VecDeque::new(),
+            revision: 0,
+        }
+    }
+
+    pub fn apply(&mut self, event: Event, now_unix_ms: u64) {
+        self.revision += 1;
+        match event {
+            Event::Component { name, change } => {
+                let entry = self
+                    .components
+                    .entry(name.clone())
+                    .or_insert_with(|| ComponentState {
+                        status: ComponentStatus::Starting,
+                        restarts: 0,
+                        last_error: None,
+                        last_error_unix_ms: None,
+                        since_unix_ms: now_unix_ms,
+                        retry_at_unix_ms: None,
+                    });
+                let previous = entry.status;
+                entry.retry_at_unix_ms = None;
+                entry.status = match change {
+                    ComponentChange::Starting => {
+                        // Starting again after a failure or while running is a restart;
+                        // the first start and a start after a stop are not.
+                        if matches!(
+                            previous,
+                            ComponentStatus::Backoff | ComponentStatus::Running
+                        ) {
+                            entry.restarts += 1;
+                        }
+                        ComponentStatus::Starting
+                    }
+                    ComponentChange::Running => ComponentStatus::Running,
+                    ComponentChange::Failed { error, retry_in } => {
+                        entry.last_error = Some(error);
+                        entry.last_error_unix_ms = Some(now_unix_ms);
+                        entry.retry_at_unix_ms = Some(now_unix_ms + retry_in.as_millis() as u64);
+                        ComponentStatus::Backoff
+                    }
+                    ComponentChange::Stopped => {
+                        self.listeners.remove(&name);
+                        ComponentStatus::Stopped
+                    }
+                };
+                entry.since_unix_ms = now_unix_ms;
+            }
+            Event::Listening { component, address } => {
+                self.listeners.insert(component, address);
+            }
+            Event::Host(sample) => self.host = Some(sample),
+            Event::Torch(report) => self.torch = Some(report),
+            Event::Log(line) => {
+                if self.logs.len() == LOG_RING {
+                    self.logs.pop_front();
+                }
+                self.logs.push_back(line);
+            }
+        }
+    }
+
+    pub fn uptime_secs(&self, now_unix_ms: u64) -> u64 {
+        now_unix_ms.saturating_sub(self.started_unix_ms) / 1000
+    }
+
+    /// Healthy when every component is running (or was stopped on purpose).
+    pub fn healthy(&self) -> bool {
+        self.components.values().all(|c| {
+            matches!(
+                c.status,
+                ComponentStatus::Running | ComponentStatus::Stopped
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn change(state: &mut NodeState, change: ComponentChange, t: u64) {
+        state.apply(
+            Event::Component {
+                name: "x".into(),
+                change,
+            },
+            t,
+        );
+    }
+
+    #[test]
+    fn failure_then_restart_counts_once_and_keeps_the_error() {
+        let mut s = NodeState::new(0);
+        change(&mut s, ComponentChange::Starting, 1);
+        change(&mut s, ComponentChange::Running, 2);
+        change(
+            &mut s,
+            ComponentChange::Failed {
+                error: "boom".into(),
+                retry_in: Duration::from_millis(500),
+            },
+            3,
+        );
+        let c = &s.components["x"];
+        assert_eq!(c.status, ComponentStatus::Backoff);
+        assert_eq!(c.retry_at_unix_ms, Some(503));
+        change(&mut s, ComponentChange::Starting, 503);
+        change(&mut s, ComponentChange::Running, 504);
+        let c = &s.components["x"];
+        assert_eq!(c.restarts, 1);
+        assert_eq!(c.last_error.as_deref(), Some("boom"));
+        assert_eq!(c.status, ComponentStatus::Running);
+        assert!(s.healthy());
+    }
+
+    #[test]
+    fn start_after_stop_is_not_a_restart() {
+        let mut s = NodeState::new(0);
+        change(&mut s, ComponentChange::Starting, 1);
+        change(&mut s, ComponentChange::Running, 2);
+        change(&mut s, ComponentChange::Stopped, 3);
+        change(&mut s, ComponentChange::Starting, 4);
+        assert_eq!(s.components["x"].restarts, 0);
+    }
+
+    #[test]
+    fn log_ring_is_bounded() {
+        let mut s = NodeState::new(0);
+        for i in 0..(LOG_RING + 10) {
+            s.apply(
+                Event::Log(LogLine {
+                    unix_ms: i as u64,
+                    level: "INFO".into(),
+                    target: "t".into(),
+                    message: format!("{i}"),
+                }),
+                0,
+            );
+        }
+        assert_eq!(s.logs.len(), LOG_RING);
+        assert_eq!(s.logs.front().unwrap().message, "10");
+    }
+}

@@ -1,0 +1,100 @@
+//! The terminal console: renders [`NodeState`](crate::runtime::NodeState) and sends commands.
+//! No business logic and no I/O besides the terminal live here.
+
+pub mod app;
+pub mod keymap;
+pub mod theme;
+pub mod view;
+
+use crate::runtime::state::unix_ms_now;
+use crate::runtime::{Command, Node};
+use app::{Outcome, UiState};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+use theme::Theme;
+use view::ViewContext;
+
+/// Restores the terminal however the console ends (return, error or panic unwinding).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+pub struct UiSettings {
+    pub theme: Theme,
+    pub max_fps: u32,
+    pub config_source: String,
+}
+
+/// Runs the console until the operator quits or the node shuts down.
+pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
+    // try_init also installs a panic hook that restores the terminal before printing.
+    let mut terminal = ratatui::try_init()?;
+    let _guard = TerminalGuard;
+    let mut input = EventStream::new();
+    let mut state_rx = node.state.clone();
+    let mut ui = UiState::default();
+    let frame_gap = Duration::from_millis(1000 / u64::from(settings.max_fps.max(1)));
+    // Uptime and countdowns change every second even when nothing else does.
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let mut dirty = true;
+    let mut last_frame = Instant::now() - frame_gap;
+
+    loop {
+        if dirty {
+            let wait = frame_gap.saturating_sub(last_frame.elapsed());
+            if wait.is_zero() {
+                let state = state_rx.borrow_and_update().clone();
+                terminal.draw(|f| {
+                    view::draw(
+                        f,
+                        &ViewContext {
+                            state: &state,
+                            ui: &ui,
+                            theme: &settings.theme,
+                            now_unix_ms: unix_ms_now(),
+                            config_source: &settings.config_source,
+                        },
+                    )
+                })?;
+                last_frame = Instant::now();
+                dirty = false;
+            }
+        }
+        let until_frame = frame_gap.saturating_sub(last_frame.elapsed());
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return Ok(()),
+            changed = state_rx.changed() => {
+                if changed.is_err() { return Ok(()); }
+                dirty = true;
+            }
+            _ = clock.tick() => dirty = true,
+            _ = tokio::time::sleep(until_frame), if dirty => {}
+            event = input.next() => match event {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    let Some(action) = keymap::action_for(key) else { continue };
+                    let snapshot = node.snapshot();
+                    match ui.handle(action, &snapshot) {
+                        Outcome::Nothing => {}
+                        Outcome::Quit => {
+                            let _ = node.commands.send(Command::Shutdown).await;
+                            return Ok(());
+                        }
+                        Outcome::Send(command) => {
+                            let _ = node.commands.send(command).await;
+                        }
+                    }
+                    dirty = true;
+                }
+                Some(Ok(TermEvent::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The real binary, headless, on loopback: status lines, /healthz, /metrics, clean SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Headless {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Headless {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, port: u16) -> Headless {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nstatus_interval_secs = 1\ntelemetry_interval_secs = 1\ndevice = \"cpu\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [supervisor]\nbackoff_initial_ms = 200\nbackoff_max_ms = 400\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .arg("--no-ui")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("HOME", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Headless { child, lines: rx }
+}
+
+impl Headless {
+    /// The next status line satisfying `pred`, within 60 s.
+    fn status_where(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["type"] == "status"
+                && pred(&v)
+            {
+                return v;
+            }
+        }
+        panic!("no status line with {what} within 60 s");
+    }
+
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let rest: Vec<String> = self.lines.try_iter().collect();
+                return (status, rest);
+            }
+            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test]
+async fn serves_health_and_metrics_reports_status_and_exits_zero_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let node = start(dir.path(), port);
+    let v = node.status_where("metrics and telemetry running, torch probed", |v| {
+        v["components"]["metrics"]["status"] == "running"
+            && v["components"]["telemetry"]["status"] == "running"
+            && !v["torch"].is_null()
+            && !v["host"].is_null()
+    });
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["listeners"]["metrics"], format!("127.0.0.1:{port}"));
+    assert!(v["host"]["process_rss_bytes"].as_u64().unwrap() > 0);
+    if cfg!(feature = "local-infer") {
+        assert_eq!(v["torch"]["smoke_test"], serde_json::json!({"Ok": null}));
+    }
+
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["components"]["telemetry"]["status"], "running");
+
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("nicheimage_component_up{component=\"metrics\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nicheimage_process_resident_memory_bytes "),
+        "{text}"
+    );
+
+    let missing = client.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let (status, rest) = node.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let last = rest
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["type"] == "status")
+        })
+        .expect("a final status line");
+    assert_eq!(last["components"]["metrics"]["status"], "stopped");
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("data/logs"))
+        .unwrap()
+        .collect();
+    assert!(!logs.is_empty(), "a log file in the data dir");
+}
+
+#[tokio::test]
+async fn a_taken_port_is_reported_and_retried_while_the_rest_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let node = start(dir.path(), port);
+    let v = node.status_where("metrics in backoff twice", |v| {
+        v["components"]["metrics"]["restarts"].as_u64() >= Some(1)
+            && v["components"]["metrics"]["status"] == "backoff"
+    });
+    let err = v["components"]["metrics"]["last_error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert_eq!(v["components"]["telemetry"]["status"], "running");
+    assert_eq!(v["healthy"], false);
+
+    // Once the port is free the supervisor's retry succeeds.
+    drop(blocker);
+    node.status_where("metrics recovered", |v| {
+        v["components"]["metrics"]["status"] == "running"
+    });
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}

@@ -1,0 +1,136 @@
+//! Console rendering on ratatui's TestBackend, from seeded state (no terminal, no clock).
+
+use nicheimage_tui::runtime::event::{HostSample, LogLine, TorchReport};
+use nicheimage_tui::runtime::{ComponentChange, Event, NodeState};
+use nicheimage_tui::ui::app::UiState;
+use nicheimage_tui::ui::keymap::Action;
+use nicheimage_tui::ui::theme::Theme;
+use nicheimage_tui::ui::view::{ViewContext, draw};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::time::Duration;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn seeded() -> NodeState {
+    let mut s = NodeState::new(T0);
+    let mut apply = |e: Event| s.apply(e, T0 + 1_000);
+    for name in ["metrics", "telemetry"] {
+        for change in [ComponentChange::Starting, ComponentChange::Running] {
+            apply(Event::Component {
+                name: name.into(),
+                change,
+            });
+        }
+    }
+    apply(Event::Component {
+        name: "metrics".into(),
+        change: ComponentChange::Failed {
+            error: "cannot listen on 127.0.0.1:9646 for /healthz and /metrics: Address in use"
+                .into(),
+            retry_in: Duration::from_secs(4),
+        },
+    });
+    apply(Event::Host(HostSample {
+        process_cpu_percent: 3.0,
+        process_cpu_seconds: 1.5,
+        process_rss_bytes: 64 * 1024 * 1024,
+        load_average_1m: 0.42,
+        memory_total_bytes: 24 * 1024 * 1024 * 1024,
+        memory_available_bytes: 20 * 1024 * 1024 * 1024,
+        cores: 2,
+    }));
+    apply(Event::Torch(TorchReport {
+        compiled_in: true,
+        cuda_available: false,
+        cuda_devices: 0,
+        cudnn_available: false,
+        cpu_threads: 2,
+        smoke_test: Ok(()),
+    }));
+    apply(Event::Log(LogLine {
+        unix_ms: T0,
+        level: "WARN".into(),
+        target: "nicheimage_tui::runtime".into(),
+        message: "component failed component=metrics".into(),
+    }));
+    s
+}
+
+fn render(width: u16, height: u16, ui: &UiState, theme: &Theme) -> Terminal<TestBackend> {
+    let state = seeded();
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|f| {
+            draw(
+                f,
+                &ViewContext {
+                    state: &state,
+                    ui,
+                    theme,
+                    now_unix_ms: T0 + 3_000,
+                    config_source: "defaults",
+                },
+            )
+        })
+        .unwrap();
+    terminal
+}
+
+#[test]
+fn overview_80x24() {
+    let t = render(80, 24, &UiState::default(), &Theme::default_theme());
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn overview_160x48() {
+    let t = render(160, 48, &UiState::default(), &Theme::default_theme());
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn confirm_dialog_and_help() {
+    let state = seeded();
+    let mut ui = UiState::default();
+    ui.handle(Action::Restart, &state);
+    insta::assert_snapshot!(
+        "confirm",
+        render(80, 24, &ui, &Theme::default_theme()).backend()
+    );
+    let mut ui = UiState::default();
+    ui.handle(Action::Help, &state);
+    insta::assert_snapshot!(
+        "help",
+        render(80, 24, &ui, &Theme::default_theme()).backend()
+    );
+}
+
+#[test]
+fn too_small_says_so() {
+    let t = render(40, 10, &UiState::default(), &Theme::default_theme());
+    let text = t.backend().to_string();
+    assert!(text.contains("terminal too small"), "{text}");
+}
+
+#[test]
+fn failed_component_is_drawn_in_the_error_colour() {
+    let theme = Theme::load("high-contrast", false).unwrap();
+    // Select the other row: the selected one is drawn in the selection colours.
+    let mut ui = UiState::default();
+    ui.handle(Action::Down, &seeded());
+    let t = render(80, 24, &ui, &theme);
+    let buffer = t.backend().buffer();
+    // Find the "backoff" status cell of the metrics row and check its style.
+    let (x, y) = (0..buffer.area.height)
+        .flat_map(|y| (0..buffer.area.width).map(move |x| (x, y)))
+        .find(|&(x, y)| {
+            (0..7).all(|i| {
+                buffer
+                    .cell((x + i, y))
+                    .is_some_and(|c| c.symbol() == &"backoff"[i as usize..i as usize + 1])
+            })
+        })
+        .expect("a backoff status cell");
+    assert_eq!(buffer[(x, y)].fg, theme.error);
+}
