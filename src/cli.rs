@@ -49,6 +49,15 @@ pub enum Role {
     Miner(MinerArgs),
     /// The validator neuron.
     Validator(ValidatorArgs),
+    /// Write the tiny random SD 1.5 checkpoint (single file + config folder) used by the tests,
+    /// the local demo and the parity fixtures.
+    #[command(name = "tiny-checkpoint")]
+    TinyCheckpoint {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value = "tiny-sd15")]
+        name: String,
+    },
 }
 
 impl Role {
@@ -58,6 +67,7 @@ impl Role {
             Role::Reward(_) => "reward",
             Role::Miner(_) => "miner",
             Role::Validator(_) => "validator",
+            Role::TinyCheckpoint { .. } => "tiny-checkpoint",
         }
     }
 }
@@ -266,6 +276,7 @@ impl Cli {
                     a.challenge_image.clone(),
                 );
             }
+            Role::TinyCheckpoint { .. } => {}
         }
     }
 }

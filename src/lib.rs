@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod diffusion;
 pub mod headless;
+pub mod image;
+pub mod imagehash;
 pub mod logging;
 pub mod metrics;
 pub mod node;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use nicheimage_tui::cli::Cli;
+use nicheimage_tui::cli::{Cli, Role};
 use nicheimage_tui::config::{self, ConfigSource};
 use nicheimage_tui::runtime::{EventChannel, shutdown};
 use nicheimage_tui::ui::theme::Theme;
@@ -29,6 +29,9 @@ fn main() -> ExitCode {
     cli.apply(&mut config);
     if let Err(e) = config.validate() {
         return fail(e);
+    }
+    if let Some(Role::TinyCheckpoint { out, name }) = &cli.command {
+        return tiny_checkpoint(out, name);
     }
     if let Some(role) = &cli.command {
         // The role components arrive with their issues; until then say so plainly.
@@ -114,4 +117,20 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
     });
     ExitCode::SUCCESS
+}
+
+#[cfg(feature = "local-infer")]
+fn tiny_checkpoint(out: &std::path::Path, name: &str) -> ExitCode {
+    match nicheimage_tui::diffusion::tiny::write_tiny_sd15(out, name) {
+        Ok(file) => {
+            println!("{}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+#[cfg(not(feature = "local-infer"))]
+fn tiny_checkpoint(_out: &std::path::Path, _name: &str) -> ExitCode {
+    fail("this build has no local inference (built without the local-infer feature)")
 }

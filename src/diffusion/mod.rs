@@ -1,7 +1,33 @@
-//! Local image generation on libtorch (feature `local-infer`).
+//! Local image generation on libtorch (feature `local-infer`): Stable Diffusion 1.x,
+//! numerically faithful to diffusers.
 
 #[cfg(feature = "local-infer")]
+mod blocks;
+#[cfg(feature = "local-infer")]
+pub mod clip;
+#[cfg(feature = "local-infer")]
+pub mod config;
+#[cfg(feature = "local-infer")]
 mod device;
+#[cfg(feature = "local-infer")]
+pub mod image;
+#[cfg(feature = "local-infer")]
+pub mod ldm;
+#[cfg(feature = "local-infer")]
+mod nn;
+#[cfg(feature = "local-infer")]
+pub mod pipeline;
+#[cfg(feature = "local-infer")]
+pub mod scheduler;
+#[cfg(feature = "local-infer")]
+pub mod tiny;
+pub mod tokenizer;
+#[cfg(feature = "local-infer")]
+pub mod unet;
+#[cfg(feature = "local-infer")]
+pub mod vae;
+#[cfg(feature = "local-infer")]
+pub mod weights;
 
 #[cfg(feature = "local-infer")]
 pub use device::{probe, select_device};

@@ -1,0 +1,491 @@
+//! Samplers, as pure functions of their config, matching diffusers 0.42 step for step:
+//! `DPMSolverMultistepScheduler` (dpmsolver++, order 2, midpoint; with or without Karras sigmas),
+//! `EulerDiscreteScheduler` and `EulerAncestralDiscreteScheduler`.
+//!
+//! The beta/alpha tables are computed with libtorch in float32 exactly as diffusers does; the
+//! numpy parts of `set_timesteps` are reproduced in f64 with numpy's rounding and interpolation.
+
+use serde::Deserialize;
+use std::str::FromStr;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SchedulerError {
+    #[error(
+        "scheduler `{0}` is not supported by this engine yet (supported: dpm++2m_karras, dpm++2m, euler, euler_a)"
+    )]
+    Unsupported(String),
+    #[error(
+        "unknown scheduler `{0}` (known: dpm++2m_karras, dpm++2m, euler, euler_a, dpm++sde_karras, dpm++sde, lcm)"
+    )]
+    Unknown(String),
+    #[error("num_inference_steps must be at least 1")]
+    NoSteps,
+    #[error("unsupported scheduler config: {0}")]
+    Config(String),
+}
+
+/// The seed's scheduler names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerKind {
+    DpmPp2mKarras,
+    DpmPp2m,
+    Euler,
+    EulerAncestral,
+}
+
+impl FromStr for SchedulerKind {
+    type Err = SchedulerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dpm++2m_karras" => Ok(Self::DpmPp2mKarras),
+            "dpm++2m" => Ok(Self::DpmPp2m),
+            "euler" => Ok(Self::Euler),
+            "euler_a" => Ok(Self::EulerAncestral),
+            "dpm++sde_karras" | "dpm++sde" | "lcm" => Err(SchedulerError::Unsupported(s.into())),
+            _ => Err(SchedulerError::Unknown(s.into())),
+        }
+    }
+}
+
+impl SchedulerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DpmPp2mKarras => "dpm++2m_karras",
+            Self::DpmPp2m => "dpm++2m",
+            Self::Euler => "euler",
+            Self::EulerAncestral => "euler_a",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestepSpacing {
+    Linspace,
+    Leading,
+    Trailing,
+}
+
+/// The noise schedule a checkpoint was trained with (`scheduler/scheduler_config.json`).
+/// The default is SD 1.5's. Keys a config file does not set are not passed on by diffusers'
+/// `from_config` (they are in `_use_default_values`), so the sampler's own default applies:
+/// that is why `timestep_spacing` stays `None` unless the file names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoiseSchedule {
+    pub num_train_timesteps: usize,
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub beta_schedule: String,
+    pub timestep_spacing: Option<TimestepSpacing>,
+    pub steps_offset: i64,
+    pub prediction_type: String,
+}
+
+impl Default for NoiseSchedule {
+    fn default() -> Self {
+        Self {
+            num_train_timesteps: 1000,
+            beta_start: 0.00085,
+            beta_end: 0.012,
+            beta_schedule: "scaled_linear".into(),
+            timestep_spacing: None,
+            steps_offset: 1,
+            prediction_type: "epsilon".into(),
+        }
+    }
+}
+
+/// `scheduler_config.json` as written; missing keys take the samplers' defaults.
+#[derive(Debug, Deserialize)]
+struct RawSchedule {
+    num_train_timesteps: Option<usize>,
+    beta_start: Option<f64>,
+    beta_end: Option<f64>,
+    beta_schedule: Option<String>,
+    timestep_spacing: Option<TimestepSpacing>,
+    steps_offset: Option<i64>,
+    prediction_type: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for NoiseSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawSchedule::deserialize(d)?;
+        Ok(Self {
+            num_train_timesteps: raw.num_train_timesteps.unwrap_or(1000),
+            beta_start: raw.beta_start.unwrap_or(0.0001),
+            beta_end: raw.beta_end.unwrap_or(0.02),
+            beta_schedule: raw.beta_schedule.unwrap_or_else(|| "linear".into()),
+            timestep_spacing: raw.timestep_spacing,
+            steps_offset: raw.steps_offset.unwrap_or(0),
+            prediction_type: raw.prediction_type.unwrap_or_else(|| "epsilon".into()),
+        })
+    }
+}
+
+impl NoiseSchedule {
+    /// `sqrt((1 - alphas_cumprod) / alphas_cumprod)` per training step, in float32 as torch computes it.
+    fn train_sigmas(&self) -> Result<Vec<f32>, SchedulerError> {
+        let n = self.num_train_timesteps as i64;
+        let opts = (Kind::Float, Device::Cpu);
+        let betas = match self.beta_schedule.as_str() {
+            "scaled_linear" => {
+                Tensor::linspace(self.beta_start.sqrt(), self.beta_end.sqrt(), n, opts)
+                    .pow_tensor_scalar(2)
+            }
+            "linear" => Tensor::linspace(self.beta_start, self.beta_end, n, opts),
+            other => return Err(SchedulerError::Config(format!("beta_schedule `{other}`"))),
+        };
+        if self.prediction_type != "epsilon" {
+            return Err(SchedulerError::Config(format!(
+                "prediction_type `{}` (only epsilon)",
+                self.prediction_type
+            )));
+        }
+        let alphas_cumprod = (Tensor::ones_like(&betas) - betas).cumprod(0, Kind::Float);
+        let sigmas = ((Tensor::ones_like(&alphas_cumprod) - &alphas_cumprod) / &alphas_cumprod)
+            .pow_tensor_scalar(0.5);
+        Vec::<f32>::try_from(&sigmas).map_err(|e| SchedulerError::Config(e.to_string()))
+    }
+}
+
+/// The timesteps fed to the UNet and the sigma per step (one more sigma than timesteps).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub timesteps: Vec<f64>,
+    pub sigmas: Vec<f32>,
+    pub init_noise_sigma: f32,
+}
+
+/// numpy's round: half to even.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        r
+    }
+}
+
+/// `np.interp(x, arange(len(fp)), fp)`.
+fn interp(x: f64, fp: &[f32]) -> f64 {
+    let last = fp.len() - 1;
+    if x <= 0.0 {
+        return fp[0] as f64;
+    }
+    if x >= last as f64 {
+        return fp[last] as f64;
+    }
+    let j = x.floor() as usize;
+    if j as f64 == x {
+        return fp[j] as f64;
+    }
+    let slope = fp[j + 1] as f64 - fp[j] as f64;
+    slope * (x - j as f64) + fp[j] as f64
+}
+
+/// `np.linspace(start, stop, num)` in f64.
+fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+    match num {
+        0 => vec![],
+        1 => vec![start],
+        _ => {
+            let step = (stop - start) / (num - 1) as f64;
+            (0..num)
+                .map(|i| {
+                    if i == num - 1 {
+                        stop
+                    } else {
+                        start + i as f64 * step
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// Karras et al. (2022) sigmas between the schedule's extremes, rho = 7.
+fn karras(sigma_min: f64, sigma_max: f64, steps: usize) -> Vec<f64> {
+    let rho = 7.0;
+    let (min_inv, max_inv) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
+    linspace(0.0, 1.0, steps)
+        .into_iter()
+        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
+        .collect()
+}
+
+/// The (fractional) training timestep whose sigma is `sigma`, by log-sigma interpolation.
+fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
+    let log_sigma = sigma.max(1e-10).ln();
+    let n = log_sigmas.len();
+    // Last index whose log-sigma is <= log_sigma (0 when none), at most n - 2.
+    let low_idx = log_sigmas
+        .iter()
+        .rposition(|&l| log_sigma - l as f64 >= 0.0)
+        .unwrap_or(0)
+        .min(n - 2);
+    let (low, high) = (log_sigmas[low_idx] as f64, log_sigmas[low_idx + 1] as f64);
+    let w = ((low - log_sigma) / (low - high)).clamp(0.0, 1.0);
+    (1.0 - w) * low_idx as f64 + w * (low_idx + 1) as f64
+}
+
+impl SchedulerKind {
+    pub fn plan(self, schedule: &NoiseSchedule, steps: usize) -> Result<Plan, SchedulerError> {
+        if steps == 0 {
+            return Err(SchedulerError::NoSteps);
+        }
+        let train = schedule.train_sigmas()?;
+        let t_max = schedule.num_train_timesteps;
+        let offset = schedule.steps_offset as f64;
+        // Every sampler here defaults to "linspace" in diffusers.
+        let spacing = schedule
+            .timestep_spacing
+            .unwrap_or(TimestepSpacing::Linspace);
+        match self {
+            Self::DpmPp2m | Self::DpmPp2mKarras => {
+                let mut timesteps: Vec<f64> = match spacing {
+                    TimestepSpacing::Linspace => {
+                        let mut v: Vec<f64> = linspace(0.0, (t_max - 1) as f64, steps + 1)
+                            .into_iter()
+                            .map(round_half_even)
+                            .collect();
+                        v.reverse();
+                        v.pop();
+                        v
+                    }
+                    TimestepSpacing::Leading => {
+                        let ratio = (t_max / (steps + 1)) as f64;
+                        let mut v: Vec<f64> =
+                            (0..=steps).map(|i| i as f64 * ratio + offset).collect();
+                        v.reverse();
+                        v.pop();
+                        v
+                    }
+                    TimestepSpacing::Trailing => trailing(t_max, steps),
+                };
+                let mut sigmas: Vec<f64>;
+                if self == Self::DpmPp2mKarras {
+                    let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
+                    sigmas = karras(train[0] as f64, train[t_max - 1] as f64, steps);
+                    timesteps = sigmas
+                        .iter()
+                        .map(|&s| round_half_even(sigma_to_t(s, &log_sigmas)))
+                        .collect();
+                } else {
+                    sigmas = timesteps.iter().map(|&t| interp(t, &train)).collect();
+                }
+                sigmas.push(0.0);
+                Ok(Plan {
+                    timesteps,
+                    sigmas: sigmas.into_iter().map(|s| s as f32).collect(),
+                    init_noise_sigma: 1.0,
+                })
+            }
+            Self::Euler | Self::EulerAncestral => {
+                let timesteps: Vec<f64> = match spacing {
+                    TimestepSpacing::Linspace => {
+                        // numpy computes this linspace in float32.
+                        let mut v: Vec<f64> = linspace(0.0, (t_max - 1) as f64, steps)
+                            .into_iter()
+                            .map(|x| x as f32 as f64)
+                            .collect();
+                        v.reverse();
+                        v
+                    }
+                    TimestepSpacing::Leading => {
+                        let ratio = (t_max / steps) as f64;
+                        let mut v: Vec<f64> =
+                            (0..steps).map(|i| i as f64 * ratio + offset).collect();
+                        v.reverse();
+                        v
+                    }
+                    TimestepSpacing::Trailing => trailing(t_max, steps),
+                };
+                let mut sigmas: Vec<f32> = timesteps
+                    .iter()
+                    .map(|&t| interp(t, &train) as f32)
+                    .collect();
+                sigmas.push(0.0);
+                let max = sigmas.iter().copied().fold(f32::MIN, f32::max);
+                let init_noise_sigma = match spacing {
+                    TimestepSpacing::Linspace | TimestepSpacing::Trailing => max,
+                    TimestepSpacing::Leading => (max * max + 1.0).powf(0.5),
+                };
+                Ok(Plan {
+                    timesteps,
+                    sigmas,
+                    init_noise_sigma,
+                })
+            }
+        }
+    }
+}
+
+/// `np.arange(T, 0, -T/steps).round() - 1`.
+fn trailing(t_max: usize, steps: usize) -> Vec<f64> {
+    let ratio = t_max as f64 / steps as f64;
+    let mut v = Vec::new();
+    let mut i = 0usize;
+    loop {
+        let x = t_max as f64 - i as f64 * ratio;
+        if x <= 0.0 {
+            break;
+        }
+        v.push(round_half_even(x) - 1.0);
+        i += 1;
+    }
+    v
+}
+
+/// Steps one denoising run; holds the multistep history.
+pub struct Sampler {
+    kind: SchedulerKind,
+    plan: Plan,
+    step_index: usize,
+    previous_x0: Option<Tensor>,
+    lower_order_nums: usize,
+}
+
+fn alpha_sigma(sigma: f32) -> (f32, f32) {
+    let alpha = 1.0 / (sigma * sigma + 1.0).powf(0.5);
+    (alpha, sigma * alpha)
+}
+
+fn lambda(alpha: f32, sigma: f32) -> f32 {
+    alpha.ln() - sigma.ln()
+}
+
+impl Sampler {
+    pub fn new(kind: SchedulerKind, plan: Plan) -> Self {
+        Self {
+            kind,
+            plan,
+            step_index: 0,
+            previous_x0: None,
+            lower_order_nums: 0,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Euler variants divide the UNet input by sqrt(sigma² + 1); DPM-Solver leaves it.
+    pub fn scale_model_input(&self, sample: &Tensor) -> Tensor {
+        match self.kind {
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
+                let sigma = self.plan.sigmas[self.step_index];
+                sample / f64::from((sigma * sigma + 1.0).powf(0.5))
+            }
+            _ => sample.shallow_clone(),
+        }
+    }
+
+    /// One step from `sample` given the guided noise prediction; returns the next sample in
+    /// the prediction's dtype. Euler ancestral draws its noise from libtorch's global CPU
+    /// generator, as the seed's pipeline does with `torch.manual_seed`.
+    pub fn step(&mut self, eps: &Tensor, sample: &Tensor) -> Tensor {
+        let i = self.step_index;
+        let n = self.plan.timesteps.len();
+        let sigmas = &self.plan.sigmas;
+        let out = match self.kind {
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
+                let (alpha_s0, sigma_s0) = alpha_sigma(sigmas[i]);
+                // The data prediction x0 = (x - sigma_t * eps) / alpha_t, in the model dtype.
+                let x0 = (sample - eps * f64::from(sigma_s0)) / f64::from(alpha_s0);
+                let sample = sample.to_kind(Kind::Float);
+                let lower_order_final = i == n - 1; // final sigma is zero
+                let (alpha_t, sigma_t) = alpha_sigma(sigmas[i + 1]);
+                let h = lambda(alpha_t, sigma_t) - lambda(alpha_s0, sigma_s0);
+                let coef = alpha_t * ((-h).exp() - 1.0);
+                let ratio = sigma_t / sigma_s0;
+                let prev = match &self.previous_x0 {
+                    Some(m1) if self.lower_order_nums >= 1 && !lower_order_final => {
+                        let (alpha_s1, sigma_s1) = alpha_sigma(sigmas[i - 1]);
+                        let h0 = lambda(alpha_s0, sigma_s0) - lambda(alpha_s1, sigma_s1);
+                        let r0 = h0 / h;
+                        let d1 = (&x0 - m1) * f64::from(1.0 / r0);
+                        &sample * f64::from(ratio)
+                            - &x0 * f64::from(coef)
+                            - d1 * f64::from(0.5 * coef)
+                    }
+                    _ => &sample * f64::from(ratio) - &x0 * f64::from(coef),
+                };
+                if self.lower_order_nums < 2 {
+                    self.lower_order_nums += 1;
+                }
+                let prev = prev.to_kind(eps.kind());
+                self.previous_x0 = Some(x0);
+                prev
+            }
+            SchedulerKind::Euler => {
+                let sample = sample.to_kind(Kind::Float);
+                let sigma = f64::from(sigmas[i]);
+                let x0 = &sample - eps * sigma;
+                let derivative = (&sample - x0) / sigma;
+                let dt = f64::from(sigmas[i + 1] - sigmas[i]);
+                (sample + derivative * dt).to_kind(eps.kind())
+            }
+            SchedulerKind::EulerAncestral => {
+                let sample = sample.to_kind(Kind::Float);
+                let (from, to) = (sigmas[i], sigmas[i + 1]);
+                let x0 = &sample - eps * f64::from(from);
+                let up = (to * to * (from * from - to * to) / (from * from)).powf(0.5);
+                let down = (to * to - up * up).powf(0.5);
+                let derivative = (&sample - x0) / f64::from(from);
+                let prev = sample + derivative * f64::from(down - from);
+                let noise =
+                    Tensor::randn(eps.size(), (eps.kind(), Device::Cpu)).to_device(eps.device());
+                (prev + noise * f64::from(up)).to_kind(eps.kind())
+            }
+        };
+        self.step_index += 1;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn karras_reference_vector() {
+        // From the exactness spec (diffusers 0.42, SD 1.5 betas, 4 steps).
+        let p = SchedulerKind::DpmPp2mKarras
+            .plan(&NoiseSchedule::default(), 4)
+            .unwrap();
+        assert_eq!(p.timesteps, vec![999.0, 687.0, 146.0, 0.0]);
+        let want = [14.6146, 3.16861, 0.446921, 0.0291675, 0.0];
+        for (got, want) in p.sigmas.iter().zip(want) {
+            assert!(
+                (*got as f64 - want).abs() <= 1e-5 * want.max(1e-3),
+                "{got} vs {want}"
+            );
+        }
+        assert_eq!(p.init_noise_sigma, 1.0);
+    }
+
+    #[test]
+    fn names_and_unsupported() {
+        assert_eq!(
+            "euler_a".parse::<SchedulerKind>(),
+            Ok(SchedulerKind::EulerAncestral)
+        );
+        let err = "lcm".parse::<SchedulerKind>().unwrap_err().to_string();
+        assert!(err.contains("not supported"), "{err}");
+        assert!(matches!(
+            "ddim".parse::<SchedulerKind>(),
+            Err(SchedulerError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn numpy_rounding_and_interp() {
+        assert_eq!(round_half_even(2.5), 2.0);
+        assert_eq!(round_half_even(3.5), 4.0);
+        assert_eq!(round_half_even(-0.5), -0.0);
+        assert_eq!(interp(1.5, &[0.0, 1.0, 3.0]), 2.0);
+        assert_eq!(trailing(1000, 4), vec![999.0, 749.0, 499.0, 249.0]);
+    }
+}

@@ -1,0 +1,196 @@
+//! diffusers' `UNet2DConditionModel` (the SD 1.x/2.x layout): the noise predictor.
+
+use super::blocks::{Downsample, ResnetBlock, Transformer2D, Upsample};
+use super::config::UNetConfig;
+use super::nn::{Conv2d, GroupNorm, Linear};
+use super::weights::Scope;
+use tch::{Device, Kind, Tensor};
+
+struct Level {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<Transformer2D>,
+    down: Option<Downsample>,
+    up: Option<Upsample>,
+}
+
+pub struct UNet {
+    config: UNetConfig,
+    conv_in: Conv2d,
+    time_1: Linear,
+    time_2: Linear,
+    down: Vec<Level>,
+    mid_resnets: [ResnetBlock; 2],
+    mid_attention: Transformer2D,
+    up: Vec<Level>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl UNet {
+    pub fn new(w: &Scope, c: &UNetConfig) -> Self {
+        let ch = &c.block_out_channels;
+        let n = ch.len();
+        let temb = ch[0] * 4;
+        let (groups, eps) = (c.norm_num_groups, c.norm_eps);
+        let transformer = |s: &Scope, channels: i64, block: usize| {
+            Transformer2D::new(
+                s,
+                channels,
+                c.heads(block),
+                c.cross_attention_dim,
+                c.transformer_layers_per_block.get(block),
+                groups,
+                c.use_linear_projection,
+            )
+        };
+
+        let mut down = Vec::with_capacity(n);
+        let mut output = ch[0];
+        for (i, &out) in ch.iter().enumerate() {
+            let input = output;
+            output = out;
+            let b = w.at("down_blocks").at(i);
+            let resnets = (0..c.layers_per_block)
+                .map(|j| {
+                    let inp = if j == 0 { input } else { out };
+                    ResnetBlock::new(&b.at("resnets").at(j), inp, out, Some(temb), groups, eps)
+                })
+                .collect();
+            let attentions = if c.has_cross_attention_down(i) {
+                (0..c.layers_per_block)
+                    .map(|j| transformer(&b.at("attentions").at(j), out, i))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            down.push(Level {
+                resnets,
+                attentions,
+                down: (i + 1 < n).then(|| Downsample::new(&b.at("downsamplers.0"), out, 1)),
+                up: None,
+            });
+        }
+
+        let last = ch[n - 1];
+        let mid = w.at("mid_block");
+        let mid_resnets = [
+            ResnetBlock::new(&mid.at("resnets.0"), last, last, Some(temb), groups, eps),
+            ResnetBlock::new(&mid.at("resnets.1"), last, last, Some(temb), groups, eps),
+        ];
+        let mid_attention = transformer(&mid.at("attentions.0"), last, n - 1);
+
+        let reversed: Vec<i64> = ch.iter().rev().copied().collect();
+        let mut up = Vec::with_capacity(n);
+        let mut prev_output = reversed[0];
+        for (i, &out) in reversed.iter().enumerate() {
+            let input = reversed[(i + 1).min(n - 1)];
+            let b = w.at("up_blocks").at(i);
+            let layers = c.layers_per_block + 1;
+            let resnets = (0..layers)
+                .map(|j| {
+                    let skip = if j == layers - 1 { input } else { out };
+                    let inp = if j == 0 { prev_output } else { out };
+                    ResnetBlock::new(
+                        &b.at("resnets").at(j),
+                        inp + skip,
+                        out,
+                        Some(temb),
+                        groups,
+                        eps,
+                    )
+                })
+                .collect();
+            let attentions = if c.has_cross_attention_up(i) {
+                (0..layers)
+                    .map(|j| transformer(&b.at("attentions").at(j), out, n - 1 - i))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            up.push(Level {
+                resnets,
+                attentions,
+                down: None,
+                up: (i + 1 < n).then(|| Upsample::new(&b.at("upsamplers.0"), out)),
+            });
+            prev_output = out;
+        }
+
+        Self {
+            config: c.clone(),
+            conv_in: Conv2d::new(&w.at("conv_in"), c.in_channels, ch[0], 3, 1, 1),
+            time_1: Linear::new(&w.at("time_embedding.linear_1"), ch[0], temb, true),
+            time_2: Linear::new(&w.at("time_embedding.linear_2"), temb, temb, true),
+            down,
+            mid_resnets,
+            mid_attention,
+            up,
+            norm_out: GroupNorm::new(&w.at("conv_norm_out"), groups, ch[0], eps),
+            conv_out: Conv2d::new(&w.at("conv_out"), ch[0], c.out_channels, 3, 1, 1),
+        }
+    }
+
+    /// Sinusoidal embedding of the (possibly fractional) timestep, diffusers' `Timesteps`.
+    fn timestep_embedding(&self, t: f64, batch: i64, kind: Kind, device: Device) -> Tensor {
+        let dim = self.config.block_out_channels[0];
+        let half = dim / 2;
+        let exponent = Tensor::arange(half, (Kind::Float, Device::Cpu)) * (-(10000f64).ln())
+            / (half as f64 - self.config.freq_shift);
+        let emb = Tensor::from_slice(&[t as f32]).unsqueeze(1) * exponent.exp().unsqueeze(0);
+        let (sin, cos) = (emb.sin(), emb.cos());
+        let emb = if self.config.flip_sin_to_cos {
+            Tensor::cat(&[cos, sin], -1)
+        } else {
+            Tensor::cat(&[sin, cos], -1)
+        };
+        emb.expand([batch, dim], false)
+            .to_kind(kind)
+            .to_device(device)
+    }
+
+    /// Predicts the noise in `sample` at timestep `t`, conditioned on `context`.
+    pub fn forward(&self, sample: &Tensor, t: f64, context: &Tensor) -> Tensor {
+        let batch = sample.size()[0];
+        let t_emb = self.timestep_embedding(t, batch, sample.kind(), sample.device());
+        let emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
+
+        let mut x = self.conv_in.forward(sample);
+        let mut skips = vec![x.shallow_clone()];
+        for level in &self.down {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                x = resnet.forward(&x, Some(&emb));
+                if let Some(attn) = level.attentions.get(j) {
+                    x = attn.forward(&x, context);
+                }
+                skips.push(x.shallow_clone());
+            }
+            if let Some(d) = &level.down {
+                x = d.forward(&x);
+                skips.push(x.shallow_clone());
+            }
+        }
+
+        x = self.mid_resnets[0].forward(&x, Some(&emb));
+        x = self.mid_attention.forward(&x, context);
+        x = self.mid_resnets[1].forward(&x, Some(&emb));
+
+        for level in &self.up {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                let skip = skips.pop().expect("one skip connection per up resnet");
+                x = resnet.forward(&Tensor::cat(&[&x, &skip], 1), Some(&emb));
+                if let Some(attn) = level.attentions.get(j) {
+                    x = attn.forward(&x, context);
+                }
+            }
+            if let Some(u) = &level.up {
+                // Upsample to the size of the skip connection it will meet next.
+                let size = skips.last().map(|s| {
+                    let s = s.size();
+                    (s[2], s[3])
+                });
+                x = u.forward(&x, size);
+            }
+        }
+        self.conv_out.forward(&self.norm_out.forward(&x).silu())
+    }
+}

@@ -1,0 +1,349 @@
+//! Model weights: memory-mapped safetensors files, looked up by the diffusers parameter name
+//! through a per-layout key map, with every missing, misshapen or unexpected key reported by
+//! name. The same accessor also creates deterministic random weights (the tiny test model).
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorInfo};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("cannot open checkpoint {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a valid safetensors file ({reason}); a truncated download looks like this"
+    )]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: tensor `{name}` has unsupported dtype {dtype}")]
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+    #[error("{model} weights do not match the architecture: {details}")]
+    Mismatch { model: String, details: String },
+}
+
+/// One memory-mapped safetensors file.
+pub struct SafetensorsFile {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    data_start: usize,
+    index: HashMap<String, TensorInfo>,
+}
+
+impl SafetensorsFile {
+    pub fn open(path: &Path) -> Result<Arc<Self>, WeightError> {
+        let io = |source| WeightError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the file is opened read-only; like every safetensors reader we assume
+        // nobody truncates it while we read.
+        let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
+        let (n, metadata) = SafeTensors::read_metadata(&map).map_err(|e| WeightError::Format {
+            path: path.to_path_buf(),
+            reason: format!("{e:?}"),
+        })?;
+        let index = metadata
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.clone()))
+            .collect();
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            map,
+            data_start: 8 + n,
+            index,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    pub fn shape(&self, name: &str) -> Option<Vec<i64>> {
+        self.index
+            .get(name)
+            .map(|i| i.shape.iter().map(|&d| d as i64).collect())
+    }
+
+    /// Copies one tensor out of the map (on the CPU, in its stored dtype).
+    pub fn read(&self, name: &str) -> Result<Option<Tensor>, WeightError> {
+        let Some(info) = self.index.get(name) else {
+            return Ok(None);
+        };
+        let kind = match info.dtype {
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            Dtype::F32 => Kind::Float,
+            Dtype::F64 => Kind::Double,
+            Dtype::I64 => Kind::Int64,
+            Dtype::I32 => Kind::Int,
+            other => {
+                return Err(WeightError::Dtype {
+                    path: self.path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let bytes = &self.map[self.data_start + start..self.data_start + end];
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        Tensor::f_from_data_size(bytes, &shape, kind)
+            .map(Some)
+            .map_err(|e| WeightError::Format {
+                path: self.path.clone(),
+                reason: format!("tensor `{name}`: {e}"),
+            })
+    }
+}
+
+/// Maps a diffusers parameter name to the name used in a file.
+pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+enum Source {
+    File {
+        file: Arc<SafetensorsFile>,
+        key: KeyMap,
+        prefix: String,
+    },
+    /// Deterministic random weights drawn from libtorch's global CPU generator.
+    Random,
+}
+
+#[derive(Default)]
+struct Ledger {
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    misshapen: Vec<String>,
+    created: Vec<(String, Tensor)>,
+}
+
+/// Hands out parameters for one model (UNet, VAE or text encoder).
+pub struct Weights {
+    model: String,
+    source: Source,
+    kind: Kind,
+    device: Device,
+    ledger: RefCell<Ledger>,
+}
+
+impl Weights {
+    /// `prefix` is the part of every file key that belongs to this model (for reporting
+    /// unexpected keys), e.g. `model.diffusion_model.`.
+    pub fn from_file(
+        model: &str,
+        file: Arc<SafetensorsFile>,
+        key: KeyMap,
+        prefix: &str,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
+        Self {
+            model: model.into(),
+            source: Source::File {
+                file,
+                key,
+                prefix: prefix.into(),
+            },
+            kind,
+            device,
+            ledger: RefCell::default(),
+        }
+    }
+
+    pub fn random(model: &str, kind: Kind, device: Device) -> Self {
+        Self {
+            model: model.into(),
+            source: Source::Random,
+            kind,
+            device,
+            ledger: RefCell::default(),
+        }
+    }
+
+    pub fn root(&self) -> Scope<'_> {
+        Scope {
+            weights: self,
+            prefix: String::new(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    fn fetch(&self, name: &str, shape: &[i64]) -> Tensor {
+        let placeholder = || Tensor::zeros(shape, (self.kind, Device::Cpu));
+        let tensor = match &self.source {
+            Source::Random => {
+                let t = random_init(name, shape);
+                self.ledger
+                    .borrow_mut()
+                    .created
+                    .push((name.to_string(), t.shallow_clone()));
+                t
+            }
+            Source::File { file, key, .. } => {
+                let file_key = key(name);
+                let mut ledger = self.ledger.borrow_mut();
+                ledger.used.insert(file_key.clone());
+                match file.read(&file_key) {
+                    Ok(Some(t)) => {
+                        let found = t.size();
+                        if found == shape {
+                            t
+                        } else if found.len() == 4 && found[2..] == [1, 1] && found[..2] == *shape {
+                            // 1x1 convolutions stored where diffusers has linear layers.
+                            t.reshape(shape)
+                        } else {
+                            ledger
+                                .misshapen
+                                .push(format!("{file_key} is {found:?}, expected {shape:?}"));
+                            placeholder()
+                        }
+                    }
+                    Ok(None) => {
+                        ledger.missing.push(file_key);
+                        placeholder()
+                    }
+                    Err(e) => {
+                        ledger.misshapen.push(e.to_string());
+                        placeholder()
+                    }
+                }
+            }
+        };
+        tensor.to_kind(self.kind).to_device(self.device)
+    }
+
+    /// Succeeds when every parameter was found with the right shape. Keys of this model the
+    /// architecture did not ask for are returned (and logged) as a warning, not an error.
+    pub fn finish(&self) -> Result<Vec<String>, WeightError> {
+        let ledger = self.ledger.borrow();
+        let mut problems = Vec::new();
+        let list = |v: &[String]| {
+            let shown: Vec<&str> = v.iter().take(8).map(String::as_str).collect();
+            let more = if v.len() > 8 {
+                format!(" and {} more", v.len() - 8)
+            } else {
+                String::new()
+            };
+            format!("{}{more}", shown.join(", "))
+        };
+        if !ledger.missing.is_empty() {
+            problems.push(format!(
+                "{} missing: {}",
+                ledger.missing.len(),
+                list(&ledger.missing)
+            ));
+        }
+        if !ledger.misshapen.is_empty() {
+            problems.push(format!(
+                "{} with the wrong shape: {}",
+                ledger.misshapen.len(),
+                list(&ledger.misshapen)
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(WeightError::Mismatch {
+                model: self.model.clone(),
+                details: problems.join("; "),
+            });
+        }
+        let unexpected: Vec<String> = match &self.source {
+            Source::File { file, prefix, .. } => {
+                let mut v: Vec<String> = file
+                    .names()
+                    .filter(|n| n.starts_with(prefix.as_str()) && !ledger.used.contains(*n))
+                    .filter(|n| !IGNORED_BUFFERS.iter().any(|s| n.ends_with(s)))
+                    .cloned()
+                    .collect();
+                v.sort();
+                v
+            }
+            Source::Random => Vec::new(),
+        };
+        if !unexpected.is_empty() {
+            tracing::warn!(model = %self.model, count = unexpected.len(), keys = %list(&unexpected), "checkpoint has keys this architecture does not use");
+        }
+        Ok(unexpected)
+    }
+
+    /// The parameters drawn in random mode, in creation order, under their diffusers names.
+    pub fn created(&self) -> Vec<(String, Tensor)> {
+        self.ledger
+            .borrow()
+            .created
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect()
+    }
+}
+
+/// Buffers real checkpoints carry that are not parameters.
+const IGNORED_BUFFERS: &[&str] = &["embeddings.position_ids"];
+
+/// Weights that keep a random network's activations in range: norms near 1, small biases,
+/// the rest scaled by 1/sqrt(fan-in).
+fn random_init(name: &str, shape: &[i64]) -> Tensor {
+    let opts = (Kind::Float, Device::Cpu);
+    let noise = Tensor::randn(shape, opts);
+    if name.ends_with(".bias") {
+        noise * 0.02
+    } else if shape.len() == 1 {
+        noise * 0.05 + 1.0
+    } else {
+        let fan_in: i64 = shape[1..].iter().product();
+        noise / (fan_in as f64).sqrt()
+    }
+}
+
+/// A view of [`Weights`] under a name prefix.
+pub struct Scope<'a> {
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Scope<'a> {
+    pub fn at(&self, part: impl std::fmt::Display) -> Scope<'a> {
+        Scope {
+            weights: self.weights,
+            prefix: if self.prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{}.{part}", self.prefix)
+            },
+        }
+    }
+
+    pub fn get(&self, name: &str, shape: &[i64]) -> Tensor {
+        self.weights
+            .fetch(&format!("{}.{name}", self.prefix), shape)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.weights.kind
+    }
+}

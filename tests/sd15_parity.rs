@@ -1,0 +1,238 @@
+//! Our SD 1.5 pipeline against diffusers 0.42 on the tiny checkpoint. The fixtures come from
+//! scripts/parity/sd15.py (pinned versions in scripts/parity/requirements.txt); the checkpoint
+//! is regenerated here, deterministically, and must hash to what the fixtures were made from.
+#![cfg(feature = "local-infer")]
+
+use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
+use nicheimage_tui::diffusion::tokenizer::{ClipTokenizer, END_OF_TEXT};
+use nicheimage_tui::image::RgbImage;
+use nicheimage_tui::imagehash::{average_hash, distance, to_hex};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15")
+}
+
+fn cases() -> &'static Value {
+    static CASES: OnceLock<Value> = OnceLock::new();
+    CASES.get_or_init(|| {
+        let text =
+            std::fs::read_to_string(fixtures().join("cases.json")).expect("fixtures present");
+        serde_json::from_str(&text).expect("valid fixtures")
+    })
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The tiny checkpoint, written once per test binary.
+fn checkpoint() -> &'static PathBuf {
+    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+            (dir, file)
+        })
+        .1
+}
+
+#[test]
+fn the_tiny_checkpoint_is_the_one_the_fixtures_were_made_from() {
+    let bytes = std::fs::read(checkpoint()).unwrap();
+    assert_eq!(
+        hex(&Sha256::digest(&bytes)),
+        cases()["checkpoint_sha256"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn tokenizer_matches_transformers() {
+    let tokenizer = ClipTokenizer::new(END_OF_TEXT);
+    for case in cases()["tokenizer"].as_array().unwrap() {
+        let want: Vec<i64> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(tokenizer.encode_padded(text), want, "{text:?}");
+    }
+}
+
+#[test]
+fn average_hash_matches_imagehash_on_the_reference_images() {
+    for case in cases()["cases"].as_array().unwrap() {
+        let png = std::fs::read(fixtures().join(format!("{}.png", case["name"].as_str().unwrap())))
+            .unwrap();
+        let image = RgbImage::from_png(&png).unwrap();
+        assert_eq!(
+            to_hex(&average_hash(&image, 8)),
+            case["average_hash"].as_str().unwrap()
+        );
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(&t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn txt2img_matches_diffusers() {
+    let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
+    for case in cases()["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let req = Txt2Img {
+            prompt: case["prompt"].as_str().unwrap().into(),
+            negative_prompt: case["negative_prompt"].as_str().map(String::from),
+            seed: case["seed"].as_u64().unwrap(),
+            num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+            guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+            width: case["width"].as_i64().unwrap(),
+            height: case["height"].as_i64().unwrap(),
+            scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+        };
+        let generated = sd.txt2img(&req, true).unwrap();
+        let trace = generated.trace.unwrap();
+
+        // Schedule: timesteps exact, sigmas to 1e-6 relative.
+        let want_t: Vec<f64> = case["timesteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(trace.timesteps, want_t, "{name}: timesteps");
+        for (got, want) in trace.sigmas.iter().zip(floats(&case["sigmas"])) {
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs(),
+                "{name}: sigma {got} vs {want}"
+            );
+        }
+
+        // Initial latents: bit for bit.
+        assert_eq!(
+            to_vec(&trace.initial_latents),
+            floats(&case["initial_latents"]),
+            "{name}: initial latents"
+        );
+
+        // Text embeddings.
+        let emb = to_vec(&trace.text_embeddings);
+        let head = floats(&case["embeddings_head"]);
+        let d = max_abs_diff(&emb[..head.len()], &head);
+        assert!(d <= 1e-5, "{name}: embeddings differ by {d}");
+        let sum: f64 = emb.iter().map(|&x| x as f64).sum();
+        let want_sum = case["embeddings_sum"].as_f64().unwrap();
+        assert!(
+            (sum - want_sum).abs() <= 1e-3 + 1e-5 * want_sum.abs(),
+            "{name}: embedding sum {sum} vs {want_sum}"
+        );
+
+        // Intermediate latents.
+        let steps: Vec<usize> = case["latent_steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        for (want, &step) in case["latents"].as_array().unwrap().iter().zip(&steps) {
+            let want = floats(want);
+            let got = to_vec(&trace.latents[step]);
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let d = max_abs_diff(&got, &want);
+            assert!(
+                d <= 1e-4 * scale.max(1.0),
+                "{name}: latents after step {step} differ by {d} (scale {scale})"
+            );
+        }
+
+        // The image: within 2/255 per channel, and the same average hash.
+        let reference =
+            RgbImage::from_png(&std::fs::read(fixtures().join(format!("{name}.png"))).unwrap())
+                .unwrap();
+        let ours = &generated.image;
+        assert_eq!(
+            (ours.width, ours.height),
+            (reference.width, reference.height),
+            "{name}: size"
+        );
+        let worst = ours
+            .data
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 2, "{name}: max pixel difference {worst}");
+        assert_eq!(
+            distance(&average_hash(ours, 8), &average_hash(&reference, 8)),
+            0,
+            "{name}: hash"
+        );
+        eprintln!("{name}: max pixel difference {worst}");
+    }
+}
+
+#[test]
+fn schedules_match_diffusers_for_every_spacing() {
+    use nicheimage_tui::diffusion::scheduler::{NoiseSchedule, SchedulerKind, TimestepSpacing};
+    for s in cases()["schedules"].as_array().unwrap() {
+        let kind: SchedulerKind = s["scheduler"].as_str().unwrap().parse().unwrap();
+        let spacing = match s["timestep_spacing"].as_str().unwrap() {
+            "linspace" => TimestepSpacing::Linspace,
+            "leading" => TimestepSpacing::Leading,
+            _ => TimestepSpacing::Trailing,
+        };
+        let schedule = NoiseSchedule {
+            timestep_spacing: Some(spacing),
+            ..NoiseSchedule::default()
+        };
+        let steps = s["steps"].as_u64().unwrap() as usize;
+        let plan = kind.plan(&schedule, steps).unwrap();
+        let what = format!("{kind:?} {spacing:?} {steps} steps");
+        let want_t: Vec<f64> = s["timesteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(plan.timesteps, want_t, "{what}: timesteps");
+        let want_s = floats(&s["sigmas"]);
+        assert_eq!(plan.sigmas.len(), want_s.len(), "{what}");
+        for (got, want) in plan.sigmas.iter().zip(&want_s) {
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs(),
+                "{what}: sigma {got} vs {want}"
+            );
+        }
+        let init = s["init_noise_sigma"].as_f64().unwrap() as f32;
+        assert!(
+            (plan.init_noise_sigma - init).abs() <= 1e-6 * init,
+            "{what}: init sigma"
+        );
+    }
+}
