@@ -49,6 +49,9 @@ pub enum Role {
     Miner(MinerArgs),
     /// The validator neuron.
     Validator(ValidatorArgs),
+    /// Generate one image with the local engine and write it as PNG (a quick check of a
+    /// checkpoint, a device and a scheduler).
+    Generate(GenerateArgs),
     /// Write the tiny random SD 1.5 checkpoint (single file + config folder) used by the tests,
     /// the local demo and the parity fixtures.
     #[command(name = "tiny-checkpoint")]
@@ -68,6 +71,7 @@ impl Role {
             Role::Miner(_) => "miner",
             Role::Validator(_) => "validator",
             Role::TinyCheckpoint { .. } => "tiny-checkpoint",
+            Role::Generate(_) => "generate",
         }
     }
 }
@@ -106,6 +110,41 @@ pub struct RewardArgs {
     pub num_replicas: Option<u32>,
     #[arg(long = "num_gpus", alias = "num-gpus")]
     pub num_gpus: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A single-file .safetensors checkpoint or a diffusers folder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// diffusers config folder for a single file (default: a folder named like the file).
+    #[arg(long = "config-dir")]
+    pub config_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long = "negative-prompt", alias = "negative_prompt")]
+    pub negative_prompt: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long = "steps", alias = "num_inference_steps", default_value_t = 30)]
+    pub steps: usize,
+    #[arg(
+        long = "guidance-scale",
+        alias = "guidance_scale",
+        default_value_t = 7.5
+    )]
+    pub guidance_scale: f64,
+    #[arg(long, default_value_t = 512)]
+    pub width: i64,
+    #[arg(long, default_value_t = 512)]
+    pub height: i64,
+    #[arg(long, default_value = "dpm++2m_karras")]
+    pub scheduler: String,
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Where the PNG goes.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Flags every neuron shares (bittensor's wallet and subtensor flags).
@@ -277,6 +316,7 @@ impl Cli {
                 );
             }
             Role::TinyCheckpoint { .. } => {}
+            Role::Generate(a) => set(&mut c.node.device, a.device),
         }
     }
 }

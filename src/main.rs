@@ -33,6 +33,9 @@ fn main() -> ExitCode {
     if let Some(Role::TinyCheckpoint { out, name }) = &cli.command {
         return tiny_checkpoint(out, name);
     }
+    if let Some(Role::Generate(args)) = &cli.command {
+        return generate(args, config.node.device);
+    }
     if let Some(role) = &cli.command {
         // The role components arrive with their issues; until then say so plainly.
         return fail(format!(
@@ -132,5 +135,55 @@ fn tiny_checkpoint(out: &std::path::Path, name: &str) -> ExitCode {
 
 #[cfg(not(feature = "local-infer"))]
 fn tiny_checkpoint(_out: &std::path::Path, _name: &str) -> ExitCode {
+    fail("this build has no local inference (built without the local-infer feature)")
+}
+
+#[cfg(feature = "local-infer")]
+fn generate(a: &nicheimage_tui::cli::GenerateArgs, device: config::DeviceChoice) -> ExitCode {
+    use nicheimage_tui::diffusion::{dtype_for, pipeline, select_device};
+    let run = || -> Result<String, Box<dyn std::error::Error>> {
+        let scheduler = a.scheduler.parse()?;
+        let device = select_device(device)?;
+        let started = std::time::Instant::now();
+        let sd = pipeline::StableDiffusion::load(
+            &a.checkpoint,
+            a.config_dir.as_deref(),
+            device,
+            dtype_for(device),
+        )?;
+        let loaded = started.elapsed();
+        let req = pipeline::Txt2Img {
+            prompt: a.prompt.clone(),
+            negative_prompt: a.negative_prompt.clone(),
+            seed: a.seed,
+            num_inference_steps: a.steps,
+            guidance_scale: a.guidance_scale,
+            width: a.width,
+            height: a.height,
+            scheduler,
+        };
+        let image = sd.txt2img(&req, false)?.image;
+        std::fs::write(&a.out, image.to_png()?)
+            .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+        Ok(format!(
+            "{} ({}x{}, {device:?}, loaded in {:.2}s, generated in {:.2}s)",
+            a.out.display(),
+            image.width,
+            image.height,
+            loaded.as_secs_f64(),
+            (started.elapsed() - loaded).as_secs_f64()
+        ))
+    };
+    match run() {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+#[cfg(not(feature = "local-infer"))]
+fn generate(_a: &nicheimage_tui::cli::GenerateArgs, _device: config::DeviceChoice) -> ExitCode {
     fail("this build has no local inference (built without the local-infer feature)")
 }

@@ -22,6 +22,15 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
     }
 }
 
+/// The pipeline dtype the seed uses: fp16 on CUDA, fp32 on the CPU.
+pub fn dtype_for(device: Device) -> Kind {
+    if device.is_cuda() {
+        Kind::Half
+    } else {
+        Kind::Float
+    }
+}
+
 /// A small computation with a known answer on the chosen device.
 fn smoke_test(device: Device) -> Result<(), String> {
     let run = || -> Result<f64, tch::TchError> {

@@ -30,7 +30,7 @@ pub mod vae;
 pub mod weights;
 
 #[cfg(feature = "local-infer")]
-pub use device::{probe, select_device};
+pub use device::{dtype_for, probe, select_device};
 
 /// Without `local-infer` there is no libtorch: say so instead of probing.
 #[cfg(not(feature = "local-infer"))]

@@ -11,12 +11,18 @@ use super::vae::{Decoder, Encoder};
 use super::weights::{KeyMap, SafetensorsFile, WeightError, Weights};
 use crate::image::{ImageError, RgbImage};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's CPU generator is process-global, as in the seed (`torch.manual_seed`); one
-/// generation at a time may use it.
+/// libtorch's CPU generator is process-global, as in the seed (`torch.manual_seed`): whoever
+/// seeds it and draws from it (a generation, the tiny checkpoint writer) holds this lock.
 static GENERATOR: Mutex<()> = Mutex::new(());
+
+pub fn lock_generator() -> MutexGuard<'static, ()> {
+    GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -237,9 +243,7 @@ impl StableDiffusion {
             positive
         };
 
-        let _generator = GENERATOR
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generator = lock_generator();
         tch::manual_seed(seed);
         let shape = [
             1,
@@ -270,7 +274,7 @@ impl StableDiffusion {
                 steps.push(latents.to_device(Device::Cpu).to_kind(Kind::Float));
             }
         }
-        drop(_generator);
+        drop(generator);
         let decoded = self.decoder.decode(&latents);
         let image = rgb_from_decoded(&decoded)?;
         Ok(Generation {

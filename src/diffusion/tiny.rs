@@ -39,6 +39,7 @@ fn write(path: &Path, text: &str) -> Result<(), TinyError> {
 pub fn write_tiny_sd15(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
     let config = PipelineConfig::tiny();
     let _no_grad = tch::no_grad_guard();
+    let generator = super::pipeline::lock_generator();
     tch::manual_seed(TINY_SEED);
     let (kind, cpu) = (Kind::Float, Device::Cpu);
     let clip = Weights::random("text_encoder", kind, cpu);
@@ -48,6 +49,7 @@ pub fn write_tiny_sd15(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
     let vae = Weights::random("vae", kind, cpu);
     Decoder::new(&vae.root(), &config.vae);
     Encoder::new(&vae.root(), &config.vae);
+    drop(generator);
 
     let vae_blocks = config.vae.block_out_channels.len();
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -186,4 +188,95 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
         })),
     )?;
     Ok(())
+}
+
+/// The same tiny weights as a diffusers folder (`unet/`, `vae/`, `text_encoder/` safetensors
+/// plus configs), the other layout the engine loads. `text_model_prefix` chooses between the
+/// historical `text_model.` names and transformers 5's prefix-less ones.
+pub fn write_tiny_sd15_folder(dir: &Path, text_model_prefix: bool) -> Result<(), TinyError> {
+    let single = dir.join("single");
+    let file = write_tiny_sd15(&single, "tiny-sd15")?;
+    let config = PipelineConfig::tiny();
+    write_config_folder(dir, &config)?;
+    let all = Tensor::read_safetensors(&file).map_err(|source| TinyError::Torch {
+        path: file.clone(),
+        source,
+    })?;
+    let vae_blocks = config.vae.block_out_channels.len();
+    // Invert the single-file names through the same maps the loader uses.
+    let clip = Weights::shapes("text_encoder");
+    let unet = Weights::shapes("unet");
+    let vae = Weights::shapes("vae");
+    ClipTextModel::new(&clip.root(), &config.text_encoder);
+    UNet::new(&unet.root(), &config.unet);
+    Decoder::new(&vae.root(), &config.vae);
+    Encoder::new(&vae.root(), &config.vae);
+    let lookup = |name: &str| -> Tensor {
+        all.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.shallow_clone())
+            .expect("every mapped name is in the single file")
+    };
+    let outputs = [
+        ("text_encoder/model.safetensors", clip.created(), 0),
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            unet.created(),
+            1,
+        ),
+        ("vae/diffusion_pytorch_model.safetensors", vae.created(), 2),
+    ];
+    for (path, names, which) in outputs {
+        let tensors: Vec<(String, Tensor)> = names
+            .into_iter()
+            .map(|(n, t)| {
+                let (key, out_name) = match which {
+                    0 => (
+                        ldm::clip_key(&n),
+                        if text_model_prefix {
+                            format!("text_model.{n}")
+                        } else {
+                            n.clone()
+                        },
+                    ),
+                    1 => (ldm::unet_key(&n, &config.unet), n.clone()),
+                    _ => (ldm::vae_key(&n, vae_blocks), n.clone()),
+                };
+                (out_name, lookup(&key).reshape(t.size()))
+            })
+            .collect();
+        let p = dir.join(path);
+        Tensor::write_safetensors(&tensors, &p)
+            .map_err(|source| TinyError::Torch { path: p, source })?;
+    }
+    std::fs::remove_dir_all(&single).map_err(|source| TinyError::Io {
+        path: single,
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parameters(w: &Weights) -> i64 {
+        w.created().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    #[test]
+    fn the_default_architecture_is_full_size_sd15() {
+        // diffusers' parameter counts for runwayml/stable-diffusion-v1-5.
+        let c = PipelineConfig::default();
+        let unet = Weights::shapes("unet");
+        UNet::new(&unet.root(), &c.unet);
+        assert_eq!(parameters(&unet), 859_520_964);
+        let vae = Weights::shapes("vae");
+        Decoder::new(&vae.root(), &c.vae);
+        Encoder::new(&vae.root(), &c.vae);
+        assert_eq!(parameters(&vae), 83_653_863);
+        let clip = Weights::shapes("text_encoder");
+        ClipTextModel::new(&clip.root(), &c.text_encoder);
+        assert_eq!(parameters(&clip), 123_060_480);
+    }
 }

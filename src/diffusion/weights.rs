@@ -126,6 +126,8 @@ enum Source {
     },
     /// Deterministic random weights drawn from libtorch's global CPU generator.
     Random,
+    /// Uninitialised: only the parameter names and shapes are wanted.
+    Shapes,
 }
 
 #[derive(Default)]
@@ -179,6 +181,17 @@ impl Weights {
         }
     }
 
+    /// Records the architecture's parameter names and shapes without drawing anything.
+    pub fn shapes(model: &str) -> Self {
+        Self {
+            model: model.into(),
+            source: Source::Shapes,
+            kind: Kind::Float,
+            device: Device::Cpu,
+            ledger: RefCell::default(),
+        }
+    }
+
     pub fn root(&self) -> Scope<'_> {
         Scope {
             weights: self,
@@ -197,8 +210,12 @@ impl Weights {
     fn fetch(&self, name: &str, shape: &[i64]) -> Tensor {
         let placeholder = || Tensor::zeros(shape, (self.kind, Device::Cpu));
         let tensor = match &self.source {
-            Source::Random => {
-                let t = random_init(name, shape);
+            Source::Random | Source::Shapes => {
+                let t = match self.source {
+                    Source::Random => random_init(name, shape),
+                    // Never written to, so a full-size model costs no physical memory.
+                    _ => Tensor::empty(shape, (Kind::Float, Device::Cpu)),
+                };
                 self.ledger
                     .borrow_mut()
                     .created
@@ -283,7 +300,7 @@ impl Weights {
                 v.sort();
                 v
             }
-            Source::Random => Vec::new(),
+            Source::Random | Source::Shapes => Vec::new(),
         };
         if !unexpected.is_empty() {
             tracing::warn!(model = %self.model, count = unexpected.len(), keys = %list(&unexpected), "checkpoint has keys this architecture does not use");
@@ -291,7 +308,7 @@ impl Weights {
         Ok(unexpected)
     }
 
-    /// The parameters drawn in random mode, in creation order, under their diffusers names.
+    /// The parameters made in random or shapes mode, in creation order, by diffusers name.
     pub fn created(&self) -> Vec<(String, Tensor)> {
         self.ledger
             .borrow()

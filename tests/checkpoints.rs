@@ -1,0 +1,156 @@
+//! Loading checkpoints: both layouts, other dtypes, and clear errors for broken files.
+#![cfg(feature = "local-infer")]
+
+use nicheimage_tui::diffusion::pipeline::{PipelineError, StableDiffusion, Txt2Img};
+use nicheimage_tui::diffusion::tiny::{write_tiny_sd15, write_tiny_sd15_folder};
+use nicheimage_tui::imagehash::{average_hash, distance};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+fn request() -> Txt2Img {
+    Txt2Img {
+        prompt: "a photo of a cat".into(),
+        negative_prompt: Some("blurry".into()),
+        seed: 77,
+        num_inference_steps: 4,
+        guidance_scale: 7.5,
+        width: 64,
+        height: 64,
+        scheduler: "dpm++2m_karras".parse().unwrap(),
+    }
+}
+
+fn load(path: &Path) -> Result<StableDiffusion, PipelineError> {
+    StableDiffusion::load(path, None, Device::Cpu, Kind::Float)
+}
+
+fn tiny(dir: &Path) -> PathBuf {
+    write_tiny_sd15(dir, "tiny-sd15").unwrap()
+}
+
+/// Rewrites the single file with `edit` applied to its tensor list (config folder kept).
+fn edited(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) -> PathBuf {
+    let src = tiny(dir);
+    let mut tensors = Tensor::read_safetensors(&src).unwrap();
+    edit(&mut tensors);
+    let out = dir.join(format!("{name}.safetensors"));
+    Tensor::write_safetensors(&tensors, &out).unwrap();
+    std::fs::rename(dir.join("tiny-sd15"), dir.join(name)).unwrap();
+    out
+}
+
+#[test]
+fn diffusers_folders_give_the_same_image_as_the_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = load(&tiny(dir.path()))
+        .unwrap()
+        .txt2img(&request(), false)
+        .unwrap()
+        .image;
+    for prefix in [true, false] {
+        let folder = dir.path().join(format!("folder-{prefix}"));
+        write_tiny_sd15_folder(&folder, prefix).unwrap();
+        let image = load(&folder)
+            .unwrap()
+            .txt2img(&request(), false)
+            .unwrap()
+            .image;
+        assert_eq!(image, single, "text_model prefix {prefix}");
+    }
+}
+
+#[test]
+fn half_precision_files_load_into_float32() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = load(&tiny(dir.path()))
+        .unwrap()
+        .txt2img(&request(), false)
+        .unwrap()
+        .image;
+    let half = edited(dir.path(), "half", |ts| {
+        for (_, t) in ts.iter_mut() {
+            if t.kind() == Kind::Float {
+                *t = t.to_kind(Kind::Half);
+            }
+        }
+    });
+    let image = load(&half)
+        .unwrap()
+        .txt2img(&request(), false)
+        .unwrap()
+        .image;
+    assert!(distance(&average_hash(&image, 8), &average_hash(&reference, 8)) <= 6);
+}
+
+#[test]
+fn a_truncated_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tiny(dir.path());
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(&file)
+        .err()
+        .expect("a truncated file fails")
+        .to_string();
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+    std::fs::write(&file, b"hello").unwrap();
+    let err = load(&file).err().expect("garbage fails").to_string();
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+}
+
+#[test]
+fn missing_and_misshapen_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "model.diffusion_model.input_blocks.1.1.proj_in.weight";
+    let file = edited(dir.path(), "missing", |ts| ts.retain(|(n, _)| n != missing));
+    let err = load(&file).err().expect("a missing key fails").to_string();
+    assert!(
+        err.contains("unet") && err.contains("1 missing") && err.contains(missing),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bent = "first_stage_model.decoder.conv_in.bias";
+    let file = edited(dir.path(), "bent", |ts| {
+        for (n, t) in ts.iter_mut() {
+            if n == bent {
+                *t = Tensor::zeros([7], (Kind::Float, Device::Cpu));
+            }
+        }
+    });
+    let err = load(&file).err().expect("a wrong shape fails").to_string();
+    assert!(
+        err.contains("vae") && err.contains(bent) && err.contains("[7]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unexpected_keys_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = edited(dir.path(), "extra", |ts| {
+        ts.push((
+            "model.diffusion_model.extra_head.weight".into(),
+            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+        ));
+        ts.push((
+            "model_ema.decay".into(),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        ));
+    });
+    assert!(load(&file).is_ok());
+}
+
+#[test]
+fn a_missing_checkpoint_and_bad_requests_are_errors() {
+    let err = load(Path::new("/nonexistent/model.safetensors"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, PipelineError::NotFound(_)), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let sd = load(&tiny(dir.path())).unwrap();
+    let mut bad = request();
+    bad.width = 60;
+    let err = sd.txt2img(&bad, false).err().unwrap().to_string();
+    assert!(err.contains("multiples of 8"), "{err}");
+}
