@@ -7,31 +7,21 @@ Called by `cargo bench --bench sd15_tiny`, which times our pipeline on the same 
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import torch
-from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+from diffusers import DPMSolverMultistepScheduler
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sd15 import NEGATIVE, write_tokenizer  # noqa: E402
+from sd15 import NEGATIVE, load_pipeline  # noqa: E402
 
 
 def main():
     ckpt, config_dir = sys.argv[1:3]
     width, height, steps, runs, threads = map(int, sys.argv[3:8])
     torch.set_num_threads(threads)
-    work = tempfile.mkdtemp()
-    config = os.path.join(work, "config")
-    shutil.copytree(config_dir, config)
-    write_tokenizer(os.path.join(config, "tokenizer"))
-    pipe = StableDiffusionPipeline.from_single_file(
-        ckpt, config=config, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
-        local_files_only=True,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe, _ = load_pipeline(ckpt, config_dir)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
 
     def once(seed):

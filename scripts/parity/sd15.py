@@ -117,20 +117,24 @@ def flat(t):
     return [float(x) for x in t.detach().float().flatten().tolist()]
 
 
-def main():
-    ckpt, config_dir, out_dir = sys.argv[1:4]
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    os.makedirs(out_dir, exist_ok=True)
-    work = tempfile.mkdtemp()
-    config = os.path.join(work, "config")
+def load_pipeline(ckpt, config_dir):
+    """The single file with our config folder plus tokenizer files, as diffusers loads it."""
+    config = os.path.join(tempfile.mkdtemp(), "config")
     shutil.copytree(config_dir, config)
     write_tokenizer(os.path.join(config, "tokenizer"))
-
     pipe = StableDiffusionPipeline.from_single_file(
         ckpt, config=config, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
         local_files_only=True,
     )
     pipe.set_progress_bar_config(disable=True)
+    return pipe, config
+
+
+def main():
+    ckpt, config_dir, out_dir = sys.argv[1:4]
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    os.makedirs(out_dir, exist_ok=True)
+    pipe, config = load_pipeline(ckpt, config_dir)
     check_every_tensor_loaded(pipe, ckpt)
     base = pipe.scheduler.config
     tokenizer = CLIPTokenizer.from_pretrained(os.path.join(config, "tokenizer"))

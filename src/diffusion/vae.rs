@@ -65,6 +65,33 @@ impl MidBlock {
     }
 }
 
+/// One resolution level per channel count: `layers` resnets (the first one changing the
+/// channel count from the previous level's), then the resampler `make` builds, if any.
+fn levels<T>(
+    w: &Scope,
+    channels: &[i64],
+    layers: i64,
+    groups: i64,
+    make: impl Fn(&Scope, i64, bool) -> Option<T>,
+) -> Vec<(Vec<ResnetBlock>, Option<T>)> {
+    let mut prev = channels[0];
+    channels
+        .iter()
+        .enumerate()
+        .map(|(i, &out)| {
+            let b = w.at(i);
+            let resnets = (0..layers)
+                .map(|j| {
+                    let input = if j == 0 { prev } else { out };
+                    ResnetBlock::new(&b.at("resnets").at(j), input, out, None, groups, EPS)
+                })
+                .collect();
+            prev = out;
+            (resnets, make(&b, out, i + 1 == channels.len()))
+        })
+        .collect()
+}
+
 pub struct Decoder {
     post_quant_conv: Conv2d,
     conv_in: Conv2d,
@@ -79,35 +106,16 @@ impl Decoder {
     /// `w` is rooted at the autoencoder (it reads `post_quant_conv` and `decoder.*`).
     pub fn new(w: &Scope, c: &VaeConfig) -> Self {
         let ch = &c.block_out_channels;
-        let n = ch.len();
         let g = c.norm_num_groups;
         let d = w.at("decoder");
         let reversed: Vec<i64> = ch.iter().rev().copied().collect();
-        let mut prev = reversed[0];
-        let up = reversed
-            .iter()
-            .enumerate()
-            .map(|(i, &out)| {
-                let b = d.at("up_blocks").at(i);
-                let resnets = (0..c.layers_per_block + 1)
-                    .map(|j| {
-                        ResnetBlock::new(
-                            &b.at("resnets").at(j),
-                            if j == 0 { prev } else { out },
-                            out,
-                            None,
-                            g,
-                            EPS,
-                        )
-                    })
-                    .collect();
-                prev = out;
-                (
-                    resnets,
-                    (i + 1 < n).then(|| Upsample::new(&b.at("upsamplers.0"), out)),
-                )
-            })
-            .collect();
+        let up = levels(
+            &d.at("up_blocks"),
+            &reversed,
+            c.layers_per_block + 1,
+            g,
+            |b, out, last| (!last).then(|| Upsample::new(&b.at("upsamplers.0"), out)),
+        );
         Self {
             post_quant_conv: Conv2d::new(
                 &w.at("post_quant_conv"),
@@ -160,31 +168,13 @@ impl Encoder {
         let n = ch.len();
         let g = c.norm_num_groups;
         let e = w.at("encoder");
-        let mut prev = ch[0];
-        let down = ch
-            .iter()
-            .enumerate()
-            .map(|(i, &out)| {
-                let b = e.at("down_blocks").at(i);
-                let resnets = (0..c.layers_per_block)
-                    .map(|j| {
-                        ResnetBlock::new(
-                            &b.at("resnets").at(j),
-                            if j == 0 { prev } else { out },
-                            out,
-                            None,
-                            g,
-                            EPS,
-                        )
-                    })
-                    .collect();
-                prev = out;
-                (
-                    resnets,
-                    (i + 1 < n).then(|| Downsample::new(&b.at("downsamplers.0"), out, 0)),
-                )
-            })
-            .collect();
+        let down = levels(
+            &e.at("down_blocks"),
+            ch,
+            c.layers_per_block,
+            g,
+            |b, out, last| (!last).then(|| Downsample::new(&b.at("downsamplers.0"), out, 0)),
+        );
         let last = ch[n - 1];
         let moments = 2 * c.latent_channels;
         Self {
