@@ -52,6 +52,9 @@ pub enum Role {
     /// Generate one image with the local engine and write it as PNG (a quick check of a
     /// checkpoint, a device and a scheduler).
     Generate(GenerateArgs),
+    /// One generation replica (started by the endpoint's pool; speaks JSON lines on stdio).
+    #[command(hide = true)]
+    Replica(ReplicaArgs),
     /// Write the tiny random SD 1.5 checkpoint (single file + config folder) used by the tests,
     /// the local demo and the parity fixtures.
     #[command(name = "tiny-checkpoint")]
@@ -72,6 +75,7 @@ impl Role {
             Role::Validator(_) => "validator",
             Role::TinyCheckpoint { .. } => "tiny-checkpoint",
             Role::Generate(_) => "generate",
+            Role::Replica(_) => "replica",
         }
     }
 }
@@ -110,6 +114,18 @@ pub struct RewardArgs {
     pub num_replicas: Option<u32>,
     #[arg(long = "num_gpus", alias = "num-gpus")]
     pub num_gpus: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long = "config-dir")]
+    pub config_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub scheduler: String,
+    #[arg(long, value_enum)]
+    pub device: DeviceChoice,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +333,7 @@ impl Cli {
             }
             Role::TinyCheckpoint { .. } => {}
             Role::Generate(a) => set(&mut c.node.device, a.device),
+            Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
         }
     }
 }

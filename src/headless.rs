@@ -18,6 +18,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "listeners": state.listeners,
         "host": state.host,
         "torch": state.torch,
+        "replicas": state.replicas,
     })
     .to_string()
 }

@@ -1,15 +1,18 @@
 //! nicheimage-tui: one node runtime for a NicheImage (subnet 23) rig, with two faces — the
 //! terminal console (`ui`) and headless mode (`headless`).
 
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod diffusion;
+pub mod endpoint;
 pub mod headless;
 pub mod image;
 pub mod imagehash;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod replica;
 pub mod runtime;
 pub mod telemetry;
 pub mod ui;

@@ -36,7 +36,11 @@ fn main() -> ExitCode {
     if let Some(Role::Generate(args)) = &cli.command {
         return generate(args, config.node.device);
     }
-    if let Some(role) = &cli.command {
+    if let Some(Role::Replica(a)) = &cli.command {
+        return replica(a);
+    }
+    let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)));
+    if let Some(role) = cli.command.as_ref().filter(|_| !serves_endpoint) {
         // The role components arrive with their issues; until then say so plainly.
         return fail(format!(
             "the `{}` role is not part of this build yet; its flags were parsed into the config \
@@ -45,7 +49,8 @@ fn main() -> ExitCode {
         ));
     }
 
-    let headless = cli.no_ui || !std::io::stdout().is_terminal();
+    // Roles run headless, as the seed's separate processes did.
+    let headless = cli.no_ui || cli.command.is_some() || !std::io::stdout().is_terminal();
     let theme = if headless {
         None
     } else {
@@ -89,7 +94,19 @@ fn main() -> ExitCode {
             mode = if headless { "headless" } else { "tui" },
             "starting node"
         );
-        let node = node::build(&config, channel).start();
+        let mut runtime = node::build(&config, channel);
+        if serves_endpoint {
+            match node::endpoint(&config, &data_dir) {
+                Ok(endpoint) => {
+                    runtime.add(std::sync::Arc::new(endpoint));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the endpoint");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+        let node = runtime.start();
         if let Err(e) = shutdown::on_signals(node.shutdown.clone()) {
             tracing::error!(error = %e, "cannot install signal handlers");
         }
@@ -118,8 +135,8 @@ fn main() -> ExitCode {
             headless::print_final(&state.borrow());
         }
         tracing::info!("stopped");
-    });
-    ExitCode::SUCCESS
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(feature = "local-infer")]
@@ -185,5 +202,32 @@ fn generate(a: &nicheimage_tui::cli::GenerateArgs, device: config::DeviceChoice)
 
 #[cfg(not(feature = "local-infer"))]
 fn generate(_a: &nicheimage_tui::cli::GenerateArgs, _device: config::DeviceChoice) -> ExitCode {
+    fail("this build has no local inference (built without the local-infer feature)")
+}
+
+#[cfg(feature = "local-infer")]
+fn replica(a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
+    // Its log lines go to stderr, where the pool reads them into the node's log.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+    match nicheimage_tui::replica::child::run(
+        &a.checkpoint,
+        a.config_dir.as_deref(),
+        &a.scheduler,
+        a.device,
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replica: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "local-infer"))]
+fn replica(_a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
     fail("this build has no local inference (built without the local-infer feature)")
 }

@@ -1,9 +1,13 @@
 //! Builds the node from the effective config: which components run, and with what settings.
 
-use crate::config::Config;
+use crate::catalogue;
+use crate::config::{Config, DeviceChoice};
+use crate::endpoint::Endpoint;
 use crate::metrics::MetricsServer;
+use crate::replica::{PoolConfig, ReplicaCommand};
 use crate::runtime::{EventChannel, Runtime};
 use crate::telemetry::Telemetry;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,4 +25,57 @@ pub fn build(config: &Config, channel: EventChannel) -> Runtime {
         }));
     }
     runtime
+}
+
+/// The generation endpoint for `config.endpoint.model_name`, its replicas started as
+/// `<this program> replica ...`.
+pub fn endpoint(config: &Config, data_dir: &Path) -> Result<Endpoint, String> {
+    let models = catalogue::catalogue(&config.models).map_err(|e| e.to_string())?;
+    let model = catalogue::lookup(&models, &config.endpoint.model_name)
+        .map_err(|e| e.to_string())?
+        .clone();
+    let checkpoint = if model.checkpoint.is_absolute() {
+        model.checkpoint.clone()
+    } else {
+        data_dir.join("checkpoints").join(&model.checkpoint)
+    };
+    let program =
+        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let device = match config.node.device {
+        DeviceChoice::Auto => "auto",
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda => "cuda",
+    };
+    let args = vec![
+        "replica".to_string(),
+        "--checkpoint".into(),
+        checkpoint.display().to_string(),
+        "--scheduler".into(),
+        model.scheduler.clone(),
+        "--device".into(),
+        device.into(),
+    ];
+    let e = &config.endpoint;
+    let listen = format!("{}:{}", e.host, e.port)
+        .parse()
+        .map_err(|err| format!("endpoint.host `{}` is not an IP address: {err}", e.host))?;
+    Ok(Endpoint {
+        model,
+        checkpoint,
+        listen,
+        pool: PoolConfig {
+            replicas: e.num_replicas as usize,
+            gpus_per_replica: if config.node.device == DeviceChoice::Cpu {
+                0.0
+            } else {
+                e.num_gpus
+            },
+            queue_capacity: e.queue_capacity,
+            request_timeout: Duration::from_secs(e.request_timeout_secs),
+            load_timeout: Duration::from_secs(e.load_timeout_secs),
+            backoff_initial: Duration::from_millis(config.supervisor.backoff_initial_ms),
+            backoff_max: Duration::from_millis(config.supervisor.backoff_max_ms),
+            command: ReplicaCommand { program, args },
+        },
+    })
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub validator: ValidatorConfig,
     pub proxy: ProxyConfig,
     pub reward: RewardConfig,
+    /// Catalogue overrides and additions, `[models.<Name>]`.
+    pub models: std::collections::BTreeMap<String, crate::catalogue::ModelOverride>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -205,6 +207,12 @@ pub struct EndpointConfig {
     pub num_replicas: u32,
     /// GPUs per replica; fractions share a GPU (0.33 gives three replicas per GPU).
     pub num_gpus: f64,
+    /// Requests waiting for a free replica; more are refused with 503.
+    pub queue_capacity: usize,
+    /// A request gets 504 after this long (the seed's miner waits 60 s).
+    pub request_timeout_secs: u64,
+    /// A replica that has not loaded its model within this long is restarted.
+    pub load_timeout_secs: u64,
 }
 
 impl Default for EndpointConfig {
@@ -215,6 +223,9 @@ impl Default for EndpointConfig {
             port: 10006,
             num_replicas: 1,
             num_gpus: 1.0,
+            queue_capacity: 16,
+            request_timeout_secs: 60,
+            load_timeout_secs: 600,
         }
     }
 }
@@ -360,6 +371,12 @@ impl Config {
                 "endpoint.num_gpus",
                 format!("{} is not in (0, 64]", self.endpoint.num_gpus),
             );
+        }
+        if self.endpoint.queue_capacity == 0 {
+            return invalid("endpoint.queue_capacity", "must be at least 1".into());
+        }
+        if let Err(e) = crate::catalogue::catalogue(&self.models) {
+            return invalid("models", e.to_string());
         }
         if self.endpoint.num_replicas == 0 {
             return invalid("endpoint.num_replicas", "must be at least 1".into());

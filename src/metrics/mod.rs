@@ -42,6 +42,7 @@ pub fn routes(
             "version": s.version,
             "uptime_secs": s.uptime_secs(unix_ms_now()),
             "components": s.components,
+            "replicas": s.replicas,
         });
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
     });

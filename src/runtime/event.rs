@@ -19,6 +19,8 @@ pub enum Event {
     Host(HostSample),
     Torch(TorchReport),
     Log(LogLine),
+    /// The latest state of one generation replica.
+    Replica(ReplicaReport),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,4 +84,27 @@ pub struct LogLine {
     pub level: String,
     pub target: String,
     pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    Loading,
+    Ready,
+    Busy,
+    Dead,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaReport {
+    pub index: usize,
+    pub gpus: Vec<usize>,
+    pub status: ReplicaStatus,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub served: u64,
+    pub failed: u64,
+    pub last_latency_ms: Option<u64>,
+    pub last_error: Option<String>,
 }

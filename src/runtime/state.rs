@@ -1,6 +1,8 @@
 //! The state store: a fold of events into one snapshot that views render.
 
-use super::event::{ComponentChange, ComponentStatus, Event, HostSample, LogLine, TorchReport};
+use super::event::{
+    ComponentChange, ComponentStatus, Event, HostSample, LogLine, ReplicaReport, TorchReport,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,6 +38,7 @@ pub struct NodeState {
     pub listeners: BTreeMap<String, String>,
     pub host: Option<HostSample>,
     pub torch: Option<TorchReport>,
+    pub replicas: BTreeMap<usize, ReplicaReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -57,6 +60,7 @@ impl NodeState {
             listeners: BTreeMap::new(),
             host: None,
             torch: None,
+            replicas: BTreeMap::new(),
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -110,6 +114,9 @@ impl NodeState {
             }
             Event::Host(sample) => self.host = Some(sample),
             Event::Torch(report) => self.torch = Some(report),
+            Event::Replica(report) => {
+                self.replicas.insert(report.index, report);
+            }
             Event::Log(line) => {
                 if self.logs.len() == LOG_RING {
                     self.logs.pop_front();

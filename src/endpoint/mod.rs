@@ -1,0 +1,187 @@
+//! The generation endpoint (the seed's `services.miner_endpoint.app`): `POST /generate` and
+//! `GET /info` over the replica pool, with the seed's JSON and clear HTTP errors.
+
+pub mod request;
+
+use crate::catalogue::{Arch, ModelSpec, Pipeline};
+use crate::replica::{JobError, Pool, PoolConfig};
+use crate::runtime::{Component, ComponentContext, Event};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+/// Bodies above this are refused (a base64 conditional image is a few MB at most).
+const MAX_BODY: u64 = 32 * 1024 * 1024;
+
+pub struct Endpoint {
+    pub model: ModelSpec,
+    /// The checkpoint, resolved to a path.
+    pub checkpoint: PathBuf,
+    pub listen: SocketAddr,
+    pub pool: PoolConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("cannot listen on {address} for the generation endpoint: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("model {model}: the {what} is not implemented yet; {hint}")]
+    NotImplemented {
+        model: String,
+        what: String,
+        hint: String,
+    },
+    #[error("checkpoint for {model} not found at {path}{hint}")]
+    MissingCheckpoint {
+        model: String,
+        path: PathBuf,
+        hint: String,
+    },
+}
+
+impl Endpoint {
+    /// Refuses, before any replica starts, a model this build cannot serve.
+    pub fn check(&self) -> Result<(), EndpointError> {
+        let m = &self.model;
+        if m.arch == Arch::Sdxl {
+            return Err(EndpointError::NotImplemented {
+                model: m.name.clone(),
+                what: "SDXL architecture".into(),
+                hint: "serve an SD 1.5 model for now".into(),
+            });
+        }
+        if let Some(p) = m.pipelines.iter().find(|p| **p != Pipeline::Txt2img) {
+            return Err(EndpointError::NotImplemented {
+                model: m.name.clone(),
+                what: format!("{} pipeline", p.name()),
+                hint: format!(
+                    "set pipelines = [\"txt2img\"] under [models.{}] to serve txt2img only",
+                    m.name
+                ),
+            });
+        }
+        if !self.checkpoint.exists() {
+            let hint = match &m.download_url {
+                Some(url) => {
+                    format!("; download it from {url} (automatic download is not built yet)")
+                }
+                None => String::new(),
+            };
+            return Err(EndpointError::MissingCheckpoint {
+                model: m.name.clone(),
+                path: self.checkpoint.clone(),
+                hint,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "detail": message.to_string() })),
+        status,
+    )
+    .into_response()
+}
+
+fn job_error(e: JobError) -> Response {
+    let status = match e {
+        JobError::NoReplica
+        | JobError::QueueFull(_)
+        | JobError::ShuttingDown
+        | JobError::ReplicaDied { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        JobError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        JobError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    detail(status, e)
+}
+
+/// The HTTP routes over a pool, separate from the listener so tests can drive them.
+pub fn routes(
+    model: Arc<ModelSpec>,
+    pool: Pool,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let info_model = model.clone();
+    let info = warp::path!("info")
+        .and(warp::get())
+        .map(move || warp::reply::json(&json!({ "model_name": info_model.name })).into_response());
+    let generate = warp::path!("generate")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .then(move |body: bytes::Bytes| {
+            let (model, pool) = (model.clone(), pool.clone());
+            async move {
+                let job = match request::parse(&body, &model) {
+                    Ok(j) => j,
+                    Err(e) => return detail(StatusCode::BAD_REQUEST, e),
+                };
+                match pool.generate(job).await {
+                    Ok(image) => warp::reply::json(&json!({ "image": image })).into_response(),
+                    Err(e) => job_error(e),
+                }
+            }
+        });
+    info.or(generate)
+        .unify()
+        .recover(|rejection: warp::Rejection| async move {
+            let response = if rejection.is_not_found() {
+                detail(
+                    StatusCode::NOT_FOUND,
+                    "not found; the endpoint serves POST /generate and GET /info",
+                )
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                detail(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {MAX_BODY} bytes"),
+                )
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                detail(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST /generate or GET /info",
+                )
+            } else {
+                detail(StatusCode::BAD_REQUEST, format!("{rejection:?}"))
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        })
+        .unify()
+}
+
+impl Component for Endpoint {
+    fn name(&self) -> &str {
+        "endpoint"
+    }
+
+    fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            self.check()?;
+            let listener = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .map_err(|source| EndpointError::Bind { address: self.listen, source })?;
+            let bound = listener.local_addr()?;
+            let pool = Pool::start(self.pool.clone(), ctx.events.clone(), ctx.cancel.child_token());
+            tracing::info!(address = %bound, model = %self.model.name, replicas = self.pool.replicas, "serving /generate and /info");
+            ctx.events
+                .send(Event::Listening { component: ctx.name.clone(), address: bound.to_string() })
+                .await;
+            warp::serve(routes(Arc::new(self.model.clone()), pool))
+                .incoming(listener)
+                .graceful(ctx.cancel.clone().cancelled_owned())
+                .run()
+                .await;
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,223 @@
+//! `POST /generate` bodies, parsed at the edge into a complete, validated job.
+
+use crate::catalogue::{Arch, ModelSpec, Pipeline};
+use crate::replica::protocol::GenerateJob;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The seed's limit (`limit_params`), enforced here for every caller.
+pub const MAX_STEPS: u32 = 50;
+
+/// The seed's request; unknown top-level keys (the rest of a synapse) are ignored.
+#[derive(Debug, Deserialize)]
+struct RawGenerate {
+    prompt: String,
+    seed: Value,
+    pipeline_type: String,
+    #[serde(default)]
+    pipeline_params: Option<Map<String, Value>>,
+    #[serde(default)]
+    conditional_image: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, BadRequest> {
+    Err(BadRequest(msg.into()))
+}
+
+fn positive_int(params: &Map<String, Value>, key: &str) -> Result<Option<u32>, BadRequest> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n > 0 => Ok(Some(n)),
+            _ => bad(format!(
+                "pipeline_params.{key} must be a positive integer, got {v}"
+            )),
+        },
+    }
+}
+
+const PARAMS: [&str; 5] = [
+    "num_inference_steps",
+    "width",
+    "height",
+    "guidance_scale",
+    "negative_prompt",
+];
+
+/// Parses and validates a body against the served model, filling the model's defaults.
+pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> {
+    let raw: RawGenerate =
+        serde_json::from_slice(body).map_err(|e| BadRequest(format!("invalid JSON body: {e}")))?;
+    let seed = match raw.seed.as_u64() {
+        Some(s) if s <= i64::MAX as u64 => s,
+        _ => {
+            return bad(format!(
+                "seed must be a non-negative integer, got {}",
+                raw.seed
+            ));
+        }
+    };
+    let Some(pipeline) = Pipeline::parse(&raw.pipeline_type) else {
+        return bad(format!(
+            "unknown pipeline_type `{}` (txt2img, img2img, controlnet_txt2img)",
+            raw.pipeline_type
+        ));
+    };
+    if !model.pipelines.contains(&pipeline) {
+        let served: Vec<&str> = model.pipelines.iter().map(|p| p.name()).collect();
+        return bad(format!(
+            "model {} does not serve {} (it serves {})",
+            model.name,
+            pipeline.name(),
+            served.join(", ")
+        ));
+    }
+    if pipeline != Pipeline::Txt2img {
+        return bad(format!(
+            "{} is not implemented by this endpoint yet",
+            pipeline.name()
+        ));
+    }
+    let _ = raw.conditional_image; // used by img2img and ControlNet, not by txt2img
+    let params = raw.pipeline_params.unwrap_or_default();
+    if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+        return bad(format!(
+            "unsupported pipeline_params key `{unknown}` (supported: {})",
+            PARAMS.join(", ")
+        ));
+    }
+    let d = &model.defaults;
+    let native = match model.arch {
+        Arch::Sd15 => 512,
+        Arch::Sdxl => 1024,
+    };
+    let steps = positive_int(&params, "num_inference_steps")?
+        .or(d.num_inference_steps)
+        .unwrap_or(50);
+    if steps > MAX_STEPS {
+        return bad(format!(
+            "num_inference_steps {steps} is above the limit of {MAX_STEPS}"
+        ));
+    }
+    let width = positive_int(&params, "width")?
+        .or(d.width)
+        .unwrap_or(native);
+    let height = positive_int(&params, "height")?
+        .or(d.height)
+        .unwrap_or(native);
+    for (name, v) in [("width", width), ("height", height)] {
+        if v % 8 != 0 {
+            return bad(format!("{name} {v} is not a multiple of 8"));
+        }
+        if v > model.max_side {
+            return bad(format!(
+                "{name} {v} is above this model's maximum of {}",
+                model.max_side
+            ));
+        }
+    }
+    let guidance_scale = match params.get("guidance_scale") {
+        None | Some(Value::Null) => d.guidance_scale.unwrap_or(7.5),
+        Some(v) => match v.as_f64() {
+            Some(g) if g.is_finite() && (0.0..=50.0).contains(&g) => g,
+            _ => {
+                return bad(format!(
+                    "guidance_scale must be a number in [0, 50], got {v}"
+                ));
+            }
+        },
+    };
+    let negative_prompt = match params.get("negative_prompt") {
+        None => d.negative_prompt.clone(),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => return bad(format!("negative_prompt must be a string, got {v}")),
+    };
+    Ok(GenerateJob {
+        prompt: raw.prompt,
+        negative_prompt,
+        seed,
+        num_inference_steps: steps,
+        guidance_scale,
+        width,
+        height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::catalogue;
+
+    fn model(name: &str) -> ModelSpec {
+        catalogue(&Default::default()).unwrap()[name].clone()
+    }
+
+    fn err(body: &str, m: &ModelSpec) -> String {
+        parse(body.as_bytes(), m).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults_fill_in_and_extra_keys_are_ignored() {
+        let m = model("DreamShaper");
+        let job = parse(
+            br#"{"prompt":"a cat","seed":7,"pipeline_type":"txt2img","model_name":"x","image":""}"#,
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            (job.width, job.height, job.num_inference_steps),
+            (512, 768, 30)
+        );
+        assert_eq!(job.guidance_scale, 7.0);
+        assert!(job.negative_prompt.unwrap().starts_with("out of frame"));
+        let job = parse(
+            br#"{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{"num_inference_steps":4,"width":64,"height":64,"guidance_scale":5,"negative_prompt":null}}"#,
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                job.width,
+                job.height,
+                job.num_inference_steps,
+                job.guidance_scale
+            ),
+            (64, 64, 4, 5.0)
+        );
+        assert_eq!(job.negative_prompt, None);
+    }
+
+    #[test]
+    fn bad_input_is_explained() {
+        let m = model("RealisticVision");
+        assert!(err("{", &m).contains("invalid JSON"));
+        assert!(err(r#"{"seed":1,"pipeline_type":"txt2img"}"#, &m).contains("prompt"));
+        assert!(err(r#"{"prompt":"a","seed":-1,"pipeline_type":"txt2img"}"#, &m).contains("seed"));
+        assert!(
+            err(r#"{"prompt":"a","seed":1,"pipeline_type":"inpaint"}"#, &m)
+                .contains("unknown pipeline_type")
+        );
+        assert!(
+            err(r#"{"prompt":"a","seed":1,"pipeline_type":"img2img"}"#, &m)
+                .contains("does not serve")
+        );
+        let p = |params: &str| {
+            format!(
+                r#"{{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{params}}}"#
+            )
+        };
+        assert!(err(&p(r#"{"num_inference_steps":51}"#), &m).contains("above the limit of 50"));
+        assert!(err(&p(r#"{"width":500}"#), &m).contains("multiple of 8"));
+        assert!(err(&p(r#"{"height":2048}"#), &m).contains("maximum"));
+        assert!(
+            err(&p(r#"{"clip_skip":2}"#), &m)
+                .contains("unsupported pipeline_params key `clip_skip`")
+        );
+        assert!(err(&p(r#"{"guidance_scale":"high"}"#), &m).contains("guidance_scale"));
+    }
+}

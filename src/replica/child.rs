@@ -1,0 +1,84 @@
+//! The replica process (`nicheimage-tui replica ...`): loads one model and serves jobs from
+//! stdin until stdin closes. A crash here (a CUDA OOM, a libtorch abort) ends only this process.
+
+use super::protocol::{JobLine, ReplyLine};
+use crate::config::DeviceChoice;
+use crate::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use crate::diffusion::scheduler::SchedulerKind;
+use crate::diffusion::{dtype_for, select_device};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error(transparent)]
+    Setup(#[from] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot talk to the pool: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn send(out: &mut impl Write, line: &ReplyLine) -> std::io::Result<()> {
+    let text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+pub fn run(
+    checkpoint: &Path,
+    config_dir: Option<&Path>,
+    scheduler: &str,
+    device: DeviceChoice,
+) -> Result<(), ChildError> {
+    let setup = || -> Result<(StableDiffusion, SchedulerKind, tch::Device), Box<dyn std::error::Error + Send + Sync>> {
+        let scheduler: SchedulerKind = scheduler.parse()?;
+        let device = select_device(device)?;
+        let sd = StableDiffusion::load(checkpoint, config_dir, device, dtype_for(device))?;
+        Ok((sd, scheduler, device))
+    };
+    let (sd, scheduler, device) = setup()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    send(
+        &mut out,
+        &ReplyLine::Ready {
+            device: format!("{device:?}"),
+        },
+    )?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let reply = match serde_json::from_str::<JobLine>(&line) {
+            Err(e) => ReplyLine::Error {
+                id: 0,
+                error: format!("unreadable job: {e}"),
+            },
+            Ok(JobLine { id, job }) => {
+                let started = Instant::now();
+                let req = Txt2Img {
+                    prompt: job.prompt,
+                    negative_prompt: job.negative_prompt,
+                    seed: job.seed,
+                    num_inference_steps: job.num_inference_steps as usize,
+                    guidance_scale: job.guidance_scale,
+                    width: i64::from(job.width),
+                    height: i64::from(job.height),
+                    scheduler,
+                };
+                match sd
+                    .txt2img(&req, false)
+                    .map_err(|e| e.to_string())
+                    .and_then(|g| g.image.to_base64_png().map_err(|e| e.to_string()))
+                {
+                    Ok(image) => ReplyLine::Image {
+                        id,
+                        image,
+                        millis: started.elapsed().as_millis() as u64,
+                    },
+                    Err(error) => ReplyLine::Error { id, error },
+                }
+            }
+        };
+        send(&mut out, &reply)?;
+    }
+    Ok(())
+}

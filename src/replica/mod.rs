@@ -1,0 +1,152 @@
+//! The replica pool: generation replicas as child processes, fed from one bounded queue.
+//! An idle replica takes the next job, so work goes to whichever is free; a replica that dies
+//! fails its job at once and is started again with backoff.
+
+#[cfg(feature = "local-infer")]
+pub mod child;
+pub mod protocol;
+mod worker;
+
+use crate::runtime::EventSender;
+use protocol::GenerateJob;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How to start one replica process.
+#[derive(Debug, Clone)]
+pub struct ReplicaCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub replicas: usize,
+    /// GPUs per replica (fractions share a GPU); 0 means CPU replicas.
+    pub gpus_per_replica: f64,
+    pub queue_capacity: usize,
+    pub request_timeout: Duration,
+    pub load_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub command: ReplicaCommand,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum JobError {
+    #[error("every replica is down")]
+    NoReplica,
+    #[error("the queue is full ({0} waiting)")]
+    QueueFull(usize),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("replica {replica} died while generating: {reason}")]
+    ReplicaDied { replica: usize, reason: String },
+    #[error("generation failed: {0}")]
+    Failed(String),
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+}
+
+pub(crate) struct Job {
+    pub request: GenerateJob,
+    pub reply: oneshot::Sender<Result<String, JobError>>,
+}
+
+/// A handle to submit jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    jobs: mpsc::Sender<Job>,
+    ready: Arc<AtomicUsize>,
+    capacity: usize,
+    timeout: Duration,
+}
+
+/// Which GPUs replica `index` gets: whole GPUs each for shares >= 1, else several replicas
+/// packed onto one GPU (0.33 gives three per GPU).
+pub fn gpus_for(index: usize, share: f64) -> Vec<usize> {
+    if share <= 0.0 {
+        return Vec::new();
+    }
+    if share >= 1.0 {
+        let n = share.floor() as usize;
+        return (index * n..(index + 1) * n).collect();
+    }
+    let per_gpu = ((1.0 / share) + 1e-9).floor().max(1.0) as usize;
+    vec![index / per_gpu]
+}
+
+impl Pool {
+    /// Starts the replica workers; they stop (killing their processes) when `cancel` fires.
+    pub fn start(config: PoolConfig, events: EventSender, cancel: CancellationToken) -> Pool {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let shared = Arc::new(Mutex::new(rx));
+        let ready = Arc::new(AtomicUsize::new(0));
+        for index in 0..config.replicas {
+            tokio::spawn(
+                worker::Worker {
+                    index,
+                    gpus: gpus_for(index, config.gpus_per_replica),
+                    config: config.clone(),
+                    jobs: shared.clone(),
+                    ready: ready.clone(),
+                    events: events.clone(),
+                    cancel: cancel.clone(),
+                }
+                .run(),
+            );
+        }
+        Pool {
+            jobs: tx,
+            ready,
+            capacity: config.queue_capacity,
+            timeout: config.request_timeout,
+        }
+    }
+
+    pub fn ready_replicas(&self) -> usize {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.capacity - self.jobs.capacity()
+    }
+
+    /// Queues a job and waits (bounded by the request timeout) for its image.
+    pub async fn generate(&self, request: GenerateJob) -> Result<String, JobError> {
+        if self.ready_replicas() == 0 {
+            return Err(JobError::NoReplica);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .try_send(Job { request, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => JobError::QueueFull(self.capacity),
+                mpsc::error::TrySendError::Closed(_) => JobError::ShuttingDown,
+            })?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(JobError::ShuttingDown),
+            Err(_) => Err(JobError::Timeout(self.timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpus_for;
+
+    #[test]
+    fn gpu_placement() {
+        assert_eq!(gpus_for(0, 0.0), Vec::<usize>::new());
+        assert_eq!(gpus_for(1, 1.0), vec![1]);
+        assert_eq!(gpus_for(1, 2.0), vec![2, 3]);
+        let packed: Vec<Vec<usize>> = (0..4).map(|i| gpus_for(i, 0.33)).collect();
+        assert_eq!(packed, vec![vec![0], vec![0], vec![0], vec![1]]);
+        assert_eq!(gpus_for(3, 0.5), vec![1]);
+    }
+}

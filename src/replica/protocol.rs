@@ -1,0 +1,41 @@
+//! What the pool and a replica process say to each other: one JSON object per line, requests
+//! on the child's stdin, answers on its stdout (its stderr carries its logs).
+
+use serde::{Deserialize, Serialize};
+
+/// A validated txt2img job (every default already filled in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateJob {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub seed: u64,
+    pub num_inference_steps: u32,
+    pub guidance_scale: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLine {
+    pub id: u64,
+    pub job: GenerateJob,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyLine {
+    /// First line: the model is loaded.
+    Ready {
+        device: String,
+    },
+    /// A base64 PNG.
+    Image {
+        id: u64,
+        image: String,
+        millis: u64,
+    },
+    Error {
+        id: u64,
+        error: String,
+    },
+}

@@ -1,0 +1,263 @@
+//! One replica slot: starts its process, feeds it jobs, notices when it dies, starts it again.
+
+use super::protocol::{JobLine, ReplyLine};
+use super::{Job, JobError, PoolConfig};
+use crate::runtime::EventSender;
+use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) struct Worker {
+    pub index: usize,
+    pub gpus: Vec<usize>,
+    pub config: PoolConfig,
+    pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    pub ready: Arc<AtomicUsize>,
+    pub events: EventSender,
+    pub cancel: CancellationToken,
+}
+
+enum End {
+    Cancelled,
+    Died(String),
+}
+
+fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "ended".into(),
+        },
+        Err(e) => format!("cannot wait for it: {e}"),
+    }
+}
+
+impl Worker {
+    fn report(&self, r: &ReplicaReport) {
+        self.events.try_send(Event::Replica(r.clone()));
+    }
+
+    pub async fn run(self) {
+        let mut report = ReplicaReport {
+            index: self.index,
+            gpus: self.gpus.clone(),
+            status: ReplicaStatus::Loading,
+            pid: None,
+            restarts: 0,
+            served: 0,
+            failed: 0,
+            last_latency_ms: None,
+            last_error: None,
+        };
+        let mut backoff = self.config.backoff_initial;
+        loop {
+            let started = Instant::now();
+            match self.serve_process(&mut report).await {
+                End::Cancelled => {
+                    report.status = ReplicaStatus::Stopped;
+                    report.pid = None;
+                    self.report(&report);
+                    return;
+                }
+                End::Died(reason) => {
+                    tracing::warn!(replica = self.index, %reason, "replica died; restarting");
+                    report.status = ReplicaStatus::Dead;
+                    report.pid = None;
+                    report.last_error = Some(reason);
+                    self.report(&report);
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = self.config.backoff_initial;
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => continue,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.config.backoff_max);
+            report.restarts += 1;
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        let mut cmd = Command::new(&self.config.command.program);
+        cmd.args(&self.config.command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if !self.gpus.is_empty() {
+            let list: Vec<String> = self.gpus.iter().map(|g| g.to_string()).collect();
+            cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
+        }
+        cmd.spawn()
+    }
+
+    async fn serve_process(&self, report: &mut ReplicaReport) -> End {
+        if self.cancel.is_cancelled() {
+            return End::Cancelled;
+        }
+        report.status = ReplicaStatus::Loading;
+        let mut child = match self.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return End::Died(format!(
+                    "cannot start {}: {e}",
+                    self.config.command.program.display()
+                ));
+            }
+        };
+        report.pid = child.id();
+        self.report(report);
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return End::Died("process started without pipes".into());
+        };
+        let index = self.index;
+        // The replica's own log lines, kept for the reason it gives when it fails.
+        let last_stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = last_stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(replica = index, "{line}");
+                if let Ok(mut k) = keep.lock() {
+                    *k = line;
+                }
+            }
+        });
+        let died = |child_status: std::io::Result<std::process::ExitStatus>| {
+            let last = last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            let status = describe(&child_status);
+            End::Died(if last.is_empty() {
+                status
+            } else {
+                format!("{status}: {last}")
+            })
+        };
+        let mut lines = BufReader::new(stdout).lines();
+
+        // Loading.
+        let ready = tokio::select! {
+            _ = self.cancel.cancelled() => return End::Cancelled,
+            status = child.wait() => return died(status),
+            _ = tokio::time::sleep(self.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.config.load_timeout)),
+            line = lines.next_line() => line,
+        };
+        match ready
+            .ok()
+            .flatten()
+            .and_then(|l| serde_json::from_str::<ReplyLine>(&l).ok())
+        {
+            Some(ReplyLine::Ready { .. }) => {}
+            _ => {
+                let status = child.wait().await;
+                return died(status);
+            }
+        }
+        report.status = ReplicaStatus::Ready;
+        self.report(report);
+        self.ready.fetch_add(1, Ordering::SeqCst);
+        let end = self
+            .serve_jobs(&mut child, &mut stdin, &mut lines, report)
+            .await;
+        self.ready.fetch_sub(1, Ordering::SeqCst);
+        match end {
+            Ok(()) => End::Cancelled,
+            Err(status) => died(status),
+        }
+    }
+
+    /// Ok on cancellation; Err with the exit status when the process died.
+    async fn serve_jobs(
+        &self,
+        child: &mut Child,
+        stdin: &mut tokio::process::ChildStdin,
+        lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+        report: &mut ReplicaReport,
+    ) -> Result<(), std::io::Result<std::process::ExitStatus>> {
+        let mut next_id = 0u64;
+        loop {
+            let job = tokio::select! {
+                _ = self.cancel.cancelled() => return Ok(()),
+                status = child.wait() => return Err(status),
+                job = async { self.jobs.lock().await.recv().await } => job,
+            };
+            let Some(Job { request, reply }) = job else {
+                return Ok(());
+            };
+            if reply.is_closed() {
+                continue; // the caller timed out while the job was queued
+            }
+            next_id += 1;
+            report.status = ReplicaStatus::Busy;
+            self.report(report);
+            let started = Instant::now();
+            let line = serde_json::to_string(&JobLine {
+                id: next_id,
+                job: request,
+            })
+            .unwrap_or_default();
+            if let Err(e) = stdin.write_all(format!("{line}\n").as_bytes()).await {
+                let status = child.wait().await;
+                let _ = reply.send(Err(JobError::ReplicaDied {
+                    replica: self.index,
+                    reason: format!("cannot send the job: {e}"),
+                }));
+                return Err(status);
+            }
+            let answer = tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    let _ = reply.send(Err(JobError::ShuttingDown));
+                    return Ok(());
+                }
+                status = child.wait() => {
+                    let reason = describe(&status);
+                    let _ = reply.send(Err(JobError::ReplicaDied { replica: self.index, reason }));
+                    return Err(status);
+                }
+                line = lines.next_line() => line,
+            };
+            let line = match answer {
+                Ok(Some(line)) => line,
+                // Its stdout closed: the process is ending (killed, or crashed).
+                Ok(None) | Err(_) => {
+                    let status = child.wait().await;
+                    let reason = describe(&status);
+                    let _ = reply.send(Err(JobError::ReplicaDied {
+                        replica: self.index,
+                        reason,
+                    }));
+                    return Err(status);
+                }
+            };
+            let result = match serde_json::from_str::<ReplyLine>(&line) {
+                Ok(ReplyLine::Image { id, image, .. }) if id == next_id => Ok(image),
+                Ok(ReplyLine::Error { error, .. }) => Err(JobError::Failed(error)),
+                _ => Err(JobError::Failed(
+                    "the replica answered something unreadable".into(),
+                )),
+            };
+            report.last_latency_ms = Some(started.elapsed().as_millis() as u64);
+            match &result {
+                Ok(_) => report.served += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    report.last_error = Some(e.to_string());
+                }
+            }
+            let _ = reply.send(result);
+            report.status = ReplicaStatus::Ready;
+            self.report(report);
+        }
+    }
+}

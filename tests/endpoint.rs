@@ -1,0 +1,308 @@
+//! The generation endpoint as the seed's miner calls it: the real binary on loopback, two
+//! replica processes serving the tiny checkpoint.
+#![cfg(feature = "local-infer")]
+
+use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
+use nicheimage_tui::image::RgbImage;
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    child: Child,
+    base: String,
+    health: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; SIGTERM lets it stop its replicas.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    async fn start(dir: &Path, replicas: u32, queue: usize) -> Node {
+        let checkpoint = write_tiny_sd15(dir, "tiny-sd15").unwrap();
+        let (port, metrics) = (free_port(), free_port());
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[node]
+device = "cpu"
+[metrics]
+listen = "127.0.0.1:{metrics}"
+[supervisor]
+backoff_initial_ms = 200
+backoff_max_ms = 1000
+[endpoint]
+model_name = "Tiny"
+host = "127.0.0.1"
+port = {port}
+num_replicas = {replicas}
+queue_capacity = {queue}
+request_timeout_secs = 60
+[models.Tiny]
+arch = "sd15"
+checkpoint = "{}"
+scheduler = "dpm++2m_karras"
+[models.Tiny.defaults]
+num_inference_steps = 4
+width = 64
+height = 64
+"#,
+                checkpoint.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+            .args(["endpoint", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            health: format!("http://127.0.0.1:{metrics}/healthz"),
+            client: reqwest::Client::new(),
+        };
+        node.until("every replica ready", |h| {
+            let r = h["replicas"]
+                .as_object()
+                .map(|m| m.values().filter(|r| r["status"] == "ready").count());
+            r == Some(replicas as usize)
+        })
+        .await;
+        node
+    }
+
+    async fn health(&self) -> Value {
+        match self.client.get(&self.health).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    async fn until(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let h = self.health().await;
+            if pred(&h) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn generate(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/generate", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn txt2img(seed: u64, size: u32, steps: u32) -> Value {
+    json!({"prompt": "a photo of a cat", "seed": seed, "pipeline_type": "txt2img",
+           "pipeline_params": {"num_inference_steps": steps, "width": size, "height": size},
+           "model_name": "", "request_dict": {}, "image": ""})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contract_concurrency_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 2, 8).await;
+
+    let info: Value = node
+        .client
+        .get(format!("{}/info", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info, json!({"model_name": "Tiny"}));
+
+    // The image is exactly what the engine makes for the same request (defaults filled in).
+    let (status, body) = node
+        .generate(json!({"prompt": "a photo of a cat", "seed": 1234, "pipeline_type": "txt2img"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let image = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
+    let sd = StableDiffusion::load(
+        &dir.path().join("tiny-sd15.safetensors"),
+        None,
+        tch::Device::Cpu,
+        tch::Kind::Float,
+    )
+    .unwrap();
+    let direct = sd
+        .txt2img(
+            &Txt2Img {
+                prompt: "a photo of a cat".into(),
+                negative_prompt: None,
+                seed: 1234,
+                num_inference_steps: 4,
+                guidance_scale: 7.5,
+                width: 64,
+                height: 64,
+                scheduler: "dpm++2m_karras".parse().unwrap(),
+            },
+            false,
+        )
+        .unwrap()
+        .image;
+    assert_eq!(image, direct);
+
+    // Bad input: 400 with a reason.
+    for (body, reason) in [
+        (
+            json!({"prompt": "a", "seed": 1, "pipeline_type": "inpaint"}),
+            "unknown pipeline_type",
+        ),
+        (txt2img(1, 64, 51), "above the limit of 50"),
+        (txt2img(1, 60, 4), "multiple of 8"),
+        (json!({"prompt": "a", "pipeline_type": "txt2img"}), "seed"),
+    ] {
+        let (status, answer) = node.generate(body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains(reason),
+            "{answer}"
+        );
+    }
+    let r = node
+        .client
+        .post(format!("{}/generate", node.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = node
+        .client
+        .get(format!("{}/nope", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Concurrent requests are spread over both replicas.
+    let all = futures::future::join_all((0..6).map(|s| node.generate(txt2img(s, 64, 4)))).await;
+    assert!(all.iter().all(|(status, _)| *status == 200), "{all:?}");
+    let h = node.health().await;
+    let served: Vec<u64> = h["replicas"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["served"].as_u64().unwrap())
+        .collect();
+    assert!(
+        served.iter().all(|&n| n >= 1),
+        "both replicas served: {served:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_fails_its_request_at_once_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 1, 4).await;
+    let slow = tokio::spawn({
+        let client = node.client.clone();
+        let url = format!("{}/generate", node.base);
+        async move {
+            let r = client
+                .post(url)
+                .json(&txt2img(9, 256, 20))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap(),
+                Instant::now(),
+            )
+        }
+    });
+    let h = node
+        .until("the replica busy", |h| {
+            h["replicas"]["0"]["status"] == "busy"
+        })
+        .await;
+    let pid = h["replicas"]["0"]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing the replica process our node started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let (status, body, answered) = slow.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("died"), "{body}");
+    assert!(
+        answered.duration_since(killed) < Duration::from_secs(1),
+        "answered within a second"
+    );
+
+    let h = node
+        .until("the replica back", |h| {
+            h["replicas"]["0"]["status"] == "ready" && h["replicas"]["0"]["restarts"] == 1
+        })
+        .await;
+    assert!(
+        h["replicas"]["0"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("signal 9"),
+        "{h}"
+    );
+    let (status, _) = node.generate(txt2img(3, 64, 4)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_is_refused_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 1, 1).await;
+    let all = futures::future::join_all((0..4).map(|s| node.generate(txt2img(s, 128, 10)))).await;
+    let ok = all.iter().filter(|(s, _)| *s == 200).count();
+    let full = all
+        .iter()
+        .filter(|(s, b)| *s == 503 && b["detail"].as_str().unwrap_or("").contains("queue is full"))
+        .count();
+    assert_eq!(ok + full, 4, "{all:?}");
+    assert!(full >= 1 && ok >= 2, "{all:?}");
+}
