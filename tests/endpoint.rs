@@ -45,6 +45,12 @@ impl Drop for Node {
 impl Node {
     async fn start(dir: &Path, replicas: u32, queue: usize) -> Node {
         let checkpoint = write_tiny_sd15(dir, "tiny-sd15").unwrap();
+        let model = format!("checkpoint = \"{}\"", checkpoint.display());
+        Node::start_with(dir, replicas, queue, &model).await
+    }
+
+    /// `model` is the `[models.Tiny]` lines that say where the checkpoint comes from.
+    async fn start_with(dir: &Path, replicas: u32, queue: usize, model: &str) -> Node {
         let (port, metrics) = (free_port(), free_port());
         let config = dir.join("config.toml");
         std::fs::write(
@@ -66,14 +72,13 @@ queue_capacity = {queue}
 request_timeout_secs = 60
 [models.Tiny]
 arch = "sd15"
-checkpoint = "{}"
+{model}
 scheduler = "dpm++2m_karras"
 [models.Tiny.defaults]
 num_inference_steps = 4
 width = 64
 height = 64
-"#,
-                checkpoint.display()
+"#
             ),
         )
         .unwrap();
@@ -91,7 +96,7 @@ height = 64
             child,
             base: format!("http://127.0.0.1:{port}"),
             health: format!("http://127.0.0.1:{metrics}/healthz"),
-            client: reqwest::Client::new(),
+            client: nicheimage_tui::http::client(),
         };
         node.until("every replica ready", |h| {
             let r = h["replicas"]
@@ -305,4 +310,36 @@ async fn a_full_queue_is_refused_with_503() {
         .count();
     assert_eq!(ok + full, 4, "{all:?}");
     assert!(full >= 1 && ok >= 2, "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_checkpoint_is_downloaded_verified_and_served() {
+    use sha2::{Digest, Sha256};
+    use warp::Filter;
+    let dir = tempfile::tempdir().unwrap();
+    let made = write_tiny_sd15(&dir.path().join("made"), "tiny-sd15").unwrap();
+    let bytes = std::fs::read(&made).unwrap();
+    let sha = nicheimage_tui::download::hex(&Sha256::digest(&bytes));
+    // The architecture folder goes beside where the file will land.
+    let checkpoints = dir.path().join("data/checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    std::fs::rename(
+        dir.path().join("made/tiny-sd15"),
+        checkpoints.join("tiny-dl"),
+    )
+    .unwrap();
+    let route = warp::path!("tiny.safetensors").map(move || bytes.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/tiny.safetensors", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let model = format!(
+        "checkpoint = \"tiny-dl.safetensors\"\ndownload_url = \"{url}\"\nsha256 = \"{sha}\""
+    );
+    let node = Node::start_with(dir.path(), 1, 4, &model).await;
+    let h = node.health().await;
+    assert_eq!(h["status"], "ok");
+    let (status, body) = node.generate(txt2img(5, 64, 4)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(checkpoints.join("tiny-dl.safetensors").is_file());
 }

@@ -5,6 +5,7 @@ pub mod request;
 
 use crate::catalogue::{Arch, ModelSpec, Pipeline};
 use crate::replica::{JobError, Pool, PoolConfig};
+use crate::runtime::event::DownloadReport;
 use crate::runtime::{Component, ComponentContext, Event};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -69,20 +70,58 @@ impl Endpoint {
                 ),
             });
         }
-        if !self.checkpoint.exists() {
-            let hint = match &m.download_url {
-                Some(url) => {
-                    format!("; download it from {url} (automatic download is not built yet)")
-                }
-                None => String::new(),
-            };
+        if !self.checkpoint.exists() && m.download_url.is_none() {
             return Err(EndpointError::MissingCheckpoint {
                 model: m.name.clone(),
                 path: self.checkpoint.clone(),
-                hint,
+                hint: format!("; set checkpoint or download_url under [models.{}]", m.name),
             });
         }
         Ok(())
+    }
+
+    /// Fetches a missing checkpoint from the model's `download_url`, reporting progress.
+    async fn ensure_checkpoint(&self, events: &crate::runtime::EventSender) -> anyhow::Result<()> {
+        let (Some(url), false) = (&self.model.download_url, self.checkpoint.exists()) else {
+            return Ok(());
+        };
+        let model = self.model.name.clone();
+        tracing::info!(%model, %url, path = %self.checkpoint.display(), "downloading the checkpoint");
+        let report = |done: u64, total: Option<u64>, finished: bool, error: Option<String>| {
+            events.try_send(Event::Download(DownloadReport {
+                model: model.clone(),
+                url: url.clone(),
+                done_bytes: done,
+                total_bytes: total,
+                finished,
+                error,
+            }));
+        };
+        let last_tenth = std::sync::atomic::AtomicU64::new(u64::MAX);
+        let progress = |done: u64, total: Option<u64>| {
+            report(done, total, false, None);
+            if let Some(t) = total.filter(|t| *t > 0) {
+                let tenth = done * 10 / t;
+                if last_tenth.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
+                    tracing::info!(model = %model, percent = tenth * 10, "checkpoint download");
+                }
+            }
+        };
+        let client = crate::http::client();
+        let sha = self.model.sha256.as_deref();
+        match crate::download::fetch(&client, url, &self.checkpoint, sha, &progress).await {
+            Ok(()) => {
+                let size = std::fs::metadata(&self.checkpoint)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                report(size, Some(size), true, None);
+                Ok(())
+            }
+            Err(e) => {
+                report(0, None, true, Some(e.to_string()));
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -166,6 +205,7 @@ impl Component for Endpoint {
     fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
         async move {
             self.check()?;
+            self.ensure_checkpoint(&ctx.events).await?;
             let listener = tokio::net::TcpListener::bind(self.listen)
                 .await
                 .map_err(|source| EndpointError::Bind { address: self.listen, source })?;

@@ -21,6 +21,8 @@ pub enum Event {
     Log(LogLine),
     /// The latest state of one generation replica.
     Replica(ReplicaReport),
+    /// Progress of a checkpoint download.
+    Download(DownloadReport),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,4 +109,14 @@ pub struct ReplicaReport {
     pub failed: u64,
     pub last_latency_ms: Option<u64>,
     pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownloadReport {
+    pub model: String,
+    pub url: String,
+    pub done_bytes: u64,
+    pub total_bytes: Option<u64>,
+    pub finished: bool,
+    pub error: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! The state store: a fold of events into one snapshot that views render.
 
 use super::event::{
-    ComponentChange, ComponentStatus, Event, HostSample, LogLine, ReplicaReport, TorchReport,
+    ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine, ReplicaReport,
+    TorchReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -39,6 +40,8 @@ pub struct NodeState {
     pub host: Option<HostSample>,
     pub torch: Option<TorchReport>,
     pub replicas: BTreeMap<usize, ReplicaReport>,
+    /// Checkpoint downloads by model name.
+    pub downloads: BTreeMap<String, DownloadReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -61,6 +64,7 @@ impl NodeState {
             host: None,
             torch: None,
             replicas: BTreeMap::new(),
+            downloads: BTreeMap::new(),
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -116,6 +120,9 @@ impl NodeState {
             Event::Torch(report) => self.torch = Some(report),
             Event::Replica(report) => {
                 self.replicas.insert(report.index, report);
+            }
+            Event::Download(report) => {
+                self.downloads.insert(report.model.clone(), report);
             }
             Event::Log(line) => {
                 if self.logs.len() == LOG_RING {
