@@ -149,6 +149,7 @@ fn job_error(e: JobError) -> Response {
 pub fn routes(
     model: Arc<ModelSpec>,
     pool: Pool,
+    events: crate::runtime::EventSender,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let info_model = model.clone();
     let info = warp::path!("info")
@@ -159,16 +160,20 @@ pub fn routes(
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
         .then(move |body: bytes::Bytes| {
-            let (model, pool) = (model.clone(), pool.clone());
+            let (model, pool, events) = (model.clone(), pool.clone(), events.clone());
             async move {
-                let job = match request::parse(&body, &model) {
-                    Ok(j) => j,
-                    Err(e) => return detail(StatusCode::BAD_REQUEST, e),
+                let response = match request::parse(&body, &model) {
+                    Err(e) => detail(StatusCode::BAD_REQUEST, e),
+                    Ok(job) => match pool.generate(job).await {
+                        Ok(image) => warp::reply::json(&json!({ "image": image })).into_response(),
+                        Err(e) => job_error(e),
+                    },
                 };
-                match pool.generate(job).await {
-                    Ok(image) => warp::reply::json(&json!({ "image": image })).into_response(),
-                    Err(e) => job_error(e),
-                }
+                events.try_send(Event::EndpointResponse {
+                    status: response.status().as_u16(),
+                    queue_depth: pool.queued(),
+                });
+                response
             }
         });
     info.or(generate)
@@ -215,7 +220,7 @@ impl Component for Endpoint {
             ctx.events
                 .send(Event::Listening { component: ctx.name.clone(), address: bound.to_string() })
                 .await;
-            warp::serve(routes(Arc::new(self.model.clone()), pool))
+            warp::serve(routes(Arc::new(self.model.clone()), pool, ctx.events.clone()))
                 .incoming(listener)
                 .graceful(ctx.cancel.clone().cancelled_owned())
                 .run()

@@ -1,5 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) of the node state.
 
+use crate::runtime::event::ReplicaStatus;
 use crate::runtime::{ComponentStatus, NodeState};
 use std::fmt::Write;
 
@@ -112,6 +113,100 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
             "nicheimage_host_memory_available_bytes",
             &[],
             h.memory_available_bytes as f64,
+        );
+    }
+    if !state.replicas.is_empty() {
+        out.family(
+            "nicheimage_replica_up",
+            "gauge",
+            "1 while the replica is ready or busy.",
+        );
+        for (i, r) in &state.replicas {
+            let up = matches!(r.status, ReplicaStatus::Ready | ReplicaStatus::Busy);
+            out.sample(
+                "nicheimage_replica_up",
+                &[("replica", &i.to_string())],
+                if up { 1.0 } else { 0.0 },
+            );
+        }
+        out.family(
+            "nicheimage_replica_images_total",
+            "counter",
+            "Images the replica generated.",
+        );
+        for (i, r) in &state.replicas {
+            out.sample(
+                "nicheimage_replica_images_total",
+                &[("replica", &i.to_string())],
+                r.served as f64,
+            );
+        }
+        out.family(
+            "nicheimage_replica_failures_total",
+            "counter",
+            "Failed jobs by reason.",
+        );
+        for (i, r) in &state.replicas {
+            for (reason, n) in &r.failures {
+                out.sample(
+                    "nicheimage_replica_failures_total",
+                    &[("replica", &i.to_string()), ("reason", reason)],
+                    *n as f64,
+                );
+            }
+        }
+        out.family(
+            "nicheimage_replica_restarts_total",
+            "counter",
+            "Times the replica process was started again.",
+        );
+        for (i, r) in &state.replicas {
+            out.sample(
+                "nicheimage_replica_restarts_total",
+                &[("replica", &i.to_string())],
+                f64::from(r.restarts),
+            );
+        }
+        out.family(
+            "nicheimage_replica_latency_milliseconds",
+            "gauge",
+            "Generation latency percentiles over the last 256 images.",
+        );
+        for (i, r) in &state.replicas {
+            let l = &r.latency_ms;
+            for (q, v) in [("0.5", l.p50), ("0.95", l.p95), ("0.99", l.p99)] {
+                if let Some(v) = v {
+                    out.sample(
+                        "nicheimage_replica_latency_milliseconds",
+                        &[("replica", &i.to_string()), ("quantile", q)],
+                        v as f64,
+                    );
+                }
+            }
+        }
+    }
+    if !state.endpoint_responses.is_empty() {
+        out.family(
+            "nicheimage_endpoint_responses_total",
+            "counter",
+            "Endpoint responses by HTTP status.",
+        );
+        for (status, n) in &state.endpoint_responses {
+            out.sample(
+                "nicheimage_endpoint_responses_total",
+                &[("status", &status.to_string())],
+                *n as f64,
+            );
+        }
+        out.family(
+            "nicheimage_endpoint_queue_depth",
+            "gauge",
+            "Requests waiting for a free replica.",
+        );
+        out.sample(
+            "nicheimage_endpoint_queue_depth",
+            &[],
+            state.endpoint_queue_depth as f64,
         );
     }
     if let Some(t) = &state.torch {

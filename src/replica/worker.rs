@@ -3,7 +3,8 @@
 use super::protocol::{JobLine, ReplyLine};
 use super::{Job, JobError, PoolConfig};
 use crate::runtime::EventSender;
-use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
+use crate::runtime::event::{Event, Percentiles, ReplicaReport, ReplicaStatus};
+use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,8 +54,9 @@ impl Worker {
             pid: None,
             restarts: 0,
             served: 0,
-            failed: 0,
+            failures: Default::default(),
             last_latency_ms: None,
+            latency_ms: Default::default(),
             last_error: None,
         };
         let mut backoff = self.config.backoff_initial;
@@ -186,6 +188,7 @@ impl Worker {
         report: &mut ReplicaReport,
     ) -> Result<(), std::io::Result<std::process::ExitStatus>> {
         let mut next_id = 0u64;
+        let mut window: VecDeque<u64> = VecDeque::with_capacity(256);
         loop {
             let job = tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
@@ -209,6 +212,7 @@ impl Worker {
             .unwrap_or_default();
             if let Err(e) = stdin.write_all(format!("{line}\n").as_bytes()).await {
                 let status = child.wait().await;
+                *report.failures.entry("died".into()).or_default() += 1;
                 let _ = reply.send(Err(JobError::ReplicaDied {
                     replica: self.index,
                     reason: format!("cannot send the job: {e}"),
@@ -222,6 +226,7 @@ impl Worker {
                 }
                 status = child.wait() => {
                     let reason = describe(&status);
+                    *report.failures.entry("died".into()).or_default() += 1;
                     let _ = reply.send(Err(JobError::ReplicaDied { replica: self.index, reason }));
                     return Err(status);
                 }
@@ -233,6 +238,7 @@ impl Worker {
                 Ok(None) | Err(_) => {
                     let status = child.wait().await;
                     let reason = describe(&status);
+                    *report.failures.entry("died".into()).or_default() += 1;
                     let _ = reply.send(Err(JobError::ReplicaDied {
                         replica: self.index,
                         reason,
@@ -247,11 +253,19 @@ impl Worker {
                     "the replica answered something unreadable".into(),
                 )),
             };
-            report.last_latency_ms = Some(started.elapsed().as_millis() as u64);
+            let millis = started.elapsed().as_millis() as u64;
+            report.last_latency_ms = Some(millis);
             match &result {
-                Ok(_) => report.served += 1,
+                Ok(_) => {
+                    report.served += 1;
+                    if window.len() == 256 {
+                        window.pop_front();
+                    }
+                    window.push_back(millis);
+                    report.latency_ms = Percentiles::of(window.make_contiguous());
+                }
                 Err(e) => {
-                    report.failed += 1;
+                    *report.failures.entry("error".into()).or_default() += 1;
                     report.last_error = Some(e.to_string());
                 }
             }

@@ -1,6 +1,7 @@
 //! What components report (events) and what views ask of the runtime (commands).
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One report into the state store. Everything a view shows arrives as one of these.
@@ -23,6 +24,11 @@ pub enum Event {
     Replica(ReplicaReport),
     /// Progress of a checkpoint download.
     Download(DownloadReport),
+    /// One answered HTTP request of the endpoint, and the queue behind it.
+    EndpointResponse {
+        status: u16,
+        queue_depth: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +112,35 @@ pub struct ReplicaReport {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub served: u64,
-    pub failed: u64,
+    /// Failed jobs by reason: `error` (the engine refused) or `died` (the process ended).
+    pub failures: BTreeMap<String, u64>,
     pub last_latency_ms: Option<u64>,
+    /// Over the last 256 jobs.
+    pub latency_ms: Percentiles,
     pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples`.
+    pub fn of(samples: &[u64]) -> Self {
+        let mut v = samples.to_vec();
+        v.sort_unstable();
+        let at = |q: f64| {
+            (!v.is_empty()).then(|| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1])
+        };
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,4 +151,18 @@ pub struct DownloadReport {
     pub total_bytes: Option<u64>,
     pub finished: bool,
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Percentiles;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        let p = Percentiles::of(&v);
+        assert_eq!((p.p50, p.p95, p.p99), (Some(50), Some(95), Some(99)));
+        assert_eq!(Percentiles::of(&[]), Percentiles::default());
+        assert_eq!(Percentiles::of(&[7]).p99, Some(7));
+    }
 }

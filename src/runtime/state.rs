@@ -42,6 +42,9 @@ pub struct NodeState {
     pub replicas: BTreeMap<usize, ReplicaReport>,
     /// Checkpoint downloads by model name.
     pub downloads: BTreeMap<String, DownloadReport>,
+    /// Endpoint responses by HTTP status.
+    pub endpoint_responses: BTreeMap<u16, u64>,
+    pub endpoint_queue_depth: usize,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -65,6 +68,8 @@ impl NodeState {
             torch: None,
             replicas: BTreeMap::new(),
             downloads: BTreeMap::new(),
+            endpoint_responses: BTreeMap::new(),
+            endpoint_queue_depth: 0,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -123,6 +128,13 @@ impl NodeState {
             }
             Event::Download(report) => {
                 self.downloads.insert(report.model.clone(), report);
+            }
+            Event::EndpointResponse {
+                status,
+                queue_depth,
+            } => {
+                *self.endpoint_responses.entry(status).or_default() += 1;
+                self.endpoint_queue_depth = queue_depth;
             }
             Event::Log(line) => {
                 if self.logs.len() == LOG_RING {
