@@ -95,16 +95,9 @@ fn main() -> ExitCode {
             "starting node"
         );
         let mut runtime = node::build(&config, channel);
-        if serves_endpoint {
-            match node::endpoint(&config, &data_dir) {
-                Ok(endpoint) => {
-                    runtime.add(std::sync::Arc::new(endpoint));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the endpoint");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            }
+        if serves_endpoint && let Err(e) = node::add_endpoint(&mut runtime, &config, &data_dir) {
+            tracing::error!(error = %e, "cannot set up the endpoint");
+            return ExitCode::from(EXIT_USAGE);
         }
         let node = runtime.start();
         if let Err(e) = shutdown::on_signals(node.shutdown.clone()) {

@@ -27,9 +27,21 @@ pub fn build(config: &Config, channel: EventChannel) -> Runtime {
     runtime
 }
 
-/// The generation endpoint for `config.endpoint.model_name`, its replicas started as
-/// `<this program> replica ...`.
-pub fn endpoint(config: &Config, data_dir: &Path) -> Result<Endpoint, String> {
+/// Adds the generation endpoint for `config.endpoint.model_name` to `runtime`, with replica
+/// commands routed to it; its replicas run as `<this program> replica ...`.
+pub fn add_endpoint(runtime: &mut Runtime, config: &Config, data_dir: &Path) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let endpoint = endpoint(config, data_dir, rx)?;
+    runtime.route_replica_commands(tx);
+    runtime.add(Arc::new(endpoint));
+    Ok(())
+}
+
+fn endpoint(
+    config: &Config,
+    data_dir: &Path,
+    commands: tokio::sync::mpsc::Receiver<crate::runtime::Command>,
+) -> Result<Endpoint, String> {
     let models = catalogue::catalogue(&config.models).map_err(|e| e.to_string())?;
     let model = catalogue::lookup(&models, &config.endpoint.model_name)
         .map_err(|e| e.to_string())?
@@ -61,6 +73,7 @@ pub fn endpoint(config: &Config, data_dir: &Path) -> Result<Endpoint, String> {
         .map_err(|err| format!("endpoint.host `{}` is not an IP address: {err}", e.host))?;
     Ok(Endpoint {
         model,
+        commands: Arc::new(tokio::sync::Mutex::new(commands)),
         checkpoint,
         listen,
         pool: PoolConfig {

@@ -22,6 +22,8 @@ const MAX_BODY: u64 = 32 * 1024 * 1024;
 
 pub struct Endpoint {
     pub model: ModelSpec,
+    /// Replica commands routed here by the runtime; kept across restarts of the component.
+    pub commands: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::runtime::Command>>>,
     /// The checkpoint, resolved to a path.
     pub checkpoint: PathBuf,
     pub listen: SocketAddr,
@@ -202,6 +204,34 @@ pub fn routes(
         .unify()
 }
 
+/// Applies replica commands to the pool until the endpoint stops.
+async fn steer(
+    commands: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::runtime::Command>>>,
+    pool: Pool,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut commands = commands.lock().await;
+    loop {
+        let command = tokio::select! {
+            _ = cancel.cancelled() => return,
+            c = commands.recv() => c,
+        };
+        match command {
+            Some(crate::runtime::Command::RestartReplica(i)) => {
+                if let Err(e) = pool.restart(i) {
+                    tracing::warn!(error = %e, "cannot restart replica");
+                }
+            }
+            Some(crate::runtime::Command::ScaleReplicas(n)) => {
+                tracing::info!(from = pool.replicas(), to = n, "scaling replicas");
+                pool.scale(n);
+            }
+            Some(_) => {}
+            None => return,
+        }
+    }
+}
+
 impl Component for Endpoint {
     fn name(&self) -> &str {
         "endpoint"
@@ -216,6 +246,7 @@ impl Component for Endpoint {
                 .map_err(|source| EndpointError::Bind { address: self.listen, source })?;
             let bound = listener.local_addr()?;
             let pool = Pool::start(self.pool.clone(), ctx.events.clone(), ctx.cancel.child_token());
+            tokio::spawn(steer(self.commands.clone(), pool.clone(), ctx.cancel.clone()));
             tracing::info!(address = %bound, model = %self.model.name, replicas = self.pool.replicas, "serving /generate and /info");
             ctx.events
                 .send(Event::Listening { component: ctx.name.clone(), address: bound.to_string() })

@@ -57,13 +57,52 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Result<String, JobError>>,
 }
 
-/// A handle to submit jobs; cheap to clone.
+/// A handle to submit jobs and steer replicas; cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
     jobs: mpsc::Sender<Job>,
     ready: Arc<AtomicUsize>,
     capacity: usize,
     timeout: Duration,
+    slots: Arc<std::sync::Mutex<Slots>>,
+}
+
+/// What it takes to start another replica worker.
+struct Slots {
+    by_index: std::collections::BTreeMap<usize, mpsc::UnboundedSender<worker::SlotCommand>>,
+    next_index: usize,
+    config: PoolConfig,
+    shared: Arc<Mutex<mpsc::Receiver<Job>>>,
+    events: EventSender,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("there is no replica {0}")]
+    NoSuchReplica(usize),
+}
+
+impl Slots {
+    fn spawn(&mut self, ready: &Arc<AtomicUsize>) {
+        let index = self.next_index;
+        self.next_index += 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.by_index.insert(index, tx);
+        tokio::spawn(
+            worker::Worker {
+                index,
+                commands: rx,
+                gpus: gpus_for(index, self.config.gpus_per_replica),
+                config: self.config.clone(),
+                jobs: self.shared.clone(),
+                ready: ready.clone(),
+                events: self.events.clone(),
+                cancel: self.cancel.clone(),
+            }
+            .run(),
+        );
+    }
 }
 
 /// Which GPUs replica `index` gets: whole GPUs each for shares >= 1, else several replicas
@@ -84,28 +123,57 @@ impl Pool {
     /// Starts the replica workers; they stop (killing their processes) when `cancel` fires.
     pub fn start(config: PoolConfig, events: EventSender, cancel: CancellationToken) -> Pool {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let shared = Arc::new(Mutex::new(rx));
         let ready = Arc::new(AtomicUsize::new(0));
-        for index in 0..config.replicas {
-            tokio::spawn(
-                worker::Worker {
-                    index,
-                    gpus: gpus_for(index, config.gpus_per_replica),
-                    config: config.clone(),
-                    jobs: shared.clone(),
-                    ready: ready.clone(),
-                    events: events.clone(),
-                    cancel: cancel.clone(),
-                }
-                .run(),
-            );
+        let mut slots = Slots {
+            by_index: Default::default(),
+            next_index: 0,
+            config: config.clone(),
+            shared: Arc::new(Mutex::new(rx)),
+            events,
+            cancel,
+        };
+        for _ in 0..config.replicas {
+            slots.spawn(&ready);
         }
         Pool {
             jobs: tx,
             ready,
             capacity: config.queue_capacity,
             timeout: config.request_timeout,
+            slots: Arc::new(std::sync::Mutex::new(slots)),
         }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Restarts one replica's process once it finishes its current job.
+    pub fn restart(&self, index: usize) -> Result<(), ControlError> {
+        let slots = self.slots();
+        let tx = slots
+            .by_index
+            .get(&index)
+            .ok_or(ControlError::NoSuchReplica(index))?;
+        tx.send(worker::SlotCommand::Restart)
+            .map_err(|_| ControlError::NoSuchReplica(index))
+    }
+
+    /// Starts or retires replicas (the newest first, each after its current job) to reach `n`.
+    pub fn scale(&self, n: usize) {
+        let mut slots = self.slots();
+        while slots.by_index.len() < n {
+            slots.spawn(&self.ready);
+        }
+        while slots.by_index.len() > n {
+            if let Some((_, tx)) = slots.by_index.pop_last() {
+                let _ = tx.send(worker::SlotCommand::Retire);
+            }
+        }
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.slots().by_index.len()
     }
 
     pub fn ready_replicas(&self) -> usize {

@@ -14,8 +14,16 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+/// Operator requests to one replica, acted on between jobs so no request is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotCommand {
+    Restart,
+    Retire,
+}
+
 pub(crate) struct Worker {
     pub index: usize,
+    pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
     pub config: PoolConfig,
     pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
@@ -26,7 +34,15 @@ pub(crate) struct Worker {
 
 enum End {
     Cancelled,
+    Restart,
     Died(String),
+}
+
+/// Why a ready replica stopped taking jobs.
+enum Stop {
+    Cancelled,
+    Command(SlotCommand),
+    Died(std::io::Result<std::process::ExitStatus>),
 }
 
 fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
@@ -46,7 +62,7 @@ impl Worker {
         self.events.try_send(Event::Replica(r.clone()));
     }
 
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut report = ReplicaReport {
             index: self.index,
             gpus: self.gpus.clone(),
@@ -63,6 +79,11 @@ impl Worker {
         loop {
             let started = Instant::now();
             match self.serve_process(&mut report).await {
+                End::Restart => {
+                    tracing::info!(replica = self.index, "replica restarted by command");
+                    report.restarts += 1;
+                    continue;
+                }
                 End::Cancelled => {
                     report.status = ReplicaStatus::Stopped;
                     report.pid = None;
@@ -103,7 +124,7 @@ impl Worker {
         cmd.spawn()
     }
 
-    async fn serve_process(&self, report: &mut ReplicaReport) -> End {
+    async fn serve_process(&mut self, report: &mut ReplicaReport) -> End {
         if self.cancel.is_cancelled() {
             return End::Cancelled;
         }
@@ -151,6 +172,7 @@ impl Worker {
         // Loading.
         let ready = tokio::select! {
             _ = self.cancel.cancelled() => return End::Cancelled,
+            Some(c) = self.commands.recv() => return match c { SlotCommand::Restart => End::Restart, SlotCommand::Retire => End::Cancelled },
             status = child.wait() => return died(status),
             _ = tokio::time::sleep(self.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.config.load_timeout)),
             line = lines.next_line() => line,
@@ -174,29 +196,31 @@ impl Worker {
             .await;
         self.ready.fetch_sub(1, Ordering::SeqCst);
         match end {
-            Ok(()) => End::Cancelled,
-            Err(status) => died(status),
+            Stop::Cancelled | Stop::Command(SlotCommand::Retire) => End::Cancelled,
+            Stop::Command(SlotCommand::Restart) => End::Restart,
+            Stop::Died(status) => died(status),
         }
     }
 
-    /// Ok on cancellation; Err with the exit status when the process died.
     async fn serve_jobs(
-        &self,
+        &mut self,
         child: &mut Child,
         stdin: &mut tokio::process::ChildStdin,
         lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
         report: &mut ReplicaReport,
-    ) -> Result<(), std::io::Result<std::process::ExitStatus>> {
+    ) -> Stop {
         let mut next_id = 0u64;
         let mut window: VecDeque<u64> = VecDeque::with_capacity(256);
         loop {
+            let jobs = self.jobs.clone();
             let job = tokio::select! {
-                _ = self.cancel.cancelled() => return Ok(()),
-                status = child.wait() => return Err(status),
-                job = async { self.jobs.lock().await.recv().await } => job,
+                _ = self.cancel.cancelled() => return Stop::Cancelled,
+                Some(c) = self.commands.recv() => return Stop::Command(c),
+                status = child.wait() => return Stop::Died(status),
+                job = async { jobs.lock().await.recv().await } => job,
             };
             let Some(Job { request, reply }) = job else {
-                return Ok(());
+                return Stop::Cancelled;
             };
             if reply.is_closed() {
                 continue; // the caller timed out while the job was queued
@@ -217,18 +241,18 @@ impl Worker {
                     replica: self.index,
                     reason: format!("cannot send the job: {e}"),
                 }));
-                return Err(status);
+                return Stop::Died(status);
             }
             let answer = tokio::select! {
                 _ = self.cancel.cancelled() => {
                     let _ = reply.send(Err(JobError::ShuttingDown));
-                    return Ok(());
+                    return Stop::Cancelled;
                 }
                 status = child.wait() => {
                     let reason = describe(&status);
                     *report.failures.entry("died".into()).or_default() += 1;
                     let _ = reply.send(Err(JobError::ReplicaDied { replica: self.index, reason }));
-                    return Err(status);
+                    return Stop::Died(status);
                 }
                 line = lines.next_line() => line,
             };
@@ -243,7 +267,7 @@ impl Worker {
                         replica: self.index,
                         reason,
                     }));
-                    return Err(status);
+                    return Stop::Died(status);
                 }
             };
             let result = match serde_json::from_str::<ReplyLine>(&line) {

@@ -59,6 +59,10 @@ pub enum Command {
     Stop(String),
     Restart(String),
     Shutdown,
+    /// Restart one generation replica's process (after its current job).
+    RestartReplica(usize),
+    /// Start or retire replicas to reach this many.
+    ScaleReplicas(usize),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

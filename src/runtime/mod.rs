@@ -50,6 +50,7 @@ pub struct Runtime {
     channel: EventChannel,
     components: Vec<Arc<dyn Component>>,
     shutdown: CancellationToken,
+    replica_commands: Option<mpsc::Sender<Command>>,
 }
 
 /// A running node: its state, its command channel, and the shutdown token.
@@ -67,7 +68,17 @@ impl Runtime {
             channel,
             components: Vec::new(),
             shutdown: CancellationToken::new(),
+            replica_commands: None,
         }
+    }
+
+    /// Where replica commands go (the endpoint that owns the pool).
+    pub fn route_replica_commands(&mut self, to: mpsc::Sender<Command>) {
+        self.replica_commands = Some(to);
+    }
+
+    pub fn events(&self) -> EventSender {
+        self.channel.sender.clone()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -103,9 +114,17 @@ impl Runtime {
                 .run(),
             );
         }
-        tasks.spawn(route_commands(command_rx, routes, self.shutdown.clone()));
-        // The store runs until every supervisor has reported its last event.
+        tasks.spawn(route_commands(
+            command_rx,
+            routes,
+            self.replica_commands,
+            self.shutdown.clone(),
+        ));
+        // The store runs until shutdown, and then until every supervisor has reported its
+        // last event.
+        let shutdown = self.shutdown.clone();
         tasks.spawn(async move {
+            shutdown.cancelled().await;
             while supervisors.join_next().await.is_some() {}
             store_done.cancel();
         });
@@ -162,6 +181,7 @@ async fn store(
 async fn route_commands(
     mut commands: mpsc::Receiver<Command>,
     routes: HashMap<String, mpsc::Sender<Control>>,
+    replicas: Option<mpsc::Sender<Command>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -179,6 +199,18 @@ async fn route_commands(
             Command::Start(n) => (n, Control::Start),
             Command::Stop(n) => (n, Control::Stop),
             Command::Restart(n) => (n, Control::Restart),
+            c @ (Command::RestartReplica(_) | Command::ScaleReplicas(_)) => {
+                match &replicas {
+                    Some(tx) => {
+                        tracing::info!(command = ?c, "replica command");
+                        let _ = tx.send(c).await;
+                    }
+                    None => {
+                        tracing::warn!(command = ?c, "no replica pool in this node; command ignored")
+                    }
+                }
+                continue;
+            }
         };
         match routes.get(&name) {
             Some(tx) => {
