@@ -89,6 +89,7 @@ fn endpoint(
             backoff_initial: Duration::from_millis(config.supervisor.backoff_initial_ms),
             backoff_max: Duration::from_millis(config.supervisor.backoff_max_ms),
             command: ReplicaCommand { program, args },
+            remote: e.remote_endpoints.clone(),
         },
     })
 }

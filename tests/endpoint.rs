@@ -11,6 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// These tests start several processes each; on a 2-core CI machine they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -46,11 +49,18 @@ impl Node {
     async fn start(dir: &Path, replicas: u32, queue: usize) -> Node {
         let checkpoint = write_tiny_sd15(dir, "tiny-sd15").unwrap();
         let model = format!("checkpoint = \"{}\"", checkpoint.display());
-        Node::start_with(dir, replicas, queue, &model).await
+        Node::start_with(dir, replicas, queue, &model, "").await
     }
 
     /// `model` is the `[models.Tiny]` lines that say where the checkpoint comes from.
-    async fn start_with(dir: &Path, replicas: u32, queue: usize, model: &str) -> Node {
+    /// `endpoint` adds lines to the `[endpoint]` table.
+    async fn start_with(
+        dir: &Path,
+        replicas: u32,
+        queue: usize,
+        model: &str,
+        endpoint: &str,
+    ) -> Node {
         let (port, metrics) = (free_port(), free_port());
         let config = dir.join("config.toml");
         std::fs::write(
@@ -70,6 +80,7 @@ port = {port}
 num_replicas = {replicas}
 queue_capacity = {queue}
 request_timeout_secs = 60
+{endpoint}
 [models.Tiny]
 arch = "sd15"
 {model}
@@ -102,7 +113,7 @@ height = 64
             let r = h["replicas"]
                 .as_object()
                 .map(|m| m.values().filter(|r| r["status"] == "ready").count());
-            r == Some(replicas as usize)
+            r.is_some_and(|n| n >= replicas as usize)
         })
         .await;
         node
@@ -150,6 +161,7 @@ fn txt2img(seed: u64, size: u32, steps: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contract_concurrency_and_errors() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 2, 8).await;
 
@@ -246,6 +258,7 @@ async fn contract_concurrency_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replica_fails_its_request_at_once_and_comes_back() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 1, 4).await;
     let slow = tokio::spawn({
@@ -300,6 +313,7 @@ async fn a_killed_replica_fails_its_request_at_once_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_is_refused_with_503() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 1, 1).await;
     let all = futures::future::join_all((0..4).map(|s| node.generate(txt2img(s, 128, 10)))).await;
@@ -314,6 +328,7 @@ async fn a_full_queue_is_refused_with_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_checkpoint_is_downloaded_verified_and_served() {
+    let _serial = SERIAL.lock().await;
     use sha2::{Digest, Sha256};
     use warp::Filter;
     let dir = tempfile::tempdir().unwrap();
@@ -336,10 +351,46 @@ async fn a_missing_checkpoint_is_downloaded_verified_and_served() {
     let model = format!(
         "checkpoint = \"tiny-dl.safetensors\"\ndownload_url = \"{url}\"\nsha256 = \"{sha}\""
     );
-    let node = Node::start_with(dir.path(), 1, 4, &model).await;
+    let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
     let h = node.health().await;
     assert_eq!(h["status"], "ok");
     let (status, body) = node.generate(txt2img(5, 64, 4)).await;
     assert_eq!(status, 200, "{body}");
     assert!(checkpoints.join("tiny-dl.safetensors").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remote_endpoint_serves_as_a_replica() {
+    let _serial = SERIAL.lock().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Node::start(dir_a.path(), 1, 4).await;
+    let dir_b = tempfile::tempdir().unwrap();
+    let remote = format!("remote_endpoints = [\"{}\"]", a.base);
+    let b = Node::start_with(
+        dir_b.path(),
+        0,
+        4,
+        "checkpoint = \"absent.safetensors\"",
+        &remote,
+    )
+    .await;
+    let h = b
+        .until("the remote replica ready", |h| {
+            h["replicas"]["1000"]["status"] == "ready"
+        })
+        .await;
+    assert_eq!(h["replicas"]["1000"]["remote"], a.base.as_str());
+
+    let (status, through_b) = b.generate(txt2img(11, 64, 4)).await;
+    assert_eq!(status, 200, "{through_b}");
+    let (_, direct) = a.generate(txt2img(11, 64, 4)).await;
+    assert_eq!(through_b["image"], direct["image"]);
+
+    drop(a);
+    let (status, body) = b.generate(txt2img(12, 64, 4)).await;
+    assert_eq!(status, 503, "{body}");
+    b.until("the remote replica down", |h| {
+        h["replicas"]["1000"]["status"] == "dead"
+    })
+    .await;
 }

@@ -67,6 +67,7 @@ async fn scale_and_restart() {
                 .map(String::from)
                 .to_vec(),
             },
+            remote: Vec::new(),
         },
         events,
         node.shutdown.child_token(),

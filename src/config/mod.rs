@@ -213,6 +213,8 @@ pub struct EndpointConfig {
     pub request_timeout_secs: u64,
     /// A replica that has not loaded its model within this long is restarted.
     pub load_timeout_secs: u64,
+    /// Other machines' endpoints (ours or the seed's) to route requests to as well.
+    pub remote_endpoints: Vec<String>,
 }
 
 impl Default for EndpointConfig {
@@ -226,6 +228,7 @@ impl Default for EndpointConfig {
             queue_capacity: 16,
             request_timeout_secs: 60,
             load_timeout_secs: 600,
+            remote_endpoints: Vec::new(),
         }
     }
 }
@@ -378,8 +381,22 @@ impl Config {
         if let Err(e) = crate::catalogue::catalogue(&self.models) {
             return invalid("models", e.to_string());
         }
-        if self.endpoint.num_replicas == 0 {
-            return invalid("endpoint.num_replicas", "must be at least 1".into());
+        if self.endpoint.num_replicas == 0 && self.endpoint.remote_endpoints.is_empty() {
+            return invalid(
+                "endpoint.num_replicas",
+                "must be at least 1 unless endpoint.remote_endpoints lists others".into(),
+            );
+        }
+        if let Some(bad) = self
+            .endpoint
+            .remote_endpoints
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return invalid(
+                "endpoint.remote_endpoints",
+                format!("`{bad}` is not an http(s) URL"),
+            );
         }
         if !(self.reward.num_gpus > 0.0 && self.reward.num_gpus <= 64.0) {
             return invalid(

@@ -72,7 +72,8 @@ impl Endpoint {
                 ),
             });
         }
-        if !self.checkpoint.exists() && m.download_url.is_none() {
+        let local = self.pool.replicas > 0;
+        if local && !self.checkpoint.exists() && m.download_url.is_none() {
             return Err(EndpointError::MissingCheckpoint {
                 model: m.name.clone(),
                 path: self.checkpoint.clone(),
@@ -84,7 +85,11 @@ impl Endpoint {
 
     /// Fetches a missing checkpoint from the model's `download_url`, reporting progress.
     async fn ensure_checkpoint(&self, events: &crate::runtime::EventSender) -> anyhow::Result<()> {
-        let (Some(url), false) = (&self.model.download_url, self.checkpoint.exists()) else {
+        let (Some(url), false, true) = (
+            &self.model.download_url,
+            self.checkpoint.exists(),
+            self.pool.replicas > 0,
+        ) else {
             return Ok(());
         };
         let model = self.model.name.clone();

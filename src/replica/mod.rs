@@ -5,6 +5,7 @@
 #[cfg(feature = "local-infer")]
 pub mod child;
 pub mod protocol;
+mod remote;
 mod worker;
 
 use crate::runtime::EventSender;
@@ -34,6 +35,8 @@ pub struct PoolConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub command: ReplicaCommand,
+    /// Other machines' endpoints served through this pool, e.g. `http://10.0.0.2:10006`.
+    pub remote: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -134,6 +137,21 @@ impl Pool {
         };
         for _ in 0..config.replicas {
             slots.spawn(&ready);
+        }
+        // Remote replicas take indices after the first local ones; scaling leaves them alone.
+        for (i, base) in config.remote.iter().enumerate() {
+            tokio::spawn(
+                remote::RemoteWorker {
+                    index: 1000 + i,
+                    base: base.trim_end_matches('/').to_string(),
+                    config: config.clone(),
+                    jobs: slots.shared.clone(),
+                    ready: ready.clone(),
+                    events: slots.events.clone(),
+                    cancel: slots.cancel.clone(),
+                }
+                .run(),
+            );
         }
         Pool {
             jobs: tx,

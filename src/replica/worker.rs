@@ -74,6 +74,7 @@ impl Worker {
             last_latency_ms: None,
             latency_ms: Default::default(),
             last_error: None,
+            remote: None,
         };
         let mut backoff = self.config.backoff_initial;
         loop {

@@ -122,6 +122,8 @@ pub struct ReplicaReport {
     /// Over the last 256 jobs.
     pub latency_ms: Percentiles,
     pub last_error: Option<String>,
+    /// The base URL of a replica on another machine; None for a local process.
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -1,0 +1,170 @@
+//! A replica on another machine: another endpoint (ours or the seed's) reached over HTTP,
+//! health-checked with `GET /info`, fed through `POST /generate` like a local replica.
+
+use super::{Job, JobError, PoolConfig};
+use crate::runtime::EventSender;
+use crate::runtime::event::{Event, Percentiles, ReplicaReport, ReplicaStatus};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) struct RemoteWorker {
+    pub index: usize,
+    /// Base URL, e.g. `http://10.0.0.2:10006`.
+    pub base: String,
+    pub config: PoolConfig,
+    pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    pub ready: Arc<AtomicUsize>,
+    pub events: EventSender,
+    pub cancel: CancellationToken,
+}
+
+impl RemoteWorker {
+    async fn healthy(&self, client: &reqwest::Client) -> Result<(), String> {
+        let r = client
+            .get(format!("{}/info", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("GET /info answered {}", r.status()))
+        }
+    }
+
+    async fn forward(
+        &self,
+        client: &reqwest::Client,
+        job: &super::protocol::GenerateJob,
+    ) -> Result<String, JobError> {
+        let body = json!({
+            "prompt": job.prompt, "seed": job.seed, "pipeline_type": "txt2img",
+            "pipeline_params": {
+                "num_inference_steps": job.num_inference_steps, "width": job.width, "height": job.height,
+                "guidance_scale": job.guidance_scale, "negative_prompt": job.negative_prompt,
+            },
+        });
+        let died = |reason: String| JobError::ReplicaDied {
+            replica: self.index,
+            reason,
+        };
+        let r = client
+            .post(format!("{}/generate", self.base))
+            .json(&body)
+            .timeout(self.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| died(format!("{} unreachable: {e}", self.base)))?;
+        let status = r.status();
+        let answer: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| died(format!("unreadable answer: {e}")))?;
+        match answer["image"].as_str() {
+            Some(image) if status.is_success() => Ok(image.to_string()),
+            _ => Err(JobError::Failed(format!(
+                "{} answered {status}: {}",
+                self.base, answer["detail"]
+            ))),
+        }
+    }
+
+    pub async fn run(self) {
+        let client = crate::http::client();
+        let mut report = ReplicaReport {
+            index: self.index,
+            gpus: Vec::new(),
+            status: ReplicaStatus::Loading,
+            pid: None,
+            restarts: 0,
+            served: 0,
+            failures: Default::default(),
+            last_latency_ms: None,
+            latency_ms: Default::default(),
+            last_error: None,
+            remote: Some(self.base.clone()),
+        };
+        let mut window: VecDeque<u64> = VecDeque::new();
+        loop {
+            // Down until /info answers.
+            if let Err(reason) = self.healthy(&client).await {
+                report.status = ReplicaStatus::Dead;
+                report.last_error = Some(reason);
+                self.events.try_send(Event::Replica(report.clone()));
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break,
+                    _ = tokio::time::sleep(HEALTH_EVERY) => continue,
+                }
+            }
+            report.status = ReplicaStatus::Ready;
+            self.events.try_send(Event::Replica(report.clone()));
+            self.ready.fetch_add(1, Ordering::SeqCst);
+            let mut next_check = tokio::time::Instant::now() + HEALTH_EVERY;
+            let lost = loop {
+                let jobs = self.jobs.clone();
+                let job = tokio::select! {
+                    _ = self.cancel.cancelled() => break false,
+                    _ = tokio::time::sleep_until(next_check) => {
+                        next_check = tokio::time::Instant::now() + HEALTH_EVERY;
+                        match self.healthy(&client).await {
+                            Ok(()) => continue,
+                            Err(reason) => { report.last_error = Some(reason); break true; }
+                        }
+                    }
+                    job = async { jobs.lock().await.recv().await } => job,
+                };
+                let Some(Job { request, reply }) = job else {
+                    break false;
+                };
+                if reply.is_closed() {
+                    continue;
+                }
+                report.status = ReplicaStatus::Busy;
+                self.events.try_send(Event::Replica(report.clone()));
+                let started = Instant::now();
+                let result = self.forward(&client, &request).await;
+                let millis = started.elapsed().as_millis() as u64;
+                report.last_latency_ms = Some(millis);
+                let unreachable = matches!(result, Err(JobError::ReplicaDied { .. }));
+                match &result {
+                    Ok(_) => {
+                        report.served += 1;
+                        if window.len() == 256 {
+                            window.pop_front();
+                        }
+                        window.push_back(millis);
+                        report.latency_ms = Percentiles::of(window.make_contiguous());
+                    }
+                    Err(e) => {
+                        let reason = if unreachable { "died" } else { "error" };
+                        *report.failures.entry(reason.into()).or_default() += 1;
+                        report.last_error = Some(e.to_string());
+                    }
+                }
+                let _ = reply.send(result);
+                if unreachable {
+                    break true;
+                }
+                report.status = ReplicaStatus::Ready;
+                self.events.try_send(Event::Replica(report.clone()));
+            };
+            self.ready.fetch_sub(1, Ordering::SeqCst);
+            if !lost {
+                break;
+            }
+            report.status = ReplicaStatus::Dead;
+            report.restarts += 1;
+            self.events.try_send(Event::Replica(report.clone()));
+        }
+        report.status = ReplicaStatus::Stopped;
+        self.events.try_send(Event::Replica(report));
+    }
+}
