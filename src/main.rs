@@ -39,7 +39,8 @@ fn main() -> ExitCode {
     if let Some(Role::Replica(a)) = &cli.command {
         return replica(a);
     }
-    let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)));
+    let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
+        || (cli.command.is_none() && config.endpoint.enabled);
     if let Some(role) = cli.command.as_ref().filter(|_| !serves_endpoint) {
         // The role components arrive with their issues; until then say so plainly.
         return fail(format!(

@@ -107,6 +107,51 @@ fn confirm_dialog_and_help() {
 }
 
 #[test]
+fn replicas_are_listed_when_an_endpoint_runs() {
+    use nicheimage_tui::runtime::event::{Percentiles, ReplicaReport, ReplicaStatus};
+    let mut state = seeded();
+    for (index, status) in [(0, ReplicaStatus::Busy), (1, ReplicaStatus::Dead)] {
+        state.apply(
+            Event::Replica(ReplicaReport {
+                index,
+                gpus: vec![index],
+                status,
+                pid: Some(4242),
+                restarts: index as u32,
+                served: 120,
+                failures: [("died".to_string(), index as u64)].into(),
+                last_latency_ms: Some(2900),
+                latency_ms: Percentiles {
+                    p50: Some(2800),
+                    p95: Some(3400),
+                    p99: Some(3900),
+                },
+                last_error: (index == 1).then(|| "killed by signal 9".to_string()),
+                remote: None,
+                rss_bytes: Some(3 << 30),
+            }),
+            T0,
+        );
+    }
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    terminal
+        .draw(|f| {
+            draw(
+                f,
+                &ViewContext {
+                    state: &state,
+                    ui: &UiState::default(),
+                    theme: &Theme::default_theme(),
+                    now_unix_ms: T0 + 3_000,
+                    config_source: "defaults",
+                },
+            )
+        })
+        .unwrap();
+    insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
 fn too_small_says_so() {
     let t = render(40, 10, &UiState::default(), &Theme::default_theme());
     let text = t.backend().to_string();

@@ -201,6 +201,9 @@ impl Default for AxonConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EndpointConfig {
+    /// Also run the endpoint in the main node (the console or `--no-ui`), not only as
+    /// `nicheimage-tui endpoint`.
+    pub enabled: bool,
     pub model_name: String,
     pub host: String,
     pub port: u16,
@@ -220,6 +223,7 @@ pub struct EndpointConfig {
 impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             model_name: "RealisticVision".into(),
             host: "0.0.0.0".into(),
             port: 10006,

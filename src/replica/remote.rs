@@ -91,6 +91,7 @@ impl RemoteWorker {
             latency_ms: Default::default(),
             last_error: None,
             remote: Some(self.base.clone()),
+            rss_bytes: None,
         };
         let mut window: VecDeque<u64> = VecDeque::new();
         loop {

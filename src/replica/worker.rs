@@ -59,7 +59,11 @@ fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
 
 impl Worker {
     fn report(&self, r: &ReplicaReport) {
-        self.events.try_send(Event::Replica(r.clone()));
+        let mut r = r.clone();
+        r.rss_bytes = r
+            .pid
+            .and_then(|p| crate::telemetry::host::rss_of(&p.to_string()));
+        self.events.try_send(Event::Replica(r));
     }
 
     pub async fn run(mut self) {
@@ -75,6 +79,7 @@ impl Worker {
             latency_ms: Default::default(),
             last_error: None,
             remote: None,
+            rss_bytes: None,
         };
         let mut backoff = self.config.backoff_initial;
         loop {

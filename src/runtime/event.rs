@@ -124,6 +124,8 @@ pub struct ReplicaReport {
     pub last_error: Option<String>,
     /// The base URL of a replica on another machine; None for a local process.
     pub remote: Option<String>,
+    /// Resident memory of a local replica process when last reported.
+    pub rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

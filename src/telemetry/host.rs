@@ -35,25 +35,27 @@ fn parse_meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
+/// Resident memory of a process (`"self"` or a pid) from /proc/<pid>/statm; None when gone.
+pub fn rss_of(pid: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * if page > 0 { page as u64 } else { 4096 })
+}
+
 /// Samples the process; keeps the previous CPU reading to turn ticks into a rate.
 pub struct HostSampler {
     ticks_per_sec: f64,
-    page_size: u64,
     previous: Option<(Instant, u64)>,
 }
 
 impl HostSampler {
     pub fn new() -> Self {
         // SAFETY: sysconf only reads a system constant.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Self {
             ticks_per_sec: if ticks > 0 { ticks as f64 } else { 100.0 },
-            page_size: if page > 0 { page as u64 } else { 4096 },
             previous: None,
         }
     }
@@ -64,14 +66,9 @@ impl HostSampler {
         let ticks = parse_cpu_ticks(&stat).ok_or(HostError::Format {
             path: "/proc/self/stat",
         })?;
-        let statm = read("/proc/self/statm")?;
-        let rss_pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .ok_or(HostError::Format {
-                path: "/proc/self/statm",
-            })?;
+        let rss_bytes = rss_of("self").ok_or(HostError::Format {
+            path: "/proc/self/statm",
+        })?;
         let loadavg = read("/proc/loadavg")?;
         let load: f64 = loadavg
             .split_whitespace()
@@ -101,7 +98,7 @@ impl HostSampler {
         Ok(HostSample {
             process_cpu_percent: cpu_percent,
             process_cpu_seconds: ticks as f64 / self.ticks_per_sec,
-            process_rss_bytes: rss_pages * self.page_size,
+            process_rss_bytes: rss_bytes,
             load_average_1m: load,
             memory_total_bytes: total * 1024,
             memory_available_bytes: available * 1024,

@@ -58,9 +58,15 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         return;
     }
     let rows = v.state.components.len().max(1) as u16;
-    let [header, components, host, logs, footer] = Layout::vertical([
+    let replica_rows = if v.state.replicas.is_empty() {
+        0
+    } else {
+        (v.state.replicas.len() as u16).min(8) + 3
+    };
+    let [header, components, replicas, host, logs, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(rows + 3),
+        Constraint::Length(replica_rows),
         Constraint::Length(4),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -68,6 +74,9 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
     .areas(area);
     draw_header(frame, header, v);
     draw_components(frame, components, v);
+    if replica_rows > 0 {
+        draw_replicas(frame, replicas, v);
+    }
     draw_host(frame, host, v);
     draw_logs(frame, logs, v);
     draw_footer(frame, footer, v);
@@ -177,6 +186,74 @@ fn draw_components(frame: &mut Frame, area: Rect, v: &ViewContext) {
         selection.select(Some(v.ui.selected_index(v.state)));
     }
     frame.render_stateful_widget(table, area, &mut selection);
+}
+
+fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    use crate::runtime::event::ReplicaStatus;
+    let t = v.theme;
+    let ms = |m: Option<u64>| m.map(|m| format!("{m} ms")).unwrap_or_default();
+    let rows: Vec<Row> = v
+        .state
+        .replicas
+        .values()
+        .map(|r| {
+            let (label, color) = match r.status {
+                ReplicaStatus::Ready => ("ready", t.ok),
+                ReplicaStatus::Busy => ("busy", t.accent),
+                ReplicaStatus::Loading => ("loading", t.warn),
+                ReplicaStatus::Dead => ("dead", t.error),
+                ReplicaStatus::Stopped => ("stopped", t.muted),
+            };
+            let place = match (&r.remote, r.gpus.is_empty()) {
+                (Some(url), _) => url.clone(),
+                (None, true) => "cpu".into(),
+                (None, false) => format!("gpu {:?}", r.gpus),
+            };
+            let failed: u64 = r.failures.values().sum();
+            Row::new(vec![
+                Cell::from(r.index.to_string()),
+                Cell::from(label).style(Style::new().fg(color)),
+                Cell::from(place),
+                Cell::from(r.served.to_string()),
+                Cell::from(failed.to_string()),
+                Cell::from(ms(r.latency_ms.p50)),
+                Cell::from(ms(r.latency_ms.p95)),
+                Cell::from(r.rss_bytes.map(bytes).unwrap_or_default()),
+                Cell::from(r.last_error.as_deref().unwrap_or("")).style(Style::new().fg(t.error)),
+            ])
+            .style(Style::new().fg(t.text))
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Min(8),
+        ],
+    )
+    .header(
+        Row::new([
+            "#",
+            "status",
+            "on",
+            "images",
+            "failed",
+            "p50",
+            "p95",
+            "rss",
+            "last error",
+        ])
+        .style(Style::new().fg(t.muted).add_modifier(Modifier::BOLD)),
+    )
+    .block(block("replicas", t));
+    frame.render_widget(table, area);
 }
 
 fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
