@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod node;
 pub mod replica;
 pub mod runtime;
+pub mod serve;
 pub mod telemetry;
 pub mod ui;

@@ -32,11 +32,6 @@ pub struct Endpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("cannot listen on {address} for the generation endpoint: {source}")]
-    Bind {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("model {model}: the {what} is not implemented yet; {hint}")]
     NotImplemented {
         model: String,
@@ -246,20 +241,23 @@ impl Component for Endpoint {
         async move {
             self.check()?;
             self.ensure_checkpoint(&ctx.events).await?;
-            let listener = tokio::net::TcpListener::bind(self.listen)
-                .await
-                .map_err(|source| EndpointError::Bind { address: self.listen, source })?;
-            let bound = listener.local_addr()?;
-            let pool = Pool::start(self.pool.clone(), ctx.events.clone(), ctx.cancel.child_token());
-            tokio::spawn(steer(self.commands.clone(), pool.clone(), ctx.cancel.clone()));
-            tracing::info!(address = %bound, model = %self.model.name, replicas = self.pool.replicas, "serving /generate and /info");
-            ctx.events
-                .send(Event::Listening { component: ctx.name.clone(), address: bound.to_string() })
-                .await;
-            warp::serve(routes(Arc::new(self.model.clone()), pool, ctx.events.clone()))
-                .incoming(listener)
-                .graceful(ctx.cancel.clone().cancelled_owned())
-                .run()
+            let what = format!(
+                "/generate and /info ({}, {} replicas)",
+                self.model.name, self.pool.replicas
+            );
+            let listener = crate::serve::bind(&ctx, self.listen, &what).await?;
+            let pool = Pool::start(
+                self.pool.clone(),
+                ctx.events.clone(),
+                ctx.cancel.child_token(),
+            );
+            tokio::spawn(steer(
+                self.commands.clone(),
+                pool.clone(),
+                ctx.cancel.clone(),
+            ));
+            let model = Arc::new(self.model.clone());
+            crate::serve::until_cancelled(&ctx, listener, routes(model, pool, ctx.events.clone()))
                 .await;
             Ok(())
         }

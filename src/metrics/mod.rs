@@ -5,7 +5,7 @@ mod exposition;
 pub use exposition::render;
 
 use crate::runtime::state::unix_ms_now;
-use crate::runtime::{Component, ComponentContext, Event, NodeState};
+use crate::runtime::{Component, ComponentContext, NodeState};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -16,13 +16,6 @@ use warp::http::StatusCode;
 
 pub struct MetricsServer {
     pub listen: SocketAddr,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} for /healthz and /metrics: {source}")]
-pub struct BindError {
-    pub address: SocketAddr,
-    pub source: std::io::Error,
 }
 
 /// The routes, separate from the listener so tests can drive them directly.
@@ -80,25 +73,8 @@ impl Component for MetricsServer {
     fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
         async move {
             // Bind ourselves: warp's own bind panics when the port is taken.
-            let listener = tokio::net::TcpListener::bind(self.listen)
-                .await
-                .map_err(|source| BindError {
-                    address: self.listen,
-                    source,
-                })?;
-            let bound = listener.local_addr()?;
-            tracing::info!(address = %bound, "serving /healthz and /metrics");
-            ctx.events
-                .send(Event::Listening {
-                    component: ctx.name.clone(),
-                    address: bound.to_string(),
-                })
-                .await;
-            warp::serve(routes(ctx.state.clone()))
-                .incoming(listener)
-                .graceful(ctx.cancel.clone().cancelled_owned())
-                .run()
-                .await;
+            let listener = crate::serve::bind(&ctx, self.listen, "/healthz and /metrics").await?;
+            crate::serve::until_cancelled(&ctx, listener, routes(ctx.state.clone())).await;
             Ok(())
         }
         .boxed()

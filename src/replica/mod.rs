@@ -55,6 +55,45 @@ pub enum JobError {
     ShuttingDown,
 }
 
+/// Folds one finished job into a replica's report: counts, failure reason, latency window.
+#[derive(Default)]
+pub(crate) struct JobStats {
+    window: std::collections::VecDeque<u64>,
+}
+
+impl JobStats {
+    const WINDOW: usize = 256;
+
+    pub fn record(
+        &mut self,
+        report: &mut crate::runtime::event::ReplicaReport,
+        millis: u64,
+        result: &Result<String, JobError>,
+    ) {
+        report.last_latency_ms = Some(millis);
+        match result {
+            Ok(_) => {
+                report.served += 1;
+                if self.window.len() == Self::WINDOW {
+                    self.window.pop_front();
+                }
+                self.window.push_back(millis);
+                report.latency_ms =
+                    crate::runtime::event::Percentiles::of(self.window.make_contiguous());
+            }
+            Err(e) => {
+                let reason = if matches!(e, JobError::ReplicaDied { .. }) {
+                    "died"
+                } else {
+                    "error"
+                };
+                *report.failures.entry(reason.into()).or_default() += 1;
+                report.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
 pub(crate) struct Job {
     pub request: GenerateJob,
     pub reply: oneshot::Sender<Result<String, JobError>>,

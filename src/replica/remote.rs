@@ -1,11 +1,10 @@
 //! A replica on another machine: another endpoint (ours or the seed's) reached over HTTP,
 //! health-checked with `GET /info`, fed through `POST /generate` like a local replica.
 
-use super::{Job, JobError, PoolConfig};
+use super::{Job, JobError, JobStats, PoolConfig};
 use crate::runtime::EventSender;
-use crate::runtime::event::{Event, Percentiles, ReplicaReport, ReplicaStatus};
+use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
 use serde_json::json;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -93,7 +92,7 @@ impl RemoteWorker {
             remote: Some(self.base.clone()),
             rss_bytes: None,
         };
-        let mut window: VecDeque<u64> = VecDeque::new();
+        let mut stats = JobStats::default();
         loop {
             // Down until /info answers.
             if let Err(reason) = self.healthy(&client).await {
@@ -132,24 +131,8 @@ impl RemoteWorker {
                 self.events.try_send(Event::Replica(report.clone()));
                 let started = Instant::now();
                 let result = self.forward(&client, &request).await;
-                let millis = started.elapsed().as_millis() as u64;
-                report.last_latency_ms = Some(millis);
                 let unreachable = matches!(result, Err(JobError::ReplicaDied { .. }));
-                match &result {
-                    Ok(_) => {
-                        report.served += 1;
-                        if window.len() == 256 {
-                            window.pop_front();
-                        }
-                        window.push_back(millis);
-                        report.latency_ms = Percentiles::of(window.make_contiguous());
-                    }
-                    Err(e) => {
-                        let reason = if unreachable { "died" } else { "error" };
-                        *report.failures.entry(reason.into()).or_default() += 1;
-                        report.last_error = Some(e.to_string());
-                    }
-                }
+                stats.record(&mut report, started.elapsed().as_millis() as u64, &result);
                 let _ = reply.send(result);
                 if unreachable {
                     break true;

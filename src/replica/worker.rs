@@ -1,10 +1,9 @@
 //! One replica slot: starts its process, feeds it jobs, notices when it dies, starts it again.
 
 use super::protocol::{JobLine, ReplyLine};
-use super::{Job, JobError, PoolConfig};
+use super::{Job, JobError, JobStats, PoolConfig};
 use crate::runtime::EventSender;
-use crate::runtime::event::{Event, Percentiles, ReplicaReport, ReplicaStatus};
-use std::collections::VecDeque;
+use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -208,6 +207,23 @@ impl Worker {
         }
     }
 
+    /// The process ended with a job in hand: the caller hears it at once.
+    fn died_during_job(
+        &self,
+        stats: &mut JobStats,
+        report: &mut ReplicaReport,
+        started: Instant,
+        reply: tokio::sync::oneshot::Sender<Result<String, JobError>>,
+        reason: String,
+    ) {
+        let result = Err(JobError::ReplicaDied {
+            replica: self.index,
+            reason,
+        });
+        stats.record(report, started.elapsed().as_millis() as u64, &result);
+        let _ = reply.send(result);
+    }
+
     async fn serve_jobs(
         &mut self,
         child: &mut Child,
@@ -216,7 +232,7 @@ impl Worker {
         report: &mut ReplicaReport,
     ) -> Stop {
         let mut next_id = 0u64;
-        let mut window: VecDeque<u64> = VecDeque::with_capacity(256);
+        let mut stats = JobStats::default();
         loop {
             let jobs = self.jobs.clone();
             let job = tokio::select! {
@@ -242,11 +258,8 @@ impl Worker {
             .unwrap_or_default();
             if let Err(e) = stdin.write_all(format!("{line}\n").as_bytes()).await {
                 let status = child.wait().await;
-                *report.failures.entry("died".into()).or_default() += 1;
-                let _ = reply.send(Err(JobError::ReplicaDied {
-                    replica: self.index,
-                    reason: format!("cannot send the job: {e}"),
-                }));
+                let reason = format!("cannot send the job: {e}");
+                self.died_during_job(&mut stats, report, started, reply, reason);
                 return Stop::Died(status);
             }
             let answer = tokio::select! {
@@ -255,9 +268,7 @@ impl Worker {
                     return Stop::Cancelled;
                 }
                 status = child.wait() => {
-                    let reason = describe(&status);
-                    *report.failures.entry("died".into()).or_default() += 1;
-                    let _ = reply.send(Err(JobError::ReplicaDied { replica: self.index, reason }));
+                    self.died_during_job(&mut stats, report, started, reply, describe(&status));
                     return Stop::Died(status);
                 }
                 line = lines.next_line() => line,
@@ -267,12 +278,7 @@ impl Worker {
                 // Its stdout closed: the process is ending (killed, or crashed).
                 Ok(None) | Err(_) => {
                     let status = child.wait().await;
-                    let reason = describe(&status);
-                    *report.failures.entry("died".into()).or_default() += 1;
-                    let _ = reply.send(Err(JobError::ReplicaDied {
-                        replica: self.index,
-                        reason,
-                    }));
+                    self.died_during_job(&mut stats, report, started, reply, describe(&status));
                     return Stop::Died(status);
                 }
             };
@@ -283,22 +289,7 @@ impl Worker {
                     "the replica answered something unreadable".into(),
                 )),
             };
-            let millis = started.elapsed().as_millis() as u64;
-            report.last_latency_ms = Some(millis);
-            match &result {
-                Ok(_) => {
-                    report.served += 1;
-                    if window.len() == 256 {
-                        window.pop_front();
-                    }
-                    window.push_back(millis);
-                    report.latency_ms = Percentiles::of(window.make_contiguous());
-                }
-                Err(e) => {
-                    *report.failures.entry("error".into()).or_default() += 1;
-                    report.last_error = Some(e.to_string());
-                }
-            }
+            stats.record(report, started.elapsed().as_millis() as u64, &result);
             let _ = reply.send(result);
             report.status = ReplicaStatus::Ready;
             self.report(report);
