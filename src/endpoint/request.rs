@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 /// The seed's limit (`limit_params`), enforced here for every caller.
 pub const MAX_STEPS: u32 = 50;
 
-/// The seed's request; unknown top-level keys (the rest of a synapse) are ignored.
+/// The seed's request; other top-level keys (the rest of a synapse, `conditional_image` until
+/// img2img and ControlNet are served) are ignored.
 #[derive(Debug, Deserialize)]
 struct RawGenerate {
     prompt: String,
@@ -16,8 +17,6 @@ struct RawGenerate {
     pipeline_type: String,
     #[serde(default)]
     pipeline_params: Option<Map<String, Value>>,
-    #[serde(default)]
-    conditional_image: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -82,7 +81,6 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
             pipeline.name()
         ));
     }
-    let _ = raw.conditional_image; // used by img2img and ControlNet, not by txt2img
     let params = raw.pipeline_params.unwrap_or_default();
     if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
         return bad(format!(
