@@ -1,6 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) of the node state.
 
-use crate::runtime::event::ReplicaStatus;
+use crate::runtime::event::{ReplicaReport, ReplicaStatus};
 use crate::runtime::{ComponentStatus, NodeState};
 use std::fmt::Write;
 
@@ -29,6 +29,21 @@ impl Exposition {
             let _ = write!(self.0, "{{{}}}", joined.join(","));
         }
         let _ = writeln!(self.0, " {value}");
+    }
+}
+
+impl Exposition {
+    /// One family with a sample per replica, labelled by its index.
+    fn per_replica(
+        &mut self,
+        state: &NodeState,
+        (name, kind, help): (&str, &str, &str),
+        value: impl Fn(&ReplicaReport) -> f64,
+    ) {
+        self.family(name, kind, help);
+        for (i, r) in &state.replicas {
+            self.sample(name, &[("replica", &i.to_string())], value(r));
+        }
     }
 }
 
@@ -116,31 +131,27 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
         );
     }
     if !state.replicas.is_empty() {
-        out.family(
-            "nicheimage_replica_up",
-            "gauge",
-            "1 while the replica is ready or busy.",
-        );
-        for (i, r) in &state.replicas {
-            let up = matches!(r.status, ReplicaStatus::Ready | ReplicaStatus::Busy);
-            out.sample(
+        out.per_replica(
+            state,
+            (
                 "nicheimage_replica_up",
-                &[("replica", &i.to_string())],
-                if up { 1.0 } else { 0.0 },
-            );
-        }
-        out.family(
-            "nicheimage_replica_images_total",
-            "counter",
-            "Images the replica generated.",
+                "gauge",
+                "1 while the replica is ready or busy.",
+            ),
+            |r| {
+                let up = matches!(r.status, ReplicaStatus::Ready | ReplicaStatus::Busy);
+                if up { 1.0 } else { 0.0 }
+            },
         );
-        for (i, r) in &state.replicas {
-            out.sample(
+        out.per_replica(
+            state,
+            (
                 "nicheimage_replica_images_total",
-                &[("replica", &i.to_string())],
-                r.served as f64,
-            );
-        }
+                "counter",
+                "Images the replica generated.",
+            ),
+            |r| r.served as f64,
+        );
         out.family(
             "nicheimage_replica_failures_total",
             "counter",
@@ -155,18 +166,15 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
                 );
             }
         }
-        out.family(
-            "nicheimage_replica_restarts_total",
-            "counter",
-            "Times the replica process was started again.",
-        );
-        for (i, r) in &state.replicas {
-            out.sample(
+        out.per_replica(
+            state,
+            (
                 "nicheimage_replica_restarts_total",
-                &[("replica", &i.to_string())],
-                f64::from(r.restarts),
-            );
-        }
+                "counter",
+                "Times the replica process was started again.",
+            ),
+            |r| f64::from(r.restarts),
+        );
         out.family(
             "nicheimage_replica_latency_milliseconds",
             "gauge",

@@ -109,14 +109,22 @@ pub struct Pool {
     slots: Arc<std::sync::Mutex<Slots>>,
 }
 
-/// What it takes to start another replica worker.
+/// What every replica worker, local or remote, shares with the pool.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub config: PoolConfig,
+    pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    /// Replicas ready for a job, counted by the workers.
+    pub ready: Arc<AtomicUsize>,
+    pub events: EventSender,
+    pub cancel: CancellationToken,
+}
+
+/// The local replicas, and what it takes to start another.
 struct Slots {
     by_index: std::collections::BTreeMap<usize, mpsc::UnboundedSender<worker::SlotCommand>>,
     next_index: usize,
-    config: PoolConfig,
-    shared: Arc<Mutex<mpsc::Receiver<Job>>>,
-    events: EventSender,
-    cancel: CancellationToken,
+    shared: Shared,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -126,7 +134,7 @@ pub enum ControlError {
 }
 
 impl Slots {
-    fn spawn(&mut self, ready: &Arc<AtomicUsize>) {
+    fn spawn(&mut self) {
         let index = self.next_index;
         self.next_index += 1;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -135,12 +143,8 @@ impl Slots {
             worker::Worker {
                 index,
                 commands: rx,
-                gpus: gpus_for(index, self.config.gpus_per_replica),
-                config: self.config.clone(),
-                jobs: self.shared.clone(),
-                ready: ready.clone(),
-                events: self.events.clone(),
-                cancel: self.cancel.clone(),
+                gpus: gpus_for(index, self.shared.config.gpus_per_replica),
+                pool: self.shared.clone(),
             }
             .run(),
         );
@@ -169,13 +173,16 @@ impl Pool {
         let mut slots = Slots {
             by_index: Default::default(),
             next_index: 0,
-            config: config.clone(),
-            shared: Arc::new(Mutex::new(rx)),
-            events,
-            cancel,
+            shared: Shared {
+                config: config.clone(),
+                jobs: Arc::new(Mutex::new(rx)),
+                ready: ready.clone(),
+                events,
+                cancel,
+            },
         };
         for _ in 0..config.replicas {
-            slots.spawn(&ready);
+            slots.spawn();
         }
         // Remote replicas take indices after the first local ones; scaling leaves them alone.
         for (i, base) in config.remote.iter().enumerate() {
@@ -183,11 +190,7 @@ impl Pool {
                 remote::RemoteWorker {
                     index: 1000 + i,
                     base: base.trim_end_matches('/').to_string(),
-                    config: config.clone(),
-                    jobs: slots.shared.clone(),
-                    ready: ready.clone(),
-                    events: slots.events.clone(),
-                    cancel: slots.cancel.clone(),
+                    pool: slots.shared.clone(),
                 }
                 .run(),
             );
@@ -220,7 +223,7 @@ impl Pool {
     pub fn scale(&self, n: usize) {
         let mut slots = self.slots();
         while slots.by_index.len() < n {
-            slots.spawn(&self.ready);
+            slots.spawn();
         }
         while slots.by_index.len() > n {
             if let Some((_, tx)) = slots.by_index.pop_last() {

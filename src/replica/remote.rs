@@ -1,15 +1,11 @@
 //! A replica on another machine: another endpoint (ours or the seed's) reached over HTTP,
 //! health-checked with `GET /info`, fed through `POST /generate` like a local replica.
 
-use super::{Job, JobError, JobStats, PoolConfig};
-use crate::runtime::EventSender;
+use super::{Job, JobError, JobStats, Shared};
 use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, mpsc};
-use tokio_util::sync::CancellationToken;
 
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
@@ -17,11 +13,7 @@ pub(crate) struct RemoteWorker {
     pub index: usize,
     /// Base URL, e.g. `http://10.0.0.2:10006`.
     pub base: String,
-    pub config: PoolConfig,
-    pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    pub ready: Arc<AtomicUsize>,
-    pub events: EventSender,
-    pub cancel: CancellationToken,
+    pub pool: Shared,
 }
 
 impl RemoteWorker {
@@ -58,7 +50,7 @@ impl RemoteWorker {
         let r = client
             .post(format!("{}/generate", self.base))
             .json(&body)
-            .timeout(self.config.request_timeout)
+            .timeout(self.pool.config.request_timeout)
             .send()
             .await
             .map_err(|e| died(format!("{} unreachable: {e}", self.base)))?;
@@ -78,40 +70,27 @@ impl RemoteWorker {
 
     pub async fn run(self) {
         let client = crate::http::client();
-        let mut report = ReplicaReport {
-            index: self.index,
-            gpus: Vec::new(),
-            status: ReplicaStatus::Loading,
-            pid: None,
-            restarts: 0,
-            served: 0,
-            failures: Default::default(),
-            last_latency_ms: None,
-            latency_ms: Default::default(),
-            last_error: None,
-            remote: Some(self.base.clone()),
-            rss_bytes: None,
-        };
+        let mut report = ReplicaReport::new(self.index, Vec::new(), Some(self.base.clone()));
         let mut stats = JobStats::default();
         loop {
             // Down until /info answers.
             if let Err(reason) = self.healthy(&client).await {
                 report.status = ReplicaStatus::Dead;
                 report.last_error = Some(reason);
-                self.events.try_send(Event::Replica(report.clone()));
+                self.pool.events.try_send(Event::Replica(report.clone()));
                 tokio::select! {
-                    _ = self.cancel.cancelled() => break,
+                    _ = self.pool.cancel.cancelled() => break,
                     _ = tokio::time::sleep(HEALTH_EVERY) => continue,
                 }
             }
             report.status = ReplicaStatus::Ready;
-            self.events.try_send(Event::Replica(report.clone()));
-            self.ready.fetch_add(1, Ordering::SeqCst);
+            self.pool.events.try_send(Event::Replica(report.clone()));
+            self.pool.ready.fetch_add(1, Ordering::SeqCst);
             let mut next_check = tokio::time::Instant::now() + HEALTH_EVERY;
             let lost = loop {
-                let jobs = self.jobs.clone();
+                let jobs = self.pool.jobs.clone();
                 let job = tokio::select! {
-                    _ = self.cancel.cancelled() => break false,
+                    _ = self.pool.cancel.cancelled() => break false,
                     _ = tokio::time::sleep_until(next_check) => {
                         next_check = tokio::time::Instant::now() + HEALTH_EVERY;
                         match self.healthy(&client).await {
@@ -128,7 +107,7 @@ impl RemoteWorker {
                     continue;
                 }
                 report.status = ReplicaStatus::Busy;
-                self.events.try_send(Event::Replica(report.clone()));
+                self.pool.events.try_send(Event::Replica(report.clone()));
                 let started = Instant::now();
                 let result = self.forward(&client, &request).await;
                 let unreachable = matches!(result, Err(JobError::ReplicaDied { .. }));
@@ -138,17 +117,17 @@ impl RemoteWorker {
                     break true;
                 }
                 report.status = ReplicaStatus::Ready;
-                self.events.try_send(Event::Replica(report.clone()));
+                self.pool.events.try_send(Event::Replica(report.clone()));
             };
-            self.ready.fetch_sub(1, Ordering::SeqCst);
+            self.pool.ready.fetch_sub(1, Ordering::SeqCst);
             if !lost {
                 break;
             }
             report.status = ReplicaStatus::Dead;
             report.restarts += 1;
-            self.events.try_send(Event::Replica(report.clone()));
+            self.pool.events.try_send(Event::Replica(report.clone()));
         }
         report.status = ReplicaStatus::Stopped;
-        self.events.try_send(Event::Replica(report));
+        self.pool.events.try_send(Event::Replica(report));
     }
 }

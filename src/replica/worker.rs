@@ -1,17 +1,15 @@
 //! One replica slot: starts its process, feeds it jobs, notices when it dies, starts it again.
 
 use super::protocol::{JobLine, ReplyLine};
-use super::{Job, JobError, JobStats, PoolConfig};
-use crate::runtime::EventSender;
+use super::{Job, JobError, JobStats, Shared};
 use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 /// Operator requests to one replica, acted on between jobs so no request is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +22,7 @@ pub(crate) struct Worker {
     pub index: usize,
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
-    pub config: PoolConfig,
-    pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
-    pub ready: Arc<AtomicUsize>,
-    pub events: EventSender,
-    pub cancel: CancellationToken,
+    pub pool: Shared,
 }
 
 enum End {
@@ -62,25 +56,12 @@ impl Worker {
         r.rss_bytes = r
             .pid
             .and_then(|p| crate::telemetry::host::rss_of(&p.to_string()));
-        self.events.try_send(Event::Replica(r));
+        self.pool.events.try_send(Event::Replica(r));
     }
 
     pub async fn run(mut self) {
-        let mut report = ReplicaReport {
-            index: self.index,
-            gpus: self.gpus.clone(),
-            status: ReplicaStatus::Loading,
-            pid: None,
-            restarts: 0,
-            served: 0,
-            failures: Default::default(),
-            last_latency_ms: None,
-            latency_ms: Default::default(),
-            last_error: None,
-            remote: None,
-            rss_bytes: None,
-        };
-        let mut backoff = self.config.backoff_initial;
+        let mut report = ReplicaReport::new(self.index, self.gpus.clone(), None);
+        let mut backoff = self.pool.config.backoff_initial;
         loop {
             let started = Instant::now();
             match self.serve_process(&mut report).await {
@@ -104,20 +85,20 @@ impl Worker {
                 }
             }
             if started.elapsed() > Duration::from_secs(60) {
-                backoff = self.config.backoff_initial;
+                backoff = self.pool.config.backoff_initial;
             }
             tokio::select! {
-                _ = self.cancel.cancelled() => continue,
+                _ = self.pool.cancel.cancelled() => continue,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(self.config.backoff_max);
+            backoff = (backoff * 2).min(self.pool.config.backoff_max);
             report.restarts += 1;
         }
     }
 
     fn spawn(&self) -> std::io::Result<Child> {
-        let mut cmd = Command::new(&self.config.command.program);
-        cmd.args(&self.config.command.args)
+        let mut cmd = Command::new(&self.pool.config.command.program);
+        cmd.args(&self.pool.config.command.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,7 +111,7 @@ impl Worker {
     }
 
     async fn serve_process(&mut self, report: &mut ReplicaReport) -> End {
-        if self.cancel.is_cancelled() {
+        if self.pool.cancel.is_cancelled() {
             return End::Cancelled;
         }
         report.status = ReplicaStatus::Loading;
@@ -139,7 +120,7 @@ impl Worker {
             Err(e) => {
                 return End::Died(format!(
                     "cannot start {}: {e}",
-                    self.config.command.program.display()
+                    self.pool.config.command.program.display()
                 ));
             }
         };
@@ -176,10 +157,10 @@ impl Worker {
 
         // Loading.
         let ready = tokio::select! {
-            _ = self.cancel.cancelled() => return End::Cancelled,
+            _ = self.pool.cancel.cancelled() => return End::Cancelled,
             Some(c) = self.commands.recv() => return match c { SlotCommand::Restart => End::Restart, SlotCommand::Retire => End::Cancelled },
             status = child.wait() => return died(status),
-            _ = tokio::time::sleep(self.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.config.load_timeout)),
+            _ = tokio::time::sleep(self.pool.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.pool.config.load_timeout)),
             line = lines.next_line() => line,
         };
         match ready
@@ -195,11 +176,11 @@ impl Worker {
         }
         report.status = ReplicaStatus::Ready;
         self.report(report);
-        self.ready.fetch_add(1, Ordering::SeqCst);
+        self.pool.ready.fetch_add(1, Ordering::SeqCst);
         let end = self
             .serve_jobs(&mut child, &mut stdin, &mut lines, report)
             .await;
-        self.ready.fetch_sub(1, Ordering::SeqCst);
+        self.pool.ready.fetch_sub(1, Ordering::SeqCst);
         match end {
             Stop::Cancelled | Stop::Command(SlotCommand::Retire) => End::Cancelled,
             Stop::Command(SlotCommand::Restart) => End::Restart,
@@ -234,9 +215,9 @@ impl Worker {
         let mut next_id = 0u64;
         let mut stats = JobStats::default();
         loop {
-            let jobs = self.jobs.clone();
+            let jobs = self.pool.jobs.clone();
             let job = tokio::select! {
-                _ = self.cancel.cancelled() => return Stop::Cancelled,
+                _ = self.pool.cancel.cancelled() => return Stop::Cancelled,
                 Some(c) = self.commands.recv() => return Stop::Command(c),
                 status = child.wait() => return Stop::Died(status),
                 job = async { jobs.lock().await.recv().await } => job,
@@ -263,7 +244,7 @@ impl Worker {
                 return Stop::Died(status);
             }
             let answer = tokio::select! {
-                _ = self.cancel.cancelled() => {
+                _ = self.pool.cancel.cancelled() => {
                     let _ = reply.send(Err(JobError::ShuttingDown));
                     return Stop::Cancelled;
                 }

@@ -128,6 +128,26 @@ pub struct ReplicaReport {
     pub rss_bytes: Option<u64>,
 }
 
+impl ReplicaReport {
+    /// A replica about to start: nothing served, nothing failed.
+    pub fn new(index: usize, gpus: Vec<usize>, remote: Option<String>) -> Self {
+        Self {
+            index,
+            gpus,
+            status: ReplicaStatus::Loading,
+            pid: None,
+            restarts: 0,
+            served: 0,
+            failures: BTreeMap::new(),
+            last_latency_ms: None,
+            latency_ms: Percentiles::default(),
+            last_error: None,
+            remote,
+            rss_bytes: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Percentiles {
     pub p50: Option<u64>,
