@@ -1,0 +1,401 @@
+//! The axon: bittensor's Synapse server on warp. Order of checks (stricter than upstream, which
+//! blacklists before verifying and lets unsigned requests through): route → headers → signature →
+//! nonce → body hash → blacklist → priority → handler. Replies carry the status in the HTTP
+//! status, in `bt_header_axon_*` headers and in the body's `axon` object, as Python axons do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use warp::Filter;
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::keypair::{self, Keypair};
+use super::nonce::NonceTracker;
+use super::priority::PriorityGate;
+use super::synapse::{self, Envelope, Synapse, TerminalInfo};
+use super::{PROTOCOL_VERSION, now_ns, ss58};
+
+/// Bodies above this are refused: SN23 images are a few MB of base64.
+pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
+const DEFAULT_TIMEOUT_SECS: f64 = 12.0;
+
+/// Who is calling, as far as the verified headers say.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's ss58 hotkey (signature-verified before any hook sees it).
+    pub hotkey: String,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub version: Option<i64>,
+    pub uuid: String,
+    /// The request's own timeout, seconds.
+    pub timeout_secs: f64,
+}
+
+/// An axon route's hooks for one synapse type.
+pub trait Handler<S: Synapse>: Send + Sync + 'static {
+    /// `Err(reason)` refuses with 403.
+    fn blacklist(&self, _caller: &Caller, _synapse: &S) -> Result<(), String> {
+        Ok(())
+    }
+    /// Higher is admitted first when the handler slots are busy.
+    fn priority(&self, _caller: &Caller, _synapse: &S) -> f64 {
+        0.0
+    }
+    /// The answer, or an error message (500).
+    fn forward(self: Arc<Self>, caller: Caller, synapse: S) -> BoxFuture<'static, Result<S, String>>;
+}
+
+/// A refusal: the status code and the reason the caller reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
+
+trait Route: Send + Sync {
+    fn run(
+        &self,
+        caller: Caller,
+        fields: Map<String, Value>,
+        deadline: tokio::time::Instant,
+        gate: PriorityGate,
+    ) -> BoxFuture<'static, Result<Map<String, Value>, Failure>>;
+}
+
+struct TypedRoute<S, H> {
+    handler: Arc<H>,
+    _synapse: PhantomData<fn() -> S>,
+}
+
+impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
+    fn run(
+        &self,
+        caller: Caller,
+        fields: Map<String, Value>,
+        deadline: tokio::time::Instant,
+        gate: PriorityGate,
+    ) -> BoxFuture<'static, Result<Map<String, Value>, Failure>> {
+        let handler = self.handler.clone();
+        async move {
+            let synapse: S = serde_json::from_value(Value::Object(fields))
+                .map_err(|e| Failure::new(400, format!("synapse fields do not parse: {e}")))?;
+            handler.blacklist(&caller, &synapse).map_err(|reason| Failure::new(403, reason))?;
+            let priority = handler.priority(&caller, &synapse);
+            let _slot = tokio::time::timeout_at(deadline, gate.admit(priority))
+                .await
+                .map_err(|_| Failure::new(408, "timed out waiting for a free handler slot"))?;
+            let timeout = caller.timeout_secs;
+            let answer = tokio::time::timeout_at(deadline, handler.forward(caller, synapse))
+                .await
+                .map_err(|_| Failure::new(408, format!("forward timed out after {timeout} seconds")))?
+                .map_err(|e| Failure::new(500, e))?;
+            match serde_json::to_value(answer) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err(Failure::new(500, "handler answer is not a JSON object")),
+                Err(e) => Err(Failure::new(500, format!("handler answer: {e}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Request outcomes by status code, for the console and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AxonStats {
+    pub by_status: BTreeMap<u16, u64>,
+    pub last_failure: Option<String>,
+}
+
+pub struct AxonBuilder {
+    keypair: Arc<Keypair>,
+    routes: HashMap<String, Arc<dyn Route>>,
+    max_body: u64,
+    slots: usize,
+    external: Option<(String, u16)>,
+}
+
+impl AxonBuilder {
+    pub fn new(keypair: Arc<Keypair>) -> Self {
+        Self { keypair, routes: HashMap::new(), max_body: DEFAULT_MAX_BODY, slots: 16, external: None }
+    }
+
+    /// Serves `S` under its name and aliases.
+    pub fn attach<S: Synapse, H: Handler<S>>(mut self, handler: Arc<H>) -> Self {
+        let route: Arc<dyn Route> = Arc::new(TypedRoute::<S, H> { handler, _synapse: PhantomData });
+        for name in std::iter::once(S::NAME).chain(S::ALIASES.iter().copied()) {
+            self.routes.insert(name.to_string(), route.clone());
+        }
+        self
+    }
+
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How many requests run the handler at once; the rest wait in priority order.
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// The address published on chain, echoed in replies' `axon` info.
+    pub fn external(mut self, ip: String, port: u16) -> Self {
+        self.external = Some((ip, port));
+        self
+    }
+
+    pub fn build(self) -> Arc<Axon> {
+        Arc::new(Axon {
+            keypair: self.keypair,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            routes: self.routes,
+            nonces: NonceTracker::default(),
+            gate: PriorityGate::new(self.slots),
+            max_body: self.max_body,
+            external: self.external,
+            stats: Mutex::new(AxonStats::default()),
+        })
+    }
+}
+
+pub struct Axon {
+    keypair: Arc<Keypair>,
+    uuid: String,
+    routes: HashMap<String, Arc<dyn Route>>,
+    nonces: NonceTracker,
+    gate: PriorityGate,
+    max_body: u64,
+    external: Option<(String, u16)>,
+    stats: Mutex<AxonStats>,
+}
+
+/// A request that has passed signature, nonce and body-hash checks.
+struct Verified {
+    caller: Caller,
+    envelope: Envelope,
+    name: String,
+}
+
+impl Axon {
+    pub fn hotkey(&self) -> &str {
+        self.keypair.ss58()
+    }
+
+    pub fn stats(&self) -> AxonStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The warp filter serving every attached synapse (any method, like upstream's GET+POST).
+    pub fn routes(
+        self: &Arc<Self>,
+    ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+    {
+        let axon = self.clone();
+        let refused = self.clone();
+        warp::path::full()
+            .and(warp::header::headers_cloned())
+            .and(warp::addr::remote())
+            .and(warp::body::content_length_limit(self.max_body))
+            .and(warp::body::bytes())
+            .then(move |path: warp::path::FullPath, headers: HeaderMap, peer: Option<SocketAddr>, body: Bytes| {
+                let axon = axon.clone();
+                async move { axon.handle(path.as_str(), &headers, peer, body).await }
+            })
+            .recover(move |rejection: warp::Rejection| {
+                let axon = refused.clone();
+                async move { Ok::<_, std::convert::Infallible>(axon.refuse_transport(&rejection)) }
+            })
+            .unify()
+    }
+
+    /// Requests warp refused before our handler ran (too big, no length).
+    fn refuse_transport(&self, rejection: &warp::Rejection) -> Response {
+        let failure = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+            Failure::new(413, format!("body is over the {} byte limit", self.max_body))
+        } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+            Failure::new(411, "a Content-Length header is required")
+        } else {
+            Failure::new(400, format!("unreadable request: {rejection:?}"))
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.by_status.entry(failure.status).or_default() += 1;
+        stats.last_failure = Some(format!("{} {}", failure.status, failure.message));
+        drop(stats);
+        let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+        self.reply(status, Envelope::default(), Some(failure.message), Instant::now())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        warp::serve(self.routes()).incoming(listener).graceful(shutdown).run().await;
+    }
+
+    async fn handle(&self, path: &str, headers: &HeaderMap, peer: Option<SocketAddr>, body: Bytes) -> Response {
+        let started = Instant::now();
+        let name = path.trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        let outcome = match self.verify(&name, headers, peer, &body) {
+            Ok(verified) => self.dispatch(verified, started).await,
+            Err(failure) => Err((failure, Envelope { name: Some(name.clone()), ..Default::default() })),
+        };
+        let response = match outcome {
+            Ok((envelope, _)) => self.reply(StatusCode::OK, envelope, None, started),
+            Err((failure, envelope)) => {
+                let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let message = failure.message.clone();
+                tracing::debug!(synapse = %name, status = failure.status, %message, "axon refused a request");
+                self.reply(status, envelope, Some(message), started)
+            }
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.by_status.entry(response.status().as_u16()).or_default() += 1;
+        if !response.status().is_success() {
+            stats.last_failure = response
+                .headers()
+                .get("bt_header_axon_status_message")
+                .and_then(|v| v.to_str().ok())
+                .map(|m| format!("{} {name}: {m}", response.status().as_u16()));
+        }
+        response
+    }
+
+    fn verify(&self, name: &str, headers: &HeaderMap, peer: Option<SocketAddr>, body: &[u8]) -> Result<Verified, Failure> {
+        if !self.routes.contains_key(name) {
+            let mut known: Vec<&String> = self.routes.keys().collect();
+            known.sort();
+            return Err(Failure::new(404, format!("Synapse name '{name}' not found. Available synapses {known:?}")));
+        }
+        if body.len() as u64 > self.max_body {
+            return Err(Failure::new(413, format!("body of {} bytes is over the {} byte limit", body.len(), self.max_body)));
+        }
+        let header = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+        let timeout_secs = match header("timeout") {
+            None => DEFAULT_TIMEOUT_SECS,
+            Some(t) => t.trim().parse::<f64>().ok().filter(|t| t.is_finite() && *t > 0.0).ok_or_else(|| Failure::new(400, format!("timeout header {t:?} is not a positive number")))?,
+        }
+        .min(3600.0);
+        let dendrite = TerminalInfo::from_headers(headers, "dendrite");
+        let hotkey = dendrite.hotkey.clone().ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_hotkey"))?;
+        let public = ss58::decode(&hotkey).map_err(|e| Failure::new(401, format!("dendrite hotkey {hotkey:?}: {e}")))?;
+        let signature = dendrite.signature.as_deref().ok_or_else(|| Failure::new(401, "unsigned request refused (no bt_header_dendrite_signature)"))?;
+        let signature = keypair::parse_signature_hex(signature).ok_or_else(|| Failure::new(401, "signature is not 64 bytes of hex"))?;
+        let uuid = dendrite.uuid.clone().ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_uuid"))?;
+        let nonce = dendrite.nonce.ok_or_else(|| Failure::new(401, "missing or non-numeric bt_header_dendrite_nonce"))?;
+        let claimed_hash = header("computed_body_hash").unwrap_or("");
+        let message = synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
+        if !keypair::verify(&public, message.as_bytes(), &signature) {
+            return Err(Failure::new(401, format!("Signature mismatch with {message}")));
+        }
+        let endpoint = format!("{hotkey}:{uuid}");
+        let now = now_ns();
+        self.nonces
+            .check(&endpoint, Some(nonce), dendrite.version, timeout_secs, now)
+            .map_err(|e| Failure::new(401, e.to_string()))?;
+        if claimed_hash != synapse::body_hash() {
+            return Err(Failure::new(400, format!("computed_body_hash {claimed_hash:?} does not match the body ({})", synapse::body_hash())));
+        }
+        let mut envelope: Envelope = serde_json::from_slice(body).map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
+        self.nonces.record(&endpoint, nonce, now).map_err(|e| Failure::new(401, e.to_string()))?;
+        envelope.strip_protocol_keys();
+        envelope.name = Some(name.to_string());
+        envelope.timeout = Some(timeout_secs);
+        // The headers are what was signed; they win over the body's copy.
+        envelope.dendrite = TerminalInfo {
+            ip: peer.map(|p| p.ip().to_string()).or(dendrite.ip.clone()),
+            port: peer.map(|p| i64::from(p.port())),
+            ..dendrite
+        };
+        let caller = Caller {
+            hotkey,
+            ip: peer.map(|p| p.ip()),
+            port: peer.map(|p| p.port()),
+            version: envelope.dendrite.version,
+            uuid,
+            timeout_secs,
+        };
+        Ok(Verified { caller, envelope, name: name.to_string() })
+    }
+
+    async fn dispatch(&self, verified: Verified, started: Instant) -> Result<(Envelope, ()), (Failure, Envelope)> {
+        let Verified { caller, mut envelope, name } = verified;
+        let Some(route) = self.routes.get(&name).cloned() else {
+            return Err((Failure::new(404, format!("Synapse name '{name}' not found")), envelope));
+        };
+        let deadline = tokio::time::Instant::from_std(started + Duration::from_secs_f64(caller.timeout_secs));
+        let fields = std::mem::take(&mut envelope.fields);
+        match route.run(caller, fields, deadline, self.gate.clone()).await {
+            Ok(fields) => {
+                envelope.fields = fields;
+                Ok((envelope, ()))
+            }
+            Err(failure) => Err((failure, envelope)),
+        }
+    }
+
+    /// Stamps our side (`axon` info, signed) and writes body + headers.
+    fn reply(&self, status: StatusCode, mut envelope: Envelope, error: Option<String>, started: Instant) -> Response {
+        let nonce = now_ns();
+        let dendrite_hotkey = envelope.dendrite.hotkey.clone().unwrap_or_default();
+        let signature = self
+            .keypair
+            .sign_hex(synapse::axon_message(nonce, &dendrite_hotkey, self.keypair.ss58(), &self.uuid).as_bytes())
+            .ok();
+        envelope.axon = TerminalInfo {
+            status_code: Some(i64::from(status.as_u16())),
+            status_message: Some(error.clone().unwrap_or_else(|| "Success".into())),
+            process_time: Some(started.elapsed().as_secs_f64()),
+            ip: self.external.as_ref().map(|(ip, _)| ip.clone()),
+            port: self.external.as_ref().map(|(_, port)| i64::from(*port)),
+            version: Some(PROTOCOL_VERSION as i64),
+            nonce: Some(nonce),
+            uuid: Some(self.uuid.clone()),
+            hotkey: Some(self.keypair.ss58().to_string()),
+            signature,
+        };
+        envelope.computed_body_hash = synapse::body_hash().to_string();
+        let body = match &error {
+            Some(message) => json!({ "message": message }),
+            None => serde_json::to_value(&envelope).unwrap_or_else(|e| json!({ "message": e.to_string() })),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(body.clone().into());
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut pairs = vec![
+            ("name".to_string(), envelope.name.clone().unwrap_or_default()),
+            ("timeout".to_string(), synapse::py_float(envelope.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))),
+        ];
+        pairs.extend(envelope.axon.to_headers("axon"));
+        pairs.extend(envelope.dendrite.to_headers("dendrite"));
+        pairs.push(("total_size".into(), body.len().to_string()));
+        pairs.push(("header_size".into(), "0".into()));
+        pairs.push(("computed_body_hash".into(), envelope.computed_body_hash.clone()));
+        for (key, value) in pairs {
+            let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+                headers.insert(k, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,169 @@
+//! What we need from the runtime's metadata (V14/V15, decoded dynamically so runtime upgrades do
+//! not strand us): pallet and call indices by name, error names by index, and the transaction
+//! extension list with whether each part is empty (to build extrinsics by hand).
+
+use std::collections::{BTreeMap, HashMap};
+
+use frame_metadata::{RuntimeMetadata, RuntimeMetadataPrefixed};
+use parity_scale_codec::Decode;
+use scale_info::{PortableRegistry, TypeDef};
+
+use crate::bittensor::chain::ChainError;
+
+#[derive(Debug, Clone, Default)]
+pub struct PalletInfo {
+    pub index: u8,
+    pub calls: HashMap<String, u8>,
+    pub errors: BTreeMap<u8, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtensionInfo {
+    pub identifier: String,
+    /// The explicit part (sent in the extrinsic) encodes to nothing.
+    pub extra_empty: bool,
+    /// The implicit part (only signed over) encodes to nothing.
+    pub additional_empty: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChainMetadata {
+    pub pallets: HashMap<String, PalletInfo>,
+    pub extensions: Vec<ExtensionInfo>,
+}
+
+impl ChainMetadata {
+    pub fn pallet(&self, name: &str) -> Result<&PalletInfo, ChainError> {
+        self.pallets.get(name).ok_or_else(|| ChainError::Unsupported(format!("the chain has no {name} pallet")))
+    }
+
+    /// `[pallet index, call index]`.
+    pub fn call_index(&self, pallet: &str, call: &str) -> Result<[u8; 2], ChainError> {
+        let p = self.pallet(pallet)?;
+        let c = p.calls.get(call).ok_or_else(|| ChainError::Unsupported(format!("{pallet} has no call {call} in this runtime")))?;
+        Ok([p.index, *c])
+    }
+
+    /// The error's name for a pallet index and error index.
+    pub fn error_name(&self, pallet_index: u8, error: u8) -> String {
+        self.pallets
+            .iter()
+            .find(|(_, p)| p.index == pallet_index)
+            .and_then(|(pallet, p)| p.errors.get(&error).map(|e| format!("{pallet}::{e}")))
+            .unwrap_or_else(|| format!("pallet {pallet_index} error {error}"))
+    }
+}
+
+fn variants(types: &PortableRegistry, id: u32) -> Vec<(u8, String)> {
+    match types.resolve(id).map(|t| &t.type_def) {
+        Some(TypeDef::Variant(v)) => v.variants.iter().map(|v| (v.index, v.name.clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a type encodes to zero bytes (empty structs, unit tuples, zero-length arrays).
+fn is_empty(types: &PortableRegistry, id: u32) -> bool {
+    match types.resolve(id).map(|t| &t.type_def) {
+        Some(TypeDef::Composite(c)) => c.fields.iter().all(|f| is_empty(types, f.ty.id)),
+        Some(TypeDef::Tuple(t)) => t.fields.iter().all(|f| is_empty(types, f.id)),
+        Some(TypeDef::Array(a)) => a.len == 0 || is_empty(types, a.type_param.id),
+        _ => false,
+    }
+}
+
+fn pallets_of(types: &PortableRegistry, pallets: impl Iterator<Item = (String, u8, Option<u32>, Option<u32>)>) -> HashMap<String, PalletInfo> {
+    pallets
+        .map(|(name, index, calls, errors)| {
+            let calls = calls.map(|id| variants(types, id).into_iter().map(|(i, n)| (n, i)).collect()).unwrap_or_default();
+            let errors = errors.map(|id| variants(types, id).into_iter().collect()).unwrap_or_default();
+            (name, PalletInfo { index, calls, errors })
+        })
+        .collect()
+}
+
+pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
+    let prefixed = RuntimeMetadataPrefixed::decode(&mut &bytes[..]).map_err(|e| ChainError::Decode(format!("runtime metadata: {e}")))?;
+    match prefixed.1 {
+        RuntimeMetadata::V14(m) => {
+            let types = &m.types;
+            let pallets = m.pallets.iter().map(|p| {
+                (p.name.clone(), p.index, p.calls.as_ref().map(|c| c.ty.id), p.error.as_ref().map(|e| e.ty.id))
+            });
+            let pallets = pallets_of(types, pallets);
+            let extensions = m.extrinsic.signed_extensions.iter().map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id)).collect();
+            Ok(ChainMetadata { pallets, extensions })
+        }
+        RuntimeMetadata::V15(m) => {
+            let types = &m.types;
+            let pallets = m.pallets.iter().map(|p| {
+                (p.name.clone(), p.index, p.calls.as_ref().map(|c| c.ty.id), p.error.as_ref().map(|e| e.ty.id))
+            });
+            let pallets = pallets_of(types, pallets);
+            let extensions = m.extrinsic.signed_extensions.iter().map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id)).collect();
+            Ok(ChainMetadata { pallets, extensions })
+        }
+        other => Err(ChainError::Unsupported(format!("runtime metadata version {} (need 14 or 15)", other.version()))),
+    }
+}
+
+fn extension(types: &PortableRegistry, identifier: &str, extra: u32, additional: u32) -> ExtensionInfo {
+    ExtensionInfo { identifier: identifier.to_string(), extra_empty: is_empty(types, extra), additional_empty: is_empty(types, additional) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frame_metadata::v14::{ExtrinsicMetadata, PalletCallMetadata, PalletErrorMetadata, PalletMetadata, RuntimeMetadataV14, SignedExtensionMetadata};
+    use parity_scale_codec::Encode;
+    use scale_info::{TypeInfo, meta_type};
+
+    #[allow(non_camel_case_types, dead_code)]
+    #[derive(TypeInfo)]
+    enum Calls {
+        #[codec(index = 0)]
+        set_weights(u16),
+        #[codec(index = 4)]
+        serve_axon(u16),
+    }
+
+    #[allow(dead_code)]
+    #[derive(TypeInfo)]
+    enum Errors {
+        RootNetworkDoesNotExist,
+        InvalidIpType,
+    }
+
+    #[derive(TypeInfo)]
+    struct Empty;
+
+    #[allow(dead_code)]
+    #[derive(TypeInfo)]
+    struct Tip(#[codec(compact)] u64);
+
+    #[test]
+    fn reads_indices_errors_and_extension_shapes() {
+        let pallet = PalletMetadata {
+            name: "SubtensorModule",
+            storage: None,
+            calls: Some(PalletCallMetadata { ty: meta_type::<Calls>() }),
+            event: None,
+            constants: vec![],
+            error: Some(PalletErrorMetadata { ty: meta_type::<Errors>() }),
+            index: 7,
+        };
+        let extensions = vec![
+            SignedExtensionMetadata { identifier: "CheckNonZeroSender", ty: meta_type::<Empty>(), additional_signed: meta_type::<()>() },
+            SignedExtensionMetadata { identifier: "ChargeTransactionPaymentWrapper", ty: meta_type::<Tip>(), additional_signed: meta_type::<()>() },
+        ];
+        let extrinsic = ExtrinsicMetadata { ty: meta_type::<()>(), version: 4, signed_extensions: extensions };
+        let v14 = RuntimeMetadataV14::new(vec![pallet], extrinsic, meta_type::<()>());
+        let bytes = RuntimeMetadataPrefixed::from(v14).encode();
+        let meta = parse(&bytes).unwrap();
+        assert_eq!(meta.call_index("SubtensorModule", "serve_axon").unwrap(), [7, 4]);
+        assert!(meta.call_index("SubtensorModule", "nope").is_err());
+        assert_eq!(meta.error_name(7, 1), "SubtensorModule::InvalidIpType");
+        assert_eq!(meta.extensions[0], ExtensionInfo { identifier: "CheckNonZeroSender".into(), extra_empty: true, additional_empty: true });
+        assert!(!meta.extensions[1].extra_empty);
+        assert!(parse(&[1, 2, 3]).is_err());
+    }
+}

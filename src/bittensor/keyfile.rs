@@ -1,0 +1,236 @@
+//! Bittensor keyfiles: plain JSON, or `$NACL`-encrypted JSON (Argon2i key, XSalsa20-Poly1305
+//! secretbox). The two older envelopes (ansible-vault, Fernet) are recognised and refused.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use crypto_secretbox::aead::{Aead, KeyInit};
+use crypto_secretbox::{Nonce, XSalsa20Poly1305};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::keypair::{KeyError, Keypair};
+
+const NACL_PREFIX: &[u8] = b"$NACL";
+/// btwallet's fixed Argon2 salt (bittensor keyfiles are not salted per file).
+const NACL_SALT: [u8; 16] = [
+    0x13, 0x71, 0x83, 0xdf, 0xf1, 0x5a, 0x09, 0xbc, 0x9c, 0x90, 0xb5, 0x51, 0x87, 0x39, 0xe9, 0xb1,
+];
+/// libsodium's OPSLIMIT_SENSITIVE / MEMLIMIT_SENSITIVE for argon2i.
+const NACL_T_COST: u32 = 8;
+const NACL_M_COST_KIB: u32 = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyfileError {
+    #[error("the keyfile is encrypted; give its password (env NICHEIMAGE_WALLET_PASSWORD)")]
+    PasswordNeeded,
+    #[error("wrong password, or the encrypted keyfile is damaged")]
+    Decrypt,
+    #[error(
+        "legacy {0} keyfile: this node reads only plain and $NACL keyfiles; re-encrypt it with a current btcli (`btcli wallet update`)"
+    )]
+    Legacy(&'static str),
+    #[error("not a bittensor keyfile: {0}")]
+    Format(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// The JSON inside a keyfile. Missing values are null in older SDKs.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyfileJson {
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub secret_phrase: Option<String>,
+    #[serde(default)]
+    pub secret_seed: Option<String>,
+    #[serde(default)]
+    pub ss58_address: Option<String>,
+}
+
+impl Drop for KeyfileJson {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for secret in [&mut self.private_key, &mut self.secret_phrase, &mut self.secret_seed] {
+            if let Some(s) = secret.as_mut() {
+                s.zeroize();
+            }
+        }
+    }
+}
+
+pub fn is_encrypted(data: &[u8]) -> bool {
+    data.starts_with(NACL_PREFIX)
+        || data.starts_with(b"$ANSIBLE_VAULT")
+        || data.starts_with(b"gAAAAA")
+}
+
+/// Reads a keyfile's bytes into a key pair, decrypting with `password` when it is `$NACL`.
+pub fn parse(data: &[u8], password: Option<&str>) -> Result<Keypair, KeyfileError> {
+    if data.starts_with(b"$ANSIBLE_VAULT") {
+        return Err(KeyfileError::Legacy("ansible-vault"));
+    }
+    if data.starts_with(b"gAAAAA") {
+        return Err(KeyfileError::Legacy("Fernet"));
+    }
+    if data.starts_with(NACL_PREFIX) {
+        let password = password.ok_or(KeyfileError::PasswordNeeded)?;
+        let plain = decrypt_nacl(data, password)?;
+        return keypair_from_json(&plain);
+    }
+    keypair_from_json(data)
+}
+
+fn nacl_key(password: &str) -> Result<Zeroizing<[u8; 32]>, KeyfileError> {
+    let params = Params::new(NACL_M_COST_KIB, NACL_T_COST, 1, Some(32))
+        .map_err(|e| KeyfileError::Format(e.to_string()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+        .hash_password_into(password.as_bytes(), &NACL_SALT, &mut *key)
+        .map_err(|e| KeyfileError::Format(e.to_string()))?;
+    Ok(key)
+}
+
+/// Decrypts `$NACL ‖ nonce(24) ‖ secretbox`. Costs 512 MiB and a few seconds, by design.
+pub fn decrypt_nacl(data: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
+    let body = &data[NACL_PREFIX.len()..];
+    if body.len() < 24 + 16 {
+        return Err(KeyfileError::Format("encrypted keyfile is truncated".into()));
+    }
+    let (nonce, ciphertext) = body.split_at(24);
+    let key = nacl_key(password)?;
+    let cipher = XSalsa20Poly1305::new_from_slice(&*key).map_err(|_| KeyfileError::Decrypt)?;
+    cipher
+        .decrypt(Nonce::from_slice(nonce), ciphertext)
+        .map(Zeroizing::new)
+        .map_err(|_| KeyfileError::Decrypt)
+}
+
+/// Encrypts keyfile JSON the way btwallet does (used to write password-protected hotkeys).
+pub fn encrypt_nacl(plain: &[u8], password: &str) -> Result<Vec<u8>, KeyfileError> {
+    let key = nacl_key(password)?;
+    let cipher = XSalsa20Poly1305::new_from_slice(&*key).map_err(|_| KeyfileError::Decrypt)?;
+    let nonce_bytes: [u8; 24] = rand_bytes();
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(&nonce_bytes), plain)
+        .map_err(|_| KeyfileError::Decrypt)?;
+    let mut out = Vec::with_capacity(NACL_PREFIX.len() + 24 + sealed.len());
+    out.extend_from_slice(NACL_PREFIX);
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        let chunk = uuid::Uuid::new_v4().into_bytes();
+        let take = (N - filled).min(16);
+        out[filled..filled + take].copy_from_slice(&chunk[..take]);
+        filled += take;
+    }
+    out
+}
+
+fn hex32(field: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
+    let bytes = hex::decode(text.trim().trim_start_matches("0x"))
+        .map_err(|e| KeyfileError::Format(format!("{field} is not hex: {e}")))?;
+    Ok(Zeroizing::new(bytes))
+}
+
+/// btwallet's loading priority: phrase, then seed, then private key, then address only.
+fn keypair_from_json(data: &[u8]) -> Result<Keypair, KeyfileError> {
+    let json: KeyfileJson = serde_json::from_slice(data)
+        .map_err(|e| KeyfileError::Format(format!("keyfile JSON: {e}")))?;
+    let keypair = if let Some(phrase) = json.secret_phrase.as_deref() {
+        Keypair::from_phrase(phrase)?
+    } else if let Some(seed) = json.secret_seed.as_deref() {
+        Keypair::from_mini_secret(&hex32("secretSeed", seed)?)?
+    } else if let Some(private) = json.private_key.as_deref() {
+        Keypair::from_private_key(&hex32("privateKey", private)?)?
+    } else if let Some(address) = json.ss58_address.as_deref() {
+        Keypair::public_only(address)?
+    } else {
+        return Err(KeyfileError::Format(
+            "no secretPhrase, secretSeed, privateKey or ss58Address".into(),
+        ));
+    };
+    if let Some(address) = json.ss58_address.as_deref() {
+        if address != keypair.ss58() {
+            return Err(KeyfileError::Format(format!(
+                "ss58Address {address} does not match the key it holds ({})",
+                keypair.ss58()
+            )));
+        }
+    }
+    Ok(keypair)
+}
+
+/// The keyfile JSON for a fresh key made from a phrase (what `btcli wallet new_hotkey` writes).
+pub fn json_for_phrase(phrase: &str) -> Result<(Keypair, Zeroizing<String>), KeyfileError> {
+    let keypair = Keypair::from_phrase(phrase)?;
+    let public = format!("0x{}", hex::encode(keypair.public_bytes()));
+    let json = KeyfileJson {
+        account_id: Some(public.clone()),
+        public_key: Some(public),
+        secret_phrase: Some(phrase.to_string()),
+        ss58_address: Some(keypair.ss58().to_string()),
+        private_key: None,
+        secret_seed: None,
+    };
+    let text = serde_json::to_string(&json).map_err(|e| KeyfileError::Format(e.to_string()))?;
+    Ok((keypair, Zeroizing::new(text)))
+}
+
+/// A new random 12-word phrase.
+pub fn new_phrase() -> Zeroizing<String> {
+    let entropy: [u8; 16] = rand_bytes();
+    // 16 bytes is always a valid BIP39 entropy length.
+    let mnemonic = bip39::Mnemonic::from_entropy(&entropy).expect("16 bytes of entropy");
+    Zeroizing::new(mnemonic.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_json_in_every_loading_form() {
+        let seed = format!("0x{}01", "00".repeat(31));
+        let by_seed = format!(r#"{{"secretSeed":"{seed}","ss58Address":null}}"#);
+        let key = parse(by_seed.as_bytes(), None).unwrap();
+        assert_eq!(key.ss58(), "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt");
+        let public = r#"{"ss58Address":"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"}"#;
+        assert!(!parse(public.as_bytes(), None).unwrap().can_sign());
+        let phrase = new_phrase();
+        let (made, json) = json_for_phrase(&phrase).unwrap();
+        assert_eq!(parse(json.as_bytes(), None).unwrap().ss58(), made.ss58());
+        let mismatch = format!(
+            r#"{{"secretSeed":"{seed}","ss58Address":"5Dys2YgKb6cNcnc8QXk5NBw1gRN9bX2B4B92tbQJhYfwVVmo"}}"#
+        );
+        assert!(matches!(parse(mismatch.as_bytes(), None), Err(KeyfileError::Format(_))));
+    }
+
+    #[test]
+    fn legacy_and_garbage_are_refused_clearly() {
+        assert!(matches!(parse(b"$ANSIBLE_VAULT;1.1;AES256\n", None), Err(KeyfileError::Legacy(_))));
+        assert!(matches!(parse(b"gAAAAABk", None), Err(KeyfileError::Legacy(_))));
+        assert!(matches!(parse(b"$NACLxxxx", None), Err(KeyfileError::PasswordNeeded)));
+        assert!(matches!(parse(b"{}", None), Err(KeyfileError::Format(_))));
+        assert!(matches!(parse(b"not json", None), Err(KeyfileError::Format(_))));
+    }
+
+    #[test]
+    fn nacl_round_trip_and_wrong_password() {
+        let plain = br#"{"ss58Address":"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"}"#;
+        let sealed = encrypt_nacl(plain, "hunter2").unwrap();
+        assert!(is_encrypted(&sealed));
+        assert_eq!(&*decrypt_nacl(&sealed, "hunter2").unwrap(), plain);
+        assert!(matches!(decrypt_nacl(&sealed, "hunter3"), Err(KeyfileError::Decrypt)));
+    }
+}

@@ -1,0 +1,179 @@
+//! Wallet folders as bittensor lays them out: `<root>/<wallet>/hotkeys/<hotkey>` (a keyfile),
+//! `<root>/<wallet>/coldkeypub.txt` (public data only). The node never touches the coldkey.
+
+use std::path::{Path, PathBuf};
+
+use super::keyfile::{self, KeyfileError};
+use super::keypair::Keypair;
+
+/// Where an encrypted hotkey's password comes from when the operator is not prompted.
+pub const PASSWORD_ENV: &str = "NICHEIMAGE_WALLET_PASSWORD";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("hotkey file {path} not found (create one with `nicheimage-tui wallet new-hotkey` or btcli)")]
+    Missing { path: PathBuf },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Keyfile {
+        path: PathBuf,
+        #[source]
+        source: KeyfileError,
+    },
+    #[error("{path} already exists; refusing to overwrite a key")]
+    Exists { path: PathBuf },
+}
+
+/// A wallet's location: root folder, wallet name and hotkey name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wallet {
+    pub root: PathBuf,
+    pub name: String,
+    pub hotkey: String,
+}
+
+/// A loaded hotkey plus anything the operator should hear about (file permissions).
+#[derive(Debug)]
+pub struct LoadedHotkey {
+    pub keypair: Keypair,
+    pub warnings: Vec<String>,
+}
+
+/// Expands a leading `~/` with `$HOME`.
+pub fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(rest))
+            .unwrap_or_else(|| path.to_path_buf()),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+impl Wallet {
+    pub fn new(root: &Path, name: &str, hotkey: &str) -> Self {
+        Self { root: expand_home(root), name: name.into(), hotkey: hotkey.into() }
+    }
+
+    pub fn hotkey_path(&self) -> PathBuf {
+        self.root.join(&self.name).join("hotkeys").join(&self.hotkey)
+    }
+
+    pub fn coldkeypub_path(&self) -> PathBuf {
+        self.root.join(&self.name).join("coldkeypub.txt")
+    }
+
+    /// Loads the hotkey; `password` is used only if the file is `$NACL`-encrypted.
+    pub fn load_hotkey(&self, password: Option<&str>) -> Result<LoadedHotkey, WalletError> {
+        let path = self.hotkey_path();
+        let data = read(&path)?;
+        let keypair = keyfile::parse(&data, password)
+            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
+        let warnings = permission_warning(&path).into_iter().collect();
+        Ok(LoadedHotkey { keypair, warnings })
+    }
+
+    /// The coldkey's address from `coldkeypub.txt`.
+    pub fn coldkey_address(&self) -> Result<String, WalletError> {
+        let path = self.coldkeypub_path();
+        let data = read(&path)?;
+        let key = keyfile::parse(&data, None)
+            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
+        Ok(key.ss58().to_string())
+    }
+
+    /// Writes a fresh unencrypted hotkey (mode 0600) and its `pub.txt`, like btcli does.
+    pub fn create_hotkey(&self) -> Result<Keypair, WalletError> {
+        let path = self.hotkey_path();
+        if path.exists() {
+            return Err(WalletError::Exists { path });
+        }
+        let phrase = keyfile::new_phrase();
+        let (keypair, json) = keyfile::json_for_phrase(&phrase)
+            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
+        let io = |source| WalletError::Io { path: path.clone(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        write_private(&path, json.as_bytes()).map_err(io)?;
+        let public = format!(
+            r#"{{"accountId":"0x{0}","publicKey":"0x{0}","ss58Address":"{1}"}}"#,
+            hex::encode(keypair.public_bytes()),
+            keypair.ss58()
+        );
+        let pub_path = path.with_file_name(format!("{}pub.txt", self.hotkey));
+        std::fs::write(&pub_path, public)
+            .map_err(|source| WalletError::Io { path: pub_path, source })?;
+        Ok(keypair)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, WalletError> {
+    std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            WalletError::Missing { path: path.to_path_buf() }
+        } else {
+            WalletError::Io { path: path.to_path_buf(), source }
+        }
+    })
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// A key file others can read is a leaked key waiting to happen; say so.
+fn permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "key file {} is readable by other users (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_loads_and_warns_about_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = Wallet::new(dir.path(), "w", "h");
+        assert!(matches!(wallet.load_hotkey(None), Err(WalletError::Missing { .. })));
+        let made = wallet.create_hotkey().unwrap();
+        let loaded = wallet.load_hotkey(None).unwrap();
+        assert_eq!(loaded.keypair.ss58(), made.ss58());
+        assert!(loaded.warnings.is_empty());
+        assert!(matches!(wallet.create_hotkey(), Err(WalletError::Exists { .. })));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(wallet.hotkey_path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let loaded = wallet.load_hotkey(None).unwrap();
+        assert!(loaded.warnings[0].contains("chmod 600"));
+        let public = std::fs::read_to_string(dir.path().join("w/hotkeys/hpub.txt")).unwrap();
+        assert!(public.contains(made.ss58()));
+        assert!(!public.contains("secret"));
+    }
+
+    #[test]
+    fn home_is_expanded() {
+        // SAFETY-free: read-only use of HOME.
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(expand_home(Path::new("~/.bittensor")), PathBuf::from(home).join(".bittensor"));
+        }
+        assert_eq!(expand_home(Path::new("/x")), PathBuf::from("/x"));
+    }
+}
