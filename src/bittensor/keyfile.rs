@@ -143,14 +143,26 @@ fn hex32(field: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     Ok(Zeroizing::new(bytes))
 }
 
+/// A `secretSeed` value: `0x` + hex, or — as bittensor_wallet 4.0.1 writes it for keys made with
+/// `create_from_seed` — `0x` followed by the 32 raw bytes as characters. Anything else: `None`
+/// (the loader then falls back to `privateKey`).
+fn seed_bytes(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let body = text.strip_prefix("0x").unwrap_or(text);
+    if let Ok(bytes) = hex::decode(body) {
+        return Some(Zeroizing::new(bytes));
+    }
+    let raw: Option<Vec<u8>> = body.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    raw.filter(|r| r.len() == 32).map(Zeroizing::new)
+}
+
 /// btwallet's loading priority: phrase, then seed, then private key, then address only.
 fn keypair_from_json(data: &[u8]) -> Result<Keypair, KeyfileError> {
     let json: KeyfileJson = serde_json::from_slice(data)
         .map_err(|e| KeyfileError::Format(format!("keyfile JSON: {e}")))?;
     let keypair = if let Some(phrase) = json.secret_phrase.as_deref() {
         Keypair::from_phrase(phrase)?
-    } else if let Some(seed) = json.secret_seed.as_deref() {
-        Keypair::from_mini_secret(&hex32("secretSeed", seed)?)?
+    } else if let Some(seed) = json.secret_seed.as_deref().and_then(seed_bytes) {
+        Keypair::from_mini_secret(&seed)?
     } else if let Some(private) = json.private_key.as_deref() {
         Keypair::from_private_key(&hex32("privateKey", private)?)?
     } else if let Some(address) = json.ss58_address.as_deref() {
@@ -205,6 +217,8 @@ mod tests {
         let by_seed = format!(r#"{{"secretSeed":"{seed}","ss58Address":null}}"#);
         let key = parse(by_seed.as_bytes(), None).unwrap();
         assert_eq!(key.ss58(), "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt");
+        let raw_seed = format!(r#"{{"secretSeed":"0x{}\u0001"}}"#, r"\u0000".repeat(31));
+        assert_eq!(parse(raw_seed.as_bytes(), None).unwrap().ss58(), key.ss58());
         let public = r#"{"ss58Address":"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"}"#;
         assert!(!parse(public.as_bytes(), None).unwrap().can_sign());
         let phrase = new_phrase();
