@@ -1,7 +1,7 @@
 """The real Python bittensor SDK (10.2.0) as a peer for our interop tests and benchmark.
 
 Subcommands (each prints JSON lines on stdout):
-  axon      --port P --seed HEX              serve ImageGenerating with a real bt.Axon ("READY" first)
+  axon      --port P --seed HEX [--echo]     serve ImageGenerating with a real bt.Axon (a JSON line first)
   dendrite  --ip IP --port P --axon-hotkey SS58 --seed HEX --case ok|tamper|stale ...
   vectors   --seed HEX --message M [--rust-ss58 A --rust-signature S]
   keyfiles  --dir D --seed HEX --password PW  write a plain and a $NACL hotkey with bittensor_wallet
@@ -56,7 +56,8 @@ def run_axon(args):
     wallet = wallet_for(args.seed, tempfile.mkdtemp())
 
     def forward(synapse: ImageGenerating) -> ImageGenerating:
-        synapse.image = "py:" + synapse.prompt
+        if not args.echo:
+            synapse.image = "py:" + synapse.prompt
         return synapse
 
     axon = bt.Axon(wallet=wallet, port=args.port, ip="127.0.0.1", external_ip="127.0.0.1")
@@ -163,6 +164,7 @@ def main():
     a = sub.add_parser("axon")
     a.add_argument("--port", type=int, required=True)
     a.add_argument("--seed", required=True)
+    a.add_argument("--echo", action="store_true", help="answer the synapse unchanged (benchmark)")
     for name in ("dendrite", "bench"):
         d = sub.add_parser(name)
         d.add_argument("--ip", default="127.0.0.1")
