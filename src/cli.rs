@@ -64,6 +64,30 @@ pub enum Role {
         #[arg(long, default_value = "tiny-sd15")]
         name: String,
     },
+    /// The operator's hotkey: show its address, or create a fresh one for local use.
+    Wallet {
+        #[command(subcommand)]
+        action: WalletAction,
+    },
+    /// One look at the chain: block, subnet settings, metagraph and our hotkey's place in it.
+    Chain(NeuronArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalletAction {
+    /// Print the hotkey's and coldkey's addresses (never secrets) and file warnings.
+    Show(NeuronArgs),
+    /// Write a new unencrypted hotkey (mode 0600) where [wallet] points; refuses to overwrite.
+    #[command(name = "new-hotkey")]
+    NewHotkey(NeuronArgs),
+}
+
+impl WalletAction {
+    fn neuron(&self) -> &NeuronArgs {
+        match self {
+            WalletAction::Show(n) | WalletAction::NewHotkey(n) => n,
+        }
+    }
 }
 
 impl Role {
@@ -76,6 +100,8 @@ impl Role {
             Role::TinyCheckpoint { .. } => "tiny-checkpoint",
             Role::Generate(_) => "generate",
             Role::Replica(_) => "replica",
+            Role::Wallet { .. } => "wallet",
+            Role::Chain(_) => "chain",
         }
     }
 }
@@ -334,6 +360,8 @@ impl Cli {
             Role::TinyCheckpoint { .. } => {}
             Role::Generate(a) => set(&mut c.node.device, a.device),
             Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
+            Role::Wallet { action } => action.neuron().apply(c),
+            Role::Chain(neuron) => neuron.apply(c),
         }
     }
 }

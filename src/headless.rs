@@ -19,6 +19,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "host": state.host,
         "torch": state.torch,
         "replicas": state.replicas,
+        "chain": state.chain,
     })
     .to_string()
 }

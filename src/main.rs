@@ -1,5 +1,5 @@
 use clap::Parser;
-use nicheimage_tui::cli::{Cli, Role};
+use nicheimage_tui::cli::{Cli, Role, WalletAction};
 use nicheimage_tui::config::{self, ConfigSource};
 use nicheimage_tui::runtime::{EventChannel, shutdown};
 use nicheimage_tui::ui::theme::Theme;
@@ -38,6 +38,12 @@ fn main() -> ExitCode {
     }
     if let Some(Role::Replica(a)) = &cli.command {
         return replica(a);
+    }
+    if let Some(Role::Wallet { action, .. }) = &cli.command {
+        return wallet(action, &config);
+    }
+    if let Some(Role::Chain(_)) = &cli.command {
+        return chain(&config);
     }
     let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
         || (cli.command.is_none() && config.endpoint.enabled);
@@ -98,6 +104,10 @@ fn main() -> ExitCode {
         let mut runtime = node::build(&config, channel);
         if serves_endpoint && let Err(e) = node::add_endpoint(&mut runtime, &config, &data_dir) {
             tracing::error!(error = %e, "cannot set up the endpoint");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        if config.subtensor.watch && let Err(e) = node::add_chain_watch(&mut runtime, &config) {
+            tracing::error!(error = %e, "cannot set up the chain watcher");
             return ExitCode::from(EXIT_USAGE);
         }
         let node = runtime.start();
@@ -224,4 +234,91 @@ fn replica(a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
 #[cfg(not(feature = "local-infer"))]
 fn replica(_a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
     fail("this build has no local inference (built without the local-infer feature)")
+}
+
+fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
+    use nicheimage_tui::bittensor::wallet::Wallet;
+    let w = &config.wallet;
+    let wallet = Wallet::new(&w.path, &w.name, &w.hotkey);
+    match action {
+        WalletAction::NewHotkey(_) => match wallet.create_hotkey() {
+            Ok(key) => {
+                println!("hotkey {}  {}", key.ss58(), wallet.hotkey_path().display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        WalletAction::Show(_) => {
+            let password = std::env::var(nicheimage_tui::bittensor::wallet::PASSWORD_ENV).ok();
+            match wallet.load_hotkey(password.as_deref()) {
+                Ok(loaded) => {
+                    println!("hotkey  {}  {}", loaded.keypair.ss58(), wallet.hotkey_path().display());
+                    for warning in loaded.warnings {
+                        println!("warning: {warning}");
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+            match wallet.coldkey_address() {
+                Ok(address) => println!("coldkey {address}  {}", wallet.coldkeypub_path().display()),
+                Err(e) => println!("coldkey (none: {e})"),
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Exit 1 when the chain cannot be read: the operator asked for exactly that.
+fn chain(config: &config::Config) -> ExitCode {
+    let hotkey = node::load_hotkey(config).ok().map(|k| k.ss58().to_string());
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let chain = match node::open_chain(config, hotkey.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let netuid = config.subtensor.netuid;
+        println!("{}", chain.describe());
+        let report = async {
+            let block = chain.block().await?;
+            println!("block {block}");
+            let h = chain.hyperparams(netuid).await?;
+            println!(
+                "subnet {netuid}: tempo {}, weights rate limit {} blocks, version key {}, commit-reveal {}",
+                h.tempo,
+                h.weights_rate_limit,
+                h.weights_version_key,
+                if h.commit_reveal_enabled { "ON (plain set_weights is refused)" } else { "off" }
+            );
+            let graph = chain.metagraph(netuid).await?;
+            let served = graph.neurons.iter().filter(|n| n.axon.is_served()).count();
+            let permits = graph.neurons.iter().filter(|n| n.validator_permit).count();
+            println!("{} neurons, {served} axons served, {permits} validator permits", graph.neurons.len());
+            match hotkey.as_deref() {
+                None => println!("no hotkey loaded ([wallet] section)"),
+                Some(h) => match graph.by_hotkey(h) {
+                    None => println!("hotkey {h} is NOT registered on subnet {netuid}"),
+                    Some(n) => println!(
+                        "hotkey {h}: uid {}, stake {:.3}, incentive {:.4}, axon {}:{}",
+                        n.uid,
+                        n.stake_tokens(),
+                        n.incentive,
+                        n.axon.ip_string(),
+                        n.axon.port
+                    ),
+                },
+            }
+            Ok::<_, nicheimage_tui::bittensor::chain::ChainError>(())
+        };
+        match report.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nicheimage-tui: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }

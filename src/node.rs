@@ -7,6 +7,12 @@ use crate::metrics::MetricsServer;
 use crate::replica::{PoolConfig, ReplicaCommand};
 use crate::runtime::{EventChannel, Runtime};
 use crate::telemetry::Telemetry;
+use crate::bittensor::chain::embedded::EmbeddedChain;
+use crate::bittensor::chain::subtensor::SubtensorChain;
+use crate::bittensor::chain::watch::ChainWatch;
+use crate::bittensor::chain::{Chain, Network, resolve_network};
+use crate::bittensor::keypair::Keypair;
+use crate::bittensor::wallet::{self, Wallet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,4 +98,59 @@ fn endpoint(
             remote: e.remote_endpoints.clone(),
         },
     })
+}
+
+/// The operator's hotkey from `[wallet]`; an encrypted one takes its password from
+/// `NICHEIMAGE_WALLET_PASSWORD`. Permission warnings go to the log.
+pub fn load_hotkey(config: &Config) -> Result<Keypair, String> {
+    let w = &config.wallet;
+    let password = std::env::var(wallet::PASSWORD_ENV).ok();
+    let loaded = Wallet::new(&w.path, &w.name, &w.hotkey)
+        .load_hotkey(password.as_deref())
+        .map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.keypair)
+}
+
+/// The chain `[subtensor]` names: a subtensor node, or the embedded chain seeded from its file
+/// (with `hotkey` registered on each subnet if missing, so the local node has a uid).
+pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain>, String> {
+    let s = &config.subtensor;
+    match resolve_network(&s.network, s.chain_endpoint.as_deref())? {
+        Network::Remote { name, url } => Ok(Arc::new(SubtensorChain::new(&name, &url))),
+        Network::Embedded => {
+            let chain = match &s.embedded_chain_file {
+                Some(path) => EmbeddedChain::load(path).map_err(|e| e.to_string())?,
+                None => EmbeddedChain::from_toml(crate::bittensor::chain::embedded::EXAMPLE)?,
+            };
+            if let Some(hotkey) = hotkey
+                && chain.register(s.netuid, hotkey, 0.0, false).is_ok()
+            {
+                tracing::info!(%hotkey, netuid = s.netuid, "registered our hotkey on the embedded chain");
+            }
+            Ok(Arc::new(chain))
+        }
+    }
+}
+
+/// Adds the chain watcher; without a loadable hotkey it still watches the subnet.
+pub fn add_chain_watch(runtime: &mut Runtime, config: &Config) -> Result<(), String> {
+    let hotkey = match load_hotkey(config) {
+        Ok(key) => Some(key.ss58().to_string()),
+        Err(e) => {
+            tracing::warn!("no hotkey for the chain view: {e}");
+            None
+        }
+    };
+    let chain = open_chain(config, hotkey.as_deref())?;
+    runtime.add(Arc::new(ChainWatch {
+        chain,
+        netuid: config.subtensor.netuid,
+        hotkey,
+        block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
+        metagraph_every: config.subtensor.epoch_length.max(1),
+    }));
+    Ok(())
 }

@@ -28,13 +28,18 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &Path, port: u16) -> Headless {
+    start_with(dir, port, "")
+}
+
+/// Starts the node with `extra` appended to its config file.
+fn start_with(dir: &Path, port: u16, extra: &str) -> Headless {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[node]\nstatus_interval_secs = 1\ntelemetry_interval_secs = 1\ndevice = \"cpu\"\n\
              [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [supervisor]\nbackoff_initial_ms = 200\nbackoff_max_ms = 400\n"
+             [supervisor]\nbackoff_initial_ms = 200\nbackoff_max_ms = 400\n{extra}"
         ),
     )
     .unwrap();
@@ -186,6 +191,60 @@ async fn a_taken_port_is_reported_and_retried_while_the_rest_keeps_running() {
     node.status_where("metrics recovered", |v| {
         v["components"]["metrics"]["status"] == "running"
     });
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_chain_watcher_shows_our_uid_on_the_embedded_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallets = dir.path().join("wallets");
+    let made = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .args(["wallet", "new-hotkey", "--wallet.path"])
+        .arg(&wallets)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let printed = String::from_utf8(made.stdout).unwrap();
+    let hotkey = printed.split_whitespace().nth(1).unwrap().to_string();
+    let chain_file = dir.path().join("chain.toml");
+    std::fs::write(
+        &chain_file,
+        "block_time_secs = 0.1\nstart_block = 500\n[[subnet]]\nnetuid = 23\n\
+         [[subnet.neuron]]\nhotkey = \"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt\"\nstake = 5\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[wallet]\npath = \"{}\"\n[subtensor]\nnetwork = \"embedded\"\nwatch = true\n\
+         block_time_secs = 0.1\nepoch_length = 5\nembedded_chain_file = \"{}\"\n",
+        wallets.display(),
+        chain_file.display()
+    );
+    let node = start_with(dir.path(), free_port(), &extra);
+    let v = node.status_where("our uid on the chain", |v| {
+        v["chain"]["uid"] == 1 && v["chain"]["block"].as_u64() > Some(505)
+    });
+    assert_eq!(v["chain"]["hotkey"], hotkey.as_str());
+    assert_eq!(v["chain"]["neurons"], 2);
+    assert_eq!(v["components"]["chain"]["status"], "running");
+    let (status, _) = node.terminate();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn an_unreachable_chain_is_reported_and_the_node_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let extra = format!(
+        "[subtensor]\nnetwork = \"local\"\nchain_endpoint = \"ws://127.0.0.1:{closed}\"\n\
+         watch = true\nblock_time_secs = 0.2\n"
+    );
+    let node = start_with(dir.path(), free_port(), &extra);
+    let v = node.status_where("the chain error", |v| v["chain"]["last_error"].is_string());
+    let error = v["chain"]["last_error"].as_str().unwrap();
+    assert!(error.contains(&format!("chain unreachable at ws://127.0.0.1:{closed}")), "{error}");
+    assert_eq!(v["components"]["chain"]["status"], "running");
+    assert_eq!(v["components"]["telemetry"]["status"], "running");
     let (status, _) = node.terminate();
     assert!(status.success());
 }

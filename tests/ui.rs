@@ -58,14 +58,23 @@ fn seeded() -> NodeState {
 }
 
 fn render(width: u16, height: u16, ui: &UiState, theme: &Theme) -> Terminal<TestBackend> {
-    let state = seeded();
+    draw_state(&seeded(), width, height, ui, theme)
+}
+
+fn draw_state(
+    state: &NodeState,
+    width: u16,
+    height: u16,
+    ui: &UiState,
+    theme: &Theme,
+) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal
         .draw(|f| {
             draw(
                 f,
                 &ViewContext {
-                    state: &state,
+                    state,
                     ui,
                     theme,
                     now_unix_ms: T0 + 3_000,
@@ -133,22 +142,43 @@ fn replicas_are_listed_when_an_endpoint_runs() {
             T0,
         );
     }
-    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
-    terminal
-        .draw(|f| {
-            draw(
-                f,
-                &ViewContext {
-                    state: &state,
-                    ui: &UiState::default(),
-                    theme: &Theme::default_theme(),
-                    now_unix_ms: T0 + 3_000,
-                    config_source: "defaults",
-                },
-            )
-        })
-        .unwrap();
+    let terminal = draw_state(&state, 100, 30, &UiState::default(), &Theme::default_theme());
     insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
+fn chain_standing_is_shown_when_watched() {
+    use nicheimage_tui::runtime::event::ChainReport;
+    let mut state = seeded();
+    let report = ChainReport {
+        network: "embedded chain (2.00 s blocks)".into(),
+        netuid: 23,
+        block: Some(1042),
+        neurons: 3,
+        metagraph_block: Some(1000),
+        hotkey: Some("5Fe56feiHdCVHEyHpjBZquq6Qq2HEwvaE47DLp18TDi6ptAE".into()),
+        uid: Some(2),
+        stake: 12.5,
+        incentive: 0.3333,
+        emission: 0.12,
+        validator_permit: false,
+        commit_reveal: Some(false),
+        last_error: None,
+    };
+    state.apply(Event::Chain(report.clone()), T0);
+    let terminal = draw_state(&state, 100, 26, &UiState::default(), &Theme::default_theme());
+    insta::assert_snapshot!(terminal.backend());
+    state.apply(
+        Event::Chain(ChainReport {
+            last_error: Some("chain unreachable at ws://127.0.0.1:9944: Connection refused".into()),
+            ..report
+        }),
+        T0,
+    );
+    let text = draw_state(&state, 120, 26, &UiState::default(), &Theme::default_theme())
+        .backend()
+        .to_string();
+    assert!(text.contains("chain unreachable at ws://127.0.0.1:9944"), "{text}");
 }
 
 #[test]

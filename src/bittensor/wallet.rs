@@ -11,8 +11,8 @@ pub const PASSWORD_ENV: &str = "NICHEIMAGE_WALLET_PASSWORD";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
-    #[error("hotkey file {path} not found (create one with `nicheimage-tui wallet new-hotkey` or btcli)")]
-    Missing { path: PathBuf },
+    #[error("{path} not found{hint}")]
+    Missing { path: PathBuf, hint: &'static str },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -70,7 +70,7 @@ impl Wallet {
     /// Loads the hotkey; `password` is used only if the file is `$NACL`-encrypted.
     pub fn load_hotkey(&self, password: Option<&str>) -> Result<LoadedHotkey, WalletError> {
         let path = self.hotkey_path();
-        let data = read(&path)?;
+        let data = read(&path, " (create a hotkey with `nicheimage-tui wallet new-hotkey` or btcli)")?;
         let keypair = keyfile::parse(&data, password)
             .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
         let warnings = permission_warning(&path).into_iter().collect();
@@ -80,7 +80,7 @@ impl Wallet {
     /// The coldkey's address from `coldkeypub.txt`.
     pub fn coldkey_address(&self) -> Result<String, WalletError> {
         let path = self.coldkeypub_path();
-        let data = read(&path)?;
+        let data = read(&path, " (btcli writes it with the coldkey)")?;
         let key = keyfile::parse(&data, None)
             .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
         Ok(key.ss58().to_string())
@@ -112,10 +112,10 @@ impl Wallet {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, WalletError> {
+fn read(path: &Path, hint: &'static str) -> Result<Vec<u8>, WalletError> {
     std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            WalletError::Missing { path: path.to_path_buf() }
+            WalletError::Missing { path: path.to_path_buf(), hint }
         } else {
             WalletError::Io { path: path.to_path_buf(), source }
         }

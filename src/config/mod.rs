@@ -166,6 +166,11 @@ pub struct SubtensorConfig {
     pub netuid: u16,
     /// Blocks between metagraph resyncs (the seed's `neuron.epoch_length`).
     pub epoch_length: u64,
+    /// Run the chain watcher in the console.
+    pub watch: bool,
+    pub block_time_secs: f64,
+    /// Seed file of the embedded chain; unset: the built-in example.
+    pub embedded_chain_file: Option<PathBuf>,
 }
 
 impl Default for SubtensorConfig {
@@ -175,6 +180,9 @@ impl Default for SubtensorConfig {
             chain_endpoint: None,
             netuid: 23,
             epoch_length: 100,
+            watch: false,
+            block_time_secs: 12.0,
+            embedded_chain_file: None,
         }
     }
 }
@@ -378,6 +386,15 @@ impl Config {
                 "endpoint.num_gpus",
                 format!("{} is not in (0, 64]", self.endpoint.num_gpus),
             );
+        }
+        if let Err(e) = crate::bittensor::chain::resolve_network(
+            &self.subtensor.network,
+            self.subtensor.chain_endpoint.as_deref(),
+        ) {
+            return invalid("subtensor.network", e);
+        }
+        if !(self.subtensor.block_time_secs >= 0.05) {
+            return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
         }
         if self.endpoint.queue_capacity == 0 {
             return invalid("endpoint.queue_capacity", "must be at least 1".into());

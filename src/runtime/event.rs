@@ -24,6 +24,8 @@ pub enum Event {
     Replica(ReplicaReport),
     /// Progress of a checkpoint download.
     Download(DownloadReport),
+    /// What the chain watcher last saw.
+    Chain(ChainReport),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -106,6 +108,28 @@ pub enum ReplicaStatus {
     Busy,
     Dead,
     Stopped,
+}
+
+/// The chain as the node sees it: where, which block, and our hotkey's place on the subnet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChainReport {
+    /// Network and endpoint, e.g. "subtensor finney at wss://…".
+    pub network: String,
+    pub netuid: u16,
+    pub block: Option<u64>,
+    /// Neurons on the subnet at the last metagraph sync, and that sync's block.
+    pub neurons: usize,
+    pub metagraph_block: Option<u64>,
+    pub hotkey: Option<String>,
+    /// Our uid, if the hotkey is registered.
+    pub uid: Option<u16>,
+    pub stake: f64,
+    pub incentive: f64,
+    pub emission: f64,
+    pub validator_permit: bool,
+    pub commit_reveal: Option<bool>,
+    /// The last failure talking to the chain (the watcher keeps retrying).
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,6 +1,7 @@
 //! The state store: a fold of events into one snapshot that views render.
 
 use super::event::{
+    ChainReport,
     ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine, ReplicaReport,
     TorchReport,
 };
@@ -45,6 +46,7 @@ pub struct NodeState {
     /// Endpoint responses by HTTP status.
     pub endpoint_responses: BTreeMap<u16, u64>,
     pub endpoint_queue_depth: usize,
+    pub chain: Option<ChainReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -70,6 +72,7 @@ impl NodeState {
             downloads: BTreeMap::new(),
             endpoint_responses: BTreeMap::new(),
             endpoint_queue_depth: 0,
+            chain: None,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -129,6 +132,7 @@ impl NodeState {
             Event::Download(report) => {
                 self.downloads.insert(report.model.clone(), report);
             }
+            Event::Chain(report) => self.chain = Some(report),
             Event::EndpointResponse {
                 status,
                 queue_depth,

@@ -67,7 +67,7 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         Constraint::Length(1),
         Constraint::Length(rows + 3),
         Constraint::Length(replica_rows),
-        Constraint::Length(4),
+        Constraint::Length(if v.state.chain.is_some() { 5 } else { 4 }),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -311,10 +311,47 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
             ])
         }
     };
-    frame.render_widget(
-        Paragraph::new(vec![host, torch]).block(block("host", t)),
-        area,
-    );
+    let mut lines = vec![host, torch];
+    if let Some(chain) = &v.state.chain {
+        lines.push(chain_line(chain, t));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block("host", t)), area);
+}
+
+/// Block, subnet size and our hotkey's standing; the last chain error in place of it if any.
+fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<'a> {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    let mut spans = vec![
+        Span::styled("chain ", muted),
+        Span::styled(
+            c.block.map_or("block ?".to_string(), |b| format!("block {b}")),
+            text,
+        ),
+        Span::styled(format!("  sn{} ", c.netuid), muted),
+        Span::styled(format!("{} neurons", c.neurons), text),
+    ];
+    if c.commit_reveal == Some(true) {
+        spans.push(Span::styled("  commit-reveal ON", Style::new().fg(t.warn)));
+    }
+    match (&c.last_error, c.uid) {
+        (Some(e), _) => spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error))),
+        (None, Some(uid)) => spans.extend([
+            Span::styled("  uid ", muted),
+            Span::styled(uid.to_string(), Style::new().fg(t.ok)),
+            Span::styled("  stake ", muted),
+            Span::styled(format!("{:.2}", c.stake), text),
+            Span::styled("  incentive ", muted),
+            Span::styled(format!("{:.4}", c.incentive), text),
+            Span::styled("  emission ", muted),
+            Span::styled(format!("{:.3}", c.emission), text),
+        ]),
+        (None, None) if c.hotkey.is_some() => {
+            spans.push(Span::styled("  hotkey not registered", Style::new().fg(t.warn)));
+        }
+        (None, None) => spans.push(Span::styled("  no hotkey loaded", muted)),
+    }
+    Line::from(spans)
 }
 
 fn draw_logs(frame: &mut Frame, area: Rect, v: &ViewContext) {

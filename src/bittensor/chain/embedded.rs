@@ -16,6 +16,9 @@ use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAx
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::ss58;
 
+/// The documented example seed file (also the default when none is configured).
+pub const EXAMPLE: &str = include_str!("../../../embedded-chain.example.toml");
+
 /// The seed file: a block time and subnets with their neurons.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -425,6 +428,16 @@ mod tests {
         assert!(graph.neurons[1].incentive > 0.99, "{:?}", graph.neurons[1]);
         assert!(graph.neurons[0].dividends > 0.0);
         assert_eq!(graph.block, 1200);
+    }
+
+    #[tokio::test]
+    async fn the_documented_example_loads() {
+        let chain = EmbeddedChain::from_toml(EXAMPLE).unwrap();
+        let graph = chain.metagraph(23).await.unwrap();
+        assert_eq!(graph.neurons.len(), 2);
+        assert!(graph.neurons[0].validator_permit);
+        assert_eq!(graph.neurons[1].axon.port, 8091);
+        assert_eq!(chain.hyperparams(23).await.unwrap().weights_version_key, 10);
     }
 
     #[tokio::test]

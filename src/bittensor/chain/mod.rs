@@ -3,6 +3,7 @@
 //! node relies on, for the local demo subnet and tests).
 
 pub mod embedded;
+pub mod watch;
 pub mod subtensor;
 pub mod weights;
 
