@@ -30,7 +30,11 @@ const PY_SEED: &str = "0x3333333333333333333333333333333333333333333333333333333
 struct Echo;
 
 impl Handler<ImageGenerating> for Echo {
-    fn forward(self: Arc<Self>, _: Caller, synapse: ImageGenerating) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    fn forward(
+        self: Arc<Self>,
+        _: Caller,
+        synapse: ImageGenerating,
+    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
         async move { Ok(synapse) }.boxed()
     }
 }
@@ -45,18 +49,30 @@ struct Figures {
 /// it saw from the same `hotkey:uuid`, and concurrent 1 MB requests from one dendrite can arrive
 /// out of signing order. Eight lanes behave like eight validators.
 async fn drive(lanes: &[Dendrite], target: &AxonTarget) -> Figures {
-    let synapse = ImageGenerating { prompt: "bench".into(), image: Value::String("x".repeat(PAYLOAD)), ..Default::default() };
+    let synapse = ImageGenerating {
+        prompt: "bench".into(),
+        image: Value::String("x".repeat(PAYLOAD)),
+        ..Default::default()
+    };
     // Warm-up (connections, first-request paths).
     for dendrite in lanes {
-        let r = dendrite.call(target, &synapse, Duration::from_secs(30)).await;
-        assert_eq!(r.status_code, 200, "warm-up: {} {}", r.status_code, r.status_message);
+        let r = dendrite
+            .call(target, &synapse, Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            r.status_code, 200,
+            "warm-up: {} {}",
+            r.status_code, r.status_message
+        );
     }
     let mut latencies = Vec::with_capacity(CALLS);
     let started = Instant::now();
     for _ in 0..CALLS / CONCURRENCY {
         let batch = futures::future::join_all(lanes.iter().map(|dendrite| async {
             let t = Instant::now();
-            let r = dendrite.call(target, &synapse, Duration::from_secs(30)).await;
+            let r = dendrite
+                .call(target, &synapse, Duration::from_secs(30))
+                .await;
             assert_eq!(r.status_code, 200, "{} {}", r.status_code, r.status_message);
             assert_eq!(r.synapse.image.as_str().map(str::len), Some(PAYLOAD));
             t.elapsed().as_secs_f64()
@@ -66,40 +82,84 @@ async fn drive(lanes: &[Dendrite], target: &AxonTarget) -> Figures {
     }
     let wall = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] * 1e3;
-    Figures { per_second: latencies.len() as f64 / wall, p50_ms: at(0.5), p99_ms: at(0.99) }
+    let at =
+        |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] * 1e3;
+    Figures {
+        per_second: latencies.len() as f64 / wall,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
 }
 
 fn print(name: &str, f: &Figures) {
-    println!("{name:<14} {:>8.1} calls/s   p50 {:>7.1} ms   p99 {:>7.1} ms", f.per_second, f.p50_ms, f.p99_ms);
+    println!(
+        "{name:<14} {:>8.1} calls/s   p50 {:>7.1} ms   p99 {:>7.1} ms",
+        f.per_second, f.p50_ms, f.p99_ms
+    );
 }
 
 #[tokio::main]
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new("bash").arg(root.join("scripts/interop/setup.sh")).stdout(Stdio::null()).status().expect("setup");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/interop/setup.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("setup");
     assert!(status.success(), "scripts/interop/setup.sh failed");
-    println!("{CALLS} signed ImageGenerating calls of {} KiB each way, {CONCURRENCY} at a time, our dendrite as the client", PAYLOAD / 1024);
-    let lanes: Vec<Dendrite> = (0..CONCURRENCY).map(|_| Dendrite::new(Arc::new(Keypair::generate().0)).expect("client")).collect();
+    println!(
+        "{CALLS} signed ImageGenerating calls of {} KiB each way, {CONCURRENCY} at a time, our dendrite as the client",
+        PAYLOAD / 1024
+    );
+    let lanes: Vec<Dendrite> = (0..CONCURRENCY)
+        .map(|_| Dendrite::new(Arc::new(Keypair::generate().0)).expect("client"))
+        .collect();
 
     let axon_key = Arc::new(Keypair::generate().0);
-    let axon = AxonBuilder::new(axon_key.clone()).attach::<ImageGenerating, _>(Arc::new(Echo)).build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let axon = AxonBuilder::new(axon_key.clone())
+        .attach::<ImageGenerating, _>(Arc::new(Echo))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn({
         let axon = axon.clone();
-        async move { axon.serve(listener, async { stopped.await.ok(); }).await }
+        async move {
+            axon.serve(listener, async {
+                stopped.await.ok();
+            })
+            .await
+        }
     });
-    let ours = drive(&lanes, &AxonTarget { ip: "127.0.0.1".into(), port, hotkey: axon_key.ss58().into() }).await;
+    let ours = drive(
+        &lanes,
+        &AxonTarget {
+            ip: "127.0.0.1".into(),
+            port,
+            hotkey: axon_key.ss58().into(),
+        },
+    )
+    .await;
     print("ours (Rust)", &ours);
     let _ = stop.send(());
     let _ = server.await;
 
-    let py_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let py_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let mut child = tokio::process::Command::new(root.join(".venv-bittensor/bin/python"))
         .arg(root.join("scripts/interop/bt_peer.py"))
-        .args(["axon", "--echo", "--port", &py_port.to_string(), "--seed", PY_SEED])
+        .args([
+            "axon",
+            "--echo",
+            "--port",
+            &py_port.to_string(),
+            "--seed",
+            PY_SEED,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -107,13 +167,25 @@ async fn main() {
         .expect("python axon");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let hotkey = loop {
-        let line = lines.next_line().await.expect("read").expect("python axon exited early");
+        let line = lines
+            .next_line()
+            .await
+            .expect("read")
+            .expect("python axon exited early");
         if let Ok(v) = serde_json::from_str::<Value>(&line) {
             break v["hotkey"].as_str().expect("hotkey").to_string();
         }
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let python = drive(&lanes, &AxonTarget { ip: "127.0.0.1".into(), port: py_port, hotkey }).await;
+    let python = drive(
+        &lanes,
+        &AxonTarget {
+            ip: "127.0.0.1".into(),
+            port: py_port,
+            hotkey,
+        },
+    )
+    .await;
     print("Python axon", &python);
     let _ = child.kill().await;
     println!(

@@ -13,5 +13,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// A client for the node's outgoing HTTP (downloads, remote services).
 pub fn client() -> reqwest::Client {
-    client_builder().build().unwrap_or_else(|_| reqwest::Client::new())
+    client_builder()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }

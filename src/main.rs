@@ -106,7 +106,9 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot set up the endpoint");
             return ExitCode::from(EXIT_USAGE);
         }
-        if config.subtensor.watch && let Err(e) = node::add_chain_watch(&mut runtime, &config) {
+        if config.subtensor.watch
+            && let Err(e) = node::add_chain_watch(&mut runtime, &config)
+        {
             tracing::error!(error = %e, "cannot set up the chain watcher");
             return ExitCode::from(EXIT_USAGE);
         }
@@ -252,7 +254,11 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
             let password = std::env::var(nicheimage_tui::bittensor::wallet::PASSWORD_ENV).ok();
             match wallet.load_hotkey(password.as_deref()) {
                 Ok(loaded) => {
-                    println!("hotkey  {}  {}", loaded.keypair.ss58(), wallet.hotkey_path().display());
+                    println!(
+                        "hotkey  {}  {}",
+                        loaded.keypair.ss58(),
+                        wallet.hotkey_path().display()
+                    );
                     for warning in loaded.warnings {
                         println!("warning: {warning}");
                     }
@@ -260,7 +266,9 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
                 Err(e) => return fail(e),
             }
             match wallet.coldkey_address() {
-                Ok(address) => println!("coldkey {address}  {}", wallet.coldkeypub_path().display()),
+                Ok(address) => {
+                    println!("coldkey {address}  {}", wallet.coldkeypub_path().display())
+                }
                 Err(e) => println!("coldkey (none: {e})"),
             }
             ExitCode::SUCCESS
@@ -271,7 +279,10 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
 /// Exit 1 when the chain cannot be read: the operator asked for exactly that.
 fn chain(config: &config::Config) -> ExitCode {
     let hotkey = node::load_hotkey(config).ok().map(|k| k.ss58().to_string());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };

@@ -1,5 +1,11 @@
 //! Builds the node from the effective config: which components run, and with what settings.
 
+use crate::bittensor::chain::embedded::EmbeddedChain;
+use crate::bittensor::chain::subtensor::SubtensorChain;
+use crate::bittensor::chain::watch::ChainWatch;
+use crate::bittensor::chain::{Chain, Network, resolve_network};
+use crate::bittensor::keypair::Keypair;
+use crate::bittensor::wallet::{self, Wallet};
 use crate::catalogue;
 use crate::config::{Config, DeviceChoice};
 use crate::endpoint::Endpoint;
@@ -7,12 +13,6 @@ use crate::metrics::MetricsServer;
 use crate::replica::{PoolConfig, ReplicaCommand};
 use crate::runtime::{EventChannel, Runtime};
 use crate::telemetry::Telemetry;
-use crate::bittensor::chain::embedded::EmbeddedChain;
-use crate::bittensor::chain::subtensor::SubtensorChain;
-use crate::bittensor::chain::watch::ChainWatch;
-use crate::bittensor::chain::{Chain, Network, resolve_network};
-use crate::bittensor::keypair::Keypair;
-use crate::bittensor::wallet::{self, Wallet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

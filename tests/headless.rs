@@ -242,7 +242,10 @@ async fn an_unreachable_chain_is_reported_and_the_node_keeps_running() {
     let node = start_with(dir.path(), free_port(), &extra);
     let v = node.status_where("the chain error", |v| v["chain"]["last_error"].is_string());
     let error = v["chain"]["last_error"].as_str().unwrap();
-    assert!(error.contains(&format!("chain unreachable at ws://127.0.0.1:{closed}")), "{error}");
+    assert!(
+        error.contains(&format!("chain unreachable at ws://127.0.0.1:{closed}")),
+        "{error}"
+    );
     assert_eq!(v["components"]["chain"]["status"], "running");
     assert_eq!(v["components"]["telemetry"]["status"], "running");
     let (status, _) = node.terminate();

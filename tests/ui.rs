@@ -142,7 +142,13 @@ fn replicas_are_listed_when_an_endpoint_runs() {
             T0,
         );
     }
-    let terminal = draw_state(&state, 100, 30, &UiState::default(), &Theme::default_theme());
+    let terminal = draw_state(
+        &state,
+        100,
+        30,
+        &UiState::default(),
+        &Theme::default_theme(),
+    );
     insta::assert_snapshot!(terminal.backend());
 }
 
@@ -166,7 +172,13 @@ fn chain_standing_is_shown_when_watched() {
         last_error: None,
     };
     state.apply(Event::Chain(report.clone()), T0);
-    let terminal = draw_state(&state, 100, 26, &UiState::default(), &Theme::default_theme());
+    let terminal = draw_state(
+        &state,
+        100,
+        26,
+        &UiState::default(),
+        &Theme::default_theme(),
+    );
     insta::assert_snapshot!(terminal.backend());
     state.apply(
         Event::Chain(ChainReport {
@@ -175,10 +187,19 @@ fn chain_standing_is_shown_when_watched() {
         }),
         T0,
     );
-    let text = draw_state(&state, 120, 26, &UiState::default(), &Theme::default_theme())
-        .backend()
-        .to_string();
-    assert!(text.contains("chain unreachable at ws://127.0.0.1:9944"), "{text}");
+    let text = draw_state(
+        &state,
+        120,
+        26,
+        &UiState::default(),
+        &Theme::default_theme(),
+    )
+    .backend()
+    .to_string();
+    assert!(
+        text.contains("chain unreachable at ws://127.0.0.1:9944"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ Subcommands (each prints JSON lines on stdout):
   dendrite  --ip IP --port P --axon-hotkey SS58 --seed HEX --case ok|tamper|stale ...
   vectors   --seed HEX --message M [--rust-ss58 A --rust-signature S]
   keyfiles  --dir D --seed HEX --password PW  write a plain and a $NACL hotkey with bittensor_wallet
+  neurons   --hex HEX                        decode Vec<NeuronInfoLite> with the SDK's decoder (bt_decode)
   bench     --ip IP --port P --axon-hotkey SS58 --seed HEX --count N --payload BYTES --concurrency C
 """
 import argparse
@@ -135,6 +136,25 @@ def run_keyfiles(args):
     emit({"ss58": kp.ss58_address})
 
 
+def run_neurons(args):
+    import bt_decode
+    from bittensor.core.chain_data.utils import decode_account_id
+
+    for n in bt_decode.NeuronInfoLite.decode_vec(bytes.fromhex(args.hex)):
+        emit({
+            "hotkey": decode_account_id(n.hotkey),
+            "coldkey": decode_account_id(n.coldkey),
+            "uid": n.uid, "netuid": n.netuid, "active": n.active,
+            "axon": {"ip": n.axon_info.ip, "port": n.axon_info.port, "ip_type": n.axon_info.ip_type,
+                     "version": n.axon_info.version, "block": n.axon_info.block},
+            "stake": [[decode_account_id(c), s] for c, s in n.stake],
+            "emission": n.emission, "incentive": n.incentive, "consensus": n.consensus,
+            "trust": n.trust, "validator_trust": n.validator_trust, "dividends": n.dividends,
+            "last_update": n.last_update, "validator_permit": n.validator_permit,
+            "pruning_score": n.pruning_score,
+        })
+
+
 async def run_bench(args):
     dendrite = bt.Dendrite(wallet=keypair(args.seed))
     payload = "x" * args.payload
@@ -181,6 +201,8 @@ def main():
     v.add_argument("--message", required=True)
     v.add_argument("--rust-ss58")
     v.add_argument("--rust-signature")
+    n = sub.add_parser("neurons")
+    n.add_argument("--hex", required=True)
     k = sub.add_parser("keyfiles")
     k.add_argument("--dir", required=True)
     k.add_argument("--seed", required=True)
@@ -192,6 +214,8 @@ def main():
         asyncio.run(run_dendrite(args))
     elif args.cmd == "vectors":
         run_vectors(args)
+    elif args.cmd == "neurons":
+        run_neurons(args)
     elif args.cmd == "keyfiles":
         run_keyfiles(args)
     elif args.cmd == "bench":

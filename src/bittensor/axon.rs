@@ -51,7 +51,11 @@ pub trait Handler<S: Synapse>: Send + Sync + 'static {
         0.0
     }
     /// The answer, or an error message (500).
-    fn forward(self: Arc<Self>, caller: Caller, synapse: S) -> BoxFuture<'static, Result<S, String>>;
+    fn forward(
+        self: Arc<Self>,
+        caller: Caller,
+        synapse: S,
+    ) -> BoxFuture<'static, Result<S, String>>;
 }
 
 /// A refusal: the status code and the reason the caller reads.
@@ -63,7 +67,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -94,7 +101,9 @@ impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
         async move {
             let synapse: S = serde_json::from_value(Value::Object(fields))
                 .map_err(|e| Failure::new(400, format!("synapse fields do not parse: {e}")))?;
-            handler.blacklist(&caller, &synapse).map_err(|reason| Failure::new(403, reason))?;
+            handler
+                .blacklist(&caller, &synapse)
+                .map_err(|reason| Failure::new(403, reason))?;
             let priority = handler.priority(&caller, &synapse);
             let _slot = tokio::time::timeout_at(deadline, gate.admit(priority))
                 .await
@@ -102,7 +111,9 @@ impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
             let timeout = caller.timeout_secs;
             let answer = tokio::time::timeout_at(deadline, handler.forward(caller, synapse))
                 .await
-                .map_err(|_| Failure::new(408, format!("forward timed out after {timeout} seconds")))?
+                .map_err(|_| {
+                    Failure::new(408, format!("forward timed out after {timeout} seconds"))
+                })?
                 .map_err(|e| Failure::new(500, e))?;
             match serde_json::to_value(answer) {
                 Ok(Value::Object(map)) => Ok(map),
@@ -131,12 +142,21 @@ pub struct AxonBuilder {
 
 impl AxonBuilder {
     pub fn new(keypair: Arc<Keypair>) -> Self {
-        Self { keypair, routes: HashMap::new(), max_body: DEFAULT_MAX_BODY, slots: 16, external: None }
+        Self {
+            keypair,
+            routes: HashMap::new(),
+            max_body: DEFAULT_MAX_BODY,
+            slots: 16,
+            external: None,
+        }
     }
 
     /// Serves `S` under its name and aliases.
     pub fn attach<S: Synapse, H: Handler<S>>(mut self, handler: Arc<H>) -> Self {
-        let route: Arc<dyn Route> = Arc::new(TypedRoute::<S, H> { handler, _synapse: PhantomData });
+        let route: Arc<dyn Route> = Arc::new(TypedRoute::<S, H> {
+            handler,
+            _synapse: PhantomData,
+        });
         for name in std::iter::once(S::NAME).chain(S::ALIASES.iter().copied()) {
             self.routes.insert(name.to_string(), route.clone());
         }
@@ -204,8 +224,11 @@ impl Axon {
     /// The warp filter serving every attached synapse (any method, like upstream's GET+POST).
     pub fn routes(
         self: &Arc<Self>,
-    ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
-    {
+    ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
         let axon = self.clone();
         let refused = self.clone();
         warp::path::full()
@@ -213,10 +236,15 @@ impl Axon {
             .and(warp::addr::remote())
             .and(warp::body::content_length_limit(self.max_body))
             .and(warp::body::bytes())
-            .then(move |path: warp::path::FullPath, headers: HeaderMap, peer: Option<SocketAddr>, body: Bytes| {
-                let axon = axon.clone();
-                async move { axon.handle(path.as_str(), &headers, peer, body).await }
-            })
+            .then(
+                move |path: warp::path::FullPath,
+                      headers: HeaderMap,
+                      peer: Option<SocketAddr>,
+                      body: Bytes| {
+                    let axon = axon.clone();
+                    async move { axon.handle(path.as_str(), &headers, peer, body).await }
+                },
+            )
             .recover(move |rejection: warp::Rejection| {
                 let axon = refused.clone();
                 async move { Ok::<_, std::convert::Infallible>(axon.refuse_transport(&rejection)) }
@@ -227,7 +255,10 @@ impl Axon {
     /// Requests warp refused before our handler ran (too big, no length).
     fn refuse_transport(&self, rejection: &warp::Rejection) -> Response {
         let failure = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-            Failure::new(413, format!("body is over the {} byte limit", self.max_body))
+            Failure::new(
+                413,
+                format!("body is over the {} byte limit", self.max_body),
+            )
         } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
             Failure::new(411, "a Content-Length header is required")
         } else {
@@ -238,7 +269,12 @@ impl Axon {
         stats.last_failure = Some(format!("{} {}", failure.status, failure.message));
         drop(stats);
         let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
-        self.reply(status, Envelope::default(), Some(failure.message), Instant::now())
+        self.reply(
+            status,
+            Envelope::default(),
+            Some(failure.message),
+            Instant::now(),
+        )
     }
 
     /// Serves on `listener` until `shutdown` resolves.
@@ -247,27 +283,52 @@ impl Axon {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        warp::serve(self.routes()).incoming(listener).graceful(shutdown).run().await;
+        warp::serve(self.routes())
+            .incoming(listener)
+            .graceful(shutdown)
+            .run()
+            .await;
     }
 
-    async fn handle(&self, path: &str, headers: &HeaderMap, peer: Option<SocketAddr>, body: Bytes) -> Response {
+    async fn handle(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: Bytes,
+    ) -> Response {
         let started = Instant::now();
-        let name = path.trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         let outcome = match self.verify(&name, headers, peer, &body) {
             Ok(verified) => self.dispatch(verified, started).await,
-            Err(failure) => Err((failure, Envelope { name: Some(name.clone()), ..Default::default() })),
+            Err(failure) => Err((
+                failure,
+                Envelope {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+            )),
         };
         let response = match outcome {
             Ok((envelope, _)) => self.reply(StatusCode::OK, envelope, None, started),
             Err((failure, envelope)) => {
-                let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(failure.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let message = failure.message.clone();
                 tracing::debug!(synapse = %name, status = failure.status, %message, "axon refused a request");
                 self.reply(status, envelope, Some(message), started)
             }
         };
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        *stats.by_status.entry(response.status().as_u16()).or_default() += 1;
+        *stats
+            .by_status
+            .entry(response.status().as_u16())
+            .or_default() += 1;
         if !response.status().is_success() {
             stats.last_failure = response
                 .headers()
@@ -278,32 +339,77 @@ impl Axon {
         response
     }
 
-    fn verify(&self, name: &str, headers: &HeaderMap, peer: Option<SocketAddr>, body: &[u8]) -> Result<Verified, Failure> {
+    fn verify(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+    ) -> Result<Verified, Failure> {
         if !self.routes.contains_key(name) {
             let mut known: Vec<&String> = self.routes.keys().collect();
             known.sort();
-            return Err(Failure::new(404, format!("Synapse name '{name}' not found. Available synapses {known:?}")));
+            return Err(Failure::new(
+                404,
+                format!("Synapse name '{name}' not found. Available synapses {known:?}"),
+            ));
         }
         if body.len() as u64 > self.max_body {
-            return Err(Failure::new(413, format!("body of {} bytes is over the {} byte limit", body.len(), self.max_body)));
+            return Err(Failure::new(
+                413,
+                format!(
+                    "body of {} bytes is over the {} byte limit",
+                    body.len(),
+                    self.max_body
+                ),
+            ));
         }
         let header = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
         let timeout_secs = match header("timeout") {
             None => DEFAULT_TIMEOUT_SECS,
-            Some(t) => t.trim().parse::<f64>().ok().filter(|t| t.is_finite() && *t > 0.0).ok_or_else(|| Failure::new(400, format!("timeout header {t:?} is not a positive number")))?,
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or_else(|| {
+                    Failure::new(
+                        400,
+                        format!("timeout header {t:?} is not a positive number"),
+                    )
+                })?,
         }
         .min(3600.0);
         let dendrite = TerminalInfo::from_headers(headers, "dendrite");
-        let hotkey = dendrite.hotkey.clone().ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_hotkey"))?;
-        let public = ss58::decode(&hotkey).map_err(|e| Failure::new(401, format!("dendrite hotkey {hotkey:?}: {e}")))?;
-        let signature = dendrite.signature.as_deref().ok_or_else(|| Failure::new(401, "unsigned request refused (no bt_header_dendrite_signature)"))?;
-        let signature = keypair::parse_signature_hex(signature).ok_or_else(|| Failure::new(401, "signature is not 64 bytes of hex"))?;
-        let uuid = dendrite.uuid.clone().ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_uuid"))?;
-        let nonce = dendrite.nonce.ok_or_else(|| Failure::new(401, "missing or non-numeric bt_header_dendrite_nonce"))?;
+        let hotkey = dendrite
+            .hotkey
+            .clone()
+            .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_hotkey"))?;
+        let public = ss58::decode(&hotkey)
+            .map_err(|e| Failure::new(401, format!("dendrite hotkey {hotkey:?}: {e}")))?;
+        let signature = dendrite.signature.as_deref().ok_or_else(|| {
+            Failure::new(
+                401,
+                "unsigned request refused (no bt_header_dendrite_signature)",
+            )
+        })?;
+        let signature = keypair::parse_signature_hex(signature)
+            .ok_or_else(|| Failure::new(401, "signature is not 64 bytes of hex"))?;
+        let uuid = dendrite
+            .uuid
+            .clone()
+            .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_uuid"))?;
+        let nonce = dendrite
+            .nonce
+            .ok_or_else(|| Failure::new(401, "missing or non-numeric bt_header_dendrite_nonce"))?;
         let claimed_hash = header("computed_body_hash").unwrap_or("");
-        let message = synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
+        let message =
+            synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
         if !keypair::verify(&public, message.as_bytes(), &signature) {
-            return Err(Failure::new(401, format!("Signature mismatch with {message}")));
+            return Err(Failure::new(
+                401,
+                format!("Signature mismatch with {message}"),
+            ));
         }
         let endpoint = format!("{hotkey}:{uuid}");
         let now = now_ns();
@@ -311,10 +417,19 @@ impl Axon {
             .check(&endpoint, Some(nonce), dendrite.version, timeout_secs, now)
             .map_err(|e| Failure::new(401, e.to_string()))?;
         if claimed_hash != synapse::body_hash() {
-            return Err(Failure::new(400, format!("computed_body_hash {claimed_hash:?} does not match the body ({})", synapse::body_hash())));
+            return Err(Failure::new(
+                400,
+                format!(
+                    "computed_body_hash {claimed_hash:?} does not match the body ({})",
+                    synapse::body_hash()
+                ),
+            ));
         }
-        let mut envelope: Envelope = serde_json::from_slice(body).map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
-        self.nonces.record(&endpoint, nonce, now).map_err(|e| Failure::new(401, e.to_string()))?;
+        let mut envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
+        self.nonces
+            .record(&endpoint, nonce, now)
+            .map_err(|e| Failure::new(401, e.to_string()))?;
         envelope.strip_protocol_keys();
         envelope.name = Some(name.to_string());
         envelope.timeout = Some(timeout_secs);
@@ -332,15 +447,31 @@ impl Axon {
             uuid,
             timeout_secs,
         };
-        Ok(Verified { caller, envelope, name: name.to_string() })
+        Ok(Verified {
+            caller,
+            envelope,
+            name: name.to_string(),
+        })
     }
 
-    async fn dispatch(&self, verified: Verified, started: Instant) -> Result<(Envelope, ()), (Failure, Envelope)> {
-        let Verified { caller, mut envelope, name } = verified;
+    async fn dispatch(
+        &self,
+        verified: Verified,
+        started: Instant,
+    ) -> Result<(Envelope, ()), (Failure, Envelope)> {
+        let Verified {
+            caller,
+            mut envelope,
+            name,
+        } = verified;
         let Some(route) = self.routes.get(&name).cloned() else {
-            return Err((Failure::new(404, format!("Synapse name '{name}' not found")), envelope));
+            return Err((
+                Failure::new(404, format!("Synapse name '{name}' not found")),
+                envelope,
+            ));
         };
-        let deadline = tokio::time::Instant::from_std(started + Duration::from_secs_f64(caller.timeout_secs));
+        let deadline =
+            tokio::time::Instant::from_std(started + Duration::from_secs_f64(caller.timeout_secs));
         let fields = std::mem::take(&mut envelope.fields);
         match route.run(caller, fields, deadline, self.gate.clone()).await {
             Ok(fields) => {
@@ -352,12 +483,21 @@ impl Axon {
     }
 
     /// Stamps our side (`axon` info, signed) and writes body + headers.
-    fn reply(&self, status: StatusCode, mut envelope: Envelope, error: Option<String>, started: Instant) -> Response {
+    fn reply(
+        &self,
+        status: StatusCode,
+        mut envelope: Envelope,
+        error: Option<String>,
+        started: Instant,
+    ) -> Response {
         let nonce = now_ns();
         let dendrite_hotkey = envelope.dendrite.hotkey.clone().unwrap_or_default();
         let signature = self
             .keypair
-            .sign_hex(synapse::axon_message(nonce, &dendrite_hotkey, self.keypair.ss58(), &self.uuid).as_bytes())
+            .sign_hex(
+                synapse::axon_message(nonce, &dendrite_hotkey, self.keypair.ss58(), &self.uuid)
+                    .as_bytes(),
+            )
             .ok();
         envelope.axon = TerminalInfo {
             status_code: Some(i64::from(status.as_u16())),
@@ -374,7 +514,8 @@ impl Axon {
         envelope.computed_body_hash = synapse::body_hash().to_string();
         let body = match &error {
             Some(message) => json!({ "message": message }),
-            None => serde_json::to_value(&envelope).unwrap_or_else(|e| json!({ "message": e.to_string() })),
+            None => serde_json::to_value(&envelope)
+                .unwrap_or_else(|e| json!({ "message": e.to_string() })),
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = Response::new(body.clone().into());
@@ -382,16 +523,28 @@ impl Axon {
         let headers = response.headers_mut();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         let mut pairs = vec![
-            ("name".to_string(), envelope.name.clone().unwrap_or_default()),
-            ("timeout".to_string(), synapse::py_float(envelope.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS))),
+            (
+                "name".to_string(),
+                envelope.name.clone().unwrap_or_default(),
+            ),
+            (
+                "timeout".to_string(),
+                synapse::py_float(envelope.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            ),
         ];
         pairs.extend(envelope.axon.to_headers("axon"));
         pairs.extend(envelope.dendrite.to_headers("dendrite"));
         pairs.push(("total_size".into(), body.len().to_string()));
         pairs.push(("header_size".into(), "0".into()));
-        pairs.push(("computed_body_hash".into(), envelope.computed_body_hash.clone()));
+        pairs.push((
+            "computed_body_hash".into(),
+            envelope.computed_body_hash.clone(),
+        ));
         for (key, value) in pairs {
-            let value: String = value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let value: String = value
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             if let (Ok(k), Ok(v)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
                 headers.insert(k, v);
             }

@@ -21,7 +21,11 @@ pub struct AxonTarget {
 
 impl AxonTarget {
     pub fn url(&self, synapse: &str) -> String {
-        let host = if self.ip.contains(':') { format!("[{}]", self.ip) } else { self.ip.clone() };
+        let host = if self.ip.contains(':') {
+            format!("[{}]", self.ip)
+        } else {
+            self.ip.clone()
+        };
         format!("http://{host}:{}/{synapse}", self.port)
     }
 }
@@ -55,8 +59,15 @@ pub struct Dendrite {
 impl Dendrite {
     /// A fresh uuid per dendrite keeps peers' per-`hotkey:uuid` nonce memory happy after restarts.
     pub fn new(keypair: Arc<Keypair>) -> Result<Self, reqwest::Error> {
-        let client = crate::http::client_builder().pool_max_idle_per_host(4).build()?;
-        Ok(Self { keypair, uuid: uuid::Uuid::new_v4().to_string(), external_ip: None, client })
+        let client = crate::http::client_builder()
+            .pool_max_idle_per_host(4)
+            .build()?;
+        Ok(Self {
+            keypair,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            external_ip: None,
+            client,
+        })
     }
 
     /// Our public IP as we announce it in `bt_header_dendrite_ip` (informational).
@@ -70,7 +81,12 @@ impl Dendrite {
     }
 
     /// Calls one axon.
-    pub async fn call<S: Synapse + Clone>(&self, target: &AxonTarget, synapse: &S, timeout: Duration) -> Response<S> {
+    pub async fn call<S: Synapse + Clone>(
+        &self,
+        target: &AxonTarget,
+        synapse: &S,
+        timeout: Duration,
+    ) -> Response<S> {
         let started = Instant::now();
         let outcome = self.exchange(target, synapse, timeout).await;
         let process_time = started.elapsed().as_secs_f64();
@@ -82,12 +98,20 @@ impl Dendrite {
                 match answer {
                     Some(answer) => Response {
                         status_code: 200,
-                        status_message: axon.status_message.clone().unwrap_or_else(|| "Success".into()),
+                        status_message: axon
+                            .status_message
+                            .clone()
+                            .unwrap_or_else(|| "Success".into()),
                         process_time,
                         synapse: answer,
                         axon,
                     },
-                    None if status == 200 => failure(synapse, 422, "Failed to parse response: synapse fields do not match".into(), process_time),
+                    None if status == 200 => failure(
+                        synapse,
+                        422,
+                        "Failed to parse response: synapse fields do not match".into(),
+                        process_time,
+                    ),
                     None => Response {
                         status_code: status,
                         status_message: axon.status_message.clone().unwrap_or_default(),
@@ -102,15 +126,29 @@ impl Dendrite {
     }
 
     /// Calls many axons at once; answers come back in `targets` order.
-    pub async fn call_many<S: Synapse + Clone + Sync>(&self, targets: &[AxonTarget], synapse: &S, timeout: Duration) -> Vec<Response<S>> {
+    pub async fn call_many<S: Synapse + Clone + Sync>(
+        &self,
+        targets: &[AxonTarget],
+        synapse: &S,
+        timeout: Duration,
+    ) -> Vec<Response<S>> {
         futures::future::join_all(targets.iter().map(|t| self.call(t, synapse, timeout))).await
     }
 
-    async fn exchange<S: Synapse>(&self, target: &AxonTarget, synapse: &S, timeout: Duration) -> Result<(u16, Envelope, TerminalInfo), (u16, String)> {
+    async fn exchange<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        synapse: &S,
+        timeout: Duration,
+    ) -> Result<(u16, Envelope, TerminalInfo), (u16, String)> {
         let nonce = now_ns();
         let hash = synapse::body_hash();
-        let message = synapse::dendrite_message(nonce, self.keypair.ss58(), &target.hotkey, &self.uuid, hash);
-        let signature = self.keypair.sign_hex(message.as_bytes()).map_err(|e| (500, format!("cannot sign: {e}")))?;
+        let message =
+            synapse::dendrite_message(nonce, self.keypair.ss58(), &target.hotkey, &self.uuid, hash);
+        let signature = self
+            .keypair
+            .sign_hex(message.as_bytes())
+            .map_err(|e| (500, format!("cannot sign: {e}")))?;
         let timeout_secs = timeout.as_secs_f64();
         let dendrite = TerminalInfo {
             ip: self.external_ip.clone(),
@@ -121,7 +159,12 @@ impl Dendrite {
             signature: Some(signature),
             ..Default::default()
         };
-        let axon = TerminalInfo { ip: Some(target.ip.clone()), port: Some(i64::from(target.port)), hotkey: Some(target.hotkey.clone()), ..Default::default() };
+        let axon = TerminalInfo {
+            ip: Some(target.ip.clone()),
+            port: Some(i64::from(target.port)),
+            hotkey: Some(target.hotkey.clone()),
+            ..Default::default()
+        };
         let fields = match serde_json::to_value(synapse) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
@@ -136,7 +179,8 @@ impl Dendrite {
             computed_body_hash: String::new(),
             fields,
         };
-        let body = serde_json::to_vec(&envelope).map_err(|e| (500, format!("cannot encode synapse: {e}")))?;
+        let body = serde_json::to_vec(&envelope)
+            .map_err(|e| (500, format!("cannot encode synapse: {e}")))?;
         let mut request = self
             .client
             .post(target.url(S::NAME))
@@ -147,16 +191,28 @@ impl Dendrite {
             .header("total_size", body.len().to_string())
             .header("header_size", "0")
             .header("computed_body_hash", hash);
-        for (key, value) in axon.to_headers("axon").into_iter().chain(dendrite.to_headers("dendrite")) {
+        for (key, value) in axon
+            .to_headers("axon")
+            .into_iter()
+            .chain(dendrite.to_headers("dendrite"))
+        {
             request = request.header(key, value);
         }
-        let response = request.body(body).send().await.map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
         let mut axon_info = TerminalInfo::default();
         let envelope = if status == 200 {
-            let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| (422, format!("Failed to parse response: {e}")))?;
+            let envelope: Envelope = serde_json::from_slice(&bytes)
+                .map_err(|e| (422, format!("Failed to parse response: {e}")))?;
             axon_info = envelope.axon.clone();
             envelope
         } else {
@@ -176,8 +232,18 @@ impl Dendrite {
 }
 
 fn failure<S: Clone>(synapse: &S, code: u16, message: String, process_time: f64) -> Response<S> {
-    let axon = TerminalInfo { status_code: Some(i64::from(code)), status_message: Some(message.clone()), ..Default::default() };
-    Response { status_code: code, status_message: message, process_time, synapse: synapse.clone(), axon }
+    let axon = TerminalInfo {
+        status_code: Some(i64::from(code)),
+        status_message: Some(message.clone()),
+        ..Default::default()
+    };
+    Response {
+        status_code: code,
+        status_message: message,
+        process_time,
+        synapse: synapse.clone(),
+        axon,
+    }
 }
 
 /// Header values override the body's where present (as the Python dendrite merges).
@@ -185,14 +251,36 @@ fn merge_present(into: &mut TerminalInfo, from: TerminalInfo) {
     macro_rules! take {
         ($($f:ident),*) => { $( if from.$f.is_some() { into.$f = from.$f; } )* };
     }
-    take!(status_code, status_message, process_time, ip, port, version, nonce, uuid, hotkey, signature);
+    take!(
+        status_code,
+        status_message,
+        process_time,
+        ip,
+        port,
+        version,
+        nonce,
+        uuid,
+        hotkey,
+        signature
+    );
 }
 
-fn transport_failure(error: &reqwest::Error, target: &AxonTarget, name: &str, timeout_secs: f64) -> (u16, String) {
+fn transport_failure(
+    error: &reqwest::Error,
+    target: &AxonTarget,
+    name: &str,
+    timeout_secs: f64,
+) -> (u16, String) {
     if error.is_timeout() {
         (408, format!("Request timeout after {timeout_secs} seconds"))
     } else if error.is_connect() {
-        (503, format!("Service unavailable at {}:{}/{name}", target.ip, target.port))
+        (
+            503,
+            format!(
+                "Service unavailable at {}:{}/{name}",
+                target.ip, target.port
+            ),
+        )
     } else if error.is_body() || error.is_decode() {
         (400, format!("Payload error: {error}"))
     } else {

@@ -55,7 +55,11 @@ pub struct KeyfileJson {
 impl Drop for KeyfileJson {
     fn drop(&mut self) {
         use zeroize::Zeroize;
-        for secret in [&mut self.private_key, &mut self.secret_phrase, &mut self.secret_seed] {
+        for secret in [
+            &mut self.private_key,
+            &mut self.secret_phrase,
+            &mut self.secret_seed,
+        ] {
             if let Some(s) = secret.as_mut() {
                 s.zeroize();
             }
@@ -99,7 +103,9 @@ fn nacl_key(password: &str) -> Result<Zeroizing<[u8; 32]>, KeyfileError> {
 pub fn decrypt_nacl(data: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     let body = &data[NACL_PREFIX.len()..];
     if body.len() < 24 + 16 {
-        return Err(KeyfileError::Format("encrypted keyfile is truncated".into()));
+        return Err(KeyfileError::Format(
+            "encrypted keyfile is truncated".into(),
+        ));
     }
     let (nonce, ciphertext) = body.split_at(24);
     let key = nacl_key(password)?;
@@ -151,7 +157,10 @@ fn seed_bytes(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     if let Ok(bytes) = hex::decode(body) {
         return Some(Zeroizing::new(bytes));
     }
-    let raw: Option<Vec<u8>> = body.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    let raw: Option<Vec<u8>> = body
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect();
     raw.filter(|r| r.len() == 32).map(Zeroizing::new)
 }
 
@@ -172,13 +181,13 @@ fn keypair_from_json(data: &[u8]) -> Result<Keypair, KeyfileError> {
             "no secretPhrase, secretSeed, privateKey or ss58Address".into(),
         ));
     };
-    if let Some(address) = json.ss58_address.as_deref() {
-        if address != keypair.ss58() {
-            return Err(KeyfileError::Format(format!(
-                "ss58Address {address} does not match the key it holds ({})",
-                keypair.ss58()
-            )));
-        }
+    if let Some(address) = json.ss58_address.as_deref()
+        && address != keypair.ss58()
+    {
+        return Err(KeyfileError::Format(format!(
+            "ss58Address {address} does not match the key it holds ({})",
+            keypair.ss58()
+        )));
     }
     Ok(keypair)
 }
@@ -216,7 +225,10 @@ mod tests {
         let seed = format!("0x{}01", "00".repeat(31));
         let by_seed = format!(r#"{{"secretSeed":"{seed}","ss58Address":null}}"#);
         let key = parse(by_seed.as_bytes(), None).unwrap();
-        assert_eq!(key.ss58(), "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt");
+        assert_eq!(
+            key.ss58(),
+            "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"
+        );
         let raw_seed = format!(r#"{{"secretSeed":"0x{}\u0001"}}"#, r"\u0000".repeat(31));
         assert_eq!(parse(raw_seed.as_bytes(), None).unwrap().ss58(), key.ss58());
         let public = r#"{"ss58Address":"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"}"#;
@@ -227,16 +239,31 @@ mod tests {
         let mismatch = format!(
             r#"{{"secretSeed":"{seed}","ss58Address":"5Dys2YgKb6cNcnc8QXk5NBw1gRN9bX2B4B92tbQJhYfwVVmo"}}"#
         );
-        assert!(matches!(parse(mismatch.as_bytes(), None), Err(KeyfileError::Format(_))));
+        assert!(matches!(
+            parse(mismatch.as_bytes(), None),
+            Err(KeyfileError::Format(_))
+        ));
     }
 
     #[test]
     fn legacy_and_garbage_are_refused_clearly() {
-        assert!(matches!(parse(b"$ANSIBLE_VAULT;1.1;AES256\n", None), Err(KeyfileError::Legacy(_))));
-        assert!(matches!(parse(b"gAAAAABk", None), Err(KeyfileError::Legacy(_))));
-        assert!(matches!(parse(b"$NACLxxxx", None), Err(KeyfileError::PasswordNeeded)));
+        assert!(matches!(
+            parse(b"$ANSIBLE_VAULT;1.1;AES256\n", None),
+            Err(KeyfileError::Legacy(_))
+        ));
+        assert!(matches!(
+            parse(b"gAAAAABk", None),
+            Err(KeyfileError::Legacy(_))
+        ));
+        assert!(matches!(
+            parse(b"$NACLxxxx", None),
+            Err(KeyfileError::PasswordNeeded)
+        ));
         assert!(matches!(parse(b"{}", None), Err(KeyfileError::Format(_))));
-        assert!(matches!(parse(b"not json", None), Err(KeyfileError::Format(_))));
+        assert!(matches!(
+            parse(b"not json", None),
+            Err(KeyfileError::Format(_))
+        ));
     }
 
     #[test]
@@ -245,6 +272,9 @@ mod tests {
         let sealed = encrypt_nacl(plain, "hunter2").unwrap();
         assert!(is_encrypted(&sealed));
         assert_eq!(&*decrypt_nacl(&sealed, "hunter2").unwrap(), plain);
-        assert!(matches!(decrypt_nacl(&sealed, "hunter3"), Err(KeyfileError::Decrypt)));
+        assert!(matches!(
+            decrypt_nacl(&sealed, "hunter3"),
+            Err(KeyfileError::Decrypt)
+        ));
     }
 }

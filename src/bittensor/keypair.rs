@@ -39,9 +39,7 @@ impl std::fmt::Debug for Keypair {
 impl Keypair {
     pub fn from_mini_secret(seed: &[u8]) -> Result<Self, KeyError> {
         let mini = MiniSecretKey::from_bytes(seed).map_err(|e| KeyError::Secret(e.to_string()))?;
-        Ok(Self::from_secret(
-            mini.expand(ExpansionMode::Ed25519),
-        ))
+        Ok(Self::from_secret(mini.expand(ExpansionMode::Ed25519)))
     }
 
     /// A 64-byte schnorrkel secret (key ‖ nonce), as btwallet's `privateKey` field holds it.
@@ -65,7 +63,11 @@ impl Keypair {
     pub fn public_only(ss58_address: &str) -> Result<Self, KeyError> {
         let key = ss58::decode(ss58_address).map_err(|e| KeyError::Public(e.to_string()))?;
         let public = PublicKey::from_bytes(&key).map_err(|e| KeyError::Public(e.to_string()))?;
-        Ok(Self { public, secret: None, ss58: ss58::encode(&key) })
+        Ok(Self {
+            public,
+            secret: None,
+            ss58: ss58::encode(&key),
+        })
     }
 
     /// A fresh random key, for local hotkeys.
@@ -78,7 +80,11 @@ impl Keypair {
     fn from_secret(secret: SecretKey) -> Self {
         let public = secret.to_public();
         let ss58 = ss58::encode(&public.to_bytes());
-        Self { public, secret: Some(secret), ss58 }
+        Self {
+            public,
+            secret: Some(secret),
+            ss58,
+        }
     }
 
     pub fn ss58(&self) -> &str {
@@ -108,8 +114,10 @@ impl Keypair {
 /// Verifies an sr25519 signature by the holder of `public`. Like bittensor's verifiers it also
 /// accepts a signature over `<Bytes>message</Bytes>` (the polkadot-js wrapping).
 pub fn verify(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    let (Ok(public), Ok(signature)) = (PublicKey::from_bytes(public), Signature::from_bytes(signature))
-    else {
+    let (Ok(public), Ok(signature)) = (
+        PublicKey::from_bytes(public),
+        Signature::from_bytes(signature),
+    ) else {
         return false;
     };
     let ctx = schnorrkel::signing_context(SIGNING_CONTEXT);
@@ -146,9 +154,15 @@ mod tests {
             hex::encode(one.public_bytes()),
             "3a3d45dc55b57bf542f4c6ff41af080ec675317f4ed50ae1d2713bf9f892692d"
         );
-        assert_eq!(one.ss58(), "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt");
+        assert_eq!(
+            one.ss58(),
+            "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"
+        );
         let two = Keypair::from_mini_secret(&mini(2)).unwrap();
-        assert_eq!(two.ss58(), "5Dys2YgKb6cNcnc8QXk5NBw1gRN9bX2B4B92tbQJhYfwVVmo");
+        assert_eq!(
+            two.ss58(),
+            "5Dys2YgKb6cNcnc8QXk5NBw1gRN9bX2B4B92tbQJhYfwVVmo"
+        );
     }
 
     #[test]

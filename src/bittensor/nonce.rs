@@ -14,9 +14,13 @@ const WALL_CLOCK_NONCE_VERSION: i64 = 7_002_000;
 pub enum NonceError {
     #[error("missing nonce")]
     Missing,
-    #[error("nonce is too old: acceptable delta is {allowed_secs:.2} seconds, this one is {age_secs:.2} s old")]
+    #[error(
+        "nonce is too old: acceptable delta is {allowed_secs:.2} seconds, this one is {age_secs:.2} s old"
+    )]
     Stale { allowed_secs: f64, age_secs: f64 },
-    #[error("nonce {nonce} is not greater than the last one seen for this hotkey and uuid ({last})")]
+    #[error(
+        "nonce {nonce} is not greater than the last one seen for this hotkey and uuid ({last})"
+    )]
     Reused { nonce: u64, last: u64 },
 }
 
@@ -34,7 +38,10 @@ impl Default for NonceTracker {
 
 impl NonceTracker {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { last: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+        Self {
+            last: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Checks a nonce without recording it (recording happens only after the signature holds).
@@ -69,13 +76,16 @@ impl NonceTracker {
     /// Records an accepted nonce; a concurrent larger one wins.
     pub fn record(&self, endpoint: &str, nonce: u64, now_ns: u64) -> Result<(), NonceError> {
         let mut map = self.lock();
-        if let Some((last, _)) = map.get(endpoint) {
-            if nonce <= *last {
-                return Err(NonceError::Reused { nonce, last: *last });
-            }
+        if let Some((last, _)) = map.get(endpoint)
+            && nonce <= *last
+        {
+            return Err(NonceError::Reused { nonce, last: *last });
         }
         if map.len() >= self.capacity && !map.contains_key(endpoint) {
-            let oldest = map.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| k.clone());
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 map.remove(&oldest);
             }
@@ -114,16 +124,25 @@ mod tests {
         assert!(stale.unwrap_err().to_string().contains("16.00 seconds"));
         // v6 sent monotonic nonces (small numbers): no freshness check.
         assert!(t.check("b:u", Some(5), Some(6_009_003), 12.0, NOW).is_ok());
-        assert_eq!(t.check("c:u", None, v10, 12.0, NOW), Err(NonceError::Missing));
+        assert_eq!(
+            t.check("c:u", None, v10, 12.0, NOW),
+            Err(NonceError::Missing)
+        );
     }
 
     #[test]
     fn nonces_must_grow_per_endpoint() {
         let t = NonceTracker::default();
         t.record("a:u", NOW, NOW).unwrap();
-        assert!(matches!(t.check("a:u", Some(NOW), None, 12.0, NOW), Err(NonceError::Reused { .. })));
+        assert!(matches!(
+            t.check("a:u", Some(NOW), None, 12.0, NOW),
+            Err(NonceError::Reused { .. })
+        ));
         assert!(t.check("a:u", Some(NOW + 1), None, 12.0, NOW).is_ok());
-        assert!(t.check("a:other-uuid", Some(NOW - SEC), Some(10_002_000), 12.0, NOW).is_ok());
+        assert!(
+            t.check("a:other-uuid", Some(NOW - SEC), Some(10_002_000), 12.0, NOW)
+                .is_ok()
+        );
         assert!(t.record("a:u", NOW - 1, NOW).is_err());
     }
 

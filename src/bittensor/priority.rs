@@ -26,7 +26,9 @@ impl PartialOrd for Waiter {
 impl Ord for Waiter {
     /// Higher priority first; among equals, the earlier arrival.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority.total_cmp(&other.priority).then(other.seq.cmp(&self.seq))
+        self.priority
+            .total_cmp(&other.priority)
+            .then(other.seq.cmp(&self.seq))
     }
 }
 
@@ -48,8 +50,14 @@ pub struct Admission {
 
 impl PriorityGate {
     pub fn new(slots: usize) -> Self {
-        let state = State { free: slots.max(1), seq: 0, waiting: BinaryHeap::new() };
-        Self { state: Arc::new(Mutex::new(state)) }
+        let state = State {
+            free: slots.max(1),
+            seq: 0,
+            waiting: BinaryHeap::new(),
+        };
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// Waits for a slot. Cancel-safe: a dropped waiter's slot passes on.
@@ -58,17 +66,25 @@ impl PriorityGate {
             let mut s = lock(&self.state);
             if s.free > 0 && s.waiting.is_empty() {
                 s.free -= 1;
-                return Admission { state: self.state.clone() };
+                return Admission {
+                    state: self.state.clone(),
+                };
             }
             let (tx, rx) = oneshot::channel();
             s.seq += 1;
             let seq = s.seq;
-            s.waiting.push(Waiter { priority, seq, wake: tx });
+            s.waiting.push(Waiter {
+                priority,
+                seq,
+                wake: tx,
+            });
             rx
         };
         // The sender is only dropped after it sent, so an error cannot happen while we wait.
         let _ = rx.await;
-        Admission { state: self.state.clone() }
+        Admission {
+            state: self.state.clone(),
+        }
     }
 
     pub fn waiting(&self) -> usize {

@@ -17,7 +17,11 @@ pub struct Reachability {
 
 impl Reachability {
     pub fn summary(&self) -> String {
-        let port = if self.same_port { String::new() } else { format!(" (published port differs from bound {})", self.bound) };
+        let port = if self.same_port {
+            String::new()
+        } else {
+            format!(" (published port differs from bound {})", self.bound)
+        };
         match &self.answer {
             Ok(status) => format!("axon at {} answers (HTTP {status}){port}", self.published),
             Err(e) => format!("axon at {} does NOT answer: {e}{port}", self.published),
@@ -25,20 +29,43 @@ impl Reachability {
     }
 }
 
-pub async fn check(published_ip: &str, published_port: u16, bound: SocketAddr, synapse: &str) -> Reachability {
-    let host = if published_ip.contains(':') { format!("[{published_ip}]") } else { published_ip.to_string() };
+pub async fn check(
+    published_ip: &str,
+    published_port: u16,
+    bound: SocketAddr,
+    synapse: &str,
+) -> Reachability {
+    let host = if published_ip.contains(':') {
+        format!("[{published_ip}]")
+    } else {
+        published_ip.to_string()
+    };
     let published = format!("{host}:{published_port}");
     let answer = async {
-        let client = crate::http::client_builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+        let client = crate::http::client_builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
         let response = client
             .post(format!("http://{published}/{synapse}"))
             .header("content-type", "application/json")
             .body("{}")
             .send()
             .await
-            .map_err(|e| if e.is_timeout() { "timed out after 5 s".to_string() } else { e.to_string() })?;
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "timed out after 5 s".to_string()
+                } else {
+                    e.to_string()
+                }
+            })?;
         Ok(response.status().as_u16())
     }
     .await;
-    Reachability { published, bound, same_port: published_port == bound.port(), answer }
+    Reachability {
+        published,
+        bound,
+        same_port: published_port == bound.port(),
+        answer,
+    }
 }

@@ -7,7 +7,8 @@ use sha3::{Digest, Sha3_256};
 
 /// sha3-256 of the empty string: the body hash of every synapse without `required_hash_fields`
 /// (all of SN23's).
-pub const EMPTY_BODY_HASH: &str = "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
+pub const EMPTY_BODY_HASH: &str =
+    "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a";
 
 /// One side of a call (`dendrite` = caller, `axon` = server), as bittensor's `TerminalInfo`.
 /// Python dumps every field, `null` when unset; numbers arrive as numbers in bodies and as strings
@@ -67,7 +68,10 @@ impl TerminalInfo {
     pub fn to_headers(&self, side: &str) -> Vec<(String, String)> {
         TERMINAL_FIELDS
             .iter()
-            .filter_map(|f| self.field_text(f).map(|v| (format!("bt_header_{side}_{f}"), v)))
+            .filter_map(|f| {
+                self.field_text(f)
+                    .map(|v| (format!("bt_header_{side}_{f}"), v))
+            })
             .collect()
     }
 
@@ -238,7 +242,10 @@ mod tests {
     fn hashes_match_the_spec_vectors() {
         assert_eq!(sha3_hex(b""), EMPTY_BODY_HASH);
         // Upstream's worked example: fields a=1, b=2, d=['foobar'].
-        let joined: String = ["1", "2", "['foobar']"].iter().map(|s| sha3_hex(s.as_bytes())).collect();
+        let joined: String = ["1", "2", "['foobar']"]
+            .iter()
+            .map(|s| sha3_hex(s.as_bytes()))
+            .collect();
         assert_eq!(
             sha3_hex(joined.as_bytes()),
             "ae06397d08f30f75c91395c59f05c62ac3b62b88250eb78b109213258e6ced0c"

@@ -56,11 +56,18 @@ pub fn expand_home(path: &Path) -> PathBuf {
 
 impl Wallet {
     pub fn new(root: &Path, name: &str, hotkey: &str) -> Self {
-        Self { root: expand_home(root), name: name.into(), hotkey: hotkey.into() }
+        Self {
+            root: expand_home(root),
+            name: name.into(),
+            hotkey: hotkey.into(),
+        }
     }
 
     pub fn hotkey_path(&self) -> PathBuf {
-        self.root.join(&self.name).join("hotkeys").join(&self.hotkey)
+        self.root
+            .join(&self.name)
+            .join("hotkeys")
+            .join(&self.hotkey)
     }
 
     pub fn coldkeypub_path(&self) -> PathBuf {
@@ -70,9 +77,14 @@ impl Wallet {
     /// Loads the hotkey; `password` is used only if the file is `$NACL`-encrypted.
     pub fn load_hotkey(&self, password: Option<&str>) -> Result<LoadedHotkey, WalletError> {
         let path = self.hotkey_path();
-        let data = read(&path, " (create a hotkey with `nicheimage-tui wallet new-hotkey` or btcli)")?;
-        let keypair = keyfile::parse(&data, password)
-            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
+        let data = read(
+            &path,
+            " (create a hotkey with `nicheimage-tui wallet new-hotkey` or btcli)",
+        )?;
+        let keypair = keyfile::parse(&data, password).map_err(|source| WalletError::Keyfile {
+            path: path.clone(),
+            source,
+        })?;
         let warnings = permission_warning(&path).into_iter().collect();
         Ok(LoadedHotkey { keypair, warnings })
     }
@@ -81,8 +93,10 @@ impl Wallet {
     pub fn coldkey_address(&self) -> Result<String, WalletError> {
         let path = self.coldkeypub_path();
         let data = read(&path, " (btcli writes it with the coldkey)")?;
-        let key = keyfile::parse(&data, None)
-            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
+        let key = keyfile::parse(&data, None).map_err(|source| WalletError::Keyfile {
+            path: path.clone(),
+            source,
+        })?;
         Ok(key.ss58().to_string())
     }
 
@@ -93,9 +107,15 @@ impl Wallet {
             return Err(WalletError::Exists { path });
         }
         let phrase = keyfile::new_phrase();
-        let (keypair, json) = keyfile::json_for_phrase(&phrase)
-            .map_err(|source| WalletError::Keyfile { path: path.clone(), source })?;
-        let io = |source| WalletError::Io { path: path.clone(), source };
+        let (keypair, json) =
+            keyfile::json_for_phrase(&phrase).map_err(|source| WalletError::Keyfile {
+                path: path.clone(),
+                source,
+            })?;
+        let io = |source| WalletError::Io {
+            path: path.clone(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -106,8 +126,10 @@ impl Wallet {
             keypair.ss58()
         );
         let pub_path = path.with_file_name(format!("{}pub.txt", self.hotkey));
-        std::fs::write(&pub_path, public)
-            .map_err(|source| WalletError::Io { path: pub_path, source })?;
+        std::fs::write(&pub_path, public).map_err(|source| WalletError::Io {
+            path: pub_path,
+            source,
+        })?;
         Ok(keypair)
     }
 }
@@ -115,9 +137,15 @@ impl Wallet {
 fn read(path: &Path, hint: &'static str) -> Result<Vec<u8>, WalletError> {
     std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            WalletError::Missing { path: path.to_path_buf(), hint }
+            WalletError::Missing {
+                path: path.to_path_buf(),
+                hint,
+            }
         } else {
-            WalletError::Io { path: path.to_path_buf(), source }
+            WalletError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })
 }
@@ -125,8 +153,11 @@ fn read(path: &Path, hint: &'static str) -> Result<Vec<u8>, WalletError> {
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(data)?;
     file.sync_all()
 }
@@ -152,12 +183,18 @@ mod tests {
     fn creates_loads_and_warns_about_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let wallet = Wallet::new(dir.path(), "w", "h");
-        assert!(matches!(wallet.load_hotkey(None), Err(WalletError::Missing { .. })));
+        assert!(matches!(
+            wallet.load_hotkey(None),
+            Err(WalletError::Missing { .. })
+        ));
         let made = wallet.create_hotkey().unwrap();
         let loaded = wallet.load_hotkey(None).unwrap();
         assert_eq!(loaded.keypair.ss58(), made.ss58());
         assert!(loaded.warnings.is_empty());
-        assert!(matches!(wallet.create_hotkey(), Err(WalletError::Exists { .. })));
+        assert!(matches!(
+            wallet.create_hotkey(),
+            Err(WalletError::Exists { .. })
+        ));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(wallet.hotkey_path(), std::fs::Permissions::from_mode(0o644))
             .unwrap();
@@ -172,7 +209,10 @@ mod tests {
     fn home_is_expanded() {
         // SAFETY-free: read-only use of HOME.
         if let Some(home) = std::env::var_os("HOME") {
-            assert_eq!(expand_home(Path::new("~/.bittensor")), PathBuf::from(home).join(".bittensor"));
+            assert_eq!(
+                expand_home(Path::new("~/.bittensor")),
+                PathBuf::from(home).join(".bittensor")
+            );
         }
         assert_eq!(expand_home(Path::new("/x")), PathBuf::from("/x"));
     }

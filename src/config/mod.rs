@@ -393,7 +393,7 @@ impl Config {
         ) {
             return invalid("subtensor.network", e);
         }
-        if !(self.subtensor.block_time_secs >= 0.05) {
+        if self.subtensor.block_time_secs.is_nan() || self.subtensor.block_time_secs < 0.05 {
             return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
         }
         if self.endpoint.queue_capacity == 0 {

@@ -1,9 +1,8 @@
 //! The state store: a fold of events into one snapshot that views render.
 
 use super::event::{
-    ChainReport,
-    ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine, ReplicaReport,
-    TorchReport,
+    ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
+    ReplicaReport, TorchReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};

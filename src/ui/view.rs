@@ -325,7 +325,8 @@ fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<
     let mut spans = vec![
         Span::styled("chain ", muted),
         Span::styled(
-            c.block.map_or("block ?".to_string(), |b| format!("block {b}")),
+            c.block
+                .map_or("block ?".to_string(), |b| format!("block {b}")),
             text,
         ),
         Span::styled(format!("  sn{} ", c.netuid), muted),
@@ -347,7 +348,10 @@ fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<
             Span::styled(format!("{:.3}", c.emission), text),
         ]),
         (None, None) if c.hotkey.is_some() => {
-            spans.push(Span::styled("  hotkey not registered", Style::new().fg(t.warn)));
+            spans.push(Span::styled(
+                "  hotkey not registered",
+                Style::new().fg(t.warn),
+            ));
         }
         (None, None) => spans.push(Span::styled("  no hotkey loaded", muted)),
     }

@@ -117,16 +117,24 @@ pub struct EmbeddedChain {
 #[derive(Debug, thiserror::Error)]
 pub enum ChainFileError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
 
 impl EmbeddedChain {
     pub fn load(path: &Path) -> Result<Self, ChainFileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ChainFileError::Io { path: path.display().to_string(), source })?;
-        Self::from_toml(&text).map_err(|message| ChainFileError::Invalid { path: path.display().to_string(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ChainFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ChainFileError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
@@ -135,21 +143,32 @@ impl EmbeddedChain {
     }
 
     pub fn new(file: ChainFile) -> Result<Self, String> {
-        if !(file.block_time_secs > 0.0) {
+        if file.block_time_secs.is_nan() || file.block_time_secs <= 0.0 {
             return Err("block_time_secs must be positive".into());
         }
         let mut subnets = BTreeMap::new();
         for subnet in file.subnets {
             let mut neurons = Vec::new();
             for (uid, n) in subnet.neurons.iter().enumerate() {
-                ss58::decode(&n.hotkey).map_err(|e| format!("subnet {} hotkey {}: {e}", subnet.netuid, n.hotkey))?;
+                ss58::decode(&n.hotkey)
+                    .map_err(|e| format!("subnet {} hotkey {}: {e}", subnet.netuid, n.hotkey))?;
                 let mut axon = AxonInfo::default();
                 if let Some(address) = &n.axon {
-                    let addr: std::net::SocketAddr = address
-                        .parse()
-                        .map_err(|e| format!("subnet {} axon {address:?}: {e} (want ip:port)", subnet.netuid))?;
+                    let addr: std::net::SocketAddr = address.parse().map_err(|e| {
+                        format!(
+                            "subnet {} axon {address:?}: {e} (want ip:port)",
+                            subnet.netuid
+                        )
+                    })?;
                     let (ip, ip_type) = AxonInfo::encode_ip(addr.ip());
-                    axon = AxonInfo { block: file.start_block, version: 0, ip, port: addr.port(), ip_type, protocol: 4 };
+                    axon = AxonInfo {
+                        block: file.start_block,
+                        version: 0,
+                        ip,
+                        port: addr.port(),
+                        ip_type,
+                        protocol: 4,
+                    };
                 }
                 neurons.push(Neuron {
                     uid: uid as u16,
@@ -166,13 +185,24 @@ impl EmbeddedChain {
             if subnets.contains_key(&subnet.netuid) {
                 return Err(format!("subnet {} is listed twice", subnet.netuid));
             }
-            subnets.insert(subnet.netuid, Subnet { params: subnet.clone(), neurons, weights: BTreeMap::new() });
+            subnets.insert(
+                subnet.netuid,
+                Subnet {
+                    params: subnet.clone(),
+                    neurons,
+                    weights: BTreeMap::new(),
+                },
+            );
         }
         Ok(Self {
             started: Instant::now(),
             block_time: Duration::from_secs_f64(file.block_time_secs),
             start_block: file.start_block,
-            state: Mutex::new(State { subnets, history: Vec::new(), skipped: 0 }),
+            state: Mutex::new(State {
+                subnets,
+                history: Vec::new(),
+                skipped: 0,
+            }),
         })
     }
 
@@ -191,13 +221,25 @@ impl EmbeddedChain {
     }
 
     /// Registers a hotkey (a new uid at the end) with `stake` tokens; returns its uid.
-    pub fn register(&self, netuid: u16, hotkey: &str, stake: f64, validator_permit: bool) -> Result<u16, ChainError> {
-        ss58::decode(hotkey).map_err(|e| ChainError::Unsupported(format!("hotkey {hotkey}: {e}")))?;
+    pub fn register(
+        &self,
+        netuid: u16,
+        hotkey: &str,
+        stake: f64,
+        validator_permit: bool,
+    ) -> Result<u16, ChainError> {
+        ss58::decode(hotkey)
+            .map_err(|e| ChainError::Unsupported(format!("hotkey {hotkey}: {e}")))?;
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}")))?;
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
         if subnet.neurons.iter().any(|n| n.hotkey == hotkey) {
-            return Err(ChainError::refused("HotKeyAlreadyRegisteredInSubNet", hotkey));
+            return Err(ChainError::refused(
+                "HotKeyAlreadyRegisteredInSubNet",
+                hotkey,
+            ));
         }
         let uid = subnet.neurons.len() as u16;
         subnet.neurons.push(Neuron {
@@ -227,53 +269,106 @@ impl EmbeddedChain {
             .ok_or_else(|| ChainError::refused("HotKeyNotRegisteredInSubNet", hotkey))
     }
 
-    fn apply_weights(&self, hotkey: &str, netuid: u16, uids: Vec<u16>, weights: Vec<u16>, version_key: u64) -> Result<(), ChainError> {
+    fn apply_weights(
+        &self,
+        hotkey: &str,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<(), ChainError> {
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}")))?;
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
         if p.commit_reveal {
-            return Err(ChainError::refused("CommitRevealEnabled", format!("subnet {netuid}")));
+            return Err(ChainError::refused(
+                "CommitRevealEnabled",
+                format!("subnet {netuid}"),
+            ));
         }
         if version_key < p.weights_version_key {
-            return Err(ChainError::refused("IncorrectWeightVersionKey", format!("sent {version_key}, subnet requires ≥ {}", p.weights_version_key)));
+            return Err(ChainError::refused(
+                "IncorrectWeightVersionKey",
+                format!(
+                    "sent {version_key}, subnet requires ≥ {}",
+                    p.weights_version_key
+                ),
+            ));
         }
         let me = &subnet.neurons[uid as usize];
         let since = block.saturating_sub(me.last_update);
         if since < p.weights_rate_limit {
-            return Err(ChainError::refused("SettingWeightsTooFast", format!("{since} of {} blocks since the last update", p.weights_rate_limit)));
+            return Err(ChainError::refused(
+                "SettingWeightsTooFast",
+                format!(
+                    "{since} of {} blocks since the last update",
+                    p.weights_rate_limit
+                ),
+            ));
         }
         let self_only = uids.len() == 1 && uids[0] == uid;
         if !me.validator_permit && !self_only {
             return Err(ChainError::refused("NeuronNoValidatorPermit", hotkey));
         }
         if me.stake_tokens() < p.min_stake_to_set_weights {
-            return Err(ChainError::refused("NotEnoughStakeToSetWeights", format!("{} < {}", me.stake_tokens(), p.min_stake_to_set_weights)));
+            return Err(ChainError::refused(
+                "NotEnoughStakeToSetWeights",
+                format!("{} < {}", me.stake_tokens(), p.min_stake_to_set_weights),
+            ));
         }
         if uids.len() != weights.len() {
-            return Err(ChainError::refused("WeightVecNotEqualSize", format!("{} uids, {} weights", uids.len(), weights.len())));
+            return Err(ChainError::refused(
+                "WeightVecNotEqualSize",
+                format!("{} uids, {} weights", uids.len(), weights.len()),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         if !uids.iter().all(|u| seen.insert(*u)) {
             return Err(ChainError::refused("DuplicateUids", ""));
         }
-        if let Some(bad) = uids.iter().find(|u| usize::from(**u) >= subnet.neurons.len()) {
-            return Err(ChainError::refused("UidVecContainInvalidOne", format!("uid {bad}")));
+        if let Some(bad) = uids
+            .iter()
+            .find(|u| usize::from(**u) >= subnet.neurons.len())
+        {
+            return Err(ChainError::refused(
+                "UidVecContainInvalidOne",
+                format!("uid {bad}"),
+            ));
         }
         // The chain stores max-upscaled values, as subtensor's `max_upscale_to_u16` does.
         let max = weights.iter().copied().max().unwrap_or(0).max(1);
-        let stored: Vec<u16> = weights.iter().map(|w| ((u64::from(*w) * 65535 + u64::from(max) / 2) / u64::from(max)) as u16).collect();
-        subnet.weights.insert(uid, uids.iter().copied().zip(stored.iter().copied()).collect());
+        let stored: Vec<u16> = weights
+            .iter()
+            .map(|w| ((u64::from(*w) * 65535 + u64::from(max) / 2) / u64::from(max)) as u16)
+            .collect();
+        subnet.weights.insert(
+            uid,
+            uids.iter().copied().zip(stored.iter().copied()).collect(),
+        );
         subnet.neurons[uid as usize].last_update = block;
-        state.history.push(WeightRecord { block, netuid, uid, uids, weights: stored });
+        state.history.push(WeightRecord {
+            block,
+            netuid,
+            uid,
+            uids,
+            weights: stored,
+        });
         Ok(())
     }
 
     fn apply_serve(&self, hotkey: &str, axon: ServeAxon) -> Result<(), ChainError> {
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&axon.netuid).ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {}", axon.netuid)))?;
+        let subnet = state.subnets.get_mut(&axon.netuid).ok_or_else(|| {
+            ChainError::refused(
+                "MechanismDoesNotExist",
+                format!("no subnet {}", axon.netuid),
+            )
+        })?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         if axon.port == 0 {
             return Err(ChainError::refused("InvalidPort", "port 0"));
@@ -281,13 +376,27 @@ impl EmbeddedChain {
         let (ip, ip_type) = AxonInfo::encode_ip(axon.ip);
         let limit = subnet.params.serving_rate_limit;
         let current = &mut subnet.neurons[uid as usize].axon;
-        if current.ip == ip && current.port == axon.port && current.version == axon.version && current.protocol == axon.protocol {
+        if current.ip == ip
+            && current.port == axon.port
+            && current.version == axon.version
+            && current.protocol == axon.protocol
+        {
             return Ok(());
         }
         if current.is_served() && block.saturating_sub(current.block) < limit {
-            return Err(ChainError::refused("ServingRateLimitExceeded", format!("{} of {limit} blocks", block - current.block)));
+            return Err(ChainError::refused(
+                "ServingRateLimitExceeded",
+                format!("{} of {limit} blocks", block - current.block),
+            ));
         }
-        *current = AxonInfo { block, version: axon.version, ip, port: axon.port, ip_type, protocol: axon.protocol };
+        *current = AxonInfo {
+            block,
+            version: axon.version,
+            ip,
+            port: axon.port,
+            ip_type,
+            protocol: axon.protocol,
+        };
         Ok(())
     }
 
@@ -297,7 +406,11 @@ impl EmbeddedChain {
         let n = subnet.neurons.len();
         let mut incentive = vec![0.0; n];
         let mut dividends = vec![0.0; n];
-        let total_stake: f64 = subnet.weights.keys().map(|v| subnet.neurons[*v as usize].stake_tokens()).sum();
+        let total_stake: f64 = subnet
+            .weights
+            .keys()
+            .map(|v| subnet.neurons[*v as usize].stake_tokens())
+            .sum();
         if total_stake > 0.0 {
             for (validator, row) in &subnet.weights {
                 let stake = subnet.neurons[*validator as usize].stake_tokens() / total_stake;
@@ -319,7 +432,10 @@ impl EmbeddedChain {
 
 impl Chain for EmbeddedChain {
     fn describe(&self) -> String {
-        format!("embedded chain ({:.2} s blocks)", self.block_time.as_secs_f64())
+        format!(
+            "embedded chain ({:.2} s blocks)",
+            self.block_time.as_secs_f64()
+        )
     }
 
     fn block(&self) -> BoxFuture<'_, Result<u64, ChainError>> {
@@ -331,7 +447,11 @@ impl Chain for EmbeddedChain {
         let state = self.lock();
         let block = self.current_block(&state);
         let result = match state.subnets.get(&netuid) {
-            None => Ok(Metagraph { netuid, block, neurons: Vec::new() }),
+            None => Ok(Metagraph {
+                netuid,
+                block,
+                neurons: Vec::new(),
+            }),
             Some(subnet) => {
                 let scores = Self::scores(subnet);
                 // Half of each block's emission (1 token) goes to miners, half to validators.
@@ -350,7 +470,11 @@ impl Chain for EmbeddedChain {
                         ..n.clone()
                     })
                     .collect();
-                Ok(Metagraph { netuid, block, neurons })
+                Ok(Metagraph {
+                    netuid,
+                    block,
+                    neurons,
+                })
             }
         };
         async move { result }.boxed()
@@ -367,16 +491,29 @@ impl Chain for EmbeddedChain {
                 weights_version_key: s.params.weights_version_key,
                 commit_reveal_enabled: s.params.commit_reveal,
             })
-            .ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}")));
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
         async move { result }.boxed()
     }
 
-    fn serve_axon<'a>(&'a self, signer: &'a Keypair, axon: ServeAxon) -> BoxFuture<'a, Result<(), ChainError>> {
+    fn serve_axon<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
         let result = self.apply_serve(signer.ss58(), axon);
         async move { result }.boxed()
     }
 
-    fn set_weights<'a>(&'a self, signer: &'a Keypair, netuid: u16, uids: Vec<u16>, weights: Vec<u16>, version_key: u64) -> BoxFuture<'a, Result<(), ChainError>> {
+    fn set_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
         let result = self.apply_weights(signer.ss58(), netuid, uids, weights, version_key);
         async move { result }.boxed()
     }
@@ -403,27 +540,77 @@ mod tests {
     }
 
     fn refusal(r: Result<(), ChainError>) -> String {
-        r.unwrap_err().refusal().unwrap_or("not a refusal").to_string()
+        r.unwrap_err()
+            .refusal()
+            .unwrap_or("not a refusal")
+            .to_string()
     }
 
     #[tokio::test]
     async fn weights_follow_rate_limit_version_key_and_permits() {
         let (chain, validator, miner) = chain("");
-        assert_eq!(refusal(chain.set_weights(&validator, 23, vec![1], vec![65535], 10).await), "SettingWeightsTooFast");
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![65535], 10)
+                    .await
+            ),
+            "SettingWeightsTooFast"
+        );
         chain.advance(100);
-        assert_eq!(refusal(chain.set_weights(&validator, 23, vec![1], vec![65535], 9).await), "IncorrectWeightVersionKey");
-        assert_eq!(refusal(chain.set_weights(&validator, 23, vec![1, 1], vec![1, 2], 10).await), "DuplicateUids");
-        assert_eq!(refusal(chain.set_weights(&validator, 23, vec![7], vec![1], 10).await), "UidVecContainInvalidOne");
-        chain.set_weights(&validator, 23, vec![1], vec![300], 10).await.unwrap();
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![65535], 9)
+                    .await
+            ),
+            "IncorrectWeightVersionKey"
+        );
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1, 1], vec![1, 2], 10)
+                    .await
+            ),
+            "DuplicateUids"
+        );
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![7], vec![1], 10)
+                    .await
+            ),
+            "UidVecContainInvalidOne"
+        );
+        chain
+            .set_weights(&validator, 23, vec![1], vec![300], 10)
+            .await
+            .unwrap();
         let history = chain.weight_history();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].weights, vec![65535], "stored max-upscaled");
-        assert_eq!(refusal(chain.set_weights(&validator, 23, vec![1], vec![1], 10).await), "SettingWeightsTooFast");
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![1], 10)
+                    .await
+            ),
+            "SettingWeightsTooFast"
+        );
         chain.advance(100);
-        assert_eq!(refusal(chain.set_weights(&miner, 23, vec![0], vec![1], 10).await), "NeuronNoValidatorPermit");
-        chain.set_weights(&miner, 23, vec![1], vec![1], 10).await.unwrap();
+        assert_eq!(
+            refusal(chain.set_weights(&miner, 23, vec![0], vec![1], 10).await),
+            "NeuronNoValidatorPermit"
+        );
+        chain
+            .set_weights(&miner, 23, vec![1], vec![1], 10)
+            .await
+            .unwrap();
         let stranger = key(9);
-        assert_eq!(refusal(chain.set_weights(&stranger, 23, vec![1], vec![1], 10).await), "HotKeyNotRegisteredInSubNet");
+        assert_eq!(
+            refusal(chain.set_weights(&stranger, 23, vec![1], vec![1], 10).await),
+            "HotKeyNotRegisteredInSubNet"
+        );
         let graph = chain.metagraph(23).await.unwrap();
         assert!(graph.neurons[1].incentive > 0.99, "{:?}", graph.neurons[1]);
         assert!(graph.neurons[0].dividends > 0.0);
@@ -444,7 +631,10 @@ mod tests {
     async fn commit_reveal_subnets_refuse_plain_weights() {
         let (chain, validator, _) = chain("commit_reveal = true");
         chain.advance(1000);
-        let err = chain.set_weights(&validator, 23, vec![1], vec![1], 10).await.unwrap_err();
+        let err = chain
+            .set_weights(&validator, 23, vec![1], vec![1], 10)
+            .await
+            .unwrap_err();
         assert_eq!(err.refusal(), Some("CommitRevealEnabled"));
         assert!(chain.hyperparams(23).await.unwrap().commit_reveal_enabled);
     }
@@ -454,15 +644,32 @@ mod tests {
         let (chain, _, miner) = chain("");
         let graph = chain.metagraph(23).await.unwrap();
         assert_eq!(graph.neurons[1].axon.ip_string(), "127.0.0.1");
-        let serve = |port| ServeAxon { netuid: 23, version: 1, ip: "10.0.0.1".parse().unwrap(), port, protocol: 4 };
-        assert_eq!(refusal(chain.serve_axon(&miner, serve(9000)).await), "ServingRateLimitExceeded");
+        let serve = |port| ServeAxon {
+            netuid: 23,
+            version: 1,
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+            protocol: 4,
+        };
+        assert_eq!(
+            refusal(chain.serve_axon(&miner, serve(9000)).await),
+            "ServingRateLimitExceeded"
+        );
         chain.advance(50);
         chain.serve_axon(&miner, serve(9000)).await.unwrap();
         chain.serve_axon(&miner, serve(9000)).await.unwrap();
-        assert_eq!(chain.metagraph(23).await.unwrap().neurons[1].axon.port, 9000);
+        assert_eq!(
+            chain.metagraph(23).await.unwrap().neurons[1].axon.port,
+            9000
+        );
         let newcomer = key(5);
         assert_eq!(chain.register(23, newcomer.ss58(), 1.0, false).unwrap(), 2);
         assert!(chain.register(23, newcomer.ss58(), 1.0, false).is_err());
-        assert!(EmbeddedChain::from_toml("[[subnet]]\nnetuid = 1\n[[subnet.neuron]]\nhotkey = \"nope\"\n").is_err());
+        assert!(
+            EmbeddedChain::from_toml(
+                "[[subnet]]\nnetuid = 1\n[[subnet.neuron]]\nhotkey = \"nope\"\n"
+            )
+            .is_err()
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! node relies on, for the local demo subnet and tests).
 
 pub mod embedded;
-pub mod watch;
 pub mod subtensor;
+pub mod watch;
 pub mod weights;
 
 use std::net::IpAddr;
@@ -39,7 +39,9 @@ impl AxonInfo {
     }
 
     pub fn ip_addr(&self) -> IpAddr {
-        self.ip_string().parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        self.ip_string()
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 
     /// Chain encoding of an address: (value, ip_type).
@@ -125,7 +127,10 @@ pub enum ChainError {
 
 impl ChainError {
     pub fn refused(name: &str, detail: impl Into<String>) -> Self {
-        Self::Refused { name: name.to_string(), detail: detail.into() }
+        Self::Refused {
+            name: name.to_string(),
+            detail: detail.into(),
+        }
     }
 
     /// The pallet error's name, if this was a refusal.
@@ -140,9 +145,15 @@ impl ChainError {
 /// Says in operator words what the chain's error names mean.
 fn explain(name: &str, detail: &str) -> String {
     let plain = match name {
-        "CommitRevealEnabled" => "commit-reveal is enabled on this subnet, so plain set_weights is refused; weights must be committed (timelocked) instead",
-        "SettingWeightsTooFast" => "weights were set too recently (the subnet's weights rate limit has not passed)",
-        "IncorrectWeightVersionKey" => "the weights version key is below the subnet's required version",
+        "CommitRevealEnabled" => {
+            "commit-reveal is enabled on this subnet, so plain set_weights is refused; weights must be committed (timelocked) instead"
+        }
+        "SettingWeightsTooFast" => {
+            "weights were set too recently (the subnet's weights rate limit has not passed)"
+        }
+        "IncorrectWeightVersionKey" => {
+            "the weights version key is below the subnet's required version"
+        }
         "NeuronNoValidatorPermit" => "this hotkey has no validator permit on the subnet",
         "NotEnoughStakeToSetWeights" => "this hotkey has too little stake to set weights",
         "HotKeyNotRegisteredInSubNet" => "this hotkey is not registered on the subnet",
@@ -176,7 +187,11 @@ pub trait Chain: Send + Sync {
     fn metagraph(&self, netuid: u16) -> BoxFuture<'_, Result<Metagraph, ChainError>>;
     fn hyperparams(&self, netuid: u16) -> BoxFuture<'_, Result<Hyperparams, ChainError>>;
     /// Publishes the signer's axon. Skips the call when the chain already holds the same.
-    fn serve_axon<'a>(&'a self, signer: &'a Keypair, axon: ServeAxon) -> BoxFuture<'a, Result<(), ChainError>>;
+    fn serve_axon<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>>;
     /// Sets weights already normalised to u16 (see `weights::normalize_for_emit`).
     fn set_weights<'a>(
         &'a self,
@@ -201,7 +216,10 @@ pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Ne
         return Ok(Network::Embedded);
     }
     if let Some(url) = chain_endpoint.filter(|u| !u.is_empty()) {
-        return Ok(Network::Remote { name: network.to_string(), url: url.to_string() });
+        return Ok(Network::Remote {
+            name: network.to_string(),
+            url: url.to_string(),
+        });
     }
     let url = match network {
         "finney" => "wss://entrypoint-finney.opentensor.ai:443",
@@ -215,7 +233,10 @@ pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Ne
             ));
         }
     };
-    Ok(Network::Remote { name: network.to_string(), url: url.to_string() })
+    Ok(Network::Remote {
+        name: network.to_string(),
+        url: url.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -225,8 +246,12 @@ mod tests {
     #[test]
     fn networks_resolve_like_bittensor() {
         assert_eq!(resolve_network("embedded", None), Ok(Network::Embedded));
-        assert!(matches!(resolve_network("local", None), Ok(Network::Remote { url, .. }) if url == "ws://127.0.0.1:9944"));
-        assert!(matches!(resolve_network("finney", Some("ws://x:1")), Ok(Network::Remote { url, .. }) if url == "ws://x:1"));
+        assert!(
+            matches!(resolve_network("local", None), Ok(Network::Remote { url, .. }) if url == "ws://127.0.0.1:9944")
+        );
+        assert!(
+            matches!(resolve_network("finney", Some("ws://x:1")), Ok(Network::Remote { url, .. }) if url == "ws://x:1")
+        );
         assert!(resolve_network("mainnet", None).is_err());
     }
 
@@ -234,8 +259,17 @@ mod tests {
     fn axon_ips_encode_like_the_chain() {
         let (ip, kind) = AxonInfo::encode_ip("1.2.3.4".parse().unwrap());
         assert_eq!((ip, kind), (0x01020304, 4));
-        let axon = AxonInfo { ip, ip_type: kind, port: 8091, ..Default::default() };
+        let axon = AxonInfo {
+            ip,
+            ip_type: kind,
+            port: 8091,
+            ..Default::default()
+        };
         assert_eq!(axon.ip_string(), "1.2.3.4");
-        assert!(ChainError::refused("CommitRevealEnabled", "").to_string().contains("commit-reveal is enabled"));
+        assert!(
+            ChainError::refused("CommitRevealEnabled", "")
+                .to_string()
+                .contains("commit-reveal is enabled")
+        );
     }
 }

@@ -32,7 +32,12 @@ impl ChainWatch {
         report.incentive = me.map(|n| n.incentive).unwrap_or(0.0);
         report.emission = me.map(|n| n.emission_rao as f64 / 1e9).unwrap_or(0.0);
         report.validator_permit = me.is_some_and(|n| n.validator_permit);
-        report.commit_reveal = Some(self.chain.hyperparams(self.netuid).await?.commit_reveal_enabled);
+        report.commit_reveal = Some(
+            self.chain
+                .hyperparams(self.netuid)
+                .await?
+                .commit_reveal_enabled,
+        );
         Ok(())
     }
 }
@@ -55,7 +60,9 @@ impl Component for ChainWatch {
                     Ok(block) => {
                         report.block = Some(block);
                         report.last_error = None;
-                        let due = report.metagraph_block.is_none_or(|at| block >= at + self.metagraph_every);
+                        let due = report
+                            .metagraph_block
+                            .is_none_or(|at| block >= at + self.metagraph_every);
                         if due && let Err(e) = self.sync_metagraph(&mut report).await {
                             tracing::warn!(error = %e, "metagraph sync failed");
                             report.last_error = Some(e.to_string());

@@ -12,14 +12,20 @@ pub enum WeightsError {
 }
 
 /// Returns `(uids, u16 weights)`; all-zero input gives two empty lists (nothing to set), as upstream.
-pub fn normalize_for_emit(uids: &[u16], weights: &[f32]) -> Result<(Vec<u16>, Vec<u16>), WeightsError> {
+pub fn normalize_for_emit(
+    uids: &[u16],
+    weights: &[f32],
+) -> Result<(Vec<u16>, Vec<u16>), WeightsError> {
     if uids.len() != weights.len() {
-        return Err(WeightsError::Length { uids: uids.len(), weights: weights.len() });
+        return Err(WeightsError::Length {
+            uids: uids.len(),
+            weights: weights.len(),
+        });
     }
     if weights.is_empty() {
         return Err(WeightsError::Empty);
     }
-    if let Some(bad) = weights.iter().find(|w| !(**w >= 0.0) || !w.is_finite()) {
+    if let Some(bad) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
         return Err(WeightsError::Negative(f64::from(*bad)));
     }
     let sum: f64 = weights.iter().map(|w| f64::from(*w)).sum();
@@ -54,10 +60,22 @@ mod tests {
 
     #[test]
     fn rejects_what_the_sdk_rejects() {
-        assert_eq!(normalize_for_emit(&[0, 1], &[0.0, 0.0]), Ok((vec![], vec![])));
-        assert!(matches!(normalize_for_emit(&[0], &[-1.0]), Err(WeightsError::Negative(_))));
-        assert!(matches!(normalize_for_emit(&[0], &[f32::NAN]), Err(WeightsError::Negative(_))));
-        assert!(matches!(normalize_for_emit(&[0, 1], &[1.0]), Err(WeightsError::Length { .. })));
+        assert_eq!(
+            normalize_for_emit(&[0, 1], &[0.0, 0.0]),
+            Ok((vec![], vec![]))
+        );
+        assert!(matches!(
+            normalize_for_emit(&[0], &[-1.0]),
+            Err(WeightsError::Negative(_))
+        ));
+        assert!(matches!(
+            normalize_for_emit(&[0], &[f32::NAN]),
+            Err(WeightsError::Negative(_))
+        ));
+        assert!(matches!(
+            normalize_for_emit(&[0, 1], &[1.0]),
+            Err(WeightsError::Length { .. })
+        ));
         assert_eq!(normalize_for_emit(&[], &[]), Err(WeightsError::Empty));
     }
 }

@@ -27,15 +27,22 @@ pub struct TxContext {
 
 /// Mortal era encoding (period a power of two; phase = birth block mod period).
 pub fn mortal_era(period: u64, block: u64) -> [u8; 2] {
-    let period = period.checked_next_power_of_two().unwrap_or(1 << 16).clamp(4, 1 << 16);
+    let period = period
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 16)
+        .clamp(4, 1 << 16);
     let phase = block % period;
     let quantize = (period >> 12).max(1);
-    let encoded = (period.trailing_zeros() - 1).clamp(1, 15) as u16 | (((phase / quantize) as u16) << 4);
+    let encoded =
+        (period.trailing_zeros() - 1).clamp(1, 15) as u16 | (((phase / quantize) as u16) << 4);
     encoded.to_le_bytes()
 }
 
 /// The explicit and implicit bytes of every extension, in metadata order.
-pub fn extension_parts(extensions: &[ExtensionInfo], ctx: &TxContext) -> Result<(Vec<u8>, Vec<u8>), ChainError> {
+pub fn extension_parts(
+    extensions: &[ExtensionInfo],
+    ctx: &TxContext,
+) -> Result<(Vec<u8>, Vec<u8>), ChainError> {
     let (mut extra, mut additional) = (Vec::new(), Vec::new());
     for ext in extensions {
         match ext.identifier.as_str() {
@@ -47,7 +54,9 @@ pub fn extension_parts(extensions: &[ExtensionInfo], ctx: &TxContext) -> Result<
                 additional.extend_from_slice(&ctx.checkpoint_hash);
             }
             "CheckNonce" => Compact(ctx.nonce).encode_to(&mut extra),
-            "ChargeTransactionPayment" | "ChargeTransactionPaymentWrapper" => Compact(0u64).encode_to(&mut extra),
+            "ChargeTransactionPayment" | "ChargeTransactionPaymentWrapper" => {
+                Compact(0u64).encode_to(&mut extra)
+            }
             "CheckMetadataHash" => {
                 extra.push(0); // mode: disabled
                 additional.push(0); // Option<hash>: None
@@ -64,14 +73,25 @@ pub fn extension_parts(extensions: &[ExtensionInfo], ctx: &TxContext) -> Result<
 }
 
 /// A signed v4 extrinsic: `len ‖ 0x84 ‖ MultiAddress::Id ‖ MultiSignature::Sr25519 ‖ extra ‖ call`.
-pub fn signed(call: &[u8], signer: &Keypair, extensions: &[ExtensionInfo], ctx: &TxContext) -> Result<Vec<u8>, ChainError> {
+pub fn signed(
+    call: &[u8],
+    signer: &Keypair,
+    extensions: &[ExtensionInfo],
+    ctx: &TxContext,
+) -> Result<Vec<u8>, ChainError> {
     let (extra, additional) = extension_parts(extensions, ctx)?;
     let mut payload = Vec::with_capacity(call.len() + extra.len() + additional.len());
     payload.extend_from_slice(call);
     payload.extend_from_slice(&extra);
     payload.extend_from_slice(&additional);
-    let to_sign = if payload.len() > 256 { blake2_256(&payload).to_vec() } else { payload };
-    let signature = signer.sign(&to_sign).map_err(|e| ChainError::Unsupported(format!("cannot sign: {e}")))?;
+    let to_sign = if payload.len() > 256 {
+        blake2_256(&payload).to_vec()
+    } else {
+        payload
+    };
+    let signature = signer
+        .sign(&to_sign)
+        .map_err(|e| ChainError::Unsupported(format!("cannot sign: {e}")))?;
     let mut body = Vec::with_capacity(1 + 33 + 65 + extra.len() + call.len());
     body.push(0x84);
     body.push(0x00);
@@ -90,7 +110,11 @@ mod tests {
     use super::*;
 
     fn ext(id: &str, empty: bool) -> ExtensionInfo {
-        ExtensionInfo { identifier: id.into(), extra_empty: empty, additional_empty: empty }
+        ExtensionInfo {
+            identifier: id.into(),
+            extra_empty: empty,
+            additional_empty: empty,
+        }
     }
 
     #[test]
@@ -103,15 +127,32 @@ mod tests {
     #[test]
     fn builds_a_verifiable_extrinsic_and_refuses_unknown_extensions() {
         let signer = Keypair::from_mini_secret(&[3; 32]).unwrap();
-        let ctx = TxContext { spec_version: 425, tx_version: 1, genesis: [1; 32], checkpoint_block: 100, checkpoint_hash: [2; 32], nonce: 5 };
-        let list = vec![ext("CheckNonZeroSender", true), ext("CheckSpecVersion", false), ext("CheckMortality", false), ext("CheckNonce", false), ext("ChargeTransactionPaymentWrapper", false), ext("DrandPriority", true), ext("CheckMetadataHash", false)];
+        let ctx = TxContext {
+            spec_version: 425,
+            tx_version: 1,
+            genesis: [1; 32],
+            checkpoint_block: 100,
+            checkpoint_hash: [2; 32],
+            nonce: 5,
+        };
+        let list = vec![
+            ext("CheckNonZeroSender", true),
+            ext("CheckSpecVersion", false),
+            ext("CheckMortality", false),
+            ext("CheckNonce", false),
+            ext("ChargeTransactionPaymentWrapper", false),
+            ext("DrandPriority", true),
+            ext("CheckMetadataHash", false),
+        ];
         let call = [7u8, 0, 23, 0];
         let xt = signed(&call, &signer, &list, &ctx).unwrap();
         let (extra, additional) = extension_parts(&list, &ctx).unwrap();
         assert_eq!(extra, vec![0x45, 0x02, 20, 0, 0]);
         assert_eq!(additional.len(), 4 + 32 + 1);
         let mut body = &xt[..];
-        let len = <Compact<u32> as parity_scale_codec::Decode>::decode(&mut body).unwrap().0;
+        let len = <Compact<u32> as parity_scale_codec::Decode>::decode(&mut body)
+            .unwrap()
+            .0;
         assert_eq!(body.len(), len as usize);
         assert_eq!(body[0], 0x84, "signed, format v4");
         assert_eq!(&body[2..34], &signer.public_bytes());
@@ -119,9 +160,16 @@ mod tests {
         let mut payload = call.to_vec();
         payload.extend_from_slice(&extra);
         payload.extend_from_slice(&additional);
-        assert!(crate::bittensor::keypair::verify(&signer.public_bytes(), &payload, signature));
+        assert!(crate::bittensor::keypair::verify(
+            &signer.public_bytes(),
+            &payload,
+            signature
+        ));
         assert!(xt.ends_with(&call));
         let unknown = vec![ext("NewFeeThing", false)];
-        assert!(matches!(signed(&call, &signer, &unknown, &ctx), Err(ChainError::Unsupported(_))));
+        assert!(matches!(
+            signed(&call, &signer, &unknown, &ctx),
+            Err(ChainError::Unsupported(_))
+        ));
     }
 }

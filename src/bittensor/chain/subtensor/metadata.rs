@@ -34,13 +34,17 @@ pub struct ChainMetadata {
 
 impl ChainMetadata {
     pub fn pallet(&self, name: &str) -> Result<&PalletInfo, ChainError> {
-        self.pallets.get(name).ok_or_else(|| ChainError::Unsupported(format!("the chain has no {name} pallet")))
+        self.pallets
+            .get(name)
+            .ok_or_else(|| ChainError::Unsupported(format!("the chain has no {name} pallet")))
     }
 
     /// `[pallet index, call index]`.
     pub fn call_index(&self, pallet: &str, call: &str) -> Result<[u8; 2], ChainError> {
         let p = self.pallet(pallet)?;
-        let c = p.calls.get(call).ok_or_else(|| ChainError::Unsupported(format!("{pallet} has no call {call} in this runtime")))?;
+        let c = p.calls.get(call).ok_or_else(|| {
+            ChainError::Unsupported(format!("{pallet} has no call {call} in this runtime"))
+        })?;
         Ok([p.index, *c])
     }
 
@@ -56,7 +60,11 @@ impl ChainMetadata {
 
 fn variants(types: &PortableRegistry, id: u32) -> Vec<(u8, String)> {
     match types.resolve(id).map(|t| &t.type_def) {
-        Some(TypeDef::Variant(v)) => v.variants.iter().map(|v| (v.index, v.name.clone())).collect(),
+        Some(TypeDef::Variant(v)) => v
+            .variants
+            .iter()
+            .map(|v| (v.index, v.name.clone()))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -71,49 +79,110 @@ fn is_empty(types: &PortableRegistry, id: u32) -> bool {
     }
 }
 
-fn pallets_of(types: &PortableRegistry, pallets: impl Iterator<Item = (String, u8, Option<u32>, Option<u32>)>) -> HashMap<String, PalletInfo> {
+fn pallets_of(
+    types: &PortableRegistry,
+    pallets: impl Iterator<Item = (String, u8, Option<u32>, Option<u32>)>,
+) -> HashMap<String, PalletInfo> {
     pallets
         .map(|(name, index, calls, errors)| {
-            let calls = calls.map(|id| variants(types, id).into_iter().map(|(i, n)| (n, i)).collect()).unwrap_or_default();
-            let errors = errors.map(|id| variants(types, id).into_iter().collect()).unwrap_or_default();
-            (name, PalletInfo { index, calls, errors })
+            let calls = calls
+                .map(|id| {
+                    variants(types, id)
+                        .into_iter()
+                        .map(|(i, n)| (n, i))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let errors = errors
+                .map(|id| variants(types, id).into_iter().collect())
+                .unwrap_or_default();
+            (
+                name,
+                PalletInfo {
+                    index,
+                    calls,
+                    errors,
+                },
+            )
         })
         .collect()
 }
 
 pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
-    let prefixed = RuntimeMetadataPrefixed::decode(&mut &bytes[..]).map_err(|e| ChainError::Decode(format!("runtime metadata: {e}")))?;
+    let prefixed = RuntimeMetadataPrefixed::decode(&mut &bytes[..])
+        .map_err(|e| ChainError::Decode(format!("runtime metadata: {e}")))?;
     match prefixed.1 {
         RuntimeMetadata::V14(m) => {
             let types = &m.types;
             let pallets = m.pallets.iter().map(|p| {
-                (p.name.clone(), p.index, p.calls.as_ref().map(|c| c.ty.id), p.error.as_ref().map(|e| e.ty.id))
+                (
+                    p.name.clone(),
+                    p.index,
+                    p.calls.as_ref().map(|c| c.ty.id),
+                    p.error.as_ref().map(|e| e.ty.id),
+                )
             });
             let pallets = pallets_of(types, pallets);
-            let extensions = m.extrinsic.signed_extensions.iter().map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id)).collect();
-            Ok(ChainMetadata { pallets, extensions })
+            let extensions = m
+                .extrinsic
+                .signed_extensions
+                .iter()
+                .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
+                .collect();
+            Ok(ChainMetadata {
+                pallets,
+                extensions,
+            })
         }
         RuntimeMetadata::V15(m) => {
             let types = &m.types;
             let pallets = m.pallets.iter().map(|p| {
-                (p.name.clone(), p.index, p.calls.as_ref().map(|c| c.ty.id), p.error.as_ref().map(|e| e.ty.id))
+                (
+                    p.name.clone(),
+                    p.index,
+                    p.calls.as_ref().map(|c| c.ty.id),
+                    p.error.as_ref().map(|e| e.ty.id),
+                )
             });
             let pallets = pallets_of(types, pallets);
-            let extensions = m.extrinsic.signed_extensions.iter().map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id)).collect();
-            Ok(ChainMetadata { pallets, extensions })
+            let extensions = m
+                .extrinsic
+                .signed_extensions
+                .iter()
+                .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
+                .collect();
+            Ok(ChainMetadata {
+                pallets,
+                extensions,
+            })
         }
-        other => Err(ChainError::Unsupported(format!("runtime metadata version {} (need 14 or 15)", other.version()))),
+        other => Err(ChainError::Unsupported(format!(
+            "runtime metadata version {} (need 14 or 15)",
+            other.version()
+        ))),
     }
 }
 
-fn extension(types: &PortableRegistry, identifier: &str, extra: u32, additional: u32) -> ExtensionInfo {
-    ExtensionInfo { identifier: identifier.to_string(), extra_empty: is_empty(types, extra), additional_empty: is_empty(types, additional) }
+fn extension(
+    types: &PortableRegistry,
+    identifier: &str,
+    extra: u32,
+    additional: u32,
+) -> ExtensionInfo {
+    ExtensionInfo {
+        identifier: identifier.to_string(),
+        extra_empty: is_empty(types, extra),
+        additional_empty: is_empty(types, additional),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use frame_metadata::v14::{ExtrinsicMetadata, PalletCallMetadata, PalletErrorMetadata, PalletMetadata, RuntimeMetadataV14, SignedExtensionMetadata};
+    use frame_metadata::v14::{
+        ExtrinsicMetadata, PalletCallMetadata, PalletErrorMetadata, PalletMetadata,
+        RuntimeMetadataV14, SignedExtensionMetadata,
+    };
     use parity_scale_codec::Encode;
     use scale_info::{TypeInfo, meta_type};
 
@@ -145,24 +214,50 @@ mod tests {
         let pallet = PalletMetadata {
             name: "SubtensorModule",
             storage: None,
-            calls: Some(PalletCallMetadata { ty: meta_type::<Calls>() }),
+            calls: Some(PalletCallMetadata {
+                ty: meta_type::<Calls>(),
+            }),
             event: None,
             constants: vec![],
-            error: Some(PalletErrorMetadata { ty: meta_type::<Errors>() }),
+            error: Some(PalletErrorMetadata {
+                ty: meta_type::<Errors>(),
+            }),
             index: 7,
         };
         let extensions = vec![
-            SignedExtensionMetadata { identifier: "CheckNonZeroSender", ty: meta_type::<Empty>(), additional_signed: meta_type::<()>() },
-            SignedExtensionMetadata { identifier: "ChargeTransactionPaymentWrapper", ty: meta_type::<Tip>(), additional_signed: meta_type::<()>() },
+            SignedExtensionMetadata {
+                identifier: "CheckNonZeroSender",
+                ty: meta_type::<Empty>(),
+                additional_signed: meta_type::<()>(),
+            },
+            SignedExtensionMetadata {
+                identifier: "ChargeTransactionPaymentWrapper",
+                ty: meta_type::<Tip>(),
+                additional_signed: meta_type::<()>(),
+            },
         ];
-        let extrinsic = ExtrinsicMetadata { ty: meta_type::<()>(), version: 4, signed_extensions: extensions };
+        let extrinsic = ExtrinsicMetadata {
+            ty: meta_type::<()>(),
+            version: 4,
+            signed_extensions: extensions,
+        };
         let v14 = RuntimeMetadataV14::new(vec![pallet], extrinsic, meta_type::<()>());
         let bytes = RuntimeMetadataPrefixed::from(v14).encode();
         let meta = parse(&bytes).unwrap();
-        assert_eq!(meta.call_index("SubtensorModule", "serve_axon").unwrap(), [7, 4]);
+        assert_eq!(
+            meta.call_index("SubtensorModule", "serve_axon").unwrap(),
+            [7, 4]
+        );
         assert!(meta.call_index("SubtensorModule", "nope").is_err());
         assert_eq!(meta.error_name(7, 1), "SubtensorModule::InvalidIpType");
-        assert_eq!(meta.extensions[0], ExtensionInfo { identifier: "CheckNonZeroSender".into(), extra_empty: true, additional_empty: true });
+        assert_eq!(
+            meta.extensions[0],
+            ExtensionInfo {
+                identifier: "CheckNonZeroSender".into(),
+                extra_empty: true,
+                additional_empty: true
+            }
+        );
         assert!(!meta.extensions[1].extra_empty);
         assert!(parse(&[1, 2, 3]).is_err());
     }

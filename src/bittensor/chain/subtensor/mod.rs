@@ -32,7 +32,11 @@ pub struct SubtensorChain {
 
 impl SubtensorChain {
     pub fn new(network: &str, url: &str) -> Self {
-        Self { network: network.to_string(), rpc: Rpc::new(url), metadata: tokio::sync::Mutex::new(None) }
+        Self {
+            network: network.to_string(),
+            rpc: Rpc::new(url),
+            metadata: tokio::sync::Mutex::new(None),
+        }
     }
 
     async fn block_number(&self) -> Result<u64, ChainError> {
@@ -40,8 +44,19 @@ impl SubtensorChain {
         parse_hex_number(&header["number"])
     }
 
-    async fn storage<T: Decode>(&self, item: &str, key: &[u8], default: T) -> Result<T, ChainError> {
-        let value = self.rpc.call("state_getStorage", json!([scale::storage_key(PALLET, item, key)])).await?;
+    async fn storage<T: Decode>(
+        &self,
+        item: &str,
+        key: &[u8],
+        default: T,
+    ) -> Result<T, ChainError> {
+        let value = self
+            .rpc
+            .call(
+                "state_getStorage",
+                json!([scale::storage_key(PALLET, item, key)]),
+            )
+            .await?;
         if value.is_null() {
             return Ok(default);
         }
@@ -51,16 +66,21 @@ impl SubtensorChain {
 
     async fn runtime_version(&self) -> Result<(u32, u32), ChainError> {
         let version = self.rpc.call("state_getRuntimeVersion", json!([])).await?;
-        let field = |name: &str| version[name].as_u64().map(|v| v as u32).ok_or_else(|| ChainError::Decode(format!("runtime version lacks {name}")));
+        let field = |name: &str| {
+            version[name]
+                .as_u64()
+                .map(|v| v as u32)
+                .ok_or_else(|| ChainError::Decode(format!("runtime version lacks {name}")))
+        };
         Ok((field("specVersion")?, field("transactionVersion")?))
     }
 
     async fn metadata(&self, spec_version: u32) -> Result<Arc<ChainMetadata>, ChainError> {
         let mut cached = self.metadata.lock().await;
-        if let Some((version, meta)) = cached.as_ref() {
-            if *version == spec_version {
-                return Ok(meta.clone());
-            }
+        if let Some((version, meta)) = cached.as_ref()
+            && *version == spec_version
+        {
+            return Ok(meta.clone());
         }
         let bytes = scale::hex_bytes(&self.rpc.call("state_getMetadata", json!([])).await?)?;
         let meta = Arc::new(metadata::parse(&bytes)?);
@@ -76,25 +96,43 @@ impl SubtensorChain {
         encoded.extend_from_slice(&args);
         let genesis = hash32(&self.rpc.call("chain_getBlockHash", json!([0])).await?)?;
         let head = self.rpc.call("chain_getBlockHash", json!([])).await?;
-        let header = self.rpc.call("chain_getHeader", json!([head.clone()])).await?;
-        let nonce = self.rpc.call("system_accountNextIndex", json!([signer.ss58()])).await?;
+        let header = self
+            .rpc
+            .call("chain_getHeader", json!([head.clone()]))
+            .await?;
+        let nonce = self
+            .rpc
+            .call("system_accountNextIndex", json!([signer.ss58()]))
+            .await?;
         let ctx = extrinsic::TxContext {
             spec_version,
             tx_version,
             genesis,
             checkpoint_block: parse_hex_number(&header["number"])?,
             checkpoint_hash: hash32(&head)?,
-            nonce: nonce.as_u64().ok_or_else(|| ChainError::Decode(format!("account nonce {nonce}")))? as u32,
+            nonce: nonce
+                .as_u64()
+                .ok_or_else(|| ChainError::Decode(format!("account nonce {nonce}")))?
+                as u32,
         };
         let xt = extrinsic::signed(&encoded, signer, &meta.extensions, &ctx)?;
         let xt_hex = format!("0x{}", hex::encode(&xt));
-        let dry = self.rpc.call("state_call", json!(["BlockBuilder_apply_extrinsic", xt_hex, head])).await?;
+        let dry = self
+            .rpc
+            .call(
+                "state_call",
+                json!(["BlockBuilder_apply_extrinsic", xt_hex, head]),
+            )
+            .await?;
         match scale::decode_apply_result(&scale::hex_bytes(&dry)?)? {
             DryRun::Ok => {}
             DryRun::Module { pallet, error } => {
                 let full = meta.error_name(pallet, error);
                 let name = full.rsplit("::").next().unwrap_or(&full).to_string();
-                return Err(ChainError::refused(&name, format!("{call} dry run: {full}")));
+                return Err(ChainError::refused(
+                    &name,
+                    format!("{call} dry run: {full}"),
+                ));
             }
             DryRun::Invalid(kind) => {
                 let name = kind
@@ -103,11 +141,19 @@ impl SubtensorChain {
                     .and_then(scale::custom_invalid_name)
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("InvalidTransaction::{kind}"));
-                return Err(ChainError::refused(&name, format!("{call} refused by the transaction pool")));
+                return Err(ChainError::refused(
+                    &name,
+                    format!("{call} refused by the transaction pool"),
+                ));
             }
-            DryRun::Dispatch(kind) => return Err(ChainError::refused(&kind, format!("{call} dry run"))),
+            DryRun::Dispatch(kind) => {
+                return Err(ChainError::refused(&kind, format!("{call} dry run")));
+            }
         }
-        let hash = self.rpc.call("author_submitExtrinsic", json!([xt_hex])).await?;
+        let hash = self
+            .rpc
+            .call("author_submitExtrinsic", json!([xt_hex]))
+            .await?;
         tracing::info!(call, tx = %hash, "submitted to {}", self.rpc.url());
         Ok(())
     }
@@ -121,13 +167,25 @@ fn parse_hex_number(value: &Value) -> Result<u64, ChainError> {
 }
 
 fn hash32(value: &Value) -> Result<[u8; 32], ChainError> {
-    scale::hex_bytes(value)?.try_into().map_err(|_| ChainError::Decode(format!("block hash {value}")))
+    scale::hex_bytes(value)?
+        .try_into()
+        .map_err(|_| ChainError::Decode(format!("block hash {value}")))
 }
 
 /// `serve_axon` arguments in call order (all fixed-width).
 pub fn serve_axon_args(axon: &ServeAxon) -> Vec<u8> {
     let (ip, ip_type) = super::AxonInfo::encode_ip(axon.ip);
-    (axon.netuid, axon.version, ip, axon.port, ip_type, axon.protocol, 0u8, 0u8).encode()
+    (
+        axon.netuid,
+        axon.version,
+        ip,
+        axon.port,
+        ip_type,
+        axon.protocol,
+        0u8,
+        0u8,
+    )
+        .encode()
 }
 
 impl Chain for SubtensorChain {
@@ -143,9 +201,19 @@ impl Chain for SubtensorChain {
         async move {
             let block = self.block_number().await?;
             let data = format!("0x{}", hex::encode(netuid.to_le_bytes()));
-            let answer = self.rpc.call("state_call", json!(["NeuronInfoRuntimeApi_get_neurons_lite", data])).await?;
+            let answer = self
+                .rpc
+                .call(
+                    "state_call",
+                    json!(["NeuronInfoRuntimeApi_get_neurons_lite", data]),
+                )
+                .await?;
             let neurons = scale::decode_neurons(&scale::hex_bytes(&answer)?)?;
-            Ok(Metagraph { netuid, block, neurons })
+            Ok(Metagraph {
+                netuid,
+                block,
+                neurons,
+            })
         }
         .boxed()
     }
@@ -157,32 +225,60 @@ impl Chain for SubtensorChain {
                 tempo: self.storage("Tempo", &key, 360u16).await?,
                 weights_rate_limit: self.storage("WeightsSetRateLimit", &key, 100u64).await?,
                 weights_version_key: self.storage("WeightsVersionKey", &key, 0u64).await?,
-                commit_reveal_enabled: self.storage("CommitRevealWeightsEnabled", &key, true).await?,
+                commit_reveal_enabled: self
+                    .storage("CommitRevealWeightsEnabled", &key, true)
+                    .await?,
             })
         }
         .boxed()
     }
 
-    fn serve_axon<'a>(&'a self, signer: &'a Keypair, axon: ServeAxon) -> BoxFuture<'a, Result<(), ChainError>> {
+    fn serve_axon<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
         async move {
             let graph = self.metagraph(axon.netuid).await?;
-            let me = graph.by_hotkey(signer.ss58()).ok_or_else(|| ChainError::refused("HotKeyNotRegisteredInSubNet", signer.ss58()))?;
+            let me = graph
+                .by_hotkey(signer.ss58())
+                .ok_or_else(|| ChainError::refused("HotKeyNotRegisteredInSubNet", signer.ss58()))?;
             let (ip, _) = super::AxonInfo::encode_ip(axon.ip);
-            if me.axon.ip == ip && me.axon.port == axon.port && me.axon.version == axon.version && me.axon.protocol == axon.protocol {
+            if me.axon.ip == ip
+                && me.axon.port == axon.port
+                && me.axon.version == axon.version
+                && me.axon.protocol == axon.protocol
+            {
                 return Ok(());
             }
-            self.submit(signer, "serve_axon", serve_axon_args(&axon)).await
+            self.submit(signer, "serve_axon", serve_axon_args(&axon))
+                .await
         }
         .boxed()
     }
 
-    fn set_weights<'a>(&'a self, signer: &'a Keypair, netuid: u16, uids: Vec<u16>, weights: Vec<u16>, version_key: u64) -> BoxFuture<'a, Result<(), ChainError>> {
+    fn set_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
         async move {
             let hyper = self.hyperparams(netuid).await?;
             if hyper.commit_reveal_enabled {
-                return Err(ChainError::refused("CommitRevealEnabled", format!("subnet {netuid}")));
+                return Err(ChainError::refused(
+                    "CommitRevealEnabled",
+                    format!("subnet {netuid}"),
+                ));
             }
-            self.submit(signer, "set_weights", (netuid, uids, weights, version_key).encode()).await
+            self.submit(
+                signer,
+                "set_weights",
+                (netuid, uids, weights, version_key).encode(),
+            )
+            .await
         }
         .boxed()
     }
@@ -194,7 +290,13 @@ mod tests {
 
     #[test]
     fn serve_axon_arguments_are_fixed_width_in_call_order() {
-        let axon = ServeAxon { netuid: 23, version: 10_002_000, ip: "1.2.3.4".parse().unwrap(), port: 8091, protocol: 4 };
+        let axon = ServeAxon {
+            netuid: 23,
+            version: 10_002_000,
+            ip: "1.2.3.4".parse().unwrap(),
+            port: 8091,
+            protocol: 4,
+        };
         let args = serve_axon_args(&axon);
         assert_eq!(args.len(), 2 + 4 + 16 + 2 + 1 + 1 + 1 + 1);
         assert_eq!(&args[..2], &[23, 0]);

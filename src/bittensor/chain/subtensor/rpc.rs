@@ -9,7 +9,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::bittensor::chain::ChainError;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,8 +33,17 @@ pub struct Rpc {
 
 impl Rpc {
     pub fn new(url: &str) -> Self {
-        let connection = Connection { socket: None, next_id: 1, failures: 0, retry_at: None, last_error: String::new() };
-        Self { url: url.to_string(), connection: tokio::sync::Mutex::new(connection) }
+        let connection = Connection {
+            socket: None,
+            next_id: 1,
+            failures: 0,
+            retry_at: None,
+            last_error: String::new(),
+        };
+        Self {
+            url: url.to_string(),
+            connection: tokio::sync::Mutex::new(connection),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -41,7 +51,10 @@ impl Rpc {
     }
 
     fn unreachable(&self, reason: impl Into<String>) -> ChainError {
-        ChainError::Unreachable { endpoint: self.url.clone(), reason: reason.into() }
+        ChainError::Unreachable {
+            endpoint: self.url.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// One call; the connection is (re)opened as needed and dropped on any transport error.
@@ -50,7 +63,9 @@ impl Rpc {
         if conn.socket.is_none() {
             if let Some(at) = conn.retry_at.filter(|at| Instant::now() < *at) {
                 let wait = at.saturating_duration_since(Instant::now()).as_secs_f64();
-                return Err(self.unreachable(format!("{} (next try in {wait:.0} s)", conn.last_error)));
+                return Err(
+                    self.unreachable(format!("{} (next try in {wait:.0} s)", conn.last_error))
+                );
             }
             match self.connect().await {
                 Ok(socket) => {
@@ -69,7 +84,8 @@ impl Rpc {
         }
         let id = conn.next_id;
         conn.next_id += 1;
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string();
+        let request =
+            json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string();
         let result = match conn.socket.as_mut() {
             Some(socket) => tokio::time::timeout(CALL_TIMEOUT, exchange(socket, id, request)).await,
             None => return Err(self.unreachable("not connected")),
@@ -84,7 +100,10 @@ impl Rpc {
             }
             Err(_) => {
                 conn.socket = None;
-                Err(self.unreachable(format!("{method} got no answer in {} s", CALL_TIMEOUT.as_secs())))
+                Err(self.unreachable(format!(
+                    "{method} got no answer in {} s",
+                    CALL_TIMEOUT.as_secs()
+                )))
             }
         }
     }
@@ -94,7 +113,8 @@ impl Rpc {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let connecting = tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), false);
+        let connecting =
+            tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), false);
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(e)) => Err(e.to_string()),
@@ -104,8 +124,15 @@ impl Rpc {
 }
 
 /// Sends a request and reads until its answer; `Err` = transport, `Ok(Err)` = RPC error.
-async fn exchange(socket: &mut Socket, id: u64, request: String) -> Result<Result<Value, String>, String> {
-    socket.send(Message::text(request)).await.map_err(|e| e.to_string())?;
+async fn exchange(
+    socket: &mut Socket,
+    id: u64,
+    request: String,
+) -> Result<Result<Value, String>, String> {
+    socket
+        .send(Message::text(request))
+        .await
+        .map_err(|e| e.to_string())?;
     while let Some(message) = socket.next().await {
         let text = match message.map_err(|e| e.to_string())? {
             Message::Text(text) => text.to_string(),
@@ -113,7 +140,9 @@ async fn exchange(socket: &mut Socket, id: u64, request: String) -> Result<Resul
             Message::Close(_) => return Err("connection closed by the node".into()),
             _ => continue,
         };
-        let Ok(reply) = serde_json::from_str::<Value>(&text) else { continue };
+        let Ok(reply) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
         if reply.get("id").and_then(Value::as_u64) != Some(id) {
             continue;
         }

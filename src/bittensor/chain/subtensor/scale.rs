@@ -74,7 +74,14 @@ impl From<NeuronInfoLiteRaw> for Neuron {
             hotkey: ss58::encode(&raw.hotkey),
             coldkey: ss58::encode(&raw.coldkey),
             active: raw.active,
-            axon: AxonInfo { block: a.block, version: a.version, ip: a.ip, port: a.port, ip_type: a.ip_type, protocol: a.protocol },
+            axon: AxonInfo {
+                block: a.block,
+                version: a.version,
+                ip: a.ip,
+                port: a.port,
+                ip_type: a.ip_type,
+                protocol: a.protocol,
+            },
             stake_rao: raw.stake.iter().map(|(_, s)| s.0).sum(),
             emission_rao: raw.emission,
             incentive: unit(raw.incentive),
@@ -91,10 +98,16 @@ impl From<NeuronInfoLiteRaw> for Neuron {
 /// Decodes the runtime call's `Vec<NeuronInfoLite>`, refusing trailing bytes (a layout change).
 pub fn decode_neurons(bytes: &[u8]) -> Result<Vec<Neuron>, ChainError> {
     let mut input = bytes;
-    let raw = Vec::<NeuronInfoLiteRaw>::decode(&mut input)
-        .map_err(|e| ChainError::Decode(format!("NeuronInfoLite list: {e} (has the runtime changed its layout?)")))?;
+    let raw = Vec::<NeuronInfoLiteRaw>::decode(&mut input).map_err(|e| {
+        ChainError::Decode(format!(
+            "NeuronInfoLite list: {e} (has the runtime changed its layout?)"
+        ))
+    })?;
     if !input.is_empty() {
-        return Err(ChainError::Decode(format!("{} bytes left after the NeuronInfoLite list (layout changed?)", input.len())));
+        return Err(ChainError::Decode(format!(
+            "{} bytes left after the NeuronInfoLite list (layout changed?)",
+            input.len()
+        )));
     }
     Ok(raw.into_iter().map(Neuron::from).collect())
 }
@@ -124,8 +137,11 @@ pub fn storage_key(pallet: &str, item: &str, identity_key: &[u8]) -> String {
 
 /// Parses `0x…` hex from an RPC answer.
 pub fn hex_bytes(value: &serde_json::Value) -> Result<Vec<u8>, ChainError> {
-    let text = value.as_str().ok_or_else(|| ChainError::Decode(format!("expected hex, got {value}")))?;
-    hex::decode(text.trim_start_matches("0x")).map_err(|e| ChainError::Decode(format!("bad hex: {e}")))
+    let text = value
+        .as_str()
+        .ok_or_else(|| ChainError::Decode(format!("expected hex, got {value}")))?;
+    hex::decode(text.trim_start_matches("0x"))
+        .map_err(|e| ChainError::Decode(format!("bad hex: {e}")))
 }
 
 /// What `BlockBuilder_apply_extrinsic` said about a transaction.
@@ -133,7 +149,10 @@ pub fn hex_bytes(value: &serde_json::Value) -> Result<Vec<u8>, ChainError> {
 pub enum DryRun {
     Ok,
     /// Dispatch failed in a pallet: (pallet index, error index).
-    Module { pallet: u8, error: u8 },
+    Module {
+        pallet: u8,
+        error: u8,
+    },
     /// Another dispatch error kind (BadOrigin, Token, ...), by name.
     Dispatch(String),
     /// The transaction pool would refuse it: validity error by name, or `Custom(code)`.
@@ -141,12 +160,36 @@ pub enum DryRun {
 }
 
 const DISPATCH_ERRORS: [&str; 15] = [
-    "Other", "CannotLookup", "BadOrigin", "Module", "ConsumerRemaining", "NoProviders", "TooManyConsumers", "Token",
-    "Arithmetic", "Transactional", "Exhausted", "Corruption", "Unavailable", "RootNotAllowed", "Trie",
+    "Other",
+    "CannotLookup",
+    "BadOrigin",
+    "Module",
+    "ConsumerRemaining",
+    "NoProviders",
+    "TooManyConsumers",
+    "Token",
+    "Arithmetic",
+    "Transactional",
+    "Exhausted",
+    "Corruption",
+    "Unavailable",
+    "RootNotAllowed",
+    "Trie",
 ];
 const INVALID_TRANSACTION: [&str; 13] = [
-    "Call", "Payment", "Future", "Stale", "BadProof", "AncientBirthBlock", "ExhaustsResources", "Custom",
-    "BadMandatory", "MandatoryValidation", "BadSigner", "IndeterminateImplicit", "UnknownOrigin",
+    "Call",
+    "Payment",
+    "Future",
+    "Stale",
+    "BadProof",
+    "AncientBirthBlock",
+    "ExhaustsResources",
+    "Custom",
+    "BadMandatory",
+    "MandatoryValidation",
+    "BadSigner",
+    "IndeterminateImplicit",
+    "UnknownOrigin",
 ];
 
 /// Decodes `Result<Result<(), DispatchError>, TransactionValidityError>`.
@@ -154,10 +197,23 @@ pub fn decode_apply_result(bytes: &[u8]) -> Result<DryRun, ChainError> {
     let bad = || ChainError::Decode(format!("apply_extrinsic result 0x{}", hex::encode(bytes)));
     match bytes {
         [0, 0, ..] => Ok(DryRun::Ok),
-        [0, 1, 3, pallet, error, ..] => Ok(DryRun::Module { pallet: *pallet, error: *error }),
-        [0, 1, kind, ..] => Ok(DryRun::Dispatch(DISPATCH_ERRORS.get(usize::from(*kind)).unwrap_or(&"Unknown").to_string())),
+        [0, 1, 3, pallet, error, ..] => Ok(DryRun::Module {
+            pallet: *pallet,
+            error: *error,
+        }),
+        [0, 1, kind, ..] => Ok(DryRun::Dispatch(
+            DISPATCH_ERRORS
+                .get(usize::from(*kind))
+                .unwrap_or(&"Unknown")
+                .to_string(),
+        )),
         [1, 0, 7, code, ..] => Ok(DryRun::Invalid(format!("Custom({code})"))),
-        [1, 0, kind, ..] => Ok(DryRun::Invalid(INVALID_TRANSACTION.get(usize::from(*kind)).unwrap_or(&"Unknown").to_string())),
+        [1, 0, kind, ..] => Ok(DryRun::Invalid(
+            INVALID_TRANSACTION
+                .get(usize::from(*kind))
+                .unwrap_or(&"Unknown")
+                .to_string(),
+        )),
         [1, 1, ..] => Ok(DryRun::Invalid("UnknownValidity".into())),
         _ => Err(bad()),
     }
@@ -182,16 +238,34 @@ mod tests {
     #[test]
     fn storage_prefixes_match_substrate() {
         // twox128("System") ++ twox128("Number"), a well-known key.
-        assert_eq!(storage_key("System", "Number", &[]), "0x26aa394eea5630e07c48ae0c9558cef702a5c1b19ab7a04f536c519aca4983ac");
+        assert_eq!(
+            storage_key("System", "Number", &[]),
+            "0x26aa394eea5630e07c48ae0c9558cef702a5c1b19ab7a04f536c519aca4983ac"
+        );
     }
 
     #[test]
     fn dry_run_results_decode() {
         assert_eq!(decode_apply_result(&[0, 0]).unwrap(), DryRun::Ok);
-        assert_eq!(decode_apply_result(&[0, 1, 3, 7, 53, 0, 0, 0]).unwrap(), DryRun::Module { pallet: 7, error: 53 });
-        assert_eq!(decode_apply_result(&[0, 1, 2]).unwrap(), DryRun::Dispatch("BadOrigin".into()));
-        assert_eq!(decode_apply_result(&[1, 0, 7, 6]).unwrap(), DryRun::Invalid("Custom(6)".into()));
-        assert_eq!(decode_apply_result(&[1, 0, 4]).unwrap(), DryRun::Invalid("BadProof".into()));
+        assert_eq!(
+            decode_apply_result(&[0, 1, 3, 7, 53, 0, 0, 0]).unwrap(),
+            DryRun::Module {
+                pallet: 7,
+                error: 53
+            }
+        );
+        assert_eq!(
+            decode_apply_result(&[0, 1, 2]).unwrap(),
+            DryRun::Dispatch("BadOrigin".into())
+        );
+        assert_eq!(
+            decode_apply_result(&[1, 0, 7, 6]).unwrap(),
+            DryRun::Invalid("Custom(6)".into())
+        );
+        assert_eq!(
+            decode_apply_result(&[1, 0, 4]).unwrap(),
+            DryRun::Invalid("BadProof".into())
+        );
         assert!(decode_apply_result(&[9]).is_err());
     }
 }
