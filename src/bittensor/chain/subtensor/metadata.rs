@@ -177,7 +177,7 @@ fn extension(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use frame_metadata::v14::{
         ExtrinsicMetadata, PalletCallMetadata, PalletErrorMetadata, PalletMetadata,
@@ -200,6 +200,8 @@ mod tests {
     enum Errors {
         RootNetworkDoesNotExist,
         InvalidIpType,
+        #[codec(index = 29)]
+        SettingWeightsTooFast,
     }
 
     #[derive(TypeInfo)]
@@ -209,8 +211,16 @@ mod tests {
     #[derive(TypeInfo)]
     struct Tip(#[codec(compact)] u64);
 
-    #[test]
-    fn reads_indices_errors_and_extension_shapes() {
+    #[allow(dead_code)]
+    #[derive(TypeInfo)]
+    struct Era(u16);
+
+    #[allow(dead_code)]
+    #[derive(TypeInfo)]
+    struct NonceField(#[codec(compact)] u32);
+
+    /// A small V14 metadata with SubtensorModule at index 7 and subtensor's extension shapes.
+    pub(crate) fn sample_metadata() -> Vec<u8> {
         let pallet = PalletMetadata {
             name: "SubtensorModule",
             storage: None,
@@ -224,32 +234,70 @@ mod tests {
             }),
             index: 7,
         };
+        let ext = |identifier, ty, additional_signed| SignedExtensionMetadata {
+            identifier,
+            ty,
+            additional_signed,
+        };
         let extensions = vec![
-            SignedExtensionMetadata {
-                identifier: "CheckNonZeroSender",
-                ty: meta_type::<Empty>(),
-                additional_signed: meta_type::<()>(),
-            },
-            SignedExtensionMetadata {
-                identifier: "ChargeTransactionPaymentWrapper",
-                ty: meta_type::<Tip>(),
-                additional_signed: meta_type::<()>(),
-            },
+            ext(
+                "CheckNonZeroSender",
+                meta_type::<Empty>(),
+                meta_type::<()>(),
+            ),
+            ext("CheckSpecVersion", meta_type::<()>(), meta_type::<u32>()),
+            ext("CheckTxVersion", meta_type::<()>(), meta_type::<u32>()),
+            ext("CheckGenesis", meta_type::<()>(), meta_type::<[u8; 32]>()),
+            ext(
+                "CheckMortality",
+                meta_type::<Era>(),
+                meta_type::<[u8; 32]>(),
+            ),
+            ext("CheckNonce", meta_type::<NonceField>(), meta_type::<()>()),
+            ext("CheckWeight", meta_type::<()>(), meta_type::<()>()),
+            ext(
+                "ChargeTransactionPaymentWrapper",
+                meta_type::<Tip>(),
+                meta_type::<()>(),
+            ),
+            ext(
+                "SudoTransactionExtension",
+                meta_type::<Empty>(),
+                meta_type::<()>(),
+            ),
+            ext("DrandPriority", meta_type::<Empty>(), meta_type::<()>()),
+            ext(
+                "CheckMetadataHash",
+                meta_type::<u8>(),
+                meta_type::<Option<[u8; 32]>>(),
+            ),
         ];
         let extrinsic = ExtrinsicMetadata {
             ty: meta_type::<()>(),
             version: 4,
             signed_extensions: extensions,
         };
-        let v14 = RuntimeMetadataV14::new(vec![pallet], extrinsic, meta_type::<()>());
-        let bytes = RuntimeMetadataPrefixed::from(v14).encode();
-        let meta = parse(&bytes).unwrap();
+        RuntimeMetadataPrefixed::from(RuntimeMetadataV14::new(
+            vec![pallet],
+            extrinsic,
+            meta_type::<()>(),
+        ))
+        .encode()
+    }
+
+    #[test]
+    fn reads_indices_errors_and_extension_shapes() {
+        let meta = parse(&sample_metadata()).unwrap();
         assert_eq!(
             meta.call_index("SubtensorModule", "serve_axon").unwrap(),
             [7, 4]
         );
         assert!(meta.call_index("SubtensorModule", "nope").is_err());
         assert_eq!(meta.error_name(7, 1), "SubtensorModule::InvalidIpType");
+        assert_eq!(
+            meta.error_name(7, 29),
+            "SubtensorModule::SettingWeightsTooFast"
+        );
         assert_eq!(
             meta.extensions[0],
             ExtensionInfo {
@@ -258,7 +306,8 @@ mod tests {
                 additional_empty: true
             }
         );
-        assert!(!meta.extensions[1].extra_empty);
+        assert!(!meta.extensions[7].extra_empty);
+        assert!(meta.extensions[9].extra_empty && meta.extensions[9].additional_empty);
         assert!(parse(&[1, 2, 3]).is_err());
     }
 }

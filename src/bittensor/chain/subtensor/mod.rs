@@ -287,6 +287,7 @@ impl Chain for SubtensorChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parity_scale_codec::Decode;
 
     #[test]
     fn serve_axon_arguments_are_fixed_width_in_call_order() {
@@ -302,6 +303,218 @@ mod tests {
         assert_eq!(&args[..2], &[23, 0]);
         assert_eq!(&args[6..10], &[4, 3, 2, 1]);
         assert_eq!(args[24], 4);
+    }
+
+    /// A loopback websocket node answering the RPCs our client makes, with SCALE data built the
+    /// way subtensor encodes it. It checks every extrinsic's signature before answering the dry
+    /// run, refuses `set_weights` like a rate-limited chain and records submissions.
+    struct FakeNode {
+        url: String,
+        submitted: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+        commit_reveal: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    async fn fake_node(signer_public: [u8; 32]) -> FakeNode {
+        use super::scale::{AxonInfoRaw, NeuronInfoLiteRaw, PrometheusInfoRaw};
+        use parity_scale_codec::Compact;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let submitted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let commit_reveal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let neurons = vec![NeuronInfoLiteRaw {
+            hotkey: signer_public,
+            coldkey: [9; 32],
+            uid: 0,
+            netuid: 23,
+            active: true,
+            axon_info: AxonInfoRaw {
+                block: 1,
+                version: 1,
+                ip: 0x0a000001,
+                port: 8091,
+                ip_type: 4,
+                protocol: 4,
+                placeholder1: 0,
+                placeholder2: 0,
+            },
+            prometheus_info: PrometheusInfoRaw {
+                block: 0,
+                version: 0,
+                ip: 0,
+                port: 0,
+                ip_type: 0,
+            },
+            stake: vec![([9; 32], Compact(5_000_000_000_000))],
+            rank: 0,
+            emission: 1,
+            incentive: 65535,
+            consensus: 0,
+            trust: 0,
+            validator_trust: 0,
+            dividends: 0,
+            last_update: 990,
+            validator_permit: true,
+            pruning_score: 0,
+        }]
+        .encode();
+        let metadata = metadata::tests::sample_metadata();
+        let meta = metadata::parse(&metadata).unwrap();
+        let (recorded, cr) = (submitted.clone(), commit_reveal.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                use futures::{SinkExt, StreamExt};
+                while let Some(Ok(message)) = ws.next().await {
+                    let Ok(text) = message.into_text() else {
+                        continue;
+                    };
+                    let request: Value = serde_json::from_str(&text).unwrap();
+                    let params = &request["params"];
+                    let hex = |bytes: &[u8]| Value::String(format!("0x{}", hex::encode(bytes)));
+                    let result = match request["method"].as_str().unwrap() {
+                        "chain_getHeader" => json!({ "number": "0x3e8" }),
+                        "chain_getBlockHash" if params[0] == 0 => hex(&[1; 32]),
+                        "chain_getBlockHash" => hex(&[2; 32]),
+                        "state_getRuntimeVersion" => {
+                            json!({ "specVersion": 425, "transactionVersion": 1 })
+                        }
+                        "state_getMetadata" => hex(&metadata),
+                        "system_accountNextIndex" => json!(5),
+                        "state_getStorage" => {
+                            let cr_key = scale::storage_key(
+                                PALLET,
+                                "CommitRevealWeightsEnabled",
+                                &23u16.to_le_bytes(),
+                            );
+                            if params[0] == cr_key.as_str() {
+                                hex(&[u8::from(cr.load(std::sync::atomic::Ordering::SeqCst))])
+                            } else {
+                                Value::Null
+                            }
+                        }
+                        "state_call" if params[0] == "NeuronInfoRuntimeApi_get_neurons_lite" => {
+                            assert_eq!(params[1], "0x1700");
+                            hex(&neurons)
+                        }
+                        "state_call" if params[0] == "BlockBuilder_apply_extrinsic" => {
+                            let xt = scale::hex_bytes(&params[1]).unwrap();
+                            let call = check_signed(&xt, &signer_public, &meta);
+                            if call[..2] == [7, 0] {
+                                hex(&[0, 1, 3, 7, 29, 0, 0, 0])
+                            } else {
+                                hex(&[0, 0])
+                            }
+                        }
+                        "author_submitExtrinsic" => {
+                            recorded
+                                .lock()
+                                .unwrap()
+                                .push(scale::hex_bytes(&params[0]).unwrap());
+                            hex(&[0xab; 32])
+                        }
+                        other => panic!("unexpected RPC {other}"),
+                    };
+                    let reply = json!({ "jsonrpc": "2.0", "id": request["id"], "result": result });
+                    ws.send(tokio_tungstenite::tungstenite::Message::text(
+                        reply.to_string(),
+                    ))
+                    .await
+                    .unwrap();
+                }
+            }
+        });
+        FakeNode {
+            url,
+            submitted,
+            commit_reveal,
+        }
+    }
+
+    /// Verifies a signed extrinsic as the runtime would and returns its call bytes.
+    fn check_signed(xt: &[u8], public: &[u8; 32], meta: &ChainMetadata) -> Vec<u8> {
+        let mut body = xt;
+        let len = <parity_scale_codec::Compact<u32>>::decode(&mut body)
+            .unwrap()
+            .0 as usize;
+        assert_eq!(body.len(), len);
+        assert_eq!(&body[..2], &[0x84, 0x00]);
+        assert_eq!(&body[2..34], public);
+        assert_eq!(body[34], 0x01, "sr25519");
+        let signature = &body[35..99];
+        let ctx = extrinsic::TxContext {
+            spec_version: 425,
+            tx_version: 1,
+            genesis: [1; 32],
+            checkpoint_block: 1000,
+            checkpoint_hash: [2; 32],
+            nonce: 5,
+        };
+        let (extra, additional) = extrinsic::extension_parts(&meta.extensions, &ctx).unwrap();
+        assert_eq!(&body[99..99 + extra.len()], &extra[..]);
+        let call = body[99 + extra.len()..].to_vec();
+        let payload = [call.as_slice(), &extra, &additional].concat();
+        assert!(
+            crate::bittensor::keypair::verify(public, &payload, signature),
+            "bad extrinsic signature"
+        );
+        call
+    }
+
+    #[tokio::test]
+    async fn reads_and_writes_through_a_loopback_node() {
+        let signer = Keypair::from_mini_secret(&[4; 32]).unwrap();
+        let node = fake_node(signer.public_bytes()).await;
+        let chain = SubtensorChain::new("local", &node.url);
+        assert_eq!(chain.block().await.unwrap(), 1000);
+        let graph = chain.metagraph(23).await.unwrap();
+        assert_eq!(graph.neurons.len(), 1);
+        assert_eq!(
+            graph.by_hotkey(signer.ss58()).unwrap().axon.ip_string(),
+            "10.0.0.1"
+        );
+        let hyper = chain.hyperparams(23).await.unwrap();
+        assert_eq!(
+            (
+                hyper.weights_rate_limit,
+                hyper.tempo,
+                hyper.commit_reveal_enabled
+            ),
+            (100, 360, false)
+        );
+
+        // The same axon is not served again; a new port is, signed and dry-run first.
+        let axon = |port| ServeAxon {
+            netuid: 23,
+            version: 1,
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+            protocol: 4,
+        };
+        chain.serve_axon(&signer, axon(8091)).await.unwrap();
+        assert!(node.submitted.lock().unwrap().is_empty());
+        chain.serve_axon(&signer, axon(9000)).await.unwrap();
+        assert_eq!(node.submitted.lock().unwrap().len(), 1);
+
+        // A dry-run refusal arrives by name and nothing is submitted.
+        let refused = chain
+            .set_weights(&signer, 23, vec![0], vec![65535], 10)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.refusal(),
+            Some("SettingWeightsTooFast"),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("rate limit"));
+        assert_eq!(node.submitted.lock().unwrap().len(), 1);
+
+        node.commit_reveal
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let cr = chain
+            .set_weights(&signer, 23, vec![0], vec![65535], 10)
+            .await
+            .unwrap_err();
+        assert_eq!(cr.refusal(), Some("CommitRevealEnabled"));
     }
 
     #[tokio::test]

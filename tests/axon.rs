@@ -1,0 +1,224 @@
+//! Our axon's edge cases on loopback, driven by our dendrite and by raw HTTP: refusals carry the
+//! right status and reason, oversized bodies and slow handlers do not hang anything, and the
+//! reachability self-test tells a live axon from a dead address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use nicheimage_tui::bittensor::axon::{Axon, AxonBuilder, Caller, Handler};
+use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_tui::bittensor::keypair::Keypair;
+use nicheimage_tui::bittensor::reachability;
+use nicheimage_tui::bittensor::synapse::ImageGenerating;
+use serde_json::Value;
+
+/// Echoes, or sleeps for `seed` milliseconds first.
+struct Slow;
+
+impl Handler<ImageGenerating> for Slow {
+    fn forward(
+        self: Arc<Self>,
+        _: Caller,
+        mut s: ImageGenerating,
+    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+        async move {
+            if s.prompt == "fail" {
+                return Err("generation failed: out of memory".into());
+            }
+            tokio::time::sleep(Duration::from_millis(s.seed.max(0) as u64)).await;
+            s.image = Value::String("done".into());
+            Ok(s)
+        }
+        .boxed()
+    }
+}
+
+struct Running {
+    axon: Arc<Axon>,
+    target: AxonTarget,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(max_body: u64) -> Running {
+    let key = Arc::new(Keypair::generate().0);
+    let axon = AxonBuilder::new(key.clone())
+        .max_body(max_body)
+        .attach::<ImageGenerating, _>(Arc::new(Slow))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = axon.clone();
+    tokio::spawn(async move {
+        serving
+            .serve(listener, async {
+                stopped.await.ok();
+            })
+            .await
+    });
+    Running {
+        axon,
+        target: AxonTarget {
+            ip: "127.0.0.1".into(),
+            port,
+            hotkey: key.ss58().into(),
+        },
+        stop: Some(stop),
+    }
+}
+
+fn dendrite() -> Dendrite {
+    Dendrite::new(Arc::new(Keypair::generate().0)).unwrap()
+}
+
+#[tokio::test]
+async fn answers_and_refusals_carry_status_and_reason() {
+    let node = start(64 * 1024).await;
+    let d = dendrite();
+    let ok = d
+        .call(
+            &node.target,
+            &ImageGenerating {
+                prompt: "a cat".into(),
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        (ok.status_code, ok.synapse.image.as_str()),
+        (200, Some("done")),
+        "{ok:?}"
+    );
+    assert_eq!(ok.axon.hotkey.as_deref(), Some(node.target.hotkey.as_str()));
+    assert!(ok.axon.signature.is_some(), "the axon signs its reply");
+
+    let failed = d
+        .call(
+            &node.target,
+            &ImageGenerating {
+                prompt: "fail".into(),
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(failed.status_code, 500);
+    assert!(
+        failed.status_message.contains("out of memory"),
+        "{failed:?}"
+    );
+
+    let big = ImageGenerating {
+        image: Value::String("x".repeat(100 * 1024)),
+        ..Default::default()
+    };
+    let refused = d.call(&node.target, &big, Duration::from_secs(5)).await;
+    assert_eq!(refused.status_code, 413, "{refused:?}");
+
+    // A slow handler: the caller gets 408 at its timeout (from whichever side fires first).
+    let slow = ImageGenerating {
+        seed: 3_000,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let timed_out = d
+        .call(&node.target, &slow, Duration::from_millis(500))
+        .await;
+    assert_eq!(timed_out.status_code, 408, "{timed_out:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let stats = node.axon.stats();
+    assert_eq!(stats.by_status.get(&200), Some(&1));
+    assert!(stats.last_failure.is_some());
+}
+
+#[tokio::test]
+async fn unsigned_unknown_and_malformed_requests_are_refused() {
+    let node = start(1 << 20).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", node.target.port);
+    let unsigned = client
+        .post(format!("{base}/ImageGenerating"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert_eq!(unsigned.headers()["bt_header_axon_status_code"], "401");
+    let body: Value = unsigned.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("bt_header_dendrite_hotkey"),
+        "{body}"
+    );
+
+    let unknown = client
+        .post(format!("{base}/TextGenerating"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body: Value = unknown.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("ImageGenerating"),
+        "{body}"
+    );
+
+    // The seed's old synapse name is an alias of the same route.
+    let alias = client
+        .post(format!("{base}/NicheImageProtocol"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.status(), 401);
+
+    let bad_timeout = client
+        .post(format!("{base}/ImageGenerating"))
+        .header("timeout", "soon")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_timeout.status(), 400);
+}
+
+#[tokio::test]
+async fn reachability_tells_a_live_axon_from_a_dead_address() {
+    let node = start(1 << 20).await;
+    let bound = format!("127.0.0.1:{}", node.target.port).parse().unwrap();
+    let live = reachability::check("127.0.0.1", node.target.port, bound, "ImageGenerating").await;
+    assert_eq!(live.answer, Ok(401), "{live:?}");
+    assert!(live.same_port);
+    assert!(live.summary().contains("answers"));
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = reachability::check("127.0.0.1", dead_port, bound, "ImageGenerating").await;
+    assert!(dead.answer.is_err());
+    assert!(!dead.same_port);
+    assert!(
+        dead.summary().contains("does NOT answer"),
+        "{}",
+        dead.summary()
+    );
+}
