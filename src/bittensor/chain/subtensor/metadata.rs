@@ -111,51 +111,31 @@ fn pallets_of(
 pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
     let prefixed = RuntimeMetadataPrefixed::decode(&mut &bytes[..])
         .map_err(|e| ChainError::Decode(format!("runtime metadata: {e}")))?;
+    // V14 and V15 hold pallets and extensions in fields of the same names but different types.
+    macro_rules! read {
+        ($m:expr) => {{
+            let types = &$m.types;
+            let pallets = $m.pallets.iter().map(|p| {
+                let calls = p.calls.as_ref().map(|c| c.ty.id);
+                (
+                    p.name.clone(),
+                    p.index,
+                    calls,
+                    p.error.as_ref().map(|e| e.ty.id),
+                )
+            });
+            let extensions = $m.extrinsic.signed_extensions.iter();
+            Ok(ChainMetadata {
+                pallets: pallets_of(types, pallets),
+                extensions: extensions
+                    .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
+                    .collect(),
+            })
+        }};
+    }
     match prefixed.1 {
-        RuntimeMetadata::V14(m) => {
-            let types = &m.types;
-            let pallets = m.pallets.iter().map(|p| {
-                (
-                    p.name.clone(),
-                    p.index,
-                    p.calls.as_ref().map(|c| c.ty.id),
-                    p.error.as_ref().map(|e| e.ty.id),
-                )
-            });
-            let pallets = pallets_of(types, pallets);
-            let extensions = m
-                .extrinsic
-                .signed_extensions
-                .iter()
-                .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
-                .collect();
-            Ok(ChainMetadata {
-                pallets,
-                extensions,
-            })
-        }
-        RuntimeMetadata::V15(m) => {
-            let types = &m.types;
-            let pallets = m.pallets.iter().map(|p| {
-                (
-                    p.name.clone(),
-                    p.index,
-                    p.calls.as_ref().map(|c| c.ty.id),
-                    p.error.as_ref().map(|e| e.ty.id),
-                )
-            });
-            let pallets = pallets_of(types, pallets);
-            let extensions = m
-                .extrinsic
-                .signed_extensions
-                .iter()
-                .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
-                .collect();
-            Ok(ChainMetadata {
-                pallets,
-                extensions,
-            })
-        }
+        RuntimeMetadata::V14(m) => read!(m),
+        RuntimeMetadata::V15(m) => read!(m),
         other => Err(ChainError::Unsupported(format!(
             "runtime metadata version {} (need 14 or 15)",
             other.version()
