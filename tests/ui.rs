@@ -138,6 +138,9 @@ fn replicas_are_listed_when_an_endpoint_runs() {
                 last_error: (index == 1).then(|| "killed by signal 9".to_string()),
                 remote: None,
                 rss_bytes: Some(3 << 30),
+                vram_bytes: (index == 0).then_some(9 << 30),
+                vram_share_bytes: Some(40 << 30),
+                images_per_sec: 0.35,
             }),
             T0,
         );

@@ -175,6 +175,27 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
             ),
             |r| f64::from(r.restarts),
         );
+        out.per_replica(
+            state,
+            (
+                "nicheimage_replica_images_per_second",
+                "gauge",
+                "Images per second over the last minute, at the replica's last report.",
+            ),
+            |r| r.images_per_sec,
+        );
+        let with_vram = state.replicas.values().any(|r| r.vram_bytes.is_some());
+        if with_vram {
+            out.per_replica(
+                state,
+                (
+                    "nicheimage_replica_vram_bytes",
+                    "gauge",
+                    "GPU memory the replica process uses.",
+                ),
+                |r| r.vram_bytes.unwrap_or(0) as f64,
+            );
+        }
         out.family(
             "nicheimage_replica_latency_milliseconds",
             "gauge",

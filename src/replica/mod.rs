@@ -59,10 +59,13 @@ pub enum JobError {
 #[derive(Default)]
 pub(crate) struct JobStats {
     window: std::collections::VecDeque<u64>,
+    /// When recent images finished, for images/s over `RATE_WINDOW`.
+    finished: std::collections::VecDeque<std::time::Instant>,
 }
 
 impl JobStats {
     const WINDOW: usize = 256;
+    const RATE_WINDOW: Duration = Duration::from_secs(60);
 
     pub fn record(
         &mut self,
@@ -80,6 +83,17 @@ impl JobStats {
                 self.window.push_back(millis);
                 report.latency_ms =
                     crate::runtime::event::Percentiles::of(self.window.make_contiguous());
+                let now = std::time::Instant::now();
+                self.finished.push_back(now);
+                while self
+                    .finished
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > Self::RATE_WINDOW)
+                {
+                    self.finished.pop_front();
+                }
+                report.images_per_sec =
+                    self.finished.len() as f64 / Self::RATE_WINDOW.as_secs_f64();
             }
             Err(e) => {
                 let reason = if matches!(e, JobError::ReplicaDied { .. }) {

@@ -56,6 +56,25 @@ impl Worker {
         r.rss_bytes = r
             .pid
             .and_then(|p| crate::telemetry::host::rss_of(&p.to_string()));
+        if let (Some(pid), false) = (r.pid, r.gpus.is_empty())
+            && let Some(gpu) = crate::telemetry::gpu::memory()
+        {
+            r.vram_bytes = gpu.by_pid.get(&pid).copied();
+            let total: u64 = r.gpus.iter().filter_map(|g| gpu.totals.get(g)).sum();
+            let share = self.pool.config.gpus_per_replica.min(1.0);
+            r.vram_share_bytes = (total > 0).then_some((total as f64 * share) as u64);
+            if let (Some(used), Some(limit)) = (r.vram_bytes, r.vram_share_bytes)
+                && used > limit
+            {
+                let warning = format!(
+                    "uses {} MiB of GPU memory, over its num_gpus share of {} MiB",
+                    used >> 20,
+                    limit >> 20
+                );
+                tracing::warn!(replica = r.index, "{warning}");
+                r.last_error = Some(warning);
+            }
+        }
         self.pool.events.try_send(Event::Replica(r));
     }
 

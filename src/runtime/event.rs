@@ -150,6 +150,12 @@ pub struct ReplicaReport {
     pub remote: Option<String>,
     /// Resident memory of a local replica process when last reported.
     pub rss_bytes: Option<u64>,
+    /// GPU memory the replica process uses (NVIDIA driver's count), and its `num_gpus` share of
+    /// its GPUs' memory; a replica over its share is named in `last_error`.
+    pub vram_bytes: Option<u64>,
+    pub vram_share_bytes: Option<u64>,
+    /// Images per second over the last minute, at the last report.
+    pub images_per_sec: f64,
 }
 
 impl ReplicaReport {
@@ -168,6 +174,9 @@ impl ReplicaReport {
             last_error: None,
             remote,
             rss_bytes: None,
+            vram_bytes: None,
+            vram_share_bytes: None,
+            images_per_sec: 0.0,
         }
     }
 }

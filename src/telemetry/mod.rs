@@ -1,6 +1,7 @@
 //! Telemetry: host and process samples on a timer, and a one-time libtorch probe.
-//! (GPU telemetry through NVML comes with the operator console.)
+//! GPU memory per process comes from `gpu` (nvidia-smi), read by the replica pool.
 
+pub mod gpu;
 pub mod host;
 
 use crate::runtime::{Component, ComponentContext, Event};

@@ -218,7 +218,8 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
                 Cell::from(failed.to_string()),
                 Cell::from(ms(r.latency_ms.p50)),
                 Cell::from(ms(r.latency_ms.p95)),
-                Cell::from(r.rss_bytes.map(bytes).unwrap_or_default()),
+                Cell::from(format!("{:.2}", r.images_per_sec)),
+                Cell::from(r.vram_bytes.or(r.rss_bytes).map(bytes).unwrap_or_default()),
                 Cell::from(r.last_error.as_deref().unwrap_or("")).style(Style::new().fg(t.error)),
             ])
             .style(Style::new().fg(t.text))
@@ -234,6 +235,7 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             Constraint::Length(7),
             Constraint::Length(8),
             Constraint::Length(8),
+            Constraint::Length(6),
             Constraint::Length(9),
             Constraint::Min(8),
         ],
@@ -247,7 +249,8 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             "failed",
             "p50",
             "p95",
-            "rss",
+            "img/s",
+            "mem",
             "last error",
         ])
         .style(Style::new().fg(t.muted).add_modifier(Modifier::BOLD)),
