@@ -20,6 +20,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "torch": state.torch,
         "replicas": state.replicas,
         "chain": state.chain,
+        "miner": state.miner,
     })
     .to_string()
 }

@@ -14,6 +14,7 @@ pub mod image;
 pub mod imagehash;
 pub mod logging;
 pub mod metrics;
+pub mod miner;
 pub mod node;
 pub mod replica;
 pub mod runtime;

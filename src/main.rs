@@ -45,9 +45,10 @@ fn main() -> ExitCode {
     if let Some(Role::Chain(_)) = &cli.command {
         return chain(&config);
     }
+    let mines = matches!(cli.command, Some(Role::Miner(_)));
     let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
-        || (cli.command.is_none() && config.endpoint.enabled);
-    if let Some(role) = cli.command.as_ref().filter(|_| !serves_endpoint) {
+        || ((cli.command.is_none() || mines) && config.endpoint.enabled);
+    if let Some(role) = cli.command.as_ref().filter(|_| !serves_endpoint && !mines) {
         // The role components arrive with their issues; until then say so plainly.
         return fail(format!(
             "the `{}` role is not part of this build yet; its flags were parsed into the config \
@@ -106,10 +107,10 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot set up the endpoint");
             return ExitCode::from(EXIT_USAGE);
         }
-        if config.subtensor.watch
-            && let Err(e) = node::add_chain_watch(&mut runtime, &config)
+        if (config.subtensor.watch || mines)
+            && let Err(e) = add_chain_roles(&mut runtime, &config, mines)
         {
-            tracing::error!(error = %e, "cannot set up the chain watcher");
+            tracing::error!(error = %e, "cannot set up the chain roles");
             return ExitCode::from(EXIT_USAGE);
         }
         let node = runtime.start();
@@ -332,4 +333,28 @@ fn chain(config: &config::Config) -> ExitCode {
             }
         }
     })
+}
+
+/// The chain, opened once and shared: the watcher always, the miner when asked. A miner without a
+/// loadable hotkey cannot start; the watcher then just watches the subnet.
+fn add_chain_roles(
+    runtime: &mut nicheimage_tui::runtime::Runtime,
+    config: &config::Config,
+    mines: bool,
+) -> Result<(), String> {
+    let hotkey = match node::load_hotkey(config) {
+        Ok(key) => Some(std::sync::Arc::new(key)),
+        Err(e) if mines => return Err(format!("the miner needs its hotkey: {e}")),
+        Err(e) => {
+            tracing::warn!("no hotkey for the chain view: {e}");
+            None
+        }
+    };
+    let address = hotkey.as_ref().map(|k| k.ss58().to_string());
+    let chain = node::open_chain(config, address.as_deref())?;
+    node::add_chain_watch(runtime, config, chain.clone(), address);
+    if let (true, Some(key)) = (mines, hotkey) {
+        node::add_miner(runtime, config, chain, key)?;
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::catalogue;
 use crate::config::{Config, DeviceChoice};
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsServer;
+use crate::miner::{Miner, MinerSettings};
 use crate::replica::{PoolConfig, ReplicaCommand};
 use crate::runtime::{EventChannel, Runtime};
 use crate::telemetry::Telemetry;
@@ -135,22 +136,58 @@ pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain
     }
 }
 
-/// Adds the chain watcher; without a loadable hotkey it still watches the subnet.
-pub fn add_chain_watch(runtime: &mut Runtime, config: &Config) -> Result<(), String> {
-    let hotkey = match load_hotkey(config) {
-        Ok(key) => Some(key.ss58().to_string()),
-        Err(e) => {
-            tracing::warn!("no hotkey for the chain view: {e}");
-            None
-        }
-    };
-    let chain = open_chain(config, hotkey.as_deref())?;
+/// Adds the chain watcher over `chain`, following `hotkey` if one is loaded.
+pub fn add_chain_watch(
+    runtime: &mut Runtime,
+    config: &Config,
+    chain: Arc<dyn Chain>,
+    hotkey: Option<String>,
+) {
     runtime.add(Arc::new(ChainWatch {
         chain,
         netuid: config.subtensor.netuid,
         hotkey,
         block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
         metagraph_every: config.subtensor.epoch_length.max(1),
+    }));
+}
+
+/// The address the miner announces: `axon.external_ip` (and `external_port`, else the bound
+/// port); on the embedded chain, loopback by default.
+fn published_axon(config: &Config) -> Result<Option<(std::net::IpAddr, u16)>, String> {
+    let port = config.axon.external_port.unwrap_or(config.axon.port);
+    match &config.axon.external_ip {
+        Some(ip) => ip
+            .parse()
+            .map(|ip| Some((ip, port)))
+            .map_err(|e| format!("axon.external_ip {ip:?} is not an IP address: {e}")),
+        None if config.subtensor.network == "embedded" => Ok(Some(([127, 0, 0, 1].into(), port))),
+        None => Ok(None),
+    }
+}
+
+/// Adds the miner neuron, signing with `hotkey` on `chain`.
+pub fn add_miner(
+    runtime: &mut Runtime,
+    config: &Config,
+    chain: Arc<dyn Chain>,
+    hotkey: Arc<Keypair>,
+) -> Result<(), String> {
+    let m = &config.miner;
+    let settings = MinerSettings {
+        netuid: config.subtensor.netuid,
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], config.axon.port)),
+        publish: published_axon(config)?,
+        generate_endpoint: m.generate_endpoint.clone(),
+        info_endpoint: m.info_endpoint.clone(),
+        generate_timeout: Duration::from_secs(m.generate_timeout_secs),
+        blacklist: m.blacklist.clone(),
+        resync_every: Duration::from_secs(m.metagraph_resync_secs.max(1)),
+    };
+    runtime.add(Arc::new(Miner {
+        settings,
+        chain,
+        keypair: hotkey,
     }));
     Ok(())
 }

@@ -96,13 +96,14 @@ fn role_flags_with_seed_names_parse() {
             "--info_endpoint",
             "http://127.0.0.1:10006/info",
         ])
+        .env("HOME", "/nonexistent-for-tests")
+        .arg("--data-dir")
+        .arg(std::env::temp_dir().join("nicheimage-cli-test"))
         .output()
         .unwrap();
-    // Parsed (clap would say "unexpected argument"); the role itself is not in this build yet.
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains("`miner` role is not part of this build yet"),
-        "{err}"
-    );
+    // Parsed (clap would say "unexpected argument"); the miner then needs wallet w's hotkey h.
+    let said = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("the miner needs its hotkey"), "{said}");
+    assert!(said.contains("w/hotkeys/h not found"), "{said}");
     assert_eq!(out.status.code(), Some(2));
 }

@@ -1,31 +1,11 @@
 //! The real binary, headless, on loopback: status lines, /healthz, /metrics, clean SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{Headless, free_port};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-struct Headless {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Headless {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::process::Command;
 
 fn start(dir: &Path, port: u16) -> Headless {
     start_with(dir, port, "")
@@ -33,74 +13,12 @@ fn start(dir: &Path, port: u16) -> Headless {
 
 /// Starts the node with `extra` appended to its config file.
 fn start_with(dir: &Path, port: u16, extra: &str) -> Headless {
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nstatus_interval_secs = 1\ntelemetry_interval_secs = 1\ndevice = \"cpu\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [supervisor]\nbackoff_initial_ms = 200\nbackoff_max_ms = 400\n{extra}"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
-        .arg("--no-ui")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("HOME", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Headless { child, lines: rx }
-}
-
-impl Headless {
-    /// The next status line satisfying `pred`, within 60 s.
-    fn status_where(
-        &self,
-        what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["type"] == "status"
-                && pred(&v)
-            {
-                return v;
-            }
-        }
-        panic!("no status line with {what} within 60 s");
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let rest: Vec<String> = self.lines.try_iter().collect();
-                return (status, rest);
-            }
-            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let config = format!(
+        "[node]\nstatus_interval_secs = 1\ntelemetry_interval_secs = 1\ndevice = \"cpu\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+         [supervisor]\nbackoff_initial_ms = 200\nbackoff_max_ms = 400\n{extra}"
+    );
+    common::start(dir, &[], &config)
 }
 
 #[tokio::test]

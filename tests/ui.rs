@@ -206,6 +206,58 @@ fn chain_standing_is_shown_when_watched() {
 }
 
 #[test]
+fn the_miner_lists_its_validators() {
+    use nicheimage_tui::runtime::event::{MinerReport, ValidatorCounters};
+    let mut state = seeded();
+    let counters = ValidatorCounters {
+        uid: Some(0),
+        stake: 20_000.0,
+        requests: 12,
+        allowed: 10,
+        limit: 20,
+        window_count: 12,
+        window_resets: 0,
+        rejected: [("Limit exceeded".to_string(), 2)].into(),
+    };
+    state.apply(
+        Event::Miner(MinerReport {
+            hotkey: "5Fe56feiHdCVHEyHpjBZquq6Qq2HEwvaE47DLp18TDi6ptAE".into(),
+            axon: "0.0.0.0:8091".into(),
+            announced: Some("127.0.0.1:8091".into()),
+            announce_result: Some("on chain".into()),
+            model_name: Some("RealisticVision".into()),
+            metagraph_block: Some(1000),
+            responses: [(200, 10), (403, 3)].into(),
+            validators: [
+                (
+                    "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt".to_string(),
+                    counters,
+                ),
+                (
+                    "5Dys2YgKb6cNcnc8QXk5NBw1gRN9bX2B4B92tbQJhYfwVVmo".to_string(),
+                    ValidatorCounters {
+                        requests: 1,
+                        rejected: [("Unrecognized hotkey".to_string(), 1)].into(),
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into(),
+            last_error: None,
+        }),
+        T0,
+    );
+    let terminal = draw_state(
+        &state,
+        110,
+        30,
+        &UiState::default(),
+        &Theme::default_theme(),
+    );
+    insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
 fn too_small_says_so() {
     let t = render(40, 10, &UiState::default(), &Theme::default_theme());
     let text = t.backend().to_string();

@@ -252,6 +252,8 @@ pub struct MinerConfig {
     pub info_endpoint: String,
     /// The seed's miner waits this long for `/generate`.
     pub generate_timeout_secs: u64,
+    /// Seconds between metagraph resyncs (the seed resynced about once a second).
+    pub metagraph_resync_secs: u64,
     pub blacklist: BlacklistConfig,
 }
 
@@ -261,6 +263,7 @@ impl Default for MinerConfig {
             generate_endpoint: "http://127.0.0.1:10006/generate".into(),
             info_endpoint: "http://127.0.0.1:10006/info".into(),
             generate_timeout_secs: 60,
+            metagraph_resync_secs: 600,
             blacklist: BlacklistConfig::default(),
         }
     }

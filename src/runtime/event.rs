@@ -26,6 +26,8 @@ pub enum Event {
     Download(DownloadReport),
     /// What the chain watcher last saw.
     Chain(ChainReport),
+    /// The miner's axon, announcement and per-validator counters.
+    Miner(MinerReport),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -129,6 +131,38 @@ pub struct ChainReport {
     pub validator_permit: bool,
     pub commit_reveal: Option<bool>,
     /// The last failure talking to the chain (the watcher keeps retrying).
+    pub last_error: Option<String>,
+}
+
+/// One validator as the miner's blacklist sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ValidatorCounters {
+    pub uid: Option<u16>,
+    pub stake: f64,
+    pub requests: u64,
+    pub allowed: u64,
+    /// Requests allowed per window at its stake, and how many it used in the current window.
+    pub limit: u32,
+    pub window_count: u32,
+    pub window_resets: u64,
+    /// Refusals by reason ("Unrecognized hotkey", "Not enough stake", "Limit exceeded", ...).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MinerReport {
+    pub hotkey: String,
+    /// Where the axon listens, and the address announced on chain (if any).
+    pub axon: String,
+    pub announced: Option<String>,
+    /// The outcome of the last `serve_axon`.
+    pub announce_result: Option<String>,
+    pub model_name: Option<String>,
+    pub metagraph_block: Option<u64>,
+    /// Axon answers by status code.
+    pub responses: BTreeMap<u16, u64>,
+    /// Counters by validator hotkey.
+    pub validators: BTreeMap<String, ValidatorCounters>,
     pub last_error: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use super::event::{
     ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
-    ReplicaReport, TorchReport,
+    MinerReport, ReplicaReport, TorchReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -46,6 +46,7 @@ pub struct NodeState {
     pub endpoint_responses: BTreeMap<u16, u64>,
     pub endpoint_queue_depth: usize,
     pub chain: Option<ChainReport>,
+    pub miner: Option<MinerReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -72,6 +73,7 @@ impl NodeState {
             endpoint_responses: BTreeMap::new(),
             endpoint_queue_depth: 0,
             chain: None,
+            miner: None,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -132,6 +134,7 @@ impl NodeState {
                 self.downloads.insert(report.model.clone(), report);
             }
             Event::Chain(report) => self.chain = Some(report),
+            Event::Miner(report) => self.miner = Some(report),
             Event::EndpointResponse {
                 status,
                 queue_depth,

@@ -63,10 +63,16 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
     } else {
         (v.state.replicas.len() as u16).min(8) + 3
     };
-    let [header, components, replicas, host, logs, footer] = Layout::vertical([
+    let miner_rows = v
+        .state
+        .miner
+        .as_ref()
+        .map_or(0, |m| (m.validators.len() as u16).clamp(1, 6) + 4);
+    let [header, components, replicas, miner, host, logs, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(rows + 3),
         Constraint::Length(replica_rows),
+        Constraint::Length(miner_rows),
         Constraint::Length(if v.state.chain.is_some() { 5 } else { 4 }),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -76,6 +82,9 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
     draw_components(frame, components, v);
     if replica_rows > 0 {
         draw_replicas(frame, replicas, v);
+    }
+    if let Some(m) = &v.state.miner {
+        draw_miner(frame, miner, m, t);
     }
     draw_host(frame, host, v);
     draw_logs(frame, logs, v);
@@ -257,6 +266,89 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
     )
     .block(block("replicas", t));
     frame.render_widget(table, area);
+}
+
+/// The miner's axon and announcement, then one row per validator that called it.
+fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerReport, t: &Theme) {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    let answered: String = m
+        .responses
+        .iter()
+        .map(|(code, n)| format!("{code}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let announce_style = if m.announce_result.as_deref() == Some("on chain") {
+        Style::new().fg(t.ok)
+    } else {
+        Style::new().fg(t.warn)
+    };
+    let mut summary = vec![
+        Span::styled("axon ", muted),
+        Span::styled(m.axon.clone(), text),
+        Span::styled("  published ", muted),
+        Span::styled(m.announced.clone().unwrap_or_else(|| "-".into()), text),
+        Span::styled(" ", muted),
+        Span::styled(
+            m.announce_result.clone().unwrap_or_default(),
+            announce_style,
+        ),
+        Span::styled("  model ", muted),
+        Span::styled(m.model_name.clone().unwrap_or_else(|| "?".into()), text),
+        Span::styled("  answers ", muted),
+        Span::styled(
+            if answered.is_empty() {
+                "none yet".into()
+            } else {
+                answered
+            },
+            text,
+        ),
+    ];
+    if let Some(e) = &m.last_error {
+        summary.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
+    }
+    let [head, table_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)])
+        .areas(area.inner(ratatui::layout::Margin::new(1, 1)));
+    frame.render_widget(block("miner", t), area);
+    frame.render_widget(Paragraph::new(Line::from(summary)), head);
+    let rows: Vec<Row> = m
+        .validators
+        .iter()
+        .map(|(hotkey, c)| {
+            let rejected: String = c
+                .rejected
+                .iter()
+                .map(|(why, n)| format!("{why} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Row::new(vec![
+                Cell::from(c.uid.map_or("-".into(), |u| u.to_string())),
+                Cell::from(hotkey.chars().take(12).collect::<String>()),
+                Cell::from(format!("{:.0}", c.stake)),
+                Cell::from(c.requests.to_string()),
+                Cell::from(format!("{}/{}", c.window_count, c.limit)),
+                Cell::from(rejected).style(Style::new().fg(t.warn)),
+            ])
+            .style(text)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(13),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(["uid", "validator", "stake", "requests", "window", "refused"])
+            .style(muted.add_modifier(Modifier::BOLD)),
+    );
+    frame.render_widget(table, table_area);
 }
 
 fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
