@@ -3,6 +3,8 @@
 //! validators with different stakes. Checks the info query, a generated image, the seed's
 //! blacklist reasons, the rate limit, the axon announcement and the counters in the status line.
 
+#![cfg(feature = "local-infer")]
+
 mod common;
 
 use std::sync::Arc;
