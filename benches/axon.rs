@@ -119,20 +119,8 @@ async fn main() {
     let axon = AxonBuilder::new(axon_key.clone())
         .attach::<ImageGenerating, _>(Arc::new(Echo))
         .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let axon = axon.clone();
-        async move {
-            axon.serve(listener, async {
-                stopped.await.ok();
-            })
-            .await
-        }
-    });
+    let server = axon.spawn(([127, 0, 0, 1], 0).into()).await.expect("bind");
+    let port = server.address.port();
     let ours = drive(
         &lanes,
         &AxonTarget {
@@ -143,8 +131,7 @@ async fn main() {
     )
     .await;
     print("ours (Rust)", &ours);
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
 
     let py_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

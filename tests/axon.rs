@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{Axon, AxonBuilder, Caller, Handler};
+use nicheimage_tui::bittensor::axon::{Axon, AxonBuilder, Caller, Handler, RunningAxon};
 use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
 use nicheimage_tui::bittensor::keypair::Keypair;
 use nicheimage_tui::bittensor::reachability;
@@ -38,15 +38,7 @@ impl Handler<ImageGenerating> for Slow {
 struct Running {
     axon: Arc<Axon>,
     target: AxonTarget,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _server: RunningAxon,
 }
 
 async fn start(max_body: u64) -> Running {
@@ -55,17 +47,8 @@ async fn start(max_body: u64) -> Running {
         .max_body(max_body)
         .attach::<ImageGenerating, _>(Arc::new(Slow))
         .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = axon.clone();
-    tokio::spawn(async move {
-        serving
-            .serve(listener, async {
-                stopped.await.ok();
-            })
-            .await
-    });
+    let server = axon.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = server.address.port();
     Running {
         axon,
         target: AxonTarget {
@@ -73,7 +56,7 @@ async fn start(max_body: u64) -> Running {
             port,
             hotkey: key.ss58().into(),
         },
-        stop: Some(stop),
+        _server: server,
     }
 }
 

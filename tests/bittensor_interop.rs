@@ -102,18 +102,8 @@ async fn python_dendrite_is_served_verified_and_refused_by_our_axon() {
     let axon = AxonBuilder::new(axon_key.clone())
         .attach::<ImageGenerating, _>(Arc::new(Miner { allowed }))
         .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let axon = axon.clone();
-        async move {
-            axon.serve(listener, async {
-                stopped.await.ok();
-            })
-            .await
-        }
-    });
+    let server = axon.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = server.address.port().to_string();
     let common = [
         "dendrite",
         "--port",
@@ -158,8 +148,7 @@ async fn python_dendrite_is_served_verified_and_refused_by_our_axon() {
     let stats = axon.stats();
     assert_eq!(stats.by_status.get(&200), Some(&2));
     assert_eq!(stats.by_status.get(&401), Some(&2));
-    stop.send(()).unwrap();
-    server.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

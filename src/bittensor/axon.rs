@@ -277,6 +277,26 @@ impl Axon {
         )
     }
 
+    /// Binds `address` and serves in the background until the returned handle is stopped or
+    /// dropped (tests, benchmarks, tools; the node's components use `serve`).
+    pub async fn spawn(self: &Arc<Self>, address: SocketAddr) -> std::io::Result<RunningAxon> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let local = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let axon = self.clone();
+        let task = tokio::spawn(async move {
+            axon.serve(listener, async {
+                stopped.await.ok();
+            })
+            .await
+        });
+        Ok(RunningAxon {
+            address: local,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
     /// Serves on `listener` until `shutdown` resolves.
     pub async fn serve(
         self: &Arc<Self>,
@@ -550,5 +570,32 @@ impl Axon {
             }
         }
         response
+    }
+}
+
+/// An axon serving in the background (see `Axon::spawn`).
+pub struct RunningAxon {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningAxon {
+    /// Stops accepting, lets in-flight requests finish, and waits for that.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningAxon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
