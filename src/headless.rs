@@ -21,6 +21,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "replicas": state.replicas,
         "chain": state.chain,
         "miner": state.miner,
+        "reward": state.reward,
     })
     .to_string()
 }

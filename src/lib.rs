@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod replica;
+pub mod reward;
 pub mod runtime;
 pub mod serve;
 pub mod telemetry;

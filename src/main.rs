@@ -46,9 +46,14 @@ fn main() -> ExitCode {
         return chain(&config);
     }
     let mines = matches!(cli.command, Some(Role::Miner(_)));
+    let rewards = matches!(cli.command, Some(Role::Reward(_)));
     let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
         || ((cli.command.is_none() || mines) && config.endpoint.enabled);
-    if let Some(role) = cli.command.as_ref().filter(|_| !serves_endpoint && !mines) {
+    if let Some(role) = cli
+        .command
+        .as_ref()
+        .filter(|_| !serves_endpoint && !mines && !rewards)
+    {
         // The role components arrive with their issues; until then say so plainly.
         return fail(format!(
             "the `{}` role is not part of this build yet; its flags were parsed into the config \
@@ -107,8 +112,8 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot set up the endpoint");
             return ExitCode::from(EXIT_USAGE);
         }
-        if (config.subtensor.watch || mines)
-            && let Err(e) = add_chain_roles(&mut runtime, &config, mines)
+        if (config.subtensor.watch || mines || rewards)
+            && let Err(e) = add_chain_roles(&mut runtime, &config, &data_dir, mines, rewards)
         {
             tracing::error!(error = %e, "cannot set up the chain roles");
             return ExitCode::from(EXIT_USAGE);
@@ -340,8 +345,14 @@ fn chain(config: &config::Config) -> ExitCode {
 fn add_chain_roles(
     runtime: &mut nicheimage_tui::runtime::Runtime,
     config: &config::Config,
+    data_dir: &std::path::Path,
     mines: bool,
+    rewards: bool,
 ) -> Result<(), String> {
+    if rewards && config.reward.disable_secure {
+        // No allow-list: the reward service needs no chain at all.
+        return node::add_reward(runtime, config, data_dir, None);
+    }
     let hotkey = match node::load_hotkey(config) {
         Ok(key) => Some(std::sync::Arc::new(key)),
         Err(e) if mines => return Err(format!("the miner needs its hotkey: {e}")),
@@ -353,6 +364,9 @@ fn add_chain_roles(
     let address = hotkey.as_ref().map(|k| k.ss58().to_string());
     let chain = node::open_chain(config, address.as_deref())?;
     node::add_chain_watch(runtime, config, chain.clone(), address);
+    if rewards {
+        node::add_reward(runtime, config, data_dir, Some(chain.clone()))?;
+    }
     if let (true, Some(key)) = (mines, hotkey) {
         node::add_miner(runtime, config, chain, key)?;
     }

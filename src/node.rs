@@ -191,3 +191,43 @@ pub fn add_miner(
     }));
     Ok(())
 }
+
+/// Adds the reward service for `[reward]`'s model: its own replica pool (`reward.num_replicas`,
+/// `reward.num_gpus`) and, unless `disable_secure`, an allow-list read from `chain`.
+pub fn add_reward(
+    runtime: &mut Runtime,
+    config: &Config,
+    data_dir: &Path,
+    chain: Option<Arc<dyn Chain>>,
+) -> Result<(), String> {
+    let r = &config.reward;
+    let mut generation = config.clone();
+    generation.endpoint.model_name = r.model_name.clone();
+    generation.endpoint.num_replicas = r.num_replicas;
+    generation.endpoint.num_gpus = r.num_gpus;
+    generation.endpoint.remote_endpoints.clear();
+    // Replica commands are not routed to the reward pool; the channel just has to exist.
+    let (_commands, receiver) = tokio::sync::mpsc::channel(1);
+    let generation = endpoint(&generation, data_dir, receiver)?;
+    let allowlist = match (r.disable_secure, chain) {
+        (true, _) => None,
+        (false, Some(chain)) => Some(crate::reward::Allowlist {
+            chain,
+            netuid: config.subtensor.netuid,
+            min_stake: r.min_stake,
+        }),
+        (false, None) => {
+            return Err(
+                "the reward service needs the chain for its allow-list (or --disable_secure)"
+                    .into(),
+            );
+        }
+    };
+    runtime.add(Arc::new(crate::reward::RewardService {
+        generation,
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], r.port)),
+        allowlist,
+        rate_per_minute: r.rate_limit_per_minute.max(1),
+    }));
+    Ok(())
+}

@@ -79,7 +79,10 @@ impl Endpoint {
     }
 
     /// Fetches a missing checkpoint from the model's `download_url`, reporting progress.
-    async fn ensure_checkpoint(&self, events: &crate::runtime::EventSender) -> anyhow::Result<()> {
+    pub(crate) async fn ensure_checkpoint(
+        &self,
+        events: &crate::runtime::EventSender,
+    ) -> anyhow::Result<()> {
         let (Some(url), false, true) = (
             &self.model.download_url,
             self.checkpoint.exists(),

@@ -28,6 +28,8 @@ pub enum Event {
     Chain(ChainReport),
     /// The miner's axon, announcement and per-validator counters.
     Miner(MinerReport),
+    /// The reward service's answers and verdicts.
+    Reward(RewardReport),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -163,6 +165,20 @@ pub struct MinerReport {
     pub responses: BTreeMap<u16, u64>,
     /// Counters by validator hotkey.
     pub validators: BTreeMap<String, ValidatorCounters>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RewardReport {
+    pub model_name: String,
+    /// Whether callers are limited to validators' axon IPs.
+    pub secure: bool,
+    /// Allowed IPs at the last refresh (None: not read yet or not secure).
+    pub allowed_ips: Option<usize>,
+    /// Responses by HTTP status.
+    pub responses: BTreeMap<String, u64>,
+    /// Judged miner images by outcome ("match", "mismatch", "no image", ...).
+    pub verdicts: BTreeMap<String, u64>,
     pub last_error: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use super::event::{
     ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
-    MinerReport, ReplicaReport, TorchReport,
+    MinerReport, ReplicaReport, RewardReport, TorchReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -47,6 +47,7 @@ pub struct NodeState {
     pub endpoint_queue_depth: usize,
     pub chain: Option<ChainReport>,
     pub miner: Option<MinerReport>,
+    pub reward: Option<RewardReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -74,6 +75,7 @@ impl NodeState {
             endpoint_queue_depth: 0,
             chain: None,
             miner: None,
+            reward: None,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -135,6 +137,7 @@ impl NodeState {
             }
             Event::Chain(report) => self.chain = Some(report),
             Event::Miner(report) => self.miner = Some(report),
+            Event::Reward(report) => self.reward = Some(report),
             Event::EndpointResponse {
                 status,
                 queue_depth,

@@ -1,0 +1,303 @@
+//! The reward service (the seed's `services/rewarding/app.py`): `POST /` with
+//! `{"miner_data": [...], "base_data": {...}}` regenerates `base_data` through this node's replica
+//! pool and answers `{"rewards": [...]}` (plus `"reasons"`, which seed clients ignore). Callers are
+//! limited to validators' axon IPs with enough stake (loopback always; none with
+//! `--disable_secure`) and to a request rate per client.
+
+pub mod judge;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use crate::bittensor::chain::Chain;
+use crate::endpoint::{Endpoint, request};
+use crate::image::RgbImage;
+use crate::replica::Pool;
+use crate::runtime::event::RewardReport;
+use crate::runtime::{Component, ComponentContext, Event};
+use judge::Reference;
+
+/// Batches carry one image per miner: a few MB each.
+const MAX_BODY: u64 = 256 * 1024 * 1024;
+const ALLOWLIST_REFRESH: Duration = Duration::from_secs(600);
+
+pub struct RewardService {
+    /// The model and replica pool settings (its own listener is not used).
+    pub generation: Endpoint,
+    pub listen: SocketAddr,
+    /// `None`: `--disable_secure`, anyone may call.
+    pub allowlist: Option<Allowlist>,
+    pub rate_per_minute: u32,
+}
+
+/// Where the allowed IPs come from: validators' axons on the subnet with at least `min_stake`.
+pub struct Allowlist {
+    pub chain: Arc<dyn Chain>,
+    pub netuid: u16,
+    pub min_stake: f64,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    miner_data: Vec<Value>,
+    base_data: Value,
+}
+
+struct Shared {
+    pool: Pool,
+    model: Arc<crate::catalogue::ModelSpec>,
+    allowed: Mutex<Option<HashSet<IpAddr>>>,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    rate_per_minute: u32,
+    report: Mutex<RewardReport>,
+    events: crate::runtime::EventSender,
+}
+
+fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "detail": message.to_string() })),
+        status,
+    )
+    .into_response()
+}
+
+impl Shared {
+    /// `Err(reason)` if this client may not call now.
+    fn admit(&self, ip: Option<IpAddr>) -> Result<(), (StatusCode, String)> {
+        let ip = ip.ok_or((StatusCode::FORBIDDEN, "unknown client address".to_string()))?;
+        if let Some(allowed) = self
+            .allowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && !ip.is_loopback()
+            && !allowed.contains(&ip)
+        {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("{ip} is not a validator axon with enough stake"),
+            ));
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let window = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(window.0) >= Duration::from_secs(60) {
+            *window = (now, 0);
+        }
+        window.1 += 1;
+        if window.1 > self.rate_per_minute {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "more than {} requests a minute from {ip}",
+                    self.rate_per_minute
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn reward(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
+        let batch: Batch = serde_json::from_slice(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+        let base = serde_json::to_vec(&batch.base_data)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let job = request::parse(&base, &self.model)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("base_data: {e}")))?;
+        let reference = self.pool.generate(job).await.map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot regenerate the reference: {e}"),
+            )
+        })?;
+        let reference = RgbImage::from_base64_png(&reference)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // Hashing is CPU work: off the async threads.
+        let miner_images: Vec<Option<String>> = batch
+            .miner_data
+            .iter()
+            .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let verdicts = tokio::task::spawn_blocking(move || {
+            let reference = Reference::new(&reference);
+            miner_images
+                .iter()
+                .map(|image| reference.judge(image.as_deref()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        for v in &verdicts {
+            let kind = v
+                .reason()
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let kind = if kind.starts_with("hash distance") {
+                if v.reward() > 0.0 {
+                    "match".into()
+                } else {
+                    "mismatch".into()
+                }
+            } else {
+                kind
+            };
+            *report.verdicts.entry(kind).or_default() += 1;
+        }
+        Ok(json!({
+            "rewards": verdicts.iter().map(|v| v.reward()).collect::<Vec<_>>(),
+            "reasons": verdicts.iter().map(|v| v.reason()).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn count(&self, outcome: &str) {
+        let report = {
+            let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+            *report.responses.entry(outcome.to_string()).or_default() += 1;
+            report.allowed_ips = self
+                .allowed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(HashSet::len);
+            report.clone()
+        };
+        self.events.try_send(Event::Reward(report));
+    }
+}
+
+fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    warp::path::end()
+        .and(warp::post())
+        .and(warp::addr::remote())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .then(move |peer: Option<SocketAddr>, body: bytes::Bytes| {
+            let shared = shared.clone();
+            async move {
+                let outcome = match shared.admit(peer.map(|p| p.ip())) {
+                    Err(refusal) => Err(refusal),
+                    Ok(()) => shared.reward(&body).await,
+                };
+                match outcome {
+                    Ok(answer) => {
+                        shared.count("200");
+                        warp::reply::json(&answer).into_response()
+                    }
+                    Err((status, message)) => {
+                        shared.count(status.as_str());
+                        tracing::info!(status = status.as_u16(), %message, "reward request refused");
+                        detail(status, message)
+                    }
+                }
+            }
+        })
+        .recover(|rejection: warp::Rejection| async move {
+            let response = if rejection.is_not_found() || rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                detail(StatusCode::NOT_FOUND, "the reward service answers POST /")
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                detail(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY} bytes"))
+            } else {
+                detail(StatusCode::BAD_REQUEST, format!("{rejection:?}"))
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        })
+        .unify()
+}
+
+/// Keeps the allowed IPs current from the metagraph; a failed read keeps the last set.
+async fn refresh_allowlist(list: &Allowlist, shared: &Shared) {
+    match list.chain.metagraph(list.netuid).await {
+        Ok(graph) => {
+            let ips: HashSet<IpAddr> = graph
+                .neurons
+                .iter()
+                .filter(|n| n.axon.is_served() && n.stake_tokens() >= list.min_stake)
+                .map(|n| n.axon.ip_addr())
+                .collect();
+            tracing::info!(count = ips.len(), "reward allow-list refreshed");
+            *shared.allowed.lock().unwrap_or_else(|p| p.into_inner()) = Some(ips);
+            shared
+                .report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_error = None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot refresh the reward allow-list");
+            shared
+                .report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_error = Some(e.to_string());
+        }
+    }
+}
+
+impl Component for RewardService {
+    fn name(&self) -> &str {
+        "reward"
+    }
+
+    fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            self.generation.check()?;
+            self.generation.ensure_checkpoint(&ctx.events).await?;
+            let what = format!("the reward service ({})", self.generation.model.name);
+            let listener = crate::serve::bind(&ctx, self.listen, &what).await?;
+            let pool = Pool::start(
+                self.generation.pool.clone(),
+                ctx.events.clone(),
+                ctx.cancel.child_token(),
+            );
+            let shared = Arc::new(Shared {
+                pool,
+                model: Arc::new(self.generation.model.clone()),
+                // Secure mode starts closed (loopback only) until the first metagraph read.
+                allowed: Mutex::new(self.allowlist.as_ref().map(|_| HashSet::new())),
+                windows: Mutex::new(HashMap::new()),
+                rate_per_minute: self.rate_per_minute,
+                report: Mutex::new(RewardReport {
+                    model_name: self.generation.model.name.clone(),
+                    secure: self.allowlist.is_some(),
+                    responses: BTreeMap::new(),
+                    ..Default::default()
+                }),
+                events: ctx.events.clone(),
+            });
+            if self.allowlist.is_some() {
+                let (me, shared, cancel) = (self.clone(), shared.clone(), ctx.cancel.clone());
+                tokio::spawn(async move {
+                    let Some(list) = me.allowlist.as_ref() else {
+                        return;
+                    };
+                    loop {
+                        refresh_allowlist(list, &shared).await;
+                        shared.count("allow-list refreshed");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(ALLOWLIST_REFRESH) => {}
+                        }
+                    }
+                });
+            }
+            crate::serve::until_cancelled(&ctx, listener, routes(shared)).await;
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,142 @@
+//! The reward service on loopback, as the network uses it: a miner's endpoint makes images, the
+//! reward service regenerates the reference from the same request and judges each miner's image.
+//! Both are the real binary with the tiny SD 1.5 model on CPU.
+#![cfg(feature = "local-infer")]
+
+mod common;
+
+use common::free_port;
+use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
+use nicheimage_tui::image::RgbImage;
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn model_config(checkpoint: &Path) -> String {
+    format!(
+        "[models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\nscheduler = \"dpm++2m_karras\"\n\
+         [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n",
+        checkpoint.display()
+    )
+}
+
+fn request(seed: u64) -> Value {
+    json!({
+        "prompt": "a red bicycle by the sea",
+        "seed": seed,
+        "pipeline_type": "txt2img",
+        "pipeline_params": {"num_inference_steps": 4, "width": 64, "height": 64},
+    })
+}
+
+async fn until_ok(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+    for _ in 0..240 {
+        if let Ok(r) = client.post(url).json(body).send().await
+            && r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_are_judged_against_the_regenerated_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
+    let (endpoint_port, reward_port) = (free_port(), free_port());
+    let miner_dir = dir.path().join("miner");
+    let reward_dir = dir.path().join("reward");
+    std::fs::create_dir_all(&miner_dir).unwrap();
+    std::fs::create_dir_all(&reward_dir).unwrap();
+    let common_config = format!(
+        "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n{}",
+        model_config(&checkpoint)
+    );
+    let endpoint = common::start(
+        &miner_dir,
+        &["endpoint"],
+        &format!(
+            "{common_config}[endpoint]\nmodel_name = \"Tiny\"\nhost = \"127.0.0.1\"\nport = {endpoint_port}\nnum_replicas = 1\n"
+        ),
+    );
+    let reward = common::start(
+        &reward_dir,
+        &["reward", "--disable_secure"],
+        &format!(
+            "{common_config}[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\nrate_limit_per_minute = 3\n"
+        ),
+    );
+    let client = nicheimage_tui::http::client();
+    let generate = format!("http://127.0.0.1:{endpoint_port}/generate");
+    let image = |r: Value| r["image"].as_str().unwrap().to_string();
+    let honest = image(
+        until_ok(&client, &generate, &request(7))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let other_seed = image(
+        until_ok(&client, &generate, &request(8))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let black = RgbImage::new(64, 64, vec![0; 64 * 64 * 3])
+        .unwrap()
+        .to_base64_png()
+        .unwrap();
+
+    let mut base = request(7);
+    base["image"] = json!("");
+    let miner = |image: &str| {
+        let mut m = request(7);
+        m["image"] = json!(image);
+        m
+    };
+    let batch = json!({
+        "base_data": base,
+        "miner_data": [miner(&honest), miner(&other_seed), miner(&black), miner(""), miner("not a png")],
+    });
+    let url = format!("http://127.0.0.1:{reward_port}/");
+    let answer: Value = until_ok(&client, &url, &batch).await.json().await.unwrap();
+    let rewards: Vec<f64> = answer["rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(rewards[0], 1.0, "{answer}");
+    assert_eq!(&rewards[1..], &[0.0, 0.0, 0.0, 0.0], "{answer}");
+    let reasons = answer["reasons"].as_array().unwrap();
+    assert!(
+        reasons[0].as_str().unwrap().contains("hash distance 0"),
+        "{answer}"
+    );
+    assert!(reasons[2].as_str().unwrap().contains("black"), "{answer}");
+
+    // Bad input is a 400 with the reason; the fourth request in a minute is a 429.
+    let bad = client
+        .post(&url)
+        .json(&json!({"miner_data": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let third = client.post(&url).json(&batch).send().await.unwrap();
+    assert_eq!(third.status(), 200);
+    let fourth = client.post(&url).json(&batch).send().await.unwrap();
+    assert_eq!(fourth.status(), 429);
+
+    let v = reward.status_where("the reward counters", |v| {
+        v["reward"]["responses"]["429"] == 1
+    });
+    assert_eq!(v["reward"]["verdicts"]["match"], 2);
+    assert_eq!(v["reward"]["secure"], false);
+    for node in [reward, endpoint] {
+        let (status, _) = node.terminate();
+        assert!(status.success());
+    }
+}
