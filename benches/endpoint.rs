@@ -6,6 +6,8 @@
 //!    time and size as ratios (Python from .venv-parity, see scripts/parity/setup.sh).
 //! 2. Endpoint overhead: a request through HTTP, the queue, a replica process and PNG/base64,
 //!    against the same generation called in process.
+//! 3. The reward check of one 1024x1024 base64 PNG pair (decode both, average hashes at sizes 8
+//!    and 6, distance): ours vs Pillow + imagehash as the seed's reward service does it.
 
 use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
@@ -79,6 +81,64 @@ fn png_benchmark(root: &Path) {
         their_size,
         theirs / ours,
         size as f64 / their_size as f64
+    );
+}
+
+fn reward_benchmark(root: &Path) {
+    use nicheimage_tui::reward::judge::Reference;
+    let reference = test_image(1024, 1024);
+    let mut shifted = reference.clone();
+    for v in shifted.data.iter_mut() {
+        *v = v.saturating_add(3);
+    }
+    let (reference_b64, miner_b64) = (
+        reference.to_base64_png().expect("encode"),
+        shifted.to_base64_png().expect("encode"),
+    );
+    let runs = 10;
+    let mut times = Vec::new();
+    let mut verdict = None;
+    for _ in 0..=runs {
+        let t = Instant::now();
+        let decoded = RgbImage::from_base64_png(&reference_b64).expect("decode");
+        verdict = Some(Reference::new(&decoded).judge(Some(&miner_b64)));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let ours = median(times[1..].to_vec());
+    print!(
+        "reward check 1024x1024 pair: ours {:.1} ms ({:?})",
+        ours * 1e3,
+        verdict.expect("ran")
+    );
+    let python = root.join(".venv-parity/bin/python");
+    if !python.exists() {
+        println!(" (no Python reference: run scripts/parity/setup.sh)");
+        return;
+    }
+    let (a, b) = (
+        root.join("target/bench-reference.b64"),
+        root.join("target/bench-miner.b64"),
+    );
+    std::fs::write(&a, &reference_b64).expect("write");
+    std::fs::write(&b, &miner_b64).expect("write");
+    let out = Command::new(python)
+        .arg(root.join("scripts/parity/bench_reward.py"))
+        .args([&a, &b])
+        .arg(runs.to_string())
+        .output()
+        .expect("run Pillow + imagehash");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let theirs = median(
+        v["seconds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default(),
+    );
+    println!(
+        "; Pillow + imagehash {:.1} ms (distance {}); speed-up {:.1}x",
+        theirs * 1e3,
+        v["distance"],
+        theirs / ours
     );
 }
 
@@ -170,5 +230,6 @@ fn overhead_benchmark(root: &Path) {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     png_benchmark(root);
+    reward_benchmark(root);
     overhead_benchmark(root);
 }

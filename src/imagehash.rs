@@ -80,11 +80,9 @@ fn resize_l(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
     for y in 0..rows {
         let row = &src[(y + first_row) * w..(y + first_row + 1) * w];
         for (x, (xmin, k)) in horizontal.iter().enumerate() {
-            let acc: i64 = half
-                + k.iter()
-                    .enumerate()
-                    .map(|(i, &c)| row[xmin + i] as i64 * c as i64)
-                    .sum::<i64>();
+            let taps = &row[*xmin..*xmin + k.len()];
+            let acc: i64 =
+                half + taps.iter().zip(k).map(|(&p, &c)| p as i32 * c).sum::<i32>() as i64;
             temp[y * ow + x] = clip8(acc);
         }
     }
@@ -104,13 +102,24 @@ fn resize_l(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
 
 /// The 64-bit (hash_size 8) average hash; bit 63 is the top-left pixel.
 pub fn average_hash(image: &RgbImage, hash_size: usize) -> Vec<bool> {
-    let gray = luma(image);
-    let small = resize_l(&gray, image.width, image.height, hash_size, hash_size);
-    let mean = small.iter().map(|&p| p as f64).sum::<f64>() / small.len() as f64;
-    small.iter().map(|&p| p as f64 > mean).collect()
+    average_hashes(image, &[hash_size])
+        .pop()
+        .unwrap_or_default()
 }
 
-/// Hamming distance between two hashes of the same size.
+/// Several hash sizes of one image, converting it to grayscale once.
+pub fn average_hashes(image: &RgbImage, hash_sizes: &[usize]) -> Vec<Vec<bool>> {
+    let gray = luma(image);
+    hash_sizes
+        .iter()
+        .map(|&size| {
+            let small = resize_l(&gray, image.width, image.height, size, size);
+            let mean = small.iter().map(|&p| p as f64).sum::<f64>() / small.len() as f64;
+            small.iter().map(|&p| p as f64 > mean).collect()
+        })
+        .collect()
+}
+
 pub fn distance(a: &[bool], b: &[bool]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x != y).count()
 }

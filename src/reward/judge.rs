@@ -7,7 +7,7 @@
 //! - otherwise 1 if the 64-bit hashes are within Hamming distance 6, else 0.
 
 use crate::image::RgbImage;
-use crate::imagehash::{average_hash, distance};
+use crate::imagehash::{average_hashes, distance};
 
 pub const MATCH_HASH_SIZE: usize = 8;
 pub const MATCH_MAX_DISTANCE: usize = 6;
@@ -53,17 +53,18 @@ pub struct Reference {
     black: bool,
 }
 
-/// Black as average_hash sees it: no pixel above the mean (an all-black image hashes to zeros).
-fn is_black(image: &RgbImage) -> bool {
-    average_hash(image, BLACK_HASH_SIZE).iter().all(|bit| !bit)
+/// The match hash and whether the image is black as average_hash sees it: no pixel above the
+/// mean (an all-black image hashes to zeros).
+fn hashes(image: &RgbImage) -> (Vec<bool>, bool) {
+    let mut both = average_hashes(image, &[MATCH_HASH_SIZE, BLACK_HASH_SIZE]);
+    let black = both.pop().unwrap_or_default().iter().all(|bit| !bit);
+    (both.pop().unwrap_or_default(), black)
 }
 
 impl Reference {
     pub fn new(image: &RgbImage) -> Self {
-        Self {
-            match_hash: average_hash(image, MATCH_HASH_SIZE),
-            black: is_black(image),
-        }
+        let (match_hash, black) = hashes(image);
+        Self { match_hash, black }
     }
 
     pub fn judge(&self, miner_image: Option<&str>) -> Verdict {
@@ -74,12 +75,13 @@ impl Reference {
             Ok(image) => image,
             Err(e) => return Verdict::Undecodable(e.to_string()),
         };
-        match (self.black, is_black(&image)) {
+        let (hash, black) = hashes(&image);
+        match (self.black, black) {
             (false, true) => return Verdict::BlankedSafeImage,
             (true, false) => return Verdict::UnfilteredNsfw,
             _ => {}
         }
-        let d = distance(&self.match_hash, &average_hash(&image, MATCH_HASH_SIZE));
+        let d = distance(&self.match_hash, &hash);
         if d <= MATCH_MAX_DISTANCE {
             Verdict::Match { distance: d }
         } else {
