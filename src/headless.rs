@@ -22,6 +22,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "chain": state.chain,
         "miner": state.miner,
         "reward": state.reward,
+        "validator": state.validator,
     })
     .to_string()
 }

@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod serve;
 pub mod telemetry;
 pub mod ui;
+pub mod validator;

@@ -47,21 +47,9 @@ fn main() -> ExitCode {
     }
     let mines = matches!(cli.command, Some(Role::Miner(_)));
     let rewards = matches!(cli.command, Some(Role::Reward(_)));
+    let validates = matches!(cli.command, Some(Role::Validator(_)));
     let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
         || ((cli.command.is_none() || mines) && config.endpoint.enabled);
-    if let Some(role) = cli
-        .command
-        .as_ref()
-        .filter(|_| !serves_endpoint && !mines && !rewards)
-    {
-        // The role components arrive with their issues; until then say so plainly.
-        return fail(format!(
-            "the `{}` role is not part of this build yet; its flags were parsed into the config \
-             (see --print-config-template), but nothing would serve them",
-            role.name()
-        ));
-    }
-
     // Roles run headless, as the seed's separate processes did.
     let headless = cli.no_ui || cli.command.is_some() || !std::io::stdout().is_terminal();
     let theme = if headless {
@@ -112,8 +100,13 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot set up the endpoint");
             return ExitCode::from(EXIT_USAGE);
         }
-        if (config.subtensor.watch || mines || rewards)
-            && let Err(e) = add_chain_roles(&mut runtime, &config, &data_dir, mines, rewards)
+        let roles = ChainRoles {
+            mines,
+            rewards,
+            validates,
+        };
+        if (config.subtensor.watch || mines || rewards || validates)
+            && let Err(e) = add_chain_roles(&mut runtime, &config, &data_dir, roles)
         {
             tracing::error!(error = %e, "cannot set up the chain roles");
             return ExitCode::from(EXIT_USAGE);
@@ -340,22 +333,34 @@ fn chain(config: &config::Config) -> ExitCode {
     })
 }
 
+/// Which chain-backed roles this run has.
+#[derive(Clone, Copy)]
+struct ChainRoles {
+    mines: bool,
+    rewards: bool,
+    validates: bool,
+}
+
 /// The chain, opened once and shared: the watcher always, the miner when asked. A miner without a
 /// loadable hotkey cannot start; the watcher then just watches the subnet.
 fn add_chain_roles(
     runtime: &mut nicheimage_tui::runtime::Runtime,
     config: &config::Config,
     data_dir: &std::path::Path,
-    mines: bool,
-    rewards: bool,
+    roles: ChainRoles,
 ) -> Result<(), String> {
+    let ChainRoles {
+        mines,
+        rewards,
+        validates,
+    } = roles;
     if rewards && config.reward.disable_secure {
         // No allow-list: the reward service needs no chain at all.
         return node::add_reward(runtime, config, data_dir, None);
     }
     let hotkey = match node::load_hotkey(config) {
         Ok(key) => Some(std::sync::Arc::new(key)),
-        Err(e) if mines => return Err(format!("the miner needs its hotkey: {e}")),
+        Err(e) if mines || validates => return Err(format!("the neuron needs its hotkey: {e}")),
         Err(e) => {
             tracing::warn!("no hotkey for the chain view: {e}");
             None
@@ -366,6 +371,9 @@ fn add_chain_roles(
     node::add_chain_watch(runtime, config, chain.clone(), address);
     if rewards {
         node::add_reward(runtime, config, data_dir, Some(chain.clone()))?;
+    }
+    if let (true, Some(key)) = (validates, hotkey.clone()) {
+        node::add_validator(runtime, config, data_dir, chain.clone(), key)?;
     }
     if let (true, Some(key)) = (mines, hotkey) {
         node::add_miner(runtime, config, chain, key)?;

@@ -231,3 +231,39 @@ pub fn add_reward(
     }));
     Ok(())
 }
+
+/// Adds the validator neuron, signing with `hotkey` on `chain`.
+pub fn add_validator(
+    runtime: &mut Runtime,
+    config: &Config,
+    data_dir: &Path,
+    chain: Arc<dyn Chain>,
+    hotkey: Arc<Keypair>,
+) -> Result<(), String> {
+    let v = &config.validator;
+    let models: Vec<catalogue::ModelSpec> = catalogue::catalogue(&config.models)
+        .map_err(|e| e.to_string())?
+        .into_values()
+        .collect();
+    let settings = crate::validator::ValidatorSettings {
+        netuid: config.subtensor.netuid,
+        models,
+        reward_url: v.reward_url.clone(),
+        info_timeout: Duration::from_secs(v.info_timeout_secs),
+        fast_loop: Duration::from_secs(v.fast_loop_secs),
+        fast_steps: v.fast_steps,
+        slow_loop: Duration::from_secs(v.loop_secs),
+        state_path: v
+            .state_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("validator-state.json")),
+        version_key: 10,
+        set_weights: !v.disable_set_weights,
+    };
+    runtime.add(Arc::new(crate::validator::Validator {
+        settings,
+        chain,
+        keypair: hotkey,
+    }));
+    Ok(())
+}

@@ -103,7 +103,7 @@ fn role_flags_with_seed_names_parse() {
         .unwrap();
     // Parsed (clap would say "unexpected argument"); the miner then needs wallet w's hotkey h.
     let said = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
-    assert!(said.contains("the miner needs its hotkey"), "{said}");
+    assert!(said.contains("the neuron needs its hotkey"), "{said}");
     assert!(said.contains("w/hotkeys/h not found"), "{said}");
     assert_eq!(out.status.code(), Some(2));
 }

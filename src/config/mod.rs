@@ -309,6 +309,10 @@ pub struct ValidatorConfig {
     pub info_timeout_secs: u64,
     pub challenge_prompt_url: String,
     pub challenge_image_url: String,
+    /// The reward service; `{model}` becomes the model's name.
+    pub reward_url: String,
+    /// Scores and step, saved after every pass; unset: `<data dir>/validator-state.json`.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for ValidatorConfig {
@@ -322,6 +326,8 @@ impl Default for ValidatorConfig {
             info_timeout_secs: 10,
             challenge_prompt_url: "http://nicheimage.nichetensor.com/challenge/prompt".into(),
             challenge_image_url: "http://nicheimage.nichetensor.com/challenge/image".into(),
+            reward_url: "http://nicheimage.nichetensor.com/reward/{model}".into(),
+            state_file: None,
         }
     }
 }

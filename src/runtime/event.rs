@@ -30,6 +30,8 @@ pub enum Event {
     Miner(MinerReport),
     /// The reward service's answers and verdicts.
     Reward(RewardReport),
+    /// The validator's last pass: rewards with reasons, scores, weights.
+    Validator(ValidatorReport),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -165,6 +167,29 @@ pub struct MinerReport {
     pub responses: BTreeMap<u16, u64>,
     /// Counters by validator hotkey.
     pub validators: BTreeMap<String, ValidatorCounters>,
+    pub last_error: Option<String>,
+}
+
+/// One miner's reward in a validator pass, and why (`reward` None: not judged, not recorded).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundOutcome {
+    pub uid: u16,
+    pub model: String,
+    pub reward: Option<f64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ValidatorReport {
+    pub hotkey: String,
+    pub step: u64,
+    pub last_round: Vec<RoundOutcome>,
+    /// Final scores by uid (Σ incentive share × normalised model vector).
+    pub scores: BTreeMap<u16, f64>,
+    /// The last weight setting: where and for how many, or the chain's refusal.
+    pub weights: Option<String>,
+    /// What happened to the saved state at start (e.g. a corrupt file moved aside).
+    pub state_note: Option<String>,
     pub last_error: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 use super::event::{
     ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
-    MinerReport, ReplicaReport, RewardReport, TorchReport,
+    MinerReport, ReplicaReport, RewardReport, TorchReport, ValidatorReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -48,6 +48,7 @@ pub struct NodeState {
     pub chain: Option<ChainReport>,
     pub miner: Option<MinerReport>,
     pub reward: Option<RewardReport>,
+    pub validator: Option<ValidatorReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -76,6 +77,7 @@ impl NodeState {
             chain: None,
             miner: None,
             reward: None,
+            validator: None,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -138,6 +140,7 @@ impl NodeState {
             Event::Chain(report) => self.chain = Some(report),
             Event::Miner(report) => self.miner = Some(report),
             Event::Reward(report) => self.reward = Some(report),
+            Event::Validator(report) => self.validator = Some(report),
             Event::EndpointResponse {
                 status,
                 queue_depth,

@@ -1,0 +1,399 @@
+//! The validator neuron: each pass refreshes who serves which model (info synapse to every axon),
+//! sends each model's miners, in random batches of 1–5, a txt2img challenge with a fresh seed,
+//! has the reward service judge the answers, subtracts the time penalty from the successful
+//! ones, keeps the last 10 rewards per uid, and sets weights when the chain allows. Every reward
+//! carries its reason; the state is saved atomically after every pass.
+
+pub mod challenge;
+pub mod scores;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+
+use crate::bittensor::chain::{Chain, ChainError, weights};
+use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
+use crate::bittensor::keypair::Keypair;
+use crate::bittensor::synapse::ImageGenerating;
+use crate::catalogue::ModelSpec;
+use crate::runtime::event::{RoundOutcome, ValidatorReport};
+use crate::runtime::{Component, ComponentContext, Event};
+use scores::MinerBook;
+
+pub struct ValidatorSettings {
+    pub netuid: u16,
+    /// The catalogue, in the order models are challenged.
+    pub models: Vec<ModelSpec>,
+    /// Reward service URL; `{model}` is replaced by the model's name.
+    pub reward_url: String,
+    pub info_timeout: Duration,
+    pub fast_loop: Duration,
+    pub fast_steps: u64,
+    pub slow_loop: Duration,
+    pub state_path: PathBuf,
+    /// Sent with weights: the seed's spec version, 10.
+    pub version_key: u64,
+    pub set_weights: bool,
+}
+
+pub struct Validator {
+    pub settings: ValidatorSettings,
+    pub chain: Arc<dyn Chain>,
+    pub keypair: Arc<Keypair>,
+}
+
+/// A small seeded generator for seeds, batch sizes and shuffles.
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Why a failed call scored 0, in operator words.
+fn failure_reason<S>(r: &Response<S>) -> String {
+    match r.status_code {
+        408 => format!("timeout ({:.1} s)", r.process_time),
+        403 => format!("blacklisted: {}", r.status_message),
+        503 => "unreachable".into(),
+        401 => format!("refused our signature: {}", r.status_message),
+        code => format!("HTTP {code}: {}", r.status_message),
+    }
+}
+
+fn challenge_params(model: &ModelSpec) -> Map<String, Value> {
+    let d = &model.defaults;
+    let mut p = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            p.insert(k.into(), v);
+        }
+    };
+    put(
+        "num_inference_steps",
+        d.num_inference_steps.map(Value::from),
+    );
+    put("width", d.width.map(Value::from));
+    put("height", d.height.map(Value::from));
+    put("guidance_scale", d.guidance_scale.map(Value::from));
+    put(
+        "negative_prompt",
+        d.negative_prompt.clone().map(Value::from),
+    );
+    p
+}
+
+impl Validator {
+    /// Asks every axon (but ours) what it serves and updates the book.
+    async fn refresh_identities(
+        &self,
+        dendrite: &Dendrite,
+        book: &mut MinerBook,
+    ) -> Result<BTreeMap<u16, AxonTarget>, ChainError> {
+        let graph = self.chain.metagraph(self.settings.netuid).await?;
+        book.retain(|uid, hotkey| {
+            graph
+                .neurons
+                .get(uid as usize)
+                .is_some_and(|n| n.hotkey == hotkey)
+        });
+        let axons: BTreeMap<u16, AxonTarget> = graph
+            .neurons
+            .iter()
+            .filter(|n| n.axon.is_served() && n.hotkey != self.keypair.ss58())
+            .map(|n| {
+                (
+                    n.uid,
+                    AxonTarget {
+                        ip: n.axon.ip_string(),
+                        port: n.axon.port,
+                        hotkey: n.hotkey.clone(),
+                    },
+                )
+            })
+            .collect();
+        let mut info = ImageGenerating::default();
+        info.request_dict
+            .insert("get_miner_info".into(), Value::Bool(true));
+        let targets: Vec<AxonTarget> = axons.values().cloned().collect();
+        let answers = dendrite
+            .call_many(&targets, &info, self.settings.info_timeout)
+            .await;
+        for ((uid, target), answer) in axons.iter().zip(answers) {
+            let model = answer
+                .is_success()
+                .then(|| {
+                    answer
+                        .synapse
+                        .response_dict
+                        .get("model_name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .flatten();
+            book.identify(*uid, &target.hotkey, model.as_deref());
+        }
+        Ok(axons)
+    }
+
+    /// The reward service's verdicts for one batch's successful answers.
+    async fn judge(
+        &self,
+        model: &ModelSpec,
+        challenge: &ImageGenerating,
+        answers: &[&ImageGenerating],
+    ) -> Result<Vec<(f64, String)>, String> {
+        let strip = |s: &ImageGenerating| {
+            json!({
+                "prompt": s.prompt, "seed": s.seed, "image": s.image,
+                "pipeline_type": s.pipeline_type, "pipeline_params": s.pipeline_params,
+                "conditional_image": s.conditional_image,
+            })
+        };
+        let body = json!({ "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(), "base_data": strip(challenge) });
+        let url = self.settings.reward_url.replace("{model}", &model.name);
+        let timeout = Duration::from_secs_f64((model.timeout_secs * 4.0).max(30.0));
+        let response = crate::http::client()
+            .post(&url)
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("reward service {url}: {e}"))?;
+        let status = response.status();
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("reward service {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("reward service {url}: HTTP {status}: {answer}"));
+        }
+        let rewards = answer["rewards"]
+            .as_array()
+            .ok_or_else(|| format!("reward service {url}: no rewards in {answer}"))?;
+        if rewards.len() != answers.len() {
+            return Err(format!(
+                "reward service {url}: {} rewards for {} images",
+                rewards.len(),
+                answers.len()
+            ));
+        }
+        Ok(rewards
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let reason = answer["reasons"][i]
+                    .as_str()
+                    .unwrap_or("judged")
+                    .to_string();
+                (r.as_f64().unwrap_or(0.0), reason)
+            })
+            .collect())
+    }
+
+    /// One forward pass; returns every uid's reward and why.
+    pub async fn forward(
+        &self,
+        dendrite: &Dendrite,
+        book: &mut MinerBook,
+        dice: &mut Dice,
+    ) -> Result<Vec<RoundOutcome>, ChainError> {
+        let axons = self.refresh_identities(dendrite, book).await?;
+        let mut outcomes = Vec::new();
+        for model in self
+            .settings
+            .models
+            .iter()
+            .filter(|m| m.incentive_weight > 0.0)
+        {
+            let mut uids: Vec<u16> = book
+                .serving(&model.name)
+                .into_iter()
+                .filter(|u| axons.contains_key(u))
+                .collect();
+            if uids.is_empty() {
+                continue;
+            }
+            for i in (1..uids.len()).rev() {
+                uids.swap(i, dice.below(i as u64 + 1) as usize);
+            }
+            let batch_size = 1 + dice.below(5) as usize;
+            for batch in uids.chunks(batch_size) {
+                let seed = dice.below(1_000_000_000);
+                let challenge = ImageGenerating {
+                    prompt: challenge::prompt(seed),
+                    seed: seed as i64,
+                    pipeline_type: "txt2img".into(),
+                    pipeline_params: challenge_params(model),
+                    ..Default::default()
+                };
+                let targets: Vec<AxonTarget> = batch.iter().map(|u| axons[u].clone()).collect();
+                let timeout = Duration::from_secs_f64(model.timeout_secs);
+                let answers = dendrite.call_many(&targets, &challenge, timeout).await;
+                let good: Vec<usize> = (0..answers.len())
+                    .filter(|i| answers[*i].is_success())
+                    .collect();
+                let verdicts = if good.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    let images: Vec<&ImageGenerating> =
+                        good.iter().map(|i| &answers[*i].synapse).collect();
+                    self.judge(model, &challenge, &images).await
+                };
+                let verdicts = match verdicts {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Our reward service failing is not the miners' fault: record nothing.
+                        tracing::warn!(model = %model.name, error = %e, "cannot judge a batch");
+                        for uid in batch {
+                            outcomes.push(RoundOutcome {
+                                uid: *uid,
+                                model: model.name.clone(),
+                                reward: None,
+                                reason: e.clone(),
+                            });
+                        }
+                        continue;
+                    }
+                };
+                for (i, (uid, answer)) in batch.iter().zip(&answers).enumerate() {
+                    let (reward, reason) = match good.iter().position(|g| *g == i) {
+                        Some(k) => {
+                            let (raw, why) = &verdicts[k];
+                            let reward =
+                                scores::penalised(*raw, answer.process_time, model.timeout_secs);
+                            (
+                                reward,
+                                format!("{why}; {:.2} s → {reward}", answer.process_time),
+                            )
+                        }
+                        None => (0.0, failure_reason(answer)),
+                    };
+                    book.record(*uid, reward);
+                    outcomes.push(RoundOutcome {
+                        uid: *uid,
+                        model: model.name.clone(),
+                        reward: Some(reward),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Normalised final scores as u16 weights on chain; the chain's refusal by name.
+    pub async fn set_weights(&self, book: &MinerBook) -> Result<String, ChainError> {
+        let incentive: BTreeMap<String, f64> = self
+            .settings
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.incentive_weight))
+            .collect();
+        let scores = book.final_scores(&incentive);
+        let uids: Vec<u16> = scores.keys().copied().collect();
+        let values: Vec<f32> = scores.values().map(|s| *s as f32).collect();
+        let (uids, weights) = match weights::normalize_for_emit(&uids, &values) {
+            Ok((u, _)) if u.is_empty() => return Ok("nothing to set: every score is 0".into()),
+            Ok(pair) => pair,
+            Err(e) => return Ok(format!("nothing to set: {e}")),
+        };
+        let block = self.chain.block().await?;
+        self.chain
+            .set_weights(
+                &self.keypair,
+                self.settings.netuid,
+                uids.clone(),
+                weights,
+                self.settings.version_key,
+            )
+            .await?;
+        Ok(format!("set at block {block} for {} uids", uids.len()))
+    }
+}
+
+impl Component for Validator {
+    fn name(&self) -> &str {
+        "validator"
+    }
+
+    fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            let s = &self.settings;
+            let dendrite = Dendrite::new(self.keypair.clone())?;
+            let (mut book, note) = MinerBook::load(&s.state_path);
+            let mut report = ValidatorReport {
+                hotkey: self.keypair.ss58().to_string(),
+                step: book.step,
+                state_note: note,
+                ..Default::default()
+            };
+            if let Some(n) = &report.state_note {
+                tracing::warn!("{n}");
+            }
+            let mut dice = Dice::new(crate::bittensor::now_ns());
+            loop {
+                match self.forward(&dendrite, &mut book, &mut dice).await {
+                    Ok(outcomes) => {
+                        report.last_round = outcomes;
+                        report.last_error = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "forward pass failed");
+                        report.last_error = Some(e.to_string());
+                    }
+                }
+                if s.set_weights && book.step > 0 {
+                    report.weights = Some(match self.set_weights(&book).await {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "set_weights");
+                            e.to_string()
+                        }
+                    });
+                }
+                book.step += 1;
+                if let Err(e) = book.save(&s.state_path) {
+                    tracing::warn!(error = %e, "cannot save the validator state");
+                    report.last_error = Some(format!("saving {}: {e}", s.state_path.display()));
+                }
+                report.step = book.step;
+                let incentive: BTreeMap<String, f64> = s
+                    .models
+                    .iter()
+                    .map(|m| (m.name.clone(), m.incentive_weight))
+                    .collect();
+                report.scores = book.final_scores(&incentive);
+                ctx.events.send(Event::Validator(report.clone())).await;
+                let wait = if book.step <= s.fast_steps {
+                    s.fast_loop
+                } else {
+                    s.slow_loop
+                };
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,225 @@
+//! The validator's bookkeeping (the seed's `MinerManager`): per uid the last 10 rewards and the
+//! model it serves; per-model vectors (mean over 10, clamped to [0, 1], normalised) weighted by
+//! the models' incentive shares into the final scores. Reset when a uid changes model or hotkey
+//! (the seed forgot the hotkey case). Saved as JSON atomically after every pass.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub const WINDOW: usize = 10;
+
+/// The time penalty: `0.4 · (t / timeout)³`, at most 0.4 — with the seed's 12 s timeout this is
+/// its `0.4 · t³ / 12³`. Applied only to positive rewards, result rounded to 3 decimals.
+pub fn penalised(reward: f64, process_time: f64, timeout: f64) -> f64 {
+    if reward <= 0.0 {
+        return reward;
+    }
+    let penalty = (0.4 * (process_time.max(0.0) / timeout.max(1e-9)).powi(3)).min(0.4);
+    ((reward - penalty) * 1000.0).round() / 1000.0
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UidInfo {
+    pub hotkey: String,
+    pub model_name: String,
+    pub scores: VecDeque<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinerBook {
+    pub step: u64,
+    pub uids: BTreeMap<u16, UidInfo>,
+}
+
+impl MinerBook {
+    /// Records who a uid is; a new hotkey or model starts its history afresh.
+    pub fn identify(&mut self, uid: u16, hotkey: &str, model_name: Option<&str>) {
+        let entry = self.uids.entry(uid).or_default();
+        if entry.hotkey != hotkey {
+            *entry = UidInfo {
+                hotkey: hotkey.to_string(),
+                ..Default::default()
+            };
+        }
+        if let Some(model) = model_name
+            && entry.model_name != model
+        {
+            entry.model_name = model.to_string();
+            entry.scores.clear();
+        }
+    }
+
+    /// Forgets uids whose hotkey left the subnet.
+    pub fn retain(&mut self, keep: impl Fn(u16, &str) -> bool) {
+        self.uids.retain(|uid, info| keep(*uid, &info.hotkey));
+    }
+
+    pub fn record(&mut self, uid: u16, reward: f64) {
+        if let Some(info) = self.uids.get_mut(&uid) {
+            info.scores.push_back(reward);
+            while info.scores.len() > WINDOW {
+                info.scores.pop_front();
+            }
+        }
+    }
+
+    /// Uids serving `model`, in uid order.
+    pub fn serving(&self, model: &str) -> Vec<u16> {
+        self.uids
+            .iter()
+            .filter(|(_, i)| i.model_name == model)
+            .map(|(uid, _)| *uid)
+            .collect()
+    }
+
+    /// One model's vector: mean over the full window (a newcomer ramps up), clamped, normalised.
+    pub fn model_vector(&self, model: &str) -> BTreeMap<u16, f64> {
+        let mut v: BTreeMap<u16, f64> = self
+            .uids
+            .iter()
+            .filter(|(_, i)| i.model_name == model)
+            .map(|(uid, i)| {
+                (
+                    *uid,
+                    (i.scores.iter().sum::<f64>() / WINDOW as f64).clamp(0.0, 1.0),
+                )
+            })
+            .collect();
+        let total: f64 = v.values().sum();
+        if total > 0.0 {
+            v.values_mut().for_each(|s| *s /= total);
+        }
+        v
+    }
+
+    /// Σ over models of incentive weight × model vector.
+    pub fn final_scores(&self, incentive: &BTreeMap<String, f64>) -> BTreeMap<u16, f64> {
+        let mut out = BTreeMap::new();
+        for (model, weight) in incentive {
+            for (uid, s) in self.model_vector(model) {
+                let value = weight * s;
+                *out.entry(uid).or_insert(0.0) += if value.is_finite() { value } else { 0.0 };
+            }
+        }
+        out
+    }
+
+    /// Writes `path` atomically: a temp file in the same folder, synced, then renamed over it.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Loads `path`; missing → empty; unreadable or corrupt → moved aside (`.corrupt`) and empty,
+    /// with the reason returned for the operator.
+    pub fn load(path: &Path) -> (Self, Option<String>) {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Self::default(), None),
+            Err(e) => {
+                return (
+                    Self::default(),
+                    Some(format!("cannot read {}: {e}", path.display())),
+                );
+            }
+        };
+        match serde_json::from_slice(&text) {
+            Ok(book) => (book, None),
+            Err(e) => {
+                let aside = path.with_extension("json.corrupt");
+                let moved = std::fs::rename(path, &aside);
+                let note = format!(
+                    "validator state {} is corrupt ({e}); {}; starting from empty scores",
+                    path.display(),
+                    match moved {
+                        Ok(()) => format!("moved aside to {}", aside.display()),
+                        Err(m) => format!("could not move it aside: {m}"),
+                    }
+                );
+                (Self::default(), Some(note))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn penalty_follows_the_seed_curve() {
+        assert_eq!(penalised(1.0, 6.0, 12.0), 0.95);
+        assert_eq!(penalised(1.0, 9.5, 12.0), 0.802);
+        assert_eq!(penalised(1.0, 30.0, 12.0), 0.6);
+        assert_eq!(penalised(0.0, 30.0, 12.0), 0.0);
+        assert_eq!(penalised(-5.0, 1.0, 12.0), -5.0);
+        // Monotone in time, bounded by 0.4 off.
+        let mut last = 1.0;
+        for t in 0..40 {
+            let r = penalised(1.0, t as f64 * 0.5, 12.0);
+            assert!(r <= last && r >= 0.6);
+            last = r;
+        }
+    }
+
+    #[test]
+    fn window_resets_and_normalisation() {
+        let mut b = MinerBook::default();
+        b.identify(1, "hk1", Some("A"));
+        b.identify(2, "hk2", Some("A"));
+        b.identify(3, "hk3", Some("B"));
+        for _ in 0..12 {
+            b.record(1, 1.0);
+        }
+        assert_eq!(b.uids[&1].scores.len(), WINDOW);
+        b.record(2, 1.0);
+        b.record(3, -5.0);
+        let a = b.model_vector("A");
+        // uid 1: 10/10 → 1.0; uid 2: 1/10 → 0.1; normalised over 1.1.
+        assert!((a[&1] - 1.0 / 1.1).abs() < 1e-12 && (a[&2] - 0.1 / 1.1).abs() < 1e-12);
+        assert_eq!(b.model_vector("B")[&3], 0.0);
+        let incentive = BTreeMap::from([("A".to_string(), 0.5), ("B".to_string(), 0.5)]);
+        let f = b.final_scores(&incentive);
+        assert!((f.values().sum::<f64>() - 0.5).abs() < 1e-12);
+        // A model change or a new hotkey starts over.
+        b.identify(1, "hk1", Some("B"));
+        assert!(b.uids[&1].scores.is_empty());
+        b.identify(2, "other", Some("A"));
+        assert!(b.uids[&2].scores.is_empty());
+        b.retain(|uid, _| uid != 3);
+        assert!(!b.uids.contains_key(&3));
+    }
+
+    #[test]
+    fn state_saves_atomically_and_survives_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut b = MinerBook {
+            step: 7,
+            ..Default::default()
+        };
+        b.identify(4, "hk", Some("A"));
+        b.record(4, 0.5);
+        b.save(&path).unwrap();
+        assert_eq!(MinerBook::load(&path), (b, None));
+        std::fs::write(&path, b"{\"step\": 3, \"uids\": {").unwrap();
+        let (empty, note) = MinerBook::load(&path);
+        assert_eq!(empty, MinerBook::default());
+        assert!(note.unwrap().contains("moved aside"));
+        assert!(dir.path().join("state.json.corrupt").exists());
+        assert_eq!(
+            MinerBook::load(&path).1,
+            None,
+            "the corrupt file is out of the way"
+        );
+    }
+}
