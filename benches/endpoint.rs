@@ -21,6 +21,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A Python script's JSON answer and the median of its `seconds`.
+fn python_timing(stdout: &[u8]) -> (serde_json::Value, f64) {
+    let v: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
+    let seconds = v["seconds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    (v, median(seconds))
+}
+
 /// A photo-like test image: smooth gradients, soft shapes and a little deterministic noise.
 fn test_image(w: usize, h: usize) -> RgbImage {
     let mut data = Vec::with_capacity(w * h * 3);
@@ -67,13 +77,7 @@ fn png_benchmark(root: &Path) {
         .args(["1024", "1024", &runs.to_string()])
         .output()
         .expect("run Pillow");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let theirs = median(
-        v["seconds"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default(),
-    );
+    let (v, theirs) = python_timing(&out.stdout);
     let their_size = v["bytes"].as_u64().unwrap_or(0);
     println!(
         "; Pillow {:.1} ms, {} bytes; speed-up {:.2}x, size ratio {:.3}",
@@ -127,13 +131,7 @@ fn reward_benchmark(root: &Path) {
         .arg(runs.to_string())
         .output()
         .expect("run Pillow + imagehash");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let theirs = median(
-        v["seconds"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default(),
-    );
+    let (v, theirs) = python_timing(&out.stdout);
     println!(
         "; Pillow + imagehash {:.1} ms (distance {}); speed-up {:.1}x",
         theirs * 1e3,
