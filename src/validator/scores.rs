@@ -222,4 +222,29 @@ mod tests {
             "the corrupt file is out of the way"
         );
     }
+
+    #[test]
+    fn a_save_cut_short_leaves_the_last_state() {
+        // A process killed mid-save leaves at most a partial temp file; the state file is
+        // only ever replaced whole, by rename.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let book = MinerBook {
+            step: 41,
+            ..Default::default()
+        };
+        book.save(&path).unwrap();
+        std::fs::write(path.with_extension("json.tmp"), b"{\"step\": 42, \"ui").unwrap();
+        assert_eq!(MinerBook::load(&path), (book.clone(), None));
+        let next = MinerBook {
+            step: 42,
+            ..Default::default()
+        };
+        next.save(&path).unwrap();
+        assert_eq!(
+            MinerBook::load(&path).0,
+            next,
+            "a later save replaces the stale temp file"
+        );
+    }
 }
