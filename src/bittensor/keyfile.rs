@@ -30,6 +30,8 @@ pub enum KeyfileError {
     Legacy(&'static str),
     #[error("not a bittensor keyfile: {0}")]
     Format(String),
+    #[error("no random bytes from the system: {0}")]
+    Random(String),
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -120,7 +122,7 @@ pub fn decrypt_nacl(data: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, K
 pub fn encrypt_nacl(plain: &[u8], password: &str) -> Result<Vec<u8>, KeyfileError> {
     let key = nacl_key(password)?;
     let cipher = XSalsa20Poly1305::new_from_slice(&*key).map_err(|_| KeyfileError::Decrypt)?;
-    let nonce_bytes: [u8; 24] = rand_bytes();
+    let nonce_bytes: [u8; 24] = rand_bytes()?;
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce_bytes), plain)
         .map_err(|_| KeyfileError::Decrypt)?;
@@ -131,16 +133,12 @@ pub fn encrypt_nacl(plain: &[u8], password: &str) -> Result<Vec<u8>, KeyfileErro
     Ok(out)
 }
 
-fn rand_bytes<const N: usize>() -> [u8; N] {
+/// Bytes from the operating system's random source (a uuid's bytes would not do: six of
+/// every sixteen bits of a v4 uuid are fixed).
+fn rand_bytes<const N: usize>() -> Result<[u8; N], KeyfileError> {
     let mut out = [0u8; N];
-    let mut filled = 0;
-    while filled < N {
-        let chunk = uuid::Uuid::new_v4().into_bytes();
-        let take = (N - filled).min(16);
-        out[filled..filled + take].copy_from_slice(&chunk[..take]);
-        filled += take;
-    }
-    out
+    getrandom::fill(&mut out).map_err(|e| KeyfileError::Random(e.to_string()))?;
+    Ok(out)
 }
 
 fn hex32(field: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
@@ -209,11 +207,11 @@ pub fn json_for_phrase(phrase: &str) -> Result<(Keypair, Zeroizing<String>), Key
 }
 
 /// A new random 12-word phrase.
-pub fn new_phrase() -> Zeroizing<String> {
-    let entropy: [u8; 16] = rand_bytes();
-    // 16 bytes is always a valid BIP39 entropy length.
-    let mnemonic = bip39::Mnemonic::from_entropy(&entropy).expect("16 bytes of entropy");
-    Zeroizing::new(mnemonic.to_string())
+pub fn new_phrase() -> Result<Zeroizing<String>, KeyfileError> {
+    let entropy = Zeroizing::new(rand_bytes::<16>()?);
+    let mnemonic =
+        bip39::Mnemonic::from_entropy(&*entropy).map_err(|e| KeyError::Mnemonic(e.to_string()))?;
+    Ok(Zeroizing::new(mnemonic.to_string()))
 }
 
 #[cfg(test)]
@@ -233,7 +231,7 @@ mod tests {
         assert_eq!(parse(raw_seed.as_bytes(), None).unwrap().ss58(), key.ss58());
         let public = r#"{"ss58Address":"5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt"}"#;
         assert!(!parse(public.as_bytes(), None).unwrap().can_sign());
-        let phrase = new_phrase();
+        let phrase = new_phrase().unwrap();
         let (made, json) = json_for_phrase(&phrase).unwrap();
         assert_eq!(parse(json.as_bytes(), None).unwrap().ss58(), made.ss58());
         let mismatch = format!(

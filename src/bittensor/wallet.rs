@@ -106,12 +106,12 @@ impl Wallet {
         if path.exists() {
             return Err(WalletError::Exists { path });
         }
-        let phrase = keyfile::new_phrase();
-        let (keypair, json) =
-            keyfile::json_for_phrase(&phrase).map_err(|source| WalletError::Keyfile {
-                path: path.clone(),
-                source,
-            })?;
+        let keyfile_error = |source| WalletError::Keyfile {
+            path: path.clone(),
+            source,
+        };
+        let phrase = keyfile::new_phrase().map_err(&keyfile_error)?;
+        let (keypair, json) = keyfile::json_for_phrase(&phrase).map_err(&keyfile_error)?;
         let io = |source| WalletError::Io {
             path: path.clone(),
             source,
