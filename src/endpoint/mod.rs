@@ -130,7 +130,8 @@ impl Endpoint {
     }
 }
 
-fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
+/// An error answer in the seed's FastAPI shape, `{"detail": "..."}`.
+pub(crate) fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
     warp::reply::with_status(
         warp::reply::json(&json!({ "detail": message.to_string() })),
         status,

@@ -33,6 +33,18 @@ impl Verdict {
         }
     }
 
+    /// The outcome without its figures, for counting ("match", "mismatch", "no image", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verdict::Match { .. } => "match",
+            Verdict::Mismatch { .. } => "mismatch",
+            Verdict::Empty => "no image",
+            Verdict::Undecodable(_) => "image does not decode",
+            Verdict::BlankedSafeImage => "black image where the reference is not",
+            Verdict::UnfilteredNsfw => "image where the reference is black",
+        }
+    }
+
     pub fn reason(&self) -> String {
         match self {
             Verdict::Match { distance } => format!("hash distance {distance} (match)"),

@@ -20,7 +20,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::bittensor::chain::Chain;
-use crate::endpoint::{Endpoint, request};
+use crate::endpoint::{Endpoint, detail, request};
 use crate::image::RgbImage;
 use crate::replica::Pool;
 use crate::runtime::event::RewardReport;
@@ -61,14 +61,6 @@ struct Shared {
     rate_per_minute: u32,
     report: Mutex<RewardReport>,
     events: crate::runtime::EventSender,
-}
-
-fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    warp::reply::with_status(
-        warp::reply::json(&json!({ "detail": message.to_string() })),
-        status,
-    )
-    .into_response()
 }
 
 impl Shared {
@@ -120,58 +112,57 @@ impl Shared {
                 format!("cannot regenerate the reference: {e}"),
             )
         })?;
-        let reference = RgbImage::from_base64_png(&reference)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        // Hashing is CPU work: off the async threads.
+        // Decoding and hashing are CPU work: off the async threads.
         let miner_images: Vec<Option<String>> = batch
             .miner_data
             .iter()
             .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
             .collect();
         let verdicts = tokio::task::spawn_blocking(move || {
-            let reference = Reference::new(&reference);
-            miner_images
-                .iter()
-                .map(|image| reference.judge(image.as_deref()))
-                .collect::<Vec<_>>()
+            let reference = Reference::new(&RgbImage::from_base64_png(&reference)?);
+            Ok::<_, crate::image::ImageError>(
+                miner_images
+                    .iter()
+                    .map(|image| reference.judge(image.as_deref()))
+                    .collect::<Vec<_>>(),
+            )
         })
         .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
         for v in &verdicts {
-            let kind = v
-                .reason()
-                .split(" (")
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let kind = if kind.starts_with("hash distance") {
-                if v.reward() > 0.0 {
-                    "match".into()
-                } else {
-                    "mismatch".into()
-                }
-            } else {
-                kind
-            };
-            *report.verdicts.entry(kind).or_default() += 1;
+            *report.verdicts.entry(v.kind().to_string()).or_default() += 1;
         }
+        drop(report);
         Ok(json!({
             "rewards": verdicts.iter().map(|v| v.reward()).collect::<Vec<_>>(),
             "reasons": verdicts.iter().map(|v| v.reason()).collect::<Vec<_>>(),
         }))
     }
 
-    fn count(&self, outcome: &str) {
+    /// Counts one answer by HTTP status and publishes the report.
+    fn count(&self, status: StatusCode) {
+        *self
+            .report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .responses
+            .entry(status.as_str().to_string())
+            .or_default() += 1;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let allowed_ips = self
+            .allowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(HashSet::len);
         let report = {
             let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
-            *report.responses.entry(outcome.to_string()).or_default() += 1;
-            report.allowed_ips = self
-                .allowed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(HashSet::len);
+            report.allowed_ips = allowed_ips;
             report.clone()
         };
         self.events.try_send(Event::Reward(report));
@@ -195,11 +186,11 @@ fn routes(
                 };
                 match outcome {
                     Ok(answer) => {
-                        shared.count("200");
+                        shared.count(StatusCode::OK);
                         warp::reply::json(&answer).into_response()
                     }
                     Err((status, message)) => {
-                        shared.count(status.as_str());
+                        shared.count(status);
                         tracing::info!(status = status.as_u16(), %message, "reward request refused");
                         detail(status, message)
                     }
@@ -287,7 +278,7 @@ impl Component for RewardService {
                     };
                     loop {
                         refresh_allowlist(list, &shared).await;
-                        shared.count("allow-list refreshed");
+                        shared.publish();
                         tokio::select! {
                             _ = cancel.cancelled() => return,
                             _ = tokio::time::sleep(ALLOWLIST_REFRESH) => {}
