@@ -1,6 +1,8 @@
 //! A built-in prompt challenge: deterministic for a seed, varied (subject, setting, style,
-//! lighting, medium), so a validator needs no external service. A remote prompt service with
-//! the seed's JSON is still used when configured.
+//! lighting, medium), so a validator needs no external service. (The seed's remote prompt
+//! service, `validator.challenge_prompt_url`, is not called yet.)
+
+use super::Dice;
 
 const SUBJECTS: &[&str] = &[
     "an old lighthouse",
@@ -69,25 +71,8 @@ const MEDIA: &[&str] = &[
     "polaroid",
 ];
 
-/// splitmix64: a tiny, well-mixed generator so the same seed gives the same prompt everywhere.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
-        list[(self.next() % list.len() as u64) as usize]
-    }
-}
-
 pub fn prompt(seed: u64) -> String {
-    let mut r = Mix(seed);
+    let mut r = Dice::new(seed);
     format!(
         "{} {}, {}, {}, {}",
         r.pick(SUBJECTS),

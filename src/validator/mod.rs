@@ -47,7 +47,8 @@ pub struct Validator {
     pub keypair: Arc<Keypair>,
 }
 
-/// A small seeded generator for seeds, batch sizes and shuffles.
+/// A small seeded generator (splitmix64) for seeds, batch sizes, shuffles and the prompt
+/// challenge, so the same seed gives the same choices everywhere.
 pub struct Dice(u64);
 
 impl Dice {
@@ -56,15 +57,19 @@ impl Dice {
     }
 
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 11
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+
+    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
+        list[self.below(list.len() as u64) as usize]
     }
 }
 
@@ -109,12 +114,12 @@ impl Validator {
         book: &mut MinerBook,
     ) -> Result<BTreeMap<u16, AxonTarget>, ChainError> {
         let graph = self.chain.metagraph(self.settings.netuid).await?;
-        book.retain(|uid, hotkey| {
-            graph
-                .neurons
-                .get(uid as usize)
-                .is_some_and(|n| n.hotkey == hotkey)
-        });
+        let hotkeys: BTreeMap<u16, &str> = graph
+            .neurons
+            .iter()
+            .map(|n| (n.uid, n.hotkey.as_str()))
+            .collect();
+        book.retain(|uid, hotkey| hotkeys.get(&uid) == Some(&hotkey));
         let axons: BTreeMap<u16, AxonTarget> = graph
             .neurons
             .iter()
@@ -157,6 +162,7 @@ impl Validator {
     /// The reward service's verdicts for one batch's successful answers.
     async fn judge(
         &self,
+        client: &reqwest::Client,
         model: &ModelSpec,
         challenge: &ImageGenerating,
         answers: &[&ImageGenerating],
@@ -171,7 +177,7 @@ impl Validator {
         let body = json!({ "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(), "base_data": strip(challenge) });
         let url = self.settings.reward_url.replace("{model}", &model.name);
         let timeout = Duration::from_secs_f64((model.timeout_secs * 4.0).max(30.0));
-        let response = crate::http::client()
+        let response = client
             .post(&url)
             .timeout(timeout)
             .json(&body)
@@ -216,6 +222,7 @@ impl Validator {
         book: &mut MinerBook,
         dice: &mut Dice,
     ) -> Result<Vec<RoundOutcome>, ChainError> {
+        let client = crate::http::client();
         let axons = self.refresh_identities(dendrite, book).await?;
         let mut outcomes = Vec::new();
         for model in self
@@ -256,7 +263,7 @@ impl Validator {
                 } else {
                     let images: Vec<&ImageGenerating> =
                         good.iter().map(|i| &answers[*i].synapse).collect();
-                    self.judge(model, &challenge, &images).await
+                    self.judge(&client, model, &challenge, &images).await
                 };
                 let verdicts = match verdicts {
                     Ok(v) => v,
@@ -300,15 +307,20 @@ impl Validator {
         Ok(outcomes)
     }
 
-    /// Normalised final scores as u16 weights on chain; the chain's refusal by name.
-    pub async fn set_weights(&self, book: &MinerBook) -> Result<String, ChainError> {
+    /// The book's final scores under the catalogue's incentive shares.
+    fn final_scores(&self, book: &MinerBook) -> BTreeMap<u16, f64> {
         let incentive: BTreeMap<String, f64> = self
             .settings
             .models
             .iter()
             .map(|m| (m.name.clone(), m.incentive_weight))
             .collect();
-        let scores = book.final_scores(&incentive);
+        book.final_scores(&incentive)
+    }
+
+    /// Normalised final scores as u16 weights on chain; the chain's refusal by name.
+    pub async fn set_weights(&self, book: &MinerBook) -> Result<String, ChainError> {
+        let scores = self.final_scores(book);
         let uids: Vec<u16> = scores.keys().copied().collect();
         let values: Vec<f32> = scores.values().map(|s| *s as f32).collect();
         let (uids, weights) = match weights::normalize_for_emit(&uids, &values) {
@@ -376,12 +388,7 @@ impl Component for Validator {
                     report.last_error = Some(format!("saving {}: {e}", s.state_path.display()));
                 }
                 report.step = book.step;
-                let incentive: BTreeMap<String, f64> = s
-                    .models
-                    .iter()
-                    .map(|m| (m.name.clone(), m.incentive_weight))
-                    .collect();
-                report.scores = book.final_scores(&incentive);
+                report.scores = self.final_scores(&book);
                 ctx.events.send(Event::Validator(report.clone())).await;
                 let wait = if book.step <= s.fast_steps {
                     s.fast_loop
