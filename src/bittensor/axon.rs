@@ -264,11 +264,11 @@ impl Axon {
         } else {
             Failure::new(400, format!("unreadable request: {rejection:?}"))
         };
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        *stats.by_status.entry(failure.status).or_default() += 1;
-        stats.last_failure = Some(format!("{} {}", failure.status, failure.message));
-        drop(stats);
         let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+        self.record(
+            status,
+            Some(format!("{} {}", failure.status, failure.message)),
+        );
         self.reply(
             status,
             Envelope::default(),
@@ -334,29 +334,32 @@ impl Axon {
                 },
             )),
         };
-        let response = match outcome {
-            Ok((envelope, _)) => self.reply(StatusCode::OK, envelope, None, started),
+        match outcome {
+            Ok(envelope) => {
+                self.record(StatusCode::OK, None);
+                self.reply(StatusCode::OK, envelope, None, started)
+            }
             Err((failure, envelope)) => {
                 let status = StatusCode::from_u16(failure.status)
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let message = failure.message.clone();
+                let message = failure.message;
                 tracing::debug!(synapse = %name, status = failure.status, %message, "axon refused a request");
+                self.record(
+                    status,
+                    Some(format!("{} {name}: {message}", status.as_u16())),
+                );
                 self.reply(status, envelope, Some(message), started)
             }
-        };
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        *stats
-            .by_status
-            .entry(response.status().as_u16())
-            .or_default() += 1;
-        if !response.status().is_success() {
-            stats.last_failure = response
-                .headers()
-                .get("bt_header_axon_status_message")
-                .and_then(|v| v.to_str().ok())
-                .map(|m| format!("{} {name}: {m}", response.status().as_u16()));
         }
-        response
+    }
+
+    /// Counts an answer by status; a failure becomes the last one shown.
+    fn record(&self, status: StatusCode, failure: Option<String>) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.by_status.entry(status.as_u16()).or_default() += 1;
+        if failure.is_some() {
+            stats.last_failure = failure;
+        }
     }
 
     fn verify(
@@ -478,7 +481,7 @@ impl Axon {
         &self,
         verified: Verified,
         started: Instant,
-    ) -> Result<(Envelope, ()), (Failure, Envelope)> {
+    ) -> Result<Envelope, (Failure, Envelope)> {
         let Verified {
             caller,
             mut envelope,
@@ -496,7 +499,7 @@ impl Axon {
         match route.run(caller, fields, deadline, self.gate.clone()).await {
             Ok(fields) => {
                 envelope.fields = fields;
-                Ok((envelope, ()))
+                Ok(envelope)
             }
             Err(failure) => Err((failure, envelope)),
         }

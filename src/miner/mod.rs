@@ -44,7 +44,7 @@ pub struct Miner {
 
 /// What the axon's hooks share with the component loop.
 struct MinerHandler {
-    rules: Mutex<BlacklistConfig>,
+    rules: BlacklistConfig,
     blacklist: Mutex<Blacklist>,
     metagraph: Mutex<Metagraph>,
     endpoint: EndpointClient,
@@ -66,11 +66,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Handler<ImageGenerating> for MinerHandler {
     fn blacklist(&self, caller: &Caller, _: &ImageGenerating) -> Result<(), String> {
-        let rules = lock(&self.rules).clone();
         let graph = lock(&self.metagraph);
         let neuron = graph.by_hotkey(&caller.hotkey);
         lock(&self.blacklist)
-            .check(&rules, &caller.hotkey, neuron, Instant::now())
+            .check(&self.rules, &caller.hotkey, neuron, Instant::now())
             .map_err(|r| r.text().to_string())
     }
 
@@ -176,7 +175,7 @@ impl Component for Miner {
         async move {
             let s = &self.settings;
             let handler = Arc::new(MinerHandler {
-                rules: Mutex::new(s.blacklist.clone()),
+                rules: s.blacklist.clone(),
                 blacklist: Mutex::new(Blacklist::default()),
                 metagraph: Mutex::new(Metagraph::default()),
                 endpoint: EndpointClient::new(
