@@ -90,38 +90,36 @@ impl Dendrite {
         let started = Instant::now();
         let outcome = self.exchange(target, synapse, timeout).await;
         let process_time = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok((status, envelope, axon)) => {
-                let answer = (status == 200)
-                    .then(|| serde_json::from_value::<S>(Value::Object(envelope.fields)).ok())
-                    .flatten();
-                match answer {
-                    Some(answer) => Response {
-                        status_code: 200,
-                        status_message: axon
-                            .status_message
-                            .clone()
-                            .unwrap_or_else(|| "Success".into()),
-                        process_time,
-                        synapse: answer,
-                        axon,
-                    },
-                    None if status == 200 => failure(
-                        synapse,
-                        422,
-                        "Failed to parse response: synapse fields do not match".into(),
-                        process_time,
-                    ),
-                    None => Response {
-                        status_code: status,
-                        status_message: axon.status_message.clone().unwrap_or_default(),
-                        process_time,
-                        synapse: synapse.clone(),
-                        axon,
-                    },
-                }
-            }
-            Err((code, message)) => failure(synapse, code, message, process_time),
+        let (status, envelope, axon) = match outcome {
+            Ok(exchanged) => exchanged,
+            Err((code, message)) => return failure(synapse, code, message, process_time),
+        };
+        if status != 200 {
+            return Response {
+                status_code: status,
+                status_message: axon.status_message.clone().unwrap_or_default(),
+                process_time,
+                synapse: synapse.clone(),
+                axon,
+            };
+        }
+        match serde_json::from_value::<S>(Value::Object(envelope.fields)) {
+            Ok(answer) => Response {
+                status_code: 200,
+                status_message: axon
+                    .status_message
+                    .clone()
+                    .unwrap_or_else(|| "Success".into()),
+                process_time,
+                synapse: answer,
+                axon,
+            },
+            Err(_) => failure(
+                synapse,
+                422,
+                "Failed to parse response: synapse fields do not match".into(),
+                process_time,
+            ),
         }
     }
 
