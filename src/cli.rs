@@ -90,22 +90,6 @@ impl WalletAction {
     }
 }
 
-impl Role {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Role::Endpoint(_) => "endpoint",
-            Role::Reward(_) => "reward",
-            Role::Miner(_) => "miner",
-            Role::Validator(_) => "validator",
-            Role::TinyCheckpoint { .. } => "tiny-checkpoint",
-            Role::Generate(_) => "generate",
-            Role::Replica(_) => "replica",
-            Role::Wallet { .. } => "wallet",
-            Role::Chain(_) => "chain",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct EndpointArgs {
     #[arg(long = "model_name", alias = "model-name")]
