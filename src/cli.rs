@@ -71,6 +71,41 @@ pub enum Role {
     },
     /// One look at the chain: block, subnet settings, metagraph and our hotkey's place in it.
     Chain(NeuronArgs),
+    /// The subnet owner's side of the validator proxy: sign one request with an owner key, send
+    /// it, write the PNG. For operators testing their proxy.
+    #[command(name = "proxy-client")]
+    ProxyClient(ProxyClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyClientArgs {
+    /// The owner's Ed25519 key file (hex seed).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Create the key file (mode 0600), print its public key for `proxy.owner_public_key`, exit.
+    #[arg(long = "new-key", alias = "new_key")]
+    pub new_key: bool,
+    /// The proxy (default: this config's proxy port on 127.0.0.1).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(
+        long = "model_name",
+        alias = "model-name",
+        default_value = "RealisticVision"
+    )]
+    pub model_name: String,
+    #[arg(long, default_value = "a lighthouse on a cliff at dusk")]
+    pub prompt: String,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Pin one miner (its uid); default: the proxy chooses.
+    #[arg(long = "miner_uid", alias = "miner-uid", default_value_t = -1)]
+    pub miner_uid: i64,
+    #[arg(long, default_value = "proxy.png", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,10 +359,12 @@ impl Cli {
             }
             Role::Validator(a) => {
                 a.neuron.apply(c);
-                if a.proxy_port.is_some() {
-                    c.proxy.port = a.proxy_port;
+                // The seed opted in by passing a port.
+                if let Some(port) = a.proxy_port {
+                    c.proxy.port = port;
+                    c.proxy.enabled = true;
                 }
-                set(&mut c.proxy.proxy_client_url, a.proxy_client_url.clone());
+                set(&mut c.proxy.owner_api_url, a.proxy_client_url.clone());
                 set(&mut c.proxy.miner_score_threshold, a.miner_score_threshold);
                 set(&mut c.proxy.checking_probability, a.checking_probability);
                 set_flag(&mut c.validator.axon_off, a.axon_off);
@@ -346,6 +383,7 @@ impl Cli {
             Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
             Role::Wallet { action } => action.neuron().apply(c),
             Role::Chain(neuron) => neuron.apply(c),
+            Role::ProxyClient(_) => {}
         }
     }
 }
@@ -394,7 +432,7 @@ mod tests {
             "--axon_off",
         ]);
         assert_eq!(c.wallet.name, "v");
-        assert_eq!(c.proxy.port, Some(10003));
+        assert_eq!((c.proxy.port, c.proxy.enabled), (10003, true));
         assert_eq!(c.axon.port, 9000);
         assert!(c.validator.axon_off);
     }

@@ -23,6 +23,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "miner": state.miner,
         "reward": state.reward,
         "validator": state.validator,
+        "proxy": state.proxy,
     })
     .to_string()
 }

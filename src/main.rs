@@ -45,6 +45,9 @@ fn main() -> ExitCode {
     if let Some(Role::Chain(_)) = &cli.command {
         return chain(&config);
     }
+    if let Some(Role::ProxyClient(args)) = &cli.command {
+        return proxy_client(args, &config);
+    }
     let mines = matches!(cli.command, Some(Role::Miner(_)));
     let rewards = matches!(cli.command, Some(Role::Reward(_)));
     let validates = matches!(cli.command, Some(Role::Validator(_)));
@@ -276,6 +279,74 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
 }
 
 /// Exit 1 when the chain cannot be read: the operator asked for exactly that.
+fn proxy_client(a: &nicheimage_tui::cli::ProxyClientArgs, config: &config::Config) -> ExitCode {
+    use nicheimage_tui::proxy::{auth, client};
+    if a.new_key {
+        return match auth::create_signing_key(&a.key) {
+            Ok(public) => {
+                println!("{public}");
+                eprintln!(
+                    "wrote {}; set proxy.owner_public_key = \"{public}\" on the validator",
+                    a.key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let key = match auth::load_signing_key(&a.key) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("{e} (create one with --new-key)")),
+    };
+    let url = a
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}/validator_proxy", config.proxy.port));
+    let mut payload = serde_json::json!({ "model_name": a.model_name, "prompt": a.prompt });
+    if let Some(seed) = a.seed {
+        payload["seed"] = seed.into();
+    }
+    let body = serde_json::json!({ "payload": payload, "miner_uid": a.miner_uid });
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let answer = runtime.block_on(client::request(
+        &nicheimage_tui::http::client(),
+        &url,
+        &key,
+        &body,
+        Duration::from_secs(a.timeout),
+    ));
+    let written = answer.and_then(|image| {
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(image.trim())
+            .map_err(|e| format!("the answer is not base64: {e}"))?;
+        std::fs::write(&a.out, &png)
+            .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+        Ok(png.len())
+    });
+    match written {
+        Ok(bytes) => {
+            println!(
+                "{} ({bytes} bytes) in {:.2} s",
+                a.out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nicheimage-tui: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn chain(config: &config::Config) -> ExitCode {
     let hotkey = node::load_hotkey(config).ok().map(|k| k.ss58().to_string());
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -232,7 +232,8 @@ pub fn add_reward(
     Ok(())
 }
 
-/// Adds the validator neuron, signing with `hotkey` on `chain`.
+/// Adds the validator neuron, signing with `hotkey` on `chain`, and its proxy (listening only
+/// while switched on).
 pub fn add_validator(
     runtime: &mut Runtime,
     config: &Config,
@@ -245,25 +246,82 @@ pub fn add_validator(
         .map_err(|e| e.to_string())?
         .into_values()
         .collect();
+    let state_path = v
+        .state_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("validator-state.json"));
+    let shared = Arc::new(crate::validator::ValidatorShared::load(&state_path));
     let settings = crate::validator::ValidatorSettings {
         netuid: config.subtensor.netuid,
-        models,
+        models: models.clone(),
         reward_url: v.reward_url.clone(),
         info_timeout: Duration::from_secs(v.info_timeout_secs),
         fast_loop: Duration::from_secs(v.fast_loop_secs),
         fast_steps: v.fast_steps,
         slow_loop: Duration::from_secs(v.loop_secs),
-        state_path: v
-            .state_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("validator-state.json")),
+        state_path,
         version_key: 10,
         set_weights: !v.disable_set_weights,
     };
     runtime.add(Arc::new(crate::validator::Validator {
         settings,
-        chain,
+        chain: chain.clone(),
+        keypair: hotkey.clone(),
+        shared: shared.clone(),
+    }));
+    add_proxy(runtime, config, data_dir, chain, hotkey, shared, models)
+}
+
+fn add_proxy(
+    runtime: &mut Runtime,
+    config: &Config,
+    data_dir: &Path,
+    chain: Arc<dyn Chain>,
+    hotkey: Arc<Keypair>,
+    validator: Arc<crate::validator::ValidatorShared>,
+    models: Vec<catalogue::ModelSpec>,
+) -> Result<(), String> {
+    let p = &config.proxy;
+    let owner_public_key = p
+        .owner_public_key
+        .as_deref()
+        .map(crate::proxy::auth::parse_public_key)
+        .transpose()
+        .map_err(|e| format!("proxy.owner_public_key: {e}"))?;
+    let host: std::net::IpAddr = p
+        .host
+        .parse()
+        .map_err(|e| format!("proxy.host `{}`: {e}", p.host))?;
+    let toggle_path = data_dir.join("proxy-enabled.json");
+    let enabled = crate::proxy::remembered_choice(&toggle_path).unwrap_or(p.enabled);
+    let (toggle_tx, toggle_rx) = tokio::sync::watch::channel(enabled);
+    runtime.route_proxy_toggle(toggle_tx);
+    let settings = crate::proxy::ProxySettings {
+        listen: std::net::SocketAddr::new(host, p.port),
+        netuid: config.subtensor.netuid,
+        models: models.into_iter().map(|m| (m.name.clone(), m)).collect(),
+        reward_url: config.validator.reward_url.clone(),
+        owner_public_key,
+        owner_api_url: p.owner_api_url.clone(),
+        credentials_refresh: Duration::from_secs(p.credentials_refresh_secs.max(10)),
+        legacy_auth: p.legacy_auth,
+        max_age: Duration::from_secs(p.max_age_secs.max(1)),
+        miner_score_threshold: p.miner_score_threshold,
+        checking_probability: p.checking_probability,
+        max_concurrent: p.max_concurrent.max(1),
+        rate_limit_per_minute: p.rate_limit_per_minute,
+        counter_path: p
+            .counter_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("proxy_counter.json")),
+        toggle_path,
+    };
+    runtime.add(Arc::new(crate::proxy::Proxy {
+        settings: Arc::new(settings),
+        validator,
         keypair: hotkey,
+        chain,
+        toggle: toggle_rx,
     }));
     Ok(())
 }

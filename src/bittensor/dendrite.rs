@@ -70,6 +70,16 @@ impl Dendrite {
         })
     }
 
+    /// Another dendrite on the same connection pool with its own uuid. Peers require nonces to
+    /// rise per `hotkey:uuid`, so calls that may overlap at one axon (arriving out of signing
+    /// order) need separate uuids: give each concurrent caller its own sibling.
+    pub fn sibling(&self) -> Self {
+        Self {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            ..self.clone()
+        }
+    }
+
     /// Our public IP as we announce it in `bt_header_dendrite_ip` (informational).
     pub fn with_external_ip(mut self, ip: String) -> Self {
         self.external_ip = Some(ip);

@@ -335,20 +335,45 @@ impl Default for ValidatorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
-    /// Opt in to serving the owner's organic traffic on this port.
-    pub port: Option<u16>,
-    pub proxy_client_url: String,
+    /// Opt in to the owner's organic traffic at start (switchable at run time; the last choice
+    /// made there wins over this).
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    /// The owner's Ed25519 public key (base64 or hex); else it comes from the owner API.
+    pub owner_public_key: Option<String>,
+    /// The owner API (credentials exchange); empty: none.
+    #[serde(alias = "proxy_client_url")]
+    pub owner_api_url: String,
+    pub credentials_refresh_secs: u64,
+    /// Also accept the seed's caller-supplied-key scheme (insecure).
+    pub legacy_auth: bool,
+    /// Signed requests older (or newer) than this are refused.
+    pub max_age_secs: u64,
     pub miner_score_threshold: f64,
     pub checking_probability: f64,
+    pub max_concurrent: usize,
+    pub rate_limit_per_minute: u32,
+    /// Per-day counters; unset: <data dir>/proxy_counter.json.
+    pub counter_file: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
-            port: None,
-            proxy_client_url: "http://nicheimage.nichetensor.com/proxy_client".into(),
+            enabled: false,
+            host: "0.0.0.0".into(),
+            port: 10003,
+            owner_public_key: None,
+            owner_api_url: "http://nicheimage.nichetensor.com/proxy_client".into(),
+            credentials_refresh_secs: 600,
+            legacy_auth: false,
+            max_age_secs: 30,
             miner_score_threshold: 0.1,
             checking_probability: 0.1,
+            max_concurrent: 64,
+            rate_limit_per_minute: 600,
+            counter_file: None,
         }
     }
 }
@@ -404,6 +429,20 @@ impl Config {
         }
         if self.subtensor.block_time_secs.is_nan() || self.subtensor.block_time_secs < 0.05 {
             return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
+        }
+        if let Some(key) = &self.proxy.owner_public_key
+            && let Err(e) = crate::proxy::auth::parse_public_key(key)
+        {
+            return invalid("proxy.owner_public_key", e);
+        }
+        if self.proxy.host.parse::<std::net::IpAddr>().is_err() {
+            return invalid(
+                "proxy.host",
+                format!("`{}` is not an IP address", self.proxy.host),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.proxy.checking_probability) {
+            return invalid("proxy.checking_probability", "must be in [0, 1]".into());
         }
         if self.endpoint.queue_capacity == 0 {
             return invalid("endpoint.queue_capacity", "must be at least 1".into());

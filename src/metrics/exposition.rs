@@ -1,6 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of the node state.
 
-use crate::runtime::event::{ReplicaReport, ReplicaStatus};
+use crate::proxy::counters::LATENCY_BOUNDS_MS;
+use crate::runtime::event::{ProxyReport, ReplicaReport, ReplicaStatus};
 use crate::runtime::{ComponentStatus, NodeState};
 use std::fmt::Write;
 
@@ -45,6 +46,80 @@ impl Exposition {
             self.sample(name, &[("replica", &i.to_string())], value(r));
         }
     }
+}
+
+/// The validator proxy: on/off, in flight, all-time counters and the latency histogram.
+fn proxy(out: &mut Exposition, p: &ProxyReport) {
+    let gauge = |out: &mut Exposition, name: &str, help: &str, value: f64| {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    };
+    gauge(
+        out,
+        "nicheimage_proxy_enabled",
+        "Whether the validator proxy listens (1) or not (0).",
+        f64::from(u8::from(p.listening.is_some())),
+    );
+    gauge(
+        out,
+        "nicheimage_proxy_in_flight",
+        "Proxy requests being served.",
+        p.in_flight as f64,
+    );
+    let t = &p.total;
+    out.family(
+        "nicheimage_proxy_requests_total",
+        "counter",
+        "Proxy requests by result (failures by reason), all days kept.",
+    );
+    out.sample(
+        "nicheimage_proxy_requests_total",
+        &[("result", "success"), ("reason", "")],
+        t.success as f64,
+    );
+    for (reason, n) in &t.fail_reasons {
+        out.sample(
+            "nicheimage_proxy_requests_total",
+            &[("result", "fail"), ("reason", reason)],
+            *n as f64,
+        );
+    }
+    out.family(
+        "nicheimage_proxy_checks_total",
+        "counter",
+        "Organic checks run, by outcome.",
+    );
+    out.sample(
+        "nicheimage_proxy_checks_total",
+        &[("outcome", "passed")],
+        t.checked.saturating_sub(t.check_failed) as f64,
+    );
+    out.sample(
+        "nicheimage_proxy_checks_total",
+        &[("outcome", "failed")],
+        t.check_failed as f64,
+    );
+    out.family(
+        "nicheimage_proxy_image_bytes_total",
+        "counter",
+        "Base64 image bytes sent to the owner.",
+    );
+    out.sample("nicheimage_proxy_image_bytes_total", &[], t.bytes as f64);
+    let name = "nicheimage_proxy_latency_milliseconds";
+    out.family(name, "histogram", "Proxy request latency.");
+    let mut cumulative = 0;
+    for (i, bound) in LATENCY_BOUNDS_MS.iter().enumerate() {
+        cumulative += t.latency_ms.get(i).copied().unwrap_or(0);
+        out.sample(
+            &format!("{name}_bucket"),
+            &[("le", &bound.to_string())],
+            cumulative as f64,
+        );
+    }
+    let count: u64 = t.latency_ms.iter().sum();
+    out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], count as f64);
+    out.sample(&format!("{name}_sum"), &[], t.latency_ms_sum as f64);
+    out.sample(&format!("{name}_count"), &[], count as f64);
 }
 
 pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
@@ -213,6 +288,9 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
                 }
             }
         }
+    }
+    if let Some(p) = &state.proxy {
+        proxy(&mut out, p);
     }
     if !state.endpoint_responses.is_empty() {
         out.family(

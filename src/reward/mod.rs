@@ -6,10 +6,10 @@
 
 pub mod judge;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -57,8 +57,7 @@ struct Shared {
     pool: Pool,
     model: Arc<crate::catalogue::ModelSpec>,
     allowed: Mutex<Option<HashSet<IpAddr>>>,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    rate_per_minute: u32,
+    rate: crate::ratelimit::PerMinute,
     report: Mutex<RewardReport>,
     events: crate::runtime::EventSender,
 }
@@ -80,22 +79,9 @@ impl Shared {
                 format!("{ip} is not a validator axon with enough stake"),
             ));
         }
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let window = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(window.0) >= Duration::from_secs(60) {
-            *window = (now, 0);
-        }
-        window.1 += 1;
-        if window.1 > self.rate_per_minute {
-            return Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "more than {} requests a minute from {ip}",
-                    self.rate_per_minute
-                ),
-            ));
-        }
+        self.rate
+            .admit(ip)
+            .map_err(|e| (StatusCode::TOO_MANY_REQUESTS, e))?;
         Ok(())
     }
 
@@ -260,8 +246,7 @@ impl Component for RewardService {
                 model: Arc::new(self.generation.model.clone()),
                 // Secure mode starts closed (loopback only) until the first metagraph read.
                 allowed: Mutex::new(self.allowlist.as_ref().map(|_| HashSet::new())),
-                windows: Mutex::new(HashMap::new()),
-                rate_per_minute: self.rate_per_minute,
+                rate: crate::ratelimit::PerMinute::new(self.rate_per_minute),
                 report: Mutex::new(RewardReport {
                     model_name: self.generation.model.name.clone(),
                     secure: self.allowlist.is_some(),

@@ -32,6 +32,8 @@ pub enum Event {
     Reward(RewardReport),
     /// The validator's last pass: rewards with reasons, scores, weights.
     Validator(ValidatorReport),
+    /// The validator proxy: on/off, listener, counters, recent requests.
+    Proxy(ProxyReport),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -71,6 +73,8 @@ pub enum Command {
     RestartReplica(usize),
     /// Start or retire replicas to reach this many.
     ScaleReplicas(usize),
+    /// Switch the validator proxy's listener on or off (remembered across restarts).
+    SetProxy(bool),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -188,9 +192,39 @@ pub struct ValidatorReport {
     pub scores: BTreeMap<u16, f64>,
     /// The last weight setting: where and for how many, or the chain's refusal.
     pub weights: Option<String>,
+    /// The first block at which the chain takes our weights again.
+    pub next_weights_block: Option<u64>,
     /// What happened to the saved state at start (e.g. a corrupt file moved aside).
     pub state_note: Option<String>,
     pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProxyReport {
+    pub enabled: bool,
+    /// The bound address while the listener runs.
+    pub listening: Option<String>,
+    /// How requests are authenticated, in words.
+    pub auth: String,
+    pub warnings: Vec<String>,
+    pub in_flight: usize,
+    /// Today's UTC date and its counters; all days together.
+    pub date: String,
+    pub today: crate::proxy::counters::DayCounters,
+    pub total: crate::proxy::counters::DayCounters,
+    /// The latest requests, newest first.
+    pub recent: Vec<ProxyRequest>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProxyRequest {
+    pub unix_ms: u64,
+    pub model: String,
+    pub uid: Option<u16>,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -51,6 +51,7 @@ pub struct Runtime {
     components: Vec<Arc<dyn Component>>,
     shutdown: CancellationToken,
     replica_commands: Option<mpsc::Sender<Command>>,
+    proxy_toggle: Option<watch::Sender<bool>>,
 }
 
 /// A running node: its state, its command channel, and the shutdown token.
@@ -69,12 +70,18 @@ impl Runtime {
             components: Vec::new(),
             shutdown: CancellationToken::new(),
             replica_commands: None,
+            proxy_toggle: None,
         }
     }
 
     /// Where replica commands go (the endpoint that owns the pool).
     pub fn route_replica_commands(&mut self, to: mpsc::Sender<Command>) {
         self.replica_commands = Some(to);
+    }
+
+    /// Where `Command::SetProxy` goes (the proxy component watches it).
+    pub fn route_proxy_toggle(&mut self, to: watch::Sender<bool>) {
+        self.proxy_toggle = Some(to);
     }
 
     pub fn events(&self) -> EventSender {
@@ -118,6 +125,7 @@ impl Runtime {
             command_rx,
             routes,
             self.replica_commands,
+            self.proxy_toggle,
             self.shutdown.clone(),
         ));
         // The store runs until shutdown, and then until every supervisor has reported its
@@ -182,6 +190,7 @@ async fn route_commands(
     mut commands: mpsc::Receiver<Command>,
     routes: HashMap<String, mpsc::Sender<Control>>,
     replicas: Option<mpsc::Sender<Command>>,
+    proxy: Option<watch::Sender<bool>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -199,6 +208,16 @@ async fn route_commands(
             Command::Start(n) => (n, Control::Start),
             Command::Stop(n) => (n, Control::Stop),
             Command::Restart(n) => (n, Control::Restart),
+            Command::SetProxy(on) => {
+                match &proxy {
+                    Some(tx) => {
+                        tracing::info!(on, "proxy toggled");
+                        tx.send_replace(on);
+                    }
+                    None => tracing::warn!("no validator proxy in this node; command ignored"),
+                }
+                continue;
+            }
             c @ (Command::RestartReplica(_) | Command::ScaleReplicas(_)) => {
                 match &replicas {
                     Some(tx) => {

@@ -2,7 +2,7 @@
 
 use super::event::{
     ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
-    MinerReport, ReplicaReport, RewardReport, TorchReport, ValidatorReport,
+    MinerReport, ProxyReport, ReplicaReport, RewardReport, TorchReport, ValidatorReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -49,6 +49,7 @@ pub struct NodeState {
     pub miner: Option<MinerReport>,
     pub reward: Option<RewardReport>,
     pub validator: Option<ValidatorReport>,
+    pub proxy: Option<ProxyReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
     /// Counts every change, so a view can tell whether it must redraw.
@@ -78,6 +79,7 @@ impl NodeState {
             miner: None,
             reward: None,
             validator: None,
+            proxy: None,
             logs: VecDeque::new(),
             revision: 0,
         }
@@ -141,6 +143,7 @@ impl NodeState {
             Event::Miner(report) => self.miner = Some(report),
             Event::Reward(report) => self.reward = Some(report),
             Event::Validator(report) => self.validator = Some(report),
+            Event::Proxy(report) => self.proxy = Some(report),
             Event::EndpointResponse {
                 status,
                 queue_depth,

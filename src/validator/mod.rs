@@ -5,16 +5,17 @@
 //! carries its reason; the state is saved atomically after every pass.
 
 pub mod challenge;
+pub mod reward_client;
 pub mod scores;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::bittensor::chain::{Chain, ChainError, weights};
 use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
@@ -45,6 +46,48 @@ pub struct Validator {
     pub settings: ValidatorSettings,
     pub chain: Arc<dyn Chain>,
     pub keypair: Arc<Keypair>,
+    pub shared: Arc<ValidatorShared>,
+}
+
+/// What the validator knows that the proxy reads (and feeds organic checks back into): the
+/// score book and the miners' axons. Locked briefly, never across a network call.
+#[derive(Default)]
+pub struct ValidatorShared {
+    book: Mutex<MinerBook>,
+    axons: Mutex<BTreeMap<u16, AxonTarget>>,
+    /// What happened to the saved state at load (e.g. a corrupt file moved aside).
+    pub load_note: Option<String>,
+}
+
+impl ValidatorShared {
+    /// The book saved at `path` (empty if missing or corrupt, with the reason kept).
+    pub fn load(path: &std::path::Path) -> Self {
+        let (book, load_note) = MinerBook::load(path);
+        Self {
+            book: Mutex::new(book),
+            load_note,
+            ..Default::default()
+        }
+    }
+
+    pub fn with_book(book: MinerBook) -> Self {
+        Self {
+            book: Mutex::new(book),
+            ..Default::default()
+        }
+    }
+
+    pub fn book(&self) -> MutexGuard<'_, MinerBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn axons(&self) -> BTreeMap<u16, AxonTarget> {
+        self.axons.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_axons(&self, axons: BTreeMap<u16, AxonTarget>) {
+        *self.axons.lock().unwrap_or_else(|p| p.into_inner()) = axons;
+    }
 }
 
 /// A small seeded generator (splitmix64) for seeds, batch sizes, shuffles and the prompt
@@ -64,8 +107,21 @@ impl Dice {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
     }
 
     fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
@@ -84,7 +140,8 @@ fn failure_reason<S>(r: &Response<S>) -> String {
     }
 }
 
-fn challenge_params(model: &ModelSpec) -> Map<String, Value> {
+/// The model's default inference parameters, as synapse `pipeline_params`.
+pub fn challenge_params(model: &ModelSpec) -> Map<String, Value> {
     let d = &model.defaults;
     let mut p = Map::new();
     let mut put = |k: &str, v: Option<Value>| {
@@ -111,7 +168,6 @@ impl Validator {
     async fn refresh_identities(
         &self,
         dendrite: &Dendrite,
-        book: &mut MinerBook,
     ) -> Result<BTreeMap<u16, AxonTarget>, ChainError> {
         let graph = self.chain.metagraph(self.settings.netuid).await?;
         let hotkeys: BTreeMap<u16, &str> = graph
@@ -119,7 +175,9 @@ impl Validator {
             .iter()
             .map(|n| (n.uid, n.hotkey.as_str()))
             .collect();
-        book.retain(|uid, hotkey| hotkeys.get(&uid) == Some(&hotkey));
+        self.shared
+            .book()
+            .retain(|uid, hotkey| hotkeys.get(&uid) == Some(&hotkey));
         let axons: BTreeMap<u16, AxonTarget> = graph
             .neurons
             .iter()
@@ -142,6 +200,7 @@ impl Validator {
         let answers = dendrite
             .call_many(&targets, &info, self.settings.info_timeout)
             .await;
+        let mut book = self.shared.book();
         for ((uid, target), answer) in axons.iter().zip(answers) {
             let model = answer
                 .is_success()
@@ -156,74 +215,19 @@ impl Validator {
                 .flatten();
             book.identify(*uid, &target.hotkey, model.as_deref());
         }
+        drop(book);
+        self.shared.set_axons(axons.clone());
         Ok(axons)
-    }
-
-    /// The reward service's verdicts for one batch's successful answers.
-    async fn judge(
-        &self,
-        client: &reqwest::Client,
-        model: &ModelSpec,
-        challenge: &ImageGenerating,
-        answers: &[&ImageGenerating],
-    ) -> Result<Vec<(f64, String)>, String> {
-        let strip = |s: &ImageGenerating| {
-            json!({
-                "prompt": s.prompt, "seed": s.seed, "image": s.image,
-                "pipeline_type": s.pipeline_type, "pipeline_params": s.pipeline_params,
-                "conditional_image": s.conditional_image,
-            })
-        };
-        let body = json!({ "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(), "base_data": strip(challenge) });
-        let url = self.settings.reward_url.replace("{model}", &model.name);
-        let timeout = Duration::from_secs_f64((model.timeout_secs * 4.0).max(30.0));
-        let response = client
-            .post(&url)
-            .timeout(timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("reward service {url}: {e}"))?;
-        let status = response.status();
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("reward service {url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("reward service {url}: HTTP {status}: {answer}"));
-        }
-        let rewards = answer["rewards"]
-            .as_array()
-            .ok_or_else(|| format!("reward service {url}: no rewards in {answer}"))?;
-        if rewards.len() != answers.len() {
-            return Err(format!(
-                "reward service {url}: {} rewards for {} images",
-                rewards.len(),
-                answers.len()
-            ));
-        }
-        Ok(rewards
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let reason = answer["reasons"][i]
-                    .as_str()
-                    .unwrap_or("judged")
-                    .to_string();
-                (r.as_f64().unwrap_or(0.0), reason)
-            })
-            .collect())
     }
 
     /// One forward pass; returns every uid's reward and why.
     pub async fn forward(
         &self,
         dendrite: &Dendrite,
-        book: &mut MinerBook,
         dice: &mut Dice,
     ) -> Result<Vec<RoundOutcome>, ChainError> {
         let client = crate::http::client();
-        let axons = self.refresh_identities(dendrite, book).await?;
+        let axons = self.refresh_identities(dendrite).await?;
         let mut outcomes = Vec::new();
         for model in self
             .settings
@@ -231,7 +235,9 @@ impl Validator {
             .iter()
             .filter(|m| m.incentive_weight > 0.0)
         {
-            let mut uids: Vec<u16> = book
+            let mut uids: Vec<u16> = self
+                .shared
+                .book()
                 .serving(&model.name)
                 .into_iter()
                 .filter(|u| axons.contains_key(u))
@@ -239,9 +245,7 @@ impl Validator {
             if uids.is_empty() {
                 continue;
             }
-            for i in (1..uids.len()).rev() {
-                uids.swap(i, dice.below(i as u64 + 1) as usize);
-            }
+            dice.shuffle(&mut uids);
             let batch_size = 1 + dice.below(5) as usize;
             for batch in uids.chunks(batch_size) {
                 let seed = dice.below(1_000_000_000);
@@ -263,7 +267,14 @@ impl Validator {
                 } else {
                     let images: Vec<&ImageGenerating> =
                         good.iter().map(|i| &answers[*i].synapse).collect();
-                    self.judge(&client, model, &challenge, &images).await
+                    reward_client::judge(
+                        &client,
+                        &self.settings.reward_url,
+                        model,
+                        &challenge,
+                        &images,
+                    )
+                    .await
                 };
                 let verdicts = match verdicts {
                     Ok(v) => v,
@@ -294,7 +305,7 @@ impl Validator {
                         }
                         None => (0.0, failure_reason(answer)),
                     };
-                    book.record(*uid, reward);
+                    self.shared.book().record(*uid, reward);
                     outcomes.push(RoundOutcome {
                         uid: *uid,
                         model: model.name.clone(),
@@ -308,19 +319,33 @@ impl Validator {
     }
 
     /// The book's final scores under the catalogue's incentive shares.
-    fn final_scores(&self, book: &MinerBook) -> BTreeMap<u16, f64> {
+    pub fn final_scores(&self) -> BTreeMap<u16, f64> {
         let incentive: BTreeMap<String, f64> = self
             .settings
             .models
             .iter()
             .map(|m| (m.name.clone(), m.incentive_weight))
             .collect();
-        book.final_scores(&incentive)
+        self.shared.book().final_scores(&incentive)
     }
 
-    /// Normalised final scores as u16 weights on chain; the chain's refusal by name.
-    pub async fn set_weights(&self, book: &MinerBook) -> Result<String, ChainError> {
-        let scores = self.final_scores(book);
+    /// The first block at which the chain accepts our weights again: our last update plus the
+    /// subnet's weights rate limit (`None` while our hotkey is not registered).
+    pub async fn next_weights_block(&self) -> Result<Option<u64>, ChainError> {
+        let netuid = self.settings.netuid;
+        let limit = self.chain.hyperparams(netuid).await?.weights_rate_limit;
+        let graph = self.chain.metagraph(netuid).await?;
+        Ok(graph
+            .neurons
+            .iter()
+            .find(|n| n.hotkey == self.keypair.ss58())
+            .map(|n| n.last_update + limit))
+    }
+
+    /// Normalised final scores as u16 weights on chain, once the rate limit allows; what
+    /// happened in words, or the chain's refusal by name.
+    pub async fn set_weights(&self) -> Result<String, ChainError> {
+        let scores = self.final_scores();
         let uids: Vec<u16> = scores.keys().copied().collect();
         let values: Vec<f32> = scores.values().map(|s| *s as f32).collect();
         let (uids, weights) = match weights::normalize_for_emit(&uids, &values) {
@@ -329,6 +354,11 @@ impl Validator {
             Err(e) => return Ok(format!("nothing to set: {e}")),
         };
         let block = self.chain.block().await?;
+        if let Some(next) = self.next_weights_block().await?
+            && block < next
+        {
+            return Ok(format!("waiting for block {next} (now {block})"));
+        }
         self.chain
             .set_weights(
                 &self.keypair,
@@ -351,11 +381,10 @@ impl Component for Validator {
         async move {
             let s = &self.settings;
             let dendrite = Dendrite::new(self.keypair.clone())?;
-            let (mut book, note) = MinerBook::load(&s.state_path);
             let mut report = ValidatorReport {
                 hotkey: self.keypair.ss58().to_string(),
-                step: book.step,
-                state_note: note,
+                step: self.shared.book().step,
+                state_note: self.shared.load_note.clone(),
                 ..Default::default()
             };
             if let Some(n) = &report.state_note {
@@ -363,7 +392,7 @@ impl Component for Validator {
             }
             let mut dice = Dice::new(crate::bittensor::now_ns());
             loop {
-                match self.forward(&dendrite, &mut book, &mut dice).await {
+                match self.forward(&dendrite, &mut dice).await {
                     Ok(outcomes) => {
                         report.last_round = outcomes;
                         report.last_error = None;
@@ -373,22 +402,28 @@ impl Component for Validator {
                         report.last_error = Some(e.to_string());
                     }
                 }
-                if s.set_weights && book.step > 0 {
-                    report.weights = Some(match self.set_weights(&book).await {
+                if s.set_weights && self.shared.book().step > 0 {
+                    report.weights = Some(match self.set_weights().await {
                         Ok(done) => done,
                         Err(e) => {
                             tracing::warn!(error = %e, "set_weights");
                             e.to_string()
                         }
                     });
+                    report.next_weights_block = self.next_weights_block().await.ok().flatten();
                 }
-                book.step += 1;
+                // Snapshot under the lock, write outside it.
+                let book = {
+                    let mut book = self.shared.book();
+                    book.step += 1;
+                    book.clone()
+                };
                 if let Err(e) = book.save(&s.state_path) {
                     tracing::warn!(error = %e, "cannot save the validator state");
                     report.last_error = Some(format!("saving {}: {e}", s.state_path.display()));
                 }
                 report.step = book.step;
-                report.scores = self.final_scores(&book);
+                report.scores = self.final_scores();
                 ctx.events.send(Event::Validator(report.clone())).await;
                 let wait = if book.step <= s.fast_steps {
                     s.fast_loop

@@ -65,6 +65,15 @@ impl MinerBook {
         }
     }
 
+    /// The plain mean of a uid's recorded rewards (0 with none): what the proxy ranks by.
+    pub fn mean(&self, uid: u16) -> f64 {
+        self.uids
+            .get(&uid)
+            .filter(|i| !i.scores.is_empty())
+            .map(|i| i.scores.iter().sum::<f64>() / i.scores.len() as f64)
+            .unwrap_or(0.0)
+    }
+
     /// Uids serving `model`, in uid order.
     pub fn serving(&self, model: &str) -> Vec<u16> {
         self.uids
@@ -106,48 +115,15 @@ impl MinerBook {
         out
     }
 
-    /// Writes `path` atomically: a temp file in the same folder, synced, then renamed over it.
+    /// Writes `path` atomically (see [`crate::jsonfile`]).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::jsonfile::save_atomic(path, self)
     }
 
-    /// Loads `path`; missing → empty; unreadable or corrupt → moved aside (`.corrupt`) and empty,
+    /// Loads `path`; missing → empty; unreadable or corrupt → empty (a corrupt file moved aside),
     /// with the reason returned for the operator.
     pub fn load(path: &Path) -> (Self, Option<String>) {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Self::default(), None),
-            Err(e) => {
-                return (
-                    Self::default(),
-                    Some(format!("cannot read {}: {e}", path.display())),
-                );
-            }
-        };
-        match serde_json::from_slice(&text) {
-            Ok(book) => (book, None),
-            Err(e) => {
-                let aside = path.with_extension("json.corrupt");
-                let moved = std::fs::rename(path, &aside);
-                let note = format!(
-                    "validator state {} is corrupt ({e}); {}; starting from empty scores",
-                    path.display(),
-                    match moved {
-                        Ok(()) => format!("moved aside to {}", aside.display()),
-                        Err(m) => format!("could not move it aside: {m}"),
-                    }
-                );
-                (Self::default(), Some(note))
-            }
-        }
+        crate::jsonfile::load_or_aside(path, "validator state")
     }
 }
 

@@ -104,3 +104,6 @@ impl Headless {
         }
     }
 }
+
+#[cfg(feature = "local-infer")]
+pub mod subnet;

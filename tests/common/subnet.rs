@@ -1,0 +1,199 @@
+//! A small subnet on loopback for the validator and proxy tests: the tiny SD 1.5 checkpoint,
+//! a real endpoint and a real reward service (the binary, headless), and miners in this process
+//! — each its own hotkey and axon, honest or misbehaving on purpose — registered on an
+//! embedded chain next to the validator's hotkey (uid 0).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use nicheimage_tui::bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
+use nicheimage_tui::bittensor::chain::embedded::EmbeddedChain;
+use nicheimage_tui::bittensor::keypair::Keypair;
+use nicheimage_tui::bittensor::synapse::ImageGenerating;
+use nicheimage_tui::catalogue::{self, Arch, ModelOverride, ModelSpec};
+use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
+use nicheimage_tui::miner::endpoint_client::EndpointClient;
+use serde_json::Value;
+
+use super::{Headless, free_port, start};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    Honest,
+    /// Answers with the image of the next seed.
+    WrongSeed,
+    /// Sleeps this many seconds, then answers honestly.
+    Slow(u64),
+}
+
+pub struct TestMiner {
+    behaviour: Behaviour,
+    endpoint: EndpointClient,
+    /// Generation requests seen (info queries not counted).
+    pub calls: AtomicU64,
+}
+
+impl Handler<ImageGenerating> for TestMiner {
+    fn forward(
+        self: Arc<Self>,
+        _: Caller,
+        mut s: ImageGenerating,
+    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+        async move {
+            if !s.request_dict.is_empty() {
+                s.response_dict
+                    .insert("model_name".into(), Value::String("Tiny".into()));
+                return Ok(s);
+            }
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut request = s.clone();
+            match self.behaviour {
+                Behaviour::Honest => {}
+                Behaviour::WrongSeed => request.seed += 1,
+                Behaviour::Slow(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            }
+            s.image = Value::String(self.endpoint.generate(&request).await?);
+            Ok(s)
+        }
+        .boxed()
+    }
+}
+
+pub fn key(n: u8) -> Arc<Keypair> {
+    Arc::new(Keypair::from_mini_secret(&[n; 32]).unwrap())
+}
+
+pub struct Subnet {
+    pub dir: tempfile::TempDir,
+    pub checkpoint: PathBuf,
+    /// The catalogue entry "Tiny" (64×64, 4 steps) with this `timeout_secs`.
+    pub model: ModelSpec,
+    pub reward_port: u16,
+    pub validator_key: Arc<Keypair>,
+    /// Miner `i` is uid `i + 1`.
+    pub miners: Vec<Arc<TestMiner>>,
+    pub axons: Vec<RunningAxon>,
+    pub chain: Arc<EmbeddedChain>,
+    endpoint: Option<Headless>,
+    reward: Option<Headless>,
+}
+
+impl Subnet {
+    pub async fn start(behaviours: &[Behaviour], timeout_secs: f64) -> Subnet {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
+        let model = format!(
+            "[models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\nscheduler = \"dpm++2m_karras\"\n\
+             [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n",
+            checkpoint.display()
+        );
+        let (endpoint_port, reward_port) = (free_port(), free_port());
+        let base = format!(
+            "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n{model}"
+        );
+        let (e_dir, r_dir) = (dir.path().join("endpoint"), dir.path().join("reward"));
+        std::fs::create_dir_all(&e_dir).unwrap();
+        std::fs::create_dir_all(&r_dir).unwrap();
+        // Deep queues: the load tests send hundreds of requests at once.
+        let endpoint = start(
+            &e_dir,
+            &["endpoint"],
+            &format!(
+                "{base}[endpoint]\nmodel_name = \"Tiny\"\nhost = \"127.0.0.1\"\nport = {endpoint_port}\nnum_replicas = 1\nqueue_capacity = 1024\nrequest_timeout_secs = 600\n"
+            ),
+        );
+        let reward = start(
+            &r_dir,
+            &["reward", "--disable_secure"],
+            &format!(
+                "{base}[endpoint]\nqueue_capacity = 1024\nrequest_timeout_secs = 600\n[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\nrate_limit_per_minute = 100000\n"
+            ),
+        );
+        endpoint.status_within(120, "a ready replica", |v| {
+            v["replicas"]["0"]["status"] == "ready"
+        });
+        reward.status_within(120, "a ready replica", |v| {
+            v["replicas"]["0"]["status"] == "ready"
+        });
+
+        let mut miners = Vec::new();
+        let mut axons = Vec::new();
+        for (i, behaviour) in behaviours.iter().enumerate() {
+            let miner = Arc::new(TestMiner {
+                behaviour: *behaviour,
+                endpoint: EndpointClient::new(
+                    &format!("http://127.0.0.1:{endpoint_port}/generate"),
+                    &format!("http://127.0.0.1:{endpoint_port}/info"),
+                    Duration::from_secs(120),
+                ),
+                calls: AtomicU64::new(0),
+            });
+            let axon = AxonBuilder::new(key(2 + i as u8))
+                .attach::<ImageGenerating, _>(miner.clone())
+                .slots(256)
+                .build();
+            axons.push(axon.spawn(([127, 0, 0, 1], 0).into()).await.unwrap());
+            miners.push(miner);
+        }
+        let validator_key = key(1);
+        let mut chain_file = format!(
+            "block_time_secs = 0.05\nstart_block = 1000\n[[subnet]]\nnetuid = 23\nweights_rate_limit = 0\nweights_version_key = 10\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\nstake = 20000\nvalidator_permit = true\n",
+            validator_key.ss58()
+        );
+        for (i, axon) in axons.iter().enumerate() {
+            chain_file.push_str(&format!(
+                "[[subnet.neuron]]\nhotkey = \"{}\"\nstake = 1\naxon = \"{}\"\n",
+                key(2 + i as u8).ss58(),
+                axon.address
+            ));
+        }
+        let chain = Arc::new(EmbeddedChain::from_toml(&chain_file).unwrap());
+        let mut overrides = BTreeMap::new();
+        overrides.insert(
+            "Tiny".to_string(),
+            ModelOverride {
+                arch: Some(Arch::Sd15),
+                checkpoint: Some(checkpoint.clone()),
+                timeout_secs: Some(timeout_secs),
+                incentive_weight: Some(1.0),
+                ..Default::default()
+            },
+        );
+        let model = catalogue::catalogue(&overrides).unwrap()["Tiny"].clone();
+        Subnet {
+            dir,
+            checkpoint,
+            model,
+            reward_port,
+            validator_key,
+            miners,
+            axons,
+            chain,
+            endpoint: Some(endpoint),
+            reward: Some(reward),
+        }
+    }
+
+    pub fn reward_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.reward_port)
+    }
+
+    /// Stops the axons and both services; asserts they exit cleanly.
+    pub async fn stop(mut self) {
+        for axon in self.axons.drain(..) {
+            axon.stop().await;
+        }
+        for node in [self.reward.take(), self.endpoint.take()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(node.terminate().0.success());
+        }
+    }
+}

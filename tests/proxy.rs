@@ -1,0 +1,315 @@
+//! The validator proxy on loopback: real miners (the tiny SD 1.5 model behind a real endpoint),
+//! a real reward service for the organic checks, the proxy run by the node runtime and switched
+//! with `Command::SetProxy`. Signed requests are served; unsigned, forged, stale and replayed
+//! ones are refused before any miner is asked; a pinned zero-score uid is refused; a check
+//! catches a miner answering with the wrong seed; switching off drains, switching on serves
+//! again; 200 concurrent requests all answered and every one counted.
+#![cfg(feature = "local-infer")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::subnet::{Behaviour, Subnet};
+use ed25519_dalek::SigningKey;
+use nicheimage_tui::bittensor::dendrite::AxonTarget;
+use nicheimage_tui::config::SupervisorConfig;
+use nicheimage_tui::proxy::{Proxy, ProxySettings, auth, client};
+use nicheimage_tui::runtime::event::ProxyReport;
+use nicheimage_tui::runtime::{Command, EventChannel, Node, Runtime};
+use nicheimage_tui::validator::ValidatorShared;
+use nicheimage_tui::validator::scores::MinerBook;
+use serde_json::{Value, json};
+
+fn proxy_state(node: &Node) -> Option<ProxyReport> {
+    node.snapshot().proxy.clone()
+}
+
+async fn wait_for(node: &Node, what: &str, pred: impl Fn(&ProxyReport) -> bool) -> ProxyReport {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(p) = proxy_state(node)
+            && pred(&p)
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "proxy never reached: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `body` with exactly these headers; the status and the JSON answer.
+async fn send_raw(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
+    let mut request = nicheimage_tui::http::client()
+        .post(url)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    let response = request.body(body.to_vec()).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn now() -> i64 {
+    (nicheimage_tui::bittensor::now_ns() / 1_000_000_000) as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_everything() {
+    // uid 1, 2 honest; 3 answers another seed's image; 4 takes 3 s.
+    let subnet = Subnet::start(
+        &[
+            Behaviour::Honest,
+            Behaviour::Honest,
+            Behaviour::WrongSeed,
+            Behaviour::Slow(3),
+        ],
+        60.0,
+    )
+    .await;
+    let mut book = MinerBook::default();
+    for uid in 1..=4u16 {
+        book.identify(uid, &format!("miner{uid}"), Some("Tiny"));
+        book.record(uid, 1.0);
+    }
+    book.identify(5, "miner5", Some("Tiny"));
+    book.record(5, 0.0);
+    let validator = Arc::new(ValidatorShared::with_book(book));
+    let axons: BTreeMap<u16, AxonTarget> = subnet
+        .axons
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            (
+                i as u16 + 1,
+                AxonTarget {
+                    ip: a.address.ip().to_string(),
+                    port: a.address.port(),
+                    hotkey: common::subnet::key(2 + i as u8).ss58().to_string(),
+                },
+            )
+        })
+        .collect();
+    validator.set_axons(axons);
+
+    let owner = SigningKey::from_bytes(&[42; 32]);
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}/validator_proxy");
+    let dir = subnet.dir.path().join("proxy");
+    let (toggle_tx, toggle_rx) = tokio::sync::watch::channel(true);
+    let settings = ProxySettings {
+        listen: ([127, 0, 0, 1], port).into(),
+        netuid: 23,
+        models: [("Tiny".to_string(), subnet.model.clone())].into(),
+        reward_url: subnet.reward_url(),
+        owner_public_key: Some(owner.verifying_key()),
+        owner_api_url: String::new(),
+        credentials_refresh: Duration::from_secs(600),
+        legacy_auth: false,
+        max_age: Duration::from_secs(30),
+        miner_score_threshold: 0.1,
+        checking_probability: 1.0,
+        max_concurrent: 256,
+        rate_limit_per_minute: 100_000,
+        counter_path: dir.join("proxy_counter.json"),
+        toggle_path: dir.join("proxy-enabled.json"),
+    };
+    let mut runtime = Runtime::new(
+        SupervisorConfig {
+            drain_timeout_secs: 30,
+            ..Default::default()
+        },
+        EventChannel::new(),
+    );
+    runtime.route_proxy_toggle(toggle_tx);
+    runtime.add(Arc::new(Proxy {
+        settings: Arc::new(settings),
+        validator: validator.clone(),
+        keypair: subnet.validator_key.clone(),
+        chain: subnet.chain.clone(),
+        toggle: toggle_rx,
+    }));
+    let node = runtime.start();
+    wait_for(&node, "listening", |p| p.listening.is_some()).await;
+    let calls = || -> u64 {
+        subnet
+            .miners
+            .iter()
+            .map(|m| m.calls.load(Ordering::SeqCst))
+            .sum()
+    };
+    let http = nicheimage_tui::http::client();
+    let long = Duration::from_secs(300);
+    let (mut served, mut failed) = (0u64, 0u64);
+
+    // A signed request: an image from uid 1, checked against a regeneration.
+    let body = json!({"payload": {"model_name": "Tiny", "prompt": "a red fox"}, "miner_uid": 1});
+    let image = client::request(&http, &url, &owner, &body, long)
+        .await
+        .unwrap();
+    served += 1;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(&image)
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let p = wait_for(&node, "one success", |p| p.today.success == 1).await;
+    assert_eq!((p.today.checked, p.today.check_failed), (1, 0));
+
+    // Strangers: nothing reaches a miner.
+    let before = calls();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let (status, answer) = send_raw(&url, &[], &bytes).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing header")
+    );
+    let forger = SigningKey::from_bytes(&[43; 32]);
+    let (status, answer) = send_raw(&url, &auth::sign(&forger, &bytes, now()), &bytes).await;
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (401, Some("bad signature"))
+    );
+    let (status, answer) = send_raw(&url, &auth::sign(&owner, &bytes, now() - 100), &bytes).await;
+    assert_eq!(status, 401);
+    assert!(answer["detail"].as_str().unwrap().contains("at most 30 s"));
+    // The same signed request twice: the second is a replay (the first is served).
+    let headers = auth::sign(&owner, &bytes, now());
+    let (status, _) = send_raw(&url, &headers, &bytes).await;
+    assert_eq!(status, 200);
+    let (status, answer) = send_raw(&url, &headers, &bytes).await;
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (401, Some("nonce already used"))
+    );
+    served += 1;
+    failed += 4;
+    assert_eq!(
+        calls(),
+        before + 1,
+        "only the one good request reached a miner"
+    );
+
+    // A pinned uid whose score is 0.
+    let zero = json!({"payload": {"model_name": "Tiny"}, "miner_uid": 5});
+    let err = client::request(&http, &url, &owner, &zero, long)
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("HTTP 400") && err.contains("score is 0"),
+        "{err}"
+    );
+    // The organic check catches uid 3's wrong image and scores it 0.
+    let wrong = json!({"payload": {"model_name": "Tiny", "prompt": "a boat"}, "miner_uid": 3});
+    let err = client::request(&http, &url, &owner, &wrong, long)
+        .await
+        .unwrap_err();
+    assert!(err.contains("organic check failed"), "{err}");
+    assert_eq!(
+        validator.book().uids[&3]
+            .scores
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1.0, 0.0]
+    );
+    failed += 2;
+    let p = wait_for(&node, "the miss counted", |p| p.today.check_failed == 1).await;
+    assert_eq!(p.today.checked, 3);
+
+    // Off while a slow request is in flight: it completes; new connections are refused.
+    let slow = json!({"payload": {"model_name": "Tiny"}, "miner_uid": 4});
+    let in_flight = {
+        let (http, url, owner, slow) = (http.clone(), url.clone(), owner.clone(), slow.clone());
+        tokio::spawn(async move { client::request(&http, &url, &owner, &slow, long).await })
+    };
+    wait_for(&node, "the slow request in flight", |p| p.in_flight == 1).await;
+    node.commands.send(Command::SetProxy(false)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting after switching off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        in_flight.await.unwrap().is_ok(),
+        "the in-flight request completes"
+    );
+    served += 1;
+    let p = wait_for(&node, "off", |p| !p.enabled && p.listening.is_none()).await;
+    assert_eq!(p.today.success, served);
+    let remembered = std::fs::read_to_string(dir.join("proxy-enabled.json")).unwrap();
+    assert!(remembered.contains("false"), "{remembered}");
+    // The counters were flushed on the way down.
+    let on_disk: BTreeMap<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("proxy_counter.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk[&p.date]["success"], served);
+
+    // On again.
+    node.commands.send(Command::SetProxy(true)).await.unwrap();
+    wait_for(&node, "on again", |p| p.enabled && p.listening.is_some()).await;
+    client::request(&http, &url, &owner, &body, long)
+        .await
+        .unwrap();
+    served += 1;
+
+    // Load: 200 at once, none lost, every one counted exactly once.
+    let started = Instant::now();
+    let requests = (0..200).map(|i| {
+        let (http, url, owner) = (http.clone(), url.clone(), owner.clone());
+        async move {
+            // The smallest image the tiny model makes, so 400 generations fit in CI.
+            let body = json!({"payload": {
+                "model_name": "Tiny", "prompt": format!("load {i}"),
+                "pipeline_params": {"width": 32, "height": 32, "num_inference_steps": 2},
+            }});
+            client::request(&http, &url, &owner, &body, long).await
+        }
+    });
+    let answers = futures::future::join_all(requests).await;
+    let lost: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    served += 200;
+    eprintln!(
+        "200 concurrent proxy requests in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let p = wait_for(&node, "all counted", |p| p.today.success == served).await;
+    let t = &p.today;
+    assert_eq!(t.fail, failed);
+    assert_eq!(t.fail_reasons.values().sum::<u64>(), failed);
+    assert_eq!(t.latency_ms.iter().sum::<u64>(), served + failed);
+    // Every served image passed one check; the failed checks come on top.
+    assert_eq!(t.checked, served + t.check_failed, "{t:?}");
+    assert!(t.bytes > 0);
+    assert_eq!(p.total, *t);
+
+    node.shutdown.cancel();
+    node.wait().await;
+    let on_disk: BTreeMap<String, nicheimage_tui::proxy::counters::DayCounters> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("proxy_counter.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        on_disk[&p.date], p.today,
+        "the file holds what the state showed"
+    );
+    subnet.stop().await;
+}
