@@ -285,3 +285,36 @@ fn failed_component_is_drawn_in_the_error_colour() {
         .expect("a backoff status cell");
     assert_eq!(buffer[(x, y)].fg, theme.error);
 }
+
+#[test]
+fn the_proxy_line_shows_its_switch_and_todays_traffic() {
+    use nicheimage_tui::proxy::counters::DayCounters;
+    use nicheimage_tui::runtime::event::ProxyReport;
+    let mut state = seeded();
+    let mut today = DayCounters::default();
+    today.succeeded(1000, 800);
+    today.succeeded(1000, 900);
+    today.failed("unauthorized", 1);
+    today.checked = 1;
+    state.apply(
+        Event::Proxy(ProxyReport {
+            enabled: true,
+            listening: Some("0.0.0.0:10003".into()),
+            auth: "signed requests".into(),
+            date: "2026-11-25".into(),
+            today: today.clone(),
+            total: today,
+            in_flight: 2,
+            ..Default::default()
+        }),
+        T0,
+    );
+    let terminal = draw_state(
+        &state,
+        100,
+        26,
+        &UiState::default(),
+        &Theme::default_theme(),
+    );
+    insta::assert_snapshot!(terminal.backend());
+}

@@ -90,6 +90,21 @@ impl UiState {
                 });
                 Outcome::Nothing
             }
+            Action::ToggleProxy => {
+                let Some(proxy) = &state.proxy else {
+                    return Outcome::Nothing;
+                };
+                let on = !proxy.enabled;
+                self.popup = Some(Popup::Confirm {
+                    prompt: if on {
+                        "Switch the validator proxy ON (serve the owner's traffic)?".into()
+                    } else {
+                        "Switch the validator proxy OFF (in-flight requests finish)?".into()
+                    },
+                    command: Command::SetProxy(on),
+                });
+                Outcome::Nothing
+            }
             Action::Yes | Action::Close => Outcome::Nothing,
         }
     }
@@ -145,6 +160,24 @@ mod tests {
         ui.handle(Action::StartStop, &s);
         assert_eq!(ui.handle(Action::Close, &s), Outcome::Nothing);
         assert!(ui.popup.is_none());
+    }
+
+    #[test]
+    fn the_proxy_toggle_asks_first_and_only_where_there_is_a_proxy() {
+        let mut s = state_with(&["validator"]);
+        let mut ui = UiState::default();
+        ui.handle(Action::ToggleProxy, &s);
+        assert!(ui.popup.is_none(), "no proxy in this node");
+        s.apply(
+            Event::Proxy(crate::runtime::event::ProxyReport::default()),
+            0,
+        );
+        ui.handle(Action::ToggleProxy, &s);
+        assert!(matches!(&ui.popup, Some(Popup::Confirm { prompt, .. }) if prompt.contains("ON")));
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::SetProxy(true))
+        );
     }
 
     #[test]

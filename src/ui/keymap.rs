@@ -9,6 +9,7 @@ pub enum Action {
     Down,
     Restart,
     StartStop,
+    ToggleProxy,
     Help,
     Yes,
     Close,
@@ -58,6 +59,13 @@ pub const BINDINGS: &[Binding] = &[
         help: "stop or start the selected component",
         short: "stop/start",
         action: Action::StartStop,
+    },
+    Binding {
+        codes: &[KeyCode::Char('p')],
+        label: "p",
+        help: "switch the validator proxy on or off (owner traffic)",
+        short: "proxy",
+        action: Action::ToggleProxy,
     },
     Binding {
         codes: &[KeyCode::Char('?')],

@@ -73,7 +73,9 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         Constraint::Length(rows + 3),
         Constraint::Length(replica_rows),
         Constraint::Length(miner_rows),
-        Constraint::Length(if v.state.chain.is_some() { 5 } else { 4 }),
+        Constraint::Length(
+            4 + u16::from(v.state.chain.is_some()) + u16::from(v.state.proxy.is_some()),
+        ),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -410,7 +412,51 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
     if let Some(chain) = &v.state.chain {
         lines.push(chain_line(chain, t));
     }
+    if let Some(proxy) = &v.state.proxy {
+        lines.push(proxy_line(proxy, t));
+    }
     frame.render_widget(Paragraph::new(lines).block(block("host", t)), area);
+}
+
+/// The validator proxy: on/off and where, today's traffic, the latest problem.
+fn proxy_line<'a>(p: &'a crate::runtime::event::ProxyReport, t: &Theme) -> Line<'a> {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    let mut spans = vec![Span::styled("proxy ", muted)];
+    match (&p.listening, p.enabled) {
+        (Some(address), _) => {
+            spans.push(Span::styled(format!("ON {address}"), Style::new().fg(t.ok)))
+        }
+        (None, true) => spans.push(Span::styled("starting", Style::new().fg(t.warn))),
+        (None, false) => spans.push(Span::styled("off (p to switch on)", muted)),
+    }
+    let d = &p.today;
+    spans.extend([
+        Span::styled("  today ", muted),
+        Span::styled(format!("{} ok", d.success), Style::new().fg(t.ok)),
+        Span::styled(" / ", muted),
+        Span::styled(
+            format!("{} failed", d.fail),
+            Style::new().fg(if d.fail > 0 { t.warn } else { t.text }),
+        ),
+        Span::styled("  checks ", muted),
+        Span::styled(
+            format!(
+                "{}/{} passed",
+                d.checked - d.check_failed.min(d.checked),
+                d.checked
+            ),
+            text,
+        ),
+        Span::styled("  in flight ", muted),
+        Span::styled(p.in_flight.to_string(), text),
+    ]);
+    if let Some(w) = p.warnings.first() {
+        spans.push(Span::styled(format!("  {w}"), Style::new().fg(t.warn)));
+    } else if let Some(e) = &p.last_error {
+        spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
+    }
+    Line::from(spans)
 }
 
 /// Block, subnet size and our hotkey's standing; the last chain error in place of it if any.
