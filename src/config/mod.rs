@@ -324,7 +324,7 @@ impl Default for ValidatorConfig {
             fast_steps: 5,
             loop_secs: 600,
             info_timeout_secs: 10,
-            challenge_prompt_url: "http://nicheimage.nichetensor.com/challenge/prompt".into(),
+            challenge_prompt_url: String::new(),
             challenge_image_url: "http://nicheimage.nichetensor.com/challenge/image".into(),
             reward_url: "http://nicheimage.nichetensor.com/reward/{model}".into(),
             state_file: None,

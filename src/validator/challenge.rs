@@ -1,6 +1,7 @@
-//! A built-in prompt challenge: deterministic for a seed, varied (subject, setting, style,
-//! lighting, medium), so a validator needs no external service. (The seed's remote prompt
-//! service, `validator.challenge_prompt_url`, is not called yet.)
+//! The prompt challenge: built in — deterministic for a seed, varied (subject, setting, style,
+//! lighting, medium), so a validator needs no external service — or, when
+//! `validator.challenge_prompt_url` is set, the seed's remote prompt service, with the built-in
+//! prompt as the fallback when it fails.
 
 use super::Dice;
 
@@ -86,6 +87,34 @@ pub fn prompt(seed: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warp::Filter;
+
+    #[tokio::test]
+    async fn a_remote_prompt_service_continues_the_prompt_and_failures_are_errors() {
+        let service = warp::post().and(warp::body::json()).map(|b: serde_json::Value| {
+            assert_eq!(b["max_length"], 77);
+            warp::reply::json(&serde_json::json!({
+                "prompt": format!("{}, trending on artstation", b["prompt"].as_str().unwrap_or(""))
+            }))
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(service).incoming(listener).run());
+        let client = crate::http::client();
+        let timeout = std::time::Duration::from_secs(5);
+        let url = format!("http://{address}/");
+        let p = remote_prompt(&client, &url, "a red fox", 7, timeout).await;
+        assert_eq!(p.as_deref(), Ok("a red fox, trending on artstation"));
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/", l.local_addr().unwrap())
+        };
+        assert!(
+            remote_prompt(&client, &dead, "x", 7, timeout)
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn deterministic_and_varied() {
@@ -93,5 +122,33 @@ mod tests {
         let distinct: std::collections::HashSet<String> = (0..200).map(prompt).collect();
         assert!(distinct.len() > 190, "{}", distinct.len());
         assert!(prompt(1).split(", ").count() == 4);
+    }
+}
+
+/// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
+/// `{"prompt": ...}` out) to continue `start` for `seed`.
+pub async fn remote_prompt(
+    client: &reqwest::Client,
+    url: &str,
+    start: &str,
+    seed: u64,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let body = serde_json::json!({ "prompt": start, "seed": seed, "max_length": 77 });
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("prompt service {url}: {e}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("prompt service {url}: {e}"))?;
+    match answer["prompt"].as_str() {
+        Some(p) if status.is_success() && !p.trim().is_empty() => Ok(p.to_string()),
+        _ => Err(format!("prompt service {url}: HTTP {status}: {answer}")),
     }
 }

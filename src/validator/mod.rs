@@ -32,6 +32,8 @@ pub struct ValidatorSettings {
     pub models: Vec<ModelSpec>,
     /// Reward service URL; `{model}` is replaced by the model's name.
     pub reward_url: String,
+    /// The seed's remote prompt service; empty: the built-in generator.
+    pub challenge_prompt_url: String,
     pub info_timeout: Duration,
     pub fast_loop: Duration,
     pub fast_steps: u64,
@@ -220,6 +222,25 @@ impl Validator {
         Ok(axons)
     }
 
+    /// The prompt for a challenge with `seed`: the remote service's if one is set and answers,
+    /// else the built-in one.
+    async fn challenge_prompt(&self, client: &reqwest::Client, seed: u64) -> String {
+        let built_in = challenge::prompt(seed);
+        let url = &self.settings.challenge_prompt_url;
+        if url.is_empty() {
+            return built_in;
+        }
+        match challenge::remote_prompt(client, url, &built_in, seed, self.settings.info_timeout)
+            .await
+        {
+            Ok(prompt) => prompt,
+            Err(e) => {
+                tracing::warn!(error = %e, "using the built-in prompt");
+                built_in
+            }
+        }
+    }
+
     /// One forward pass; returns every uid's reward and why.
     pub async fn forward(
         &self,
@@ -250,7 +271,7 @@ impl Validator {
             for batch in uids.chunks(batch_size) {
                 let seed = dice.below(1_000_000_000);
                 let challenge = ImageGenerating {
-                    prompt: challenge::prompt(seed),
+                    prompt: self.challenge_prompt(&client, seed).await,
                     seed: seed as i64,
                     pipeline_type: "txt2img".into(),
                     pipeline_params: challenge_params(model),
