@@ -96,6 +96,18 @@ height = 64
         ready["miner"]["announced"],
         format!("127.0.0.1:{axon_port}")
     );
+    // The self-test knocked on the published address: our axon refused the unsigned knock.
+    assert_eq!(
+        ready["miner"]["reachability"][0], true,
+        "{}",
+        ready["miner"]
+    );
+    assert!(
+        ready["miner"]["reachability"][1]
+            .as_str()
+            .unwrap()
+            .contains("answers (HTTP 401)")
+    );
 
     let target = AxonTarget {
         ip: "127.0.0.1".into(),

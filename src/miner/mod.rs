@@ -132,6 +132,24 @@ impl Miner {
         }
     }
 
+    /// Knocks on the published address, as validators will.
+    async fn self_test(&self, report: &mut MinerReport) {
+        let (Some((ip, port)), Ok(bound)) = (self.settings.publish, report.axon.parse()) else {
+            return;
+        };
+        let seen = crate::bittensor::reachability::check(
+            &ip.to_string(),
+            port,
+            bound,
+            <ImageGenerating as crate::bittensor::synapse::Synapse>::NAME,
+        )
+        .await;
+        if seen.answer.is_err() {
+            tracing::warn!("{}", seen.summary());
+        }
+        report.reachability = Some((seen.answer.is_ok(), seen.summary()));
+    }
+
     async fn announce(&self, report: &mut MinerReport) {
         let Some((ip, port)) = self.settings.publish else {
             report.announce_result =
@@ -210,6 +228,7 @@ impl Component for Miner {
             }
             self.sync(&handler, &mut report).await;
             self.announce(&mut report).await;
+            self.self_test(&mut report).await;
             let mut next_sync = Instant::now() + s.resync_every;
             loop {
                 Self::snapshot(&mut report, &handler, &axon);
@@ -220,6 +239,7 @@ impl Component for Miner {
                 }
                 if Instant::now() >= next_sync {
                     self.sync(&handler, &mut report).await;
+                    self.self_test(&mut report).await;
                     // A failed sync is retried sooner than a good one is repeated.
                     let wait = if report.metagraph_block.is_some() && report.last_error.is_none() {
                         s.resync_every

@@ -165,6 +165,8 @@ pub struct MinerReport {
     pub announced: Option<String>,
     /// The outcome of the last `serve_axon`.
     pub announce_result: Option<String>,
+    /// The last self-test of the published address: (answers, what was seen).
+    pub reachability: Option<(bool, String)>,
     pub model_name: Option<String>,
     pub metagraph_block: Option<u64>,
     /// Axon answers by status code.

@@ -307,6 +307,10 @@ fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerRep
             text,
         ),
     ];
+    if let Some((ok, seen)) = &m.reachability {
+        let style = Style::new().fg(if *ok { t.ok } else { t.error });
+        summary.push(Span::styled(format!("  {seen}"), style));
+    }
     if let Some(e) = &m.last_error {
         summary.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
     }
