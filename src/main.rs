@@ -115,7 +115,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
         let node = runtime.start();
-        if let Err(e) = shutdown::on_signals(node.shutdown.clone()) {
+        let reload = headless.then(|| reload_on_hup(&cli, node.commands.clone()));
+        if let Err(e) = shutdown::on_signals(node.shutdown.clone(), reload) {
             tracing::error!(error = %e, "cannot install signal handlers");
         }
         match theme {
@@ -279,6 +280,35 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
 }
 
 /// Exit 1 when the chain cannot be read: the operator asked for exactly that.
+/// SIGHUP in headless mode: read the config file again and apply what can change while running
+/// (today: `[miner.blacklist]`); a bad file is reported and changes nothing.
+fn reload_on_hup(
+    cli: &Cli,
+    commands: tokio::sync::mpsc::Sender<nicheimage_tui::runtime::Command>,
+) -> Box<dyn Fn() + Send> {
+    let path = cli.config.clone();
+    // The same flags again (they override the file on every reload, as at start).
+    let cli = Cli::parse_from(std::env::args_os());
+    Box::new(move || {
+        let loaded = config::load(path.as_deref()).and_then(|(mut c, _)| {
+            cli.apply(&mut c);
+            c.validate().map(|()| c)
+        });
+        match loaded {
+            Ok(c) => {
+                tracing::info!(
+                    "SIGHUP: config read again; applying [miner.blacklist] (other changes need a restart)"
+                );
+                let command = nicheimage_tui::runtime::Command::SetBlacklist(c.miner.blacklist);
+                if commands.try_send(command).is_err() {
+                    tracing::warn!("SIGHUP: the node is busy or stopping; rules unchanged");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded"),
+        }
+    })
+}
+
 fn proxy_client(a: &nicheimage_tui::cli::ProxyClientArgs, config: &config::Config) -> ExitCode {
     use nicheimage_tui::proxy::{auth, client};
     if a.new_key {

@@ -181,7 +181,11 @@ pub fn add_miner(
         generate_endpoint: m.generate_endpoint.clone(),
         info_endpoint: m.info_endpoint.clone(),
         generate_timeout: Duration::from_secs(m.generate_timeout_secs),
-        blacklist: m.blacklist.clone(),
+        blacklist: {
+            let (tx, rx) = tokio::sync::watch::channel(m.blacklist.clone());
+            runtime.route_blacklist(tx);
+            rx
+        },
         resync_every: Duration::from_secs(m.metagraph_resync_secs.max(1)),
     };
     runtime.add(Arc::new(Miner {

@@ -179,6 +179,22 @@ height = 64
     assert_eq!(counters["rejected"]["Limit exceeded"], 1);
     assert_eq!(v["miner"]["responses"]["403"], 3);
     assert_eq!(v["chain"]["uid"], 2);
+
+    // Rules edited while running: the file changed, SIGHUP, the next request sees 3 per unit.
+    std::fs::write(
+        dir.path().join("config.toml"),
+        config.replace("requests_per_unit = 2", "requests_per_unit = 3"),
+    )
+    .unwrap();
+    node.signal(libc::SIGHUP);
+    node.status_where("the new rules", |v| {
+        v["miner"]["rules"]["requests_per_unit"] == 3
+    });
+    assert_eq!(
+        validator.call(&target, &info, timeout).await.status_code,
+        200,
+        "the limit is six now"
+    );
     let (status, _) = node.terminate();
     assert!(status.success());
 }

@@ -226,6 +226,7 @@ fn the_miner_lists_its_validators() {
             announced: Some("127.0.0.1:8091".into()),
             announce_result: Some("on chain".into()),
             reachability: Some((true, "axon at 203.0.113.7:8091 answers (HTTP 401)".into())),
+            rules: Default::default(),
             model_name: Some("RealisticVision".into()),
             metagraph_block: Some(1000),
             responses: [(200, 10), (403, 3)].into(),

@@ -32,7 +32,8 @@ pub struct MinerSettings {
     pub generate_endpoint: String,
     pub info_endpoint: String,
     pub generate_timeout: Duration,
-    pub blacklist: BlacklistConfig,
+    /// The rules in force; a new value applies from the next request.
+    pub blacklist: tokio::sync::watch::Receiver<BlacklistConfig>,
     pub resync_every: Duration,
 }
 
@@ -44,7 +45,7 @@ pub struct Miner {
 
 /// What the axon's hooks share with the component loop.
 struct MinerHandler {
-    rules: BlacklistConfig,
+    rules: tokio::sync::watch::Receiver<BlacklistConfig>,
     blacklist: Mutex<Blacklist>,
     metagraph: Mutex<Metagraph>,
     endpoint: EndpointClient,
@@ -69,7 +70,7 @@ impl Handler<ImageGenerating> for MinerHandler {
         let graph = lock(&self.metagraph);
         let neuron = graph.by_hotkey(&caller.hotkey);
         lock(&self.blacklist)
-            .check(&self.rules, &caller.hotkey, neuron, Instant::now())
+            .check(&self.rules.borrow(), &caller.hotkey, neuron, Instant::now())
             .map_err(|r| r.text().to_string())
     }
 
@@ -181,6 +182,7 @@ impl Miner {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         report.model_name = lock(&handler.model_name).clone();
+        report.rules = handler.rules.borrow().clone();
     }
 }
 

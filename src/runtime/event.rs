@@ -63,7 +63,7 @@ pub enum ComponentStatus {
 }
 
 /// Commands from a view (or a test) to the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Start(String),
     Stop(String),
@@ -75,6 +75,8 @@ pub enum Command {
     ScaleReplicas(usize),
     /// Switch the validator proxy's listener on or off (remembered across restarts).
     SetProxy(bool),
+    /// New blacklist and rate-limit rules for the miner (e.g. the config file reloaded).
+    SetBlacklist(crate::config::BlacklistConfig),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -165,6 +167,8 @@ pub struct MinerReport {
     pub announced: Option<String>,
     /// The outcome of the last `serve_axon`.
     pub announce_result: Option<String>,
+    /// The blacklist and rate-limit rules in force.
+    pub rules: crate::config::BlacklistConfig,
     /// The last self-test of the published address: (answers, what was seen).
     pub reachability: Option<(bool, String)>,
     pub model_name: Option<String>,

@@ -52,6 +52,7 @@ pub struct Runtime {
     shutdown: CancellationToken,
     replica_commands: Option<mpsc::Sender<Command>>,
     proxy_toggle: Option<watch::Sender<bool>>,
+    blacklist: Option<watch::Sender<crate::config::BlacklistConfig>>,
 }
 
 /// A running node: its state, its command channel, and the shutdown token.
@@ -71,6 +72,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             replica_commands: None,
             proxy_toggle: None,
+            blacklist: None,
         }
     }
 
@@ -82,6 +84,11 @@ impl Runtime {
     /// Where `Command::SetProxy` goes (the proxy component watches it).
     pub fn route_proxy_toggle(&mut self, to: watch::Sender<bool>) {
         self.proxy_toggle = Some(to);
+    }
+
+    /// Where `Command::SetBlacklist` goes (the miner reads its rules from it).
+    pub fn route_blacklist(&mut self, to: watch::Sender<crate::config::BlacklistConfig>) {
+        self.blacklist = Some(to);
     }
 
     pub fn events(&self) -> EventSender {
@@ -123,9 +130,12 @@ impl Runtime {
         }
         tasks.spawn(route_commands(
             command_rx,
-            routes,
-            self.replica_commands,
-            self.proxy_toggle,
+            Routes {
+                components: routes,
+                replicas: self.replica_commands,
+                proxy: self.proxy_toggle,
+                blacklist: self.blacklist,
+            },
             self.shutdown.clone(),
         ));
         // The store runs until shutdown, and then until every supervisor has reported its
@@ -186,11 +196,17 @@ async fn store(
     }
 }
 
-async fn route_commands(
-    mut commands: mpsc::Receiver<Command>,
-    routes: HashMap<String, mpsc::Sender<Control>>,
+/// Where each kind of command goes.
+struct Routes {
+    components: HashMap<String, mpsc::Sender<Control>>,
     replicas: Option<mpsc::Sender<Command>>,
     proxy: Option<watch::Sender<bool>>,
+    blacklist: Option<watch::Sender<crate::config::BlacklistConfig>>,
+}
+
+async fn route_commands(
+    mut commands: mpsc::Receiver<Command>,
+    routes: Routes,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -208,8 +224,18 @@ async fn route_commands(
             Command::Start(n) => (n, Control::Start),
             Command::Stop(n) => (n, Control::Stop),
             Command::Restart(n) => (n, Control::Restart),
+            Command::SetBlacklist(rules) => {
+                match &routes.blacklist {
+                    Some(tx) => {
+                        tracing::info!(?rules, "new miner blacklist rules");
+                        tx.send_replace(rules);
+                    }
+                    None => tracing::warn!("no miner in this node; blacklist rules ignored"),
+                }
+                continue;
+            }
             Command::SetProxy(on) => {
-                match &proxy {
+                match &routes.proxy {
                     Some(tx) => {
                         tracing::info!(on, "proxy toggled");
                         tx.send_replace(on);
@@ -219,7 +245,7 @@ async fn route_commands(
                 continue;
             }
             c @ (Command::RestartReplica(_) | Command::ScaleReplicas(_)) => {
-                match &replicas {
+                match &routes.replicas {
                     Some(tx) => {
                         tracing::info!(command = ?c, "replica command");
                         let _ = tx.send(c).await;
@@ -231,7 +257,7 @@ async fn route_commands(
                 continue;
             }
         };
-        match routes.get(&name) {
+        match routes.components.get(&name) {
             Some(tx) => {
                 tracing::info!(component = %name, command = ?control, "command");
                 let _ = tx.send(control).await;

@@ -4,7 +4,7 @@
 use super::keymap::Action;
 use crate::runtime::{Command, ComponentStatus, NodeState};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
     Help,
     /// A command waiting for the operator's yes; "no" is the default.
@@ -14,7 +14,7 @@ pub enum Popup {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Nothing,
     Quit,

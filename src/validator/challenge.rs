@@ -84,6 +84,34 @@ pub fn prompt(seed: u64) -> String {
     )
 }
 
+/// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
+/// `{"prompt": ...}` out) to continue `start` for `seed`.
+pub async fn remote_prompt(
+    client: &reqwest::Client,
+    url: &str,
+    start: &str,
+    seed: u64,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let body = serde_json::json!({ "prompt": start, "seed": seed, "max_length": 77 });
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("prompt service {url}: {e}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("prompt service {url}: {e}"))?;
+    match answer["prompt"].as_str() {
+        Some(p) if status.is_success() && !p.trim().is_empty() => Ok(p.to_string()),
+        _ => Err(format!("prompt service {url}: HTTP {status}: {answer}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,33 +150,5 @@ mod tests {
         let distinct: std::collections::HashSet<String> = (0..200).map(prompt).collect();
         assert!(distinct.len() > 190, "{}", distinct.len());
         assert!(prompt(1).split(", ").count() == 4);
-    }
-}
-
-/// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
-/// `{"prompt": ...}` out) to continue `start` for `seed`.
-pub async fn remote_prompt(
-    client: &reqwest::Client,
-    url: &str,
-    start: &str,
-    seed: u64,
-    timeout: std::time::Duration,
-) -> Result<String, String> {
-    let body = serde_json::json!({ "prompt": start, "seed": seed, "max_length": 77 });
-    let response = client
-        .post(url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("prompt service {url}: {e}"))?;
-    let status = response.status();
-    let answer: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("prompt service {url}: {e}"))?;
-    match answer["prompt"].as_str() {
-        Some(p) if status.is_success() && !p.trim().is_empty() => Ok(p.to_string()),
-        _ => Err(format!("prompt service {url}: HTTP {status}: {answer}")),
     }
 }

@@ -90,6 +90,12 @@ impl Headless {
         self.status_within(60, what, pred)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the node.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
