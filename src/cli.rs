@@ -31,11 +31,43 @@ pub struct Cli {
     pub theme: Option<String>,
     #[arg(long = "log-format", alias = "log_format", global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Run the local subnet (embedded chain, validator, miners, reward service, proxy, owner
+    /// traffic) in this process. Also what runs when no config file is found.
+    #[arg(long)]
+    pub devnet: bool,
+    /// Stop after this long (e.g. `60s`, `5m`, `1h`; plain numbers are seconds), draining as on
+    /// SIGTERM. A devnet run then prints its summary.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Print the documented sample config (all defaults) and exit.
     #[arg(long = "print-config-template", alias = "print_config_template")]
     pub print_config_template: bool,
     #[command(subcommand)]
     pub command: Option<Role>,
+}
+
+/// `90`, `90s`, `2m`, `1h`, `1.5m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 60s, 5m or 1h"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+    };
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("`{text}` must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(n * scale))
 }
 
 /// One piece of the node, headless, the way the seed ran separate processes.
@@ -385,6 +417,24 @@ impl Cli {
             Role::Chain(neuron) => neuron.apply(c),
             Role::ProxyClient(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_with_and_without_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("0").is_err());
     }
 }
 

@@ -20,7 +20,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "torch": state.torch,
         "replicas": state.replicas,
         "chain": state.chain,
-        "miner": state.miner,
+        "miners": state.miners,
         "reward": state.reward,
         "validator": state.validator,
         "proxy": state.proxy,

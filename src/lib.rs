@@ -5,6 +5,7 @@ pub mod bittensor;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod devnet;
 pub mod diffusion;
 pub mod download;
 pub mod endpoint;

@@ -3,7 +3,7 @@ use nicheimage_tui::cli::{Cli, Role, WalletAction};
 use nicheimage_tui::config::{self, ConfigSource};
 use nicheimage_tui::runtime::{EventChannel, shutdown};
 use nicheimage_tui::ui::theme::Theme;
-use nicheimage_tui::{headless, logging, node, ui};
+use nicheimage_tui::{devnet, headless, logging, node, ui};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,6 +47,11 @@ fn main() -> ExitCode {
     }
     if let Some(Role::ProxyClient(args)) = &cli.command {
         return proxy_client(args, &config);
+    }
+    // No config file and no role: the whole local subnet, so a first run shows a living node.
+    let devnet = cli.devnet || (cli.command.is_none() && matches!(source, ConfigSource::Defaults));
+    if devnet && cli.command.is_some() {
+        return fail("--devnet runs the whole local subnet and takes no subcommand");
     }
     let mines = matches!(cli.command, Some(Role::Miner(_)));
     let rewards = matches!(cli.command, Some(Role::Reward(_)));
@@ -98,23 +103,49 @@ fn main() -> ExitCode {
             mode = if headless { "headless" } else { "tui" },
             "starting node"
         );
-        let mut runtime = node::build(&config, channel);
-        if serves_endpoint && let Err(e) = node::add_endpoint(&mut runtime, &config, &data_dir) {
-            tracing::error!(error = %e, "cannot set up the endpoint");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        let roles = ChainRoles {
-            mines,
-            rewards,
-            validates,
+        let devnet = match devnet.then(|| devnet::prepare(&config, &data_dir)).transpose() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the devnet");
+                return ExitCode::from(EXIT_USAGE);
+            }
         };
-        if (config.subtensor.watch || mines || rewards || validates)
-            && let Err(e) = add_chain_roles(&mut runtime, &config, &data_dir, roles)
-        {
-            tracing::error!(error = %e, "cannot set up the chain roles");
-            return ExitCode::from(EXIT_USAGE);
+        let config = devnet.as_ref().map_or(config, |d| d.config.clone());
+        let mut runtime = node::build(&config, channel);
+        if let Some(d) = &devnet {
+            tracing::info!(dir = %d.dir.display(), miners = d.miners.len(), "running the local devnet");
+            if let Err(e) = d.add_to(&mut runtime) {
+                tracing::error!(error = %e, "cannot set up the devnet");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        } else {
+            if serves_endpoint
+                && let Err(e) = node::add_endpoint(&mut runtime, &config, &data_dir)
+            {
+                tracing::error!(error = %e, "cannot set up the endpoint");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let roles = ChainRoles {
+                mines,
+                rewards,
+                validates,
+            };
+            if (config.subtensor.watch || mines || rewards || validates)
+                && let Err(e) = add_chain_roles(&mut runtime, &config, &data_dir, roles)
+            {
+                tracing::error!(error = %e, "cannot set up the chain roles");
+                return ExitCode::from(EXIT_USAGE);
+            }
         }
         let node = runtime.start();
+        if let Some(limit) = cli.duration {
+            let shutdown = node.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                tracing::info!(secs = limit.as_secs_f64(), "--duration reached; stopping");
+                shutdown.cancel();
+            });
+        }
         let reload = headless.then(|| reload_on_hup(&cli, node.commands.clone()));
         if let Err(e) = shutdown::on_signals(node.shutdown.clone(), reload) {
             tracing::error!(error = %e, "cannot install signal handlers");
@@ -127,9 +158,10 @@ fn main() -> ExitCode {
                 let settings = ui::UiSettings {
                     theme,
                     max_fps: config.ui.max_fps,
-                    config_source: match &source {
-                        ConfigSource::File(p) => p.display().to_string(),
-                        ConfigSource::Defaults => "defaults".into(),
+                    config_source: match (&devnet, &source) {
+                        (Some(d), _) => format!("devnet in {}", d.dir.display()),
+                        (None, ConfigSource::File(p)) => p.display().to_string(),
+                        (None, ConfigSource::Defaults) => "defaults".into(),
                     },
                 };
                 if let Err(e) = ui::run(&node, settings).await {
@@ -140,8 +172,16 @@ fn main() -> ExitCode {
         }
         let state = node.state.clone();
         node.wait().await;
+        let last = state.borrow().clone();
         if headless {
-            headless::print_final(&state.borrow());
+            headless::print_final(&last);
+        }
+        if let Some(d) = &devnet {
+            let summary = devnet::summary::Summary::collect(d, &last).await;
+            print!("{}", summary.text());
+            if headless {
+                println!("{}", summary.json_line());
+            }
         }
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -477,7 +517,7 @@ fn add_chain_roles(
         node::add_validator(runtime, config, data_dir, chain.clone(), key)?;
     }
     if let (true, Some(key)) = (mines, hotkey) {
-        node::add_miner(runtime, config, chain, key)?;
+        node::add_miner(runtime, config, chain, key, node::MinerRole::default())?;
     }
     Ok(())
 }

@@ -166,15 +166,34 @@ fn published_axon(config: &Config) -> Result<Option<(std::net::IpAddr, u16)>, St
     }
 }
 
+/// Which miner this is among the node's: its component name, and (devnet only) how it
+/// misbehaves on purpose.
+pub struct MinerRole {
+    pub name: String,
+    pub sabotage: Option<crate::miner::Sabotage>,
+}
+
+impl Default for MinerRole {
+    fn default() -> Self {
+        Self {
+            name: "miner".into(),
+            sabotage: None,
+        }
+    }
+}
+
 /// Adds the miner neuron, signing with `hotkey` on `chain`.
 pub fn add_miner(
     runtime: &mut Runtime,
     config: &Config,
     chain: Arc<dyn Chain>,
     hotkey: Arc<Keypair>,
+    role: MinerRole,
 ) -> Result<(), String> {
     let m = &config.miner;
     let settings = MinerSettings {
+        name: role.name,
+        sabotage: role.sabotage,
         netuid: config.subtensor.netuid,
         listen: std::net::SocketAddr::from(([0, 0, 0, 0], config.axon.port)),
         publish: published_axon(config)?,
@@ -209,7 +228,7 @@ pub fn add_reward(
     generation.endpoint.model_name = r.model_name.clone();
     generation.endpoint.num_replicas = r.num_replicas;
     generation.endpoint.num_gpus = r.num_gpus;
-    generation.endpoint.remote_endpoints.clear();
+    generation.endpoint.remote_endpoints = r.remote_endpoints.clone();
     // Replica commands are not routed to the reward pool; the channel just has to exist.
     let (_commands, receiver) = tokio::sync::mpsc::channel(1);
     let generation = endpoint(&generation, data_dir, receiver)?;

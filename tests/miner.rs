@@ -86,24 +86,24 @@ height = 64
     );
     let node = common::start(dir.path(), &["miner"], &config);
     let ready = node.status_within(120, "the miner announced and a replica ready", |v| {
-        v["miner"]["announce_result"] == "on chain"
+        v["miners"]["miner"]["announce_result"] == "on chain"
             && v["replicas"]
                 .as_object()
                 .is_some_and(|r| r.values().any(|r| r["status"] == "ready"))
     });
-    assert_eq!(ready["miner"]["hotkey"], miner_key.ss58());
+    assert_eq!(ready["miners"]["miner"]["hotkey"], miner_key.ss58());
     assert_eq!(
-        ready["miner"]["announced"],
+        ready["miners"]["miner"]["announced"],
         format!("127.0.0.1:{axon_port}")
     );
     // The self-test knocked on the published address: our axon refused the unsigned knock.
     assert_eq!(
-        ready["miner"]["reachability"][0], true,
+        ready["miners"]["miner"]["reachability"][0], true,
         "{}",
-        ready["miner"]
+        ready["miners"]["miner"]
     );
     assert!(
-        ready["miner"]["reachability"][1]
+        ready["miners"]["miner"]["reachability"][1]
             .as_str()
             .unwrap()
             .contains("answers (HTTP 401)")
@@ -169,15 +169,15 @@ height = 64
 
     let rich_hotkey = key(1).ss58().to_string();
     let v = node.status_where("the counters", |v| {
-        v["miner"]["validators"][&rich_hotkey]["requests"] == 5
+        v["miners"]["miner"]["validators"][&rich_hotkey]["requests"] == 5
     });
-    let counters = &v["miner"]["validators"][&rich_hotkey];
+    let counters = &v["miners"]["miner"]["validators"][&rich_hotkey];
     assert_eq!(
         (counters["allowed"].as_u64(), counters["limit"].as_u64()),
         (Some(4), Some(4))
     );
     assert_eq!(counters["rejected"]["Limit exceeded"], 1);
-    assert_eq!(v["miner"]["responses"]["403"], 3);
+    assert_eq!(v["miners"]["miner"]["responses"]["403"], 3);
     assert_eq!(v["chain"]["uid"], 2);
 
     // Rules edited while running: the file changed, SIGHUP, the next request sees 3 per unit.
@@ -188,7 +188,7 @@ height = 64
     .unwrap();
     node.signal(libc::SIGHUP);
     node.status_where("the new rules", |v| {
-        v["miner"]["rules"]["requests_per_unit"] == 3
+        v["miners"]["miner"]["rules"]["requests_per_unit"] == 3
     });
     assert_eq!(
         validator.call(&target, &info, timeout).await.status_code,

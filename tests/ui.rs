@@ -145,13 +145,9 @@ fn replicas_are_listed_when_an_endpoint_runs() {
             T0,
         );
     }
-    let terminal = draw_state(
-        &state,
-        100,
-        30,
-        &UiState::default(),
-        &Theme::default_theme(),
-    );
+    let mut ui = UiState::default();
+    ui.handle(Action::GoTo(1), &state);
+    let terminal = draw_state(&state, 100, 30, &ui, &Theme::default_theme());
     insta::assert_snapshot!(terminal.backend());
 }
 
@@ -221,6 +217,8 @@ fn the_miner_lists_its_validators() {
     };
     state.apply(
         Event::Miner(MinerReport {
+            name: "miner".into(),
+            sabotage: None,
             hotkey: "5Fe56feiHdCVHEyHpjBZquq6Qq2HEwvaE47DLp18TDi6ptAE".into(),
             axon: "0.0.0.0:8091".into(),
             announced: Some("127.0.0.1:8091".into()),
@@ -319,4 +317,143 @@ fn the_proxy_line_shows_its_switch_and_todays_traffic() {
         &Theme::default_theme(),
     );
     insta::assert_snapshot!(terminal.backend());
+}
+
+/// A node shaped like the devnet: two local replicas and the reward service's remote one, three
+/// miners (one misbehaving), a validator's last round, the proxy.
+fn devnet_state() -> NodeState {
+    use nicheimage_tui::runtime::event::{
+        MinerReport, Percentiles, ReplicaReport, ReplicaStatus, RoundOutcome, ValidatorCounters,
+        ValidatorReport,
+    };
+    let mut state = seeded();
+    for name in [
+        "endpoint",
+        "validator",
+        "reward",
+        "miner-1",
+        "miner-2",
+        "miner-3",
+    ] {
+        for change in [ComponentChange::Starting, ComponentChange::Running] {
+            state.apply(
+                Event::Component {
+                    name: name.into(),
+                    change,
+                },
+                T0,
+            );
+        }
+    }
+    for (index, status, remote) in [
+        (0, ReplicaStatus::Ready, None),
+        (1, ReplicaStatus::Dead, None),
+        (
+            1000,
+            ReplicaStatus::Ready,
+            Some("http://127.0.0.1:40001".to_string()),
+        ),
+    ] {
+        let mut r = ReplicaReport::new(index, vec![], remote);
+        r.status = status;
+        r.served = 40 + index as u64 % 7;
+        r.latency_ms = Percentiles {
+            p50: Some(110),
+            p95: Some(240),
+            p99: Some(300),
+        };
+        r.last_error = (index == 1).then(|| "killed by signal 9".to_string());
+        state.apply(Event::Replica(r), T0);
+    }
+    let validator = "5DP4qTec9XxffaALGWsEPhS1oWrDWMBjzhBmyzShREMJpymt";
+    for (i, sabotage) in [None, Some("WrongSeed"), Some("Slow(6s)")]
+        .iter()
+        .enumerate()
+    {
+        state.apply(
+            Event::Miner(MinerReport {
+                name: format!("miner-{}", i + 1),
+                sabotage: sabotage.map(str::to_string),
+                hotkey: format!("5Miner{i}"),
+                axon: format!("0.0.0.0:4100{i}"),
+                announced: Some(format!("127.0.0.1:4100{i}")),
+                announce_result: Some("on chain".into()),
+                model_name: Some("Tiny".into()),
+                responses: [(200, 30 - i as u64)].into(),
+                validators: [(
+                    validator.to_string(),
+                    ValidatorCounters {
+                        uid: Some(0),
+                        stake: 100_000.0,
+                        requests: 30,
+                        allowed: 30,
+                        limit: 10_000,
+                        window_count: 12,
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            T0,
+        );
+    }
+    state.apply(
+        Event::Validator(ValidatorReport {
+            hotkey: validator.into(),
+            step: 12,
+            last_round: vec![
+                RoundOutcome {
+                    uid: 1,
+                    model: "Tiny".into(),
+                    reward: Some(0.9998),
+                    reason: "hash distance 0 ≤ 6 → 1; 0.31 s → 0.9998".into(),
+                },
+                RoundOutcome {
+                    uid: 2,
+                    model: "Tiny".into(),
+                    reward: Some(0.0),
+                    reason: "hash distance 31 > 6 → 0".into(),
+                },
+                RoundOutcome {
+                    uid: 3,
+                    model: "Tiny".into(),
+                    reward: Some(0.0),
+                    reason: "timeout (4.0 s)".into(),
+                },
+            ],
+            scores: [(1, 0.9998), (2, 0.0), (3, 0.0)].into(),
+            weights: Some("set at block 1234 for 1 uids".into()),
+            next_weights_block: Some(1254),
+            ..Default::default()
+        }),
+        T0,
+    );
+    state
+}
+
+#[test]
+fn every_view_at_both_sizes() {
+    use nicheimage_tui::ui::app::Tab;
+    let state = devnet_state();
+    for (i, tab) in Tab::ALL.iter().enumerate() {
+        let mut ui = UiState::default();
+        ui.handle(Action::GoTo(i), &state);
+        assert_eq!(ui.tab, *tab);
+        for (w, h) in [(80, 24), (160, 48)] {
+            let t = draw_state(&state, w, h, &ui, &Theme::default_theme());
+            insta::assert_snapshot!(format!("view_{}_{w}x{h}", tab.title()), t.backend());
+        }
+    }
+}
+
+#[test]
+fn the_selected_replica_is_highlighted_and_x_asks_before_killing() {
+    let state = devnet_state();
+    let mut ui = UiState::default();
+    ui.handle(Action::GoTo(1), &state);
+    ui.handle(Action::Down, &state);
+    ui.handle(Action::Kill, &state);
+    let t = draw_state(&state, 100, 30, &ui, &Theme::default_theme());
+    insta::assert_snapshot!(t.backend());
 }

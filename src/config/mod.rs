@@ -30,6 +30,7 @@ pub struct Config {
     pub validator: ValidatorConfig,
     pub proxy: ProxyConfig,
     pub reward: RewardConfig,
+    pub devnet: DevnetConfig,
     /// Catalogue overrides and additions, `[models.<Name>]`.
     pub models: std::collections::BTreeMap<String, crate::catalogue::ModelOverride>,
 }
@@ -390,6 +391,9 @@ pub struct RewardConfig {
     pub num_gpus: f64,
     /// Requests per minute per client address.
     pub rate_limit_per_minute: u32,
+    /// Other generation endpoints to regenerate on, beside (or, with `num_replicas = 0`,
+    /// instead of) its own replicas.
+    pub remote_endpoints: Vec<String>,
 }
 
 impl Default for RewardConfig {
@@ -402,6 +406,35 @@ impl Default for RewardConfig {
             num_replicas: 1,
             num_gpus: 1.0,
             rate_limit_per_minute: 60,
+            remote_endpoints: Vec::new(),
+        }
+    }
+}
+
+/// The local subnet run when no config file is found, or with `--devnet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevnetConfig {
+    /// Miners; the second answers with the wrong seed's image, the third too slowly.
+    pub miners: u32,
+    /// Generation replicas of the tiny model, shared by the miners and the reward service.
+    pub replicas: u32,
+    /// Seconds between validator rounds.
+    pub round_secs: u64,
+    /// Seconds between the owner client's organic requests through the proxy.
+    pub organic_every_secs: f64,
+    /// The tiny model's timeout, seconds (the slow miner answers 2 s after it).
+    pub timeout_secs: f64,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        Self {
+            miners: 3,
+            replicas: 2,
+            round_secs: 5,
+            organic_every_secs: 3.0,
+            timeout_secs: 4.0,
         }
     }
 }
@@ -486,6 +519,24 @@ impl Config {
             if !(0.0..=1.0).contains(&p) {
                 return invalid(key, format!("{p} is not in [0, 1]"));
             }
+        }
+        if self.reward.num_replicas == 0 && self.reward.remote_endpoints.is_empty() {
+            return invalid(
+                "reward.num_replicas",
+                "must be at least 1 unless reward.remote_endpoints lists others".into(),
+            );
+        }
+        if !(1..=32).contains(&self.devnet.miners) || self.devnet.replicas == 0 {
+            return invalid(
+                "devnet.miners",
+                "devnet.miners must be in 1..=32 and devnet.replicas at least 1".into(),
+            );
+        }
+        if !(self.devnet.timeout_secs >= 0.5 && self.devnet.organic_every_secs > 0.0) {
+            return invalid(
+                "devnet.timeout_secs",
+                "devnet.timeout_secs must be at least 0.5 and organic_every_secs positive".into(),
+            );
         }
         if self.ui.max_fps == 0 || self.ui.max_fps > 120 {
             return invalid(

@@ -226,6 +226,11 @@ async fn steer(
                     tracing::warn!(error = %e, "cannot restart replica");
                 }
             }
+            Some(crate::runtime::Command::KillReplica(i)) => {
+                if let Err(e) = pool.kill(i) {
+                    tracing::warn!(error = %e, "cannot kill replica");
+                }
+            }
             Some(crate::runtime::Command::ScaleReplicas(n)) => {
                 tracing::info!(from = pool.replicas(), to = n, "scaling replicas");
                 pool.scale(n);

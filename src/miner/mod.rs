@@ -24,7 +24,19 @@ use crate::runtime::{Component, ComponentContext, Event};
 use blacklist::Blacklist;
 use endpoint_client::EndpointClient;
 
+/// Deliberate misbehaviour, for the devnet: it shows the reward rules at work.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sabotage {
+    /// Answers with the image of the next seed (fails the hash comparison).
+    WrongSeed,
+    /// Waits this long before generating (misses the model's timeout).
+    Slow(Duration),
+}
+
 pub struct MinerSettings {
+    /// The component's name ("miner"; "miner-1", ... when a node runs several).
+    pub name: String,
+    pub sabotage: Option<Sabotage>,
     pub netuid: u16,
     pub listen: SocketAddr,
     /// The address to announce on chain; `None`: do not announce (and say why).
@@ -50,6 +62,7 @@ struct MinerHandler {
     metagraph: Mutex<Metagraph>,
     endpoint: EndpointClient,
     model_name: Mutex<Option<String>>,
+    sabotage: Option<Sabotage>,
 }
 
 impl MinerHandler {
@@ -99,7 +112,13 @@ impl Handler<ImageGenerating> for MinerHandler {
                 return Ok(synapse);
             }
             let started = Instant::now();
-            let image = self.endpoint.generate(&synapse).await.inspect_err(|e| {
+            let mut request = synapse.clone();
+            match self.sabotage {
+                None => {}
+                Some(Sabotage::WrongSeed) => request.seed = request.seed.wrapping_add(1),
+                Some(Sabotage::Slow(delay)) => tokio::time::sleep(delay).await,
+            }
+            let image = self.endpoint.generate(&request).await.inspect_err(|e| {
                 tracing::warn!(validator = %caller.hotkey, error = %e, "generation failed");
             })?;
             tracing::debug!(validator = %caller.hotkey, ms = started.elapsed().as_millis() as u64, "image served");
@@ -188,7 +207,7 @@ impl Miner {
 
 impl Component for Miner {
     fn name(&self) -> &str {
-        "miner"
+        &self.settings.name
     }
 
     fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -204,6 +223,7 @@ impl Component for Miner {
                     s.generate_timeout,
                 ),
                 model_name: Mutex::new(None),
+                sabotage: s.sabotage,
             });
             let mut builder = AxonBuilder::new(self.keypair.clone())
                 .attach::<ImageGenerating, _>(handler.clone());
@@ -213,6 +233,8 @@ impl Component for Miner {
             let axon = builder.build();
             let listener = crate::serve::bind(&ctx, s.listen, "the miner axon").await?;
             let mut report = MinerReport {
+                name: s.name.clone(),
+                sabotage: s.sabotage.map(|x| format!("{x:?}")),
                 hotkey: self.keypair.ss58().to_string(),
                 axon: listener
                     .local_addr()

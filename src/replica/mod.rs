@@ -222,15 +222,26 @@ impl Pool {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Restarts one replica's process once it finishes its current job.
-    pub fn restart(&self, index: usize) -> Result<(), ControlError> {
+    fn command(&self, index: usize, command: worker::SlotCommand) -> Result<(), ControlError> {
         let slots = self.slots();
         let tx = slots
             .by_index
             .get(&index)
             .ok_or(ControlError::NoSuchReplica(index))?;
-        tx.send(worker::SlotCommand::Restart)
+        tx.send(command)
             .map_err(|_| ControlError::NoSuchReplica(index))
+    }
+
+    /// Restarts one replica's process once it finishes its current job.
+    pub fn restart(&self, index: usize) -> Result<(), ControlError> {
+        self.command(index, worker::SlotCommand::Restart)
+    }
+
+    /// Kills one replica's process at once, as a crash would (its job, if any, fails); the
+    /// slot starts it again after its backoff.
+    pub fn kill(&self, index: usize) -> Result<(), ControlError> {
+        tracing::warn!(replica = index, "killing the replica's process by command");
+        self.command(index, worker::SlotCommand::Kill)
     }
 
     /// Starts or retires replicas (the newest first, each after its current job) to reach `n`.

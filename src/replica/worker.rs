@@ -11,11 +11,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-/// Operator requests to one replica, acted on between jobs so no request is lost.
+/// Operator requests to one replica. Restart and Retire wait for the current job so no request
+/// is lost; Kill does not wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotCommand {
     Restart,
     Retire,
+    Kill,
 }
 
 pub(crate) struct Worker {
@@ -177,7 +179,14 @@ impl Worker {
         // Loading.
         let ready = tokio::select! {
             _ = self.pool.cancel.cancelled() => return End::Cancelled,
-            Some(c) = self.commands.recv() => return match c { SlotCommand::Restart => End::Restart, SlotCommand::Retire => End::Cancelled },
+            Some(c) = self.commands.recv() => return match c {
+                SlotCommand::Restart => End::Restart,
+                SlotCommand::Retire => End::Cancelled,
+                SlotCommand::Kill => {
+                    let _ = child.start_kill();
+                    died(child.wait().await)
+                }
+            },
             status = child.wait() => return died(status),
             _ = tokio::time::sleep(self.pool.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.pool.config.load_timeout)),
             line = lines.next_line() => line,
@@ -203,6 +212,10 @@ impl Worker {
         match end {
             Stop::Cancelled | Stop::Command(SlotCommand::Retire) => End::Cancelled,
             Stop::Command(SlotCommand::Restart) => End::Restart,
+            Stop::Command(SlotCommand::Kill) => {
+                let _ = child.start_kill();
+                died(child.wait().await)
+            }
             Stop::Died(status) => died(status),
         }
     }
@@ -233,7 +246,11 @@ impl Worker {
     ) -> Stop {
         let mut next_id = 0u64;
         let mut stats = JobStats::default();
+        let mut pending: Option<SlotCommand> = None;
         loop {
+            if let Some(c) = pending.take() {
+                return Stop::Command(c);
+            }
             let jobs = self.pool.jobs.clone();
             let job = tokio::select! {
                 _ = self.pool.cancel.cancelled() => return Stop::Cancelled,
@@ -262,16 +279,30 @@ impl Worker {
                 self.died_during_job(&mut stats, report, started, reply, reason);
                 return Stop::Died(status);
             }
-            let answer = tokio::select! {
-                _ = self.pool.cancel.cancelled() => {
-                    let _ = reply.send(Err(JobError::ShuttingDown));
-                    return Stop::Cancelled;
+            // Lines::next_line is cancel-safe, so the wait can be re-entered after a command.
+            let answer = loop {
+                tokio::select! {
+                    _ = self.pool.cancel.cancelled() => {
+                        let _ = reply.send(Err(JobError::ShuttingDown));
+                        return Stop::Cancelled;
+                    }
+                    Some(c) = self.commands.recv(), if pending.is_none() => {
+                        if c != SlotCommand::Kill {
+                            // Restart and Retire wait for the job.
+                            pending = Some(c);
+                            continue;
+                        }
+                        let _ = child.start_kill();
+                        let status = child.wait().await;
+                        self.died_during_job(&mut stats, report, started, reply, describe(&status));
+                        return Stop::Died(status);
+                    }
+                    status = child.wait() => {
+                        self.died_during_job(&mut stats, report, started, reply, describe(&status));
+                        return Stop::Died(status);
+                    }
+                    line = lines.next_line() => break line,
                 }
-                status = child.wait() => {
-                    self.died_during_job(&mut stats, report, started, reply, describe(&status));
-                    return Stop::Died(status);
-                }
-                line = lines.next_line() => line,
             };
             let line = match answer {
                 Ok(Some(line)) => line,

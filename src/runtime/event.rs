@@ -71,6 +71,8 @@ pub enum Command {
     Shutdown,
     /// Restart one generation replica's process (after its current job).
     RestartReplica(usize),
+    /// Kill one replica's process now (its job fails); the pool starts it again.
+    KillReplica(usize),
     /// Start or retire replicas to reach this many.
     ScaleReplicas(usize),
     /// Switch the validator proxy's listener on or off (remembered across restarts).
@@ -161,6 +163,10 @@ pub struct ValidatorCounters {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MinerReport {
+    /// The component's name: a node may run several miners (the devnet does).
+    pub name: String,
+    /// Set only on the devnet's deliberately misbehaving miners.
+    pub sabotage: Option<String>,
     pub hotkey: String,
     /// Where the axon listens, and the address announced on chain (if any).
     pub axon: String,

@@ -52,7 +52,7 @@ pub struct Runtime {
     shutdown: CancellationToken,
     replica_commands: Option<mpsc::Sender<Command>>,
     proxy_toggle: Option<watch::Sender<bool>>,
-    blacklist: Option<watch::Sender<crate::config::BlacklistConfig>>,
+    blacklist: Vec<watch::Sender<crate::config::BlacklistConfig>>,
 }
 
 /// A running node: its state, its command channel, and the shutdown token.
@@ -72,7 +72,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             replica_commands: None,
             proxy_toggle: None,
-            blacklist: None,
+            blacklist: Vec::new(),
         }
     }
 
@@ -86,9 +86,9 @@ impl Runtime {
         self.proxy_toggle = Some(to);
     }
 
-    /// Where `Command::SetBlacklist` goes (the miner reads its rules from it).
+    /// Where `Command::SetBlacklist` goes (every miner of the node reads its rules from one).
     pub fn route_blacklist(&mut self, to: watch::Sender<crate::config::BlacklistConfig>) {
-        self.blacklist = Some(to);
+        self.blacklist.push(to);
     }
 
     pub fn events(&self) -> EventSender {
@@ -201,7 +201,7 @@ struct Routes {
     components: HashMap<String, mpsc::Sender<Control>>,
     replicas: Option<mpsc::Sender<Command>>,
     proxy: Option<watch::Sender<bool>>,
-    blacklist: Option<watch::Sender<crate::config::BlacklistConfig>>,
+    blacklist: Vec<watch::Sender<crate::config::BlacklistConfig>>,
 }
 
 async fn route_commands(
@@ -225,12 +225,12 @@ async fn route_commands(
             Command::Stop(n) => (n, Control::Stop),
             Command::Restart(n) => (n, Control::Restart),
             Command::SetBlacklist(rules) => {
-                match &routes.blacklist {
-                    Some(tx) => {
-                        tracing::info!(?rules, "new miner blacklist rules");
-                        tx.send_replace(rules);
-                    }
-                    None => tracing::warn!("no miner in this node; blacklist rules ignored"),
+                if routes.blacklist.is_empty() {
+                    tracing::warn!("no miner in this node; blacklist rules ignored");
+                }
+                for tx in &routes.blacklist {
+                    tracing::info!(?rules, "new miner blacklist rules");
+                    tx.send_replace(rules.clone());
                 }
                 continue;
             }
@@ -244,7 +244,9 @@ async fn route_commands(
                 }
                 continue;
             }
-            c @ (Command::RestartReplica(_) | Command::ScaleReplicas(_)) => {
+            c @ (Command::RestartReplica(_)
+            | Command::KillReplica(_)
+            | Command::ScaleReplicas(_)) => {
                 match &routes.replicas {
                     Some(tx) => {
                         tracing::info!(command = ?c, "replica command");

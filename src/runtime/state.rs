@@ -46,7 +46,8 @@ pub struct NodeState {
     pub endpoint_responses: BTreeMap<u16, u64>,
     pub endpoint_queue_depth: usize,
     pub chain: Option<ChainReport>,
-    pub miner: Option<MinerReport>,
+    /// Miners by component name (one, or the devnet's several).
+    pub miners: BTreeMap<String, MinerReport>,
     pub reward: Option<RewardReport>,
     pub validator: Option<ValidatorReport>,
     pub proxy: Option<ProxyReport>,
@@ -76,7 +77,7 @@ impl NodeState {
             endpoint_responses: BTreeMap::new(),
             endpoint_queue_depth: 0,
             chain: None,
-            miner: None,
+            miners: BTreeMap::new(),
             reward: None,
             validator: None,
             proxy: None,
@@ -140,7 +141,9 @@ impl NodeState {
                 self.downloads.insert(report.model.clone(), report);
             }
             Event::Chain(report) => self.chain = Some(report),
-            Event::Miner(report) => self.miner = Some(report),
+            Event::Miner(report) => {
+                self.miners.insert(report.name.clone(), report);
+            }
             Event::Reward(report) => self.reward = Some(report),
             Event::Validator(report) => self.validator = Some(report),
             Event::Proxy(report) => self.proxy = Some(report),

@@ -21,10 +21,52 @@ pub enum Outcome {
     Send(Command),
 }
 
+/// The console's views, in number-key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Overview,
+    Replicas,
+    Miners,
+    Validator,
+    Logs,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Overview,
+        Tab::Replicas,
+        Tab::Miners,
+        Tab::Validator,
+        Tab::Logs,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Overview => "Overview",
+            Tab::Replicas => "Replicas",
+            Tab::Miners => "Miners",
+            Tab::Validator => "Validator",
+            Tab::Logs => "Logs",
+        }
+    }
+
+    fn next(self) -> Tab {
+        let i = Tab::ALL.iter().position(|t| *t == self).unwrap_or(0);
+        Tab::ALL[(i + 1) % Tab::ALL.len()]
+    }
+}
+
+/// Replicas on another machine have indices from here on; they cannot be restarted or killed.
+const FIRST_REMOTE_REPLICA: usize = 1000;
+
 #[derive(Debug, Default, Clone)]
 pub struct UiState {
     /// Selected component, by name so it survives components appearing.
     pub selected: Option<String>,
+    /// Selected replica (Replicas view), by index.
+    pub replica: Option<usize>,
+    pub tab: Tab,
     pub popup: Option<Popup>,
 }
 
@@ -34,6 +76,65 @@ impl UiState {
             .as_ref()
             .and_then(|n| state.components.keys().position(|k| k == n))
             .unwrap_or(0)
+    }
+
+    /// The selected replica, or the first one.
+    pub fn selected_replica(&self, state: &NodeState) -> Option<usize> {
+        self.replica
+            .filter(|i| state.replicas.contains_key(i))
+            .or_else(|| state.replicas.keys().next().copied())
+    }
+
+    fn move_replica(&mut self, state: &NodeState, delta: isize) {
+        let keys: Vec<usize> = state.replicas.keys().copied().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let at = self
+            .selected_replica(state)
+            .and_then(|r| keys.iter().position(|k| *k == r))
+            .unwrap_or(0);
+        let i = (at as isize + delta).clamp(0, keys.len() as isize - 1) as usize;
+        self.replica = Some(keys[i]);
+    }
+
+    fn confirm(&mut self, prompt: String, command: Command) -> Outcome {
+        self.popup = Some(Popup::Confirm { prompt, command });
+        Outcome::Nothing
+    }
+
+    /// Replica keys: restart, kill, scale — each behind a confirmation.
+    fn replica_action(&mut self, action: Action, state: &NodeState) -> Outcome {
+        let local = state
+            .replicas
+            .keys()
+            .filter(|i| **i < FIRST_REMOTE_REPLICA)
+            .count();
+        let selected = self
+            .selected_replica(state)
+            .filter(|i| *i < FIRST_REMOTE_REPLICA);
+        match (action, selected) {
+            (Action::Restart, Some(i)) => self.confirm(
+                format!("Restart replica {i} after its current job?"),
+                Command::RestartReplica(i),
+            ),
+            (Action::Kill, Some(i)) => self.confirm(
+                format!("Kill replica {i}'s process now? Its job fails; it restarts."),
+                Command::KillReplica(i),
+            ),
+            (Action::ScaleUp, _) if local > 0 => self.confirm(
+                format!("Scale up to {} local replicas?", local + 1),
+                Command::ScaleReplicas(local + 1),
+            ),
+            (Action::ScaleDown, _) if local > 1 => self.confirm(
+                format!(
+                    "Scale down to {} local replicas (after their jobs)?",
+                    local - 1
+                ),
+                Command::ScaleReplicas(local - 1),
+            ),
+            _ => Outcome::Nothing,
+        }
     }
 
     fn move_selection(&mut self, state: &NodeState, delta: isize) {
@@ -60,8 +161,31 @@ impl UiState {
             (Some(_), _) => return Outcome::Nothing,
             (None, _) => {}
         }
+        let replicas_view = self.tab == Tab::Replicas;
         match action {
             Action::Quit => Outcome::Quit,
+            Action::GoTo(i) => {
+                if let Some(tab) = Tab::ALL.get(i) {
+                    self.tab = *tab;
+                }
+                Outcome::Nothing
+            }
+            Action::NextTab => {
+                self.tab = self.tab.next();
+                Outcome::Nothing
+            }
+            Action::Up | Action::Down if replicas_view => {
+                self.move_replica(state, if action == Action::Up { -1 } else { 1 });
+                Outcome::Nothing
+            }
+            Action::Restart | Action::Kill | Action::ScaleUp | Action::ScaleDown
+                if replicas_view =>
+            {
+                self.replica_action(action, state)
+            }
+            // Replica keys mean nothing elsewhere; components are not stopped from Replicas.
+            Action::Kill | Action::ScaleUp | Action::ScaleDown => Outcome::Nothing,
+            Action::StartStop if replicas_view => Outcome::Nothing,
             Action::Up => {
                 self.move_selection(state, -1);
                 Outcome::Nothing
@@ -178,6 +302,69 @@ mod tests {
             ui.handle(Action::Yes, &s),
             Outcome::Send(Command::SetProxy(true))
         );
+    }
+
+    fn with_replicas(indices: &[usize]) -> NodeState {
+        let mut s = state_with(&["endpoint"]);
+        for i in indices {
+            s.apply(
+                Event::Replica(crate::runtime::event::ReplicaReport::new(*i, vec![], None)),
+                0,
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn number_keys_and_tab_switch_views() {
+        let s = state_with(&["a"]);
+        let mut ui = UiState::default();
+        ui.handle(Action::GoTo(3), &s);
+        assert_eq!(ui.tab, Tab::Validator);
+        ui.handle(Action::NextTab, &s);
+        assert_eq!(ui.tab, Tab::Logs);
+        ui.handle(Action::NextTab, &s);
+        assert_eq!(ui.tab, Tab::Overview);
+        ui.handle(Action::GoTo(8), &s);
+        assert_eq!(ui.tab, Tab::Overview, "no ninth view");
+    }
+
+    #[test]
+    fn replica_keys_act_on_the_selected_replica_after_a_yes() {
+        let s = with_replicas(&[0, 1, 1000]);
+        let mut ui = UiState::default();
+        assert_eq!(ui.handle(Action::Kill, &s), Outcome::Nothing);
+        assert!(
+            ui.popup.is_none(),
+            "x does nothing outside the Replicas view"
+        );
+        ui.handle(Action::GoTo(1), &s);
+        ui.handle(Action::Down, &s);
+        ui.handle(Action::Kill, &s);
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::KillReplica(1))
+        );
+        ui.handle(Action::Restart, &s);
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::RestartReplica(1))
+        );
+        ui.handle(Action::ScaleUp, &s);
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::ScaleReplicas(3))
+        );
+        ui.handle(Action::ScaleDown, &s);
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::ScaleReplicas(1))
+        );
+        // A remote replica is not ours to kill.
+        ui.handle(Action::Down, &s);
+        assert_eq!(ui.replica, Some(1000));
+        ui.handle(Action::Kill, &s);
+        assert!(ui.popup.is_none());
     }
 
     #[test]

@@ -5,6 +5,13 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
+    /// Show the view with this index in [`super::app::Tab::ALL`].
+    GoTo(usize),
+    NextTab,
+    /// Kill the selected replica's process (it comes back).
+    Kill,
+    ScaleUp,
+    ScaleDown,
     Up,
     Down,
     Restart,
@@ -33,23 +40,43 @@ pub const BINDINGS: &[Binding] = &[
         action: Action::Quit,
     },
     Binding {
+        codes: &[
+            KeyCode::Char('1'),
+            KeyCode::Char('2'),
+            KeyCode::Char('3'),
+            KeyCode::Char('4'),
+            KeyCode::Char('5'),
+        ],
+        label: "1-5",
+        help: "views: overview, replicas, miners, validator, logs",
+        short: "views",
+        action: Action::GoTo(0),
+    },
+    Binding {
+        codes: &[KeyCode::Tab],
+        label: "Tab",
+        help: "next view",
+        short: "",
+        action: Action::NextTab,
+    },
+    Binding {
         codes: &[KeyCode::Up, KeyCode::Char('k')],
         label: "↑/k",
-        help: "select the previous component",
+        help: "select the previous component (replica in Replicas)",
         short: "",
         action: Action::Up,
     },
     Binding {
         codes: &[KeyCode::Down, KeyCode::Char('j')],
         label: "↓/j",
-        help: "select the next component",
+        help: "select the next component (replica in Replicas)",
         short: "select",
         action: Action::Down,
     },
     Binding {
         codes: &[KeyCode::Char('r')],
         label: "r",
-        help: "restart the selected component",
+        help: "restart the selected component (replica in Replicas)",
         short: "restart",
         action: Action::Restart,
     },
@@ -59,6 +86,27 @@ pub const BINDINGS: &[Binding] = &[
         help: "stop or start the selected component",
         short: "stop/start",
         action: Action::StartStop,
+    },
+    Binding {
+        codes: &[KeyCode::Char('x')],
+        label: "x",
+        help: "Replicas: kill the selected replica's process (it restarts)",
+        short: "",
+        action: Action::Kill,
+    },
+    Binding {
+        codes: &[KeyCode::Char('+')],
+        label: "+/-",
+        help: "Replicas: one replica more or fewer",
+        short: "",
+        action: Action::ScaleUp,
+    },
+    Binding {
+        codes: &[KeyCode::Char('-')],
+        label: "",
+        help: "",
+        short: "",
+        action: Action::ScaleDown,
     },
     Binding {
         codes: &[KeyCode::Char('p')],
@@ -94,6 +142,9 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
     // In raw mode Ctrl-C arrives as a key, not a signal.
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
+    }
+    if let KeyCode::Char(c @ '1'..='9') = key.code {
+        return Some(Action::GoTo(c as usize - '1' as usize));
     }
     BINDINGS
         .iter()

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod keymap;
 pub mod theme;
+pub mod validator_view;
 pub mod view;
 
 use crate::runtime::state::unix_ms_now;

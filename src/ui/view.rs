@@ -1,6 +1,6 @@
 //! Rendering: a pure function of the node state, the console's own state and the theme.
 
-use super::app::{Popup, UiState};
+use super::app::{Popup, Tab, UiState};
 use super::keymap::BINDINGS;
 use super::theme::Theme;
 use crate::runtime::{ComponentStatus, NodeState};
@@ -57,39 +57,20 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         );
         return;
     }
-    let rows = v.state.components.len().max(1) as u16;
-    let replica_rows = if v.state.replicas.is_empty() {
-        0
-    } else {
-        (v.state.replicas.len() as u16).min(8) + 3
-    };
-    let miner_rows = v
-        .state
-        .miner
-        .as_ref()
-        .map_or(0, |m| (m.validators.len() as u16).clamp(1, 6) + 4);
-    let [header, components, replicas, miner, host, logs, footer] = Layout::vertical([
+    let [header, body, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(rows + 3),
-        Constraint::Length(replica_rows),
-        Constraint::Length(miner_rows),
-        Constraint::Length(
-            4 + u16::from(v.state.chain.is_some()) + u16::from(v.state.proxy.is_some()),
-        ),
-        Constraint::Min(3),
+        Constraint::Min(1),
         Constraint::Length(1),
     ])
     .areas(area);
     draw_header(frame, header, v);
-    draw_components(frame, components, v);
-    if replica_rows > 0 {
-        draw_replicas(frame, replicas, v);
+    match v.ui.tab {
+        Tab::Overview => draw_overview(frame, body, v),
+        Tab::Replicas => draw_replicas(frame, body, v),
+        Tab::Miners => draw_miners(frame, body, v),
+        Tab::Validator => super::validator_view::draw(frame, body, v.state.validator.as_ref(), t),
+        Tab::Logs => draw_logs(frame, body, v),
     }
-    if let Some(m) = &v.state.miner {
-        draw_miner(frame, miner, m, t);
-    }
-    draw_host(frame, host, v);
-    draw_logs(frame, logs, v);
     draw_footer(frame, footer, v);
     match &v.ui.popup {
         Some(Popup::Help) => draw_help(frame, area, t),
@@ -98,7 +79,64 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
     }
 }
 
-fn block<'a>(title: &'a str, t: &Theme) -> Block<'a> {
+/// Components, the miner (when there is one), status lines and the log tail.
+fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let rows = v.state.components.len().max(1) as u16;
+    // Several miners (the devnet) have their own view; replicas always do.
+    let single_miner = match v.state.miners.len() {
+        1 => v.state.miners.values().next(),
+        _ => None,
+    };
+    let miner_rows = single_miner.map_or(0, |m| (m.validators.len() as u16).clamp(1, 6) + 4);
+    let host_rows = 4
+        + u16::from(v.state.chain.is_some())
+        + u16::from(v.state.proxy.is_some())
+        + u16::from(v.state.validator.is_some())
+        + u16::from(!v.state.replicas.is_empty())
+        + u16::from(v.state.miners.len() > 1);
+    let [components, miner, host, logs] = Layout::vertical([
+        Constraint::Length(rows + 3),
+        Constraint::Length(miner_rows),
+        Constraint::Length(host_rows),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    draw_components(frame, components, v);
+    if let Some(m) = single_miner {
+        draw_miner(frame, miner, m, v.theme);
+    }
+    draw_host(frame, host, v);
+    draw_logs(frame, logs, v);
+}
+
+/// Every miner of the node, one panel each.
+fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let t = v.theme;
+    if v.state.miners.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "no miner in this node (run `nicheimage-tui miner`, or the devnet)",
+                Style::new().fg(t.muted),
+            ))
+            .block(block("miners", t)),
+            area,
+        );
+        return;
+    }
+    let heights: Vec<Constraint> = v
+        .state
+        .miners
+        .values()
+        .map(|m| Constraint::Length((m.validators.len() as u16).clamp(1, 6) + 4))
+        .chain([Constraint::Min(0)])
+        .collect();
+    let areas = Layout::vertical(heights).split(area);
+    for (m, a) in v.state.miners.values().zip(areas.iter()) {
+        draw_miner(frame, *a, m, t);
+    }
+}
+
+pub(super) fn block<'a>(title: &'a str, t: &Theme) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(Style::new().fg(t.border))
@@ -115,21 +153,37 @@ fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
     } else {
         ("degraded", t.warn)
     };
-    let line = Line::from(vec![
-        Span::styled(
-            format!("nicheimage-tui {}", v.state.version),
-            Style::new().fg(t.accent).add_modifier(Modifier::BOLD),
-        ),
+    // Views first: on a narrow terminal the tail (version, config) is what gets cut.
+    let mut spans = Vec::new();
+    for (i, tab) in Tab::ALL.iter().enumerate() {
+        let style = if *tab == v.ui.tab {
+            Style::new()
+                .fg(t.selection_fg)
+                .bg(t.accent)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(t.muted)
+        };
+        spans.push(Span::styled(format!("{}:{}", i + 1, tab.title()), style));
+        spans.push(Span::raw(" "));
+    }
+    spans.extend([
+        Span::styled("│ ", Style::new().fg(t.muted)),
+        Span::styled(health, Style::new().fg(color).add_modifier(Modifier::BOLD)),
         Span::styled(" │ up ", Style::new().fg(t.muted)),
         Span::styled(
             duration(v.state.uptime_secs(v.now_unix_ms)),
             Style::new().fg(t.text),
         ),
         Span::styled(" │ ", Style::new().fg(t.muted)),
-        Span::styled(health, Style::new().fg(color).add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("nicheimage-tui {}", v.state.version),
+            Style::new().fg(t.accent).add_modifier(Modifier::BOLD),
+        ),
         Span::styled(" │ config: ", Style::new().fg(t.muted)),
         Span::styled(v.config_source, Style::new().fg(t.text)),
     ]);
+    let line = Line::from(spans);
     frame.render_widget(Paragraph::new(line), area);
 }
 
@@ -265,9 +319,24 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             "last error",
         ])
         .style(Style::new().fg(t.muted).add_modifier(Modifier::BOLD)),
-    )
-    .block(block("replicas", t));
-    frame.render_widget(table, area);
+    );
+    if v.ui.tab != Tab::Replicas {
+        frame.render_widget(table.block(block("replicas", t)), area);
+        return;
+    }
+    // The Replicas view: a selection and the keys that act on it.
+    let mut selection = TableState::default();
+    selection.select(
+        v.ui.selected_replica(v.state)
+            .and_then(|i| v.state.replicas.keys().position(|k| *k == i)),
+    );
+    let table = table
+        .block(block(
+            "replicas — r restart · x kill · +/- scale (each asks first)",
+            t,
+        ))
+        .row_highlight_style(Style::new().fg(t.selection_fg).bg(t.selection_bg));
+    frame.render_stateful_widget(table, area, &mut selection);
 }
 
 /// The miner's axon and announcement, then one row per validator that called it.
@@ -316,7 +385,11 @@ fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerRep
     }
     let [head, table_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)])
         .areas(area.inner(ratatui::layout::Margin::new(1, 1)));
-    frame.render_widget(block("miner", t), area);
+    let title = match &m.sabotage {
+        Some(how) => format!("{} (misbehaves on purpose: {how})", m.name),
+        None => m.name.clone(),
+    };
+    frame.render_widget(block(&title, t), area);
     frame.render_widget(Paragraph::new(Line::from(summary)), head);
     let rows: Vec<Row> = m
         .validators
@@ -419,7 +492,16 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
     if let Some(proxy) = &v.state.proxy {
         lines.push(proxy_line(proxy, t));
     }
-    frame.render_widget(Paragraph::new(lines).block(block("host", t)), area);
+    if let Some(validator) = &v.state.validator {
+        lines.push(validator_line(validator, t));
+    }
+    if !v.state.replicas.is_empty() {
+        lines.push(replicas_line(v, t));
+    }
+    if v.state.miners.len() > 1 {
+        lines.push(miners_line(v, t));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block("node", t)), area);
 }
 
 /// The validator proxy: on/off and where, today's traffic, the latest problem.
@@ -459,6 +541,98 @@ fn proxy_line<'a>(p: &'a crate::runtime::event::ProxyReport, t: &Theme) -> Line<
         spans.push(Span::styled(format!("  {w}"), Style::new().fg(t.warn)));
     } else if let Some(e) = &p.last_error {
         spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
+    }
+    Line::from(spans)
+}
+
+/// Rounds, the best score, the last weights (details in the Validator view).
+fn validator_line<'a>(r: &'a crate::runtime::event::ValidatorReport, t: &Theme) -> Line<'a> {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    let scored = r.scores.values().filter(|s| **s > 0.0).count();
+    let mut spans = vec![
+        Span::styled("validator ", muted),
+        Span::styled(format!("{} rounds", r.step), text),
+        Span::styled("  miners scored ", muted),
+        Span::styled(format!("{scored}/{}", r.scores.len()), text),
+        Span::styled("  weights ", muted),
+        Span::styled(
+            r.weights.clone().unwrap_or_else(|| "not yet".into()),
+            Style::new().fg(match &r.weights {
+                Some(w) if w.starts_with("set at") => t.ok,
+                Some(_) => t.warn,
+                None => t.muted,
+            }),
+        ),
+    ];
+    if let Some(e) = &r.last_error {
+        spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
+    }
+    Line::from(spans)
+}
+
+/// Replicas by status and the pool's latency (details in the Replicas view).
+fn replicas_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
+    use crate::runtime::event::ReplicaStatus;
+    let count = |s: ReplicaStatus| v.state.replicas.values().filter(|r| r.status == s).count();
+    let up = count(ReplicaStatus::Ready) + count(ReplicaStatus::Busy);
+    let down = count(ReplicaStatus::Dead);
+    let loading = count(ReplicaStatus::Loading);
+    let served: u64 = v.state.replicas.values().map(|r| r.served).sum();
+    let p95 = v
+        .state
+        .replicas
+        .values()
+        .filter_map(|r| r.latency_ms.p95)
+        .max();
+    let mut spans = vec![
+        Span::styled("replicas ", Style::new().fg(t.muted)),
+        Span::styled(format!("{up} up"), Style::new().fg(t.ok)),
+    ];
+    if loading > 0 {
+        spans.push(Span::styled(
+            format!(" {loading} loading"),
+            Style::new().fg(t.warn),
+        ));
+    }
+    if down > 0 {
+        spans.push(Span::styled(
+            format!(" {down} dead"),
+            Style::new().fg(t.error),
+        ));
+    }
+    spans.extend([
+        Span::styled("  images ", Style::new().fg(t.muted)),
+        Span::styled(served.to_string(), Style::new().fg(t.text)),
+        Span::styled("  worst p95 ", Style::new().fg(t.muted)),
+        Span::styled(
+            p95.map_or("-".into(), |ms| format!("{ms} ms")),
+            Style::new().fg(t.text),
+        ),
+    ]);
+    Line::from(spans)
+}
+
+/// Several miners: how many requests each answered (details in the Miners view).
+fn miners_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled("miners ", Style::new().fg(t.muted))];
+    for (name, m) in &v.state.miners {
+        let ok = m.responses.get(&200).copied().unwrap_or(0);
+        let other: u64 = m
+            .responses
+            .iter()
+            .filter(|(c, _)| **c != 200)
+            .map(|(_, n)| n)
+            .sum();
+        spans.push(Span::styled(format!("{name} "), Style::new().fg(t.text)));
+        spans.push(Span::styled(format!("{ok} ok"), Style::new().fg(t.ok)));
+        if other > 0 {
+            spans.push(Span::styled(
+                format!(" {other} other"),
+                Style::new().fg(t.warn),
+            ));
+        }
+        spans.push(Span::raw("  "));
     }
     Line::from(spans)
 }
@@ -558,6 +732,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 fn draw_help(frame: &mut Frame, area: Rect, t: &Theme) {
     let lines: Vec<Line> = BINDINGS
         .iter()
+        .filter(|b| !b.help.is_empty())
         .map(|b| {
             Line::from(vec![
                 Span::styled(format!("{:>8}  ", b.label), Style::new().fg(t.accent)),

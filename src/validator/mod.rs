@@ -413,7 +413,12 @@ impl Component for Validator {
             }
             let mut dice = Dice::new(crate::bittensor::now_ns());
             loop {
-                match self.forward(&dendrite, &mut dice).await {
+                // A pass cut by shutdown is dropped: the state on disk is the last whole pass.
+                let pass = tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Ok(()),
+                    pass = self.forward(&dendrite, &mut dice) => pass,
+                };
+                match pass {
                     Ok(outcomes) => {
                         report.last_round = outcomes;
                         report.last_error = None;
