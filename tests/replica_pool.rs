@@ -1,4 +1,5 @@
-//! The replica pool in process, over real replica processes: scale up and down, restart one.
+//! The replica pool in process, over real replica processes: scale up and down, restart one,
+//! kill one.
 #![cfg(feature = "local-infer")]
 
 use nicheimage_tui::config::SupervisorConfig;
@@ -95,6 +96,19 @@ async fn scale_and_restart() {
     })
     .await;
     assert!(pool.restart(7).is_err());
+
+    // Killed by the operator: it dies like a crash (the reason kept) and comes back.
+    let pid = node.snapshot().replicas[&0].pid;
+    pool.kill(0).unwrap();
+    until(&node, "replica 0 killed and back", |s| {
+        let r = &s.replicas[&0];
+        r.restarts == 2
+            && r.status == ReplicaStatus::Ready
+            && r.pid != pid
+            && r.last_error.as_deref() == Some("killed by signal 9")
+    })
+    .await;
+    assert!(pool.generate(job(4)).await.is_ok());
 
     pool.scale(1);
     until(&node, "replica 1 retired", |s| {
