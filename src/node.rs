@@ -85,10 +85,10 @@ fn endpoint(
         listen,
         pool: PoolConfig {
             replicas: e.num_replicas as usize,
-            gpus_per_replica: if config.node.device == DeviceChoice::Cpu {
-                0.0
-            } else {
+            gpus_per_replica: if uses_gpus(config.node.device) {
                 e.num_gpus
+            } else {
+                0.0
             },
             queue_capacity: e.queue_capacity,
             request_timeout: Duration::from_secs(e.request_timeout_secs),
@@ -99,6 +99,16 @@ fn endpoint(
             remote: e.remote_endpoints.clone(),
         },
     })
+}
+
+/// Whether replicas get GPUs: `auto` only where the NVIDIA driver shows one (otherwise they
+/// run on the CPU and must not be listed as placed on GPUs).
+fn uses_gpus(device: DeviceChoice) -> bool {
+    match device {
+        DeviceChoice::Cpu => false,
+        DeviceChoice::Cuda => true,
+        DeviceChoice::Auto => crate::telemetry::gpu::memory().is_some_and(|g| !g.totals.is_empty()),
+    }
 }
 
 /// The operator's hotkey from `[wallet]`; an encrypted one takes its password from

@@ -278,6 +278,7 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             Row::new(vec![
                 Cell::from(r.index.to_string()),
                 Cell::from(label).style(Style::new().fg(color)),
+                Cell::from(r.restarts.to_string()),
                 Cell::from(place),
                 Cell::from(r.served.to_string()),
                 Cell::from(failed.to_string()),
@@ -295,6 +296,7 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         [
             Constraint::Length(5),
             Constraint::Length(8),
+            Constraint::Length(4),
             Constraint::Length(10),
             Constraint::Length(7),
             Constraint::Length(7),
@@ -309,6 +311,7 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         Row::new([
             "#",
             "status",
+            "rst",
             "on",
             "images",
             "failed",
