@@ -98,9 +98,84 @@ impl RgbImage {
     }
 }
 
+/// A small copy of an image for the console's gallery: box-averaged down to at most
+/// `max_side` pixels on its longer side.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Thumbnail {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+impl Thumbnail {
+    pub fn of(image: &RgbImage, max_side: usize) -> Thumbnail {
+        let scale = (image.width.max(image.height) as f64 / max_side.max(1) as f64).max(1.0);
+        let width = ((image.width as f64 / scale).round() as usize).max(1);
+        let height = ((image.height as f64 / scale).round() as usize).max(1);
+        let mut rgb = Vec::with_capacity(width * height * 3);
+        for ty in 0..height {
+            let (y0, y1) = span(ty, height, image.height);
+            for tx in 0..width {
+                let (x0, x1) = span(tx, width, image.width);
+                let mut sum = [0u64; 3];
+                for y in y0..y1 {
+                    let row = &image.data[(y * image.width + x0) * 3..(y * image.width + x1) * 3];
+                    for p in row.chunks_exact(3) {
+                        for c in 0..3 {
+                            sum[c] += u64::from(p[c]);
+                        }
+                    }
+                }
+                let n = ((y1 - y0) * (x1 - x0)).max(1) as u64;
+                rgb.extend(sum.map(|v| (v / n) as u8));
+            }
+        }
+        Thumbnail { width, height, rgb }
+    }
+
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+/// The source pixels `[from, to)` that thumbnail pixel `i` of `n` averages.
+fn span(i: usize, n: usize, source: usize) -> (usize, usize) {
+    let from = i * source / n;
+    let to = ((i + 1) * source / n).max(from + 1).min(source);
+    (from, to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thumbnails_average_blocks_and_keep_the_aspect() {
+        // 4x2: left half black, right half white.
+        let data: Vec<u8> = (0..8)
+            .flat_map(|i| {
+                if i % 4 < 2 {
+                    [0, 0, 0]
+                } else {
+                    [255, 255, 255]
+                }
+            })
+            .collect();
+        let img = RgbImage::new(4, 2, data).unwrap();
+        let t = Thumbnail::of(&img, 2);
+        assert_eq!((t.width, t.height), (2, 1));
+        assert_eq!(t.pixel(0, 0), [0, 0, 0]);
+        assert_eq!(t.pixel(1, 0), [255, 255, 255]);
+        let same = Thumbnail::of(&img, 64);
+        assert_eq!(
+            (same.width, same.height, same.rgb),
+            (4, 2, img.data.clone())
+        );
+        let tall = Thumbnail::of(&RgbImage::new(10, 100, vec![7; 3000]).unwrap(), 20);
+        assert_eq!((tall.width, tall.height), (2, 20));
+        assert!(tall.rgb.iter().all(|v| *v == 7));
+    }
 
     #[test]
     fn png_base64_round_trip() {

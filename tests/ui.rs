@@ -429,6 +429,33 @@ fn devnet_state() -> NodeState {
         }),
         T0,
     );
+    for (uid, passed) in [(1, true), (2, false)] {
+        let rgb: Vec<u8> = (0..32 * 32)
+            .flat_map(|i| [(i % 32 * 8) as u8, (i / 32 * 8) as u8, 128])
+            .collect();
+        state.apply(
+            Event::Gallery(nicheimage_tui::runtime::event::GalleryImage {
+                unix_ms: T0,
+                source: format!("uid {uid}"),
+                model: "Tiny".into(),
+                prompt: "a lighthouse on a cliff, oil painting, golden hour".into(),
+                seed: 4242 + uid,
+                latency_ms: 90,
+                verdict: if passed {
+                    "1.000: hash distance 0 (match)".into()
+                } else {
+                    "0.000: hash distance 29 (over 6)".into()
+                },
+                passed,
+                thumbnail: nicheimage_tui::image::Thumbnail {
+                    width: 32,
+                    height: 32,
+                    rgb,
+                },
+            }),
+            T0,
+        );
+    }
     state
 }
 

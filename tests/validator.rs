@@ -46,6 +46,17 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
         .forward(&dendrite, &mut Dice::new(7))
         .await
         .unwrap();
+    // The judged images come back small, with their verdicts, for the console's gallery.
+    assert_eq!(outcomes.gallery.len(), 2, "honest and wrong-seed answered");
+    let passed: Vec<bool> = outcomes.gallery.iter().map(|g| g.passed).collect();
+    assert_eq!(passed.iter().filter(|p| **p).count(), 1, "{passed:?}");
+    assert!(
+        outcomes
+            .gallery
+            .iter()
+            .all(|g| g.thumbnail.width == 32 && g.thumbnail.height == 32)
+    );
+    let outcomes = outcomes.outcomes;
     let by_uid: BTreeMap<u16, _> = outcomes.iter().map(|o| (o.uid, o)).collect();
     assert_eq!(by_uid.len(), 3, "{outcomes:#?}");
     let honest = by_uid[&1].reward.unwrap();

@@ -34,6 +34,8 @@ pub enum Event {
     Validator(ValidatorReport),
     /// The validator proxy: on/off, listener, counters, recent requests.
     Proxy(ProxyReport),
+    /// An image the node verified (or served), for the console's gallery.
+    Gallery(GalleryImage),
     /// One answered HTTP request of the endpoint, and the queue behind it.
     EndpointResponse {
         status: u16,
@@ -193,6 +195,24 @@ pub struct RoundOutcome {
     pub model: String,
     pub reward: Option<f64>,
     pub reason: String,
+}
+
+/// An image with what it was asked for and what became of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GalleryImage {
+    pub unix_ms: u64,
+    /// Who made it, e.g. "uid 1".
+    pub source: String,
+    pub model: String,
+    pub prompt: String,
+    pub seed: i64,
+    pub latency_ms: u64,
+    /// The reward and its reason, e.g. "1.000: hash distance 0 (match)".
+    pub verdict: String,
+    /// Whether the verdict was a pass.
+    pub passed: bool,
+    #[serde(skip)]
+    pub thumbnail: crate::image::Thumbnail,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

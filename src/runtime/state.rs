@@ -1,8 +1,8 @@
 //! The state store: a fold of events into one snapshot that views render.
 
 use super::event::{
-    ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, HostSample, LogLine,
-    MinerReport, ProxyReport, ReplicaReport, RewardReport, TorchReport, ValidatorReport,
+    ChainReport, ComponentChange, ComponentStatus, DownloadReport, Event, GalleryImage, HostSample,
+    LogLine, MinerReport, ProxyReport, ReplicaReport, RewardReport, TorchReport, ValidatorReport,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Recent log lines kept for views; the full log is in the log file.
 pub const LOG_RING: usize = 500;
+/// Recent images kept for the gallery.
+pub const GALLERY_RING: usize = 16;
 
 pub fn unix_ms_now() -> u64 {
     SystemTime::now()
@@ -53,6 +55,9 @@ pub struct NodeState {
     pub proxy: Option<ProxyReport>,
     #[serde(skip)]
     pub logs: VecDeque<LogLine>,
+    /// The latest images, newest last.
+    #[serde(skip)]
+    pub gallery: VecDeque<GalleryImage>,
     /// Counts every change, so a view can tell whether it must redraw.
     pub revision: u64,
 }
@@ -82,6 +87,7 @@ impl NodeState {
             validator: None,
             proxy: None,
             logs: VecDeque::new(),
+            gallery: VecDeque::new(),
             revision: 0,
         }
     }
@@ -153,6 +159,12 @@ impl NodeState {
             } => {
                 *self.endpoint_responses.entry(status).or_default() += 1;
                 self.endpoint_queue_depth = queue_depth;
+            }
+            Event::Gallery(image) => {
+                if self.gallery.len() == GALLERY_RING {
+                    self.gallery.pop_front();
+                }
+                self.gallery.push_back(image);
             }
             Event::Log(line) => {
                 if self.logs.len() == LOG_RING {

@@ -30,15 +30,17 @@ pub enum Tab {
     Miners,
     Validator,
     Logs,
+    Gallery,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Overview,
         Tab::Replicas,
         Tab::Miners,
         Tab::Validator,
         Tab::Logs,
+        Tab::Gallery,
     ];
 
     pub fn title(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Tab {
             Tab::Miners => "Miners",
             Tab::Validator => "Validator",
             Tab::Logs => "Logs",
+            Tab::Gallery => "Gallery",
         }
     }
 
@@ -323,6 +326,7 @@ mod tests {
         assert_eq!(ui.tab, Tab::Validator);
         ui.handle(Action::NextTab, &s);
         assert_eq!(ui.tab, Tab::Logs);
+        ui.handle(Action::NextTab, &s);
         ui.handle(Action::NextTab, &s);
         assert_eq!(ui.tab, Tab::Overview);
         ui.handle(Action::GoTo(8), &s);

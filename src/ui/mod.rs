@@ -2,6 +2,7 @@
 //! No business logic and no I/O besides the terminal live here.
 
 pub mod app;
+pub mod gallery_view;
 pub mod keymap;
 pub mod theme;
 pub mod validator_view;

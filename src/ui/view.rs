@@ -70,6 +70,7 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         Tab::Miners => draw_miners(frame, body, v),
         Tab::Validator => super::validator_view::draw(frame, body, v.state.validator.as_ref(), t),
         Tab::Logs => draw_logs(frame, body, v),
+        Tab::Gallery => super::gallery_view::draw(frame, body, &v.state.gallery, t),
     }
     draw_footer(frame, footer, v);
     match &v.ui.popup {

@@ -22,7 +22,7 @@ use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::synapse::ImageGenerating;
 use crate::catalogue::ModelSpec;
-use crate::runtime::event::{RoundOutcome, ValidatorReport};
+use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
 use crate::runtime::{Component, ComponentContext, Event};
 use scores::MinerBook;
 
@@ -130,6 +130,40 @@ impl Dice {
         list[self.below(list.len() as u64) as usize]
     }
 }
+
+/// What one forward pass produced.
+pub struct Pass {
+    pub outcomes: Vec<RoundOutcome>,
+    /// Each judged image, small, with its verdict.
+    pub gallery: Vec<GalleryImage>,
+}
+
+/// Gallery thumbnails of the answers at `good` (None where an image does not decode), made off
+/// the async threads.
+async fn thumbnails(
+    answers: &[Response<ImageGenerating>],
+    good: &[usize],
+) -> Vec<Option<crate::image::Thumbnail>> {
+    let images: Vec<Option<String>> = good
+        .iter()
+        .map(|i| answers[*i].synapse.image.as_str().map(str::to_string))
+        .collect();
+    let n = images.len();
+    tokio::task::spawn_blocking(move || {
+        images
+            .iter()
+            .map(|b64| {
+                let image = crate::image::RgbImage::from_base64_png(b64.as_deref()?).ok()?;
+                Some(crate::image::Thumbnail::of(&image, GALLERY_SIDE))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![None; n])
+}
+
+/// Longest side of a gallery thumbnail, in pixels (two pixels per terminal row).
+const GALLERY_SIDE: usize = 32;
 
 /// Why a failed call scored 0, in operator words.
 fn failure_reason<S>(r: &Response<S>) -> String {
@@ -241,15 +275,12 @@ impl Validator {
         }
     }
 
-    /// One forward pass; returns every uid's reward and why.
-    pub async fn forward(
-        &self,
-        dendrite: &Dendrite,
-        dice: &mut Dice,
-    ) -> Result<Vec<RoundOutcome>, ChainError> {
+    /// One forward pass: every uid's reward and why, and the judged images for the gallery.
+    pub async fn forward(&self, dendrite: &Dendrite, dice: &mut Dice) -> Result<Pass, ChainError> {
         let client = crate::http::client();
         let axons = self.refresh_identities(dendrite).await?;
         let mut outcomes = Vec::new();
+        let mut gallery = Vec::new();
         for model in self
             .settings
             .models
@@ -313,6 +344,7 @@ impl Validator {
                         continue;
                     }
                 };
+                let thumbnails = thumbnails(&answers, &good).await;
                 for (i, (uid, answer)) in batch.iter().zip(&answers).enumerate() {
                     let (reward, reason) = match good.iter().position(|g| *g == i) {
                         Some(k) => {
@@ -327,6 +359,23 @@ impl Validator {
                         None => (0.0, failure_reason(answer)),
                     };
                     self.shared.book().record(*uid, reward);
+                    if let Some(Some(thumbnail)) = good
+                        .iter()
+                        .position(|g| *g == i)
+                        .map(|k| thumbnails[k].clone())
+                    {
+                        gallery.push(GalleryImage {
+                            unix_ms: crate::runtime::state::unix_ms_now(),
+                            source: format!("uid {uid}"),
+                            model: model.name.clone(),
+                            prompt: challenge.prompt.clone(),
+                            seed: challenge.seed,
+                            latency_ms: (answer.process_time * 1000.0) as u64,
+                            verdict: format!("{reward:.3}: {reason}"),
+                            passed: reward > 0.0,
+                            thumbnail,
+                        });
+                    }
                     outcomes.push(RoundOutcome {
                         uid: *uid,
                         model: model.name.clone(),
@@ -336,7 +385,7 @@ impl Validator {
                 }
             }
         }
-        Ok(outcomes)
+        Ok(Pass { outcomes, gallery })
     }
 
     /// The book's final scores under the catalogue's incentive shares.
@@ -419,8 +468,11 @@ impl Component for Validator {
                     pass = self.forward(&dendrite, &mut dice) => pass,
                 };
                 match pass {
-                    Ok(outcomes) => {
-                        report.last_round = outcomes;
+                    Ok(pass) => {
+                        for image in pass.gallery {
+                            ctx.events.send(Event::Gallery(image)).await;
+                        }
+                        report.last_round = pass.outcomes;
                         report.last_error = None;
                     }
                     Err(e) => {
