@@ -17,6 +17,7 @@ pub fn status_line(state: &NodeState, now_unix_ms: u64) -> String {
         "components": state.components,
         "listeners": state.listeners,
         "host": state.host,
+        "gpu": state.gpu,
         "torch": state.torch,
         "replicas": state.replicas,
         "chain": state.chain,

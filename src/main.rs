@@ -157,6 +157,8 @@ fn main() -> ExitCode {
             Some(theme) => {
                 let settings = ui::UiSettings {
                     theme,
+                    mouse: config.ui.mouse,
+                    no_color: std::env::var_os("NO_COLOR").is_some(),
                     max_fps: config.ui.max_fps,
                     config_source: match (&devnet, &source) {
                         (Some(d), _) => format!("devnet in {}", d.dir.display()),

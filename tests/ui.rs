@@ -356,6 +356,7 @@ fn devnet_state() -> NodeState {
     ] {
         let mut r = ReplicaReport::new(index, vec![], remote);
         r.status = status;
+        r.pid = (index == 0).then_some(4242);
         r.served = 40 + index as u64 % 7;
         r.latency_ms = Percentiles {
             p50: Some(110),
@@ -408,23 +409,89 @@ fn devnet_state() -> NodeState {
                     model: "Tiny".into(),
                     reward: Some(0.9998),
                     reason: "hash distance 0 ≤ 6 → 1; 0.31 s → 0.9998".into(),
+                    latency_ms: Some(310),
                 },
                 RoundOutcome {
                     uid: 2,
                     model: "Tiny".into(),
                     reward: Some(0.0),
                     reason: "hash distance 31 > 6 → 0".into(),
+                    latency_ms: Some(250),
                 },
                 RoundOutcome {
                     uid: 3,
                     model: "Tiny".into(),
                     reward: Some(0.0),
                     reason: "timeout (4.0 s)".into(),
+                    latency_ms: Some(4000),
                 },
             ],
             scores: [(1, 0.9998), (2, 0.0), (3, 0.0)].into(),
             weights: Some("set at block 1234 for 1 uids".into()),
             next_weights_block: Some(1254),
+            miners: (1..=3u16)
+                .map(|uid| {
+                    let scores: Vec<f64> = (0..8)
+                        .map(|i| if uid == 1 { 0.9 + 0.01 * i as f64 } else { 0.0 })
+                        .collect();
+                    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+                    (
+                        uid,
+                        nicheimage_tui::runtime::event::MinerRow {
+                            hotkey: format!("5Miner{}xxxxxxxx", uid - 1),
+                            model: "Tiny".into(),
+                            scores,
+                            mean,
+                        },
+                    )
+                })
+                .collect(),
+            weights_set: [(1, 65535)].into(),
+            timeouts: [("Tiny".to_string(), 4.0)].into(),
+            ..Default::default()
+        }),
+        T0,
+    );
+    state.apply(
+        Event::Gpu(nicheimage_tui::telemetry::gpu::GpuReport {
+            source: "NVML".into(),
+            devices: vec![nicheimage_tui::telemetry::gpu::GpuDevice {
+                index: 0,
+                name: "NVIDIA H100 80GB HBM3".into(),
+                utilization_percent: Some(87),
+                memory_used_bytes: 40 << 30,
+                memory_total_bytes: 80 << 30,
+                temperature_c: Some(61),
+                power_w: Some(512.0),
+                power_limit_w: Some(700.0),
+                processes: vec![(4242, 9 << 30), (777, 1 << 30)],
+            }],
+            unavailable: None,
+        }),
+        T0,
+    );
+    let mut today = nicheimage_tui::proxy::counters::DayCounters::default();
+    for ms in [180, 240, 900, 2100] {
+        today.succeeded(30_000, ms);
+    }
+    today.failed("no_miner", 0);
+    today.checked = 2;
+    state.apply(
+        Event::Proxy(nicheimage_tui::runtime::event::ProxyReport {
+            enabled: true,
+            listening: Some("127.0.0.1:10003".into()),
+            auth: "signed requests".into(),
+            date: "2023-11-14".into(),
+            today: today.clone(),
+            total: today,
+            recent: vec![nicheimage_tui::runtime::event::ProxyRequest {
+                unix_ms: T0,
+                model: "Tiny".into(),
+                uid: Some(1),
+                status: 200,
+                latency_ms: 180,
+                outcome: "served, checked".into(),
+            }],
             ..Default::default()
         }),
         T0,
@@ -472,6 +539,31 @@ fn every_view_at_both_sizes() {
             insta::assert_snapshot!(format!("view_{}_{w}x{h}", tab.title()), t.backend());
         }
     }
+}
+
+#[test]
+fn the_validator_table_sorts_and_filters() {
+    let state = devnet_state();
+    let mut ui = UiState::default();
+    ui.handle(Action::GoTo(3), &state);
+    ui.handle(Action::Sort, &state);
+    ui.handle(Action::Sort, &state); // latency: the slow miner first
+    let text = draw_state(&state, 160, 20, &ui, &Theme::default_theme())
+        .backend()
+        .to_string();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(at("timeout (4.0 s)") < at("hash distance 0"), "{text}");
+    ui.filter = "timeout".into();
+    let text = draw_state(&state, 160, 20, &ui, &Theme::default_theme())
+        .backend()
+        .to_string();
+    assert!(
+        text.contains("timeout (4.0 s)") && !text.contains("hash distance 0"),
+        "{text}"
+    );
 }
 
 #[test]

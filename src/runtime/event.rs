@@ -18,6 +18,8 @@ pub enum Event {
         address: String,
     },
     Host(HostSample),
+    /// Every GPU, or why none can be read.
+    Gpu(crate::telemetry::gpu::GpuReport),
     Torch(TorchReport),
     Log(LogLine),
     /// The latest state of one generation replica.
@@ -195,6 +197,18 @@ pub struct RoundOutcome {
     pub model: String,
     pub reward: Option<f64>,
     pub reason: String,
+    /// How long the miner took to answer (None when not asked, e.g. the judge failed first).
+    pub latency_ms: Option<u64>,
+}
+
+/// One miner in the validator's book.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MinerRow {
+    pub hotkey: String,
+    pub model: String,
+    /// The last rewards, oldest first (at most 10).
+    pub scores: Vec<f64>,
+    pub mean: f64,
 }
 
 /// An image with what it was asked for and what became of it.
@@ -222,6 +236,12 @@ pub struct ValidatorReport {
     pub last_round: Vec<RoundOutcome>,
     /// Final scores by uid (Σ incentive share × normalised model vector).
     pub scores: BTreeMap<u16, f64>,
+    /// The book: who each uid is and its reward window.
+    pub miners: BTreeMap<u16, MinerRow>,
+    /// The weights the chain last took from us, by uid (u16 as on chain).
+    pub weights_set: BTreeMap<u16, u16>,
+    /// Each model's timeout, seconds (the latency the penalty is measured against).
+    pub timeouts: BTreeMap<String, f64>,
     /// The last weight setting: where and for how many, or the chain's refusal.
     pub weights: Option<String>,
     /// The first block at which the chain takes our weights again.

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Recent log lines kept for views; the full log is in the log file.
 pub const LOG_RING: usize = 500;
+/// Samples kept for the overview's sparklines.
+pub const HISTORY: usize = 120;
 /// Recent images kept for the gallery.
 pub const GALLERY_RING: usize = 16;
 
@@ -40,6 +42,7 @@ pub struct NodeState {
     pub components: BTreeMap<String, ComponentState>,
     pub listeners: BTreeMap<String, String>,
     pub host: Option<HostSample>,
+    pub gpu: Option<crate::telemetry::gpu::GpuReport>,
     pub torch: Option<TorchReport>,
     pub replicas: BTreeMap<usize, ReplicaReport>,
     /// Checkpoint downloads by model name.
@@ -48,6 +51,10 @@ pub struct NodeState {
     pub endpoint_responses: BTreeMap<u16, u64>,
     pub endpoint_queue_depth: usize,
     pub chain: Option<ChainReport>,
+    /// Our incentive at each new metagraph, oldest first (for a sparkline).
+    pub incentive_history: VecDeque<f64>,
+    /// The validator's mean reward per round, oldest first.
+    pub reward_history: VecDeque<f64>,
     /// Miners by component name (one, or the devnet's several).
     pub miners: BTreeMap<String, MinerReport>,
     pub reward: Option<RewardReport>,
@@ -60,6 +67,13 @@ pub struct NodeState {
     pub gallery: VecDeque<GalleryImage>,
     /// Counts every change, so a view can tell whether it must redraw.
     pub revision: u64,
+}
+
+fn push_bounded(v: &mut VecDeque<f64>, x: f64) {
+    if v.len() == HISTORY {
+        v.pop_front();
+    }
+    v.push_back(x);
 }
 
 impl Default for NodeState {
@@ -76,12 +90,15 @@ impl NodeState {
             components: BTreeMap::new(),
             listeners: BTreeMap::new(),
             host: None,
+            gpu: None,
             torch: None,
             replicas: BTreeMap::new(),
             downloads: BTreeMap::new(),
             endpoint_responses: BTreeMap::new(),
             endpoint_queue_depth: 0,
             chain: None,
+            incentive_history: VecDeque::new(),
+            reward_history: VecDeque::new(),
             miners: BTreeMap::new(),
             reward: None,
             validator: None,
@@ -139,6 +156,7 @@ impl NodeState {
                 self.listeners.insert(component, address);
             }
             Event::Host(sample) => self.host = Some(sample),
+            Event::Gpu(report) => self.gpu = Some(report),
             Event::Torch(report) => self.torch = Some(report),
             Event::Replica(report) => {
                 self.replicas.insert(report.index, report);
@@ -146,12 +164,27 @@ impl NodeState {
             Event::Download(report) => {
                 self.downloads.insert(report.model.clone(), report);
             }
-            Event::Chain(report) => self.chain = Some(report),
+            Event::Chain(report) => {
+                let new_graph =
+                    self.chain.as_ref().map(|c| c.metagraph_block) != Some(report.metagraph_block);
+                if new_graph && report.uid.is_some() {
+                    push_bounded(&mut self.incentive_history, report.incentive);
+                }
+                self.chain = Some(report);
+            }
             Event::Miner(report) => {
                 self.miners.insert(report.name.clone(), report);
             }
             Event::Reward(report) => self.reward = Some(report),
-            Event::Validator(report) => self.validator = Some(report),
+            Event::Validator(report) => {
+                let new_round = self.validator.as_ref().map(|v| v.step) != Some(report.step);
+                let rewards: Vec<f64> = report.last_round.iter().filter_map(|o| o.reward).collect();
+                if new_round && !rewards.is_empty() {
+                    let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+                    push_bounded(&mut self.reward_history, mean);
+                }
+                self.validator = Some(report);
+            }
             Event::Proxy(report) => self.proxy = Some(report),
             Event::EndpointResponse {
                 status,

@@ -96,3 +96,165 @@ mod tests {
         assert!(parse_totals("No devices were found\n").is_empty());
     }
 }
+
+/// One GPU as the console's GPU view shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GpuDevice {
+    pub index: usize,
+    pub name: String,
+    pub utilization_percent: Option<u32>,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub temperature_c: Option<u32>,
+    pub power_w: Option<f64>,
+    pub power_limit_w: Option<f64>,
+    /// GPU memory by process id.
+    pub processes: Vec<(u32, u64)>,
+}
+
+/// Every GPU, read through NVML (the driver's library, loaded at run time) or, failing that,
+/// `nvidia-smi`; without either, why not.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GpuReport {
+    /// "NVML" or "nvidia-smi"; empty when neither answered.
+    pub source: String,
+    pub devices: Vec<GpuDevice>,
+    pub unavailable: Option<String>,
+}
+
+/// The NVML handle, opened once (opening loads the driver library).
+fn nvml() -> Result<&'static nvml_wrapper::Nvml, String> {
+    static NVML: std::sync::OnceLock<Result<nvml_wrapper::Nvml, String>> =
+        std::sync::OnceLock::new();
+    NVML.get_or_init(|| nvml_wrapper::Nvml::init().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn sample_nvml(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuDevice>, String> {
+    use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    let count = nvml.device_count().map_err(|e| e.to_string())?;
+    let mut devices = Vec::new();
+    for index in 0..count {
+        let d = nvml.device_by_index(index).map_err(|e| e.to_string())?;
+        let memory = d.memory_info().ok();
+        devices.push(GpuDevice {
+            index: index as usize,
+            name: d.name().unwrap_or_default(),
+            utilization_percent: d.utilization_rates().ok().map(|u| u.gpu),
+            memory_used_bytes: memory.as_ref().map_or(0, |m| m.used),
+            memory_total_bytes: memory.as_ref().map_or(0, |m| m.total),
+            temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
+            power_w: d.power_usage().ok().map(|mw| f64::from(mw) / 1000.0),
+            power_limit_w: d
+                .enforced_power_limit()
+                .ok()
+                .map(|mw| f64::from(mw) / 1000.0),
+            processes: d
+                .running_compute_processes()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| {
+                    let used = match p.used_gpu_memory {
+                        UsedGpuMemory::Used(b) => b,
+                        UsedGpuMemory::Unavailable => 0,
+                    };
+                    (p.pid, used)
+                })
+                .collect(),
+        });
+    }
+    Ok(devices)
+}
+
+/// Parses `nvidia-smi --query-gpu=index,name,utilization.gpu,memory.used,memory.total,
+/// temperature.gpu,power.draw,power.limit --format=csv,noheader,nounits` (MiB, W); fields the
+/// card does not report (`[N/A]`) stay empty.
+pub fn parse_devices(text: &str) -> Vec<GpuDevice> {
+    text.lines()
+        .filter_map(|line| {
+            let c: Vec<&str> = line.split(',').map(str::trim).collect();
+            if c.len() < 8 {
+                return None;
+            }
+            let mib = |s: &str| s.parse::<u64>().ok().map(|m| m << 20);
+            Some(GpuDevice {
+                index: c[0].parse().ok()?,
+                name: c[1].to_string(),
+                utilization_percent: c[2].parse().ok(),
+                memory_used_bytes: mib(c[3]).unwrap_or(0),
+                memory_total_bytes: mib(c[4]).unwrap_or(0),
+                temperature_c: c[5].parse().ok(),
+                power_w: c[6].parse().ok(),
+                power_limit_w: c[7].parse().ok(),
+                processes: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// A full reading for the GPU view (blocking: it may fork `nvidia-smi`).
+pub fn sample() -> GpuReport {
+    let nvml_error = match nvml().and_then(sample_nvml) {
+        Ok(devices) => {
+            return GpuReport {
+                source: "NVML".into(),
+                devices,
+                unavailable: None,
+            };
+        }
+        Err(e) => e,
+    };
+    let Some(text) = query(&[
+        "--query-gpu=index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,power.limit",
+        "--format=csv,noheader,nounits",
+    ]) else {
+        return GpuReport {
+            unavailable: Some(format!(
+                "no NVIDIA driver: NVML did not load ({nvml_error}) and nvidia-smi did not answer"
+            )),
+            ..Default::default()
+        };
+    };
+    let mut devices = parse_devices(&text);
+    // nvidia-smi lists processes without their GPU; they are shown under the first.
+    if let (Some(first), Some(reading)) = (devices.first_mut(), memory()) {
+        first.processes = reading.by_pid.into_iter().collect();
+        first.processes.sort_unstable();
+    }
+    GpuReport {
+        source: "nvidia-smi".into(),
+        devices,
+        unavailable: None,
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_device_query_with_missing_fields() {
+        let d = parse_devices(
+            "0, NVIDIA H100 80GB HBM3, 87, 40960, 81559, 61, 512.33, 700.00\n\
+             1, NVIDIA T4, [N/A], 0, 15360, 40, [N/A], 70.00\nbroken line\n",
+        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].utilization_percent, Some(87));
+        assert_eq!(d[0].memory_used_bytes, 40960 << 20);
+        assert_eq!(d[0].power_w, Some(512.33));
+        assert_eq!(d[1].utilization_percent, None);
+        assert_eq!(d[1].power_w, None);
+        assert_eq!(d[1].name, "NVIDIA T4");
+    }
+
+    #[test]
+    fn without_a_driver_the_reason_is_given() {
+        let report = sample();
+        match report.source.as_str() {
+            "" => assert!(report.unavailable.unwrap().contains("no NVIDIA driver")),
+            _ => assert!(report.unavailable.is_none()),
+        }
+    }
+}

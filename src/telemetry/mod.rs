@@ -1,5 +1,6 @@
 //! Telemetry: host and process samples on a timer, and a one-time libtorch probe.
-//! GPU memory per process comes from `gpu` (nvidia-smi), read by the replica pool.
+//! GPUs (`gpu`: NVML, else nvidia-smi) on the same timer; the replica pool reads per-process GPU
+//! memory from `gpu` too.
 
 pub mod gpu;
 pub mod host;
@@ -40,6 +41,10 @@ impl Component for Telemetry {
                     _ = ticker.tick() => {
                         let sample = sampler.sample()?;
                         ctx.events.send(Event::Host(sample)).await;
+                        // NVML is quick; the nvidia-smi fallback forks: off the async threads.
+                        if let Ok(gpus) = tokio::task::spawn_blocking(gpu::sample).await {
+                            ctx.events.send(Event::Gpu(gpus)).await;
+                        }
                     }
                 }
             }

@@ -19,6 +19,8 @@ pub enum Outcome {
     Nothing,
     Quit,
     Send(Command),
+    /// Switch to the next built-in theme.
+    CycleTheme,
 }
 
 /// The console's views, in number-key order.
@@ -29,16 +31,20 @@ pub enum Tab {
     Replicas,
     Miners,
     Validator,
+    Proxy,
+    Gpu,
     Logs,
     Gallery,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Overview,
         Tab::Replicas,
         Tab::Miners,
         Tab::Validator,
+        Tab::Proxy,
+        Tab::Gpu,
         Tab::Logs,
         Tab::Gallery,
     ];
@@ -49,6 +55,8 @@ impl Tab {
             Tab::Replicas => "Replicas",
             Tab::Miners => "Miners",
             Tab::Validator => "Validator",
+            Tab::Proxy => "Proxy",
+            Tab::Gpu => "GPU",
             Tab::Logs => "Logs",
             Tab::Gallery => "Gallery",
         }
@@ -60,8 +68,125 @@ impl Tab {
     }
 }
 
+/// What would be cut short by quitting now, in words; None when the node is idle.
+pub fn work_in_flight(state: &NodeState) -> Option<String> {
+    use crate::runtime::event::ReplicaStatus;
+    let busy = state
+        .replicas
+        .values()
+        .filter(|r| r.status == ReplicaStatus::Busy)
+        .count();
+    let proxied = state.proxy.as_ref().map_or(0, |p| p.in_flight);
+    let mut parts = Vec::new();
+    if busy > 0 {
+        parts.push(format!("{busy} generation(s)"));
+    }
+    if proxied > 0 {
+        parts.push(format!("{proxied} proxy request(s)"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
+
 /// Replicas on another machine have indices from here on; they cannot be restarted or killed.
 const FIRST_REMOTE_REPLICA: usize = 1000;
+
+/// The Validator view's row order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Uid,
+    /// Highest final score first.
+    Score,
+    /// Slowest first.
+    Latency,
+    /// Heaviest weight first.
+    Weight,
+}
+
+impl SortBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            SortBy::Uid => "uid",
+            SortBy::Score => "score",
+            SortBy::Latency => "latency",
+            SortBy::Weight => "weight",
+        }
+    }
+
+    fn next(self) -> SortBy {
+        match self {
+            SortBy::Uid => SortBy::Score,
+            SortBy::Score => SortBy::Latency,
+            SortBy::Latency => SortBy::Weight,
+            SortBy::Weight => SortBy::Uid,
+        }
+    }
+}
+
+/// The lowest level the Logs view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    #[default]
+    All,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::All => "all",
+            LogLevel::Info => "info+",
+            LogLevel::Warn => "warn+",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// Whether a line at `level` ("TRACE" … "ERROR") is shown.
+    pub fn shows(self, level: &str) -> bool {
+        let rank = |l: &str| match l {
+            "ERROR" => 4,
+            "WARN" => 3,
+            "INFO" => 2,
+            _ => 1,
+        };
+        let min = match self {
+            LogLevel::All => 0,
+            LogLevel::Info => 2,
+            LogLevel::Warn => 3,
+            LogLevel::Error => 4,
+        };
+        rank(level) >= min
+    }
+
+    fn next(self) -> LogLevel {
+        match self {
+            LogLevel::All => LogLevel::Info,
+            LogLevel::Info => LogLevel::Warn,
+            LogLevel::Warn => LogLevel::Error,
+            LogLevel::Error => LogLevel::All,
+        }
+    }
+}
+
+/// Which text the keyboard is typing into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    ValidatorFilter,
+    LogSearch,
+}
+
+/// Keys while typing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKey {
+    Char(char),
+    Backspace,
+    /// Keep the text, stop typing.
+    Enter,
+    /// Clear the text, stop typing.
+    Esc,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct UiState {
@@ -71,9 +196,39 @@ pub struct UiState {
     pub replica: Option<usize>,
     pub tab: Tab,
     pub popup: Option<Popup>,
+    pub sort: SortBy,
+    /// Validator rows containing this text (uid, hotkey, model or reason).
+    pub filter: String,
+    pub log_level: LogLevel,
+    /// Log lines containing this text.
+    pub log_search: String,
+    /// Paused at this log line time: newer lines wait until follow resumes.
+    pub log_paused_at: Option<u64>,
+    pub input: Option<Input>,
 }
 
 impl UiState {
+    /// A key while typing into the filter or the search.
+    pub fn edit(&mut self, key: TextKey) {
+        let Some(input) = self.input else { return };
+        let text = match input {
+            Input::ValidatorFilter => &mut self.filter,
+            Input::LogSearch => &mut self.log_search,
+        };
+        match key {
+            TextKey::Char(c) if text.chars().count() < 64 => text.push(c),
+            TextKey::Char(_) => {}
+            TextKey::Backspace => {
+                text.pop();
+            }
+            TextKey::Enter => self.input = None,
+            TextKey::Esc => {
+                text.clear();
+                self.input = None;
+            }
+        }
+    }
+
     pub fn selected_index(&self, state: &NodeState) -> usize {
         self.selected
             .as_ref()
@@ -160,13 +315,20 @@ impl UiState {
                 self.popup = None;
                 return Outcome::Nothing;
             }
-            (Some(_), Action::Quit) => {}
+            // q inside a dialog quits at once (the quit question itself included).
+            (Some(_), Action::Quit) => return Outcome::Quit,
             (Some(_), _) => return Outcome::Nothing,
             (None, _) => {}
         }
         let replicas_view = self.tab == Tab::Replicas;
         match action {
-            Action::Quit => Outcome::Quit,
+            Action::Quit => match work_in_flight(state) {
+                Some(work) => self.confirm(
+                    format!("{work} in flight: quit anyway? Running work drains first."),
+                    Command::Shutdown,
+                ),
+                None => Outcome::Quit,
+            },
             Action::GoTo(i) => {
                 if let Some(tab) = Tab::ALL.get(i) {
                     self.tab = *tab;
@@ -177,6 +339,31 @@ impl UiState {
                 self.tab = self.tab.next();
                 Outcome::Nothing
             }
+            Action::Sort if self.tab == Tab::Validator => {
+                self.sort = self.sort.next();
+                Outcome::Nothing
+            }
+            Action::Find if matches!(self.tab, Tab::Validator | Tab::Logs) => {
+                self.input = Some(if self.tab == Tab::Validator {
+                    Input::ValidatorFilter
+                } else {
+                    Input::LogSearch
+                });
+                Outcome::Nothing
+            }
+            Action::Level if self.tab == Tab::Logs => {
+                self.log_level = self.log_level.next();
+                Outcome::Nothing
+            }
+            Action::Follow if self.tab == Tab::Logs => {
+                self.log_paused_at = match self.log_paused_at {
+                    Some(_) => None,
+                    None => Some(state.logs.back().map_or(0, |l| l.unix_ms)),
+                };
+                Outcome::Nothing
+            }
+            Action::Sort | Action::Find | Action::Level | Action::Follow => Outcome::Nothing,
+            Action::CycleTheme => Outcome::CycleTheme,
             Action::Up | Action::Down if replicas_view => {
                 self.move_replica(state, if action == Action::Up { -1 } else { 1 });
                 Outcome::Nothing
@@ -325,9 +512,10 @@ mod tests {
         ui.handle(Action::GoTo(3), &s);
         assert_eq!(ui.tab, Tab::Validator);
         ui.handle(Action::NextTab, &s);
-        assert_eq!(ui.tab, Tab::Logs);
-        ui.handle(Action::NextTab, &s);
-        ui.handle(Action::NextTab, &s);
+        assert_eq!(ui.tab, Tab::Proxy);
+        for _ in 0..4 {
+            ui.handle(Action::NextTab, &s);
+        }
         assert_eq!(ui.tab, Tab::Overview);
         ui.handle(Action::GoTo(8), &s);
         assert_eq!(ui.tab, Tab::Overview, "no ninth view");
@@ -369,6 +557,56 @@ mod tests {
         assert_eq!(ui.replica, Some(1000));
         ui.handle(Action::Kill, &s);
         assert!(ui.popup.is_none());
+    }
+
+    #[test]
+    fn quitting_with_work_in_flight_asks_first() {
+        let mut s = with_replicas(&[0]);
+        let mut ui = UiState::default();
+        assert_eq!(
+            ui.handle(Action::Quit, &s),
+            Outcome::Quit,
+            "idle: no question"
+        );
+        let mut busy = s.replicas[&0].clone();
+        busy.status = crate::runtime::event::ReplicaStatus::Busy;
+        s.apply(Event::Replica(busy), 0);
+        assert_eq!(ui.handle(Action::Quit, &s), Outcome::Nothing);
+        assert!(
+            matches!(&ui.popup, Some(Popup::Confirm { prompt, .. }) if prompt.contains("1 generation"))
+        );
+        assert_eq!(ui.handle(Action::Yes, &s), Outcome::Send(Command::Shutdown));
+    }
+
+    #[test]
+    fn filter_typing_sort_and_log_controls() {
+        let s = state_with(&["a"]);
+        let mut ui = UiState::default();
+        ui.handle(Action::Find, &s);
+        assert_eq!(ui.input, None, "no filter on the Overview");
+        ui.handle(Action::GoTo(3), &s);
+        ui.handle(Action::Sort, &s);
+        assert_eq!(ui.sort, SortBy::Score);
+        ui.handle(Action::Find, &s);
+        for c in "tim".chars() {
+            ui.edit(TextKey::Char(c));
+        }
+        ui.edit(TextKey::Backspace);
+        ui.edit(TextKey::Enter);
+        assert_eq!((ui.filter.as_str(), ui.input), ("ti", None));
+        ui.handle(Action::Find, &s);
+        ui.edit(TextKey::Esc);
+        assert_eq!(ui.filter, "");
+        ui.handle(Action::GoTo(6), &s);
+        assert_eq!(ui.tab, Tab::Logs);
+        ui.handle(Action::Level, &s);
+        assert_eq!(ui.log_level, LogLevel::Info);
+        assert!(!ui.log_level.shows("DEBUG") && ui.log_level.shows("WARN"));
+        ui.handle(Action::Follow, &s);
+        assert_eq!(ui.log_paused_at, Some(0));
+        ui.handle(Action::Follow, &s);
+        assert_eq!(ui.log_paused_at, None);
+        assert_eq!(ui.handle(Action::CycleTheme, &s), Outcome::CycleTheme);
     }
 
     #[test]

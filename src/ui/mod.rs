@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod gallery_view;
+pub mod gpu_view;
 pub mod keymap;
+pub mod proxy_view;
 pub mod theme;
 pub mod validator_view;
 pub mod view;
@@ -26,10 +28,54 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Mouse reporting on while the console runs.
+struct MouseGuard;
+
+impl MouseGuard {
+    fn enable() -> std::io::Result<Self> {
+        crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
+        Ok(MouseGuard)
+    }
+}
+
+impl Drop for MouseGuard {
+    fn drop(&mut self) {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    }
+}
+
 pub struct UiSettings {
     pub theme: Theme,
     pub max_fps: u32,
     pub config_source: String,
+    /// Mouse: scroll moves the selection, a click on the header picks a view.
+    pub mouse: bool,
+    /// NO_COLOR: themes stay plain when cycled.
+    pub no_color: bool,
+}
+
+/// The view whose title is at column `x` of the header (the header lists views first).
+pub fn tab_at(x: u16) -> Option<usize> {
+    let mut start = 0u16;
+    for (i, tab) in app::Tab::ALL.iter().enumerate() {
+        let width = format!("{}:{}", i + 1, tab.title()).chars().count() as u16;
+        if (start..start + width).contains(&x) {
+            return Some(i);
+        }
+        start += width + 1;
+    }
+    None
+}
+
+fn text_key(code: crossterm::event::KeyCode) -> Option<app::TextKey> {
+    use crossterm::event::KeyCode;
+    match code {
+        KeyCode::Char(c) => Some(app::TextKey::Char(c)),
+        KeyCode::Backspace => Some(app::TextKey::Backspace),
+        KeyCode::Enter => Some(app::TextKey::Enter),
+        KeyCode::Esc => Some(app::TextKey::Esc),
+        _ => None,
+    }
 }
 
 /// Runs the console until the operator quits or the node shuts down.
@@ -37,6 +83,9 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
     // try_init also installs a panic hook that restores the terminal before printing.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
+    let _mouse = settings.mouse.then(MouseGuard::enable).transpose()?;
+    let mut theme = settings.theme;
+    let mut theme_index = 0;
     let mut input = EventStream::new();
     let mut state_rx = node.state.clone();
     let mut ui = UiState::default();
@@ -57,7 +106,7 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
                         &ViewContext {
                             state: &state,
                             ui: &ui,
-                            theme: &settings.theme,
+                            theme: &theme,
                             now_unix_ms: unix_ms_now(),
                             config_source: &settings.config_source,
                         },
@@ -78,6 +127,13 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
             _ = tokio::time::sleep(until_frame), if dirty => {}
             event = input.next() => match event {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    if ui.input.is_some() {
+                        if let Some(k) = text_key(key.code) {
+                            ui.edit(k);
+                            dirty = true;
+                        }
+                        continue;
+                    }
                     let Some(action) = keymap::action_for(key) else { continue };
                     let snapshot = node.snapshot();
                     match ui.handle(action, &snapshot) {
@@ -89,8 +145,33 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
                         Outcome::Send(command) => {
                             let _ = node.commands.send(command).await;
                         }
+                        Outcome::CycleTheme if !settings.no_color => {
+                            theme_index = (theme_index + 1) % theme::BUILT_IN.len();
+                            if let Ok(next) = Theme::load(theme::BUILT_IN[theme_index].0, false) {
+                                theme = next;
+                            }
+                        }
+                        Outcome::CycleTheme => {}
                     }
                     dirty = true;
+                }
+                Some(Ok(TermEvent::Mouse(m))) => {
+                    use crossterm::event::{MouseButton, MouseEventKind};
+                    let action = match m.kind {
+                        MouseEventKind::ScrollUp => Some(keymap::Action::Up),
+                        MouseEventKind::ScrollDown => Some(keymap::Action::Down),
+                        MouseEventKind::Down(MouseButton::Left) if m.row == 0 => {
+                            tab_at(m.column).map(keymap::Action::GoTo)
+                        }
+                        _ => None,
+                    };
+                    if let Some(action) = action {
+                        let snapshot = node.snapshot();
+                        if let Outcome::Send(command) = ui.handle(action, &snapshot) {
+                            let _ = node.commands.send(command).await;
+                        }
+                        dirty = true;
+                    }
                 }
                 Some(Ok(TermEvent::Resize(..))) => dirty = true,
                 Some(Ok(_)) => {}

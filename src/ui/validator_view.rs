@@ -1,9 +1,11 @@
-//! The Validator tab: the last pass, every miner's score and share, and why its last reward was
-//! what it was; the weight-setting status above.
+//! The Validator tab: every miner in the book with its reward window, mean, share, weight, last
+//! latency and why its last reward was what it was; sortable (`o`) and filterable (`/`). The
+//! weight-setting status is above the table.
 
+use super::app::{SortBy, UiState};
 use super::theme::Theme;
 use super::view::block;
-use crate::runtime::event::ValidatorReport;
+use crate::runtime::event::{RoundOutcome, ValidatorReport};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::{Modifier, Style};
@@ -11,7 +13,86 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use std::collections::BTreeSet;
 
-pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, t: &Theme) {
+/// One reward as a bar: ▁ (0) to █ (1); below 0 (the black-image rule) as `-`.
+fn bar(reward: f64) -> char {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if reward < 0.0 {
+        '-'
+    } else {
+        BARS[((reward.min(1.0) * 7.0).round()) as usize]
+    }
+}
+
+/// What one table row shows.
+pub struct MinerLine<'a> {
+    pub uid: u16,
+    pub hotkey: &'a str,
+    pub model: &'a str,
+    pub window: String,
+    pub mean: f64,
+    pub score: f64,
+    pub weight: Option<u16>,
+    pub last: Option<&'a RoundOutcome>,
+}
+
+impl MinerLine<'_> {
+    fn matches(&self, filter: &str) -> bool {
+        if filter.is_empty() {
+            return true;
+        }
+        let f = filter.to_lowercase();
+        self.uid.to_string() == f
+            || self.hotkey.to_lowercase().contains(&f)
+            || self.model.to_lowercase().contains(&f)
+            || self
+                .last
+                .is_some_and(|o| o.reason.to_lowercase().contains(&f))
+    }
+}
+
+/// The rows in display order: filtered, then sorted.
+pub fn lines<'a>(v: &'a ValidatorReport, ui: &UiState) -> Vec<MinerLine<'a>> {
+    let uids: BTreeSet<u16> = v
+        .miners
+        .keys()
+        .copied()
+        .chain(v.scores.keys().copied())
+        .chain(v.last_round.iter().map(|o| o.uid))
+        .collect();
+    let mut rows: Vec<MinerLine> = uids
+        .into_iter()
+        .map(|uid| {
+            let book = v.miners.get(&uid);
+            let last = v.last_round.iter().rfind(|o| o.uid == uid);
+            MinerLine {
+                uid,
+                hotkey: book.map_or("", |b| b.hotkey.as_str()),
+                model: book
+                    .map(|b| b.model.as_str())
+                    .or(last.map(|o| o.model.as_str()))
+                    .unwrap_or(""),
+                window: book.map_or(String::new(), |b| {
+                    b.scores.iter().map(|s| bar(*s)).collect()
+                }),
+                mean: book.map_or(0.0, |b| b.mean),
+                score: v.scores.get(&uid).copied().unwrap_or(0.0),
+                weight: v.weights_set.get(&uid).copied(),
+                last,
+            }
+        })
+        .filter(|l| l.matches(&ui.filter))
+        .collect();
+    let latency = |l: &MinerLine| l.last.and_then(|o| o.latency_ms).unwrap_or(0);
+    match ui.sort {
+        SortBy::Uid => {}
+        SortBy::Score => rows.sort_by(|a, b| b.score.total_cmp(&a.score)),
+        SortBy::Latency => rows.sort_by_key(|l| std::cmp::Reverse(latency(l))),
+        SortBy::Weight => rows.sort_by_key(|l| std::cmp::Reverse(l.weight.unwrap_or(0))),
+    }
+    rows
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiState, t: &Theme) {
     let muted = Style::new().fg(t.muted);
     let text = Style::new().fg(t.text);
     frame.render_widget(block("validator", t), area);
@@ -48,63 +129,89 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, t: &Them
         first.push(Span::styled("  next eligible block ", muted));
         first.push(Span::styled(b.to_string(), text));
     }
-    let second = match (&v.last_error, &v.state_note) {
-        (Some(e), _) => Line::styled(e.clone(), Style::new().fg(t.error)),
-        (None, Some(n)) => Line::styled(n.clone(), Style::new().fg(t.warn)),
-        (None, None) => Line::styled("last pass completed", muted),
-    };
-    frame.render_widget(Paragraph::new(vec![Line::from(first), second]), head);
+    let mut second = vec![
+        Span::styled("sort ", muted),
+        Span::styled(ui.sort.name(), text),
+        Span::styled(" (o)  filter ", muted),
+        Span::styled(
+            if ui.filter.is_empty() && ui.input.is_none() {
+                "none (/)".to_string()
+            } else {
+                format!("{}{}", ui.filter, if ui.input.is_some() { "▏" } else { "" })
+            },
+            text,
+        ),
+        Span::raw("  "),
+    ];
+    match (&v.last_error, &v.state_note) {
+        (Some(e), _) => second.push(Span::styled(e.clone(), Style::new().fg(t.error))),
+        (None, Some(n)) => second.push(Span::styled(n.clone(), Style::new().fg(t.warn))),
+        (None, None) => {}
+    }
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(first), Line::from(second)]),
+        head,
+    );
 
+    let rows = lines(v, ui);
     let total: f64 = v.scores.values().sum();
-    let uids: BTreeSet<u16> = v
-        .scores
-        .keys()
-        .copied()
-        .chain(v.last_round.iter().map(|o| o.uid))
-        .collect();
-    let rows: Vec<Row> = uids
+    let table_rows: Vec<Row> = rows
         .iter()
-        .map(|uid| {
-            let last = v.last_round.iter().rfind(|o| o.uid == *uid);
-            let score = v.scores.get(uid).copied().unwrap_or(0.0);
-            let (reward, style) = match last.and_then(|o| o.reward) {
+        .map(|l| {
+            let (reward, style) = match l.last.and_then(|o| o.reward) {
                 Some(r) if r > 0.0 => (format!("{r:.3}"), Style::new().fg(t.ok)),
                 Some(r) => (format!("{r:.3}"), Style::new().fg(t.warn)),
                 None => ("-".into(), muted),
             };
+            let latency = l
+                .last
+                .and_then(|o| o.latency_ms)
+                .map_or(String::new(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
             Row::new(vec![
-                Cell::from(uid.to_string()),
-                Cell::from(last.map(|o| o.model.clone()).unwrap_or_default()),
-                Cell::from(reward).style(style),
-                Cell::from(format!("{score:.3}")),
+                Cell::from(l.uid.to_string()),
+                Cell::from(l.hotkey.chars().take(8).collect::<String>()),
+                Cell::from(l.model.to_string()),
+                Cell::from(l.window.clone()).style(Style::new().fg(t.accent)),
+                Cell::from(format!("{:.3}", l.mean)),
                 Cell::from(if total > 0.0 {
-                    format!("{:.1}%", 100.0 * score / total)
+                    format!("{:.1}%", 100.0 * l.score / total)
                 } else {
                     "-".into()
                 }),
-                Cell::from(last.map(|o| o.reason.clone()).unwrap_or_default()),
+                Cell::from(l.weight.map_or("-".into(), |w| w.to_string())),
+                Cell::from(latency),
+                Cell::from(reward).style(style),
+                Cell::from(l.last.map(|o| o.reason.clone()).unwrap_or_default()),
             ])
             .style(text)
         })
         .collect();
     let table = Table::new(
-        rows,
+        table_rows,
         [
+            Constraint::Length(4),
+            Constraint::Length(8),
+            Constraint::Length(10),
+            Constraint::Length(10),
             Constraint::Length(5),
-            Constraint::Length(16),
+            Constraint::Length(6),
+            Constraint::Length(6),
             Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(7),
+            Constraint::Length(6),
             Constraint::Min(10),
         ],
     )
     .header(
         Row::new([
             "uid",
+            "hotkey",
             "model",
-            "reward",
-            "score",
+            "last 10",
+            "mean",
             "share",
+            "weight",
+            "latency",
+            "reward",
             "why (last round)",
         ])
         .style(muted.add_modifier(Modifier::BOLD)),

@@ -57,18 +57,40 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
         );
         return;
     }
-    let [header, body, footer] = Layout::vertical([
+    // Background problems show as one line above the footer, not as a crash or a popup.
+    let problem = recent_problem(v);
+    let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
+        Constraint::Length(u16::from(problem.is_some())),
         Constraint::Length(1),
     ])
     .areas(area);
+    if let Some(p) = problem {
+        let color = if p.level == "ERROR" { t.error } else { t.warn };
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(
+                    format!(" {} ", p.level),
+                    Style::new().fg(t.selection_fg).bg(color),
+                ),
+                Span::styled(format!(" {}", p.message), Style::new().fg(color)),
+            ])),
+            status,
+        );
+    }
     draw_header(frame, header, v);
     match v.ui.tab {
         Tab::Overview => draw_overview(frame, body, v),
         Tab::Replicas => draw_replicas(frame, body, v),
         Tab::Miners => draw_miners(frame, body, v),
-        Tab::Validator => super::validator_view::draw(frame, body, v.state.validator.as_ref(), t),
+        Tab::Validator => {
+            super::validator_view::draw(frame, body, v.state.validator.as_ref(), v.ui, t)
+        }
+        Tab::Proxy => {
+            super::proxy_view::draw(frame, body, v.state.proxy.as_ref(), v.now_unix_ms, t)
+        }
+        Tab::Gpu => super::gpu_view::draw(frame, body, v.state, t),
         Tab::Logs => draw_logs(frame, body, v),
         Tab::Gallery => super::gallery_view::draw(frame, body, &v.state.gallery, t),
     }
@@ -90,16 +112,27 @@ fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
     };
     let miner_rows = single_miner.map_or(0, |m| (m.validators.len() as u16).clamp(1, 6) + 4);
     let host_rows = 4
+        + u16::from(v.state.gpu.is_some())
+        + u16::from(!v.state.incentive_history.is_empty() || !v.state.reward_history.is_empty())
+        + v.state
+            .validator
+            .as_ref()
+            .map_or(0, |r| r.timeouts.len().min(2) as u16)
         + u16::from(v.state.chain.is_some())
         + u16::from(v.state.proxy.is_some())
         + u16::from(v.state.validator.is_some())
         + u16::from(!v.state.replicas.is_empty())
         + u16::from(v.state.miners.len() > 1);
+    // The node lines win over the components table when rows are short (the table scrolls to
+    // its selection); the log takes what is left.
+    let table_rows = (rows + 3)
+        .min(area.height.saturating_sub(host_rows + miner_rows + 3))
+        .max(4);
     let [components, miner, host, logs] = Layout::vertical([
-        Constraint::Length(rows + 3),
+        Constraint::Length(table_rows),
         Constraint::Length(miner_rows),
         Constraint::Length(host_rows),
-        Constraint::Min(3),
+        Constraint::Min(0),
     ])
     .areas(area);
     draw_components(frame, components, v);
@@ -489,15 +522,17 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
             ])
         }
     };
-    let mut lines = vec![host, torch];
+    // Most telling first: a short terminal cuts from the bottom.
+    let mut lines = Vec::new();
     if let Some(chain) = &v.state.chain {
         lines.push(chain_line(chain, t));
     }
-    if let Some(proxy) = &v.state.proxy {
-        lines.push(proxy_line(proxy, t));
-    }
     if let Some(validator) = &v.state.validator {
         lines.push(validator_line(validator, t));
+        lines.extend(latency_lines(validator, t));
+    }
+    if let Some(proxy) = &v.state.proxy {
+        lines.push(proxy_line(proxy, t));
     }
     if !v.state.replicas.is_empty() {
         lines.push(replicas_line(v, t));
@@ -505,6 +540,13 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
     if v.state.miners.len() > 1 {
         lines.push(miners_line(v, t));
     }
+    if let Some(history) = history_line(v, t) {
+        lines.push(history);
+    }
+    if let Some(gpu) = &v.state.gpu {
+        lines.push(gpu_line(gpu, t));
+    }
+    lines.extend([host, torch]);
     frame.render_widget(Paragraph::new(lines).block(block("node", t)), area);
 }
 
@@ -547,6 +589,130 @@ fn proxy_line<'a>(p: &'a crate::runtime::event::ProxyReport, t: &Theme) -> Line<
         spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error)));
     }
     Line::from(spans)
+}
+
+/// Each GPU in a few words (details in the GPU view), or why there is none.
+fn gpu_line<'a>(g: &'a crate::telemetry::gpu::GpuReport, t: &Theme) -> Line<'a> {
+    let muted = Style::new().fg(t.muted);
+    let mut spans = vec![Span::styled("gpu ", muted)];
+    if let Some(why) = &g.unavailable {
+        spans.push(Span::styled(
+            if why.starts_with("no NVIDIA driver") {
+                "no NVIDIA driver (CPU only)".to_string()
+            } else {
+                why.clone()
+            },
+            muted,
+        ));
+        return Line::from(spans);
+    }
+    for d in &g.devices {
+        let mem = (100 * d.memory_used_bytes)
+            .checked_div(d.memory_total_bytes)
+            .unwrap_or(0);
+        spans.push(Span::styled(format!("#{} ", d.index), muted));
+        spans.push(Span::styled(
+            format!(
+                "{} util {}  mem {mem}%  ",
+                gauge(d.utilization_percent.unwrap_or(0) as f64 / 100.0),
+                d.utilization_percent
+                    .map_or("n/a".into(), |u| format!("{u}%"))
+            ),
+            Style::new().fg(t.text),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// A ten-cell text gauge.
+fn gauge(ratio: f64) -> String {
+    let filled = (ratio.clamp(0.0, 1.0) * 10.0).round() as usize;
+    format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled))
+}
+
+/// Text sparkline of the last `n` samples, each scaled to the largest.
+fn sparkline(samples: &std::collections::VecDeque<f64>, n: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let tail: Vec<f64> = samples.iter().rev().take(n).rev().copied().collect();
+    let top = tail.iter().copied().fold(0.0f64, f64::max);
+    tail.iter()
+        .map(|x| {
+            if top <= 0.0 {
+                BARS[0]
+            } else {
+                BARS[((x.max(0.0) / top) * 7.0).round() as usize]
+            }
+        })
+        .collect()
+}
+
+/// Our incentive per metagraph and the validator's mean reward per round.
+fn history_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Option<Line<'a>> {
+    let muted = Style::new().fg(t.muted);
+    let mut spans = Vec::new();
+    if !v.state.incentive_history.is_empty() {
+        spans.push(Span::styled("incentive ", muted));
+        spans.push(Span::styled(
+            sparkline(&v.state.incentive_history, 30),
+            Style::new().fg(t.accent),
+        ));
+        spans.push(Span::raw("  "));
+    }
+    if !v.state.reward_history.is_empty() {
+        spans.push(Span::styled("mean reward per round ", muted));
+        spans.push(Span::styled(
+            sparkline(&v.state.reward_history, 30),
+            Style::new().fg(t.ok),
+        ));
+        if let Some(last) = v.state.reward_history.back() {
+            spans.push(Span::styled(format!(" {last:.2}"), Style::new().fg(t.text)));
+        }
+    }
+    (!spans.is_empty()).then(|| Line::from(spans))
+}
+
+/// Per model: the last round's answer latency p50/p95 against the model's timeout, and the time
+/// penalty a p95 answer pays (0.4·(t/timeout)³).
+fn latency_lines<'a>(r: &'a crate::runtime::event::ValidatorReport, t: &Theme) -> Vec<Line<'a>> {
+    let muted = Style::new().fg(t.muted);
+    r.timeouts
+        .iter()
+        .filter_map(|(model, timeout)| {
+            let ms: Vec<u64> = r
+                .last_round
+                .iter()
+                .filter(|o| &o.model == model)
+                .filter_map(|o| o.latency_ms)
+                .collect();
+            if ms.is_empty() {
+                return None;
+            }
+            let p = crate::runtime::event::Percentiles::of(&ms);
+            let p95 = p.p95.unwrap_or(0) as f64 / 1000.0;
+            let penalty = (0.4 * (p95 / timeout.max(1e-9)).powi(3)).min(0.4);
+            let style = if p95 >= *timeout {
+                Style::new().fg(t.error)
+            } else if penalty > 0.05 {
+                Style::new().fg(t.warn)
+            } else {
+                Style::new().fg(t.ok)
+            };
+            Some(Line::from(vec![
+                Span::styled(format!("latency {model} "), muted),
+                Span::styled(
+                    format!(
+                        "p50 {:.2} s  p95 {p95:.2} s",
+                        p.p50.unwrap_or(0) as f64 / 1000.0
+                    ),
+                    style,
+                ),
+                Span::styled(format!(" of {timeout:.0} s timeout "), muted),
+                Span::styled(gauge(p95 / timeout), style),
+                Span::styled(format!("  penalty at p95 {penalty:.3}"), muted),
+            ]))
+        })
+        .take(2)
+        .collect()
 }
 
 /// Rounds, the best score, the last weights (details in the Validator view).
@@ -683,11 +849,18 @@ fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<
 
 fn draw_logs(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;
+    let ui = v.ui;
     let height = area.height.saturating_sub(2) as usize;
+    let search = ui.log_search.to_lowercase();
     let lines: Vec<Line> = v
         .state
         .logs
         .iter()
+        .filter(|l| ui.log_level.shows(&l.level))
+        .filter(|l| ui.log_paused_at.is_none_or(|at| l.unix_ms <= at))
+        .filter(|l| search.is_empty() || l.message.to_lowercase().contains(&search))
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
         .take(height)
         .rev()
@@ -703,7 +876,36 @@ fn draw_logs(frame: &mut Frame, area: Rect, v: &ViewContext) {
             ])
         })
         .collect();
-    frame.render_widget(Paragraph::new(lines).block(block("log", t)), area);
+    let title = if ui.tab == Tab::Logs {
+        format!(
+            "log — level {} (l) · search {}{} (/) · {} (Space)",
+            ui.log_level.name(),
+            if ui.log_search.is_empty() && ui.input.is_none() {
+                "none"
+            } else {
+                ui.log_search.as_str()
+            },
+            if ui.input.is_some() { "▏" } else { "" },
+            if ui.log_paused_at.is_some() {
+                "PAUSED"
+            } else {
+                "following"
+            },
+        )
+    } else {
+        "log".to_string()
+    };
+    frame.render_widget(Paragraph::new(lines).block(block(&title, t)), area);
+}
+
+/// The newest warning or error of the last 30 s, for the line above the footer.
+fn recent_problem<'a>(v: &ViewContext<'a>) -> Option<&'a crate::runtime::event::LogLine> {
+    v.state
+        .logs
+        .iter()
+        .rev()
+        .take_while(|l| l.unix_ms + 30_000 >= v.now_unix_ms)
+        .find(|l| l.level == "ERROR" || l.level == "WARN")
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, v: &ViewContext) {

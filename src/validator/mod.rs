@@ -59,6 +59,8 @@ pub struct ValidatorShared {
     axons: Mutex<BTreeMap<u16, AxonTarget>>,
     /// What happened to the saved state at load (e.g. a corrupt file moved aside).
     pub load_note: Option<String>,
+    /// The weights the chain last accepted from us, by uid.
+    weights: Mutex<BTreeMap<u16, u16>>,
 }
 
 impl ValidatorShared {
@@ -89,6 +91,32 @@ impl ValidatorShared {
 
     pub fn set_axons(&self, axons: BTreeMap<u16, AxonTarget>) {
         *self.axons.lock().unwrap_or_else(|p| p.into_inner()) = axons;
+    }
+
+    pub fn weights_set(&self) -> BTreeMap<u16, u16> {
+        self.weights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The book as the console shows it.
+    pub fn miner_rows(&self) -> BTreeMap<u16, crate::runtime::event::MinerRow> {
+        let book = self.book();
+        book.uids
+            .iter()
+            .map(|(uid, info)| {
+                (
+                    *uid,
+                    crate::runtime::event::MinerRow {
+                        hotkey: info.hotkey.clone(),
+                        model: info.model_name.clone(),
+                        scores: info.scores.iter().copied().collect(),
+                        mean: book.mean(*uid),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -339,6 +367,7 @@ impl Validator {
                                 model: model.name.clone(),
                                 reward: None,
                                 reason: e.clone(),
+                                latency_ms: None,
                             });
                         }
                         continue;
@@ -381,6 +410,7 @@ impl Validator {
                         model: model.name.clone(),
                         reward: Some(reward),
                         reason,
+                        latency_ms: Some((answer.process_time * 1000.0) as u64),
                     });
                 }
             }
@@ -434,10 +464,15 @@ impl Validator {
                 &self.keypair,
                 self.settings.netuid,
                 uids.clone(),
-                weights,
+                weights.clone(),
                 self.settings.version_key,
             )
             .await?;
+        *self
+            .shared
+            .weights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = uids.iter().copied().zip(weights).collect();
         Ok(format!("set at block {block} for {} uids", uids.len()))
     }
 }
@@ -452,6 +487,11 @@ impl Component for Validator {
             let s = &self.settings;
             let dendrite = Dendrite::new(self.keypair.clone())?;
             let mut report = ValidatorReport {
+                timeouts: s
+                    .models
+                    .iter()
+                    .map(|m| (m.name.clone(), m.timeout_secs))
+                    .collect(),
                 hotkey: self.keypair.ss58().to_string(),
                 step: self.shared.book().step,
                 state_note: self.shared.load_note.clone(),
@@ -502,6 +542,8 @@ impl Component for Validator {
                 }
                 report.step = book.step;
                 report.scores = self.final_scores();
+                report.miners = self.shared.miner_rows();
+                report.weights_set = self.shared.weights_set();
                 ctx.events.send(Event::Validator(report.clone())).await;
                 let wait = if book.step <= s.fast_steps {
                     s.fast_loop

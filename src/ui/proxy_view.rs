@@ -1,0 +1,192 @@
+//! The Proxy tab: the switch and where it listens, today's and all days' counters with the
+//! failure reasons, organic checks, the latency histogram and the latest requests.
+
+use super::theme::Theme;
+use super::view::block;
+use crate::proxy::counters::{DayCounters, LATENCY_BOUNDS_MS};
+use crate::runtime::event::ProxyReport;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Margin, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+
+/// Requests answered per second over the last minute (from the recent list).
+pub fn per_second(p: &ProxyReport, now_unix_ms: u64) -> f64 {
+    let minute = now_unix_ms.saturating_sub(60_000);
+    p.recent.iter().filter(|r| r.unix_ms >= minute).count() as f64 / 60.0
+}
+
+fn mean_ms(d: &DayCounters) -> String {
+    d.latency_ms_sum
+        .checked_div(d.success + d.fail)
+        .map_or("-".into(), |ms| format!("{ms} ms"))
+}
+
+fn bytes(n: u64) -> String {
+    format!("{:.1} MB", n as f64 / 1e6)
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms: u64, t: &Theme) {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    frame.render_widget(block("proxy — p switches it (asks first)", t), area);
+    let inner = area.inner(Margin::new(1, 1));
+    let Some(p) = p else {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "no validator proxy in this node (it runs with the validator)",
+                muted,
+            )),
+            inner,
+        );
+        return;
+    };
+    let [head, counters, histogram, recent] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(5),
+        Constraint::Length(2),
+        Constraint::Min(2),
+    ])
+    .areas(inner);
+
+    let mut first = vec![match (&p.listening, p.enabled) {
+        (Some(a), _) => Span::styled(format!("ON {a}"), Style::new().fg(t.ok)),
+        (None, true) => Span::styled("starting", Style::new().fg(t.warn)),
+        (None, false) => Span::styled("OFF", muted),
+    }];
+    first.extend([
+        Span::styled("  auth ", muted),
+        Span::styled(p.auth.clone(), text),
+        Span::styled("  in flight ", muted),
+        Span::styled(p.in_flight.to_string(), text),
+        Span::styled("  req/s ", muted),
+        Span::styled(format!("{:.2}", per_second(p, now_unix_ms)), text),
+    ]);
+    let second = match (p.warnings.first(), &p.last_error) {
+        (Some(w), _) => Line::styled(w.clone(), Style::new().fg(t.warn)),
+        (None, Some(e)) => Line::styled(e.clone(), Style::new().fg(t.error)),
+        (None, None) => Line::styled("no problem reported", muted),
+    };
+    frame.render_widget(Paragraph::new(vec![Line::from(first), second]), head);
+
+    let reasons = |d: &DayCounters| {
+        d.fail_reasons
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let row = |name: String, d: &DayCounters| {
+        Row::new(vec![
+            Cell::from(name),
+            Cell::from(d.success.to_string()).style(Style::new().fg(t.ok)),
+            Cell::from(d.fail.to_string()).style(Style::new().fg(if d.fail > 0 {
+                t.warn
+            } else {
+                t.text
+            })),
+            Cell::from(format!(
+                "{}/{}",
+                d.checked - d.check_failed.min(d.checked),
+                d.checked
+            )),
+            Cell::from(bytes(d.bytes)),
+            Cell::from(mean_ms(d)),
+            Cell::from(reasons(d)),
+        ])
+        .style(text)
+    };
+    let table = Table::new(
+        vec![
+            row(format!("today {}", p.date), &p.today),
+            row("all days".into(), &p.total),
+        ],
+        [
+            Constraint::Length(17),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new([
+            "",
+            "served",
+            "failed",
+            "checks",
+            "bytes",
+            "mean",
+            "failures by reason",
+        ])
+        .style(muted.add_modifier(Modifier::BOLD)),
+    );
+    frame.render_widget(table, counters);
+
+    // Today's latency buckets as one line of bars with their bounds.
+    let counts = &p.today.latency_ms;
+    let most = counts.iter().copied().max().unwrap_or(0).max(1);
+    let mut spans = vec![Span::styled("latency today ", muted)];
+    for (i, n) in counts.iter().enumerate() {
+        let label = match LATENCY_BOUNDS_MS.get(i) {
+            Some(b) if *b >= 1000 => format!("≤{}s", b / 1000),
+            Some(b) => format!("≤{b}ms"),
+            None => ">32s".into(),
+        };
+        const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+        let bar = if *n == 0 {
+            ' '
+        } else {
+            BARS[(*n * 7 / most) as usize]
+        };
+        spans.push(Span::styled(label, muted));
+        spans.push(Span::styled(
+            format!("{bar}{n} "),
+            Style::new().fg(t.accent),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), histogram);
+
+    let rows: Vec<Row> = p
+        .recent
+        .iter()
+        .map(|r| {
+            let ok = (200..300).contains(&r.status);
+            Row::new(vec![
+                Cell::from(format!(
+                    "{:>4}s ago",
+                    now_unix_ms.saturating_sub(r.unix_ms) / 1000
+                )),
+                Cell::from(r.model.clone()),
+                Cell::from(r.uid.map_or("-".into(), |u| u.to_string())),
+                Cell::from(r.status.to_string()).style(Style::new().fg(if ok {
+                    t.ok
+                } else {
+                    t.warn
+                })),
+                Cell::from(format!("{} ms", r.latency_ms)),
+                Cell::from(r.outcome.clone()),
+            ])
+            .style(text)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(9),
+            Constraint::Length(16),
+            Constraint::Length(5),
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new(["when", "model", "uid", "status", "latency", "outcome"])
+            .style(muted.add_modifier(Modifier::BOLD)),
+    );
+    frame.render_widget(table, recent);
+}
