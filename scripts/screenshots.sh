@@ -26,12 +26,14 @@ key() { tmux send-keys -t "$session" "$@"; sleep 1; }
 # Rounds, weights and proxy traffic need a minute to build up.
 sleep "${NICHEIMAGE_SHOT_WAIT:-60}"
 shot overview
-key 2; shot replicas
 key 3; shot miners
 key 4; shot validator
-key 5; shot logs
+key 5; shot proxy
+key 6; shot gpu
+key 7; shot logs
+key 8; shot gallery
 key 1 '?'; shot help
 key Escape p; shot confirm
 key n 2 j x; shot kill
 key y; sleep 1; shot killed
-key q
+key q y

@@ -289,6 +289,7 @@ pub fn add_validator(
         models: models.clone(),
         reward_url: v.reward_url.clone(),
         challenge_prompt_url: v.challenge_prompt_url.clone(),
+        challenge_image_url: v.challenge_image_url.clone(),
         info_timeout: Duration::from_secs(v.info_timeout_secs),
         fast_loop: Duration::from_secs(v.fast_loop_secs),
         fast_steps: v.fast_steps,

@@ -140,3 +140,52 @@ async fn miners_are_judged_against_the_regenerated_reference() {
         assert!(status.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
+    let port = free_port();
+    let reward = common::start(
+        dir.path(),
+        &["reward", "--disable_secure"],
+        &format!(
+            "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n{}[reward]\nmodel_name = \"Tiny\"\nport = {port}\n",
+            model_config(&checkpoint)
+        ),
+    );
+    let client = nicheimage_tui::http::client();
+    let url = format!("http://127.0.0.1:{port}/challenge/image");
+    let ask = json!({"prompt": "a lighthouse", "seed": 5});
+    let first: Value = until_ok(&client, &url, &ask).await.json().await.unwrap();
+    let image = first["conditional_image"].as_str().unwrap();
+    let decoded = RgbImage::from_base64_png(image).unwrap();
+    assert_eq!((decoded.width, decoded.height), (64, 64));
+    // Seeded: the same request draws the same image.
+    let again: Value = client
+        .post(&url)
+        .json(&ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["conditional_image"], first["conditional_image"]);
+
+    let no_prompt = client
+        .post(&url)
+        .json(&json!({"seed": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_prompt.status(), 400);
+    let elsewhere = client
+        .post(format!("http://127.0.0.1:{port}/nothing"))
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    assert!(reward.terminate().0.success());
+}

@@ -29,6 +29,7 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
             models: vec![subnet.model.clone()],
             reward_url: subnet.reward_url(),
             challenge_prompt_url: String::new(),
+            challenge_image_url: String::new(),
             info_timeout: Duration::from_secs(5),
             fast_loop: Duration::from_secs(1),
             fast_steps: 1,

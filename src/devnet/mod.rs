@@ -204,6 +204,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.miner.blacklist.requests_per_unit = 1000;
     c.validator.reward_url = format!("http://127.0.0.1:{reward_port}/");
     c.validator.challenge_prompt_url = String::new();
+    c.validator.challenge_image_url = format!("http://127.0.0.1:{reward_port}/challenge/image");
     c.validator.fast_loop_secs = d.round_secs;
     c.validator.loop_secs = d.round_secs;
     c.validator.info_timeout_secs = 5;

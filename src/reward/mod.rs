@@ -1,6 +1,7 @@
 //! The reward service (the seed's `services/rewarding/app.py`): `POST /` with
 //! `{"miner_data": [...], "base_data": {...}}` regenerates `base_data` through this node's replica
-//! pool and answers `{"rewards": [...]}` (plus `"reasons"`, which seed clients ignore). Callers are
+//! pool and answers `{"rewards": [...]}` (plus `"reasons"`, which seed clients ignore).
+//! `POST /challenge/image` is the seed's image challenge service on the same replicas. Callers are
 //! limited to validators' axon IPs with enough stake (loopback always; none with
 //! `--disable_secure`) and to a request rate per client.
 
@@ -127,6 +128,36 @@ impl Shared {
         }))
     }
 
+    /// The seed's image challenge service: a conditional image for `prompt`, drawn by this
+    /// service's replicas at the model's defaults (seeded, unlike the seed's).
+    async fn challenge_image(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
+        let request: Value = serde_json::from_slice(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+        let prompt = request["prompt"]
+            .as_str()
+            .filter(|p| !p.trim().is_empty())
+            .ok_or((StatusCode::BAD_REQUEST, "`prompt` is required".to_string()))?;
+        let seed = request["seed"]
+            .as_u64()
+            .unwrap_or_else(|| crate::bittensor::now_ns() % 1_000_000_000);
+        let negative = request["negative_prompt"]
+            .as_str()
+            .unwrap_or("bad image, low quality, blurry");
+        let txt2img = json!({
+            "prompt": prompt, "seed": seed, "pipeline_type": "txt2img",
+            "pipeline_params": { "negative_prompt": negative },
+        });
+        let job = request::parse(txt2img.to_string().as_bytes(), &self.model)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let image = self.pool.generate(job).await.map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot draw the image: {e}"),
+            )
+        })?;
+        Ok(json!({ "conditional_image": image }))
+    }
+
     /// Counts one answer by HTTP status and publishes the report.
     fn count(&self, status: StatusCode) {
         *self
@@ -158,17 +189,22 @@ impl Shared {
 fn routes(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    warp::path::end()
-        .and(warp::post())
+    warp::post()
+        .and(warp::path::full())
         .and(warp::addr::remote())
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
-        .then(move |peer: Option<SocketAddr>, body: bytes::Bytes| {
+        .then(move |path: warp::path::FullPath, peer: Option<SocketAddr>, body: bytes::Bytes| {
             let shared = shared.clone();
             async move {
-                let outcome = match shared.admit(peer.map(|p| p.ip())) {
-                    Err(refusal) => Err(refusal),
-                    Ok(()) => shared.reward(&body).await,
+                let outcome = match (shared.admit(peer.map(|p| p.ip())), path.as_str()) {
+                    (Err(refusal), _) => Err(refusal),
+                    (Ok(()), "/") => shared.reward(&body).await,
+                    (Ok(()), "/challenge/image") => shared.challenge_image(&body).await,
+                    (Ok(()), other) => Err((
+                        StatusCode::NOT_FOUND,
+                        format!("no {other}: the reward service answers POST / and POST /challenge/image"),
+                    )),
                 };
                 match outcome {
                     Ok(answer) => {
@@ -185,7 +221,7 @@ fn routes(
         })
         .recover(|rejection: warp::Rejection| async move {
             let response = if rejection.is_not_found() || rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                detail(StatusCode::NOT_FOUND, "the reward service answers POST /")
+                detail(StatusCode::NOT_FOUND, "the reward service answers POST / and POST /challenge/image")
             } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
                 detail(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY} bytes"))
             } else {

@@ -1,3 +1,8 @@
+//! The image challenge (img2img and ControlNet requests need a conditional image): the seed's
+//! image-service contract, `{prompt, negative_prompt, seed}` → `{"conditional_image"}`, served by
+//! `validator.challenge_image_url` — the owner's, or the `POST /challenge/image` of a reward
+//! service of ours, which draws it with its own replicas.
+//!
 //! The prompt challenge: built in — deterministic for a seed, varied (subject, setting, style,
 //! lighting, medium), so a validator needs no external service — or, when
 //! `validator.challenge_prompt_url` is set, the seed's remote prompt service, with the built-in
@@ -112,10 +117,70 @@ pub async fn remote_prompt(
     }
 }
 
+/// Asks an image service for a conditional image of `prompt` (base64 PNG).
+pub async fn remote_image(
+    client: &reqwest::Client,
+    url: &str,
+    prompt: &str,
+    seed: u64,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let body = serde_json::json!({
+        "prompt": prompt,
+        "seed": seed,
+        "negative_prompt": "bad image, low quality, blurry",
+    });
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("image service {url}: {e}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("image service {url}: {e}"))?;
+    match answer["conditional_image"].as_str() {
+        Some(image) if status.is_success() && !image.is_empty() => Ok(image.to_string()),
+        _ => Err(format!(
+            "image service {url}: HTTP {status}: {}",
+            answer["detail"]
+                .as_str()
+                .unwrap_or("no conditional_image in the answer")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use warp::Filter;
+
+    #[tokio::test]
+    async fn an_image_service_answers_a_conditional_image_and_refusals_are_errors() {
+        let service = warp::post()
+            .and(warp::body::json())
+            .map(|b: serde_json::Value| {
+                let reply = if b["prompt"] == "refuse" {
+                    serde_json::json!({ "detail": "no" })
+                } else {
+                    serde_json::json!({ "conditional_image": format!("png-of-{}", b["seed"]) })
+                };
+                warp::reply::json(&reply)
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(service).incoming(listener).run());
+        let client = crate::http::client();
+        let url = format!("http://{address}/");
+        let timeout = std::time::Duration::from_secs(5);
+        let got = remote_image(&client, &url, "a fox", 9, timeout).await;
+        assert_eq!(got.as_deref(), Ok("png-of-9"));
+        let refused = remote_image(&client, &url, "refuse", 9, timeout).await;
+        assert!(refused.unwrap_err().contains("no"));
+    }
 
     #[tokio::test]
     async fn a_remote_prompt_service_continues_the_prompt_and_failures_are_errors() {

@@ -21,7 +21,7 @@ use crate::bittensor::chain::{Chain, ChainError, weights};
 use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::synapse::ImageGenerating;
-use crate::catalogue::ModelSpec;
+use crate::catalogue::{ModelSpec, Pipeline};
 use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
 use crate::runtime::{Component, ComponentContext, Event};
 use scores::MinerBook;
@@ -34,6 +34,9 @@ pub struct ValidatorSettings {
     pub reward_url: String,
     /// The seed's remote prompt service; empty: the built-in generator.
     pub challenge_prompt_url: String,
+    /// Where img2img and ControlNet challenges get their conditional image (the owner's image
+    /// service, or a reward service of ours at `/challenge/image`); empty: txt2img only.
+    pub challenge_image_url: String,
     pub info_timeout: Duration,
     pub fast_loop: Duration,
     pub fast_steps: u64,
@@ -303,6 +306,34 @@ impl Validator {
         }
     }
 
+    /// Fills an img2img/ControlNet challenge's conditional image from the image service; without
+    /// one, the batch is asked txt2img instead (a request without its image is no fair test).
+    async fn add_conditional_image(
+        &self,
+        client: &reqwest::Client,
+        challenge: &mut ImageGenerating,
+        seed: u64,
+    ) {
+        let url = &self.settings.challenge_image_url;
+        let got = if url.is_empty() {
+            Err("no validator.challenge_image_url".to_string())
+        } else {
+            let timeout = self.settings.info_timeout.max(Duration::from_secs(60));
+            challenge::remote_image(client, url, &challenge.prompt, seed, timeout).await
+        };
+        match got {
+            Ok(image) => challenge.conditional_image = image,
+            Err(e) => {
+                tracing::warn!(
+                    pipeline = %challenge.pipeline_type,
+                    error = %e,
+                    "no conditional image; asking txt2img instead"
+                );
+                challenge.pipeline_type = Pipeline::Txt2img.name().into();
+            }
+        }
+    }
+
     /// One forward pass: every uid's reward and why, and the judged images for the gallery.
     pub async fn forward(&self, dendrite: &Dendrite, dice: &mut Dice) -> Result<Pass, ChainError> {
         let client = crate::http::client();
@@ -327,15 +358,25 @@ impl Validator {
             }
             dice.shuffle(&mut uids);
             let batch_size = 1 + dice.below(5) as usize;
+            // The seed draws one pipeline type per model and pass.
+            let pipeline = model
+                .pipelines
+                .get(dice.below(model.pipelines.len() as u64) as usize)
+                .copied()
+                .unwrap_or(Pipeline::Txt2img);
             for batch in uids.chunks(batch_size) {
                 let seed = dice.below(1_000_000_000);
-                let challenge = ImageGenerating {
+                let mut challenge = ImageGenerating {
                     prompt: self.challenge_prompt(&client, seed).await,
                     seed: seed as i64,
-                    pipeline_type: "txt2img".into(),
+                    pipeline_type: pipeline.name().into(),
                     pipeline_params: challenge_params(model),
                     ..Default::default()
                 };
+                if pipeline != Pipeline::Txt2img {
+                    self.add_conditional_image(&client, &mut challenge, seed)
+                        .await;
+                }
                 let targets: Vec<AxonTarget> = batch.iter().map(|u| axons[u].clone()).collect();
                 let timeout = Duration::from_secs_f64(model.timeout_secs);
                 let answers = dendrite.call_many(&targets, &challenge, timeout).await;
