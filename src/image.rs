@@ -76,7 +76,12 @@ impl RgbImage {
         let mut buf = vec![0; size];
         let info = reader.next_frame(&mut buf)?;
         let (w, h) = (info.width as usize, info.height as usize);
-        let px = &buf[..info.buffer_size()];
+        buf.truncate(info.buffer_size());
+        if info.color_type == png::ColorType::Rgb {
+            // The common case (every SN23 image): no copy.
+            return Self::new(w, h, buf);
+        }
+        let px = &buf[..];
         let data: Vec<u8> = match info.color_type {
             png::ColorType::Rgb => px.to_vec(),
             png::ColorType::Rgba => px

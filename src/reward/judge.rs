@@ -80,14 +80,14 @@ impl Reference {
     }
 
     pub fn judge(&self, miner_image: Option<&str>) -> Verdict {
-        let Some(text) = miner_image.filter(|t| !t.is_empty()) else {
-            return Verdict::Empty;
+        self.verdict(miner_hashes(miner_image))
+    }
+
+    fn verdict(&self, miner: MinerHashes) -> Verdict {
+        let (hash, black) = match miner {
+            Ok(h) => h,
+            Err(verdict) => return verdict,
         };
-        let image = match RgbImage::from_base64_png(text) {
-            Ok(image) => image,
-            Err(e) => return Verdict::Undecodable(e.to_string()),
-        };
-        let (hash, black) = hashes(&image);
         match (self.black, black) {
             (false, true) => return Verdict::BlankedSafeImage,
             (true, false) => return Verdict::UnfilteredNsfw,
@@ -102,9 +102,95 @@ impl Reference {
     }
 }
 
+/// Judges a batch: the reference and every miner image decoded and hashed in parallel (one
+/// thread per image, up to the machine's cores), verdicts in the miners' order. Err only when
+/// the reference itself does not decode.
+pub fn judge_batch(
+    reference_png_b64: &str,
+    miner_images: &[Option<&str>],
+) -> Result<Vec<Verdict>, crate::image::ImageError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The reference shares the first round of threads with the first miner images.
+    let (reference, first) = std::thread::scope(|scope| {
+        let reference =
+            scope.spawn(|| RgbImage::from_base64_png(reference_png_b64).map(|i| hashes(&i)));
+        let first: Vec<_> = miner_images
+            .iter()
+            .take(threads.saturating_sub(1))
+            .map(|m| scope.spawn(move || miner_hashes(*m)))
+            .collect();
+        let first: Vec<MinerHashes> = first
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Verdict::Undecodable("decoder panicked".into())))
+            })
+            .collect();
+        (reference.join(), first)
+    });
+    let reference = match reference {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(crate::image::ImageError::Unsupported(
+                "decoder panicked".into(),
+            ));
+        }
+    };
+    let reference = Reference {
+        match_hash: reference.0,
+        black: reference.1,
+    };
+    let mut all = first;
+    for chunk in miner_images[all.len()..].chunks(threads.max(1)) {
+        all.extend(std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|m| scope.spawn(move || miner_hashes(*m)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Verdict::Undecodable("decoder panicked".into())))
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    Ok(all.into_iter().map(|h| reference.verdict(h)).collect())
+}
+
+/// A miner image's hashes, or the verdict that needs no comparison.
+type MinerHashes = Result<(Vec<bool>, bool), Verdict>;
+
+fn miner_hashes(miner_image: Option<&str>) -> MinerHashes {
+    let text = miner_image
+        .filter(|t| !t.is_empty())
+        .ok_or(Verdict::Empty)?;
+    let image = RgbImage::from_base64_png(text).map_err(|e| Verdict::Undecodable(e.to_string()))?;
+    Ok(hashes(&image))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_gives_the_same_verdicts_as_one_by_one() {
+        let gradient = image(|x, y| [(x * 4) as u8, (y * 4) as u8, 128]);
+        let mirrored = image(|x, y| [((63 - x) * 4) as u8, ((63 - y) * 4) as u8, 128]);
+        let black = image(|_, _| [0, 0, 0]);
+        let images = [b64(&gradient), b64(&mirrored), b64(&black)];
+        let mut miners: Vec<Option<&str>> = images.iter().map(|s| Some(s.as_str())).collect();
+        miners.extend([None, Some("not base64!")]);
+        // More images than cores: the later ones go in further rounds.
+        let many: Vec<Option<&str>> = miners.iter().cycle().take(23).copied().collect();
+        let batch = judge_batch(&images[0], &many).unwrap();
+        let reference = Reference::new(&gradient);
+        let one_by_one: Vec<Verdict> = many.iter().map(|m| reference.judge(*m)).collect();
+        assert_eq!(batch, one_by_one);
+        assert!(judge_batch("not base64!", &miners).is_err());
+        assert_eq!(judge_batch(&images[0], &[]).unwrap(), vec![]);
+    }
 
     fn image(f: impl Fn(usize, usize) -> [u8; 3]) -> RgbImage {
         let (w, h) = (64, 64);

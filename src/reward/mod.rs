@@ -22,11 +22,9 @@ use warp::reply::{Reply, Response};
 
 use crate::bittensor::chain::Chain;
 use crate::endpoint::{Endpoint, detail, request};
-use crate::image::RgbImage;
 use crate::replica::Pool;
 use crate::runtime::event::RewardReport;
 use crate::runtime::{Component, ComponentContext, Event};
-use judge::Reference;
 
 /// Batches carry one image per miner: a few MB each.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
@@ -106,13 +104,8 @@ impl Shared {
             .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
             .collect();
         let verdicts = tokio::task::spawn_blocking(move || {
-            let reference = Reference::new(&RgbImage::from_base64_png(&reference)?);
-            Ok::<_, crate::image::ImageError>(
-                miner_images
-                    .iter()
-                    .map(|image| reference.judge(image.as_deref()))
-                    .collect::<Vec<_>>(),
-            )
+            let miners: Vec<Option<&str>> = miner_images.iter().map(|m| m.as_deref()).collect();
+            judge::judge_batch(&reference, &miners)
         })
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
