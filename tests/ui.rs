@@ -214,6 +214,8 @@ fn the_miner_lists_its_validators() {
         window_count: 12,
         window_resets: 0,
         rejected: [("Limit exceeded".to_string(), 2)].into(),
+        last_request_unix_ms: Some(T0),
+        last_latency_ms: Some(2900),
     };
     state.apply(
         Event::Miner(MinerReport {
@@ -390,6 +392,8 @@ fn devnet_state() -> NodeState {
                         allowed: 30,
                         limit: 10_000,
                         window_count: 12,
+                        last_request_unix_ms: Some(T0 + 1_000),
+                        last_latency_ms: Some(95),
                         ..Default::default()
                     },
                 )]
@@ -496,6 +500,17 @@ fn devnet_state() -> NodeState {
         }),
         T0,
     );
+    state.apply(
+        Event::Download(nicheimage_tui::runtime::event::DownloadReport {
+            model: "RealisticVision".into(),
+            url: "https://civitai.com/api/download/models/130072".into(),
+            done_bytes: 1 << 30,
+            total_bytes: Some(2 << 30),
+            finished: false,
+            error: None,
+        }),
+        T0,
+    );
     for (uid, passed) in [(1, true), (2, false)] {
         let rgb: Vec<u8> = (0..32 * 32)
             .flat_map(|i| [(i % 32 * 8) as u8, (i / 32 * 8) as u8, 128])
@@ -575,4 +590,13 @@ fn the_selected_replica_is_highlighted_and_x_asks_before_killing() {
     ui.handle(Action::Kill, &state);
     let t = draw_state(&state, 100, 30, &ui, &Theme::default_theme());
     insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn the_high_contrast_overview_with_its_styles() {
+    // The buffer's Debug form lists every cell's text and the style runs: colours are part of
+    // what this snapshot checks.
+    let theme = Theme::load("high-contrast", false).unwrap();
+    let t = draw_state(&devnet_state(), 80, 24, &UiState::default(), &theme);
+    insta::assert_snapshot!(format!("{:?}", t.backend().buffer()));
 }

@@ -44,6 +44,13 @@ pub struct Blacklist {
 }
 
 impl Blacklist {
+    /// Records how long a generation for `hotkey` took.
+    pub fn served(&mut self, hotkey: &str, latency: Duration) {
+        if let Some(c) = self.counters.get_mut(hotkey) {
+            c.last_latency_ms = Some(latency.as_millis() as u64);
+        }
+    }
+
     /// Decides one request from `hotkey` (`neuron`: its metagraph entry, if registered).
     pub fn check(
         &mut self,
@@ -54,6 +61,7 @@ impl Blacklist {
     ) -> Result<(), Refusal> {
         let counters = self.counters.entry(hotkey.to_string()).or_default();
         counters.requests += 1;
+        counters.last_request_unix_ms = Some(crate::runtime::state::unix_ms_now());
         counters.uid = neuron.map(|n| n.uid);
         counters.stake = neuron.map(|n| n.stake_tokens()).unwrap_or(0.0);
         let decision = Self::decide(&mut self.windows, rules, hotkey, neuron, now, counters);

@@ -122,6 +122,7 @@ impl Handler<ImageGenerating> for MinerHandler {
                 tracing::warn!(validator = %caller.hotkey, error = %e, "generation failed");
             })?;
             tracing::debug!(validator = %caller.hotkey, ms = started.elapsed().as_millis() as u64, "image served");
+            lock(&self.blacklist).served(&caller.hotkey, started.elapsed());
             synapse.image = Value::String(image);
             Ok(synapse)
         }

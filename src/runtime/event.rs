@@ -163,6 +163,9 @@ pub struct ValidatorCounters {
     pub window_resets: u64,
     /// Refusals by reason ("Unrecognized hotkey", "Not enough stake", "Limit exceeded", ...).
     pub rejected: BTreeMap<String, u64>,
+    /// When it last called us, and how long our last generation for it took.
+    pub last_request_unix_ms: Option<u64>,
+    pub last_latency_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -137,7 +137,7 @@ fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
     .areas(area);
     draw_components(frame, components, v);
     if let Some(m) = single_miner {
-        draw_miner(frame, miner, m, v.theme);
+        draw_miner(frame, miner, m, v.now_unix_ms, v.theme);
     }
     draw_host(frame, host, v);
     draw_logs(frame, logs, v);
@@ -166,7 +166,7 @@ fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {
         .collect();
     let areas = Layout::vertical(heights).split(area);
     for (m, a) in v.state.miners.values().zip(areas.iter()) {
-        draw_miner(frame, *a, m, t);
+        draw_miner(frame, *a, m, v.now_unix_ms, t);
     }
 }
 
@@ -328,16 +328,16 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(5),
-            Constraint::Length(8),
             Constraint::Length(4),
-            Constraint::Length(10),
             Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(8),
+            Constraint::Length(3),
             Constraint::Length(8),
             Constraint::Length(6),
-            Constraint::Length(9),
+            Constraint::Length(6),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(5),
+            Constraint::Length(8),
             Constraint::Min(8),
         ],
     )
@@ -367,17 +367,69 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         v.ui.selected_replica(v.state)
             .and_then(|i| v.state.replicas.keys().position(|k| *k == i)),
     );
+    let title = format!(
+        "replicas — queue {} — r restart · x kill · +/- scale (each asks first)",
+        v.state.endpoint_queue_depth
+    );
     let table = table
-        .block(block(
-            "replicas — r restart · x kill · +/- scale (each asks first)",
-            t,
-        ))
+        .block(block(&title, t))
         .row_highlight_style(Style::new().fg(t.selection_fg).bg(t.selection_bg));
-    frame.render_stateful_widget(table, area, &mut selection);
+    let downloads = v.state.downloads.len() as u16;
+    let [table_area, download_area] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(if downloads > 0 { downloads + 2 } else { 0 }),
+    ])
+    .areas(area);
+    frame.render_stateful_widget(table, table_area, &mut selection);
+    if downloads > 0 {
+        draw_downloads(frame, download_area, v);
+    }
+}
+
+/// Checkpoint downloads: a progress bar each, or where one stopped.
+fn draw_downloads(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let t = v.theme;
+    frame.render_widget(block("checkpoint downloads", t), area);
+    let rows = Layout::vertical(vec![Constraint::Length(1); v.state.downloads.len()])
+        .split(area.inner(ratatui::layout::Margin::new(1, 1)));
+    for (d, row) in v.state.downloads.values().zip(rows.iter()) {
+        let ratio = match d.total_bytes {
+            Some(total) if total > 0 => (d.done_bytes as f64 / total as f64).clamp(0.0, 1.0),
+            _ => 0.0,
+        };
+        let label = match (&d.error, d.finished) {
+            (Some(e), _) => format!("{}: {e}", d.model),
+            (None, true) => format!("{}: done, {}", d.model, bytes(d.done_bytes)),
+            (None, false) => format!(
+                "{}: {} of {}",
+                d.model,
+                bytes(d.done_bytes),
+                d.total_bytes.map_or("?".into(), bytes)
+            ),
+        };
+        let color = if d.error.is_some() { t.error } else { t.accent };
+        frame.render_widget(
+            ratatui::widgets::Gauge::default()
+                .gauge_style(Style::new().fg(color).bg(t.border))
+                .ratio(if d.finished && d.error.is_none() {
+                    1.0
+                } else {
+                    ratio
+                })
+                .label(label),
+            *row,
+        );
+    }
 }
 
 /// The miner's axon and announcement, then one row per validator that called it.
-fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerReport, t: &Theme) {
+fn draw_miner(
+    frame: &mut Frame,
+    area: Rect,
+    m: &crate::runtime::event::MinerReport,
+    now_unix_ms: u64,
+    t: &Theme,
+) {
     let muted = Style::new().fg(t.muted);
     let text = Style::new().fg(t.text);
     let answered: String = m
@@ -444,6 +496,13 @@ fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerRep
                 Cell::from(format!("{:.0}", c.stake)),
                 Cell::from(c.requests.to_string()),
                 Cell::from(format!("{}/{}", c.window_count, c.limit)),
+                Cell::from(c.last_request_unix_ms.map_or("-".into(), |at| {
+                    format!("{}s ago", now_unix_ms.saturating_sub(at) / 1000)
+                })),
+                Cell::from(
+                    c.last_latency_ms
+                        .map_or("-".into(), |ms| format!("{ms} ms")),
+                ),
                 Cell::from(rejected).style(Style::new().fg(t.warn)),
             ])
             .style(text)
@@ -456,13 +515,24 @@ fn draw_miner(frame: &mut Frame, area: Rect, m: &crate::runtime::event::MinerRep
             Constraint::Length(13),
             Constraint::Length(9),
             Constraint::Length(9),
-            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Length(9),
+            Constraint::Length(9),
             Constraint::Min(10),
         ],
     )
     .header(
-        Row::new(["uid", "validator", "stake", "requests", "window", "refused"])
-            .style(muted.add_modifier(Modifier::BOLD)),
+        Row::new([
+            "uid",
+            "validator",
+            "stake",
+            "requests",
+            "window",
+            "last",
+            "latency",
+            "refused",
+        ])
+        .style(muted.add_modifier(Modifier::BOLD)),
     );
     frame.render_widget(table, table_area);
 }
@@ -532,7 +602,7 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
         lines.extend(latency_lines(validator, t));
     }
     if let Some(proxy) = &v.state.proxy {
-        lines.push(proxy_line(proxy, t));
+        lines.push(proxy_line(proxy, v.now_unix_ms, t));
     }
     if !v.state.replicas.is_empty() {
         lines.push(replicas_line(v, t));
@@ -551,7 +621,11 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
 }
 
 /// The validator proxy: on/off and where, today's traffic, the latest problem.
-fn proxy_line<'a>(p: &'a crate::runtime::event::ProxyReport, t: &Theme) -> Line<'a> {
+fn proxy_line<'a>(
+    p: &'a crate::runtime::event::ProxyReport,
+    now_unix_ms: u64,
+    t: &Theme,
+) -> Line<'a> {
     let muted = Style::new().fg(t.muted);
     let text = Style::new().fg(t.text);
     let mut spans = vec![Span::styled("proxy ", muted)];
@@ -582,6 +656,11 @@ fn proxy_line<'a>(p: &'a crate::runtime::event::ProxyReport, t: &Theme) -> Line<
         ),
         Span::styled("  in flight ", muted),
         Span::styled(p.in_flight.to_string(), text),
+        Span::styled("  req/s ", muted),
+        Span::styled(
+            format!("{:.2}", super::proxy_view::per_second(p, now_unix_ms)),
+            text,
+        ),
     ]);
     if let Some(w) = p.warnings.first() {
         spans.push(Span::styled(format!("  {w}"), Style::new().fg(t.warn)));
