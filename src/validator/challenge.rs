@@ -89,6 +89,29 @@ pub fn prompt(seed: u64) -> String {
     )
 }
 
+/// POSTs `body` to a challenge service; its status and JSON answer (errors name `what`).
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    body: &serde_json::Value,
+    timeout: std::time::Duration,
+) -> Result<(reqwest::StatusCode, serde_json::Value), String> {
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("{what} {url}: {e}"))?;
+    let status = response.status();
+    let answer = response
+        .json()
+        .await
+        .map_err(|e| format!("{what} {url}: {e}"))?;
+    Ok((status, answer))
+}
+
 /// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
 /// `{"prompt": ...}` out) to continue `start` for `seed`.
 pub async fn remote_prompt(
@@ -99,18 +122,7 @@ pub async fn remote_prompt(
     timeout: std::time::Duration,
 ) -> Result<String, String> {
     let body = serde_json::json!({ "prompt": start, "seed": seed, "max_length": 77 });
-    let response = client
-        .post(url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("prompt service {url}: {e}"))?;
-    let status = response.status();
-    let answer: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("prompt service {url}: {e}"))?;
+    let (status, answer) = post_json(client, url, "prompt service", &body, timeout).await?;
     match answer["prompt"].as_str() {
         Some(p) if status.is_success() && !p.trim().is_empty() => Ok(p.to_string()),
         _ => Err(format!("prompt service {url}: HTTP {status}: {answer}")),
@@ -130,18 +142,7 @@ pub async fn remote_image(
         "seed": seed,
         "negative_prompt": "bad image, low quality, blurry",
     });
-    let response = client
-        .post(url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("image service {url}: {e}"))?;
-    let status = response.status();
-    let answer: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("image service {url}: {e}"))?;
+    let (status, answer) = post_json(client, url, "image service", &body, timeout).await?;
     match answer["conditional_image"].as_str() {
         Some(image) if status.is_success() && !image.is_empty() => Ok(image.to_string()),
         _ => Err(format!(
