@@ -249,4 +249,45 @@ mod tests {
             Verdict::Undecodable(_)
         ));
     }
+
+    #[test]
+    fn properties_over_random_images() {
+        // Seeded random images of random sizes, some black: every image matches itself, the
+        // distance is symmetric, and rewards stay within the rules (1, 0 or -5).
+        let mut d = crate::validator::Dice::new(4);
+        let mut random_image = |d: &mut crate::validator::Dice| {
+            let (w, h) = (8 + d.below(40) as usize, 8 + d.below(40) as usize);
+            let black = d.below(5) == 0;
+            let data = (0..w * h * 3)
+                .map(|_| if black { 0 } else { d.below(256) as u8 })
+                .collect();
+            RgbImage::new(w, h, data).unwrap()
+        };
+        for case in 0..60 {
+            let (a, b) = (random_image(&mut d), random_image(&mut d));
+            let (ra, rb) = (Reference::new(&a), Reference::new(&b));
+            assert_eq!(
+                ra.judge(Some(&b64(&a))),
+                Verdict::Match { distance: 0 },
+                "case {case}"
+            );
+            let (ab, ba) = (ra.judge(Some(&b64(&b))), rb.judge(Some(&b64(&a))));
+            assert!(
+                [1.0, 0.0, -5.0].contains(&ab.reward()),
+                "case {case}: {ab:?}"
+            );
+            let distance = |v: &Verdict| match v {
+                Verdict::Match { distance } | Verdict::Mismatch { distance } => Some(*distance),
+                _ => None,
+            };
+            assert_eq!(distance(&ab), distance(&ba), "case {case}");
+            if let Some(dist) = distance(&ab) {
+                assert_eq!(ab.reward(), f64::from(u8::from(dist <= MATCH_MAX_DISTANCE)));
+            }
+            // The black rule is one-sided: -5 one way is 0 the other.
+            if ab == Verdict::UnfilteredNsfw {
+                assert_eq!(ba, Verdict::BlankedSafeImage, "case {case}");
+            }
+        }
+    }
 }

@@ -223,4 +223,108 @@ mod tests {
             "a later save replaces the stale temp file"
         );
     }
+
+    /// Properties over many seeded random cases (no extra crate: the validator's own splitmix
+    /// generator drives them, so a failure names its case and reproduces).
+    mod properties {
+        use super::*;
+        use crate::validator::Dice;
+
+        fn unit(d: &mut Dice) -> f64 {
+            d.below(1_000_001) as f64 / 1_000_000.0
+        }
+
+        #[test]
+        fn the_penalty_never_rewards_and_grows_with_time() {
+            let mut d = Dice::new(1);
+            for case in 0..20_000 {
+                let reward = [1.0, 0.0, -5.0][d.below(3) as usize] * unit(&mut d).max(0.001);
+                let timeout = 0.5 + 30.0 * unit(&mut d);
+                let (t1, t2) = (3.0 * timeout * unit(&mut d), 3.0 * timeout * unit(&mut d));
+                let (early, late) = (t1.min(t2), t1.max(t2));
+                let (a, b) = (
+                    penalised(reward, early, timeout),
+                    penalised(reward, late, timeout),
+                );
+                if reward <= 0.0 {
+                    assert_eq!((a, b), (reward, reward), "case {case}");
+                    continue;
+                }
+                // At most 0.4 off (plus the rounding to 3 decimals), never above the reward.
+                assert!(
+                    a <= reward + 5e-4 && a >= reward - 0.4 - 5e-4,
+                    "case {case}: {a}"
+                );
+                assert!(b <= a, "case {case}: later {b} above earlier {a}");
+                assert_eq!((a * 1000.0).round() / 1000.0, a, "case {case}: 3 decimals");
+            }
+        }
+
+        #[test]
+        fn the_window_keeps_exactly_the_last_ten() {
+            let mut d = Dice::new(2);
+            for case in 0..500 {
+                let mut b = MinerBook::default();
+                b.identify(1, "hk", Some("A"));
+                let n = d.below(40) as usize;
+                let all: Vec<f64> = (0..n).map(|_| unit(&mut d)).collect();
+                for r in &all {
+                    b.record(1, *r);
+                }
+                let kept: Vec<f64> = b.uids[&1].scores.iter().copied().collect();
+                assert_eq!(
+                    kept,
+                    all[n.saturating_sub(WINDOW)..].to_vec(),
+                    "case {case}"
+                );
+                let mean = if kept.is_empty() {
+                    0.0
+                } else {
+                    kept.iter().sum::<f64>() / kept.len() as f64
+                };
+                assert!((b.mean(1) - mean).abs() < 1e-12, "case {case}");
+            }
+        }
+
+        #[test]
+        fn model_vectors_are_normalised_and_final_scores_bounded() {
+            let mut d = Dice::new(3);
+            let models = ["A", "B", "C"];
+            for case in 0..500 {
+                let mut b = MinerBook::default();
+                for uid in 0..d.below(30) as u16 {
+                    b.identify(uid, &format!("hk{uid}"), Some(models[d.below(3) as usize]));
+                    for _ in 0..d.below(15) {
+                        let r = match d.below(10) {
+                            0 => -5.0,
+                            1 | 2 => 0.0,
+                            _ => unit(&mut d),
+                        };
+                        b.record(uid, r);
+                    }
+                }
+                let weights: Vec<f64> = models.iter().map(|_| unit(&mut d)).collect();
+                for model in models {
+                    let v = b.model_vector(model);
+                    assert!(v.values().all(|x| (0.0..=1.0).contains(x)), "case {case}");
+                    let sum: f64 = v.values().sum();
+                    assert!(sum == 0.0 || (sum - 1.0).abs() < 1e-9, "case {case}: {sum}");
+                }
+                let incentive: BTreeMap<String, f64> = models
+                    .iter()
+                    .map(|m| m.to_string())
+                    .zip(weights.iter().copied())
+                    .collect();
+                let f = b.final_scores(&incentive);
+                assert!(
+                    f.values().all(|x| x.is_finite() && *x >= 0.0),
+                    "case {case}"
+                );
+                assert!(
+                    f.values().sum::<f64>() <= weights.iter().sum::<f64>() + 1e-9,
+                    "case {case}"
+                );
+            }
+        }
+    }
 }
