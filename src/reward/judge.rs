@@ -255,7 +255,7 @@ mod tests {
         // Seeded random images of random sizes, some black: every image matches itself, the
         // distance is symmetric, and rewards stay within the rules (1, 0 or -5).
         let mut d = crate::validator::Dice::new(4);
-        let mut random_image = |d: &mut crate::validator::Dice| {
+        let random_image = |d: &mut crate::validator::Dice| {
             let (w, h) = (8 + d.below(40) as usize, 8 + d.below(40) as usize);
             let black = d.below(5) == 0;
             let data = (0..w * h * 3)
