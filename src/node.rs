@@ -205,7 +205,14 @@ pub fn add_miner(
         name: role.name,
         sabotage: role.sabotage,
         netuid: config.subtensor.netuid,
-        listen: std::net::SocketAddr::from(([0, 0, 0, 0], config.axon.port)),
+        listen: std::net::SocketAddr::new(
+            config
+                .axon
+                .host
+                .parse()
+                .map_err(|e| format!("axon.host `{}`: {e}", config.axon.host))?,
+            config.axon.port,
+        ),
         publish: published_axon(config)?,
         generate_endpoint: m.generate_endpoint.clone(),
         info_endpoint: m.info_endpoint.clone(),
@@ -258,7 +265,12 @@ pub fn add_reward(
     };
     runtime.add(Arc::new(crate::reward::RewardService {
         generation,
-        listen: std::net::SocketAddr::from(([0, 0, 0, 0], r.port)),
+        listen: std::net::SocketAddr::new(
+            r.host
+                .parse()
+                .map_err(|e| format!("reward.host `{}`: {e}", r.host))?,
+            r.port,
+        ),
         allowlist,
         rate_per_minute: r.rate_limit_per_minute.max(1),
     }));

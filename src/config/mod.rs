@@ -191,6 +191,8 @@ impl Default for SubtensorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AxonConfig {
+    /// Address the axon binds (all interfaces by default; the devnet keeps it on loopback).
+    pub host: String,
     pub port: u16,
     /// Address published on chain; empty means detect it.
     pub external_ip: Option<String>,
@@ -200,6 +202,7 @@ pub struct AxonConfig {
 impl Default for AxonConfig {
     fn default() -> Self {
         Self {
+            host: "0.0.0.0".into(),
             port: 8091,
             external_ip: None,
             external_port: None,
@@ -383,6 +386,8 @@ impl Default for ProxyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
     pub model_name: String,
+    /// Address the service binds.
+    pub host: String,
     pub port: u16,
     /// Only clients whose axon belongs to a UID above this stake (TAO) are served.
     pub min_stake: f64,
@@ -400,6 +405,7 @@ impl Default for RewardConfig {
     fn default() -> Self {
         Self {
             model_name: "RealisticVision".into(),
+            host: "0.0.0.0".into(),
             port: 10001,
             min_stake: 100.0,
             disable_secure: false,
@@ -467,6 +473,14 @@ impl Config {
             && let Err(e) = crate::proxy::auth::parse_public_key(key)
         {
             return invalid("proxy.owner_public_key", e);
+        }
+        for (key, host) in [
+            ("axon.host", &self.axon.host),
+            ("reward.host", &self.reward.host),
+        ] {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                return invalid(key, format!("`{host}` is not an IP address"));
+            }
         }
         if self.proxy.host.parse::<std::net::IpAddr>().is_err() {
             return invalid(

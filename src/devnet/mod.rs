@@ -189,6 +189,9 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.endpoint.remote_endpoints.clear();
     // The reward service regenerates through the same endpoint, over HTTP, instead of loading
     // its own replicas: one model in memory on a laptop.
+    // Everything on loopback: a laptop's devnet is nobody else's business.
+    c.axon.host = "127.0.0.1".into();
+    c.reward.host = "127.0.0.1".into();
     c.reward.model_name = MODEL.into();
     c.reward.port = reward_port;
     c.reward.disable_secure = false;
