@@ -48,8 +48,12 @@ fn main() -> ExitCode {
     if let Some(Role::ProxyClient(args)) = &cli.command {
         return proxy_client(args, &config);
     }
-    // No config file and no role: the whole local subnet, so a first run shows a living node.
-    let devnet = cli.devnet || (cli.command.is_none() && matches!(source, ConfigSource::Defaults));
+    // No config file and no role: the whole local subnet, so a first run shows a living node
+    // (a build without local inference cannot generate its images: it shows the plain console).
+    let devnet = cli.devnet
+        || (cfg!(feature = "local-infer")
+            && cli.command.is_none()
+            && matches!(source, ConfigSource::Defaults));
     if devnet && cli.command.is_some() {
         return fail("--devnet runs the whole local subnet and takes no subcommand");
     }
