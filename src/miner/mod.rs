@@ -112,13 +112,23 @@ impl Handler<ImageGenerating> for MinerHandler {
                 return Ok(synapse);
             }
             let started = Instant::now();
-            let mut request = synapse.clone();
-            match self.sabotage {
-                None => {}
-                Some(Sabotage::WrongSeed) => request.seed = request.seed.wrapping_add(1),
-                Some(Sabotage::Slow(delay)) => tokio::time::sleep(delay).await,
-            }
-            let image = self.endpoint.generate(&request).await.inspect_err(|e| {
+            // Only a sabotaged request is copied: a synapse may carry a conditional image of MBs.
+            let wrong_seed;
+            let request = match self.sabotage {
+                None => &synapse,
+                Some(Sabotage::WrongSeed) => {
+                    wrong_seed = ImageGenerating {
+                        seed: synapse.seed.wrapping_add(1),
+                        ..synapse.clone()
+                    };
+                    &wrong_seed
+                }
+                Some(Sabotage::Slow(delay)) => {
+                    tokio::time::sleep(delay).await;
+                    &synapse
+                }
+            };
+            let image = self.endpoint.generate(request).await.inspect_err(|e| {
                 tracing::warn!(validator = %caller.hotkey, error = %e, "generation failed");
             })?;
             tracing::debug!(validator = %caller.hotkey, ms = started.elapsed().as_millis() as u64, "image served");
