@@ -40,6 +40,12 @@ enum Stop {
     Died(std::io::Result<std::process::ExitStatus>),
 }
 
+/// SIGKILL (the operator's kill command) and its exit status.
+async fn kill_now(child: &mut Child) -> std::io::Result<std::process::ExitStatus> {
+    let _ = child.start_kill();
+    child.wait().await
+}
+
 fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status {
@@ -182,10 +188,7 @@ impl Worker {
             Some(c) = self.commands.recv() => return match c {
                 SlotCommand::Restart => End::Restart,
                 SlotCommand::Retire => End::Cancelled,
-                SlotCommand::Kill => {
-                    let _ = child.start_kill();
-                    died(child.wait().await)
-                }
+                SlotCommand::Kill => died(kill_now(&mut child).await),
             },
             status = child.wait() => return died(status),
             _ = tokio::time::sleep(self.pool.config.load_timeout) => return End::Died(format!("not ready within {:?}", self.pool.config.load_timeout)),
@@ -212,10 +215,7 @@ impl Worker {
         match end {
             Stop::Cancelled | Stop::Command(SlotCommand::Retire) => End::Cancelled,
             Stop::Command(SlotCommand::Restart) => End::Restart,
-            Stop::Command(SlotCommand::Kill) => {
-                let _ = child.start_kill();
-                died(child.wait().await)
-            }
+            Stop::Command(SlotCommand::Kill) => died(kill_now(&mut child).await),
             Stop::Died(status) => died(status),
         }
     }
@@ -292,8 +292,7 @@ impl Worker {
                             pending = Some(c);
                             continue;
                         }
-                        let _ = child.start_kill();
-                        let status = child.wait().await;
+                        let status = kill_now(child).await;
                         self.died_during_job(&mut stats, report, started, reply, describe(&status));
                         return Stop::Died(status);
                     }
