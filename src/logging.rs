@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use tracing::field::{Field, Visit};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
-
-const QUIET_PEER_ERRORS: &str = "warp::server::run=off";
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
+
+/// warp logs every connection a peer drops mid-request (a dendrite giving up at its timeout, a
+/// port scan) as an ERROR; that is the peer's business, not a node fault.
+const QUIET_PEER_ERRORS: &str = "warp::server::run=off";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
@@ -68,8 +70,6 @@ pub fn init(settings: LogSettings<'_>, events: EventSender) -> Result<LogGuards,
     let (file_writer, file_guard) = tracing_appender::non_blocking(appender);
     let mut guards = vec![file_guard];
 
-    // warp logs every connection a peer drops mid-request (a dendrite giving up at its
-    // timeout, a port scan) as an ERROR; that is the peer's business, not a node fault.
     let filter = || {
         EnvFilter::try_new(settings.filter)
             .map(|f| f.add_directive(QUIET_PEER_ERRORS.parse().expect("a valid directive")))
