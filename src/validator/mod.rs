@@ -414,9 +414,11 @@ impl Validator {
                         continue;
                     }
                 };
-                let thumbnails = thumbnails(&answers, &good).await;
+                let mut thumbnails = thumbnails(&answers, &good).await;
                 for (i, (uid, answer)) in batch.iter().zip(&answers).enumerate() {
-                    let (reward, reason) = match good.iter().position(|g| *g == i) {
+                    let judged = good.iter().position(|g| *g == i);
+                    let latency_ms = (answer.process_time * 1000.0) as u64;
+                    let (reward, reason) = match judged {
                         Some(k) => {
                             let (raw, why) = &verdicts[k];
                             let reward =
@@ -429,18 +431,14 @@ impl Validator {
                         None => (0.0, failure_reason(answer)),
                     };
                     self.shared.book().record(*uid, reward);
-                    if let Some(Some(thumbnail)) = good
-                        .iter()
-                        .position(|g| *g == i)
-                        .map(|k| thumbnails[k].clone())
-                    {
+                    if let Some(thumbnail) = judged.and_then(|k| thumbnails[k].take()) {
                         gallery.push(GalleryImage {
                             unix_ms: crate::runtime::state::unix_ms_now(),
                             source: format!("uid {uid}"),
                             model: model.name.clone(),
                             prompt: challenge.prompt.clone(),
                             seed: challenge.seed,
-                            latency_ms: (answer.process_time * 1000.0) as u64,
+                            latency_ms,
                             verdict: format!("{reward:.3}: {reason}"),
                             passed: reward > 0.0,
                             thumbnail,
@@ -451,7 +449,7 @@ impl Validator {
                         model: model.name.clone(),
                         reward: Some(reward),
                         reason,
-                        latency_ms: Some((answer.process_time * 1000.0) as u64),
+                        latency_ms: Some(latency_ms),
                     });
                 }
             }
