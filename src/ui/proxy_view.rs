@@ -136,11 +136,10 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
             Some(b) => format!("≤{b}ms"),
             None => ">32s".into(),
         };
-        const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
         let bar = if *n == 0 {
             ' '
         } else {
-            BARS[(*n * 7 / most) as usize]
+            super::view::BARS[(*n * 7 / most) as usize]
         };
         spans.push(Span::styled(label, muted));
         spans.push(Span::styled(

@@ -15,11 +15,10 @@ use std::collections::BTreeSet;
 
 /// One reward as a bar: ▁ (0) to █ (1); below 0 (the black-image rule) as `-`.
 fn bar(reward: f64) -> char {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     if reward < 0.0 {
         '-'
     } else {
-        BARS[((reward.min(1.0) * 7.0).round()) as usize]
+        super::view::bar(reward)
     }
 }
 

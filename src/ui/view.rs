@@ -709,19 +709,20 @@ fn gauge(ratio: f64) -> String {
     format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled))
 }
 
+/// Eighth-block bars, lowest first: the console's sparklines and histograms.
+pub(super) const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The bar for a fraction of full height (rounded; outside [0, 1] clamped, NaN lowest).
+pub(super) fn bar(fraction: f64) -> char {
+    BARS[(fraction.clamp(0.0, 1.0) * 7.0).round() as usize]
+}
+
 /// Text sparkline of the last `n` samples, each scaled to the largest.
 fn sparkline(samples: &std::collections::VecDeque<f64>, n: usize) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let tail: Vec<f64> = samples.iter().rev().take(n).rev().copied().collect();
     let top = tail.iter().copied().fold(0.0f64, f64::max);
     tail.iter()
-        .map(|x| {
-            if top <= 0.0 {
-                BARS[0]
-            } else {
-                BARS[((x.max(0.0) / top) * 7.0).round() as usize]
-            }
-        })
+        .map(|x| if top <= 0.0 { bar(0.0) } else { bar(x / top) })
         .collect()
 }
 
