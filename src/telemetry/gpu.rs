@@ -1,12 +1,13 @@
-//! GPU memory as the NVIDIA driver reports it, through `nvidia-smi` (present wherever the driver
-//! is; no library to link): memory per process, for each replica's VRAM, and each GPU's total,
-//! for its `num_gpus` share. Cached for a few seconds: a query forks a process.
+//! The GPUs as the NVIDIA driver reports them: through NVML (the driver's library, loaded at run
+//! time), else `nvidia-smi`. One reading serves the GPU view (utilisation, memory, temperature,
+//! power, processes) and the replica pool (each replica's VRAM against its `num_gpus` share of its
+//! GPU's total). Readings are shared for a couple of seconds: the fallback forks a process.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const REFRESH: Duration = Duration::from_secs(5);
+const REFRESH: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuMemory {
@@ -32,19 +33,6 @@ pub fn parse_apps(text: &str) -> HashMap<u32, u64> {
     out
 }
 
-/// Parses `nvidia-smi --query-gpu=index,memory.total --format=csv,noheader,nounits` (MiB).
-pub fn parse_totals(text: &str) -> HashMap<usize, u64> {
-    text.lines()
-        .filter_map(|line| {
-            let mut cols = line.split(',').map(str::trim);
-            Some((
-                cols.next()?.parse().ok()?,
-                cols.next()?.parse::<u64>().ok()? << 20,
-            ))
-        })
-        .collect()
-}
-
 fn query(args: &[&str]) -> Option<String> {
     let out = std::process::Command::new("nvidia-smi")
         .args(args)
@@ -55,30 +43,25 @@ fn query(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The latest reading, or `None` without an NVIDIA driver.
+/// GPU memory per process and each GPU's total, from the shared reading; `None` without an
+/// NVIDIA driver.
 pub fn memory() -> Option<GpuMemory> {
-    static CACHE: Mutex<Option<(Instant, Option<GpuMemory>)>> = Mutex::new(None);
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((at, reading)) = cache.as_ref()
-        && at.elapsed() < REFRESH
-    {
-        return reading.clone();
+    let report = sample();
+    if report.source.is_empty() {
+        return None;
     }
-    let reading = query(&[
-        "--query-gpu=index,memory.total",
-        "--format=csv,noheader,nounits",
-    ])
-    .map(|totals| GpuMemory {
-        totals: parse_totals(&totals),
-        by_pid: query(&[
-            "--query-compute-apps=pid,used_memory",
-            "--format=csv,noheader,nounits",
-        ])
-        .map(|apps| parse_apps(&apps))
-        .unwrap_or_default(),
-    });
-    *cache = Some((Instant::now(), reading.clone()));
-    reading
+    let mut by_pid: HashMap<u32, u64> = HashMap::new();
+    for (pid, used) in report.devices.iter().flat_map(|d| &d.processes) {
+        *by_pid.entry(*pid).or_default() += used;
+    }
+    Some(GpuMemory {
+        by_pid,
+        totals: report
+            .devices
+            .iter()
+            .map(|d| (d.index, d.memory_total_bytes))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -91,9 +74,7 @@ mod tests {
         assert_eq!(apps[&4242], 11264 << 20);
         assert_eq!(apps[&4243], 512 << 20);
         assert_eq!(apps.len(), 2);
-        let totals = parse_totals("0, 81559\n1, 81559\n");
-        assert_eq!(totals[&1], 81559 << 20);
-        assert!(parse_totals("No devices were found\n").is_empty());
+        assert!(parse_devices("No devices were found\n").is_empty());
     }
 }
 
@@ -194,8 +175,21 @@ pub fn parse_devices(text: &str) -> Vec<GpuDevice> {
         .collect()
 }
 
-/// A full reading for the GPU view (blocking: it may fork `nvidia-smi`).
+/// The latest reading, shared for [`REFRESH`] (blocking: it may fork `nvidia-smi`).
 pub fn sample() -> GpuReport {
+    static CACHE: Mutex<Option<(Instant, GpuReport)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, reading)) = cache.as_ref()
+        && at.elapsed() < REFRESH
+    {
+        return reading.clone();
+    }
+    let reading = read();
+    *cache = Some((Instant::now(), reading.clone()));
+    reading
+}
+
+fn read() -> GpuReport {
     let nvml_error = match nvml().and_then(sample_nvml) {
         Ok(devices) => {
             return GpuReport {
@@ -219,8 +213,14 @@ pub fn sample() -> GpuReport {
     };
     let mut devices = parse_devices(&text);
     // nvidia-smi lists processes without their GPU; they are shown under the first.
-    if let (Some(first), Some(reading)) = (devices.first_mut(), memory()) {
-        first.processes = reading.by_pid.into_iter().collect();
+    if let (Some(first), Some(apps)) = (
+        devices.first_mut(),
+        query(&[
+            "--query-compute-apps=pid,used_memory",
+            "--format=csv,noheader,nounits",
+        ]),
+    ) {
+        first.processes = parse_apps(&apps).into_iter().collect();
         first.processes.sort_unstable();
     }
     GpuReport {
@@ -247,6 +247,7 @@ mod device_tests {
         assert_eq!(d[1].utilization_percent, None);
         assert_eq!(d[1].power_w, None);
         assert_eq!(d[1].name, "NVIDIA T4");
+        assert_eq!(d[1].memory_total_bytes, 15360 << 20);
     }
 
     #[test]
