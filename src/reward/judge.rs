@@ -6,7 +6,7 @@
 //!   image); reference black but miner not → −5 (sent what the NSFW filter would have blanked);
 //! - otherwise 1 if the 64-bit hashes are within Hamming distance 6, else 0.
 
-use crate::image::RgbImage;
+use crate::image::{ImageError, RgbImage};
 use crate::imagehash::{average_hashes, distance};
 
 pub const MATCH_HASH_SIZE: usize = 8;
@@ -80,13 +80,16 @@ impl Reference {
     }
 
     pub fn judge(&self, miner_image: Option<&str>) -> Verdict {
-        self.verdict(miner_hashes(miner_image))
+        match given(miner_image) {
+            None => Verdict::Empty,
+            Some(text) => self.verdict(decode_and_hash(text)),
+        }
     }
 
-    fn verdict(&self, miner: MinerHashes) -> Verdict {
+    fn verdict(&self, miner: Hashed) -> Verdict {
         let (hash, black) = match miner {
             Ok(h) => h,
-            Err(verdict) => return verdict,
+            Err(e) => return Verdict::Undecodable(e.to_string()),
         };
         match (self.black, black) {
             (false, true) => return Verdict::BlankedSafeImage,
@@ -102,72 +105,60 @@ impl Reference {
     }
 }
 
-/// Judges a batch: the reference and every miner image decoded and hashed in parallel (one
-/// thread per image, up to the machine's cores), verdicts in the miners' order. Err only when
-/// the reference itself does not decode.
+/// An image's match hash and black flag, or why it does not decode.
+type Hashed = Result<(Vec<bool>, bool), ImageError>;
+
+fn decode_and_hash(png_b64: &str) -> Hashed {
+    RgbImage::from_base64_png(png_b64).map(|image| hashes(&image))
+}
+
+/// [`decode_and_hash`] of every text, on one thread each, up to the machine's cores at a time.
+fn hash_in_parallel(texts: &[&str]) -> Vec<Hashed> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(threads) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|text| scope.spawn(move || decode_and_hash(text)))
+                .collect();
+            out.extend(handles.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ImageError::Unsupported("decoder panicked".into())))
+            }));
+        });
+    }
+    out
+}
+
+/// A miner's image, unless it sent none.
+fn given(miner_image: Option<&str>) -> Option<&str> {
+    miner_image.filter(|t| !t.is_empty())
+}
+
+/// Judges a batch: the reference and every miner image decoded and hashed in parallel,
+/// verdicts in the miners' order. Err only when the reference itself does not decode.
 pub fn judge_batch(
     reference_png_b64: &str,
     miner_images: &[Option<&str>],
-) -> Result<Vec<Verdict>, crate::image::ImageError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // The reference shares the first round of threads with the first miner images.
-    let (reference, first) = std::thread::scope(|scope| {
-        let reference =
-            scope.spawn(|| RgbImage::from_base64_png(reference_png_b64).map(|i| hashes(&i)));
-        let first: Vec<_> = miner_images
-            .iter()
-            .take(threads.saturating_sub(1))
-            .map(|m| scope.spawn(move || miner_hashes(*m)))
-            .collect();
-        let first: Vec<MinerHashes> = first
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Verdict::Undecodable("decoder panicked".into())))
-            })
-            .collect();
-        (reference.join(), first)
-    });
-    let reference = match reference {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(crate::image::ImageError::Unsupported(
-                "decoder panicked".into(),
-            ));
-        }
-    };
-    let reference = Reference {
-        match_hash: reference.0,
-        black: reference.1,
-    };
-    let mut all = first;
-    for chunk in miner_images[all.len()..].chunks(threads.max(1)) {
-        all.extend(std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|m| scope.spawn(move || miner_hashes(*m)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Verdict::Undecodable("decoder panicked".into())))
-                })
-                .collect::<Vec<_>>()
-        }));
-    }
-    Ok(all.into_iter().map(|h| reference.verdict(h)).collect())
-}
-
-/// A miner image's hashes, or the verdict that needs no comparison.
-type MinerHashes = Result<(Vec<bool>, bool), Verdict>;
-
-fn miner_hashes(miner_image: Option<&str>) -> MinerHashes {
-    let text = miner_image
-        .filter(|t| !t.is_empty())
-        .ok_or(Verdict::Empty)?;
-    let image = RgbImage::from_base64_png(text).map_err(|e| Verdict::Undecodable(e.to_string()))?;
-    Ok(hashes(&image))
+) -> Result<Vec<Verdict>, ImageError> {
+    let texts: Vec<&str> = std::iter::once(reference_png_b64)
+        .chain(miner_images.iter().filter_map(|m| given(*m)))
+        .collect();
+    let mut hashed = hash_in_parallel(&texts).into_iter();
+    // The first result is the reference's (texts always start with it).
+    let (match_hash, black) = hashed
+        .next()
+        .unwrap_or_else(|| decode_and_hash(reference_png_b64))?;
+    let reference = Reference { match_hash, black };
+    // The rest follow the given images in order.
+    Ok(miner_images
+        .iter()
+        .map(|m| match given(*m).and_then(|_| hashed.next()) {
+            Some(h) => reference.verdict(h),
+            None => Verdict::Empty,
+        })
+        .collect())
 }
 
 #[cfg(test)]
