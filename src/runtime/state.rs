@@ -69,11 +69,12 @@ pub struct NodeState {
     pub revision: u64,
 }
 
-fn push_bounded(v: &mut VecDeque<f64>, x: f64) {
-    if v.len() == HISTORY {
-        v.pop_front();
+/// Appends to a ring of at most `cap` items, dropping the oldest.
+fn push_bounded<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
+    if ring.len() == cap {
+        ring.pop_front();
     }
-    v.push_back(x);
+    ring.push_back(item);
 }
 
 impl Default for NodeState {
@@ -168,7 +169,7 @@ impl NodeState {
                 let new_graph =
                     self.chain.as_ref().map(|c| c.metagraph_block) != Some(report.metagraph_block);
                 if new_graph && report.uid.is_some() {
-                    push_bounded(&mut self.incentive_history, report.incentive);
+                    push_bounded(&mut self.incentive_history, report.incentive, HISTORY);
                 }
                 self.chain = Some(report);
             }
@@ -181,7 +182,7 @@ impl NodeState {
                 let rewards: Vec<f64> = report.last_round.iter().filter_map(|o| o.reward).collect();
                 if new_round && !rewards.is_empty() {
                     let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
-                    push_bounded(&mut self.reward_history, mean);
+                    push_bounded(&mut self.reward_history, mean, HISTORY);
                 }
                 self.validator = Some(report);
             }
@@ -193,18 +194,8 @@ impl NodeState {
                 *self.endpoint_responses.entry(status).or_default() += 1;
                 self.endpoint_queue_depth = queue_depth;
             }
-            Event::Gallery(image) => {
-                if self.gallery.len() == GALLERY_RING {
-                    self.gallery.pop_front();
-                }
-                self.gallery.push_back(image);
-            }
-            Event::Log(line) => {
-                if self.logs.len() == LOG_RING {
-                    self.logs.pop_front();
-                }
-                self.logs.push_back(line);
-            }
+            Event::Gallery(image) => push_bounded(&mut self.gallery, image, GALLERY_RING),
+            Event::Log(line) => push_bounded(&mut self.logs, line, LOG_RING),
         }
     }
 
