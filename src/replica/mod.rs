@@ -165,6 +165,9 @@ impl Slots {
     }
 }
 
+/// Remote replicas take indices from here on, so local ones (0..) never collide with them.
+pub const FIRST_REMOTE_INDEX: usize = 1000;
+
 /// Which GPUs replica `index` gets: whole GPUs each for shares >= 1, else several replicas
 /// packed onto one GPU (0.33 gives three per GPU).
 pub fn gpus_for(index: usize, share: f64) -> Vec<usize> {
@@ -202,7 +205,7 @@ impl Pool {
         for (i, base) in config.remote.iter().enumerate() {
             tokio::spawn(
                 remote::RemoteWorker {
-                    index: 1000 + i,
+                    index: FIRST_REMOTE_INDEX + i,
                     base: base.trim_end_matches('/').to_string(),
                     pool: slots.shared.clone(),
                 }

@@ -87,9 +87,6 @@ pub fn work_in_flight(state: &NodeState) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
-/// Replicas on another machine have indices from here on; they cannot be restarted or killed.
-const FIRST_REMOTE_REPLICA: usize = 1000;
-
 /// The Validator view's row order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortBy {
@@ -266,11 +263,11 @@ impl UiState {
         let local = state
             .replicas
             .keys()
-            .filter(|i| **i < FIRST_REMOTE_REPLICA)
+            .filter(|i| **i < crate::replica::FIRST_REMOTE_INDEX)
             .count();
         let selected = self
             .selected_replica(state)
-            .filter(|i| *i < FIRST_REMOTE_REPLICA);
+            .filter(|i| *i < crate::replica::FIRST_REMOTE_INDEX);
         match (action, selected) {
             (Action::Restart, Some(i)) => self.confirm(
                 format!("Restart replica {i} after its current job?"),
