@@ -46,7 +46,8 @@ pub struct Devnet {
     pub chain: Arc<EmbeddedChain>,
     pub validator: Arc<Keypair>,
     pub miners: Vec<DevnetMiner>,
-    pub owner_key: PathBuf,
+    /// The subnet owner's key (from `owner.key`), signing the organic traffic.
+    pub owner: ed25519_dalek::SigningKey,
 }
 
 /// How miner `i` (from 0) behaves: the second answers with the next seed's image, the third
@@ -139,11 +140,11 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             name,
         });
     }
-    let owner_key = dir.join("owner.key");
-    if !owner_key.exists() {
-        crate::proxy::auth::create_signing_key(&owner_key)?;
+    let owner_file = dir.join("owner.key");
+    if !owner_file.exists() {
+        crate::proxy::auth::create_signing_key(&owner_file)?;
     }
-    let owner = crate::proxy::auth::load_signing_key(&owner_key)?;
+    let owner = crate::proxy::auth::load_signing_key(&owner_file)?;
     let owner_public = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(owner.verifying_key().as_bytes())
@@ -230,7 +231,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
         chain,
         validator,
         miners,
-        owner_key,
+        owner,
     })
 }
 
@@ -272,7 +273,7 @@ impl Devnet {
         }
         runtime.add(Arc::new(owner::OwnerTraffic {
             url: self.proxy_url(),
-            key: crate::proxy::auth::load_signing_key(&self.owner_key)?,
+            key: self.owner.clone(),
             model: MODEL.into(),
             every: Duration::from_secs_f64(c.devnet.organic_every_secs.max(0.5)),
             timeout: Duration::from_secs_f64(c.devnet.timeout_secs * 4.0),
