@@ -72,6 +72,18 @@ pub struct ModelSpec {
     pub min_vram_gb: u32,
     /// Largest width or height a request may ask for.
     pub max_side: u32,
+    /// Short side an img2img / ControlNet conditional image is resized to; None: the seed's
+    /// (512 for SD 1.5, 768 for SDXL).
+    pub condition_resolution: Option<u32>,
+}
+
+impl ModelSpec {
+    pub fn condition_resolution(&self) -> u32 {
+        self.condition_resolution.unwrap_or(match self.arch {
+            Arch::Sd15 => 512,
+            Arch::Sdxl => 768,
+        })
+    }
 }
 
 /// `[models.<Name>]`: every key optional; a new name needs at least `arch` and `checkpoint`.
@@ -89,6 +101,7 @@ pub struct ModelOverride {
     pub incentive_weight: Option<f64>,
     pub min_vram_gb: Option<u32>,
     pub max_side: Option<u32>,
+    pub condition_resolution: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -126,6 +139,7 @@ fn built_in() -> Vec<ModelSpec> {
             incentive_weight: 0.30,
             min_vram_gb: 12,
             max_side: 1024,
+            condition_resolution: None,
         },
         ModelSpec {
             name: "RealitiesEdgeXL".into(),
@@ -146,6 +160,7 @@ fn built_in() -> Vec<ModelSpec> {
             incentive_weight: 0.30,
             min_vram_gb: 24,
             max_side: 2048,
+            condition_resolution: None,
         },
         ModelSpec {
             name: "AnimeV3".into(),
@@ -166,6 +181,7 @@ fn built_in() -> Vec<ModelSpec> {
             incentive_weight: 0.34,
             min_vram_gb: 24,
             max_side: 2048,
+            condition_resolution: None,
         },
         ModelSpec {
             name: "DreamShaper".into(),
@@ -191,6 +207,7 @@ fn built_in() -> Vec<ModelSpec> {
             incentive_weight: 0.06,
             min_vram_gb: 12,
             max_side: 1024,
+            condition_resolution: None,
         },
     ]
 }
@@ -228,6 +245,7 @@ pub fn catalogue(
                 incentive_weight: 0.0,
                 min_vram_gb: 12,
                 max_side: 1024,
+                condition_resolution: None,
             },
         };
         let merged = ModelSpec {
@@ -243,6 +261,7 @@ pub fn catalogue(
             incentive_weight: o.incentive_weight.unwrap_or(spec.incentive_weight),
             min_vram_gb: o.min_vram_gb.unwrap_or(spec.min_vram_gb),
             max_side: o.max_side.unwrap_or(spec.max_side),
+            condition_resolution: o.condition_resolution.or(spec.condition_resolution),
         };
         models.insert(name.clone(), merged);
     }

@@ -101,6 +101,40 @@ impl RgbImage {
     pub fn from_base64_png(text: &str) -> Result<Self, ImageError> {
         Self::from_png(&base64::engine::general_purpose::STANDARD.decode(text.trim())?)
     }
+
+    /// Pillow's `resize((width, height), LANCZOS)`, bit for bit.
+    pub fn resize_lanczos(&self, width: usize, height: usize) -> RgbImage {
+        let data = crate::lanczos::resize(&self.data, 3, (self.width, self.height), (width, height));
+        RgbImage {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// The seed's `resize_for_condition_image`: scale so the short side is `resolution`, round
+    /// both sides to multiples of 64 (Python's half-to-even `round`), Lanczos.
+    pub fn resized_for_condition(&self, resolution: usize) -> Result<RgbImage, ImageError> {
+        let short = self.width.min(self.height);
+        if short == 0 {
+            return Err(ImageError::Unsupported("an empty image".into()));
+        }
+        let k = resolution as f64 / short as f64;
+        let side = |s: usize| {
+            let x = s as f64 * k / 64.0;
+            let r = x.round();
+            let even = if (x - x.trunc()).abs() == 0.5 { 2.0 * (x / 2.0).round() } else { r };
+            even as usize * 64
+        };
+        let (w, h) = (side(self.width), side(self.height));
+        if w == 0 || h == 0 {
+            return Err(ImageError::Unsupported(format!(
+                "a {}x{} image is too thin to resize to a {resolution} short side",
+                self.width, self.height
+            )));
+        }
+        Ok(self.resize_lanczos(w, h))
+    }
 }
 
 /// A small copy of an image for the console's gallery: box-averaged down to at most

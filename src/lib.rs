@@ -14,6 +14,7 @@ pub mod http;
 pub mod image;
 pub mod imagehash;
 pub mod jsonfile;
+pub mod lanczos;
 pub mod logging;
 pub mod metrics;
 pub mod miner;

@@ -2,7 +2,7 @@
 //! replica processes serving the tiny checkpoint.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_tui::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
 use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
 use nicheimage_tui::image::RgbImage;
 use serde_json::{Value, json};
@@ -404,4 +404,60 @@ async fn a_remote_endpoint_serves_as_a_replica() {
         h["replicas"]["1000"]["status"] == "dead"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let model = format!(
+        "checkpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\ncondition_resolution = 64",
+        checkpoint.display()
+    );
+    let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
+    let photo = RgbImage::new(
+        90,
+        60,
+        (0..90 * 60 * 3).map(|i| ((i * 37) % 251) as u8).collect(),
+    )
+    .unwrap();
+    let (status, body) = node
+        .generate(json!({"prompt": "a harbour", "seed": 8, "pipeline_type": "img2img",
+                         "conditional_image": photo.to_base64_png().unwrap(),
+                         "pipeline_params": {"strength": 0.6, "num_inference_steps": 5}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let image = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
+    // Short side 60 → 64; 90 × 64/60 = 96 = 1.5 × 64, which Python rounds to 2 × 64.
+    assert_eq!((image.width, image.height), (128, 64));
+    let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let direct = sd
+        .img2img(
+            &Img2Img {
+                base: Txt2Img {
+                    prompt: "a harbour".into(),
+                    negative_prompt: None,
+                    seed: 8,
+                    num_inference_steps: 5,
+                    guidance_scale: 7.5,
+                    width: 0,
+                    height: 0,
+                    scheduler: "dpm++2m_karras".parse().unwrap(),
+                },
+                image: photo.resized_for_condition(64).unwrap(),
+                strength: 0.6,
+            },
+            false,
+        )
+        .unwrap()
+        .image;
+    assert_eq!(image, direct);
+
+    let (status, body) = node
+        .generate(json!({"prompt": "a", "seed": 1, "pipeline_type": "img2img",
+                         "conditional_image": "not base64!"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("conditional_image"), "{body}");
 }

@@ -35,6 +35,7 @@ fn job(seed: u64) -> GenerateJob {
         guidance_scale: 7.5,
         width: 64,
         height: 64,
+        img2img: None,
     }
 }
 

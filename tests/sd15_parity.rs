@@ -236,3 +236,119 @@ fn schedules_match_diffusers_for_every_spacing() {
         );
     }
 }
+
+mod img2img {
+    //! img2img and the seed's conditional-image resize against scripts/parity/img2img.py.
+    use super::*;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img")
+    }
+
+    fn read(name: &str) -> RgbImage {
+        RgbImage::from_png(&std::fs::read(fixtures().join(name)).unwrap()).unwrap()
+    }
+
+    fn cases() -> Value {
+        let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("fixtures");
+        serde_json::from_str(&text).expect("valid fixtures")
+    }
+
+    #[test]
+    fn the_seeds_condition_resize_matches_pillow_bit_for_bit() {
+        let cases = cases();
+        for r in cases["resizes"].as_array().unwrap() {
+            let input = read(&format!("{}.png", r["input"].as_str().unwrap()));
+            let resolution = r["resolution"].as_u64().unwrap() as usize;
+            let ours = input.resized_for_condition(resolution).unwrap();
+            let want = read(r["output"].as_str().unwrap());
+            assert_eq!(
+                (ours.width, ours.height),
+                (want.width, want.height),
+                "{r}"
+            );
+            assert!(ours.data == want.data, "{r}: pixels differ");
+        }
+    }
+
+    #[test]
+    fn img2img_matches_diffusers() {
+        let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
+        for case in cases()["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let mut image = read(&format!("{}.png", case["input"].as_str().unwrap()));
+            if let Some(resolution) = case["resolution"].as_u64() {
+                image = image.resized_for_condition(resolution as usize).unwrap();
+            }
+            let req = Img2Img {
+                base: Txt2Img {
+                    prompt: case["prompt"].as_str().unwrap().into(),
+                    negative_prompt: case["negative_prompt"].as_str().map(String::from),
+                    seed: case["seed"].as_u64().unwrap(),
+                    num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+                    guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+                    width: 0,
+                    height: 0,
+                    scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+                },
+                image,
+                strength: case["strength"].as_f64().unwrap(),
+            };
+            let generated = sd.img2img(&req, true).unwrap();
+            let trace = generated.trace.unwrap();
+            let all: Vec<f64> = case["timesteps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let wanted_latents = case["latents"].as_array().unwrap();
+            assert_eq!(
+                trace.timesteps,
+                all[all.len() - wanted_latents.len()..],
+                "{name}: the steps strength leaves"
+            );
+            // The noised, encoded image: VAE encoder rounding, so close rather than exact.
+            let check = |what: &str, got: &Tensor, want: &Value| {
+                let want = floats(want);
+                let got = to_vec(got);
+                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let d = max_abs_diff(&got, &want);
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "{name}: {what} differ by {d} (scale {scale})"
+                );
+            };
+            check(
+                "initial latents",
+                &trace.initial_latents,
+                &case["initial_latents"],
+            );
+            for (i, (got, want)) in trace.latents.iter().zip(wanted_latents).enumerate() {
+                check(&format!("latents after step {i}"), got, want);
+            }
+            let reference = read(&format!("{name}.png"));
+            let ours = &generated.image;
+            assert_eq!(
+                (ours.width, ours.height),
+                (reference.width, reference.height),
+                "{name}: size"
+            );
+            let worst = ours
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 2, "{name}: max pixel difference {worst}");
+            assert_eq!(
+                to_hex(&average_hash(ours, 8)),
+                case["average_hash"].as_str().unwrap(),
+                "{name}: hash"
+            );
+            eprintln!("{name}: max pixel difference {worst}");
+        }
+    }
+}

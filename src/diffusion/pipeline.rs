@@ -1,10 +1,11 @@
-//! Stable Diffusion 1.x txt2img, step for step as `diffusers.StableDiffusionPipeline`.
+//! Stable Diffusion 1.x txt2img and img2img, step for step as diffusers'
+//! `StableDiffusionPipeline` and `StableDiffusionImg2ImgPipeline`.
 
 use super::clip::ClipTextModel;
 use super::config::{ConfigError, PipelineConfig};
 use super::image::rgb_from_decoded;
 use super::ldm;
-use super::scheduler::{Sampler, SchedulerError, SchedulerKind};
+use super::scheduler::{Plan, Sampler, SchedulerError, SchedulerKind};
 use super::tokenizer::{ClipTokenizer, END_OF_TEXT};
 use super::unet::UNet;
 use super::vae::{Decoder, Encoder};
@@ -57,6 +58,15 @@ pub struct Txt2Img {
     pub width: i64,
     pub height: i64,
     pub scheduler: SchedulerKind,
+}
+
+/// One img2img request: `base.width` and `base.height` are ignored, the image's own size
+/// (rounded down to multiples of 8) decides, as in diffusers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Img2Img {
+    pub base: Txt2Img,
+    pub image: RgbImage,
+    pub strength: f64,
 }
 
 /// What a generation produced, plus the intermediate tensors parity tests compare.
@@ -219,31 +229,76 @@ impl StableDiffusion {
         self.text_encoder.forward(&ids)
     }
 
-    pub fn txt2img(&self, req: &Txt2Img, trace: bool) -> Result<Generation, PipelineError> {
-        if req.width <= 0 || req.height <= 0 || req.width % 8 != 0 || req.height % 8 != 0 {
-            return Err(PipelineError::Request(format!(
-                "width and height must be positive multiples of 8, got {}x{}",
-                req.width, req.height
-            )));
-        }
-        let seed = i64::try_from(req.seed)
-            .map_err(|_| PipelineError::Request(format!("seed {} is above 2^63 - 1", req.seed)))?;
-        let _no_grad = tch::no_grad_guard();
-        let plan = req
-            .scheduler
-            .plan(&self.config.scheduler, req.num_inference_steps)?;
-        let mut sampler = Sampler::new(req.scheduler, plan.clone());
-
-        let guided = req.guidance_scale > 1.0;
+    /// The prompt's embeddings, negative first when classifier-free guidance is on.
+    fn context(&self, req: &Txt2Img) -> Tensor {
         let positive = self.embed(&req.prompt);
-        let context = if guided {
+        if req.guided() {
             let negative = self.embed(req.negative_prompt.as_deref().unwrap_or(""));
             Tensor::cat(&[negative, positive], 0)
         } else {
             positive
-        };
+        }
+    }
 
-        let generator = lock_generator();
+    /// Draws from libtorch's global CPU generator in the pipeline dtype, then moves: fp16
+    /// draws differ from f32 ones, and diffusers draws on the CPU for a CPU generator.
+    fn randn(&self, shape: &[i64]) -> Tensor {
+        Tensor::randn(shape, (self.kind, Device::Cpu)).to_device(self.device)
+    }
+
+    /// The denoising loop from the sampler's current step to the end, then the VAE decode.
+    fn denoise(
+        &self,
+        req: &Txt2Img,
+        context: &Tensor,
+        mut sampler: Sampler,
+        mut latents: Tensor,
+        trace: Option<Trace>,
+    ) -> Result<Generation, PipelineError> {
+        let mut steps = Vec::new();
+        let timesteps = sampler.remaining_timesteps().to_vec();
+        for &t in &timesteps {
+            let input = if req.guided() {
+                Tensor::cat(&[&latents, &latents], 0)
+            } else {
+                latents.shallow_clone()
+            };
+            let input = sampler.scale_model_input(&input);
+            let eps = self.unet.forward(&input, t, context);
+            let eps = if req.guided() {
+                let parts = eps.chunk(2, 0);
+                &parts[0] + (&parts[1] - &parts[0]) * req.guidance_scale
+            } else {
+                eps
+            };
+            latents = sampler.step(&eps, &latents);
+            if trace.is_some() {
+                steps.push(latents.to_device(Device::Cpu).to_kind(Kind::Float));
+            }
+        }
+        let decoded = self.decoder.decode(&latents);
+        let image = rgb_from_decoded(&decoded)?;
+        Ok(Generation {
+            image,
+            trace: trace.map(|t| Trace {
+                latents: steps,
+                timesteps,
+                ..t
+            }),
+        })
+    }
+
+    pub fn txt2img(&self, req: &Txt2Img, trace: bool) -> Result<Generation, PipelineError> {
+        check_size(req.width, req.height)?;
+        let seed = req.torch_seed()?;
+        let _no_grad = tch::no_grad_guard();
+        let plan = req
+            .scheduler
+            .plan(&self.config.scheduler, req.num_inference_steps)?;
+        let sampler = Sampler::new(req.scheduler, plan.clone());
+        let context = self.context(req);
+
+        let _generator = lock_generator();
         tch::manual_seed(seed);
         let shape = [
             1,
@@ -251,41 +306,112 @@ impl StableDiffusion {
             req.height / 8,
             req.width / 8,
         ];
-        // Drawn on the CPU in the pipeline dtype, then moved: fp16 draws differ from f32 ones.
-        let initial = Tensor::randn(shape, (self.kind, Device::Cpu)).to_device(self.device);
-        let mut latents = &initial * f64::from(plan.init_noise_sigma);
-        let mut steps = Vec::new();
-        for &t in &plan.timesteps {
-            let input = if guided {
-                Tensor::cat(&[&latents, &latents], 0)
-            } else {
-                latents.shallow_clone()
-            };
-            let input = sampler.scale_model_input(&input);
-            let eps = self.unet.forward(&input, t, &context);
-            let eps = if guided {
-                let parts = eps.chunk(2, 0);
-                &parts[0] + (&parts[1] - &parts[0]) * req.guidance_scale
-            } else {
-                eps
-            };
-            latents = sampler.step(&eps, &latents);
-            if trace {
-                steps.push(latents.to_device(Device::Cpu).to_kind(Kind::Float));
-            }
+        let initial = self.randn(&shape);
+        let latents = &initial * f64::from(plan.init_noise_sigma);
+        let trace = trace.then(|| Trace::start(&context, &initial, &plan));
+        self.denoise(req, &context, sampler, latents, trace)
+    }
+
+    /// diffusers' `StableDiffusionImg2ImgPipeline`: the image is VAE-encoded (a seeded sample of
+    /// its latent distribution), noised to the step `strength` selects, then denoised from there.
+    pub fn img2img(&self, req: &Img2Img, trace: bool) -> Result<Generation, PipelineError> {
+        let base = &req.base;
+        if !(0.0..=1.0).contains(&req.strength) {
+            return Err(PipelineError::Request(format!(
+                "strength must be between 0 and 1, got {}",
+                req.strength
+            )));
         }
-        drop(generator);
-        let decoded = self.decoder.decode(&latents);
-        let image = rgb_from_decoded(&decoded)?;
-        Ok(Generation {
-            image,
-            trace: trace.then(|| Trace {
-                text_embeddings: context.to_device(Device::Cpu).to_kind(Kind::Float),
-                initial_latents: initial.to_device(Device::Cpu).to_kind(Kind::Float),
-                latents: steps,
-                timesteps: plan.timesteps,
-                sigmas: plan.sigmas,
-            }),
-        })
+        // diffusers' image processor: both sides rounded down to multiples of 8, Lanczos.
+        let (w, h) = (req.image.width / 8 * 8, req.image.height / 8 * 8);
+        check_size(w as i64, h as i64)?;
+        let image = if (w, h) == (req.image.width, req.image.height) {
+            req.image.clone()
+        } else {
+            req.image.resize_lanczos(w, h)
+        };
+        let seed = base.torch_seed()?;
+        let steps = base.num_inference_steps;
+        let start = img2img_start(steps, req.strength).ok_or_else(|| {
+            PipelineError::Request(format!(
+                "strength {} leaves no step of {steps} to run",
+                req.strength
+            ))
+        })?;
+        let _no_grad = tch::no_grad_guard();
+        let plan = base.scheduler.plan(&self.config.scheduler, steps)?;
+        let sampler = Sampler::new(base.scheduler, plan.clone()).begin_at(start);
+        let context = self.context(base);
+
+        let pixels = Tensor::from_slice(&image.data)
+            .reshape([1, h as i64, w as i64, 3])
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float)
+            / 255.0;
+        let pixels = (pixels * 2.0 - 1.0).to_kind(self.kind).to_device(self.device);
+        let (mean, logvar) = self.encoder.encode(&pixels);
+
+        let _generator = lock_generator();
+        tch::manual_seed(seed);
+        let sample = &mean + (logvar * 0.5).exp() * self.randn(&mean.size());
+        let encoded = sample * self.config.vae.scaling_factor;
+        let noise = self.randn(&encoded.size());
+        let latents = sampler.add_noise(&encoded, &noise);
+        let trace = trace.then(|| Trace::start(&context, &latents, &plan));
+        self.denoise(base, &context, sampler, latents, trace)
+    }
+}
+
+/// diffusers' `get_timesteps`: the index of the first step img2img runs, or None when
+/// `strength` leaves no step.
+pub fn img2img_start(steps: usize, strength: f64) -> Option<usize> {
+    let init = ((steps as f64 * strength) as usize).min(steps);
+    let start = steps - init;
+    (start < steps).then_some(start)
+}
+
+fn check_size(width: i64, height: i64) -> Result<(), PipelineError> {
+    if width <= 0 || height <= 0 || width % 8 != 0 || height % 8 != 0 {
+        return Err(PipelineError::Request(format!(
+            "width and height must be positive multiples of 8, got {width}x{height}"
+        )));
+    }
+    Ok(())
+}
+
+impl Txt2Img {
+    fn guided(&self) -> bool {
+        self.guidance_scale > 1.0
+    }
+
+    fn torch_seed(&self) -> Result<i64, PipelineError> {
+        i64::try_from(self.seed)
+            .map_err(|_| PipelineError::Request(format!("seed {} is above 2^63 - 1", self.seed)))
+    }
+}
+
+impl Trace {
+    fn start(context: &Tensor, initial: &Tensor, plan: &Plan) -> Self {
+        Trace {
+            text_embeddings: context.to_device(Device::Cpu).to_kind(Kind::Float),
+            initial_latents: initial.to_device(Device::Cpu).to_kind(Kind::Float),
+            latents: Vec::new(),
+            timesteps: Vec::new(),
+            sigmas: plan.sigmas.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::img2img_start;
+
+    #[test]
+    fn strength_picks_the_first_step_as_diffusers() {
+        assert_eq!(img2img_start(30, 0.75), Some(8));
+        assert_eq!(img2img_start(10, 1.0), Some(0));
+        assert_eq!(img2img_start(7, 0.5), Some(4));
+        assert_eq!(img2img_start(4, 0.2), None);
+        assert_eq!(img2img_start(4, 0.0), None);
     }
 }

@@ -371,6 +371,31 @@ impl Sampler {
         &self.plan
     }
 
+    /// Begins the run at step `index` of the plan, as img2img's `set_begin_index` does.
+    pub fn begin_at(mut self, index: usize) -> Self {
+        self.step_index = index;
+        self
+    }
+
+    /// The timesteps still to run.
+    pub fn remaining_timesteps(&self) -> &[f64] {
+        &self.plan.timesteps[self.step_index.min(self.plan.timesteps.len())..]
+    }
+
+    /// diffusers' `add_noise` at the current step: `original` noised to this step's sigma.
+    pub fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Tensor {
+        let sigma = self.plan.sigmas[self.step_index];
+        match self.kind {
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
+                let (alpha_t, sigma_t) = alpha_sigma(sigma);
+                original * f64::from(alpha_t) + noise * f64::from(sigma_t)
+            }
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
+                original + noise * f64::from(sigma)
+            }
+        }
+    }
+
     /// Euler variants divide the UNet input by sqrt(sigma² + 1); DPM-Solver leaves it.
     pub fn scale_model_input(&self, sample: &Tensor) -> Tensor {
         match self.kind {

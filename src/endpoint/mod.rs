@@ -57,12 +57,16 @@ impl Endpoint {
                 hint: "serve an SD 1.5 model for now".into(),
             });
         }
-        if let Some(p) = m.pipelines.iter().find(|p| **p != Pipeline::Txt2img) {
+        if let Some(p) = m
+            .pipelines
+            .iter()
+            .find(|p| **p == Pipeline::ControlnetTxt2img)
+        {
             return Err(EndpointError::NotImplemented {
                 model: m.name.clone(),
                 what: format!("{} pipeline", p.name()),
                 hint: format!(
-                    "set pipelines = [\"txt2img\"] under [models.{}] to serve txt2img only",
+                    "set pipelines = [\"txt2img\", \"img2img\"] under [models.{}] to serve those only",
                     m.name
                 ),
             });

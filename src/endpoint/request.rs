@@ -1,15 +1,15 @@
 //! `POST /generate` bodies, parsed at the edge into a complete, validated job.
 
 use crate::catalogue::{Arch, ModelSpec, Pipeline};
-use crate::replica::protocol::GenerateJob;
+use crate::image::RgbImage;
+use crate::replica::protocol::{GenerateJob, ImageInput};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The seed's limit (`limit_params`), enforced here for every caller.
 pub const MAX_STEPS: u32 = 50;
 
-/// The seed's request; other top-level keys (the rest of a synapse, `conditional_image` until
-/// img2img and ControlNet are served) are ignored.
+/// The seed's request; other top-level keys (the rest of a synapse) are ignored.
 #[derive(Debug, Deserialize)]
 struct RawGenerate {
     prompt: String,
@@ -17,6 +17,8 @@ struct RawGenerate {
     pipeline_type: String,
     #[serde(default)]
     pipeline_params: Option<Map<String, Value>>,
+    #[serde(default)]
+    conditional_image: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -75,17 +77,22 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
             served.join(", ")
         ));
     }
-    if pipeline != Pipeline::Txt2img {
+    if pipeline == Pipeline::ControlnetTxt2img {
         return bad(format!(
             "{} is not implemented by this endpoint yet",
             pipeline.name()
         ));
     }
     let params = raw.pipeline_params.unwrap_or_default();
-    if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+    let img2img = pipeline == Pipeline::Img2img;
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !PARAMS.contains(&k.as_str()) && !(img2img && k.as_str() == "strength"))
+    {
         return bad(format!(
-            "unsupported pipeline_params key `{unknown}` (supported: {})",
-            PARAMS.join(", ")
+            "unsupported pipeline_params key `{unknown}` (supported: {}{})",
+            PARAMS.join(", "),
+            if img2img { ", strength" } else { "" }
         ));
     }
     let d = &model.defaults;
@@ -135,7 +142,7 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
         Some(Value::String(s)) => Some(s.clone()),
         Some(v) => return bad(format!("negative_prompt must be a string, got {v}")),
     };
-    Ok(GenerateJob {
+    let mut job = GenerateJob {
         prompt: raw.prompt,
         negative_prompt,
         seed,
@@ -143,7 +150,63 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
         guidance_scale,
         width,
         height,
-    })
+        img2img: None,
+    };
+    if img2img {
+        let input = image_input(raw.conditional_image.as_deref(), &params, model, steps)?;
+        job.width = input.0;
+        job.height = input.1;
+        job.img2img = Some(input.2);
+    }
+    Ok(job)
+}
+
+/// img2img's conditional image, decoded and resized as the seed does (short side to the
+/// architecture's resolution, sides rounded to 64, Lanczos), and its `strength` (diffusers'
+/// default 0.8). `width` and `height` are ignored: the image decides, as in diffusers.
+fn image_input(
+    image: Option<&str>,
+    params: &Map<String, Value>,
+    model: &ModelSpec,
+    steps: u32,
+) -> Result<(u32, u32, ImageInput), BadRequest> {
+    let strength = match params.get("strength") {
+        None | Some(Value::Null) => 0.8,
+        Some(v) => match v.as_f64() {
+            Some(s) if (0.0..=1.0).contains(&s) => s,
+            _ => return bad(format!("strength must be a number in [0, 1], got {v}")),
+        },
+    };
+    if (f64::from(steps) * strength) < 1.0 {
+        return bad(format!(
+            "strength {strength} × num_inference_steps {steps} leaves no step to run"
+        ));
+    }
+    let text = match image {
+        Some(t) if !t.trim().is_empty() => t,
+        _ => return bad("img2img needs a conditional_image (a base64 PNG)"),
+    };
+    let decoded = RgbImage::from_base64_png(text)
+        .map_err(|e| BadRequest(format!("conditional_image is not a usable PNG: {e}")))?;
+    let resized = decoded
+        .resized_for_condition(model.condition_resolution() as usize)
+        .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
+    for (name, v) in [("width", resized.width), ("height", resized.height)] {
+        if v > model.max_side as usize {
+            return bad(format!(
+                "conditional_image resized to {}x{} is above this model's maximum {name} of {}",
+                resized.width, resized.height, model.max_side
+            ));
+        }
+    }
+    let image = resized
+        .to_base64_png()
+        .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
+    Ok((
+        resized.width as u32,
+        resized.height as u32,
+        ImageInput { image, strength },
+    ))
 }
 
 #[cfg(test)]
@@ -217,5 +280,51 @@ mod tests {
                 .contains("unsupported pipeline_params key `clip_skip`")
         );
         assert!(err(&p(r#"{"guidance_scale":"high"}"#), &m).contains("guidance_scale"));
+    }
+
+    fn img2img_body(image: &str, params: &str) -> String {
+        format!(
+            r#"{{"prompt":"a","seed":1,"pipeline_type":"img2img","conditional_image":"{image}","pipeline_params":{params}}}"#
+        )
+    }
+
+    #[test]
+    fn img2img_takes_the_conditional_image_resized_as_the_seed_does() {
+        let m = model("DreamShaper");
+        let photo = RgbImage::new(150, 100, (0..150 * 100 * 3).map(|i| i as u8).collect())
+            .unwrap()
+            .to_base64_png()
+            .unwrap();
+        let job = parse(img2img_body(&photo, r#"{"strength":0.5}"#).as_bytes(), &m).unwrap();
+        // Short side 100 → 512; 150 × 5.12 = 768.
+        assert_eq!((job.width, job.height), (768, 512));
+        let input = job.img2img.unwrap();
+        assert_eq!(input.strength, 0.5);
+        let sent = RgbImage::from_base64_png(&input.image).unwrap();
+        assert_eq!((sent.width, sent.height), (768, 512));
+        let default = parse(img2img_body(&photo, "{}").as_bytes(), &m).unwrap();
+        assert_eq!(default.img2img.unwrap().strength, 0.8);
+
+        assert!(err(&img2img_body("", "{}"), &m).contains("needs a conditional_image"));
+        assert!(err(&img2img_body("bm90IGEgcG5n", "{}"), &m).contains("not a usable PNG"));
+        assert!(err(&img2img_body(&photo, r#"{"strength":1.5}"#), &m).contains("[0, 1]"));
+        assert!(
+            err(&img2img_body(&photo, r#"{"strength":0.01}"#), &m).contains("leaves no step")
+        );
+        let thin = RgbImage::new(1, 40, vec![9; 120])
+            .unwrap()
+            .to_base64_png()
+            .unwrap();
+        assert!(err(&img2img_body(&thin, "{}"), &m).contains("maximum height"));
+        // strength is an img2img key only.
+        let txt = r#"{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{"strength":0.5}}"#;
+        assert!(err(txt, &m).contains("unsupported pipeline_params key `strength`"));
+        assert!(
+            err(
+                r#"{"prompt":"a","seed":1,"pipeline_type":"controlnet_txt2img"}"#,
+                &m
+            )
+            .contains("not implemented")
+        );
     }
 }

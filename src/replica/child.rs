@@ -3,7 +3,8 @@
 
 use super::protocol::{JobLine, ReplyLine};
 use crate::config::DeviceChoice;
-use crate::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use crate::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
+use crate::image::RgbImage;
 use crate::diffusion::scheduler::SchedulerKind;
 use crate::diffusion::{dtype_for, select_device};
 use std::io::{BufRead, Write};
@@ -64,9 +65,20 @@ pub fn run(
                     height: i64::from(job.height),
                     scheduler,
                 };
-                match sd
-                    .txt2img(&req, false)
-                    .map_err(|e| e.to_string())
+                let generated = match job.img2img {
+                    None => sd.txt2img(&req, false).map_err(|e| e.to_string()),
+                    Some(input) => RgbImage::from_base64_png(&input.image)
+                        .map_err(|e| format!("conditional image: {e}"))
+                        .and_then(|image| {
+                            let req = Img2Img {
+                                base: req,
+                                image,
+                                strength: input.strength,
+                            };
+                            sd.img2img(&req, false).map_err(|e| e.to_string())
+                        }),
+                };
+                match generated
                     .and_then(|g| g.image.to_base64_png().map_err(|e| e.to_string()))
                 {
                     Ok(image) => ReplyLine::Image {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A validated txt2img job (every default already filled in).
+/// A validated job (every default already filled in): txt2img, or img2img when `img2img` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateJob {
     pub prompt: String,
@@ -13,6 +13,16 @@ pub struct GenerateJob {
     pub guidance_scale: f64,
     pub width: u32,
     pub height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub img2img: Option<ImageInput>,
+}
+
+/// img2img's input: the conditional image, already resized as the seed resizes it (so `width`
+/// and `height` are its size), as a base64 PNG, and how much of it to repaint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInput {
+    pub image: String,
+    pub strength: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

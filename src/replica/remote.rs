@@ -36,13 +36,20 @@ impl RemoteWorker {
         client: &reqwest::Client,
         job: &super::protocol::GenerateJob,
     ) -> Result<String, JobError> {
-        let body = json!({
+        let mut body = json!({
             "prompt": job.prompt, "seed": job.seed, "pipeline_type": "txt2img",
             "pipeline_params": {
                 "num_inference_steps": job.num_inference_steps, "width": job.width, "height": job.height,
                 "guidance_scale": job.guidance_scale, "negative_prompt": job.negative_prompt,
             },
         });
+        if let Some(input) = &job.img2img {
+            // Already resized to a multiple of 64, so the remote's resize leaves it as it is
+            // when both sides use the same condition resolution.
+            body["pipeline_type"] = json!("img2img");
+            body["conditional_image"] = json!(input.image);
+            body["pipeline_params"]["strength"] = json!(input.strength);
+        }
         let died = |reason: String| JobError::ReplicaDied {
             replica: self.index,
             reason,
