@@ -95,6 +95,9 @@ pub enum Role {
         out: PathBuf,
         #[arg(long, default_value = "tiny-sd15")]
         name: String,
+        /// The architecture: sd15 or sdxl.
+        #[arg(long, value_enum, default_value = "sd15")]
+        arch: crate::catalogue::Arch,
     },
     /// The operator's hotkey: show its address, or create a fresh one for local use.
     Wallet {

@@ -30,8 +30,8 @@ fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return fail(e);
     }
-    if let Some(Role::TinyCheckpoint { out, name }) = &cli.command {
-        return tiny_checkpoint(out, name);
+    if let Some(Role::TinyCheckpoint { out, name, arch }) = &cli.command {
+        return tiny_checkpoint(out, name, *arch);
     }
     if let Some(Role::Generate(args)) = &cli.command {
         return generate(args, config.node.device);
@@ -195,8 +195,17 @@ fn main() -> ExitCode {
 }
 
 #[cfg(feature = "local-infer")]
-fn tiny_checkpoint(out: &std::path::Path, name: &str) -> ExitCode {
-    match nicheimage_tui::diffusion::tiny::write_tiny_sd15(out, name) {
+fn tiny_checkpoint(
+    out: &std::path::Path,
+    name: &str,
+    arch: nicheimage_tui::catalogue::Arch,
+) -> ExitCode {
+    use nicheimage_tui::{catalogue::Arch, diffusion::tiny};
+    let written = match arch {
+        Arch::Sd15 => tiny::write_tiny_sd15(out, name),
+        Arch::Sdxl => tiny::write_tiny_sdxl(out, name),
+    };
+    match written {
         Ok(file) => {
             println!("{}", file.display());
             ExitCode::SUCCESS
@@ -206,7 +215,11 @@ fn tiny_checkpoint(out: &std::path::Path, name: &str) -> ExitCode {
 }
 
 #[cfg(not(feature = "local-infer"))]
-fn tiny_checkpoint(_out: &std::path::Path, _name: &str) -> ExitCode {
+fn tiny_checkpoint(
+    _out: &std::path::Path,
+    _name: &str,
+    _arch: nicheimage_tui::catalogue::Arch,
+) -> ExitCode {
     fail("this build has no local inference (built without the local-infer feature)")
 }
 

@@ -4,7 +4,7 @@
 
 CHECKPOINT and CONFIG_DIR come from `nicheimage-tui tiny-checkpoint --out DIR`; OUT_DIR gets
 cases.json (schedules, latents, embeddings, hashes) and one PNG per case. The Rust parity tests
-(tests/sd15_parity.rs) regenerate the checkpoint and compare against these files.
+(tests/diffusers_parity.rs) regenerate the checkpoint and compare against these files.
 """
 
 import gzip
@@ -78,8 +78,9 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def write_tokenizer(folder):
-    """vocab.json and merges.txt for HF's CLIPTokenizer, from OpenAI's BPE file."""
+def write_tokenizer(folder, pad="<|endoftext|>"):
+    """vocab.json and merges.txt for HF's CLIPTokenizer, from OpenAI's BPE file. SDXL's second
+    tokenizer pads with "!"."""
     # open_clip is installed for this data file only (importing it would need torchvision).
     package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
     path = os.path.join(package, "bpe_simple_vocab_16e6.txt.gz")
@@ -95,7 +96,7 @@ def write_tokenizer(folder):
         f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
         json.dump({"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-                   "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer"}, f)
+                   "pad_token": pad, "unk_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer"}, f)
 
 
 def check_every_tensor_loaded(pipe, ckpt):

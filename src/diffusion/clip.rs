@@ -1,4 +1,5 @@
-//! The CLIP text encoder (transformers' `CLIPTextModel`): what the UNet is conditioned on.
+//! The CLIP text encoders (transformers' `CLIPTextModel` and `CLIPTextModelWithProjection`):
+//! what the UNet is conditioned on.
 
 use super::config::ClipConfig;
 use super::nn::{LayerNorm, Linear, attention};
@@ -60,6 +61,11 @@ impl ClipTextModel {
 
     /// Token ids `[batch, tokens]` to the last hidden state `[batch, tokens, hidden]`.
     pub fn forward(&self, ids: &Tensor) -> Tensor {
+        self.encode(ids).last
+    }
+
+    /// Runs every layer; keeps what SD (last, normed) and SDXL (penultimate, unnormed) use.
+    pub fn encode(&self, ids: &Tensor) -> ClipOutput {
         let n = ids.size()[1];
         let positions = self.position_embedding.narrow(0, 0, n).unsqueeze(0);
         let mut x = self
@@ -67,7 +73,9 @@ impl ClipTextModel {
             .index_select(0, &ids.flatten(0, -1).to_kind(Kind::Int64))
             .view([ids.size()[0], n, -1])
             + positions;
+        let mut penultimate = x.shallow_clone();
         for l in &self.layers {
+            penultimate = x.shallow_clone();
             let h = l.ln1.forward(&x);
             let h = attention(
                 &l.q.forward(&h),
@@ -76,15 +84,59 @@ impl ClipTextModel {
                 self.heads,
                 true,
             );
-            x += l.out.forward(&h);
+            x = &x + l.out.forward(&h);
             let h = l.fc1.forward(&l.ln2.forward(&x));
             let h = if self.quick_gelu {
                 &h * (&h * 1.702).sigmoid()
             } else {
                 h.gelu("none")
             };
-            x += l.fc2.forward(&h);
+            x = &x + l.fc2.forward(&h);
         }
-        self.final_ln.forward(&x)
+        ClipOutput {
+            penultimate,
+            last: self.final_ln.forward(&x),
+        }
+    }
+}
+
+pub struct ClipOutput {
+    /// `hidden_states[-2]`: the input of the last layer.
+    pub penultimate: Tensor,
+    /// `last_hidden_state`: after the final layer norm.
+    pub last: Tensor,
+}
+
+/// transformers' `CLIPTextModelWithProjection` (SDXL's second encoder): the last hidden state
+/// at the end-of-text token, projected, is the pooled prompt embedding.
+pub struct ClipWithProjection {
+    pub model: ClipTextModel,
+    projection: Linear,
+}
+
+impl ClipWithProjection {
+    /// `w` is rooted above `text_model` (it reads `text_model.*` and `text_projection`).
+    pub fn new(w: &Scope, c: &ClipConfig) -> Self {
+        let d = c.hidden_size;
+        Self {
+            model: ClipTextModel::new(&w.at("text_model"), c),
+            projection: Linear::new(
+                &w.at("text_projection"),
+                d,
+                c.projection_dim.unwrap_or(d),
+                false,
+            ),
+        }
+    }
+
+    /// (penultimate hidden state, pooled projection `[batch, projection_dim]`).
+    pub fn encode(&self, ids: &Tensor) -> (Tensor, Tensor) {
+        let out = self.model.encode(ids);
+        // The first end-of-text token: the highest id, and argmax returns the first maximum,
+        // as transformers does for these configs.
+        let eos = ids.argmax(-1, false).to_device(out.last.device());
+        let rows = Tensor::arange(ids.size()[0], (Kind::Int64, out.last.device()));
+        let pooled = out.last.index(&[Some(rows), Some(eos)]);
+        (out.penultimate, self.projection.forward(&pooled))
     }
 }

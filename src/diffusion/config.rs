@@ -56,7 +56,11 @@ pub struct UNetConfig {
     pub flip_sin_to_cos: bool,
     pub freq_shift: f64,
     pub sample_size: i64,
+    /// "text_time" in SDXL: pooled text embeddings and size/crop ids are added to the time
+    /// embedding.
     pub addition_embed_type: Option<String>,
+    pub addition_time_embed_dim: Option<i64>,
+    pub projection_class_embeddings_input_dim: Option<i64>,
     pub upcast_attention: bool,
 }
 
@@ -90,6 +94,8 @@ impl Default for UNetConfig {
             freq_shift: 0.0,
             sample_size: 64,
             addition_embed_type: None,
+            addition_time_embed_dim: None,
+            projection_class_embeddings_input_dim: None,
             upcast_attention: false,
         }
     }
@@ -119,8 +125,18 @@ impl UNetConfig {
                 what,
             })
         };
-        if let Some(t) = &self.addition_embed_type {
-            return unsupported(format!("addition_embed_type `{t}` (SDXL)"));
+        match self.addition_embed_type.as_deref() {
+            None => {}
+            Some("text_time") => {
+                if self.addition_time_embed_dim.is_none()
+                    || self.projection_class_embeddings_input_dim.is_none()
+                {
+                    return unsupported(
+                        "addition_embed_type `text_time` without addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
+                    );
+                }
+            }
+            Some(t) => return unsupported(format!("addition_embed_type `{t}`")),
         }
         let n = self.block_out_channels.len();
         if self.down_block_types.len() != n || self.up_block_types.len() != n {
@@ -152,6 +168,8 @@ pub struct VaeConfig {
     pub layers_per_block: i64,
     pub norm_num_groups: i64,
     pub scaling_factor: f64,
+    /// SDXL's VAE overflows in fp16: diffusers' SDXL pipeline decodes in f32 when this is set.
+    pub force_upcast: bool,
 }
 
 impl Default for VaeConfig {
@@ -164,6 +182,7 @@ impl Default for VaeConfig {
             layers_per_block: 2,
             norm_num_groups: 32,
             scaling_factor: 0.18215,
+            force_upcast: true,
         }
     }
 }
@@ -179,6 +198,8 @@ pub struct ClipConfig {
     pub max_position_embeddings: i64,
     pub hidden_act: String,
     pub layer_norm_eps: f64,
+    /// Set for `CLIPTextModelWithProjection` (SDXL's second encoder).
+    pub projection_dim: Option<i64>,
 }
 
 impl Default for ClipConfig {
@@ -192,17 +213,27 @@ impl Default for ClipConfig {
             max_position_embeddings: 77,
             hidden_act: "quick_gelu".into(),
             layer_norm_eps: 1e-5,
+            projection_dim: None,
         }
     }
 }
 
-/// The whole SD pipeline's architecture.
+/// The whole SD pipeline's architecture; SDXL has a second text encoder.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PipelineConfig {
     pub unet: UNetConfig,
     pub vae: VaeConfig,
     pub text_encoder: ClipConfig,
+    pub text_encoder_2: Option<ClipConfig>,
     pub scheduler: super::scheduler::NoiseSchedule,
+    /// SDXL: with guidance and no negative prompt the negative conditioning is zeros.
+    pub force_zeros_for_empty_prompt: bool,
+}
+
+/// `model_index.json`'s one setting we need.
+#[derive(Debug, Deserialize, Default)]
+struct ModelIndex {
+    force_zeros_for_empty_prompt: Option<bool>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de> + Default>(
@@ -230,13 +261,114 @@ impl PipelineConfig {
         let unet_path = folder.join("unet/config.json");
         let unet: UNetConfig = read_json(&unet_path)?.unwrap_or_default();
         unet.check(&unet_path.display().to_string())?;
+        let text_encoder_2: Option<ClipConfig> =
+            read_json(&folder.join("text_encoder_2/config.json"))?;
+        let index: ModelIndex = read_json(&folder.join("model_index.json"))?.unwrap_or_default();
+        let sdxl = text_encoder_2.is_some();
+        if sdxl != unet.addition_embed_type.is_some() {
+            return Err(ConfigError::Unsupported {
+                path: folder.display().to_string(),
+                what: "a second text encoder without SDXL's added conditioning, or the reverse"
+                    .into(),
+            });
+        }
         Ok(Self {
             unet,
             vae: read_json(&folder.join("vae/config.json"))?.unwrap_or_default(),
             text_encoder: read_json(&folder.join("text_encoder/config.json"))?.unwrap_or_default(),
+            text_encoder_2,
             scheduler: read_json(&folder.join("scheduler/scheduler_config.json"))?
                 .unwrap_or_default(),
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
         })
+    }
+
+    pub fn is_sdxl(&self) -> bool {
+        self.text_encoder_2.is_some()
+    }
+
+    /// Stable Diffusion XL 1.0 base, as diffusers' single-file loader assumes it.
+    pub fn sdxl() -> Self {
+        Self {
+            unet: UNetConfig {
+                block_out_channels: vec![320, 640, 1280],
+                down_block_types: vec![
+                    "DownBlock2D".into(),
+                    "CrossAttnDownBlock2D".into(),
+                    "CrossAttnDownBlock2D".into(),
+                ],
+                up_block_types: vec![
+                    "CrossAttnUpBlock2D".into(),
+                    "CrossAttnUpBlock2D".into(),
+                    "UpBlock2D".into(),
+                ],
+                cross_attention_dim: 2048,
+                attention_head_dim: PerBlock::Each(vec![5, 10, 20]),
+                transformer_layers_per_block: PerBlock::Each(vec![1, 2, 10]),
+                use_linear_projection: true,
+                sample_size: 128,
+                addition_embed_type: Some("text_time".into()),
+                addition_time_embed_dim: Some(256),
+                projection_class_embeddings_input_dim: Some(2816),
+                ..UNetConfig::default()
+            },
+            vae: VaeConfig {
+                scaling_factor: 0.13025,
+                ..VaeConfig::default()
+            },
+            text_encoder: ClipConfig::default(),
+            text_encoder_2: Some(ClipConfig {
+                hidden_size: 1280,
+                intermediate_size: 5120,
+                num_hidden_layers: 32,
+                num_attention_heads: 20,
+                hidden_act: "gelu".into(),
+                projection_dim: Some(1280),
+                ..ClipConfig::default()
+            }),
+            scheduler: super::scheduler::NoiseSchedule {
+                timestep_spacing: Some(super::scheduler::TimestepSpacing::Leading),
+                ..Default::default()
+            },
+            force_zeros_for_empty_prompt: true,
+        }
+    }
+
+    /// A tiny SDXL-shaped pipeline that diffusers runs too: both text encoders, the added
+    /// time-id conditioning, per-block transformer depth, linear projections.
+    pub fn tiny_sdxl() -> Self {
+        let full = Self::sdxl();
+        // The two encoders must differ in width: diffusers tells them apart by it.
+        let encoder = |hidden: i64, act: &str, projection: Option<i64>| ClipConfig {
+            hidden_size: hidden,
+            intermediate_size: 2 * hidden,
+            // diffusers recognises an SDXL file by its second encoder's 10th layer.
+            num_hidden_layers: 10,
+            num_attention_heads: 4,
+            hidden_act: act.into(),
+            projection_dim: projection,
+            ..ClipConfig::default()
+        };
+        Self {
+            unet: UNetConfig {
+                block_out_channels: vec![32, 64, 64],
+                attention_head_dim: PerBlock::Each(vec![2, 4, 4]),
+                transformer_layers_per_block: PerBlock::Each(vec![1, 1, 2]),
+                cross_attention_dim: 32 + 48,
+                sample_size: 8,
+                addition_time_embed_dim: Some(8),
+                // The pooled projection (40) and six time ids of 8.
+                projection_class_embeddings_input_dim: Some(40 + 6 * 8),
+                ..full.unet
+            },
+            vae: VaeConfig {
+                block_out_channels: vec![32, 32, 64, 64],
+                ..full.vae
+            },
+            text_encoder: encoder(32, "quick_gelu", None),
+            text_encoder_2: Some(encoder(48, "gelu", Some(40))),
+            ..full
+        }
     }
 
     /// A tiny SD 1.5-shaped pipeline (3.2 M UNet parameters) that diffusers runs too.
@@ -259,7 +391,9 @@ impl PipelineConfig {
                 num_attention_heads: 4,
                 ..ClipConfig::default()
             },
+            text_encoder_2: None,
             scheduler: Default::default(),
+            force_zeros_for_empty_prompt: false,
         }
     }
 }

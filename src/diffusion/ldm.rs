@@ -7,6 +7,9 @@ use super::config::UNetConfig;
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 pub const VAE_PREFIX: &str = "first_stage_model.";
 pub const CLIP_PREFIX: &str = "cond_stage_model.transformer.";
+/// SDXL's two text encoders: CLIP ViT-L in transformers' names, OpenCLIP ViT-bigG in its own.
+pub const SDXL_CLIP_PREFIX: &str = "conditioner.embedders.0.transformer.";
+pub const OPEN_CLIP_PREFIX: &str = "conditioner.embedders.1.model.";
 
 fn resnet_part(rest: &str) -> String {
     let (head, tail) = rest.split_once('.').unwrap_or((rest, ""));
@@ -44,6 +47,12 @@ pub fn unet_key(name: &str, c: &UNetConfig) -> String {
         }
         if let Some(rest) = name.strip_prefix("conv_norm_out.") {
             return Some(format!("out.0.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("add_embedding.linear_1.") {
+            return Some(format!("label_emb.0.0.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("add_embedding.linear_2.") {
+            return Some(format!("label_emb.0.2.{rest}"));
         }
         if let Some(rest) = name.strip_prefix("conv_out.") {
             return Some(format!("out.2.{rest}"));
@@ -162,6 +171,49 @@ pub fn vae_key(name: &str, blocks: usize) -> String {
 /// The text encoder keeps transformers' names under `cond_stage_model.transformer.`.
 pub fn clip_key(name: &str) -> String {
     format!("{CLIP_PREFIX}text_model.{name}")
+}
+
+/// SDXL's first text encoder.
+pub fn sdxl_clip_key(name: &str) -> String {
+    format!("{SDXL_CLIP_PREFIX}text_model.{name}")
+}
+
+/// SDXL's second text encoder, from `CLIPTextModelWithProjection` names to OpenCLIP's: fused
+/// q/k/v (`in_proj_*`), `c_fc`/`c_proj` MLPs, a transposed `text_projection`.
+pub fn open_clip_key(name: &str) -> String {
+    use super::weights::{pick_part, pick_transposed};
+    let p = OPEN_CLIP_PREFIX;
+    let mapped = (|| -> Option<String> {
+        match name {
+            "text_model.embeddings.token_embedding.weight" => {
+                return Some(format!("{p}token_embedding.weight"));
+            }
+            "text_model.embeddings.position_embedding.weight" => {
+                return Some(format!("{p}positional_embedding"));
+            }
+            "text_projection.weight" => return Some(pick_transposed(&format!("{p}text_projection"))),
+            _ => {}
+        }
+        if let Some(t) = name.strip_prefix("text_model.final_layer_norm.") {
+            return Some(format!("{p}ln_final.{t}"));
+        }
+        let rest = name.strip_prefix("text_model.encoder.layers.")?;
+        let (i, rest) = rest.split_once('.')?;
+        let block = format!("{p}transformer.resblocks.{i}");
+        let (part, tail) = rest.rsplit_once('.')?;
+        Some(match part {
+            "layer_norm1" => format!("{block}.ln_1.{tail}"),
+            "layer_norm2" => format!("{block}.ln_2.{tail}"),
+            "mlp.fc1" => format!("{block}.mlp.c_fc.{tail}"),
+            "mlp.fc2" => format!("{block}.mlp.c_proj.{tail}"),
+            "self_attn.out_proj" => format!("{block}.attn.out_proj.{tail}"),
+            "self_attn.q_proj" => pick_part(&format!("{block}.attn.in_proj_{tail}"), 0, 3),
+            "self_attn.k_proj" => pick_part(&format!("{block}.attn.in_proj_{tail}"), 1, 3),
+            "self_attn.v_proj" => pick_part(&format!("{block}.attn.in_proj_{tail}"), 2, 3),
+            _ => return None,
+        })
+    })();
+    mapped.unwrap_or_else(|| format!("{p}{name}"))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Stable Diffusion 1.x txt2img and img2img, step for step as diffusers'
 //! `StableDiffusionPipeline` and `StableDiffusionImg2ImgPipeline`.
 
-use super::clip::ClipTextModel;
+use super::clip::{ClipTextModel, ClipWithProjection};
 use super::config::{ConfigError, PipelineConfig};
 use super::image::rgb_from_decoded;
 use super::ldm;
@@ -60,6 +60,13 @@ pub struct Txt2Img {
     pub scheduler: SchedulerKind,
 }
 
+/// What the UNet is conditioned on: text embeddings and, for SDXL, the pooled embedding and
+/// the size/crop time ids.
+struct Conditioning {
+    context: Tensor,
+    added: Option<(Tensor, Tensor)>,
+}
+
 /// One img2img request: `base.width` and `base.height` are ignored, the image's own size
 /// (rounded down to multiples of 8) decides, as in diffusers.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +84,8 @@ pub struct Generation {
 
 pub struct Trace {
     pub text_embeddings: Tensor,
+    /// SDXL's pooled text embeddings (negative first under guidance).
+    pub pooled: Option<Tensor>,
     pub initial_latents: Tensor,
     /// Latents after each step.
     pub latents: Vec<Tensor>,
@@ -88,27 +97,39 @@ pub struct StableDiffusion {
     pub config: PipelineConfig,
     tokenizer: ClipTokenizer,
     text_encoder: ClipTextModel,
+    /// SDXL's second tokenizer (pads with `!`) and encoder.
+    tokenizer_2: ClipTokenizer,
+    text_encoder_2: Option<ClipWithProjection>,
     unet: UNet,
     decoder: Decoder,
     pub encoder: Encoder,
     device: Device,
     kind: Kind,
+    /// The VAE's dtype: f32 where diffusers upcasts it (SDXL in fp16).
+    vae_kind: Kind,
 }
 
-fn file_weights(
-    model: &str,
-    file: &Arc<SafetensorsFile>,
-    key: KeyMap,
-    prefix: &str,
-    kind: Kind,
-    device: Device,
-) -> Weights {
-    Weights::from_file(model, file.clone(), key, prefix, kind, device)
+/// Where each model's weights come from.
+pub struct WeightSources {
+    pub text_encoder: Weights,
+    pub text_encoder_2: Option<Weights>,
+    pub unet: Weights,
+    pub vae: Weights,
+}
+
+/// The VAE runs in f32 when diffusers' SDXL pipeline would upcast it.
+fn vae_kind(config: &PipelineConfig, kind: Kind) -> Kind {
+    if config.is_sdxl() && config.vae.force_upcast && kind == Kind::Half {
+        Kind::Float
+    } else {
+        kind
+    }
 }
 
 impl StableDiffusion {
     /// Loads a civitai-style single `.safetensors` file (architecture from `config_dir`, or from
-    /// a folder named like the file beside it, else SD 1.5), or a diffusers folder.
+    /// a folder named like the file beside it, else SDXL or SD 1.5 by its keys), or a diffusers
+    /// folder.
     pub fn load(
         path: &Path,
         config_dir: Option<&Path>,
@@ -125,40 +146,50 @@ impl StableDiffusion {
         if path.extension().is_none_or(|e| e != "safetensors") {
             return Err(PipelineError::UnknownLayout(path.to_path_buf()));
         }
+        let file = SafetensorsFile::open(path)?;
         let beside = path.with_extension("");
         let config = match config_dir {
             Some(dir) => PipelineConfig::from_folder(dir)?,
             None if beside.is_dir() => PipelineConfig::from_folder(&beside)?,
+            None if file.contains(&format!("{}ln_final.weight", ldm::OPEN_CLIP_PREFIX)) => {
+                PipelineConfig::sdxl()
+            }
             None => PipelineConfig::default(),
         };
-        let file = SafetensorsFile::open(path)?;
         let unet_config = config.unet.clone();
         let vae_blocks = config.vae.block_out_channels.len();
-        let unet_w = file_weights(
-            "unet",
-            &file,
-            Arc::new(move |n| ldm::unet_key(n, &unet_config)),
-            ldm::UNET_PREFIX,
-            kind,
-            device,
-        );
-        let vae_w = file_weights(
-            "vae",
-            &file,
-            Arc::new(move |n| ldm::vae_key(n, vae_blocks)),
-            ldm::VAE_PREFIX,
-            kind,
-            device,
-        );
-        let clip_w = file_weights(
-            "text_encoder",
-            &file,
-            Arc::new(ldm::clip_key),
-            ldm::CLIP_PREFIX,
-            kind,
-            device,
-        );
-        Self::build(config, &clip_w, &unet_w, &vae_w, device, kind)
+        let weights = |model: &str, key: KeyMap, prefix: &str, kind: Kind| {
+            Weights::from_file(model, file.clone(), key, prefix, kind, device)
+        };
+        let (clip_key, clip_prefix): (KeyMap, &str) = if config.is_sdxl() {
+            (Arc::new(ldm::sdxl_clip_key), ldm::SDXL_CLIP_PREFIX)
+        } else {
+            (Arc::new(ldm::clip_key), ldm::CLIP_PREFIX)
+        };
+        let sources = WeightSources {
+            text_encoder: weights("text_encoder", clip_key, clip_prefix, kind),
+            text_encoder_2: config.is_sdxl().then(|| {
+                weights(
+                    "text_encoder_2",
+                    Arc::new(ldm::open_clip_key),
+                    ldm::OPEN_CLIP_PREFIX,
+                    kind,
+                )
+            }),
+            unet: weights(
+                "unet",
+                Arc::new(move |n| ldm::unet_key(n, &unet_config)),
+                ldm::UNET_PREFIX,
+                kind,
+            ),
+            vae: weights(
+                "vae",
+                Arc::new(move |n| ldm::vae_key(n, vae_blocks)),
+                ldm::VAE_PREFIX,
+                vae_kind(&config, kind),
+            ),
+        };
+        Self::build(config, &sources, device, kind)
     }
 
     fn load_folder(dir: &Path, device: Device, kind: Kind) -> Result<Self, PipelineError> {
@@ -177,44 +208,77 @@ impl StableDiffusion {
                 dir.join(sub).join(format!("{stem}.safetensors")),
             ))
         };
-        let unet_file = pick("unet", "diffusion_pytorch_model")?;
-        let vae_file = pick("vae", "diffusion_pytorch_model")?;
-        let clip_file = pick("text_encoder", "model")?;
         let same: KeyMap = Arc::new(|n: &str| n.to_string());
         // transformers 5 saves CLIPTextModel without the `text_model.` prefix; real files have it.
-        let clip_key: KeyMap = if clip_file.contains("text_model.embeddings.token_embedding.weight")
-        {
-            Arc::new(|n: &str| format!("text_model.{n}"))
-        } else {
-            same.clone()
+        let text = |sub: &str, with_projection: bool| -> Result<Weights, PipelineError> {
+            let file = pick(sub, "model")?;
+            let key: KeyMap = match (
+                file.contains("text_model.embeddings.token_embedding.weight"),
+                with_projection,
+            ) {
+                (true, false) => Arc::new(|n: &str| format!("text_model.{n}")),
+                (false, true) => Arc::new(|n: &str| {
+                    n.strip_prefix("text_model.").unwrap_or(n).to_string()
+                }),
+                _ => same.clone(),
+            };
+            Ok(Weights::from_file(sub, file, key, "", kind, device))
         };
-        let unet_w = file_weights("unet", &unet_file, same.clone(), "", kind, device);
-        let vae_w = file_weights("vae", &vae_file, same, "", kind, device);
-        let clip_w = file_weights("text_encoder", &clip_file, clip_key, "", kind, device);
-        Self::build(config, &clip_w, &unet_w, &vae_w, device, kind)
+        let sources = WeightSources {
+            text_encoder: text("text_encoder", false)?,
+            text_encoder_2: match config.is_sdxl() {
+                true => Some(text("text_encoder_2", true)?),
+                false => None,
+            },
+            unet: Weights::from_file(
+                "unet",
+                pick("unet", "diffusion_pytorch_model")?,
+                same.clone(),
+                "",
+                kind,
+                device,
+            ),
+            vae: Weights::from_file(
+                "vae",
+                pick("vae", "diffusion_pytorch_model")?,
+                same.clone(),
+                "",
+                vae_kind(&config, kind),
+                device,
+            ),
+        };
+        Self::build(config, &sources, device, kind)
     }
 
     /// Assembles the models from weight sources and checks that every parameter was found.
     pub fn build(
         config: PipelineConfig,
-        clip: &Weights,
-        unet: &Weights,
-        vae: &Weights,
+        w: &WeightSources,
         device: Device,
         kind: Kind,
     ) -> Result<Self, PipelineError> {
-        let text_encoder = ClipTextModel::new(&clip.root(), &config.text_encoder);
-        let unet_model = UNet::new(&unet.root(), &config.unet);
-        let decoder = Decoder::new(&vae.root(), &config.vae);
-        let encoder = Encoder::new(&vae.root(), &config.vae);
-        for w in [clip, unet, vae] {
-            w.finish()?;
+        let text_encoder = ClipTextModel::new(&w.text_encoder.root(), &config.text_encoder);
+        let text_encoder_2 = match (&w.text_encoder_2, &config.text_encoder_2) {
+            (Some(w2), Some(c2)) => Some(ClipWithProjection::new(&w2.root(), c2)),
+            _ => None,
+        };
+        let unet = UNet::new(&w.unet.root(), &config.unet);
+        let decoder = Decoder::new(&w.vae.root(), &config.vae);
+        let encoder = Encoder::new(&w.vae.root(), &config.vae);
+        for weights in [&w.text_encoder, &w.unet, &w.vae]
+            .into_iter()
+            .chain(w.text_encoder_2.as_ref())
+        {
+            weights.finish()?;
         }
         Ok(Self {
+            vae_kind: vae_kind(&config, kind),
             config,
             tokenizer: ClipTokenizer::new(END_OF_TEXT),
             text_encoder,
-            unet: unet_model,
+            tokenizer_2: ClipTokenizer::new(0),
+            text_encoder_2,
+            unet,
             decoder,
             encoder,
             device,
@@ -222,22 +286,56 @@ impl StableDiffusion {
         })
     }
 
-    fn embed(&self, text: &str) -> Tensor {
-        let ids = Tensor::from_slice(&self.tokenizer.encode_padded(text))
+    fn ids(&self, tokenizer: &ClipTokenizer, text: &str) -> Tensor {
+        Tensor::from_slice(&tokenizer.encode_padded(text))
             .unsqueeze(0)
-            .to_device(self.device);
-        self.text_encoder.forward(&ids)
+            .to_device(self.device)
     }
 
-    /// The prompt's embeddings, negative first when classifier-free guidance is on.
-    fn context(&self, req: &Txt2Img) -> Tensor {
-        let positive = self.embed(&req.prompt);
-        if req.guided() {
-            let negative = self.embed(req.negative_prompt.as_deref().unwrap_or(""));
-            Tensor::cat(&[negative, positive], 0)
-        } else {
-            positive
+    /// SD: the last hidden state. SDXL: both encoders' penultimate hidden states side by side,
+    /// and the second encoder's pooled projection.
+    fn embed(&self, text: &str) -> (Tensor, Option<Tensor>) {
+        let first = self.text_encoder.encode(&self.ids(&self.tokenizer, text));
+        match &self.text_encoder_2 {
+            None => (first.last, None),
+            Some(second) => {
+                let (hidden, pooled) = second.encode(&self.ids(&self.tokenizer_2, text));
+                (Tensor::cat(&[first.penultimate, hidden], -1), Some(pooled))
+            }
         }
+    }
+
+    /// The prompt's conditioning, negative first when classifier-free guidance is on.
+    fn condition(&self, req: &Txt2Img, height: i64, width: i64) -> Conditioning {
+        let (positive, pooled) = self.embed(&req.prompt);
+        let zeros_for_negative =
+            req.negative_prompt.is_none() && self.config.force_zeros_for_empty_prompt;
+        let (context, pooled) = if !req.guided() {
+            (positive, pooled)
+        } else if zeros_for_negative {
+            let pooled = pooled.map(|p| Tensor::cat(&[p.zeros_like(), p], 0));
+            (Tensor::cat(&[positive.zeros_like(), positive], 0), pooled)
+        } else {
+            let (negative, negative_pooled) =
+                self.embed(req.negative_prompt.as_deref().unwrap_or(""));
+            let pooled = match (negative_pooled, pooled) {
+                (Some(n), Some(p)) => Some(Tensor::cat(&[n, p], 0)),
+                _ => None,
+            };
+            (Tensor::cat(&[negative, positive], 0), pooled)
+        };
+        // SDXL's size conditioning: original size, crop top-left, target size.
+        let added = pooled.map(|pooled| {
+            let ids = [height, width, 0, 0, height, width].map(|v| v as f32);
+            let batch = pooled.size()[0];
+            let time_ids = Tensor::from_slice(&ids)
+                .to_kind(self.kind)
+                .unsqueeze(0)
+                .repeat([batch, 1])
+                .to_device(self.device);
+            (pooled, time_ids)
+        });
+        Conditioning { context, added }
     }
 
     /// Draws from libtorch's global CPU generator in the pipeline dtype, then moves: fp16
@@ -250,7 +348,7 @@ impl StableDiffusion {
     fn denoise(
         &self,
         req: &Txt2Img,
-        context: &Tensor,
+        cond: &Conditioning,
         mut sampler: Sampler,
         mut latents: Tensor,
         trace: Option<Trace>,
@@ -264,7 +362,8 @@ impl StableDiffusion {
                 latents.shallow_clone()
             };
             let input = sampler.scale_model_input(&input);
-            let eps = self.unet.forward(&input, t, context);
+            let added = cond.added.as_ref().map(|(p, ids)| (p, ids));
+            let eps = self.unet.forward(&input, t, &cond.context, added);
             let eps = if req.guided() {
                 let parts = eps.chunk(2, 0);
                 &parts[0] + (&parts[1] - &parts[0]) * req.guidance_scale
@@ -276,7 +375,7 @@ impl StableDiffusion {
                 steps.push(latents.to_device(Device::Cpu).to_kind(Kind::Float));
             }
         }
-        let decoded = self.decoder.decode(&latents);
+        let decoded = self.decoder.decode(&latents.to_kind(self.vae_kind));
         let image = rgb_from_decoded(&decoded)?;
         Ok(Generation {
             image,
@@ -296,7 +395,7 @@ impl StableDiffusion {
             .scheduler
             .plan(&self.config.scheduler, req.num_inference_steps)?;
         let sampler = Sampler::new(req.scheduler, plan.clone());
-        let context = self.context(req);
+        let cond = self.condition(req, req.height, req.width);
 
         let _generator = lock_generator();
         tch::manual_seed(seed);
@@ -308,8 +407,8 @@ impl StableDiffusion {
         ];
         let initial = self.randn(&shape);
         let latents = &initial * f64::from(plan.init_noise_sigma);
-        let trace = trace.then(|| Trace::start(&context, &initial, &plan));
-        self.denoise(req, &context, sampler, latents, trace)
+        let trace = trace.then(|| Trace::start(&cond, &initial, &plan));
+        self.denoise(req, &cond, sampler, latents, trace)
     }
 
     /// diffusers' `StableDiffusionImg2ImgPipeline`: the image is VAE-encoded (a seeded sample of
@@ -341,24 +440,28 @@ impl StableDiffusion {
         let _no_grad = tch::no_grad_guard();
         let plan = base.scheduler.plan(&self.config.scheduler, steps)?;
         let sampler = Sampler::new(base.scheduler, plan.clone()).begin_at(start);
-        let context = self.context(base);
+        let cond = self.condition(base, h as i64, w as i64);
 
         let pixels = Tensor::from_slice(&image.data)
             .reshape([1, h as i64, w as i64, 3])
             .permute([0, 3, 1, 2])
             .to_kind(Kind::Float)
             / 255.0;
-        let pixels = (pixels * 2.0 - 1.0).to_kind(self.kind).to_device(self.device);
+        let pixels = (pixels * 2.0 - 1.0)
+            .to_kind(self.vae_kind)
+            .to_device(self.device);
         let (mean, logvar) = self.encoder.encode(&pixels);
 
         let _generator = lock_generator();
         tch::manual_seed(seed);
-        let sample = &mean + (logvar * 0.5).exp() * self.randn(&mean.size());
-        let encoded = sample * self.config.vae.scaling_factor;
+        // Drawn in the VAE's dtype, as diffusers' latent distribution does.
+        let draw = Tensor::randn(mean.size(), (self.vae_kind, Device::Cpu)).to_device(self.device);
+        let sample = &mean + (logvar * 0.5).exp() * draw;
+        let encoded = sample.to_kind(self.kind) * self.config.vae.scaling_factor;
         let noise = self.randn(&encoded.size());
         let latents = sampler.add_noise(&encoded, &noise);
-        let trace = trace.then(|| Trace::start(&context, &latents, &plan));
-        self.denoise(base, &context, sampler, latents, trace)
+        let trace = trace.then(|| Trace::start(&cond, &latents, &plan));
+        self.denoise(base, &cond, sampler, latents, trace)
     }
 }
 
@@ -391,9 +494,11 @@ impl Txt2Img {
 }
 
 impl Trace {
-    fn start(context: &Tensor, initial: &Tensor, plan: &Plan) -> Self {
+    fn start(cond: &Conditioning, initial: &Tensor, plan: &Plan) -> Self {
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu).to_kind(Kind::Float);
         Trace {
-            text_embeddings: context.to_device(Device::Cpu).to_kind(Kind::Float),
+            text_embeddings: cpu(&cond.context),
+            pooled: cond.added.as_ref().map(|(pooled, _)| cpu(pooled)),
             initial_latents: initial.to_device(Device::Cpu).to_kind(Kind::Float),
             latents: Vec::new(),
             timesteps: Vec::new(),

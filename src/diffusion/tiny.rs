@@ -1,13 +1,13 @@
-//! A tiny, randomly initialised SD 1.5-architecture checkpoint in the real single-file layout,
+//! Tiny, randomly initialised SD 1.5- and SDXL-architecture checkpoints in the real single-file layout,
 //! with the diffusers config folder beside it. Deterministic: the same bytes on every machine
 //! (libtorch's CPU generator is seeded), so tests and the local demo can make it themselves.
 
-use super::clip::ClipTextModel;
+use super::clip::{ClipTextModel, ClipWithProjection};
 use super::config::PipelineConfig;
 use super::ldm;
 use super::unet::UNet;
 use super::vae::{Decoder, Encoder};
-use super::weights::Weights;
+use super::weights::{Pick, Weights};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -37,13 +37,27 @@ fn write(path: &Path, text: &str) -> Result<(), TinyError> {
 
 /// Writes `<dir>/<name>.safetensors` and the config folder `<dir>/<name>/`; returns the file.
 pub fn write_tiny_sd15(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
-    let config = PipelineConfig::tiny();
+    write_tiny(dir, name, &PipelineConfig::tiny())
+}
+
+/// The SDXL-architecture counterpart: both text encoders (the second in OpenCLIP's layout, fused
+/// q/k/v and a transposed projection) and the added-conditioning UNet.
+pub fn write_tiny_sdxl(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
+    write_tiny(dir, name, &PipelineConfig::tiny_sdxl())
+}
+
+fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf, TinyError> {
     let _no_grad = tch::no_grad_guard();
     let generator = super::pipeline::lock_generator();
     tch::manual_seed(TINY_SEED);
     let (kind, cpu) = (Kind::Float, Device::Cpu);
     let clip = Weights::random("text_encoder", kind, cpu);
     ClipTextModel::new(&clip.root(), &config.text_encoder);
+    let clip_2 = config.text_encoder_2.as_ref().map(|c2| {
+        let w = Weights::random("text_encoder_2", kind, cpu);
+        ClipWithProjection::new(&w.root(), c2);
+        w
+    });
     let unet = Weights::random("unet", kind, cpu);
     UNet::new(&unet.root(), &config.unet);
     let vae = Weights::random("vae", kind, cpu);
@@ -52,18 +66,31 @@ pub fn write_tiny_sd15(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
     drop(generator);
 
     let vae_blocks = config.vae.block_out_channels.len();
+    let (clip_key, clip_prefix): (fn(&str) -> String, &str) = if config.is_sdxl() {
+        (ldm::sdxl_clip_key, ldm::SDXL_CLIP_PREFIX)
+    } else {
+        (ldm::clip_key, ldm::CLIP_PREFIX)
+    };
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for (n, t) in clip.created() {
-        tensors.push((ldm::clip_key(&n), t));
+        tensors.push((clip_key(&n), t));
     }
     tensors.push((
-        format!("{}text_model.embeddings.position_ids", ldm::CLIP_PREFIX),
+        format!("{clip_prefix}text_model.embeddings.position_ids"),
         Tensor::arange(
             config.text_encoder.max_position_embeddings,
             (Kind::Int64, cpu),
         )
         .unsqueeze(0),
     ));
+    if let Some(w) = &clip_2 {
+        let mapped = w
+            .created()
+            .into_iter()
+            .map(|(n, t)| (ldm::open_clip_key(&n), t))
+            .collect();
+        tensors.extend(Pick::assemble(mapped));
+    }
     for (n, t) in unet.created() {
         tensors.push((ldm::unet_key(&n, &config.unet), t));
     }
@@ -86,20 +113,38 @@ pub fn write_tiny_sd15(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
         path: file.clone(),
         source,
     })?;
-    write_config_folder(&dir.join(name), &config)?;
+    write_config_folder(&dir.join(name), config)?;
     Ok(file)
 }
 
 /// diffusers' config files for `config`, enough for `from_single_file(..., config=folder)`.
 pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), TinyError> {
-    for sub in ["unet", "vae", "text_encoder", "scheduler"] {
+    let sdxl = c.is_sdxl();
+    let subs: &[&str] = if sdxl {
+        &["unet", "vae", "text_encoder", "text_encoder_2", "scheduler"]
+    } else {
+        &["unet", "vae", "text_encoder", "scheduler"]
+    };
+    for sub in subs {
         let p = folder.join(sub);
         std::fs::create_dir_all(&p).map_err(|source| TinyError::Io { path: p, source })?;
     }
     let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
-    write(
-        &folder.join("model_index.json"),
-        &pretty(json!({
+    let index = if sdxl {
+        json!({
+            "_class_name": "StableDiffusionXLPipeline",
+            "_diffusers_version": "0.42.1",
+            "force_zeros_for_empty_prompt": c.force_zeros_for_empty_prompt,
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        })
+    } else {
+        json!({
             "_class_name": "StableDiffusionPipeline",
             "_diffusers_version": "0.42.1",
             "feature_extractor": [null, null],
@@ -110,13 +155,12 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             "tokenizer": ["transformers", "CLIPTokenizer"],
             "unet": ["diffusers", "UNet2DConditionModel"],
             "vae": ["diffusers", "AutoencoderKL"],
-        })),
-    )?;
+        })
+    };
+    write(&folder.join("model_index.json"), &pretty(index))?;
     let u = &c.unet;
     let heads = u.heads(0);
-    write(
-        &folder.join("unet/config.json"),
-        &pretty(json!({
+    let mut unet = json!({
             "_class_name": "UNet2DConditionModel",
             "sample_size": u.sample_size,
             "in_channels": u.in_channels,
@@ -132,8 +176,18 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             "flip_sin_to_cos": u.flip_sin_to_cos,
             "freq_shift": u.freq_shift,
             "use_linear_projection": u.use_linear_projection,
-        })),
-    )?;
+    });
+    if sdxl {
+        let n = u.block_out_channels.len();
+        let per_block = |p: &super::config::PerBlock| (0..n).map(|i| p.get(i)).collect::<Vec<_>>();
+        unet["attention_head_dim"] = json!(per_block(&u.attention_head_dim));
+        unet["transformer_layers_per_block"] = json!(per_block(&u.transformer_layers_per_block));
+        unet["addition_embed_type"] = json!(u.addition_embed_type);
+        unet["addition_time_embed_dim"] = json!(u.addition_time_embed_dim);
+        unet["projection_class_embeddings_input_dim"] =
+            json!(u.projection_class_embeddings_input_dim);
+    }
+    write(&folder.join("unet/config.json"), &pretty(unet))?;
     let v = &c.vae;
     let n = v.block_out_channels.len();
     write(
@@ -150,13 +204,12 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             "norm_num_groups": v.norm_num_groups,
             "sample_size": u.sample_size * 8,
             "scaling_factor": v.scaling_factor,
+            "force_upcast": v.force_upcast,
         })),
     )?;
-    let t = &c.text_encoder;
-    write(
-        &folder.join("text_encoder/config.json"),
-        &pretty(json!({
-            "architectures": ["CLIPTextModel"],
+    let text = |t: &super::config::ClipConfig, class: &str| {
+        json!({
+            "architectures": [class],
             "model_type": "clip_text_model",
             "vocab_size": t.vocab_size,
             "hidden_size": t.hidden_size,
@@ -166,16 +219,24 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             "max_position_embeddings": t.max_position_embeddings,
             "hidden_act": t.hidden_act,
             "layer_norm_eps": t.layer_norm_eps,
-            "projection_dim": t.hidden_size,
+            "projection_dim": t.projection_dim.unwrap_or(t.hidden_size),
             "bos_token_id": 49406,
             "eos_token_id": 49407,
             "pad_token_id": 1,
-        })),
-    )?;
-    let s = &c.scheduler;
+        })
+    };
     write(
-        &folder.join("scheduler/scheduler_config.json"),
-        &pretty(json!({
+        &folder.join("text_encoder/config.json"),
+        &pretty(text(&c.text_encoder, "CLIPTextModel")),
+    )?;
+    if let Some(t2) = &c.text_encoder_2 {
+        write(
+            &folder.join("text_encoder_2/config.json"),
+            &pretty(text(t2, "CLIPTextModelWithProjection")),
+        )?;
+    }
+    let s = &c.scheduler;
+    let mut scheduler = json!({
             "_class_name": "PNDMScheduler",
             "beta_start": s.beta_start,
             "beta_end": s.beta_end,
@@ -185,7 +246,13 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             "skip_prk_steps": true,
             "steps_offset": s.steps_offset,
             "clip_sample": false,
-        })),
+    });
+    if let Some(spacing) = s.timestep_spacing {
+        scheduler["timestep_spacing"] = json!(spacing);
+    }
+    write(
+        &folder.join("scheduler/scheduler_config.json"),
+        &pretty(scheduler),
     )?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! diffusers' `UNet2DConditionModel` (the SD 1.x/2.x layout): the noise predictor.
+//! diffusers' `UNet2DConditionModel`: the noise predictor of SD 1.x/2.x and SDXL (whose
+//! pooled text embedding and size/crop ids are added to the time embedding).
 
 use super::blocks::{Downsample, ResnetBlock, Transformer2D, Upsample};
 use super::config::UNetConfig;
@@ -18,6 +19,8 @@ pub struct UNet {
     conv_in: Conv2d,
     time_1: Linear,
     time_2: Linear,
+    /// SDXL's `add_embedding` (linear, SiLU, linear).
+    add_embedding: Option<(Linear, Linear)>,
     down: Vec<Level>,
     mid_resnets: [ResnetBlock; 2],
     mid_attention: Transformer2D,
@@ -121,6 +124,12 @@ impl UNet {
             conv_in: Conv2d::new(&w.at("conv_in"), c.in_channels, ch[0], 3, 1, 1),
             time_1: Linear::new(&w.at("time_embedding.linear_1"), ch[0], temb, true),
             time_2: Linear::new(&w.at("time_embedding.linear_2"), temb, temb, true),
+            add_embedding: c.projection_class_embeddings_input_dim.map(|input| {
+                (
+                    Linear::new(&w.at("add_embedding.linear_1"), input, temb, true),
+                    Linear::new(&w.at("add_embedding.linear_2"), temb, temb, true),
+                )
+            }),
             down,
             mid_resnets,
             mid_attention,
@@ -130,29 +139,48 @@ impl UNet {
         }
     }
 
-    /// Sinusoidal embedding of the (possibly fractional) timestep, diffusers' `Timesteps`.
-    fn timestep_embedding(&self, t: f64, batch: i64, kind: Kind, device: Device) -> Tensor {
-        let dim = self.config.block_out_channels[0];
+    /// diffusers' `Timesteps`: sinusoidal embeddings `[values, dim]` of (possibly fractional)
+    /// values, computed in f32.
+    fn sinusoidal(&self, values: &Tensor, dim: i64) -> Tensor {
         let half = dim / 2;
         let exponent = Tensor::arange(half, (Kind::Float, Device::Cpu)) * (-(10000f64).ln())
             / (half as f64 - self.config.freq_shift);
-        let emb = Tensor::from_slice(&[t as f32]).unsqueeze(1) * exponent.exp().unsqueeze(0);
+        let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
         let (sin, cos) = (emb.sin(), emb.cos());
-        let emb = if self.config.flip_sin_to_cos {
+        if self.config.flip_sin_to_cos {
             Tensor::cat(&[cos, sin], -1)
         } else {
             Tensor::cat(&[sin, cos], -1)
-        };
-        emb.expand([batch, dim], false)
-            .to_kind(kind)
-            .to_device(device)
+        }
     }
 
-    /// Predicts the noise in `sample` at timestep `t`, conditioned on `context`.
-    pub fn forward(&self, sample: &Tensor, t: f64, context: &Tensor) -> Tensor {
-        let batch = sample.size()[0];
-        let t_emb = self.timestep_embedding(t, batch, sample.kind(), sample.device());
-        let emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
+    /// Predicts the noise in `sample` at timestep `t`, conditioned on `context` and, for
+    /// SDXL, on `added` (pooled text embeddings `[batch, n]`, time ids `[batch, 6]`).
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        t: f64,
+        context: &Tensor,
+        added: Option<(&Tensor, &Tensor)>,
+    ) -> Tensor {
+        let (batch, kind, device) = (sample.size()[0], sample.kind(), sample.device());
+        let dim = self.config.block_out_channels[0];
+        let t_emb = self
+            .sinusoidal(&Tensor::from_slice(&[t as f32]), dim)
+            .expand([batch, dim], false)
+            .to_kind(kind)
+            .to_device(device);
+        let mut emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
+        if let (Some((l1, l2)), Some((text_embeds, time_ids))) = (&self.add_embedding, added) {
+            let d = self.config.addition_time_embed_dim.unwrap_or(256);
+            let time_embeds = self
+                .sinusoidal(&time_ids.flatten(0, -1).to_device(Device::Cpu), d)
+                .reshape([batch, -1])
+                .to_kind(kind)
+                .to_device(device);
+            let add = Tensor::cat(&[text_embeds.to_kind(kind), time_embeds], -1);
+            emb += l2.forward(&l1.forward(&add).silu());
+        }
 
         let mut x = self.conv_in.forward(sample);
         let mut skips = vec![x.shallow_clone()];

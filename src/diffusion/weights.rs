@@ -115,8 +115,84 @@ impl SafetensorsFile {
     }
 }
 
-/// Maps a diffusers parameter name to the name used in a file.
+/// Maps a diffusers parameter name to the name used in a file. A key may end in a [`Pick`]
+/// suffix when the file stores the parameter differently (see [`pick_part`], [`pick_transposed`]).
 pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// How a parameter is cut out of the file's tensor: OpenCLIP fuses q/k/v into one
+/// `in_proj_weight` and stores its text projection transposed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pick {
+    Whole,
+    /// Part `index` of `of` equal row blocks.
+    Part { index: i64, of: i64 },
+    Transposed,
+}
+
+const PICK_MARK: char = '#';
+
+/// The file key for part `index` of `of` row blocks of `key`.
+pub fn pick_part(key: &str, index: i64, of: i64) -> String {
+    format!("{key}{PICK_MARK}{index}/{of}")
+}
+
+/// The file key for the transpose of `key`.
+pub fn pick_transposed(key: &str) -> String {
+    format!("{key}{PICK_MARK}T")
+}
+
+impl Pick {
+    /// Splits a mapped key into the file's tensor name and the pick.
+    pub fn parse(key: &str) -> (&str, Pick) {
+        let Some((name, pick)) = key.split_once(PICK_MARK) else {
+            return (key, Pick::Whole);
+        };
+        let pick = match pick.split_once('/') {
+            _ if pick == "T" => Pick::Transposed,
+            Some((i, n)) => match (i.parse(), n.parse()) {
+                (Ok(index), Ok(of)) if index < of => Pick::Part { index, of },
+                _ => Pick::Whole,
+            },
+            None => Pick::Whole,
+        };
+        (name, pick)
+    }
+
+    /// The parameter from the file's tensor; None when it cannot be cut as asked.
+    pub fn apply(self, t: Tensor) -> Option<Tensor> {
+        match self {
+            Pick::Whole => Some(t),
+            Pick::Transposed => (t.dim() == 2).then(|| t.transpose(0, 1).contiguous()),
+            Pick::Part { index, of } => {
+                let rows = t.size().first().copied()?;
+                (rows % of == 0).then(|| t.narrow(0, index * rows / of, rows / of).contiguous())
+            }
+        }
+    }
+
+    /// The inverse, for writing files: parameters grouped by file key, joined back.
+    pub fn assemble(mapped: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        let mut parts: Vec<(String, Vec<(i64, Tensor)>)> = Vec::new();
+        for (key, t) in mapped {
+            let (name, pick) = Pick::parse(&key);
+            match pick {
+                Pick::Whole => out.push((name.to_string(), t)),
+                Pick::Transposed => out.push((name.to_string(), t.transpose(0, 1).contiguous())),
+                Pick::Part { index, .. } => match parts.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, v)) => v.push((index, t)),
+                    None => parts.push((name.to_string(), vec![(index, t)])),
+                },
+            }
+        }
+        for (name, mut v) in parts {
+            v.sort_by_key(|(i, _)| *i);
+            let tensors: Vec<Tensor> = v.into_iter().map(|(_, t)| t).collect();
+            out.push((name, Tensor::cat(&tensors, 0)));
+        }
+        out
+    }
+}
 
 enum Source {
     File {
@@ -223,11 +299,19 @@ impl Weights {
                 t
             }
             Source::File { file, key, .. } => {
-                let file_key = key(name);
+                let mapped = key(name);
+                let (file_key, pick) = Pick::parse(&mapped);
+                let file_key = file_key.to_string();
                 let mut ledger = self.ledger.borrow_mut();
                 ledger.used.insert(file_key.clone());
-                match file.read(&file_key) {
-                    Ok(Some(t)) => {
+                match file.read(&file_key).map(|t| t.map(|t| pick.apply(t))) {
+                    Ok(Some(None)) => {
+                        ledger
+                            .misshapen
+                            .push(format!("{file_key} cannot be cut as {pick:?}"));
+                        placeholder()
+                    }
+                    Ok(Some(Some(t))) => {
                         let found = t.size();
                         if found == shape {
                             t

@@ -352,3 +352,165 @@ mod img2img {
         }
     }
 }
+
+mod sdxl {
+    //! SDXL txt2img against scripts/parity/sdxl.py on the tiny SDXL checkpoint.
+    use super::*;
+    use nicheimage_tui::diffusion::tiny::write_tiny_sdxl;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdxl")
+    }
+
+    fn cases() -> Value {
+        let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("fixtures");
+        serde_json::from_str(&text).expect("valid fixtures")
+    }
+
+    fn checkpoint() -> &'static PathBuf {
+        static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+        &FILE
+            .get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let file = write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+                (dir, file)
+            })
+            .1
+    }
+
+    #[test]
+    fn the_tiny_sdxl_checkpoint_is_the_one_the_fixtures_were_made_from() {
+        let bytes = std::fs::read(checkpoint()).unwrap();
+        assert_eq!(
+            hex(&Sha256::digest(&bytes)),
+            cases()["checkpoint_sha256"].as_str().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_second_tokenizer_pads_with_exclamation_marks() {
+        let tokenizer = ClipTokenizer::new(0);
+        for case in cases()["tokenizer_2"].as_array().unwrap() {
+            let want: Vec<i64> = case["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(tokenizer.encode_padded(text), want, "{text:?}");
+        }
+    }
+
+    fn close(name: &str, what: &str, got: &[f32], want: &[f32], tolerance: f32) {
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = max_abs_diff(got, want);
+        assert!(
+            d <= tolerance * scale.max(1.0),
+            "{name}: {what} differ by {d} (scale {scale})"
+        );
+    }
+
+    #[test]
+    fn sdxl_txt2img_matches_diffusers() {
+        // Without a config folder: the loader must recognise SDXL by its keys, and the folder
+        // beside the file (written with it) must agree.
+        let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
+        assert!(sd.config.is_sdxl());
+        for case in cases()["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let req = Txt2Img {
+                prompt: case["prompt"].as_str().unwrap().into(),
+                negative_prompt: case["negative_prompt"].as_str().map(String::from),
+                seed: case["seed"].as_u64().unwrap(),
+                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+                width: case["width"].as_i64().unwrap(),
+                height: case["height"].as_i64().unwrap(),
+                scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+            };
+            let generated = sd.txt2img(&req, true).unwrap();
+            let trace = generated.trace.unwrap();
+            let want_t: Vec<f64> = case["timesteps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(trace.timesteps, want_t, "{name}: timesteps");
+            for (got, want) in trace.sigmas.iter().zip(floats(&case["sigmas"])) {
+                assert!(
+                    (got - want).abs() <= 1e-6 * want.abs(),
+                    "{name}: sigma {got} vs {want}"
+                );
+            }
+            assert_eq!(
+                to_vec(&trace.initial_latents),
+                floats(&case["initial_latents"]),
+                "{name}: initial latents"
+            );
+            let shape: Vec<i64> = case["embeddings_shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            assert_eq!(trace.text_embeddings.size(), shape, "{name}: embeddings");
+            let emb = to_vec(&trace.text_embeddings);
+            let head = floats(&case["embeddings_head"]);
+            let tail = floats(&case["embeddings_tail"]);
+            close(name, "embeddings (head)", &emb[..head.len()], &head, 1e-5);
+            close(
+                name,
+                "embeddings (tail)",
+                &emb[emb.len() - tail.len()..],
+                &tail,
+                1e-5,
+            );
+            let sum: f64 = emb.iter().map(|&x| x as f64).sum();
+            let want_sum = case["embeddings_sum"].as_f64().unwrap();
+            assert!(
+                (sum - want_sum).abs() <= 1e-3 + 1e-5 * want_sum.abs(),
+                "{name}: embedding sum {sum} vs {want_sum}"
+            );
+            let pooled = to_vec(trace.pooled.as_ref().expect("SDXL pools"));
+            close(name, "pooled embeddings", &pooled, &floats(&case["pooled"]), 1e-5);
+            for (i, (got, want)) in trace
+                .latents
+                .iter()
+                .zip(case["latents"].as_array().unwrap())
+                .enumerate()
+            {
+                close(
+                    name,
+                    &format!("latents after step {i}"),
+                    &to_vec(got),
+                    &floats(want),
+                    1e-4,
+                );
+            }
+            let reference =
+                RgbImage::from_png(&std::fs::read(fixtures().join(format!("{name}.png"))).unwrap())
+                    .unwrap();
+            let ours = &generated.image;
+            assert_eq!(
+                (ours.width, ours.height),
+                (reference.width, reference.height)
+            );
+            let worst = ours
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 2, "{name}: max pixel difference {worst}");
+            assert_eq!(
+                to_hex(&average_hash(ours, 8)),
+                case["average_hash"].as_str().unwrap(),
+                "{name}: hash"
+            );
+            eprintln!("{name}: max pixel difference {worst}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+"""Reference outputs of diffusers' StableDiffusionXLPipeline on the tiny SDXL checkpoint.
+
+    .venv-parity/bin/python scripts/parity/sdxl.py CHECKPOINT.safetensors CONFIG_DIR OUT_DIR
+
+CHECKPOINT and CONFIG_DIR come from `nicheimage-tui tiny-checkpoint --arch sdxl --name tiny-sdxl
+--out DIR`; OUT_DIR gets cases.json (schedules, latents, embeddings, hashes) and one PNG per case.
+tests/diffusers_parity.rs regenerates the checkpoint and compares against these files.
+"""
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import imagehash
+import torch
+from diffusers import StableDiffusionXLPipeline
+from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from sd15 import NEGATIVE, SCHEDULERS, flat, write_tokenizer  # noqa: E402
+
+CASES = [
+    # AnimeV3-like: Karras, guidance with the negative prompt.
+    dict(name="karras_64", scheduler="dpm++2m_karras", prompt="anime girl under cherry blossoms",
+         negative_prompt=NEGATIVE, seed=1234, steps=4, guidance_scale=7.0, width=64, height=64),
+    # RealitiesEdgeXL-like: no negative prompt, so SDXL's zeroed negative conditioning.
+    dict(name="dpm2m_zero_negative_64x48", scheduler="dpm++2m", prompt="a turbo car in the rain",
+         negative_prompt=None, seed=42, steps=7, guidance_scale=5.5, width=64, height=48),
+    dict(name="euler_a_nocfg_48x64", scheduler="euler_a", prompt="a castle on a hill", negative_prompt=None,
+         seed=7, steps=5, guidance_scale=1.0, width=48, height=64),
+    # An empty negative prompt is encoded, not zeroed.
+    dict(name="euler_empty_negative", scheduler="euler", prompt="portrait, oil painting", negative_prompt="",
+         seed=99, steps=6, guidance_scale=7.5, width=64, height=64),
+]
+
+
+def check_every_tensor_loaded(pipe, ckpt):
+    """diffusers initialises what it cannot map; make sure nothing was left random."""
+    file = load_file(ckpt)
+    for prefix, model in [("model.diffusion_model.", pipe.unet), ("first_stage_model.", pipe.vae),
+                          ("conditioner.embedders.0.transformer.", pipe.text_encoder),
+                          ("conditioner.embedders.1.model.", pipe.text_encoder_2)]:
+        ours = sum(t.double().abs().sum().item() for k, t in file.items()
+                   if k.startswith(prefix) and not k.endswith("position_ids"))
+        theirs = sum(p.double().abs().sum().item() for p in model.state_dict().values() if p.is_floating_point())
+        assert abs(ours - theirs) <= 1e-6 * ours, f"{prefix}: file {ours} vs loaded {theirs}"
+
+
+def main():
+    ckpt, config_dir, out_dir = sys.argv[1:4]
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_grad_enabled(False)
+    os.makedirs(out_dir, exist_ok=True)
+    config = os.path.join(tempfile.mkdtemp(), "config")
+    shutil.copytree(config_dir, config)
+    write_tokenizer(os.path.join(config, "tokenizer"))
+    write_tokenizer(os.path.join(config, "tokenizer_2"), pad="!")
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        ckpt, config=config, torch_dtype=torch.float32, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    check_every_tensor_loaded(pipe, ckpt)
+    base = pipe.scheduler.config
+    out = {
+        "versions": {p: md.version(p) for p in ["torch", "diffusers", "transformers", "Pillow", "ImageHash"]},
+        "checkpoint_sha256": hashlib.sha256(open(ckpt, "rb").read()).hexdigest(),
+        "tokenizer_2": [
+            {"text": t, "ids": pipe.tokenizer_2(t, padding="max_length", max_length=77, truncation=True).input_ids}
+            for t in ["a photo of a cat", "", "word " * 100]
+        ],
+        "cases": [],
+    }
+    for case in CASES:
+        cls, extra = SCHEDULERS[case["scheduler"]]
+        pipe.scheduler = cls.from_config(base, **extra)
+        cfg = case["guidance_scale"] > 1.0
+        pos, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=case["prompt"], device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+            negative_prompt=case["negative_prompt"])
+        embeddings = torch.cat([neg, pos]) if cfg else pos
+        pooled_all = torch.cat([neg_pooled, pooled]) if cfg else pooled
+        torch.manual_seed(case["seed"])
+        initial = torch.randn((1, 4, case["height"] // 8, case["width"] // 8))
+        steps = []
+
+        def keep(_pipe, _i, _t, kwargs):
+            steps.append(kwargs["latents"].detach().clone())
+            return kwargs
+
+        image = pipe(
+            prompt=case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
+            guidance_scale=case["guidance_scale"], width=case["width"], height=case["height"],
+            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
+            callback_on_step_end_tensor_inputs=["latents"],
+        ).images[0]
+        image.save(os.path.join(out_dir, case["name"] + ".png"))
+        out["cases"].append({
+            **case,
+            "timesteps": [float(t) for t in pipe.scheduler.timesteps.tolist()],
+            "sigmas": flat(pipe.scheduler.sigmas),
+            "initial_latents": flat(initial),
+            "embeddings_shape": list(embeddings.shape),
+            "embeddings_head": flat(embeddings.flatten()[:64]),
+            "embeddings_tail": flat(embeddings.flatten()[-64:]),
+            "embeddings_sum": float(embeddings.double().sum()),
+            "pooled": flat(pooled_all),
+            "latents": [flat(s) for s in steps],
+            "average_hash": str(imagehash.average_hash(image)),
+        })
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {len(CASES)} cases to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
