@@ -514,3 +514,76 @@ mod sdxl {
         }
     }
 }
+
+mod sdxl_img2img {
+    //! SDXL img2img (diffusers' `StableDiffusionXLImg2ImgPipeline`) on the tiny SDXL checkpoint.
+    use super::*;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
+
+    #[test]
+    fn sdxl_img2img_matches_diffusers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let cases: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("sdxl/cases.json")).unwrap())
+                .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = nicheimage_tui::diffusion::tiny::write_tiny_sdxl(tmp.path(), "x").unwrap();
+        let sd = StableDiffusion::load(&file, None, Device::Cpu, Kind::Float).unwrap();
+        let photo = RgbImage::from_png(
+            &std::fs::read(dir.join("sd15_img2img/photo_150x100.png")).unwrap(),
+        )
+        .unwrap();
+        for case in cases["img2img"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let req = Img2Img {
+                base: Txt2Img {
+                    prompt: case["prompt"].as_str().unwrap().into(),
+                    negative_prompt: case["negative_prompt"].as_str().map(String::from),
+                    seed: case["seed"].as_u64().unwrap(),
+                    num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+                    guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+                    width: 0,
+                    height: 0,
+                    scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+                },
+                image: photo
+                    .resized_for_condition(case["resolution"].as_u64().unwrap() as usize)
+                    .unwrap(),
+                strength: case["strength"]
+                    .as_f64()
+                    .or(case["default_strength"].as_f64())
+                    .unwrap(),
+            };
+            let generated = sd.img2img(&req, true).unwrap();
+            let trace = generated.trace.unwrap();
+            let wanted = case["latents"].as_array().unwrap();
+            assert_eq!(trace.latents.len(), wanted.len(), "{name}: steps run");
+            for (i, (got, want)) in trace.latents.iter().zip(wanted).enumerate() {
+                let (got, want) = (to_vec(got), floats(want));
+                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let d = max_abs_diff(&got, &want);
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "{name}: latents after step {i} differ by {d}"
+                );
+            }
+            let reference =
+                RgbImage::from_png(&std::fs::read(dir.join(format!("sdxl/{name}.png"))).unwrap())
+                    .unwrap();
+            let worst = generated
+                .image
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 2, "{name}: max pixel difference {worst}");
+            assert_eq!(
+                to_hex(&average_hash(&generated.image, 8)),
+                case["average_hash"].as_str().unwrap(),
+                "{name}: hash"
+            );
+        }
+    }
+}

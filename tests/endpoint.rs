@@ -48,11 +48,12 @@ impl Drop for Node {
 impl Node {
     async fn start(dir: &Path, replicas: u32, queue: usize) -> Node {
         let checkpoint = write_tiny_sd15(dir, "tiny-sd15").unwrap();
-        let model = format!("checkpoint = \"{}\"", checkpoint.display());
+        let model = format!("arch = \"sd15\"\ncheckpoint = \"{}\"", checkpoint.display());
         Node::start_with(dir, replicas, queue, &model, "").await
     }
 
-    /// `model` is the `[models.Tiny]` lines that say where the checkpoint comes from.
+    /// `model` is the `[models.Tiny]` lines that say which architecture and where the
+    /// checkpoint comes from.
     /// `endpoint` adds lines to the `[endpoint]` table.
     async fn start_with(
         dir: &Path,
@@ -82,7 +83,6 @@ queue_capacity = {queue}
 request_timeout_secs = 60
 {endpoint}
 [models.Tiny]
-arch = "sd15"
 {model}
 scheduler = "dpm++2m_karras"
 [models.Tiny.defaults]
@@ -360,7 +360,7 @@ async fn a_missing_checkpoint_is_downloaded_verified_and_served() {
     tokio::spawn(warp::serve(route).incoming(listener).run());
 
     let model = format!(
-        "checkpoint = \"tiny-dl.safetensors\"\ndownload_url = \"{url}\"\nsha256 = \"{sha}\""
+        "arch = \"sd15\"\ncheckpoint = \"tiny-dl.safetensors\"\ndownload_url = \"{url}\"\nsha256 = \"{sha}\""
     );
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
     let h = node.health().await;
@@ -381,7 +381,7 @@ async fn a_remote_endpoint_serves_as_a_replica() {
         dir_b.path(),
         0,
         4,
-        "checkpoint = \"absent.safetensors\"",
+        "arch = \"sd15\"\ncheckpoint = \"absent.safetensors\"",
         &remote,
     )
     .await;
@@ -412,7 +412,7 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let model = format!(
-        "checkpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\ncondition_resolution = 64",
+        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\ncondition_resolution = 64",
         checkpoint.display()
     );
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
@@ -460,4 +460,34 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("conditional_image"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_sdxl_model_is_served_and_matches_the_engine() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = nicheimage_tui::diffusion::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+    let model = format!("arch = \"sdxl\"\ncheckpoint = \"{}\"", checkpoint.display());
+    let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
+    let (status, body) = node.generate(txt2img(77, 64, 4)).await;
+    assert_eq!(status, 200, "{body}");
+    let image = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
+    let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let direct = sd
+        .txt2img(
+            &Txt2Img {
+                prompt: "a photo of a cat".into(),
+                negative_prompt: None,
+                seed: 77,
+                num_inference_steps: 4,
+                guidance_scale: 7.5,
+                width: 64,
+                height: 64,
+                scheduler: "dpm++2m_karras".parse().unwrap(),
+            },
+            false,
+        )
+        .unwrap()
+        .image;
+    assert_eq!(image, direct);
 }

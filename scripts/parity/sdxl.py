@@ -17,10 +17,11 @@ import tempfile
 
 import imagehash
 import torch
-from diffusers import StableDiffusionXLPipeline
+from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
+from img2img import photo_like, resize_for_condition_image  # noqa: E402
 from sd15 import NEGATIVE, SCHEDULERS, flat, write_tokenizer  # noqa: E402
 
 CASES = [
@@ -35,6 +36,16 @@ CASES = [
     # An empty negative prompt is encoded, not zeroed.
     dict(name="euler_empty_negative", scheduler="euler", prompt="portrait, oil painting", negative_prompt="",
          seed=99, steps=6, guidance_scale=7.5, width=64, height=64),
+]
+
+
+# img2img on the same components; the input is img2img.py's photo_150x100, resized as the seed
+# resizes (to 64 here instead of SDXL's 768, to stay tiny).
+IMG2IMG_CASES = [
+    dict(name="img2img_karras", scheduler="dpm++2m_karras", prompt="a watercolour landscape",
+         negative_prompt=NEGATIVE, seed=31, steps=8, guidance_scale=7.0, strength=0.5, resolution=64),
+    dict(name="img2img_euler_a_default_strength", scheduler="euler_a", prompt="a neon city",
+         negative_prompt=None, seed=32, steps=10, guidance_scale=5.5, strength=None, resolution=64),
 ]
 
 
@@ -109,6 +120,34 @@ def main():
             "pooled": flat(pooled_all),
             "latents": [flat(s) for s in steps],
             "average_hash": str(imagehash.average_hash(image)),
+        })
+    img2img = StableDiffusionXLImg2ImgPipeline(**pipe.components)
+    img2img.set_progress_bar_config(disable=True)
+    out["img2img"] = []
+    for case in IMG2IMG_CASES:
+        cls, extra = SCHEDULERS[case["scheduler"]]
+        img2img.scheduler = cls.from_config(base, **extra)
+        image = resize_for_condition_image(photo_like(150, 100, 11), case["resolution"])
+        steps = []
+
+        def keep(_pipe, _i, _t, kwargs):
+            steps.append(kwargs["latents"].detach().clone())
+            return kwargs
+
+        kwargs = {} if case["strength"] is None else {"strength": case["strength"]}
+        result = img2img(
+            prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=image,
+            num_inference_steps=case["steps"], guidance_scale=case["guidance_scale"],
+            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
+            callback_on_step_end_tensor_inputs=["latents"], **kwargs,
+        ).images[0]
+        result.save(os.path.join(out_dir, case["name"] + ".png"))
+        out["img2img"].append({
+            **case,
+            "default_strength": 0.3,
+            "timesteps": [float(t) for t in img2img.scheduler.timesteps.tolist()],
+            "latents": [flat(s) for s in steps],
+            "average_hash": str(imagehash.average_hash(result)),
         })
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(out, f, indent=1)

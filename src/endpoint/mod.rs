@@ -3,7 +3,7 @@
 
 pub mod request;
 
-use crate::catalogue::{Arch, ModelSpec, Pipeline};
+use crate::catalogue::{ModelSpec, Pipeline};
 use crate::replica::{JobError, Pool, PoolConfig};
 use crate::runtime::event::DownloadReport;
 use crate::runtime::{Component, ComponentContext, Event};
@@ -50,13 +50,6 @@ impl Endpoint {
     /// Refuses, before any replica starts, a model this build cannot serve.
     pub fn check(&self) -> Result<(), EndpointError> {
         let m = &self.model;
-        if m.arch == Arch::Sdxl {
-            return Err(EndpointError::NotImplemented {
-                model: m.name.clone(),
-                what: "SDXL architecture".into(),
-                hint: "serve an SD 1.5 model for now".into(),
-            });
-        }
         if let Some(p) = m
             .pipelines
             .iter()

@@ -162,16 +162,20 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
 }
 
 /// img2img's conditional image, decoded and resized as the seed does (short side to the
-/// architecture's resolution, sides rounded to 64, Lanczos), and its `strength` (diffusers'
-/// default 0.8). `width` and `height` are ignored: the image decides, as in diffusers.
+/// architecture's resolution, sides rounded to 64, Lanczos), and its `strength`. `width` and `height` are ignored: the image decides, as in diffusers.
 fn image_input(
     image: Option<&str>,
     params: &Map<String, Value>,
     model: &ModelSpec,
     steps: u32,
 ) -> Result<(u32, u32, ImageInput), BadRequest> {
+    // diffusers' defaults: 0.8 for SD 1.5's img2img pipeline, 0.3 for SDXL's.
+    let default_strength = match model.arch {
+        Arch::Sd15 => 0.8,
+        Arch::Sdxl => 0.3,
+    };
     let strength = match params.get("strength") {
-        None | Some(Value::Null) => 0.8,
+        None | Some(Value::Null) => default_strength,
         Some(v) => match v.as_f64() {
             Some(s) if (0.0..=1.0).contains(&s) => s,
             _ => return bad(format!("strength must be a number in [0, 1], got {v}")),
