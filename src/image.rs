@@ -104,7 +104,18 @@ impl RgbImage {
 
     /// Pillow's `resize((width, height), LANCZOS)`, bit for bit.
     pub fn resize_lanczos(&self, width: usize, height: usize) -> RgbImage {
-        let data = crate::lanczos::resize(&self.data, 3, (self.width, self.height), (width, height));
+        self.resize(crate::resample::Filter::Lanczos, width, height)
+    }
+
+    /// Pillow's `resize((width, height), filter)`, bit for bit.
+    pub fn resize(&self, filter: crate::resample::Filter, width: usize, height: usize) -> RgbImage {
+        let data = crate::resample::resize(
+            filter,
+            &self.data,
+            3,
+            (self.width, self.height),
+            (width, height),
+        );
         RgbImage {
             width,
             height,

@@ -1,8 +1,8 @@
 //! `imagehash.average_hash` exactly as Pillow + ImageHash compute it, bit for bit: Pillow's
-//! RGB→L conversion, its separable fixed-point Lanczos resize (`crate::lanczos`), then "pixel > mean".
+//! RGB→L conversion, its separable fixed-point Lanczos resize (`crate::resample`), then "pixel > mean".
 
 use crate::image::RgbImage;
-use crate::lanczos::resize;
+use crate::resample::{Filter, resize};
 
 /// Pillow's `convert('L')`: ITU-R 601-2 luma in 16-bit fixed point.
 fn luma(pixels: &RgbImage) -> Vec<u8> {
@@ -28,7 +28,7 @@ pub fn average_hashes(image: &RgbImage, hash_sizes: &[usize]) -> Vec<Vec<bool>> 
     hash_sizes
         .iter()
         .map(|&size| {
-            let small = resize(&gray, 1, (image.width, image.height), (size, size));
+            let small = resize(Filter::Lanczos, &gray, 1, (image.width, image.height), (size, size));
             let mean = small.iter().map(|&p| p as f64).sum::<f64>() / small.len() as f64;
             small.iter().map(|&p| p as f64 > mean).collect()
         })

@@ -1,4 +1,4 @@
-//! Our SD 1.5 pipeline against diffusers 0.42 on the tiny checkpoint. The fixtures come from
+//! Our pipelines against diffusers 0.42 (and the NSFW classifier against transformers 5) on tiny
 //! scripts/parity/sd15.py (pinned versions in scripts/parity/requirements.txt); the checkpoint
 //! is regenerated here, deterministically, and must hash to what the fixtures were made from.
 #![cfg(feature = "local-infer")]
@@ -585,5 +585,66 @@ mod sdxl_img2img {
                 "{name}: hash"
             );
         }
+    }
+}
+
+mod nsfw {
+    //! The NSFW filter's ViT against transformers on a tiny random classifier
+    //! (scripts/parity/nsfw_vit.py).
+    use super::*;
+    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
+    use nicheimage_tui::diffusion::vit::VitClassifier;
+
+    fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    #[test]
+    fn vit_preprocessing_and_logits_match_transformers() {
+        let cases: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir().join("nsfw_vit/cases.json")).unwrap(),
+        )
+        .unwrap();
+        let vit = VitClassifier::load(&dir().join("nsfw_vit/model"), Device::Cpu).unwrap();
+        let filter = NsfwFilter::load(&dir().join("nsfw_vit/model"), Device::Cpu).unwrap();
+        let mut blanked = 0;
+        for case in cases["cases"].as_array().unwrap() {
+            let name = case["image"].as_str().unwrap();
+            let image = RgbImage::from_png(&std::fs::read(dir().join(name)).unwrap()).unwrap();
+            let pixels = vit.pixels(&image);
+            let got = to_vec(&pixels);
+            let head = floats(&case["pixels_head"]);
+            assert_eq!(&got[..head.len()], &head[..], "{name}: processed pixels");
+            let sum: f64 = got.iter().map(|&x| f64::from(x)).sum();
+            let want = case["pixels_sum"].as_f64().unwrap();
+            assert!((sum - want).abs() < 1e-3, "{name}: pixel sum {sum} vs {want}");
+            let logits = to_vec(&vit.logits(&pixels));
+            let d = max_abs_diff(&logits, &floats(&case["logits"]));
+            assert!(d < 1e-4, "{name}: logits differ by {d}");
+
+            let verdict = filter.apply(image.clone());
+            let nsfw = case["nsfw"].as_f64().unwrap();
+            assert!((verdict.nsfw_score - nsfw).abs() < 1e-5, "{name}");
+            assert_eq!(verdict.blanked, nsfw > 0.5, "{name}");
+            assert_eq!(
+                (verdict.image.width, verdict.image.height),
+                (image.width, image.height),
+                "{name}: the black image keeps the size"
+            );
+            if verdict.blanked {
+                blanked += 1;
+                assert!(verdict.image.data.iter().all(|&p| p == 0), "{name}");
+            } else {
+                assert!(verdict.image == image, "{name}: kept as it was");
+            }
+        }
+        assert!(blanked > 0, "both verdicts are exercised");
+    }
+
+    #[test]
+    fn a_missing_classifier_names_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = NsfwFilter::load(tmp.path(), Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("config.json"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
-//! Local image generation on libtorch (feature `local-infer`): Stable Diffusion 1.x,
-//! numerically faithful to diffusers.
+//! Local image generation on libtorch (feature `local-infer`): Stable Diffusion 1.x and XL,
+//! numerically faithful to diffusers, and the seed's NSFW classifier.
 
 #[cfg(feature = "local-infer")]
 mod blocks;
@@ -16,6 +16,8 @@ pub mod ldm;
 #[cfg(feature = "local-infer")]
 mod nn;
 #[cfg(feature = "local-infer")]
+pub mod nsfw;
+#[cfg(feature = "local-infer")]
 pub mod pipeline;
 #[cfg(feature = "local-infer")]
 pub mod scheduler;
@@ -26,6 +28,8 @@ pub mod tokenizer;
 pub mod unet;
 #[cfg(feature = "local-infer")]
 pub mod vae;
+#[cfg(feature = "local-infer")]
+pub mod vit;
 #[cfg(feature = "local-infer")]
 pub mod weights;
 
