@@ -75,6 +75,9 @@ pub struct ModelSpec {
     /// Short side an img2img / ControlNet conditional image is resized to; None: the seed's
     /// (512 for SD 1.5, 768 for SDXL).
     pub condition_resolution: Option<u32>,
+    /// Black out images the NSFW classifier flags, as the seed does (the reward check expects
+    /// it).
+    pub nsfw_filter: bool,
 }
 
 impl ModelSpec {
@@ -102,6 +105,7 @@ pub struct ModelOverride {
     pub min_vram_gb: Option<u32>,
     pub max_side: Option<u32>,
     pub condition_resolution: Option<u32>,
+    pub nsfw_filter: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -140,6 +144,7 @@ fn built_in() -> Vec<ModelSpec> {
             min_vram_gb: 12,
             max_side: 1024,
             condition_resolution: None,
+            nsfw_filter: true,
         },
         ModelSpec {
             name: "RealitiesEdgeXL".into(),
@@ -161,6 +166,7 @@ fn built_in() -> Vec<ModelSpec> {
             min_vram_gb: 24,
             max_side: 2048,
             condition_resolution: None,
+            nsfw_filter: true,
         },
         ModelSpec {
             name: "AnimeV3".into(),
@@ -182,6 +188,7 @@ fn built_in() -> Vec<ModelSpec> {
             min_vram_gb: 24,
             max_side: 2048,
             condition_resolution: None,
+            nsfw_filter: true,
         },
         ModelSpec {
             name: "DreamShaper".into(),
@@ -208,6 +215,7 @@ fn built_in() -> Vec<ModelSpec> {
             min_vram_gb: 12,
             max_side: 1024,
             condition_resolution: None,
+            nsfw_filter: true,
         },
     ]
 }
@@ -246,6 +254,7 @@ pub fn catalogue(
                 min_vram_gb: 12,
                 max_side: 1024,
                 condition_resolution: None,
+            nsfw_filter: true,
             },
         };
         let merged = ModelSpec {
@@ -262,6 +271,7 @@ pub fn catalogue(
             min_vram_gb: o.min_vram_gb.unwrap_or(spec.min_vram_gb),
             max_side: o.max_side.unwrap_or(spec.max_side),
             condition_resolution: o.condition_resolution.or(spec.condition_resolution),
+            nsfw_filter: o.nsfw_filter.unwrap_or(spec.nsfw_filter),
         };
         models.insert(name.clone(), merged);
     }

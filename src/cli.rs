@@ -206,6 +206,9 @@ pub struct ReplicaArgs {
     pub scheduler: String,
     #[arg(long, value_enum)]
     pub device: DeviceChoice,
+    /// The NSFW classifier folder; images it flags are blacked out.
+    #[arg(long = "nsfw-classifier")]
+    pub nsfw_classifier: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

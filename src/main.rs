@@ -286,6 +286,7 @@ fn replica(a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
         a.config_dir.as_deref(),
         &a.scheduler,
         a.device,
+        a.nsfw_classifier.as_deref(),
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -65,7 +65,7 @@ fn endpoint(
         DeviceChoice::Cpu => "cpu",
         DeviceChoice::Cuda => "cuda",
     };
-    let args = vec![
+    let mut args = vec![
         "replica".to_string(),
         "--checkpoint".into(),
         checkpoint.display().to_string(),
@@ -75,6 +75,23 @@ fn endpoint(
         device.into(),
     ];
     let e = &config.endpoint;
+    if model.nsfw_filter {
+        let classifier = if e.nsfw_classifier.is_absolute() {
+            e.nsfw_classifier.clone()
+        } else {
+            data_dir.join("checkpoints").join(&e.nsfw_classifier)
+        };
+        if classifier.join("config.json").is_file() {
+            args.push("--nsfw-classifier".into());
+            args.push(classifier.display().to_string());
+        } else {
+            tracing::warn!(
+                model = %model.name,
+                path = %classifier.display(),
+                "NSFW filter off: no classifier there; put Falconsai/nsfw_image_detection's config.json, model.safetensors and preprocessor_config.json in that folder (validators penalise images their filter would have blacked out)"
+            );
+        }
+    }
     let listen = format!("{}:{}", e.host, e.port)
         .parse()
         .map_err(|err| format!("endpoint.host `{}` is not an IP address: {err}", e.host))?;

@@ -491,3 +491,43 @@ async fn an_sdxl_model_is_served_and_matches_the_engine() {
         .image;
     assert_eq!(image, direct);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
+    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let classifier = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nsfw_vit/model");
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let model = format!("arch = \"sd15\"\ncheckpoint = \"{}\"", checkpoint.display());
+    let endpoint = format!("nsfw_classifier = \"{}\"", classifier.display());
+    let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
+    let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let filter = NsfwFilter::load(&classifier, tch::Device::Cpu).unwrap();
+    let mut verdicts = Vec::new();
+    for seed in 0..4u64 {
+        let (status, body) = node.generate(txt2img(seed, 64, 4)).await;
+        assert_eq!(status, 200, "{body}");
+        let served = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
+        let direct = sd
+            .txt2img(
+                &Txt2Img {
+                    prompt: "a photo of a cat".into(),
+                    negative_prompt: None,
+                    seed,
+                    num_inference_steps: 4,
+                    guidance_scale: 7.5,
+                    width: 64,
+                    height: 64,
+                    scheduler: "dpm++2m_karras".parse().unwrap(),
+                },
+                false,
+            )
+            .unwrap()
+            .image;
+        let verdict = filter.apply(direct);
+        assert_eq!(served, verdict.image, "seed {seed}");
+        verdicts.push(verdict.blanked);
+    }
+    eprintln!("blanked: {verdicts:?}");
+}

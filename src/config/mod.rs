@@ -230,6 +230,9 @@ pub struct EndpointConfig {
     pub load_timeout_secs: u64,
     /// Other machines' endpoints (ours or the seed's) to route requests to as well.
     pub remote_endpoints: Vec<String>,
+    /// The NSFW classifier (`Falconsai/nsfw_image_detection`: config.json, model.safetensors,
+    /// preprocessor_config.json); relative paths are under the data dir's `checkpoints/`.
+    pub nsfw_classifier: PathBuf,
 }
 
 impl Default for EndpointConfig {
@@ -245,6 +248,7 @@ impl Default for EndpointConfig {
             request_timeout_secs: 60,
             load_timeout_secs: 600,
             remote_endpoints: Vec::new(),
+            nsfw_classifier: "nsfw_image_detection".into(),
         }
     }
 }

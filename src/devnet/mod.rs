@@ -171,6 +171,9 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             }),
             timeout_secs: Some(d.timeout_secs),
             incentive_weight: Some(1.0),
+            // There is no real classifier offline, and a random tiny one would black out
+            // random images.
+            nsfw_filter: Some(false),
             ..Default::default()
         },
     );

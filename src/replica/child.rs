@@ -3,6 +3,7 @@
 
 use super::protocol::{JobLine, ReplyLine};
 use crate::config::DeviceChoice;
+use crate::diffusion::nsfw::NsfwFilter;
 use crate::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
 use crate::image::RgbImage;
 use crate::diffusion::scheduler::SchedulerKind;
@@ -30,14 +31,19 @@ pub fn run(
     config_dir: Option<&Path>,
     scheduler: &str,
     device: DeviceChoice,
+    nsfw_classifier: Option<&Path>,
 ) -> Result<(), ChildError> {
-    let setup = || -> Result<(StableDiffusion, SchedulerKind, tch::Device), Box<dyn std::error::Error + Send + Sync>> {
+    type Setup = (StableDiffusion, SchedulerKind, tch::Device, Option<NsfwFilter>);
+    let setup = || -> Result<Setup, Box<dyn std::error::Error + Send + Sync>> {
         let scheduler: SchedulerKind = scheduler.parse()?;
         let device = select_device(device)?;
         let sd = StableDiffusion::load(checkpoint, config_dir, device, dtype_for(device))?;
-        Ok((sd, scheduler, device))
+        let filter = nsfw_classifier
+            .map(|dir| NsfwFilter::load(dir, device))
+            .transpose()?;
+        Ok((sd, scheduler, device, filter))
     };
-    let (sd, scheduler, device) = setup()?;
+    let (sd, scheduler, device, filter) = setup()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     send(
@@ -78,8 +84,21 @@ pub fn run(
                             sd.img2img(&req, false).map_err(|e| e.to_string())
                         }),
                 };
-                match generated
-                    .and_then(|g| g.image.to_base64_png().map_err(|e| e.to_string()))
+                let filtered = generated.map(|g| match &filter {
+                    None => g.image,
+                    Some(f) => {
+                        let verdict = f.apply(g.image);
+                        if verdict.blanked {
+                            tracing::info!(
+                                job = id,
+                                score = verdict.nsfw_score,
+                                "NSFW classifier flagged the image; sending a black one"
+                            );
+                        }
+                        verdict.image
+                    }
+                });
+                match filtered.and_then(|image| image.to_base64_png().map_err(|e| e.to_string()))
                 {
                     Ok(image) => ReplyLine::Image {
                         id,
