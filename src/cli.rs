@@ -98,6 +98,10 @@ pub enum Role {
         /// The architecture: sd15 or sdxl.
         #[arg(long, value_enum, default_value = "sd15")]
         arch: crate::catalogue::Arch,
+        /// Write a tiny ControlNet for the tiny SD 1.5 UNet instead (a diffusers folder
+        /// `<out>/<name>`), its random weights drawn from this seed.
+        #[arg(long, value_name = "SEED")]
+        controlnet: Option<i64>,
     },
     /// The operator's hotkey: show its address, or create a fresh one for local use.
     Wallet {

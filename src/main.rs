@@ -30,8 +30,14 @@ fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return fail(e);
     }
-    if let Some(Role::TinyCheckpoint { out, name, arch }) = &cli.command {
-        return tiny_checkpoint(out, name, *arch);
+    if let Some(Role::TinyCheckpoint {
+        out,
+        name,
+        arch,
+        controlnet,
+    }) = &cli.command
+    {
+        return tiny_checkpoint(out, name, *arch, *controlnet);
     }
     if let Some(Role::Generate(args)) = &cli.command {
         return generate(args, config.node.device);
@@ -199,11 +205,16 @@ fn tiny_checkpoint(
     out: &std::path::Path,
     name: &str,
     arch: nicheimage_tui::catalogue::Arch,
+    controlnet: Option<i64>,
 ) -> ExitCode {
     use nicheimage_tui::{catalogue::Arch, diffusion::tiny};
-    let written = match arch {
-        Arch::Sd15 => tiny::write_tiny_sd15(out, name),
-        Arch::Sdxl => tiny::write_tiny_sdxl(out, name),
+    let written = match (controlnet, arch) {
+        (Some(seed), _) => {
+            let dir = out.join(name);
+            tiny::write_tiny_controlnet(&dir, seed).map(|()| dir)
+        }
+        (None, Arch::Sd15) => tiny::write_tiny_sd15(out, name),
+        (None, Arch::Sdxl) => tiny::write_tiny_sdxl(out, name),
     };
     match written {
         Ok(file) => {
@@ -219,6 +230,7 @@ fn tiny_checkpoint(
     _out: &std::path::Path,
     _name: &str,
     _arch: nicheimage_tui::catalogue::Arch,
+    _controlnet: Option<i64>,
 ) -> ExitCode {
     fail("this build has no local inference (built without the local-infer feature)")
 }

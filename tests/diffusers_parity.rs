@@ -648,3 +648,108 @@ mod nsfw {
         assert!(err.contains("config.json"), "{err}");
     }
 }
+
+mod controlnet {
+    //! Multi-ControlNet txt2img against scripts/parity/controlnet.py (two tiny random nets,
+    //! precomputed control images).
+    use super::*;
+    use nicheimage_tui::diffusion::controlnet::ControlNet;
+    use nicheimage_tui::diffusion::tiny::write_tiny_controlnet;
+
+    #[test]
+    fn multi_controlnet_matches_diffusers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let cases: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("controlnet/cases.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let nets: Vec<ControlNet> = [101, 202]
+            .iter()
+            .enumerate()
+            .map(|(i, &seed)| {
+                let folder = tmp.path().join(format!("net{i}"));
+                write_tiny_controlnet(&folder, seed).unwrap();
+                ControlNet::load(&folder, Device::Cpu, Kind::Float).unwrap()
+            })
+            .collect();
+        let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
+        for case in cases["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let req = Txt2Img {
+                prompt: case["prompt"].as_str().unwrap().into(),
+                negative_prompt: case["negative_prompt"].as_str().map(String::from),
+                seed: case["seed"].as_u64().unwrap(),
+                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+                width: case["width"].as_i64().unwrap(),
+                height: case["height"].as_i64().unwrap(),
+                scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+            };
+            let images: Vec<RgbImage> = case["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let path = dir.join("sd15_img2img").join(f.as_str().unwrap());
+                    RgbImage::from_png(&std::fs::read(path).unwrap()).unwrap()
+                })
+                .collect();
+            let scales = floats(&case["scales"]);
+            let controls: Vec<(&ControlNet, &RgbImage, f64)> = case["nets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(&images)
+                .zip(&scales)
+                .map(|((n, image), &scale)| {
+                    (&nets[n.as_u64().unwrap() as usize], image, f64::from(scale))
+                })
+                .collect();
+            let generated = sd.controlnet_txt2img(&req, &controls, true).unwrap();
+            let trace = generated.trace.unwrap();
+            let wanted = case["latents"].as_array().unwrap();
+            assert_eq!(trace.latents.len(), wanted.len(), "{name}");
+            for (i, (got, want)) in trace.latents.iter().zip(wanted).enumerate() {
+                let (got, want) = (to_vec(got), floats(want));
+                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let d = max_abs_diff(&got, &want);
+                assert!(
+                    d <= 1e-4 * scale.max(1.0),
+                    "{name}: latents after step {i} differ by {d}"
+                );
+            }
+            let reference = RgbImage::from_png(
+                &std::fs::read(dir.join(format!("controlnet/{name}.png"))).unwrap(),
+            )
+            .unwrap();
+            let worst = generated
+                .image
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 2, "{name}: max pixel difference {worst}");
+            assert_eq!(
+                to_hex(&average_hash(&generated.image, 8)),
+                case["average_hash"].as_str().unwrap(),
+                "{name}: hash"
+            );
+            // The nets matter: without them the image differs.
+            let plain = sd.txt2img(&req, false).unwrap().image;
+            assert!(plain != generated.image, "{name}: ControlNet had no effect");
+        }
+    }
+
+    #[test]
+    fn a_missing_controlnet_says_what_to_download() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = ControlNet::load(&tmp.path().join("canny"), Device::Cpu, Kind::Float)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("config.json") && err.contains("lllyasviel"), "{err}");
+    }
+}

@@ -8,6 +8,8 @@ pub mod clip;
 #[cfg(feature = "local-infer")]
 pub mod config;
 #[cfg(feature = "local-infer")]
+pub mod controlnet;
+#[cfg(feature = "local-infer")]
 mod device;
 #[cfg(feature = "local-infer")]
 pub mod image;

@@ -2,6 +2,7 @@
 //! `StableDiffusionPipeline` and `StableDiffusionImg2ImgPipeline`.
 
 use super::clip::{ClipTextModel, ClipWithProjection};
+use super::controlnet::{self, ControlNet};
 use super::config::{ConfigError, PipelineConfig};
 use super::image::rgb_from_decoded;
 use super::ldm;
@@ -58,6 +59,13 @@ pub struct Txt2Img {
     pub width: i64,
     pub height: i64,
     pub scheduler: SchedulerKind,
+}
+
+/// One ControlNet's part in a run: the net, its prepared control image, its scale.
+struct Control<'a> {
+    net: &'a ControlNet,
+    image: Tensor,
+    scale: f64,
 }
 
 /// What the UNet is conditioned on: text embeddings and, for SDXL, the pooled embedding and
@@ -349,6 +357,7 @@ impl StableDiffusion {
         &self,
         req: &Txt2Img,
         cond: &Conditioning,
+        controls: &[Control],
         mut sampler: Sampler,
         mut latents: Tensor,
         trace: Option<Trace>,
@@ -363,7 +372,15 @@ impl StableDiffusion {
             };
             let input = sampler.scale_model_input(&input);
             let added = cond.added.as_ref().map(|(p, ids)| (p, ids));
-            let eps = self.unet.forward(&input, t, &cond.context, added);
+            let residuals = controlnet::sum(
+                controls
+                    .iter()
+                    .map(|c| c.net.forward(&input, t, &cond.context, added, &c.image, c.scale))
+                    .collect(),
+            );
+            let eps = self
+                .unet
+                .forward(&input, t, &cond.context, added, residuals.as_ref());
             let eps = if req.guided() {
                 let parts = eps.chunk(2, 0);
                 &parts[0] + (&parts[1] - &parts[0]) * req.guidance_scale
@@ -408,7 +425,62 @@ impl StableDiffusion {
         let initial = self.randn(&shape);
         let latents = &initial * f64::from(plan.init_noise_sigma);
         let trace = trace.then(|| Trace::start(&cond, &initial, &plan));
-        self.denoise(req, &cond, sampler, latents, trace)
+        self.denoise(req, &cond, &[], sampler, latents, trace)
+    }
+
+    /// diffusers' `StableDiffusionControlNetPipeline` with a `MultiControlNetModel`: txt2img
+    /// whose UNet also receives the sum of every net's residuals for its control image
+    /// (resized to the output size with Lanczos, values in [0, 1]), each times its scale.
+    pub fn controlnet_txt2img(
+        &self,
+        req: &Txt2Img,
+        controls: &[(&ControlNet, &RgbImage, f64)],
+        trace: bool,
+    ) -> Result<Generation, PipelineError> {
+        check_size(req.width, req.height)?;
+        if controls.is_empty() {
+            return Err(PipelineError::Request("no ControlNet given".into()));
+        }
+        let seed = req.torch_seed()?;
+        let _no_grad = tch::no_grad_guard();
+        let plan = req
+            .scheduler
+            .plan(&self.config.scheduler, req.num_inference_steps)?;
+        let sampler = Sampler::new(req.scheduler, plan.clone());
+        let cond = self.condition(req, req.height, req.width);
+        let (w, h) = (req.width as usize, req.height as usize);
+        let batch = if req.guided() { 2 } else { 1 };
+        let controls: Vec<Control> = controls
+            .iter()
+            .map(|(net, image, scale)| {
+                let image = if (image.width, image.height) == (w, h) {
+                    (*image).clone()
+                } else {
+                    image.resize_lanczos(w, h)
+                };
+                let pixels = Tensor::from_slice(&image.data)
+                    .reshape([1, h as i64, w as i64, 3])
+                    .permute([0, 3, 1, 2])
+                    .to_kind(Kind::Float)
+                    / 255.0;
+                Control {
+                    net,
+                    image: pixels
+                        .repeat([batch, 1, 1, 1])
+                        .to_kind(self.kind)
+                        .to_device(self.device),
+                    scale: *scale,
+                }
+            })
+            .collect();
+
+        let _generator = lock_generator();
+        tch::manual_seed(seed);
+        let shape = [1, self.config.unet.in_channels, req.height / 8, req.width / 8];
+        let initial = self.randn(&shape);
+        let latents = &initial * f64::from(plan.init_noise_sigma);
+        let trace = trace.then(|| Trace::start(&cond, &initial, &plan));
+        self.denoise(req, &cond, &controls, sampler, latents, trace)
     }
 
     /// diffusers' `StableDiffusionImg2ImgPipeline`: the image is VAE-encoded (a seeded sample of
@@ -461,7 +533,7 @@ impl StableDiffusion {
         let noise = self.randn(&encoded.size());
         let latents = sampler.add_noise(&encoded, &noise);
         let trace = trace.then(|| Trace::start(&cond, &latents, &plan));
-        self.denoise(base, &cond, sampler, latents, trace)
+        self.denoise(base, &cond, &[], sampler, latents, trace)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::clip::{ClipTextModel, ClipWithProjection};
 use super::config::PipelineConfig;
+use super::controlnet::{ControlConfig, ControlNet};
 use super::ldm;
 use super::unet::UNet;
 use super::vae::{Decoder, Encoder};
@@ -115,6 +116,54 @@ fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf
     })?;
     write_config_folder(&dir.join(name), config)?;
     Ok(file)
+}
+
+/// A tiny random ControlNet for the tiny SD 1.5 UNet, as a diffusers folder
+/// (`config.json`, `diffusion_pytorch_model.safetensors`). `seed` tells two nets apart.
+pub fn write_tiny_controlnet(dir: &Path, seed: i64) -> Result<(), TinyError> {
+    let unet = PipelineConfig::tiny().unet;
+    let control = ControlConfig {
+        conditioning_embedding_out_channels: vec![8, 8, 16, 16],
+        ..ControlConfig::default()
+    };
+    let _no_grad = tch::no_grad_guard();
+    let generator = super::pipeline::lock_generator();
+    tch::manual_seed(seed);
+    let w = Weights::random("controlnet", Kind::Float, Device::Cpu);
+    ControlNet::new(&w, &unet, &control);
+    drop(generator);
+    std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let file = dir.join("diffusion_pytorch_model.safetensors");
+    Tensor::write_safetensors(&w.created(), &file).map_err(|source| TinyError::Torch {
+        path: file.clone(),
+        source,
+    })?;
+    let config = json!({
+        "_class_name": "ControlNetModel",
+        "_diffusers_version": "0.42.1",
+        "in_channels": unet.in_channels,
+        "block_out_channels": unet.block_out_channels,
+        "down_block_types": unet.down_block_types,
+        "layers_per_block": unet.layers_per_block,
+        "cross_attention_dim": unet.cross_attention_dim,
+        "attention_head_dim": unet.heads(0),
+        "norm_num_groups": unet.norm_num_groups,
+        "norm_eps": unet.norm_eps,
+        "flip_sin_to_cos": unet.flip_sin_to_cos,
+        "freq_shift": unet.freq_shift,
+        "use_linear_projection": unet.use_linear_projection,
+        "conditioning_embedding_out_channels": control.conditioning_embedding_out_channels,
+        "conditioning_channels": control.conditioning_channels,
+        "controlnet_conditioning_channel_order": control.controlnet_conditioning_channel_order,
+        "global_pool_conditions": control.global_pool_conditions,
+    });
+    write(
+        &dir.join("config.json"),
+        &serde_json::to_string_pretty(&config).unwrap_or_default(),
+    )
 }
 
 /// diffusers' config files for `config`, enough for `from_single_file(..., config=folder)`.

@@ -1,5 +1,6 @@
 //! diffusers' `UNet2DConditionModel`: the noise predictor of SD 1.x/2.x and SDXL (whose
-//! pooled text embedding and size/crop ids are added to the time embedding).
+//! pooled text embedding and size/crop ids are added to the time embedding). Its stem and down
+//! path are shared with ControlNet.
 
 use super::blocks::{Downsample, ResnetBlock, Transformer2D, Upsample};
 use super::config::UNetConfig;
@@ -14,39 +15,99 @@ struct Level {
     up: Option<Upsample>,
 }
 
-pub struct UNet {
+/// The input convolution and the time embedding (plus SDXL's added conditioning).
+pub(super) struct Stem {
     config: UNetConfig,
-    conv_in: Conv2d,
+    pub conv_in: Conv2d,
     time_1: Linear,
     time_2: Linear,
     /// SDXL's `add_embedding` (linear, SiLU, linear).
     add_embedding: Option<(Linear, Linear)>,
+}
+
+impl Stem {
+    pub fn new(w: &Scope, c: &UNetConfig) -> Self {
+        let ch0 = c.block_out_channels[0];
+        let temb = ch0 * 4;
+        Self {
+            config: c.clone(),
+            conv_in: Conv2d::new(&w.at("conv_in"), c.in_channels, ch0, 3, 1, 1),
+            time_1: Linear::new(&w.at("time_embedding.linear_1"), ch0, temb, true),
+            time_2: Linear::new(&w.at("time_embedding.linear_2"), temb, temb, true),
+            add_embedding: c.projection_class_embeddings_input_dim.map(|input| {
+                (
+                    Linear::new(&w.at("add_embedding.linear_1"), input, temb, true),
+                    Linear::new(&w.at("add_embedding.linear_2"), temb, temb, true),
+                )
+            }),
+        }
+    }
+
+    /// diffusers' `Timesteps`: sinusoidal embeddings `[values, dim]` of (possibly fractional)
+    /// values, computed in f32.
+    fn sinusoidal(&self, values: &Tensor, dim: i64) -> Tensor {
+        let half = dim / 2;
+        let exponent = Tensor::arange(half, (Kind::Float, Device::Cpu)) * (-(10000f64).ln())
+            / (half as f64 - self.config.freq_shift);
+        let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
+        let (sin, cos) = (emb.sin(), emb.cos());
+        if self.config.flip_sin_to_cos {
+            Tensor::cat(&[cos, sin], -1)
+        } else {
+            Tensor::cat(&[sin, cos], -1)
+        }
+    }
+
+    /// The embedding of timestep `t` for a batch like `sample`, with SDXL's `added`
+    /// conditioning (pooled text embeddings `[batch, n]`, time ids `[batch, 6]`).
+    pub fn embedding(&self, sample: &Tensor, t: f64, added: Option<(&Tensor, &Tensor)>) -> Tensor {
+        let (batch, kind, device) = (sample.size()[0], sample.kind(), sample.device());
+        let dim = self.config.block_out_channels[0];
+        let t_emb = self
+            .sinusoidal(&Tensor::from_slice(&[t as f32]), dim)
+            .expand([batch, dim], false)
+            .to_kind(kind)
+            .to_device(device);
+        let mut emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
+        if let (Some((l1, l2)), Some((text_embeds, time_ids))) = (&self.add_embedding, added) {
+            let d = self.config.addition_time_embed_dim.unwrap_or(256);
+            let time_embeds = self
+                .sinusoidal(&time_ids.flatten(0, -1).to_device(Device::Cpu), d)
+                .reshape([batch, -1])
+                .to_kind(kind)
+                .to_device(device);
+            let add = Tensor::cat(&[text_embeds.to_kind(kind), time_embeds], -1);
+            emb += l2.forward(&l1.forward(&add).silu());
+        }
+        emb
+    }
+}
+
+/// The down blocks and the mid block, shared by the UNet and ControlNet.
+pub(super) struct DownPath {
     down: Vec<Level>,
     mid_resnets: [ResnetBlock; 2],
     mid_attention: Transformer2D,
-    up: Vec<Level>,
-    norm_out: GroupNorm,
-    conv_out: Conv2d,
 }
 
-impl UNet {
+fn transformer(s: &Scope, c: &UNetConfig, channels: i64, block: usize) -> Transformer2D {
+    Transformer2D::new(
+        s,
+        channels,
+        c.heads(block),
+        c.cross_attention_dim,
+        c.transformer_layers_per_block.get(block),
+        c.norm_num_groups,
+        c.use_linear_projection,
+    )
+}
+
+impl DownPath {
     pub fn new(w: &Scope, c: &UNetConfig) -> Self {
         let ch = &c.block_out_channels;
         let n = ch.len();
         let temb = ch[0] * 4;
         let (groups, eps) = (c.norm_num_groups, c.norm_eps);
-        let transformer = |s: &Scope, channels: i64, block: usize| {
-            Transformer2D::new(
-                s,
-                channels,
-                c.heads(block),
-                c.cross_attention_dim,
-                c.transformer_layers_per_block.get(block),
-                groups,
-                c.use_linear_projection,
-            )
-        };
-
         let mut down = Vec::with_capacity(n);
         let mut output = ch[0];
         for (i, &out) in ch.iter().enumerate() {
@@ -61,7 +122,7 @@ impl UNet {
                 .collect();
             let attentions = if c.has_cross_attention_down(i) {
                 (0..c.layers_per_block)
-                    .map(|j| transformer(&b.at("attentions").at(j), out, i))
+                    .map(|j| transformer(&b.at("attentions").at(j), c, out, i))
                     .collect()
             } else {
                 Vec::new()
@@ -73,15 +134,79 @@ impl UNet {
                 up: None,
             });
         }
-
         let last = ch[n - 1];
         let mid = w.at("mid_block");
-        let mid_resnets = [
-            ResnetBlock::new(&mid.at("resnets.0"), last, last, Some(temb), groups, eps),
-            ResnetBlock::new(&mid.at("resnets.1"), last, last, Some(temb), groups, eps),
-        ];
-        let mid_attention = transformer(&mid.at("attentions.0"), last, n - 1);
+        Self {
+            down,
+            mid_resnets: [
+                ResnetBlock::new(&mid.at("resnets.0"), last, last, Some(temb), groups, eps),
+                ResnetBlock::new(&mid.at("resnets.1"), last, last, Some(temb), groups, eps),
+            ],
+            mid_attention: transformer(&mid.at("attentions.0"), c, last, n - 1),
+        }
+    }
 
+    /// From the input convolution's output to the mid block's; also returns every skip
+    /// connection (the input first).
+    pub fn forward(&self, x: Tensor, emb: &Tensor, context: &Tensor) -> (Tensor, Vec<Tensor>) {
+        let mut x = x;
+        let mut skips = vec![x.shallow_clone()];
+        for level in &self.down {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                x = resnet.forward(&x, Some(emb));
+                if let Some(attn) = level.attentions.get(j) {
+                    x = attn.forward(&x, context);
+                }
+                skips.push(x.shallow_clone());
+            }
+            if let Some(d) = &level.down {
+                x = d.forward(&x);
+                skips.push(x.shallow_clone());
+            }
+        }
+        x = self.mid_resnets[0].forward(&x, Some(emb));
+        x = self.mid_attention.forward(&x, context);
+        x = self.mid_resnets[1].forward(&x, Some(emb));
+        (x, skips)
+    }
+
+    /// The channels of each skip connection, in order.
+    pub fn skip_channels(c: &UNetConfig) -> Vec<i64> {
+        let ch = &c.block_out_channels;
+        let mut out = vec![ch[0]];
+        for (i, &o) in ch.iter().enumerate() {
+            out.extend(std::iter::repeat_n(o, c.layers_per_block as usize));
+            if i + 1 < ch.len() {
+                out.push(o);
+            }
+        }
+        out
+    }
+}
+
+/// What ControlNets add to the UNet: one tensor per skip connection and one for the mid block.
+pub struct Residuals {
+    pub down: Vec<Tensor>,
+    pub mid: Tensor,
+}
+
+pub struct UNet {
+    stem: Stem,
+    path: DownPath,
+    up: Vec<Level>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl UNet {
+    pub fn new(w: &Scope, c: &UNetConfig) -> Self {
+        let ch = &c.block_out_channels;
+        let n = ch.len();
+        let temb = ch[0] * 4;
+        let (groups, eps) = (c.norm_num_groups, c.norm_eps);
+        // Creation order is the order the tiny checkpoint's random weights are drawn in:
+        // down path, up blocks, then the stem and the output layers.
+        let path = DownPath::new(w, c);
         let reversed: Vec<i64> = ch.iter().rev().copied().collect();
         let mut up = Vec::with_capacity(n);
         let mut prev_output = reversed[0];
@@ -105,7 +230,7 @@ impl UNet {
                 .collect();
             let attentions = if c.has_cross_attention_up(i) {
                 (0..layers)
-                    .map(|j| transformer(&b.at("attentions").at(j), out, n - 1 - i))
+                    .map(|j| transformer(&b.at("attentions").at(j), c, out, n - 1 - i))
                     .collect()
             } else {
                 Vec::new()
@@ -118,90 +243,35 @@ impl UNet {
             });
             prev_output = out;
         }
-
         Self {
-            config: c.clone(),
-            conv_in: Conv2d::new(&w.at("conv_in"), c.in_channels, ch[0], 3, 1, 1),
-            time_1: Linear::new(&w.at("time_embedding.linear_1"), ch[0], temb, true),
-            time_2: Linear::new(&w.at("time_embedding.linear_2"), temb, temb, true),
-            add_embedding: c.projection_class_embeddings_input_dim.map(|input| {
-                (
-                    Linear::new(&w.at("add_embedding.linear_1"), input, temb, true),
-                    Linear::new(&w.at("add_embedding.linear_2"), temb, temb, true),
-                )
-            }),
-            down,
-            mid_resnets,
-            mid_attention,
+            stem: Stem::new(w, c),
+            path,
             up,
             norm_out: GroupNorm::new(&w.at("conv_norm_out"), groups, ch[0], eps),
             conv_out: Conv2d::new(&w.at("conv_out"), ch[0], c.out_channels, 3, 1, 1),
         }
     }
 
-    /// diffusers' `Timesteps`: sinusoidal embeddings `[values, dim]` of (possibly fractional)
-    /// values, computed in f32.
-    fn sinusoidal(&self, values: &Tensor, dim: i64) -> Tensor {
-        let half = dim / 2;
-        let exponent = Tensor::arange(half, (Kind::Float, Device::Cpu)) * (-(10000f64).ln())
-            / (half as f64 - self.config.freq_shift);
-        let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
-        let (sin, cos) = (emb.sin(), emb.cos());
-        if self.config.flip_sin_to_cos {
-            Tensor::cat(&[cos, sin], -1)
-        } else {
-            Tensor::cat(&[sin, cos], -1)
-        }
-    }
-
-    /// Predicts the noise in `sample` at timestep `t`, conditioned on `context` and, for
-    /// SDXL, on `added` (pooled text embeddings `[batch, n]`, time ids `[batch, 6]`).
+    /// Predicts the noise in `sample` at timestep `t`, conditioned on `context`, SDXL's
+    /// `added` conditioning and ControlNet `residuals`.
     pub fn forward(
         &self,
         sample: &Tensor,
         t: f64,
         context: &Tensor,
         added: Option<(&Tensor, &Tensor)>,
+        residuals: Option<&Residuals>,
     ) -> Tensor {
-        let (batch, kind, device) = (sample.size()[0], sample.kind(), sample.device());
-        let dim = self.config.block_out_channels[0];
-        let t_emb = self
-            .sinusoidal(&Tensor::from_slice(&[t as f32]), dim)
-            .expand([batch, dim], false)
-            .to_kind(kind)
-            .to_device(device);
-        let mut emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
-        if let (Some((l1, l2)), Some((text_embeds, time_ids))) = (&self.add_embedding, added) {
-            let d = self.config.addition_time_embed_dim.unwrap_or(256);
-            let time_embeds = self
-                .sinusoidal(&time_ids.flatten(0, -1).to_device(Device::Cpu), d)
-                .reshape([batch, -1])
-                .to_kind(kind)
-                .to_device(device);
-            let add = Tensor::cat(&[text_embeds.to_kind(kind), time_embeds], -1);
-            emb += l2.forward(&l1.forward(&add).silu());
-        }
-
-        let mut x = self.conv_in.forward(sample);
-        let mut skips = vec![x.shallow_clone()];
-        for level in &self.down {
-            for (j, resnet) in level.resnets.iter().enumerate() {
-                x = resnet.forward(&x, Some(&emb));
-                if let Some(attn) = level.attentions.get(j) {
-                    x = attn.forward(&x, context);
-                }
-                skips.push(x.shallow_clone());
+        let emb = self.stem.embedding(sample, t, added);
+        let (mut x, mut skips) = self
+            .path
+            .forward(self.stem.conv_in.forward(sample), &emb, context);
+        if let Some(r) = residuals {
+            for (skip, extra) in skips.iter_mut().zip(&r.down) {
+                *skip = &*skip + extra;
             }
-            if let Some(d) = &level.down {
-                x = d.forward(&x);
-                skips.push(x.shallow_clone());
-            }
+            x = x + &r.mid;
         }
-
-        x = self.mid_resnets[0].forward(&x, Some(&emb));
-        x = self.mid_attention.forward(&x, context);
-        x = self.mid_resnets[1].forward(&x, Some(&emb));
-
         for level in &self.up {
             for (j, resnet) in level.resnets.iter().enumerate() {
                 let skip = skips.pop().expect("one skip connection per up resnet");
