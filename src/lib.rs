@@ -1,6 +1,7 @@
 //! nicheimage-tui: one node runtime for a NicheImage (subnet 23) rig, with two faces — the
 //! terminal console (`ui`) and headless mode (`headless`).
 
+pub mod annotator;
 pub mod bittensor;
 pub mod catalogue;
 pub mod cli;

@@ -753,3 +753,47 @@ mod controlnet {
         assert!(err.contains("config.json") && err.contains("lllyasviel"), "{err}");
     }
 }
+
+mod canny {
+    //! The Canny annotator against controlnet_aux's CannyDetector (OpenCV), pixel for pixel,
+    //! after the seed's resize (scripts/parity/canny.py).
+    use super::*;
+    use nicheimage_tui::annotator::canny::{HIGH_THRESHOLD, LOW_THRESHOLD, canny};
+
+    #[test]
+    fn canny_matches_controlnet_aux_pixel_for_pixel() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir.join("canny")).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            let Some(name) = file.strip_suffix("_canny.png") else {
+                continue;
+            };
+            let input = [
+                dir.join("canny").join(format!("{name}.png")),
+                dir.join("sd15_img2img").join(format!("{name}.png")),
+            ]
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap();
+            let image = RgbImage::from_png(&std::fs::read(input).unwrap()).unwrap();
+            let ours = canny(
+                &image.resized_for_condition(512).unwrap(),
+                LOW_THRESHOLD,
+                HIGH_THRESHOLD,
+            );
+            let want = RgbImage::from_png(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!((ours.width, ours.height), (want.width, want.height), "{name}");
+            let differing = ours
+                .data
+                .iter()
+                .zip(&want.data)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(differing, 0, "{name}: {differing} channel values differ");
+            checked += 1;
+        }
+        assert!(checked >= 5, "{checked} reference maps");
+    }
+}

@@ -49,6 +49,18 @@ IMG2IMG_CASES = [
 ]
 
 
+def load_sdxl(ckpt, config_dir):
+    """The single file with our config folder plus both tokenizers, as diffusers loads it."""
+    config = os.path.join(tempfile.mkdtemp(), "config")
+    shutil.copytree(config_dir, config)
+    write_tokenizer(os.path.join(config, "tokenizer"))
+    write_tokenizer(os.path.join(config, "tokenizer_2"), pad="!")
+    pipe = StableDiffusionXLPipeline.from_single_file(
+        ckpt, config=config, torch_dtype=torch.float32, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def check_every_tensor_loaded(pipe, ckpt):
     """diffusers initialises what it cannot map; make sure nothing was left random."""
     file = load_file(ckpt)
@@ -66,13 +78,7 @@ def main():
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     torch.set_grad_enabled(False)
     os.makedirs(out_dir, exist_ok=True)
-    config = os.path.join(tempfile.mkdtemp(), "config")
-    shutil.copytree(config_dir, config)
-    write_tokenizer(os.path.join(config, "tokenizer"))
-    write_tokenizer(os.path.join(config, "tokenizer_2"), pad="!")
-    pipe = StableDiffusionXLPipeline.from_single_file(
-        ckpt, config=config, torch_dtype=torch.float32, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_sdxl(ckpt, config_dir)
     check_every_tensor_loaded(pipe, ckpt)
     base = pipe.scheduler.config
     out = {

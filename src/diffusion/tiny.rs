@@ -381,6 +381,38 @@ mod tests {
     }
 
     #[test]
+    fn parameter_counts_come_from_the_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_tiny_sd15(dir.path(), "t").unwrap();
+        let counts = super::super::weights::parameter_counts(&file).unwrap();
+        let c = PipelineConfig::tiny();
+        let unet = Weights::shapes("unet");
+        UNet::new(&unet.root(), &c.unet);
+        let vae = Weights::shapes("vae");
+        Decoder::new(&vae.root(), &c.vae);
+        Encoder::new(&vae.root(), &c.vae);
+        let clip = Weights::shapes("text_encoder");
+        ClipTextModel::new(&clip.root(), &c.text_encoder);
+        assert_eq!(counts.unet as i64, parameters(&unet));
+        assert_eq!(counts.vae as i64, parameters(&vae));
+        // Plus the 77 position ids the file carries.
+        assert_eq!(counts.text_encoders as i64, parameters(&clip) + 77);
+    }
+
+    #[test]
+    fn the_sdxl_architecture_is_full_size_sdxl() {
+        // diffusers' and transformers' parameter counts for SDXL 1.0 base's UNet and second
+        // text encoder (scripts/parity: the same configs instantiated empty).
+        let c = PipelineConfig::sdxl();
+        let unet = Weights::shapes("unet");
+        UNet::new(&unet.root(), &c.unet);
+        assert_eq!(parameters(&unet), 2_567_463_684);
+        let clip = Weights::shapes("text_encoder_2");
+        ClipWithProjection::new(&clip.root(), c.text_encoder_2.as_ref().unwrap());
+        assert_eq!(parameters(&clip), 694_659_840);
+    }
+
+    #[test]
     fn the_default_architecture_is_full_size_sd15() {
         // diffusers' parameter counts for runwayml/stable-diffusion-v1-5.
         let c = PipelineConfig::default();

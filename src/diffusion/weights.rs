@@ -115,6 +115,55 @@ impl SafetensorsFile {
     }
 }
 
+/// Parameters per pipeline part, read from safetensors headers only (a single file by its key
+/// prefixes, a diffusers folder by its subfolders).
+pub fn parameter_counts(
+    path: &Path,
+) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
+    let mut counts = crate::replica::vram::ParameterCounts::default();
+    let numel = |f: &SafetensorsFile, name: &str| -> u64 {
+        f.shape(name)
+            .map(|s| s.iter().product::<i64>().max(0) as u64)
+            .unwrap_or(0)
+    };
+    if path.is_dir() {
+        for (sub, slot) in [
+            ("unet", 0),
+            ("vae", 1),
+            ("text_encoder", 2),
+            ("text_encoder_2", 2),
+        ] {
+            let Ok(entries) = std::fs::read_dir(path.join(sub)) else {
+                continue;
+            };
+            let file = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "safetensors"));
+            let Some(file) = file else { continue };
+            let f = SafetensorsFile::open(&file)?;
+            let n: u64 = f.names().map(|k| numel(&f, k)).sum();
+            match slot {
+                0 => counts.unet += n,
+                1 => counts.vae += n,
+                _ => counts.text_encoders += n,
+            }
+        }
+        return Ok(counts);
+    }
+    let f = SafetensorsFile::open(path)?;
+    for name in f.names() {
+        let n = numel(&f, name);
+        if name.starts_with("model.diffusion_model.") {
+            counts.unet += n;
+        } else if name.starts_with("first_stage_model.") {
+            counts.vae += n;
+        } else if name.starts_with("cond_stage_model.") || name.starts_with("conditioner.") {
+            counts.text_encoders += n;
+        }
+    }
+    Ok(counts)
+}
+
 /// Maps a diffusers parameter name to the name used in a file. A key may end in a [`Pick`]
 /// suffix when the file stores the parameter differently (see [`pick_part`], [`pick_transposed`]).
 pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;

@@ -3,7 +3,7 @@
 
 pub mod request;
 
-use crate::catalogue::{ModelSpec, Pipeline};
+use crate::catalogue::{Arch, ModelSpec, Pipeline};
 use crate::replica::{JobError, Pool, PoolConfig};
 use crate::runtime::event::DownloadReport;
 use crate::runtime::{Component, ComponentContext, Event};
@@ -72,6 +72,46 @@ impl Endpoint {
                 hint: format!("; set checkpoint or download_url under [models.{}]", m.name),
             });
         }
+        Ok(())
+    }
+
+    /// Refuses a GPU placement whose replicas cannot fit their share of the GPU (estimated
+    /// from the checkpoint's parameter counts and the model's default image size). Skipped on
+    /// the CPU and where the GPUs' memory cannot be read.
+    #[cfg(feature = "local-infer")]
+    fn check_memory(&self) -> anyhow::Result<()> {
+        let share = self.pool.gpus_per_replica;
+        if share <= 0.0 || self.pool.replicas == 0 {
+            return Ok(());
+        }
+        let Some(total) = crate::telemetry::gpu::memory()
+            .and_then(|m| m.totals.values().copied().min())
+        else {
+            return Ok(());
+        };
+        let params = crate::diffusion::weights::parameter_counts(&self.checkpoint)?;
+        let m = &self.model;
+        let native = match m.arch {
+            Arch::Sd15 => 512,
+            Arch::Sdxl => 1024,
+        };
+        let (w, h) = (
+            m.defaults.width.unwrap_or(native),
+            m.defaults.height.unwrap_or(native),
+        );
+        let estimate = crate::replica::vram::estimate(params, m.arch, w, h, 2);
+        crate::replica::vram::check_fit(&m.name, &estimate, total, share)
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            model = %m.name,
+            need_gib = estimate.total() as f64 / (1u64 << 30) as f64,
+            "each replica fits its share of the GPU"
+        );
+        Ok(())
+    }
+
+    #[cfg(not(feature = "local-infer"))]
+    fn check_memory(&self) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -247,6 +287,7 @@ impl Component for Endpoint {
         async move {
             self.check()?;
             self.ensure_checkpoint(&ctx.events).await?;
+            self.check_memory()?;
             let what = format!(
                 "/generate and /info ({}, {} replicas)",
                 self.model.name, self.pool.replicas

@@ -6,6 +6,7 @@
 pub mod child;
 pub mod protocol;
 mod remote;
+pub mod vram;
 mod worker;
 
 use crate::runtime::EventSender;

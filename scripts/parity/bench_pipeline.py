@@ -1,8 +1,9 @@
-"""Times diffusers' StableDiffusionPipeline on the tiny checkpoint; prints one JSON line.
+"""Times diffusers' StableDiffusionPipeline (sd15) or StableDiffusionXLPipeline (sdxl) on a
+tiny checkpoint; prints one JSON line.
 
-    .venv-parity/bin/python scripts/parity/bench_sd15.py CKPT CONFIG_DIR WIDTH HEIGHT STEPS RUNS THREADS
+    .venv-parity/bin/python scripts/parity/bench_pipeline.py ARCH CKPT CONFIG_DIR WIDTH HEIGHT STEPS RUNS THREADS
 
-Called by `cargo bench --bench sd15_tiny`, which times our pipeline on the same work.
+Called by `cargo bench --bench pipelines_tiny`, which times our pipeline on the same work.
 """
 
 import json
@@ -15,13 +16,14 @@ from diffusers import DPMSolverMultistepScheduler
 
 sys.path.insert(0, os.path.dirname(__file__))
 from sd15 import NEGATIVE, load_pipeline  # noqa: E402
+from sdxl import load_sdxl  # noqa: E402
 
 
 def main():
-    ckpt, config_dir = sys.argv[1:3]
-    width, height, steps, runs, threads = map(int, sys.argv[3:8])
+    arch, ckpt, config_dir = sys.argv[1:4]
+    width, height, steps, runs, threads = map(int, sys.argv[4:9])
     torch.set_num_threads(threads)
-    pipe, _ = load_pipeline(ckpt, config_dir)
+    pipe = load_sdxl(ckpt, config_dir) if arch == "sdxl" else load_pipeline(ckpt, config_dir)[0]
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
 
     def once(seed):
