@@ -16,6 +16,9 @@ use tch::{Device, Kind};
 const NEGATIVE: &str = "out of frame, nude, duplicate, watermark, signature, mutated, text, blurry, worst quality, \
 low quality, artificial, texture artifacts, jpeg artifacts";
 
+/// Image side, steps, timed runs.
+type Case = (i64, usize, usize);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -29,7 +32,7 @@ fn main() {
         .unwrap_or(1);
     tch::set_num_threads(threads as i32);
     let python = root.join(".venv-parity/bin/python");
-    let sizes: [(&str, &[(i64, usize, usize)]); 2] = [
+    let sizes: [(&str, &[Case]); 2] = [
         ("sd15", &[(64, 4, 15), (256, 20, 3), (512, 20, 2)]),
         ("sdxl", &[(64, 4, 15), (256, 20, 3)]),
     ];

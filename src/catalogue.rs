@@ -254,7 +254,7 @@ pub fn catalogue(
                 min_vram_gb: 12,
                 max_side: 1024,
                 condition_resolution: None,
-            nsfw_filter: true,
+                nsfw_filter: true,
             },
         };
         let merged = ModelSpec {

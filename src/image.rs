@@ -134,7 +134,11 @@ impl RgbImage {
         let side = |s: usize| {
             let x = s as f64 * k / 64.0;
             let r = x.round();
-            let even = if (x - x.trunc()).abs() == 0.5 { 2.0 * (x / 2.0).round() } else { r };
+            let even = if (x - x.trunc()).abs() == 0.5 {
+                2.0 * (x / 2.0).round()
+            } else {
+                r
+            };
             even as usize * 64
         };
         let (w, h) = (side(self.width), side(self.height));

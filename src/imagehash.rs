@@ -28,7 +28,13 @@ pub fn average_hashes(image: &RgbImage, hash_sizes: &[usize]) -> Vec<Vec<bool>> 
     hash_sizes
         .iter()
         .map(|&size| {
-            let small = resize(Filter::Lanczos, &gray, 1, (image.width, image.height), (size, size));
+            let small = resize(
+                Filter::Lanczos,
+                &gray,
+                1,
+                (image.width, image.height),
+                (size, size),
+            );
             let mean = small.iter().map(|&p| p as f64).sum::<f64>() / small.len() as f64;
             small.iter().map(|&p| p as f64 > mean).collect()
         })

@@ -136,7 +136,9 @@ pub fn resize(
             let acc: i64 = half
                 + k.iter()
                     .enumerate()
-                    .map(|(i, &c)| temp[(ymin - first_row + i) * ow * channels + x] as i64 * c as i64)
+                    .map(|(i, &c)| {
+                        temp[(ymin - first_row + i) * ow * channels + x] as i64 * c as i64
+                    })
                     .sum::<i64>();
             out[y * ow * channels + x] = clip8(acc);
         }

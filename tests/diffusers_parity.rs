@@ -263,11 +263,7 @@ mod img2img {
             let resolution = r["resolution"].as_u64().unwrap() as usize;
             let ours = input.resized_for_condition(resolution).unwrap();
             let want = read(r["output"].as_str().unwrap());
-            assert_eq!(
-                (ours.width, ours.height),
-                (want.width, want.height),
-                "{r}"
-            );
+            assert_eq!((ours.width, ours.height), (want.width, want.height), "{r}");
             assert!(ours.data == want.data, "{r}: pixels differ");
         }
     }
@@ -474,7 +470,13 @@ mod sdxl {
                 "{name}: embedding sum {sum} vs {want_sum}"
             );
             let pooled = to_vec(trace.pooled.as_ref().expect("SDXL pools"));
-            close(name, "pooled embeddings", &pooled, &floats(&case["pooled"]), 1e-5);
+            close(
+                name,
+                "pooled embeddings",
+                &pooled,
+                &floats(&case["pooled"]),
+                1e-5,
+            );
             for (i, (got, want)) in trace
                 .latents
                 .iter()
@@ -529,10 +531,9 @@ mod sdxl_img2img {
         let tmp = tempfile::tempdir().unwrap();
         let file = nicheimage_tui::diffusion::tiny::write_tiny_sdxl(tmp.path(), "x").unwrap();
         let sd = StableDiffusion::load(&file, None, Device::Cpu, Kind::Float).unwrap();
-        let photo = RgbImage::from_png(
-            &std::fs::read(dir.join("sd15_img2img/photo_150x100.png")).unwrap(),
-        )
-        .unwrap();
+        let photo =
+            RgbImage::from_png(&std::fs::read(dir.join("sd15_img2img/photo_150x100.png")).unwrap())
+                .unwrap();
         for case in cases["img2img"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let req = Img2Img {
@@ -617,7 +618,10 @@ mod nsfw {
             assert_eq!(&got[..head.len()], &head[..], "{name}: processed pixels");
             let sum: f64 = got.iter().map(|&x| f64::from(x)).sum();
             let want = case["pixels_sum"].as_f64().unwrap();
-            assert!((sum - want).abs() < 1e-3, "{name}: pixel sum {sum} vs {want}");
+            assert!(
+                (sum - want).abs() < 1e-3,
+                "{name}: pixel sum {sum} vs {want}"
+            );
             let logits = to_vec(&vit.logits(&pixels));
             let d = max_abs_diff(&logits, &floats(&case["logits"]));
             assert!(d < 1e-4, "{name}: logits differ by {d}");
@@ -644,7 +648,10 @@ mod nsfw {
     #[test]
     fn a_missing_classifier_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = NsfwFilter::load(tmp.path(), Device::Cpu).err().unwrap().to_string();
+        let err = NsfwFilter::load(tmp.path(), Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("config.json"), "{err}");
     }
 }
@@ -750,7 +757,10 @@ mod controlnet {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("config.json") && err.contains("lllyasviel"), "{err}");
+        assert!(
+            err.contains("config.json") && err.contains("lllyasviel"),
+            "{err}"
+        );
     }
 }
 
@@ -784,7 +794,11 @@ mod canny {
                 HIGH_THRESHOLD,
             );
             let want = RgbImage::from_png(&std::fs::read(&path).unwrap()).unwrap();
-            assert_eq!((ours.width, ours.height), (want.width, want.height), "{name}");
+            assert_eq!(
+                (ours.width, ours.height),
+                (want.width, want.height),
+                "{name}"
+            );
             let differing = ours
                 .data
                 .iter()

@@ -320,11 +320,12 @@ async fn a_full_queue_is_refused_with_503() {
     // it, so the outcome does not depend on how fast the machine is.
     let node = Node::start(dir.path(), 1, 1).await;
     let long = node.generate(txt2img(100, 256, 30));
-    let busy = node.until("the replica busy", |h| h["replicas"]["0"]["status"] == "busy");
+    let busy = node.until("the replica busy", |h| {
+        h["replicas"]["0"]["status"] == "busy"
+    });
     let ((long_status, long_body), _) = tokio::join!(long, async {
         busy.await;
-        let all =
-            futures::future::join_all((0..3).map(|s| node.generate(txt2img(s, 64, 4)))).await;
+        let all = futures::future::join_all((0..3).map(|s| node.generate(txt2img(s, 64, 4)))).await;
         let ok = all.iter().filter(|(s, _)| *s == 200).count();
         let full = all
             .iter()
@@ -423,9 +424,11 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
     )
     .unwrap();
     let (status, body) = node
-        .generate(json!({"prompt": "a harbour", "seed": 8, "pipeline_type": "img2img",
+        .generate(
+            json!({"prompt": "a harbour", "seed": 8, "pipeline_type": "img2img",
                          "conditional_image": photo.to_base64_png().unwrap(),
-                         "pipeline_params": {"strength": 0.6, "num_inference_steps": 5}}))
+                         "pipeline_params": {"strength": 0.6, "num_inference_steps": 5}}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let image = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
@@ -459,14 +462,21 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
                          "conditional_image": "not base64!"}))
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("conditional_image"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("conditional_image"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_sdxl_model_is_served_and_matches_the_engine() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let checkpoint = nicheimage_tui::diffusion::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+    let checkpoint =
+        nicheimage_tui::diffusion::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
     let model = format!("arch = \"sdxl\"\ncheckpoint = \"{}\"", checkpoint.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
     let (status, body) = node.generate(txt2img(77, 64, 4)).await;

@@ -96,7 +96,16 @@ pub fn canny(image: &RgbImage, low: i32, high: i32) -> RgbImage {
     }
     while let Some(i) = stack.pop() {
         let (x, y) = ((i % w) as isize, (i / w) as isize);
-        for (ox, oy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+        for (ox, oy) in [
+            (-1, -1),
+            (0, -1),
+            (1, -1),
+            (-1, 0),
+            (1, 0),
+            (-1, 1),
+            (0, 1),
+            (1, 1),
+        ] {
             let (nx, ny) = (x + ox, y + oy);
             if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
                 continue;

@@ -125,16 +125,15 @@ impl UNetConfig {
                 what,
             })
         };
+        let sizes_given = self.addition_time_embed_dim.is_some()
+            && self.projection_class_embeddings_input_dim.is_some();
         match self.addition_embed_type.as_deref() {
             None => {}
+            Some("text_time") if sizes_given => {}
             Some("text_time") => {
-                if self.addition_time_embed_dim.is_none()
-                    || self.projection_class_embeddings_input_dim.is_none()
-                {
-                    return unsupported(
-                        "addition_embed_type `text_time` without addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
-                    );
-                }
+                return unsupported(
+                    "addition_embed_type `text_time` without addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
+                );
             }
             Some(t) => return unsupported(format!("addition_embed_type `{t}`")),
         }

@@ -89,7 +89,14 @@ impl ControlNet {
             })
             .collect();
         let cond = CondEmbedding {
-            conv_in: Conv2d::new(&ce.at("conv_in"), control.conditioning_channels, chans[0], 3, 1, 1),
+            conv_in: Conv2d::new(
+                &ce.at("conv_in"),
+                control.conditioning_channels,
+                chans[0],
+                3,
+                1,
+                1,
+            ),
             blocks,
             conv_out: Conv2d::new(
                 &ce.at("conv_out"),
@@ -119,7 +126,10 @@ impl ControlNet {
     pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, ControlNetError> {
         let config = dir.join("config.json");
         if !config.is_file() {
-            return Err(ControlNetError::Missing(dir.to_path_buf(), "no config.json"));
+            return Err(ControlNetError::Missing(
+                dir.to_path_buf(),
+                "no config.json",
+            ));
         }
         let text = std::fs::read_to_string(&config).map_err(|source| ConfigError::Read {
             path: config.display().to_string(),
@@ -138,13 +148,16 @@ impl ControlNet {
                 "global_pool_conditions or a BGR channel order".into(),
             ));
         }
-        let file = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                ControlNetError::Missing(dir.to_path_buf(), "no diffusion_pytorch_model.safetensors")
-            })?;
+        let file = [
+            "diffusion_pytorch_model.safetensors",
+            "diffusion_pytorch_model.fp16.safetensors",
+        ]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            ControlNetError::Missing(dir.to_path_buf(), "no diffusion_pytorch_model.safetensors")
+        })?;
         let _no_grad = tch::no_grad_guard();
         let weights = Weights::from_file(
             "controlnet",

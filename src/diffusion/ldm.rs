@@ -191,7 +191,9 @@ pub fn open_clip_key(name: &str) -> String {
             "text_model.embeddings.position_embedding.weight" => {
                 return Some(format!("{p}positional_embedding"));
             }
-            "text_projection.weight" => return Some(pick_transposed(&format!("{p}text_projection"))),
+            "text_projection.weight" => {
+                return Some(pick_transposed(&format!("{p}text_projection")));
+            }
             _ => {}
         }
         if let Some(t) = name.strip_prefix("text_model.final_layer_norm.") {

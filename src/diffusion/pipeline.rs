@@ -2,8 +2,8 @@
 //! `StableDiffusionPipeline` and `StableDiffusionImg2ImgPipeline`.
 
 use super::clip::{ClipTextModel, ClipWithProjection};
-use super::controlnet::{self, ControlNet};
 use super::config::{ConfigError, PipelineConfig};
+use super::controlnet::{self, ControlNet};
 use super::image::rgb_from_decoded;
 use super::ldm;
 use super::scheduler::{Plan, Sampler, SchedulerError, SchedulerKind};
@@ -225,9 +225,9 @@ impl StableDiffusion {
                 with_projection,
             ) {
                 (true, false) => Arc::new(|n: &str| format!("text_model.{n}")),
-                (false, true) => Arc::new(|n: &str| {
-                    n.strip_prefix("text_model.").unwrap_or(n).to_string()
-                }),
+                (false, true) => {
+                    Arc::new(|n: &str| n.strip_prefix("text_model.").unwrap_or(n).to_string())
+                }
                 _ => same.clone(),
             };
             Ok(Weights::from_file(sub, file, key, "", kind, device))
@@ -375,7 +375,10 @@ impl StableDiffusion {
             let residuals = controlnet::sum(
                 controls
                     .iter()
-                    .map(|c| c.net.forward(&input, t, &cond.context, added, &c.image, c.scale))
+                    .map(|c| {
+                        c.net
+                            .forward(&input, t, &cond.context, added, &c.image, c.scale)
+                    })
                     .collect(),
             );
             let eps = self
@@ -476,7 +479,12 @@ impl StableDiffusion {
 
         let _generator = lock_generator();
         tch::manual_seed(seed);
-        let shape = [1, self.config.unet.in_channels, req.height / 8, req.width / 8];
+        let shape = [
+            1,
+            self.config.unet.in_channels,
+            req.height / 8,
+            req.width / 8,
+        ];
         let initial = self.randn(&shape);
         let latents = &initial * f64::from(plan.init_noise_sigma);
         let trace = trace.then(|| Trace::start(&cond, &initial, &plan));

@@ -263,14 +263,14 @@ impl UNet {
         residuals: Option<&Residuals>,
     ) -> Tensor {
         let emb = self.stem.embedding(sample, t, added);
-        let (mut x, mut skips) = self
-            .path
-            .forward(self.stem.conv_in.forward(sample), &emb, context);
+        let (mut x, mut skips) =
+            self.path
+                .forward(self.stem.conv_in.forward(sample), &emb, context);
         if let Some(r) = residuals {
             for (skip, extra) in skips.iter_mut().zip(&r.down) {
                 *skip = &*skip + extra;
             }
-            x = x + &r.mid;
+            x += &r.mid;
         }
         for level in &self.up {
             for (j, resnet) in level.resnets.iter().enumerate() {

@@ -126,10 +126,7 @@ pub struct VitClassifier {
     device: Device,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(
-    dir: &Path,
-    name: &'static str,
-) -> Result<T, VitError> {
+fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &'static str) -> Result<T, VitError> {
     let path = dir.join(name);
     if !path.is_file() {
         return Err(VitError::Missing(dir.to_path_buf(), name));
@@ -208,7 +205,12 @@ impl VitClassifier {
                     v: Linear::new(&a.at("value"), d, d, c.qkv_bias),
                     out: Linear::new(&l.at("attention.output.dense"), d, d, true),
                     ln_after: LayerNorm::new(&l.at("layernorm_after"), d, eps),
-                    intermediate: Linear::new(&l.at("intermediate.dense"), d, c.intermediate_size, true),
+                    intermediate: Linear::new(
+                        &l.at("intermediate.dense"),
+                        d,
+                        c.intermediate_size,
+                        true,
+                    ),
                     output: Linear::new(&l.at("output.dense"), c.intermediate_size, d, true),
                 }
             })
@@ -250,7 +252,13 @@ impl VitClassifier {
         let heads = self.config.num_attention_heads;
         for l in &self.layers {
             let h = l.ln_before.forward(&x);
-            let a = attention(&l.q.forward(&h), &l.k.forward(&h), &l.v.forward(&h), heads, false);
+            let a = attention(
+                &l.q.forward(&h),
+                &l.k.forward(&h),
+                &l.v.forward(&h),
+                heads,
+                false,
+            );
             x = l.out.forward(&a) + x;
             let h = l.intermediate.forward(&l.ln_after.forward(&x)).gelu("none");
             x = l.output.forward(&h) + x;

@@ -117,9 +117,7 @@ impl SafetensorsFile {
 
 /// Parameters per pipeline part, read from safetensors headers only (a single file by its key
 /// prefixes, a diffusers folder by its subfolders).
-pub fn parameter_counts(
-    path: &Path,
-) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
+pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
     let mut counts = crate::replica::vram::ParameterCounts::default();
     let numel = |f: &SafetensorsFile, name: &str| -> u64 {
         f.shape(name)
@@ -174,7 +172,10 @@ pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;
 pub enum Pick {
     Whole,
     /// Part `index` of `of` equal row blocks.
-    Part { index: i64, of: i64 },
+    Part {
+        index: i64,
+        of: i64,
+    },
     Transposed,
 }
 

@@ -3,7 +3,7 @@
 
 pub mod request;
 
-use crate::catalogue::{Arch, ModelSpec, Pipeline};
+use crate::catalogue::{ModelSpec, Pipeline};
 use crate::replica::{JobError, Pool, PoolConfig};
 use crate::runtime::event::DownloadReport;
 use crate::runtime::{Component, ComponentContext, Event};
@@ -84,16 +84,16 @@ impl Endpoint {
         if share <= 0.0 || self.pool.replicas == 0 {
             return Ok(());
         }
-        let Some(total) = crate::telemetry::gpu::memory()
-            .and_then(|m| m.totals.values().copied().min())
+        let Some(total) =
+            crate::telemetry::gpu::memory().and_then(|m| m.totals.values().copied().min())
         else {
             return Ok(());
         };
         let params = crate::diffusion::weights::parameter_counts(&self.checkpoint)?;
         let m = &self.model;
         let native = match m.arch {
-            Arch::Sd15 => 512,
-            Arch::Sdxl => 1024,
+            crate::catalogue::Arch::Sd15 => 512,
+            crate::catalogue::Arch::Sdxl => 1024,
         };
         let (w, h) = (
             m.defaults.width.unwrap_or(native),

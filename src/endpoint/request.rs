@@ -87,7 +87,7 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
     let img2img = pipeline == Pipeline::Img2img;
     if let Some(unknown) = params
         .keys()
-        .find(|k| !PARAMS.contains(&k.as_str()) && !(img2img && k.as_str() == "strength"))
+        .find(|k| !(PARAMS.contains(&k.as_str()) || img2img && k.as_str() == "strength"))
     {
         return bad(format!(
             "unsupported pipeline_params key `{unknown}` (supported: {}{})",
@@ -312,9 +312,7 @@ mod tests {
         assert!(err(&img2img_body("", "{}"), &m).contains("needs a conditional_image"));
         assert!(err(&img2img_body("bm90IGEgcG5n", "{}"), &m).contains("not a usable PNG"));
         assert!(err(&img2img_body(&photo, r#"{"strength":1.5}"#), &m).contains("[0, 1]"));
-        assert!(
-            err(&img2img_body(&photo, r#"{"strength":0.01}"#), &m).contains("leaves no step")
-        );
+        assert!(err(&img2img_body(&photo, r#"{"strength":0.01}"#), &m).contains("leaves no step"));
         let thin = RgbImage::new(1, 40, vec![9; 120])
             .unwrap()
             .to_base64_png()

@@ -5,9 +5,9 @@ use super::protocol::{JobLine, ReplyLine};
 use crate::config::DeviceChoice;
 use crate::diffusion::nsfw::NsfwFilter;
 use crate::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
-use crate::image::RgbImage;
 use crate::diffusion::scheduler::SchedulerKind;
 use crate::diffusion::{dtype_for, select_device};
+use crate::image::RgbImage;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -33,7 +33,12 @@ pub fn run(
     device: DeviceChoice,
     nsfw_classifier: Option<&Path>,
 ) -> Result<(), ChildError> {
-    type Setup = (StableDiffusion, SchedulerKind, tch::Device, Option<NsfwFilter>);
+    type Setup = (
+        StableDiffusion,
+        SchedulerKind,
+        tch::Device,
+        Option<NsfwFilter>,
+    );
     let setup = || -> Result<Setup, Box<dyn std::error::Error + Send + Sync>> {
         let scheduler: SchedulerKind = scheduler.parse()?;
         let device = select_device(device)?;
@@ -98,8 +103,7 @@ pub fn run(
                         verdict.image
                     }
                 });
-                match filtered.and_then(|image| image.to_base64_png().map_err(|e| e.to_string()))
-                {
+                match filtered.and_then(|image| image.to_base64_png().map_err(|e| e.to_string())) {
                     Ok(image) => ReplyLine::Image {
                         id,
                         image,

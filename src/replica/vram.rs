@@ -43,8 +43,7 @@ pub fn estimate(
         Arch::Sdxl => 4,
         Arch::Sd15 => dtype_bytes,
     };
-    let weights =
-        (params.unet + params.text_encoders) * dtype_bytes + params.vae * vae_bytes;
+    let weights = (params.unet + params.text_encoders) * dtype_bytes + params.vae * vae_bytes;
     let latent_tokens = u64::from(width / 8) * u64::from(height / 8);
     // The UNet's widest level is 320 channels wide in SD 1.5 and SDXL; with its skip
     // connections, attention projections and GEGLU about 20 such tensors live at once, for a
@@ -96,12 +95,18 @@ mod tests {
     fn sd15_fits_a_third_of_an_a100_and_sdxl_does_not_fit_a_third_of_a_24_gb_card() {
         let gib = 1u64 << 30;
         let sd15 = estimate(SD15, Arch::Sd15, 512, 768, 2);
-        assert!((2.5..4.5).contains(&(sd15.total() as f64 / GIB)), "{sd15:?}");
+        assert!(
+            (2.5..4.5).contains(&(sd15.total() as f64 / GIB)),
+            "{sd15:?}"
+        );
         // The seed's README: three SD 1.5 replicas at 0.33 of an A100-80G.
         assert!(check_fit("DreamShaper", &sd15, 80 * gib, 0.33).is_ok());
 
         let sdxl = estimate(SDXL, Arch::Sdxl, 1024, 1024, 2);
-        assert!((7.0..10.0).contains(&(sdxl.total() as f64 / GIB)), "{sdxl:?}");
+        assert!(
+            (7.0..10.0).contains(&(sdxl.total() as f64 / GIB)),
+            "{sdxl:?}"
+        );
         let err = check_fit("AnimeV3", &sdxl, 24 * gib, 0.33).unwrap_err();
         assert!(err.contains("AnimeV3") && err.contains("7.9 GiB"), "{err}");
         assert!(check_fit("AnimeV3", &sdxl, 24 * gib, 1.0).is_ok());
