@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::bittensor::chain::embedded::EmbeddedChain;
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::wallet::Wallet;
-use crate::catalogue::{Arch, Defaults, ModelOverride};
+use crate::catalogue::{Arch, Defaults, ModelOverride, Pipeline};
 use crate::config::Config;
 use crate::miner::Sabotage;
 use crate::node;
@@ -174,6 +174,10 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             // There is no real classifier offline, and a random tiny one would black out
             // random images.
             nsfw_filter: Some(false),
+            // img2img too, its conditional images drawn by the reward service's
+            // /challenge/image, at the tiny model's size.
+            pipelines: Some(vec![Pipeline::Txt2img, Pipeline::Img2img]),
+            condition_resolution: Some(64),
             ..Default::default()
         },
     );

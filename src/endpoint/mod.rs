@@ -57,7 +57,12 @@ impl Endpoint {
         {
             return Err(EndpointError::NotImplemented {
                 model: m.name.clone(),
-                what: format!("{} pipeline", p.name()),
+                // The ControlNets and the Canny annotator are ported; the seed's three-way
+                // ControlNet also needs MiDaS depth and NormalBae normals, which are not.
+                what: format!(
+                    "{} pipeline (its MiDaS depth and NormalBae annotators)",
+                    p.name()
+                ),
                 hint: format!(
                     "set pipelines = [\"txt2img\", \"img2img\"] under [models.{}] to serve those only",
                     m.name

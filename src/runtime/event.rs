@@ -198,6 +198,8 @@ pub struct MinerReport {
 pub struct RoundOutcome {
     pub uid: u16,
     pub model: String,
+    /// What the miner was asked: txt2img, img2img, controlnet_txt2img.
+    pub pipeline: String,
     pub reward: Option<f64>,
     pub reason: String,
     /// How long the miner took to answer (None when not asked, e.g. the judge failed first).

@@ -406,6 +406,7 @@ impl Validator {
                             outcomes.push(RoundOutcome {
                                 uid: *uid,
                                 model: model.name.clone(),
+                                pipeline: challenge.pipeline_type.clone(),
                                 reward: None,
                                 reason: e.clone(),
                                 latency_ms: None,
@@ -447,6 +448,7 @@ impl Validator {
                     outcomes.push(RoundOutcome {
                         uid: *uid,
                         model: model.name.clone(),
+                        pipeline: challenge.pipeline_type.clone(),
                         reward: Some(reward),
                         reason,
                         latency_ms: Some(latency_ms),
