@@ -811,3 +811,51 @@ mod canny {
         assert!(checked >= 5, "{checked} reference maps");
     }
 }
+
+mod half {
+    //! fp16, as CUDA replicas run it (here on the CPU): half-precision draws and SDXL's VAE
+    //! upcast to f32, against diffusers in fp16 (scripts/parity/sdxl.py).
+    use super::*;
+    use nicheimage_tui::diffusion::tiny::write_tiny_sdxl;
+
+    #[test]
+    fn sdxl_in_fp16_matches_diffusers_in_fp16() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdxl");
+        let cases: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
+                .unwrap();
+        let case = &cases["fp16"];
+        let tmp = tempfile::tempdir().unwrap();
+        let file = write_tiny_sdxl(tmp.path(), "x").unwrap();
+        let req = Txt2Img {
+            prompt: case["prompt"].as_str().unwrap().into(),
+            negative_prompt: None,
+            seed: case["seed"].as_u64().unwrap(),
+            num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+            guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+            width: case["width"].as_i64().unwrap(),
+            height: case["height"].as_i64().unwrap(),
+            scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
+        };
+        let ours = StableDiffusion::load(&file, None, Device::Cpu, Kind::Half)
+            .unwrap()
+            .txt2img(&req, false)
+            .unwrap()
+            .image;
+        let name = case["name"].as_str().unwrap();
+        let reference =
+            RgbImage::from_png(&std::fs::read(dir.join(format!("{name}.png"))).unwrap()).unwrap();
+        let worst = ours
+            .data
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 3, "max pixel difference {worst}");
+        assert_eq!(
+            to_hex(&average_hash(&ours, 8)),
+            case["average_hash"].as_str().unwrap()
+        );
+    }
+}

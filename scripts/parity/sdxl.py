@@ -155,6 +155,15 @@ def main():
             "latents": [flat(s) for s in steps],
             "average_hash": str(imagehash.average_hash(result)),
         })
+    # fp16, as CUDA replicas run (on the CPU here): half-precision draws, the VAE upcast to f32.
+    half = load_sdxl(ckpt, config_dir).to(torch.float16)
+    half.scheduler = SCHEDULERS["dpm++2m_karras"][0].from_config(base, use_karras_sigmas=True)
+    fp16 = dict(name="fp16_karras", scheduler="dpm++2m_karras", prompt="a lighthouse", negative_prompt=None,
+                seed=11, steps=4, guidance_scale=6.0, width=64, height=64)
+    image = half(prompt=fp16["prompt"], num_inference_steps=fp16["steps"], guidance_scale=fp16["guidance_scale"],
+                 width=fp16["width"], height=fp16["height"], generator=torch.manual_seed(fp16["seed"])).images[0]
+    image.save(os.path.join(out_dir, fp16["name"] + ".png"))
+    out["fp16"] = {**fp16, "average_hash": str(imagehash.average_hash(image))}
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {len(CASES)} cases to {out_dir}")
