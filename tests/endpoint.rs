@@ -539,5 +539,9 @@ async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
         assert_eq!(served, verdict.image, "seed {seed}");
         verdicts.push(verdict.blanked);
     }
-    eprintln!("blanked: {verdicts:?}");
+    let blanked = verdicts.iter().filter(|b| **b).count() as u64;
+    node.until("the replica's NSFW count", |h| {
+        h["replicas"]["0"]["nsfw_blanked"].as_u64() == Some(blanked)
+    })
+    .await;
 }

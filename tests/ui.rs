@@ -128,6 +128,7 @@ fn replicas_are_listed_when_an_endpoint_runs() {
                 pid: Some(4242),
                 restarts: index as u32,
                 served: 120,
+                nsfw_blanked: index as u64 * 3,
                 failures: [("died".to_string(), index as u64)].into(),
                 last_latency_ms: Some(2900),
                 latency_ms: Percentiles {

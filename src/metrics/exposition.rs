@@ -227,6 +227,15 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
             ),
             |r| r.served as f64,
         );
+        out.per_replica(
+            state,
+            (
+                "nicheimage_replica_nsfw_blanked_total",
+                "counter",
+                "Served images the NSFW filter blacked out.",
+            ),
+            |r| r.nsfw_blanked as f64,
+        );
         out.family(
             "nicheimage_replica_failures_total",
             "counter",

@@ -90,7 +90,7 @@ pub fn run(
                         }),
                 };
                 let filtered = generated.map(|g| match &filter {
-                    None => g.image,
+                    None => (g.image, false),
                     Some(f) => {
                         let verdict = f.apply(g.image);
                         if verdict.blanked {
@@ -100,14 +100,18 @@ pub fn run(
                                 "NSFW classifier flagged the image; sending a black one"
                             );
                         }
-                        verdict.image
+                        (verdict.image, verdict.blanked)
                     }
                 });
-                match filtered.and_then(|image| image.to_base64_png().map_err(|e| e.to_string())) {
-                    Ok(image) => ReplyLine::Image {
+                match filtered.and_then(|(image, blanked)| {
+                    let png = image.to_base64_png().map_err(|e| e.to_string())?;
+                    Ok((png, blanked))
+                }) {
+                    Ok((image, nsfw_blanked)) => ReplyLine::Image {
                         id,
                         image,
                         millis: started.elapsed().as_millis() as u64,
+                        nsfw_blanked,
                     },
                     Err(error) => ReplyLine::Error { id, error },
                 }

@@ -43,6 +43,9 @@ pub enum ReplyLine {
         id: u64,
         image: String,
         millis: u64,
+        /// The NSFW filter replaced the picture with a black one.
+        #[serde(default)]
+        nsfw_blanked: bool,
     },
     Error {
         id: u64,

@@ -313,7 +313,15 @@ impl Worker {
                 }
             };
             let result = match serde_json::from_str::<ReplyLine>(&line) {
-                Ok(ReplyLine::Image { id, image, .. }) if id == next_id => Ok(image),
+                Ok(ReplyLine::Image {
+                    id,
+                    image,
+                    nsfw_blanked,
+                    ..
+                }) if id == next_id => {
+                    report.nsfw_blanked += u64::from(nsfw_blanked);
+                    Ok(image)
+                }
                 Ok(ReplyLine::Error { error, .. }) => Err(JobError::Failed(error)),
                 _ => Err(JobError::Failed(
                     "the replica answered something unreadable".into(),

@@ -306,6 +306,8 @@ pub struct ReplicaReport {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub served: u64,
+    /// Served images the NSFW filter blacked out.
+    pub nsfw_blanked: u64,
     /// Failed jobs by reason: `error` (the engine refused) or `died` (the process ended).
     pub failures: BTreeMap<String, u64>,
     pub last_latency_ms: Option<u64>,
@@ -334,6 +336,7 @@ impl ReplicaReport {
             pid: None,
             restarts: 0,
             served: 0,
+            nsfw_blanked: 0,
             failures: BTreeMap::new(),
             last_latency_ms: None,
             latency_ms: Percentiles::default(),

@@ -180,7 +180,11 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
                 Cell::from(l.weight.map_or("-".into(), |w| w.to_string())),
                 Cell::from(latency),
                 Cell::from(reward).style(style),
-                Cell::from(l.last.map(|o| o.reason.clone()).unwrap_or_default()),
+                // txt2img is the common case; other pipelines are named.
+                Cell::from(l.last.map_or(String::new(), |o| match o.pipeline.as_str() {
+                    "txt2img" | "" => o.reason.clone(),
+                    other => format!("[{other}] {}", o.reason),
+                })),
             ])
             .style(text)
         })
