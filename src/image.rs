@@ -123,12 +123,15 @@ impl RgbImage {
         }
     }
 
-    /// The seed's `resize_for_condition_image`: scale so the short side is `resolution`, round
-    /// both sides to multiples of 64 (Python's half-to-even `round`), Lanczos.
-    pub fn resized_for_condition(&self, resolution: usize) -> Result<RgbImage, ImageError> {
+    /// The size the seed's `resize_for_condition_image` gives: the short side scaled to
+    /// `resolution`, both sides rounded to multiples of 64 (Python's half-to-even `round`).
+    pub fn condition_size(&self, resolution: usize) -> Result<(usize, usize), ImageError> {
         let short = self.width.min(self.height);
-        if short == 0 {
-            return Err(ImageError::Unsupported("an empty image".into()));
+        if short == 0 || resolution == 0 {
+            return Err(ImageError::Unsupported(format!(
+                "cannot resize a {}x{} image to a short side of {resolution}",
+                self.width, self.height
+            )));
         }
         let k = resolution as f64 / short as f64;
         let side = |s: usize| {
@@ -148,6 +151,12 @@ impl RgbImage {
                 self.width, self.height
             )));
         }
+        Ok((w, h))
+    }
+
+    /// The seed's `resize_for_condition_image` ([`Self::condition_size`], then Lanczos).
+    pub fn resized_for_condition(&self, resolution: usize) -> Result<RgbImage, ImageError> {
+        let (w, h) = self.condition_size(resolution)?;
         Ok(self.resize_lanczos(w, h))
     }
 }

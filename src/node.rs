@@ -81,7 +81,12 @@ fn endpoint(
         } else {
             data_dir.join("checkpoints").join(&e.nsfw_classifier)
         };
-        if classifier.join("config.json").is_file() {
+        const FILES: [&str; 3] = [
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+        ];
+        if FILES.iter().all(|f| classifier.join(f).is_file()) {
             args.push("--nsfw-classifier".into());
             args.push(classifier.display().to_string());
         } else {

@@ -812,6 +812,59 @@ mod canny {
     }
 }
 
+mod half_img2img {
+    //! SD 1.5 img2img in fp16 (half draws, add_noise in fp16) against diffusers in fp16.
+    use super::*;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
+
+    #[test]
+    fn img2img_in_fp16_matches_diffusers_in_fp16() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img");
+        let cases: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
+                .unwrap();
+        let case = &cases["fp16"];
+        let read = |name: &str| {
+            RgbImage::from_png(&std::fs::read(dir.join(format!("{name}.png"))).unwrap()).unwrap()
+        };
+        let input = read(case["input"].as_str().unwrap());
+        let req = Img2Img {
+            base: Txt2Img {
+                prompt: case["prompt"].as_str().unwrap().into(),
+                negative_prompt: case["negative_prompt"].as_str().map(String::from),
+                seed: case["seed"].as_u64().unwrap(),
+                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+                width: 0,
+                height: 0,
+                scheduler: "dpm++2m_karras".parse().unwrap(),
+            },
+            image: input
+                .resized_for_condition(case["resolution"].as_u64().unwrap() as usize)
+                .unwrap(),
+            strength: case["strength"].as_f64().unwrap(),
+        };
+        let ours = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Half)
+            .unwrap()
+            .img2img(&req, false)
+            .unwrap()
+            .image;
+        let reference = read(case["name"].as_str().unwrap());
+        let worst = ours
+            .data
+            .iter()
+            .zip(&reference.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 3, "max pixel difference {worst}");
+        assert_eq!(
+            to_hex(&average_hash(&ours, 8)),
+            case["average_hash"].as_str().unwrap()
+        );
+    }
+}
+
 mod half {
     //! fp16, as CUDA replicas run it (here on the CPU): half-precision draws and SDXL's VAE
     //! upcast to f32, against diffusers in fp16 (scripts/parity/sdxl.py).

@@ -118,6 +118,19 @@ def main():
             "latents": [flat(s) for s in steps],
             "average_hash": str(imagehash.average_hash(result)),
         })
+    # fp16, as CUDA replicas run (on the CPU here): half-precision draws and add_noise in fp16.
+    half = StableDiffusionImg2ImgPipeline(**txt.components).to(torch.float16)
+    half.set_progress_bar_config(disable=True)
+    cls, extra = SCHEDULERS["dpm++2m_karras"]
+    half.scheduler = cls.from_config(base, **extra)
+    fp16 = dict(name="fp16_karras", input="photo_150x100", resolution=64, strength=0.6,
+                prompt="a photo of a cat", negative_prompt=NEGATIVE, seed=21, steps=6, guidance_scale=7.5)
+    image = half(prompt=fp16["prompt"], negative_prompt=fp16["negative_prompt"],
+                 image=resize_for_condition_image(images[fp16["input"]], fp16["resolution"]),
+                 strength=fp16["strength"], num_inference_steps=fp16["steps"],
+                 guidance_scale=fp16["guidance_scale"], generator=torch.manual_seed(fp16["seed"])).images[0]
+    image.save(os.path.join(out_dir, fp16["name"] + ".png"))
+    out["fp16"] = {**fp16, "average_hash": str(imagehash.average_hash(image))}
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {len(CASES)} img2img cases and {len(RESIZES)} resizes to {out_dir}")

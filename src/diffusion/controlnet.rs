@@ -63,6 +63,8 @@ impl CondEmbedding {
 }
 
 pub struct ControlNet {
+    /// The architecture it was built for: it must match the UNet it steers.
+    pub unet: UNetConfig,
     stem: Stem,
     path: DownPath,
     cond: CondEmbedding,
@@ -100,7 +102,7 @@ impl ControlNet {
             blocks,
             conv_out: Conv2d::new(
                 &ce.at("conv_out"),
-                *chans.last().unwrap_or(&chans[0]),
+                *chans.last().unwrap_or(&16),
                 unet.block_out_channels[0],
                 3,
                 1,
@@ -114,6 +116,7 @@ impl ControlNet {
             .collect();
         let last = *unet.block_out_channels.last().unwrap_or(&0);
         Self {
+            unet: unet.clone(),
             stem,
             path,
             cond,
@@ -141,6 +144,19 @@ impl ControlNet {
         };
         let unet: UNetConfig = serde_json::from_str(&text).map_err(parse)?;
         let control: ControlConfig = serde_json::from_str(&text).map_err(parse)?;
+        let n = unet.block_out_channels.len();
+        if n == 0 || unet.down_block_types.len() != n {
+            return Err(ControlNetError::Unsupported(
+                config,
+                "down_block_types and block_out_channels of different lengths".into(),
+            ));
+        }
+        if control.conditioning_embedding_out_channels.is_empty() {
+            return Err(ControlNetError::Unsupported(
+                config,
+                "an empty conditioning_embedding_out_channels".into(),
+            ));
+        }
         if control.global_pool_conditions || control.controlnet_conditioning_channel_order != "rgb"
         {
             return Err(ControlNetError::Unsupported(
@@ -172,6 +188,17 @@ impl ControlNet {
         Ok(net)
     }
 
+    /// Whether this net can steer a UNet of architecture `base` (same levels, widths, context).
+    pub fn fits(&self, base: &UNetConfig) -> bool {
+        let (a, b) = (&self.unet, base);
+        a.block_out_channels == b.block_out_channels
+            && a.layers_per_block == b.layers_per_block
+            && a.cross_attention_dim == b.cross_attention_dim
+            && a.in_channels == b.in_channels
+            && a.down_block_types == b.down_block_types
+            && a.addition_embed_type == b.addition_embed_type
+    }
+
     /// The residuals for `sample` at timestep `t` given the control image `[batch, 3, H, W]`
     /// in [0, 1], each scaled by `scale`.
     pub fn forward(
@@ -197,9 +224,9 @@ impl ControlNet {
     }
 }
 
-/// `MultiControlNetModel`: the nets' residuals summed, in order.
-pub fn sum(all: Vec<Residuals>) -> Option<Residuals> {
-    all.into_iter().reduce(|acc, r| Residuals {
+/// `MultiControlNetModel`: the nets' residuals summed, in order, as they come.
+pub fn sum(all: impl Iterator<Item = Residuals>) -> Option<Residuals> {
+    all.reduce(|acc, r| Residuals {
         down: acc.down.iter().zip(&r.down).map(|(a, b)| a + b).collect(),
         mid: acc.mid + r.mid,
     })

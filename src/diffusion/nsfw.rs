@@ -13,6 +13,7 @@ pub const THRESHOLD: f64 = 0.5;
 
 pub struct NsfwFilter {
     classifier: VitClassifier,
+    nsfw: i64,
 }
 
 /// What the filter decided for one image.
@@ -25,20 +26,17 @@ pub struct Verdict {
 impl NsfwFilter {
     pub fn load(dir: &Path, device: Device) -> Result<Self, VitError> {
         let classifier = VitClassifier::load(dir, device)?;
-        if !classifier.config.id2label.values().any(|l| l == NSFW_LABEL) {
-            return Err(VitError::Unsupported {
+        let nsfw = classifier
+            .label_index(NSFW_LABEL)
+            .ok_or_else(|| VitError::Unsupported {
                 path: dir.join("config.json"),
                 what: format!("a classifier without an `{NSFW_LABEL}` label"),
-            });
-        }
-        Ok(Self { classifier })
+            })?;
+        Ok(Self { classifier, nsfw })
     }
 
     pub fn apply(&self, image: RgbImage) -> Verdict {
-        let nsfw_score = self
-            .classifier
-            .probability(&image, NSFW_LABEL)
-            .unwrap_or(0.0);
+        let nsfw_score = self.classifier.probability(&image, self.nsfw);
         if nsfw_score > THRESHOLD {
             let (w, h) = (image.width, image.height);
             Verdict {

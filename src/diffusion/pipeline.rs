@@ -372,15 +372,10 @@ impl StableDiffusion {
             };
             let input = sampler.scale_model_input(&input);
             let added = cond.added.as_ref().map(|(p, ids)| (p, ids));
-            let residuals = controlnet::sum(
-                controls
-                    .iter()
-                    .map(|c| {
-                        c.net
-                            .forward(&input, t, &cond.context, added, &c.image, c.scale)
-                    })
-                    .collect(),
-            );
+            let residuals = controlnet::sum(controls.iter().map(|c| {
+                c.net
+                    .forward(&input, t, &cond.context, added, &c.image, c.scale)
+            }));
             let eps = self
                 .unet
                 .forward(&input, t, &cond.context, added, residuals.as_ref());
@@ -444,6 +439,14 @@ impl StableDiffusion {
         if controls.is_empty() {
             return Err(PipelineError::Request("no ControlNet given".into()));
         }
+        if let Some(i) = controls
+            .iter()
+            .position(|(n, _, _)| !n.fits(&self.config.unet))
+        {
+            return Err(PipelineError::Request(format!(
+                "ControlNet {i} was made for another UNet (its blocks, widths or context differ)"
+            )));
+        }
         let seed = req.torch_seed()?;
         let _no_grad = tch::no_grad_guard();
         let plan = req
@@ -503,7 +506,12 @@ impl StableDiffusion {
         }
         // diffusers' image processor: both sides rounded down to multiples of 8, Lanczos.
         let (w, h) = (req.image.width / 8 * 8, req.image.height / 8 * 8);
-        check_size(w as i64, h as i64)?;
+        if w == 0 || h == 0 {
+            return Err(PipelineError::Request(format!(
+                "the conditional image is {}x{}; img2img needs at least 8x8",
+                req.image.width, req.image.height
+            )));
+        }
         let image = if (w, h) == (req.image.width, req.image.height) {
             req.image.clone()
         } else {

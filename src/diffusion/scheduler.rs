@@ -383,16 +383,21 @@ impl Sampler {
     }
 
     /// diffusers' `add_noise` at the current step: `original` noised to this step's sigma.
+    /// diffusers casts sigma to the samples' dtype first and computes alpha and sigma_t in it,
+    /// so in fp16 they are rounded at each operation; the tensor arithmetic here does the same.
     pub fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Tensor {
-        let sigma = self.plan.sigmas[self.step_index];
+        let sigma = Tensor::from_slice(&[self.plan.sigmas[self.step_index]])
+            .to_kind(original.kind())
+            .to_device(original.device());
         match self.kind {
             SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
-                let (alpha_t, sigma_t) = alpha_sigma(sigma);
-                original * f64::from(alpha_t) + noise * f64::from(sigma_t)
+                let alpha_t = ((&sigma * &sigma) + 1.0)
+                    .pow_tensor_scalar(0.5)
+                    .reciprocal();
+                let sigma_t = &sigma * &alpha_t;
+                original * alpha_t + noise * sigma_t
             }
-            SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
-                original + noise * f64::from(sigma)
-            }
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => original + noise * sigma,
         }
     }
 

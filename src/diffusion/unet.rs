@@ -6,7 +6,7 @@ use super::blocks::{Downsample, ResnetBlock, Transformer2D, Upsample};
 use super::config::UNetConfig;
 use super::nn::{Conv2d, GroupNorm, Linear};
 use super::weights::Scope;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 struct Level {
     resnets: Vec<ResnetBlock>,
@@ -44,10 +44,11 @@ impl Stem {
     }
 
     /// diffusers' `Timesteps`: sinusoidal embeddings `[values, dim]` of (possibly fractional)
-    /// values, computed in f32.
+    /// values, computed in f32 on the values' device (as diffusers does, and without a copy
+    /// back to the host).
     fn sinusoidal(&self, values: &Tensor, dim: i64) -> Tensor {
         let half = dim / 2;
-        let exponent = Tensor::arange(half, (Kind::Float, Device::Cpu)) * (-(10000f64).ln())
+        let exponent = Tensor::arange(half, (Kind::Float, values.device())) * (-(10000f64).ln())
             / (half as f64 - self.config.freq_shift);
         let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
         let (sin, cos) = (emb.sin(), emb.cos());
@@ -64,18 +65,16 @@ impl Stem {
         let (batch, kind, device) = (sample.size()[0], sample.kind(), sample.device());
         let dim = self.config.block_out_channels[0];
         let t_emb = self
-            .sinusoidal(&Tensor::from_slice(&[t as f32]), dim)
+            .sinusoidal(&Tensor::from_slice(&[t as f32]).to_device(device), dim)
             .expand([batch, dim], false)
-            .to_kind(kind)
-            .to_device(device);
+            .to_kind(kind);
         let mut emb = self.time_2.forward(&self.time_1.forward(&t_emb).silu());
         if let (Some((l1, l2)), Some((text_embeds, time_ids))) = (&self.add_embedding, added) {
             let d = self.config.addition_time_embed_dim.unwrap_or(256);
             let time_embeds = self
-                .sinusoidal(&time_ids.flatten(0, -1).to_device(Device::Cpu), d)
+                .sinusoidal(&time_ids.flatten(0, -1), d)
                 .reshape([batch, -1])
-                .to_kind(kind)
-                .to_device(device);
+                .to_kind(kind);
             let add = Tensor::cat(&[text_embeds.to_kind(kind), time_embeds], -1);
             emb += l2.forward(&l1.forward(&add).silu());
         }

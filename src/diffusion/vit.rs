@@ -157,6 +157,33 @@ impl VitClassifier {
                 });
             }
         };
+        if preprocess.size.height as i64 != config.image_size
+            || preprocess.size.width as i64 != config.image_size
+            || config.patch_size <= 0
+            || config.image_size % config.patch_size != 0
+        {
+            return Err(VitError::Unsupported {
+                path: dir.join("preprocessor_config.json"),
+                what: format!(
+                    "a {}x{} input for a {} px model with {} px patches",
+                    preprocess.size.width,
+                    preprocess.size.height,
+                    config.image_size,
+                    config.patch_size
+                ),
+            });
+        }
+        let labels = config.id2label.len();
+        if config
+            .id2label
+            .keys()
+            .any(|k| k.parse::<usize>().map_or(true, |i| i >= labels))
+        {
+            return Err(VitError::Unsupported {
+                path: dir.join("config.json"),
+                what: "id2label keys that are not 0..n".into(),
+            });
+        }
         if config.hidden_act != "gelu" {
             return Err(VitError::Unsupported {
                 path: dir.join("config.json"),
@@ -267,15 +294,18 @@ impl VitClassifier {
         self.classifier.forward(&x.select(1, 0))
     }
 
-    /// The softmax probability of `label` for one image (None when the model has no such label).
-    pub fn probability(&self, image: &RgbImage, label: &str) -> Option<f64> {
-        let index = self
-            .config
+    /// The index of `label` (labels were checked to be 0..n at load).
+    pub fn label_index(&self, label: &str) -> Option<i64> {
+        self.config
             .id2label
             .iter()
             .find(|(_, l)| l.as_str() == label)
-            .and_then(|(i, _)| i.parse::<i64>().ok())?;
+            .and_then(|(i, _)| i.parse::<i64>().ok())
+    }
+
+    /// The softmax probability of class `index` for one image.
+    pub fn probability(&self, image: &RgbImage, index: i64) -> f64 {
         let p = self.logits(&self.pixels(image)).softmax(-1, Kind::Float);
-        Some(p.double_value(&[0, index]))
+        p.double_value(&[0, index])
     }
 }

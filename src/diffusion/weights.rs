@@ -125,21 +125,43 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
             .unwrap_or(0)
     };
     if path.is_dir() {
-        for (sub, slot) in [
-            ("unet", 0),
-            ("vae", 1),
-            ("text_encoder", 2),
-            ("text_encoder_2", 2),
+        for (sub, stem, slot) in [
+            ("unet", "diffusion_pytorch_model", 0),
+            ("vae", "diffusion_pytorch_model", 1),
+            ("text_encoder", "model", 2),
+            ("text_encoder_2", "model", 2),
         ] {
-            let Ok(entries) = std::fs::read_dir(path.join(sub)) else {
-                continue;
+            // The file the loader picks, else every shard of it.
+            let dir = path.join(sub);
+            let single = [
+                format!("{stem}.safetensors"),
+                format!("{stem}.fp16.safetensors"),
+            ]
+            .into_iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file());
+            let files: Vec<std::path::PathBuf> = match single {
+                Some(f) => vec![f],
+                None => std::fs::read_dir(&dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok().map(|e| e.path()))
+                            .filter(|p| {
+                                let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+                                name.is_some_and(|n| {
+                                    n.starts_with(&format!("{stem}-"))
+                                        && n.ends_with(".safetensors")
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             };
-            let file = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "safetensors"));
-            let Some(file) = file else { continue };
-            let f = SafetensorsFile::open(&file)?;
-            let n: u64 = f.names().map(|k| numel(&f, k)).sum();
+            let mut n = 0u64;
+            for file in files {
+                let f = SafetensorsFile::open(&file)?;
+                n += f.names().map(|k| numel(&f, k)).sum::<u64>();
+            }
             match slot {
                 0 => counts.unet += n,
                 1 => counts.vae += n,

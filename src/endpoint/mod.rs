@@ -105,8 +105,9 @@ impl Endpoint {
             m.defaults.height.unwrap_or(native),
         );
         let estimate = crate::replica::vram::estimate(params, m.arch, w, h, 2);
-        crate::replica::vram::check_fit(&m.name, &estimate, total, share)
-            .map_err(anyhow::Error::msg)?;
+        crate::replica::vram::check_fit(&m.name, &estimate, total, share).map_err(|e| {
+            anyhow::anyhow!("{e} (estimated for {w}x{h} images, the model's default size)")
+        })?;
         tracing::info!(
             model = %m.name,
             need_gib = estimate.total() as f64 / (1u64 << 30) as f64,
@@ -210,7 +211,15 @@ pub fn routes(
         .then(move |body: bytes::Bytes| {
             let (model, pool, events) = (model.clone(), pool.clone(), events.clone());
             async move {
-                let response = match request::parse(&body, &model) {
+                // Decoding and resizing an img2img image is CPU work: off the async threads.
+                let parsed = {
+                    let model = model.clone();
+                    tokio::task::spawn_blocking(move || request::parse(&body, &model)).await
+                };
+                let parsed = parsed.unwrap_or_else(|e| {
+                    Err(request::BadRequest(format!("cannot read the request: {e}")))
+                });
+                let response = match parsed {
                     Err(e) => detail(StatusCode::BAD_REQUEST, e),
                     Ok(job) => match pool.generate(job).await {
                         Ok(image) => warp::reply::json(&json!({ "image": image })).into_response(),

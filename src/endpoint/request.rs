@@ -192,17 +192,21 @@ fn image_input(
     };
     let decoded = RgbImage::from_base64_png(text)
         .map_err(|e| BadRequest(format!("conditional_image is not a usable PNG: {e}")))?;
-    let resized = decoded
-        .resized_for_condition(model.condition_resolution() as usize)
+    let resolution = model.condition_resolution() as usize;
+    // The size is checked before resizing: a 1-pixel-wide image would otherwise ask for an
+    // enormous one.
+    let (w, h) = decoded
+        .condition_size(resolution)
         .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
-    for (name, v) in [("width", resized.width), ("height", resized.height)] {
+    for (name, v) in [("width", w), ("height", h)] {
         if v > model.max_side as usize {
             return bad(format!(
-                "conditional_image resized to {}x{} is above this model's maximum {name} of {}",
-                resized.width, resized.height, model.max_side
+                "conditional_image ({}x{}) resized to {w}x{h} is above this model's maximum {name} of {}",
+                decoded.width, decoded.height, model.max_side
             ));
         }
     }
+    let resized = decoded.resize_lanczos(w, h);
     let image = resized
         .to_base64_png()
         .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
@@ -318,6 +322,12 @@ mod tests {
             .to_base64_png()
             .unwrap();
         assert!(err(&img2img_body(&thin, "{}"), &m).contains("maximum height"));
+        // Checked before resizing: this one would need a 512 × 102 400 000 image.
+        let needle = RgbImage::new(1, 200_000, vec![7; 600_000])
+            .unwrap()
+            .to_base64_png()
+            .unwrap();
+        assert!(err(&img2img_body(&needle, "{}"), &m).contains("maximum height"));
         // strength is an img2img key only.
         let txt = r#"{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{"strength":0.5}}"#;
         assert!(err(txt, &m).contains("unsupported pipeline_params key `strength`"));
