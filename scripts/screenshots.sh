@@ -12,6 +12,8 @@ venv="$root/.venv-tools"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "Pillow==13.0.0"; }
 bin="${NICHEIMAGE_BIN:-target/release/nicheimage-tui}"
 [ -x "$bin" ] || cargo build --release --locked
+# tmux starts the pane in its own working directory: hand it an absolute path.
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 work="$(mktemp -d)"
 session="nicheimage-shot-$$"
 tmux new-session -d -s "$session" -x "$cols" -y "$rows" \

@@ -75,6 +75,7 @@ fn endpoint(
         device.into(),
     ];
     let e = &config.endpoint;
+    let mut nsfw_filter = false;
     if model.nsfw_filter {
         let classifier = if e.nsfw_classifier.is_absolute() {
             e.nsfw_classifier.clone()
@@ -87,6 +88,7 @@ fn endpoint(
             "preprocessor_config.json",
         ];
         if FILES.iter().all(|f| classifier.join(f).is_file()) {
+            nsfw_filter = true;
             args.push("--nsfw-classifier".into());
             args.push(classifier.display().to_string());
         } else {
@@ -105,6 +107,7 @@ fn endpoint(
         commands: Arc::new(tokio::sync::Mutex::new(commands)),
         checkpoint,
         listen,
+        nsfw_filter,
         pool: PoolConfig {
             replicas: e.num_replicas as usize,
             gpus_per_replica: if uses_gpus(config.node.device) {

@@ -117,8 +117,16 @@ fn confirm_dialog_and_help() {
 
 #[test]
 fn replicas_are_listed_when_an_endpoint_runs() {
-    use nicheimage_tui::runtime::event::{Percentiles, ReplicaReport, ReplicaStatus};
+    use nicheimage_tui::runtime::event::{EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus};
     let mut state = seeded();
+    state.apply(
+        Event::EndpointServing(EndpointInfo {
+            model: "DreamShaper".into(),
+            pipelines: vec!["txt2img".into(), "img2img".into()],
+            nsfw_filter: false,
+        }),
+        T0,
+    );
     for (index, status) in [(0, ReplicaStatus::Busy), (1, ReplicaStatus::Dead)] {
         state.apply(
             Event::Replica(ReplicaReport {

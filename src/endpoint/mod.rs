@@ -28,6 +28,8 @@ pub struct Endpoint {
     pub checkpoint: PathBuf,
     pub listen: SocketAddr,
     pub pool: PoolConfig,
+    /// Replicas run the NSFW classifier.
+    pub nsfw_filter: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +309,18 @@ impl Component for Endpoint {
                 self.model.name, self.pool.replicas
             );
             let listener = crate::serve::bind(&ctx, self.listen, &what).await?;
+            ctx.events.try_send(Event::EndpointServing(
+                crate::runtime::event::EndpointInfo {
+                    model: self.model.name.clone(),
+                    pipelines: self
+                        .model
+                        .pipelines
+                        .iter()
+                        .map(|p| p.name().to_string())
+                        .collect(),
+                    nsfw_filter: self.nsfw_filter,
+                },
+            ));
             let pool = Pool::start(
                 self.pool.clone(),
                 ctx.events.clone(),

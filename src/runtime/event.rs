@@ -43,6 +43,17 @@ pub enum Event {
         status: u16,
         queue_depth: usize,
     },
+    /// The endpoint is listening: what it serves.
+    EndpointServing(EndpointInfo),
+}
+
+/// What the node's generation endpoint serves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EndpointInfo {
+    pub model: String,
+    pub pipelines: Vec<String>,
+    /// Whether replicas black out what the NSFW classifier flags (off without the classifier).
+    pub nsfw_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

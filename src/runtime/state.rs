@@ -50,6 +50,7 @@ pub struct NodeState {
     /// Endpoint responses by HTTP status.
     pub endpoint_responses: BTreeMap<u16, u64>,
     pub endpoint_queue_depth: usize,
+    pub endpoint: Option<crate::runtime::event::EndpointInfo>,
     pub chain: Option<ChainReport>,
     /// Our incentive at each new metagraph, oldest first (for a sparkline).
     pub incentive_history: VecDeque<f64>,
@@ -97,6 +98,7 @@ impl NodeState {
             downloads: BTreeMap::new(),
             endpoint_responses: BTreeMap::new(),
             endpoint_queue_depth: 0,
+            endpoint: None,
             chain: None,
             incentive_history: VecDeque::new(),
             reward_history: VecDeque::new(),
@@ -194,6 +196,7 @@ impl NodeState {
                 *self.endpoint_responses.entry(status).or_default() += 1;
                 self.endpoint_queue_depth = queue_depth;
             }
+            Event::EndpointServing(info) => self.endpoint = Some(info),
             Event::Gallery(image) => push_bounded(&mut self.gallery, image, GALLERY_RING),
             Event::Log(line) => push_bounded(&mut self.logs, line, LOG_RING),
         }

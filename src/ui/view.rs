@@ -374,8 +374,24 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         "replicas — queue {} — r restart · x kill · +/- scale (each asks first)",
         v.state.endpoint_queue_depth
     );
+    // What the endpoint serves, on the bottom border; a filter that is off stands out.
+    let mut frame_block = block(&title, t);
+    if let Some(e) = &v.state.endpoint {
+        let (filter, colour) = if e.nsfw_filter {
+            ("nsfw filter on", t.muted)
+        } else {
+            ("nsfw filter OFF", t.warn)
+        };
+        frame_block = frame_block.title_bottom(Line::from(vec![
+            Span::styled(
+                format!(" {}: {} · ", e.model, e.pipelines.join(", ")),
+                Style::new().fg(t.muted),
+            ),
+            Span::styled(format!("{filter} "), Style::new().fg(colour)),
+        ]));
+    }
     let table = table
-        .block(block(&title, t))
+        .block(frame_block)
         .row_highlight_style(Style::new().fg(t.selection_fg).bg(t.selection_bg));
     let downloads = v.state.downloads.len() as u16;
     let [table_area, download_area] = Layout::vertical([
