@@ -3,11 +3,11 @@
 //! is regenerated here, deterministically, and must hash to what the fixtures were made from.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Trace, Txt2Img};
 use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
 use nicheimage_tui::diffusion::tokenizer::{ClipTokenizer, END_OF_TEXT};
 use nicheimage_tui::image::RgbImage;
-use nicheimage_tui::imagehash::{average_hash, distance, to_hex};
+use nicheimage_tui::imagehash::{average_hash, to_hex};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -62,8 +62,12 @@ fn the_tiny_checkpoint_is_the_one_the_fixtures_were_made_from() {
 
 #[test]
 fn tokenizer_matches_transformers() {
-    let tokenizer = ClipTokenizer::new(END_OF_TEXT);
-    for case in cases()["tokenizer"].as_array().unwrap() {
+    assert_tokenizer(&ClipTokenizer::new(END_OF_TEXT), &cases()["tokenizer"]);
+}
+
+/// Token ids equal to transformers' for every `{text, ids}` case.
+fn assert_tokenizer(tokenizer: &ClipTokenizer, cases: &Value) {
+    for case in cases.as_array().unwrap() {
         let want: Vec<i64> = case["ids"]
             .as_array()
             .unwrap()
@@ -105,96 +109,57 @@ fn txt2img_matches_diffusers() {
     let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
     for case in cases()["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let req = Txt2Img {
-            prompt: case["prompt"].as_str().unwrap().into(),
-            negative_prompt: case["negative_prompt"].as_str().map(String::from),
-            seed: case["seed"].as_u64().unwrap(),
-            num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-            guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-            width: case["width"].as_i64().unwrap(),
-            height: case["height"].as_i64().unwrap(),
-            scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-        };
-        let generated = sd.txt2img(&req, true).unwrap();
+        let generated = sd.txt2img(&request(case), true).unwrap();
         let trace = generated.trace.unwrap();
-
-        // Schedule: timesteps exact, sigmas to 1e-6 relative.
-        let want_t: Vec<f64> = case["timesteps"]
+        assert_start(name, &trace, case);
+        // The fixtures keep the first three steps and the last.
+        let steps: Vec<Tensor> = case["latent_steps"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_f64().unwrap())
+            .map(|v| trace.latents[v.as_u64().unwrap() as usize].shallow_clone())
             .collect();
-        assert_eq!(trace.timesteps, want_t, "{name}: timesteps");
-        for (got, want) in trace.sigmas.iter().zip(floats(&case["sigmas"])) {
-            assert!(
-                (got - want).abs() <= 1e-6 * want.abs(),
-                "{name}: sigma {got} vs {want}"
-            );
-        }
-
-        // Initial latents: bit for bit.
-        assert_eq!(
-            to_vec(&trace.initial_latents),
-            floats(&case["initial_latents"]),
-            "{name}: initial latents"
-        );
-
-        // Text embeddings.
-        let emb = to_vec(&trace.text_embeddings);
-        let head = floats(&case["embeddings_head"]);
-        let d = max_abs_diff(&emb[..head.len()], &head);
-        assert!(d <= 1e-5, "{name}: embeddings differ by {d}");
-        let sum: f64 = emb.iter().map(|&x| x as f64).sum();
-        let want_sum = case["embeddings_sum"].as_f64().unwrap();
-        assert!(
-            (sum - want_sum).abs() <= 1e-3 + 1e-5 * want_sum.abs(),
-            "{name}: embedding sum {sum} vs {want_sum}"
-        );
-
-        // Intermediate latents.
-        let steps: Vec<usize> = case["latent_steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        for (want, &step) in case["latents"].as_array().unwrap().iter().zip(&steps) {
-            let want = floats(want);
-            let got = to_vec(&trace.latents[step]);
-            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let d = max_abs_diff(&got, &want);
-            assert!(
-                d <= 1e-4 * scale.max(1.0),
-                "{name}: latents after step {step} differ by {d} (scale {scale})"
-            );
-        }
-
-        // The image: within 2/255 per channel, and the same average hash.
-        let reference =
-            RgbImage::from_png(&std::fs::read(fixtures().join(format!("{name}.png"))).unwrap())
-                .unwrap();
-        let ours = &generated.image;
-        assert_eq!(
-            (ours.width, ours.height),
-            (reference.width, reference.height),
-            "{name}: size"
-        );
-        let worst = ours
-            .data
-            .iter()
-            .zip(&reference.data)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
-        assert!(worst <= 2, "{name}: max pixel difference {worst}");
-        assert_eq!(
-            distance(&average_hash(ours, 8), &average_hash(&reference, 8)),
-            0,
-            "{name}: hash"
-        );
-        eprintln!("{name}: max pixel difference {worst}");
+        assert_latents(name, &steps, &case["latents"]);
+        let reference = fixtures().join(format!("{name}.png"));
+        assert_picture(name, &generated.image, &reference, 2, &case["average_hash"]);
     }
+}
+
+/// The schedule (timesteps exact, sigmas to 1e-6 relative), the initial latents (bit for
+/// bit) and the text embeddings (head to 1e-5, sum) against a fixture case.
+fn assert_start(name: &str, trace: &Trace, case: &Value) {
+    let want_t: Vec<f64> = case["timesteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(trace.timesteps, want_t, "{name}: timesteps");
+    for (got, want) in trace.sigmas.iter().zip(floats(&case["sigmas"])) {
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs(),
+            "{name}: sigma {got} vs {want}"
+        );
+    }
+    assert_eq!(
+        to_vec(&trace.initial_latents),
+        floats(&case["initial_latents"]),
+        "{name}: initial latents"
+    );
+    let emb = to_vec(&trace.text_embeddings);
+    let head = floats(&case["embeddings_head"]);
+    assert_close(
+        &format!("{name}: embeddings (head)"),
+        &emb[..head.len()],
+        &head,
+        1e-5,
+    );
+    let sum: f64 = emb.iter().map(|&x| x as f64).sum();
+    let want_sum = case["embeddings_sum"].as_f64().unwrap();
+    assert!(
+        (sum - want_sum).abs() <= 1e-3 + 1e-5 * want_sum.abs(),
+        "{name}: embedding sum {sum} vs {want_sum}"
+    );
 }
 
 #[test]
@@ -237,28 +202,117 @@ fn schedules_match_diffusers_for_every_spacing() {
     }
 }
 
+// Shared by the modules below.
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+fn json(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(path)).expect("fixture present"))
+        .expect("valid fixture")
+}
+
+fn png(path: &Path) -> RgbImage {
+    RgbImage::from_png(&std::fs::read(path).expect("fixture present")).expect("a PNG")
+}
+
+/// The request a fixture case describes; width and height are 0 where the case has none
+/// (img2img, where the image decides).
+fn request(case: &Value) -> Txt2Img {
+    Txt2Img {
+        prompt: case["prompt"].as_str().unwrap().into(),
+        negative_prompt: case["negative_prompt"].as_str().map(String::from),
+        seed: case["seed"].as_u64().unwrap(),
+        num_inference_steps: case["steps"].as_u64().unwrap() as usize,
+        guidance_scale: case["guidance_scale"].as_f64().unwrap(),
+        width: case["width"].as_i64().unwrap_or(0),
+        height: case["height"].as_i64().unwrap_or(0),
+        scheduler: case["scheduler"]
+            .as_str()
+            .unwrap_or("dpm++2m_karras")
+            .parse()
+            .unwrap(),
+    }
+}
+
+/// Element-wise within `tolerance` × max(1, the largest |want|).
+fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
+    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let d = max_abs_diff(got, want);
+    assert!(
+        d <= tolerance * scale.max(1.0),
+        "{what} differ by {d} (scale {scale})"
+    );
+}
+
+/// Every step's latents against the reference's, within 1e-4.
+fn assert_latents(name: &str, got: &[Tensor], want: &Value) {
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{name}: steps run");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_close(
+            &format!("{name}: latents after step {i}"),
+            &to_vec(g),
+            &floats(w),
+            1e-4,
+        );
+    }
+}
+
+/// Our picture against the reference PNG: same size, at most `max_diff` per channel, the
+/// same average hash.
+fn assert_picture(name: &str, ours: &RgbImage, reference: &Path, max_diff: u8, hash: &Value) {
+    let reference = png(reference);
+    assert_eq!(
+        (ours.width, ours.height),
+        (reference.width, reference.height),
+        "{name}: size"
+    );
+    let worst = ours
+        .data
+        .iter()
+        .zip(&reference.data)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= max_diff, "{name}: max pixel difference {worst}");
+    assert_eq!(
+        to_hex(&average_hash(ours, 8)),
+        hash.as_str().unwrap(),
+        "{name}: hash"
+    );
+}
+
 mod img2img {
     //! img2img and the seed's conditional-image resize against scripts/parity/img2img.py.
     use super::*;
     use nicheimage_tui::diffusion::pipeline::Img2Img;
 
-    fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img")
-    }
-
     fn read(name: &str) -> RgbImage {
-        RgbImage::from_png(&std::fs::read(fixtures().join(name)).unwrap()).unwrap()
+        png(&fixture(&format!("sd15_img2img/{name}")))
     }
 
-    fn cases() -> Value {
-        let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("fixtures");
-        serde_json::from_str(&text).expect("valid fixtures")
+    pub fn request_for(case: &Value) -> Img2Img {
+        let mut image = read(&format!("{}.png", case["input"].as_str().unwrap()));
+        if let Some(resolution) = case["resolution"].as_u64() {
+            image = image.resized_for_condition(resolution as usize).unwrap();
+        }
+        Img2Img {
+            base: request(case),
+            image,
+            strength: case["strength"].as_f64().unwrap(),
+        }
     }
 
     #[test]
     fn the_seeds_condition_resize_matches_pillow_bit_for_bit() {
-        let cases = cases();
-        for r in cases["resizes"].as_array().unwrap() {
+        for r in json("sd15_img2img/cases.json")["resizes"]
+            .as_array()
+            .unwrap()
+        {
             let input = read(&format!("{}.png", r["input"].as_str().unwrap()));
             let resolution = r["resolution"].as_u64().unwrap() as usize;
             let ours = input.resized_for_condition(resolution).unwrap();
@@ -271,27 +325,9 @@ mod img2img {
     #[test]
     fn img2img_matches_diffusers() {
         let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
-        for case in cases()["cases"].as_array().unwrap() {
+        for case in json("sd15_img2img/cases.json")["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
-            let mut image = read(&format!("{}.png", case["input"].as_str().unwrap()));
-            if let Some(resolution) = case["resolution"].as_u64() {
-                image = image.resized_for_condition(resolution as usize).unwrap();
-            }
-            let req = Img2Img {
-                base: Txt2Img {
-                    prompt: case["prompt"].as_str().unwrap().into(),
-                    negative_prompt: case["negative_prompt"].as_str().map(String::from),
-                    seed: case["seed"].as_u64().unwrap(),
-                    num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-                    guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-                    width: 0,
-                    height: 0,
-                    scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-                },
-                image,
-                strength: case["strength"].as_f64().unwrap(),
-            };
-            let generated = sd.img2img(&req, true).unwrap();
+            let generated = sd.img2img(&request_for(case), true).unwrap();
             let trace = generated.trace.unwrap();
             let all: Vec<f64> = case["timesteps"]
                 .as_array()
@@ -299,68 +335,48 @@ mod img2img {
                 .iter()
                 .map(|v| v.as_f64().unwrap())
                 .collect();
-            let wanted_latents = case["latents"].as_array().unwrap();
+            let steps = case["latents"].as_array().unwrap().len();
             assert_eq!(
                 trace.timesteps,
-                all[all.len() - wanted_latents.len()..],
+                all[all.len() - steps..],
                 "{name}: the steps strength leaves"
             );
             // The noised, encoded image: VAE encoder rounding, so close rather than exact.
-            let check = |what: &str, got: &Tensor, want: &Value| {
-                let want = floats(want);
-                let got = to_vec(got);
-                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let d = max_abs_diff(&got, &want);
-                assert!(
-                    d <= 1e-4 * scale.max(1.0),
-                    "{name}: {what} differ by {d} (scale {scale})"
-                );
-            };
-            check(
-                "initial latents",
-                &trace.initial_latents,
-                &case["initial_latents"],
+            assert_close(
+                &format!("{name}: initial latents"),
+                &to_vec(&trace.initial_latents),
+                &floats(&case["initial_latents"]),
+                1e-4,
             );
-            for (i, (got, want)) in trace.latents.iter().zip(wanted_latents).enumerate() {
-                check(&format!("latents after step {i}"), got, want);
-            }
-            let reference = read(&format!("{name}.png"));
-            let ours = &generated.image;
-            assert_eq!(
-                (ours.width, ours.height),
-                (reference.width, reference.height),
-                "{name}: size"
-            );
-            let worst = ours
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
-            assert!(worst <= 2, "{name}: max pixel difference {worst}");
-            assert_eq!(
-                to_hex(&average_hash(ours, 8)),
-                case["average_hash"].as_str().unwrap(),
-                "{name}: hash"
-            );
-            eprintln!("{name}: max pixel difference {worst}");
+            assert_latents(name, &trace.latents, &case["latents"]);
+            let reference = fixture(&format!("sd15_img2img/{name}.png"));
+            assert_picture(name, &generated.image, &reference, 2, &case["average_hash"]);
         }
+    }
+
+    #[test]
+    fn img2img_in_fp16_matches_diffusers_in_fp16() {
+        // Half-precision draws and add_noise in fp16, as CUDA replicas run it.
+        let case = &json("sd15_img2img/cases.json")["fp16"];
+        let ours = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Half)
+            .unwrap()
+            .img2img(&request_for(case), false)
+            .unwrap()
+            .image;
+        let name = case["name"].as_str().unwrap();
+        let reference = fixture(&format!("sd15_img2img/{name}.png"));
+        assert_picture(name, &ours, &reference, 3, &case["average_hash"]);
     }
 }
 
 mod sdxl {
-    //! SDXL txt2img against scripts/parity/sdxl.py on the tiny SDXL checkpoint.
+    //! SDXL txt2img and img2img against scripts/parity/sdxl.py on the tiny SDXL checkpoint.
     use super::*;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
     use nicheimage_tui::diffusion::tiny::write_tiny_sdxl;
 
-    fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdxl")
-    }
-
     fn cases() -> Value {
-        let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("fixtures");
-        serde_json::from_str(&text).expect("valid fixtures")
+        json("sdxl/cases.json")
     }
 
     fn checkpoint() -> &'static PathBuf {
@@ -374,6 +390,10 @@ mod sdxl {
             .1
     }
 
+    fn load(kind: Kind) -> StableDiffusion {
+        StableDiffusion::load(checkpoint(), None, Device::Cpu, kind).unwrap()
+    }
+
     #[test]
     fn the_tiny_sdxl_checkpoint_is_the_one_the_fixtures_were_made_from() {
         let bytes = std::fs::read(checkpoint()).unwrap();
@@ -385,66 +405,18 @@ mod sdxl {
 
     #[test]
     fn the_second_tokenizer_pads_with_exclamation_marks() {
-        let tokenizer = ClipTokenizer::new(0);
-        for case in cases()["tokenizer_2"].as_array().unwrap() {
-            let want: Vec<i64> = case["ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_i64().unwrap())
-                .collect();
-            let text = case["text"].as_str().unwrap();
-            assert_eq!(tokenizer.encode_padded(text), want, "{text:?}");
-        }
-    }
-
-    fn close(name: &str, what: &str, got: &[f32], want: &[f32], tolerance: f32) {
-        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = max_abs_diff(got, want);
-        assert!(
-            d <= tolerance * scale.max(1.0),
-            "{name}: {what} differ by {d} (scale {scale})"
-        );
+        assert_tokenizer(&ClipTokenizer::new(0), &cases()["tokenizer_2"]);
     }
 
     #[test]
     fn sdxl_txt2img_matches_diffusers() {
-        // Without a config folder: the loader must recognise SDXL by its keys, and the folder
-        // beside the file (written with it) must agree.
-        let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
+        let sd = load(Kind::Float);
         assert!(sd.config.is_sdxl());
         for case in cases()["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
-            let req = Txt2Img {
-                prompt: case["prompt"].as_str().unwrap().into(),
-                negative_prompt: case["negative_prompt"].as_str().map(String::from),
-                seed: case["seed"].as_u64().unwrap(),
-                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-                width: case["width"].as_i64().unwrap(),
-                height: case["height"].as_i64().unwrap(),
-                scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-            };
-            let generated = sd.txt2img(&req, true).unwrap();
+            let generated = sd.txt2img(&request(case), true).unwrap();
             let trace = generated.trace.unwrap();
-            let want_t: Vec<f64> = case["timesteps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(trace.timesteps, want_t, "{name}: timesteps");
-            for (got, want) in trace.sigmas.iter().zip(floats(&case["sigmas"])) {
-                assert!(
-                    (got - want).abs() <= 1e-6 * want.abs(),
-                    "{name}: sigma {got} vs {want}"
-                );
-            }
-            assert_eq!(
-                to_vec(&trace.initial_latents),
-                floats(&case["initial_latents"]),
-                "{name}: initial latents"
-            );
+            assert_start(name, &trace, case);
             let shape: Vec<i64> = case["embeddings_shape"]
                 .as_array()
                 .unwrap()
@@ -453,100 +425,35 @@ mod sdxl {
                 .collect();
             assert_eq!(trace.text_embeddings.size(), shape, "{name}: embeddings");
             let emb = to_vec(&trace.text_embeddings);
-            let head = floats(&case["embeddings_head"]);
             let tail = floats(&case["embeddings_tail"]);
-            close(name, "embeddings (head)", &emb[..head.len()], &head, 1e-5);
-            close(
-                name,
-                "embeddings (tail)",
+            assert_close(
+                &format!("{name}: embeddings (tail)"),
                 &emb[emb.len() - tail.len()..],
                 &tail,
                 1e-5,
             );
-            let sum: f64 = emb.iter().map(|&x| x as f64).sum();
-            let want_sum = case["embeddings_sum"].as_f64().unwrap();
-            assert!(
-                (sum - want_sum).abs() <= 1e-3 + 1e-5 * want_sum.abs(),
-                "{name}: embedding sum {sum} vs {want_sum}"
-            );
             let pooled = to_vec(trace.pooled.as_ref().expect("SDXL pools"));
-            close(
-                name,
-                "pooled embeddings",
+            assert_close(
+                &format!("{name}: pooled embeddings"),
                 &pooled,
                 &floats(&case["pooled"]),
                 1e-5,
             );
-            for (i, (got, want)) in trace
-                .latents
-                .iter()
-                .zip(case["latents"].as_array().unwrap())
-                .enumerate()
-            {
-                close(
-                    name,
-                    &format!("latents after step {i}"),
-                    &to_vec(got),
-                    &floats(want),
-                    1e-4,
-                );
-            }
-            let reference =
-                RgbImage::from_png(&std::fs::read(fixtures().join(format!("{name}.png"))).unwrap())
-                    .unwrap();
-            let ours = &generated.image;
-            assert_eq!(
-                (ours.width, ours.height),
-                (reference.width, reference.height)
-            );
-            let worst = ours
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
-            assert!(worst <= 2, "{name}: max pixel difference {worst}");
-            assert_eq!(
-                to_hex(&average_hash(ours, 8)),
-                case["average_hash"].as_str().unwrap(),
-                "{name}: hash"
-            );
-            eprintln!("{name}: max pixel difference {worst}");
+            assert_latents(name, &trace.latents, &case["latents"]);
+            let reference = fixture(&format!("sdxl/{name}.png"));
+            assert_picture(name, &generated.image, &reference, 2, &case["average_hash"]);
         }
     }
-}
-
-mod sdxl_img2img {
-    //! SDXL img2img (diffusers' `StableDiffusionXLImg2ImgPipeline`) on the tiny SDXL checkpoint.
-    use super::*;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
 
     #[test]
     fn sdxl_img2img_matches_diffusers() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let cases: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("sdxl/cases.json")).unwrap())
-                .unwrap();
-        let tmp = tempfile::tempdir().unwrap();
-        let file = nicheimage_tui::diffusion::tiny::write_tiny_sdxl(tmp.path(), "x").unwrap();
-        let sd = StableDiffusion::load(&file, None, Device::Cpu, Kind::Float).unwrap();
-        let photo =
-            RgbImage::from_png(&std::fs::read(dir.join("sd15_img2img/photo_150x100.png")).unwrap())
-                .unwrap();
-        for case in cases["img2img"].as_array().unwrap() {
+        // diffusers' `StableDiffusionXLImg2ImgPipeline`, on img2img.py's photo.
+        let sd = load(Kind::Float);
+        let photo = png(&fixture("sd15_img2img/photo_150x100.png"));
+        for case in cases()["img2img"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let req = Img2Img {
-                base: Txt2Img {
-                    prompt: case["prompt"].as_str().unwrap().into(),
-                    negative_prompt: case["negative_prompt"].as_str().map(String::from),
-                    seed: case["seed"].as_u64().unwrap(),
-                    num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-                    guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-                    width: 0,
-                    height: 0,
-                    scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-                },
+                base: request(case),
                 image: photo
                     .resized_for_condition(case["resolution"].as_u64().unwrap() as usize)
                     .unwrap(),
@@ -556,36 +463,23 @@ mod sdxl_img2img {
                     .unwrap(),
             };
             let generated = sd.img2img(&req, true).unwrap();
-            let trace = generated.trace.unwrap();
-            let wanted = case["latents"].as_array().unwrap();
-            assert_eq!(trace.latents.len(), wanted.len(), "{name}: steps run");
-            for (i, (got, want)) in trace.latents.iter().zip(wanted).enumerate() {
-                let (got, want) = (to_vec(got), floats(want));
-                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let d = max_abs_diff(&got, &want);
-                assert!(
-                    d <= 1e-4 * scale.max(1.0),
-                    "{name}: latents after step {i} differ by {d}"
-                );
-            }
-            let reference =
-                RgbImage::from_png(&std::fs::read(dir.join(format!("sdxl/{name}.png"))).unwrap())
-                    .unwrap();
-            let worst = generated
-                .image
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
-            assert!(worst <= 2, "{name}: max pixel difference {worst}");
-            assert_eq!(
-                to_hex(&average_hash(&generated.image, 8)),
-                case["average_hash"].as_str().unwrap(),
-                "{name}: hash"
-            );
+            assert_latents(name, &generated.trace.unwrap().latents, &case["latents"]);
+            let reference = fixture(&format!("sdxl/{name}.png"));
+            assert_picture(name, &generated.image, &reference, 2, &case["average_hash"]);
         }
+    }
+
+    #[test]
+    fn sdxl_in_fp16_matches_diffusers_in_fp16() {
+        // Half-precision draws and the VAE upcast to f32, as CUDA replicas run it.
+        let case = &cases()["fp16"];
+        let ours = load(Kind::Half)
+            .txt2img(&request(case), false)
+            .unwrap()
+            .image;
+        let name = case["name"].as_str().unwrap();
+        let reference = fixture(&format!("sdxl/{name}.png"));
+        assert_picture(name, &ours, &reference, 3, &case["average_hash"]);
     }
 }
 
@@ -596,22 +490,15 @@ mod nsfw {
     use nicheimage_tui::diffusion::nsfw::NsfwFilter;
     use nicheimage_tui::diffusion::vit::VitClassifier;
 
-    fn dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-    }
-
     #[test]
     fn vit_preprocessing_and_logits_match_transformers() {
-        let cases: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir().join("nsfw_vit/cases.json")).unwrap(),
-        )
-        .unwrap();
-        let vit = VitClassifier::load(&dir().join("nsfw_vit/model"), Device::Cpu).unwrap();
-        let filter = NsfwFilter::load(&dir().join("nsfw_vit/model"), Device::Cpu).unwrap();
+        let cases = json("nsfw_vit/cases.json");
+        let vit = VitClassifier::load(&fixture("nsfw_vit/model"), Device::Cpu).unwrap();
+        let filter = NsfwFilter::load(&fixture("nsfw_vit/model"), Device::Cpu).unwrap();
         let mut blanked = 0;
         for case in cases["cases"].as_array().unwrap() {
             let name = case["image"].as_str().unwrap();
-            let image = RgbImage::from_png(&std::fs::read(dir().join(name)).unwrap()).unwrap();
+            let image = png(&fixture(name));
             let pixels = vit.pixels(&image);
             let got = to_vec(&pixels);
             let head = floats(&case["pixels_head"]);
@@ -622,9 +509,12 @@ mod nsfw {
                 (sum - want).abs() < 1e-3,
                 "{name}: pixel sum {sum} vs {want}"
             );
-            let logits = to_vec(&vit.logits(&pixels));
-            let d = max_abs_diff(&logits, &floats(&case["logits"]));
-            assert!(d < 1e-4, "{name}: logits differ by {d}");
+            assert_close(
+                &format!("{name}: logits"),
+                &to_vec(&vit.logits(&pixels)),
+                &floats(&case["logits"]),
+                1e-4,
+            );
 
             let verdict = filter.apply(image.clone());
             let nsfw = case["nsfw"].as_f64().unwrap();
@@ -665,11 +555,6 @@ mod controlnet {
 
     #[test]
     fn multi_controlnet_matches_diffusers() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let cases: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("controlnet/cases.json")).unwrap(),
-        )
-        .unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let nets: Vec<ControlNet> = [101, 202]
             .iter()
@@ -681,26 +566,14 @@ mod controlnet {
             })
             .collect();
         let sd = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Float).unwrap();
-        for case in cases["cases"].as_array().unwrap() {
+        for case in json("controlnet/cases.json")["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
-            let req = Txt2Img {
-                prompt: case["prompt"].as_str().unwrap().into(),
-                negative_prompt: case["negative_prompt"].as_str().map(String::from),
-                seed: case["seed"].as_u64().unwrap(),
-                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-                width: case["width"].as_i64().unwrap(),
-                height: case["height"].as_i64().unwrap(),
-                scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-            };
+            let req = request(case);
             let images: Vec<RgbImage> = case["images"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|f| {
-                    let path = dir.join("sd15_img2img").join(f.as_str().unwrap());
-                    RgbImage::from_png(&std::fs::read(path).unwrap()).unwrap()
-                })
+                .map(|f| png(&fixture(&format!("sd15_img2img/{}", f.as_str().unwrap()))))
                 .collect();
             let scales = floats(&case["scales"]);
             let controls: Vec<(&ControlNet, &RgbImage, f64)> = case["nets"]
@@ -714,36 +587,9 @@ mod controlnet {
                 })
                 .collect();
             let generated = sd.controlnet_txt2img(&req, &controls, true).unwrap();
-            let trace = generated.trace.unwrap();
-            let wanted = case["latents"].as_array().unwrap();
-            assert_eq!(trace.latents.len(), wanted.len(), "{name}");
-            for (i, (got, want)) in trace.latents.iter().zip(wanted).enumerate() {
-                let (got, want) = (to_vec(got), floats(want));
-                let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let d = max_abs_diff(&got, &want);
-                assert!(
-                    d <= 1e-4 * scale.max(1.0),
-                    "{name}: latents after step {i} differ by {d}"
-                );
-            }
-            let reference = RgbImage::from_png(
-                &std::fs::read(dir.join(format!("controlnet/{name}.png"))).unwrap(),
-            )
-            .unwrap();
-            let worst = generated
-                .image
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
-            assert!(worst <= 2, "{name}: max pixel difference {worst}");
-            assert_eq!(
-                to_hex(&average_hash(&generated.image, 8)),
-                case["average_hash"].as_str().unwrap(),
-                "{name}: hash"
-            );
+            assert_latents(name, &generated.trace.unwrap().latents, &case["latents"]);
+            let reference = fixture(&format!("controlnet/{name}.png"));
+            assert_picture(name, &generated.image, &reference, 2, &case["average_hash"]);
             // The nets matter: without them the image differs.
             let plain = sd.txt2img(&req, false).unwrap().image;
             assert!(plain != generated.image, "{name}: ControlNet had no effect");
@@ -772,28 +618,27 @@ mod canny {
 
     #[test]
     fn canny_matches_controlnet_aux_pixel_for_pixel() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let mut checked = 0;
-        for entry in std::fs::read_dir(dir.join("canny")).unwrap() {
+        for entry in std::fs::read_dir(fixture("canny")).unwrap() {
             let path = entry.unwrap().path();
             let file = path.file_name().unwrap().to_string_lossy().to_string();
             let Some(name) = file.strip_suffix("_canny.png") else {
                 continue;
             };
             let input = [
-                dir.join("canny").join(format!("{name}.png")),
-                dir.join("sd15_img2img").join(format!("{name}.png")),
+                fixture(&format!("canny/{name}.png")),
+                fixture(&format!("sd15_img2img/{name}.png")),
             ]
             .into_iter()
             .find(|p| p.is_file())
             .unwrap();
-            let image = RgbImage::from_png(&std::fs::read(input).unwrap()).unwrap();
+            let image = png(&input);
             let ours = canny(
                 &image.resized_for_condition(512).unwrap(),
                 LOW_THRESHOLD,
                 HIGH_THRESHOLD,
             );
-            let want = RgbImage::from_png(&std::fs::read(&path).unwrap()).unwrap();
+            let want = png(&path);
             assert_eq!(
                 (ours.width, ours.height),
                 (want.width, want.height),
@@ -809,106 +654,5 @@ mod canny {
             checked += 1;
         }
         assert!(checked >= 5, "{checked} reference maps");
-    }
-}
-
-mod half_img2img {
-    //! SD 1.5 img2img in fp16 (half draws, add_noise in fp16) against diffusers in fp16.
-    use super::*;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
-
-    #[test]
-    fn img2img_in_fp16_matches_diffusers_in_fp16() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img");
-        let cases: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
-                .unwrap();
-        let case = &cases["fp16"];
-        let read = |name: &str| {
-            RgbImage::from_png(&std::fs::read(dir.join(format!("{name}.png"))).unwrap()).unwrap()
-        };
-        let input = read(case["input"].as_str().unwrap());
-        let req = Img2Img {
-            base: Txt2Img {
-                prompt: case["prompt"].as_str().unwrap().into(),
-                negative_prompt: case["negative_prompt"].as_str().map(String::from),
-                seed: case["seed"].as_u64().unwrap(),
-                num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-                guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-                width: 0,
-                height: 0,
-                scheduler: "dpm++2m_karras".parse().unwrap(),
-            },
-            image: input
-                .resized_for_condition(case["resolution"].as_u64().unwrap() as usize)
-                .unwrap(),
-            strength: case["strength"].as_f64().unwrap(),
-        };
-        let ours = StableDiffusion::load(checkpoint(), None, Device::Cpu, Kind::Half)
-            .unwrap()
-            .img2img(&req, false)
-            .unwrap()
-            .image;
-        let reference = read(case["name"].as_str().unwrap());
-        let worst = ours
-            .data
-            .iter()
-            .zip(&reference.data)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
-        assert!(worst <= 3, "max pixel difference {worst}");
-        assert_eq!(
-            to_hex(&average_hash(&ours, 8)),
-            case["average_hash"].as_str().unwrap()
-        );
-    }
-}
-
-mod half {
-    //! fp16, as CUDA replicas run it (here on the CPU): half-precision draws and SDXL's VAE
-    //! upcast to f32, against diffusers in fp16 (scripts/parity/sdxl.py).
-    use super::*;
-    use nicheimage_tui::diffusion::tiny::write_tiny_sdxl;
-
-    #[test]
-    fn sdxl_in_fp16_matches_diffusers_in_fp16() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdxl");
-        let cases: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
-                .unwrap();
-        let case = &cases["fp16"];
-        let tmp = tempfile::tempdir().unwrap();
-        let file = write_tiny_sdxl(tmp.path(), "x").unwrap();
-        let req = Txt2Img {
-            prompt: case["prompt"].as_str().unwrap().into(),
-            negative_prompt: None,
-            seed: case["seed"].as_u64().unwrap(),
-            num_inference_steps: case["steps"].as_u64().unwrap() as usize,
-            guidance_scale: case["guidance_scale"].as_f64().unwrap(),
-            width: case["width"].as_i64().unwrap(),
-            height: case["height"].as_i64().unwrap(),
-            scheduler: case["scheduler"].as_str().unwrap().parse().unwrap(),
-        };
-        let ours = StableDiffusion::load(&file, None, Device::Cpu, Kind::Half)
-            .unwrap()
-            .txt2img(&req, false)
-            .unwrap()
-            .image;
-        let name = case["name"].as_str().unwrap();
-        let reference =
-            RgbImage::from_png(&std::fs::read(dir.join(format!("{name}.png"))).unwrap()).unwrap();
-        let worst = ours
-            .data
-            .iter()
-            .zip(&reference.data)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
-        assert!(worst <= 3, "max pixel difference {worst}");
-        assert_eq!(
-            to_hex(&average_hash(&ours, 8)),
-            case["average_hash"].as_str().unwrap()
-        );
     }
 }

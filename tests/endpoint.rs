@@ -153,6 +153,21 @@ height = 64
     }
 }
 
+/// What the engine makes in-process for `txt2img(seed, 64, 4)` with the test model's defaults.
+fn direct(sd: &StableDiffusion, seed: u64) -> RgbImage {
+    let req = Txt2Img {
+        prompt: "a photo of a cat".into(),
+        negative_prompt: None,
+        seed,
+        num_inference_steps: 4,
+        guidance_scale: 7.5,
+        width: 64,
+        height: 64,
+        scheduler: "dpm++2m_karras".parse().unwrap(),
+    };
+    sd.txt2img(&req, false).unwrap().image
+}
+
 fn txt2img(seed: u64, size: u32, steps: u32) -> Value {
     json!({"prompt": "a photo of a cat", "seed": seed, "pipeline_type": "txt2img",
            "pipeline_params": {"num_inference_steps": steps, "width": size, "height": size},
@@ -189,23 +204,8 @@ async fn contract_concurrency_and_errors() {
         tch::Kind::Float,
     )
     .unwrap();
-    let direct = sd
-        .txt2img(
-            &Txt2Img {
-                prompt: "a photo of a cat".into(),
-                negative_prompt: None,
-                seed: 1234,
-                num_inference_steps: 4,
-                guidance_scale: 7.5,
-                width: 64,
-                height: 64,
-                scheduler: "dpm++2m_karras".parse().unwrap(),
-            },
-            false,
-        )
-        .unwrap()
-        .image;
-    assert_eq!(image, direct);
+    let expected = direct(&sd, 1234);
+    assert_eq!(image, expected);
 
     // Bad input: 400 with a reason.
     for (body, reason) in [
@@ -435,7 +435,7 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
     // Short side 60 → 64; 90 × 64/60 = 96 = 1.5 × 64, which Python rounds to 2 × 64.
     assert_eq!((image.width, image.height), (128, 64));
     let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
-    let direct = sd
+    let expected = sd
         .img2img(
             &Img2Img {
                 base: Txt2Img {
@@ -455,7 +455,7 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
         )
         .unwrap()
         .image;
-    assert_eq!(image, direct);
+    assert_eq!(image, expected);
 
     let (status, body) = node
         .generate(json!({"prompt": "a", "seed": 1, "pipeline_type": "img2img",
@@ -483,23 +483,8 @@ async fn an_sdxl_model_is_served_and_matches_the_engine() {
     assert_eq!(status, 200, "{body}");
     let image = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
     let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
-    let direct = sd
-        .txt2img(
-            &Txt2Img {
-                prompt: "a photo of a cat".into(),
-                negative_prompt: None,
-                seed: 77,
-                num_inference_steps: 4,
-                guidance_scale: 7.5,
-                width: 64,
-                height: 64,
-                scheduler: "dpm++2m_karras".parse().unwrap(),
-            },
-            false,
-        )
-        .unwrap()
-        .image;
-    assert_eq!(image, direct);
+    let expected = direct(&sd, 77);
+    assert_eq!(image, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -519,23 +504,8 @@ async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
         let (status, body) = node.generate(txt2img(seed, 64, 4)).await;
         assert_eq!(status, 200, "{body}");
         let served = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
-        let direct = sd
-            .txt2img(
-                &Txt2Img {
-                    prompt: "a photo of a cat".into(),
-                    negative_prompt: None,
-                    seed,
-                    num_inference_steps: 4,
-                    guidance_scale: 7.5,
-                    width: 64,
-                    height: 64,
-                    scheduler: "dpm++2m_karras".parse().unwrap(),
-                },
-                false,
-            )
-            .unwrap()
-            .image;
-        let verdict = filter.apply(direct);
+        let expected = direct(&sd, seed);
+        let verdict = filter.apply(expected);
         assert_eq!(served, verdict.image, "seed {seed}");
         verdicts.push(verdict.blanked);
     }

@@ -18,7 +18,7 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sd15 import NEGATIVE, SCHEDULERS, flat, load_pipeline  # noqa: E402
+from sd15 import NEGATIVE, SCHEDULERS, flat, load_pipeline, run_keeping_latents  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CASES = [
@@ -50,19 +50,12 @@ def main():
         pipe.scheduler = cls.from_config(base, **extra)
         images = [Image.open(os.path.join(ROOT, "tests/fixtures/sd15_img2img", f)).convert("RGB")
                   for f in case["images"]]
-        steps = []
-
-        def keep(_pipe, _i, _t, kwargs):
-            steps.append(kwargs["latents"].detach().clone())
-            return kwargs
-
-        image = pipe(
-            prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=images,
+        image, steps = run_keeping_latents(
+            pipe, prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=images,
             controlnet_conditioning_scale=case["scales"], num_inference_steps=case["steps"],
             guidance_scale=case["guidance_scale"], width=case["width"], height=case["height"],
-            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
-            callback_on_step_end_tensor_inputs=["latents"],
-        ).images[0]
+            generator=torch.manual_seed(case["seed"]),
+        )
         image.save(os.path.join(out_dir, case["name"] + ".png"))
         out["cases"].append({**case, "latents": [flat(s) for s in steps],
                              "average_hash": str(imagehash.average_hash(image))})

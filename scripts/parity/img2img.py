@@ -18,7 +18,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sd15 import NEGATIVE, SCHEDULERS, flat, load_pipeline  # noqa: E402
+from sd15 import NEGATIVE, SCHEDULERS, flat, load_pipeline, run_keeping_latents  # noqa: E402
 
 
 def photo_like(width, height, seed):
@@ -96,18 +96,11 @@ def main():
             return initial["latents"]
 
         pipe.prepare_latents = keep_initial
-        steps = []
-
-        def keep(_pipe, _i, _t, kwargs):
-            steps.append(kwargs["latents"].detach().clone())
-            return kwargs
-
-        result = pipe(
-            prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=image, strength=case["strength"],
+        result, steps = run_keeping_latents(
+            pipe, prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=image, strength=case["strength"],
             num_inference_steps=case["steps"], guidance_scale=case["guidance_scale"],
-            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
-            callback_on_step_end_tensor_inputs=["latents"],
-        ).images[0]
+            generator=torch.manual_seed(case["seed"]),
+        )
         pipe.prepare_latents = prepare
         result.save(os.path.join(out_dir, case["name"] + ".png"))
         out["cases"].append({

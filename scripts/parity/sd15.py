@@ -114,6 +114,18 @@ def check_every_tensor_loaded(pipe, ckpt):
         assert count == sum(1 for v in model.state_dict().values() if v.is_floating_point()), prefix
 
 
+def run_keeping_latents(pipe, **kwargs):
+    """Runs a diffusers pipeline; returns its image and the latents after every step."""
+    steps = []
+
+    def keep(_pipe, _i, _t, callback_kwargs):
+        steps.append(callback_kwargs["latents"].detach().clone())
+        return callback_kwargs
+
+    image = pipe(**kwargs, callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"]).images[0]
+    return image, steps
+
+
 def flat(t):
     return [float(x) for x in t.detach().float().flatten().tolist()]
 
@@ -169,18 +181,11 @@ def main():
         embeddings = torch.cat([neg, pos]) if cfg else pos
         torch.manual_seed(case["seed"])
         initial = torch.randn((1, 4, case["height"] // 8, case["width"] // 8))
-        steps = []
-
-        def keep(_pipe, _i, _t, kwargs):
-            steps.append(kwargs["latents"].detach().clone())
-            return kwargs
-
-        image = pipe(
-            prompt=case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
+        image, steps = run_keeping_latents(
+            pipe, prompt=case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
             guidance_scale=case["guidance_scale"], width=case["width"], height=case["height"],
-            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
-            callback_on_step_end_tensor_inputs=["latents"],
-        ).images[0]
+            generator=torch.manual_seed(case["seed"]),
+        )
         image.save(os.path.join(out_dir, case["name"] + ".png"))
         out["cases"].append({
             **case,

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(__file__))
 from img2img import photo_like, resize_for_condition_image  # noqa: E402
-from sd15 import NEGATIVE, SCHEDULERS, flat, write_tokenizer  # noqa: E402
+from sd15 import NEGATIVE, SCHEDULERS, flat, run_keeping_latents, write_tokenizer  # noqa: E402
 
 CASES = [
     # AnimeV3-like: Karras, guidance with the negative prompt.
@@ -101,18 +101,11 @@ def main():
         pooled_all = torch.cat([neg_pooled, pooled]) if cfg else pooled
         torch.manual_seed(case["seed"])
         initial = torch.randn((1, 4, case["height"] // 8, case["width"] // 8))
-        steps = []
-
-        def keep(_pipe, _i, _t, kwargs):
-            steps.append(kwargs["latents"].detach().clone())
-            return kwargs
-
-        image = pipe(
-            prompt=case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
+        image, steps = run_keeping_latents(
+            pipe, prompt=case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
             guidance_scale=case["guidance_scale"], width=case["width"], height=case["height"],
-            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
-            callback_on_step_end_tensor_inputs=["latents"],
-        ).images[0]
+            generator=torch.manual_seed(case["seed"]),
+        )
         image.save(os.path.join(out_dir, case["name"] + ".png"))
         out["cases"].append({
             **case,
@@ -134,19 +127,12 @@ def main():
         cls, extra = SCHEDULERS[case["scheduler"]]
         img2img.scheduler = cls.from_config(base, **extra)
         image = resize_for_condition_image(photo_like(150, 100, 11), case["resolution"])
-        steps = []
-
-        def keep(_pipe, _i, _t, kwargs):
-            steps.append(kwargs["latents"].detach().clone())
-            return kwargs
-
         kwargs = {} if case["strength"] is None else {"strength": case["strength"]}
-        result = img2img(
-            prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=image,
+        result, steps = run_keeping_latents(
+            img2img, prompt=case["prompt"], negative_prompt=case["negative_prompt"], image=image,
             num_inference_steps=case["steps"], guidance_scale=case["guidance_scale"],
-            generator=torch.manual_seed(case["seed"]), callback_on_step_end=keep,
-            callback_on_step_end_tensor_inputs=["latents"], **kwargs,
-        ).images[0]
+            generator=torch.manual_seed(case["seed"]), **kwargs,
+        )
         result.save(os.path.join(out_dir, case["name"] + ".png"))
         out["img2img"].append({
             **case,

@@ -403,27 +403,7 @@ impl StableDiffusion {
     }
 
     pub fn txt2img(&self, req: &Txt2Img, trace: bool) -> Result<Generation, PipelineError> {
-        check_size(req.width, req.height)?;
-        let seed = req.torch_seed()?;
-        let _no_grad = tch::no_grad_guard();
-        let plan = req
-            .scheduler
-            .plan(&self.config.scheduler, req.num_inference_steps)?;
-        let sampler = Sampler::new(req.scheduler, plan.clone());
-        let cond = self.condition(req, req.height, req.width);
-
-        let _generator = lock_generator();
-        tch::manual_seed(seed);
-        let shape = [
-            1,
-            self.config.unet.in_channels,
-            req.height / 8,
-            req.width / 8,
-        ];
-        let initial = self.randn(&shape);
-        let latents = &initial * f64::from(plan.init_noise_sigma);
-        let trace = trace.then(|| Trace::start(&cond, &initial, &plan));
-        self.denoise(req, &cond, &[], sampler, latents, trace)
+        self.generate(req, &[], trace)
     }
 
     /// diffusers' `StableDiffusionControlNetPipeline` with a `MultiControlNetModel`: txt2img
@@ -435,7 +415,6 @@ impl StableDiffusion {
         controls: &[(&ControlNet, &RgbImage, f64)],
         trace: bool,
     ) -> Result<Generation, PipelineError> {
-        check_size(req.width, req.height)?;
         if controls.is_empty() {
             return Err(PipelineError::Request("no ControlNet given".into()));
         }
@@ -447,6 +426,17 @@ impl StableDiffusion {
                 "ControlNet {i} was made for another UNet (its blocks, widths or context differ)"
             )));
         }
+        self.generate(req, controls, trace)
+    }
+
+    /// txt2img from seeded noise, with ControlNets when `controls` has any.
+    fn generate(
+        &self,
+        req: &Txt2Img,
+        controls: &[(&ControlNet, &RgbImage, f64)],
+        trace: bool,
+    ) -> Result<Generation, PipelineError> {
+        check_size(req.width, req.height)?;
         let seed = req.torch_seed()?;
         let _no_grad = tch::no_grad_guard();
         let plan = req
@@ -464,14 +454,9 @@ impl StableDiffusion {
                 } else {
                     image.resize_lanczos(w, h)
                 };
-                let pixels = Tensor::from_slice(&image.data)
-                    .reshape([1, h as i64, w as i64, 3])
-                    .permute([0, 3, 1, 2])
-                    .to_kind(Kind::Float)
-                    / 255.0;
                 Control {
                     net,
-                    image: pixels
+                    image: unit_pixels(&image)
                         .repeat([batch, 1, 1, 1])
                         .to_kind(self.kind)
                         .to_device(self.device),
@@ -530,12 +515,7 @@ impl StableDiffusion {
         let sampler = Sampler::new(base.scheduler, plan.clone()).begin_at(start);
         let cond = self.condition(base, h as i64, w as i64);
 
-        let pixels = Tensor::from_slice(&image.data)
-            .reshape([1, h as i64, w as i64, 3])
-            .permute([0, 3, 1, 2])
-            .to_kind(Kind::Float)
-            / 255.0;
-        let pixels = (pixels * 2.0 - 1.0)
+        let pixels = (unit_pixels(&image) * 2.0 - 1.0)
             .to_kind(self.vae_kind)
             .to_device(self.device);
         let (mean, logvar) = self.encoder.encode(&pixels);
@@ -559,6 +539,15 @@ pub fn img2img_start(steps: usize, strength: f64) -> Option<usize> {
     let init = ((steps as f64 * strength) as usize).min(steps);
     let start = steps - init;
     (start < steps).then_some(start)
+}
+
+/// An image as `[1, 3, h, w]` f32 in [0, 1] (diffusers' image processors, before normalising).
+fn unit_pixels(image: &RgbImage) -> Tensor {
+    Tensor::from_slice(&image.data)
+        .reshape([1, image.height as i64, image.width as i64, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0
 }
 
 fn check_size(width: i64, height: i64) -> Result<(), PipelineError> {
