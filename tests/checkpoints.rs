@@ -154,3 +154,23 @@ fn a_missing_checkpoint_and_bad_requests_are_errors() {
     let err = sd.txt2img(&bad, false).err().unwrap().to_string();
     assert!(err.contains("multiples of 8"), "{err}");
 }
+
+#[test]
+fn an_sdxl_diffusers_folder_gives_the_same_image_as_the_single_file() {
+    use nicheimage_tui::diffusion::tiny::{write_tiny_sdxl, write_tiny_sdxl_folder};
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+    let single = load(&file)
+        .unwrap()
+        .txt2img(&request(), false)
+        .unwrap()
+        .image;
+    for prefix in [true, false] {
+        let folder = dir.path().join(format!("sdxl-folder-{prefix}"));
+        write_tiny_sdxl_folder(&folder, prefix).unwrap();
+        let sd = load(&folder).unwrap();
+        assert!(sd.config.is_sdxl() && sd.config.force_zeros_for_empty_prompt);
+        let image = sd.txt2img(&request(), false).unwrap().image;
+        assert_eq!(image, single, "text_model prefix {prefix}");
+    }
+}

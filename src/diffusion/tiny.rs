@@ -47,9 +47,17 @@ pub fn write_tiny_sdxl(dir: &Path, name: &str) -> Result<PathBuf, TinyError> {
     write_tiny(dir, name, &PipelineConfig::tiny_sdxl())
 }
 
-fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf, TinyError> {
+/// The tiny pipeline's random weights, drawn in a fixed order from a fixed seed.
+struct TinyWeights {
+    clip: Weights,
+    clip_2: Option<Weights>,
+    unet: Weights,
+    vae: Weights,
+}
+
+fn tiny_weights(config: &PipelineConfig) -> TinyWeights {
     let _no_grad = tch::no_grad_guard();
-    let generator = super::pipeline::lock_generator();
+    let _generator = super::pipeline::lock_generator();
     tch::manual_seed(TINY_SEED);
     let (kind, cpu) = (Kind::Float, Device::Cpu);
     let clip = Weights::random("text_encoder", kind, cpu);
@@ -64,7 +72,59 @@ fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf
     let vae = Weights::random("vae", kind, cpu);
     Decoder::new(&vae.root(), &config.vae);
     Encoder::new(&vae.root(), &config.vae);
-    drop(generator);
+    TinyWeights {
+        clip,
+        clip_2,
+        unet,
+        vae,
+    }
+}
+
+/// The tiny SDXL as a diffusers folder (`unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`
+/// safetensors plus configs): the same weights as [`write_tiny_sdxl`] under diffusers' names.
+/// `text_model_prefix` chooses between the historical `text_model.` names of the first encoder
+/// and transformers 5's prefix-less ones.
+pub fn write_tiny_sdxl_folder(dir: &Path, text_model_prefix: bool) -> Result<(), TinyError> {
+    let config = PipelineConfig::tiny_sdxl();
+    write_config_folder(dir, &config)?;
+    let w = tiny_weights(&config);
+    let first = |n: String| {
+        if text_model_prefix {
+            format!("text_model.{n}")
+        } else {
+            n
+        }
+    };
+    let mut outputs = vec![
+        (
+            "text_encoder/model.safetensors",
+            w.clip
+                .created()
+                .into_iter()
+                .map(|(n, t)| (first(n), t))
+                .collect(),
+        ),
+        ("unet/diffusion_pytorch_model.safetensors", w.unet.created()),
+        ("vae/diffusion_pytorch_model.safetensors", w.vae.created()),
+    ];
+    if let Some(c2) = &w.clip_2 {
+        outputs.push(("text_encoder_2/model.safetensors", c2.created()));
+    }
+    for (path, tensors) in outputs {
+        let p = dir.join(path);
+        Tensor::write_safetensors(&tensors, &p)
+            .map_err(|source| TinyError::Torch { path: p, source })?;
+    }
+    Ok(())
+}
+
+fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf, TinyError> {
+    let TinyWeights {
+        clip,
+        clip_2,
+        unet,
+        vae,
+    } = tiny_weights(config);
 
     let vae_blocks = config.vae.block_out_channels.len();
     let (clip_key, clip_prefix): (fn(&str) -> String, &str) = if config.is_sdxl() {
@@ -80,7 +140,7 @@ fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf
         format!("{clip_prefix}text_model.embeddings.position_ids"),
         Tensor::arange(
             config.text_encoder.max_position_embeddings,
-            (Kind::Int64, cpu),
+            (Kind::Int64, Device::Cpu),
         )
         .unsqueeze(0),
     ));
