@@ -245,6 +245,21 @@ pub struct GenerateArgs {
     pub scheduler: String,
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
+    /// img2img from this PNG instead of txt2img (resized as the seed does: short side to
+    /// --condition-resolution, sides to multiples of 64); width and height then come from it.
+    #[arg(long, value_name = "PNG")]
+    pub image: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.8, requires = "image")]
+    pub strength: f64,
+    #[arg(
+        long = "condition-resolution",
+        default_value_t = 512,
+        requires = "image"
+    )]
+    pub condition_resolution: usize,
+    /// Run the NSFW classifier folder on the result, as replicas do.
+    #[arg(long = "nsfw-classifier", value_name = "DIR")]
+    pub nsfw_classifier: Option<PathBuf>,
     /// Where the PNG goes.
     #[arg(long)]
     pub out: PathBuf,

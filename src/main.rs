@@ -259,7 +259,34 @@ fn generate(a: &nicheimage_tui::cli::GenerateArgs, device: config::DeviceChoice)
             height: a.height,
             scheduler,
         };
-        let image = sd.txt2img(&req, false)?.image;
+        let image = match &a.image {
+            None => sd.txt2img(&req, false)?.image,
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let input = nicheimage_tui::image::RgbImage::from_png(&bytes)?
+                    .resized_for_condition(a.condition_resolution)?;
+                let req = pipeline::Img2Img {
+                    base: req,
+                    image: input,
+                    strength: a.strength,
+                };
+                sd.img2img(&req, false)?.image
+            }
+        };
+        let image = match &a.nsfw_classifier {
+            None => image,
+            Some(dir) => {
+                let verdict =
+                    nicheimage_tui::diffusion::nsfw::NsfwFilter::load(dir, device)?.apply(image);
+                println!(
+                    "nsfw score {:.3}{}",
+                    verdict.nsfw_score,
+                    if verdict.blanked { ": blacked out" } else { "" }
+                );
+                verdict.image
+            }
+        };
         std::fs::write(&a.out, image.to_png()?)
             .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
         Ok(format!(

@@ -174,3 +174,69 @@ fn an_sdxl_diffusers_folder_gives_the_same_image_as_the_single_file() {
         assert_eq!(image, single, "text_model prefix {prefix}");
     }
 }
+
+#[test]
+fn the_generate_command_does_img2img_and_the_nsfw_filter() {
+    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
+    use nicheimage_tui::image::RgbImage;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny(dir.path());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let photo = fixtures.join("sd15_img2img/photo_150x100.png");
+    let classifier = fixtures.join("nsfw_vit/model");
+    let out = dir.path().join("out.png");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .args([
+            "generate",
+            "--device",
+            "cpu",
+            "--prompt",
+            "a photo of a cat",
+        ])
+        .args([
+            "--negative-prompt",
+            "blurry",
+            "--seed",
+            "77",
+            "--steps",
+            "4",
+        ])
+        .args(["--strength", "0.5", "--condition-resolution", "64"])
+        .arg("--checkpoint")
+        .arg(&checkpoint)
+        .arg("--image")
+        .arg(&photo)
+        .arg("--nsfw-classifier")
+        .arg(&classifier)
+        .arg("--out")
+        .arg(&out)
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("nsfw score"), "{stdout}");
+    let written = RgbImage::from_png(&std::fs::read(&out).unwrap()).unwrap();
+
+    let input = RgbImage::from_png(&std::fs::read(&photo).unwrap()).unwrap();
+    let req = Img2Img {
+        base: request(),
+        image: input.resized_for_condition(64).unwrap(),
+        strength: 0.5,
+    };
+    let made = load(&checkpoint)
+        .unwrap()
+        .img2img(&req, false)
+        .unwrap()
+        .image;
+    let expected = NsfwFilter::load(&classifier, Device::Cpu)
+        .unwrap()
+        .apply(made)
+        .image;
+    assert_eq!(written, expected);
+}
