@@ -80,6 +80,16 @@ pub struct ModelSpec {
     pub nsfw_filter: bool,
 }
 
+impl Arch {
+    /// The side the architecture was trained at: the seed's default image size.
+    pub fn native_side(self) -> u32 {
+        match self {
+            Arch::Sd15 => 512,
+            Arch::Sdxl => 1024,
+        }
+    }
+}
+
 impl ModelSpec {
     pub fn condition_resolution(&self) -> u32 {
         self.condition_resolution.unwrap_or(match self.arch {

@@ -134,16 +134,8 @@ impl RgbImage {
             )));
         }
         let k = resolution as f64 / short as f64;
-        let side = |s: usize| {
-            let x = s as f64 * k / 64.0;
-            let r = x.round();
-            let even = if (x - x.trunc()).abs() == 0.5 {
-                2.0 * (x / 2.0).round()
-            } else {
-                r
-            };
-            even as usize * 64
-        };
+        // Python's `round` is half to even.
+        let side = |s: usize| (s as f64 * k / 64.0).round_ties_even() as usize * 64;
         let (w, h) = (side(self.width), side(self.height));
         if w == 0 || h == 0 {
             return Err(ImageError::Unsupported(format!(

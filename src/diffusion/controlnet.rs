@@ -5,7 +5,7 @@
 use super::config::{ConfigError, UNetConfig};
 use super::nn::Conv2d;
 use super::unet::{DownPath, Residuals, Stem};
-use super::weights::{SafetensorsFile, WeightError, Weights};
+use super::weights::{SafetensorsFile, WeightError, Weights, diffusers_file};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -164,14 +164,7 @@ impl ControlNet {
                 "global_pool_conditions or a BGR channel order".into(),
             ));
         }
-        let file = [
-            "diffusion_pytorch_model.safetensors",
-            "diffusion_pytorch_model.fp16.safetensors",
-        ]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
+        let file = diffusers_file(dir, "diffusion_pytorch_model").ok_or_else(|| {
             ControlNetError::Missing(dir.to_path_buf(), "no diffusion_pytorch_model.safetensors")
         })?;
         let _no_grad = tch::no_grad_guard();

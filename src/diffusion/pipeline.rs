@@ -10,7 +10,7 @@ use super::scheduler::{Plan, Sampler, SchedulerError, SchedulerKind};
 use super::tokenizer::{ClipTokenizer, END_OF_TEXT};
 use super::unet::UNet;
 use super::vae::{Decoder, Encoder};
-use super::weights::{KeyMap, SafetensorsFile, WeightError, Weights};
+use super::weights::{KeyMap, SafetensorsFile, WeightError, Weights, diffusers_file};
 use crate::image::{ImageError, RgbImage};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -203,18 +203,10 @@ impl StableDiffusion {
     fn load_folder(dir: &Path, device: Device, kind: Kind) -> Result<Self, PipelineError> {
         let config = PipelineConfig::from_folder(dir)?;
         let pick = |sub: &str, stem: &str| -> Result<Arc<SafetensorsFile>, PipelineError> {
-            for name in [
-                format!("{stem}.safetensors"),
-                format!("{stem}.fp16.safetensors"),
-            ] {
-                let p = dir.join(sub).join(name);
-                if p.is_file() {
-                    return Ok(SafetensorsFile::open(&p)?);
-                }
-            }
-            Err(PipelineError::NotFound(
-                dir.join(sub).join(format!("{stem}.safetensors")),
-            ))
+            let p = diffusers_file(&dir.join(sub), stem).ok_or_else(|| {
+                PipelineError::NotFound(dir.join(sub).join(format!("{stem}.safetensors")))
+            })?;
+            Ok(SafetensorsFile::open(&p)?)
         };
         let same: KeyMap = Arc::new(|n: &str| n.to_string());
         // transformers 5 saves CLIPTextModel without the `text_model.` prefix; real files have it.
@@ -346,10 +338,10 @@ impl StableDiffusion {
         Conditioning { context, added }
     }
 
-    /// Draws from libtorch's global CPU generator in the pipeline dtype, then moves: fp16
+    /// Draws from libtorch's global CPU generator in `kind`, then moves: fp16
     /// draws differ from f32 ones, and diffusers draws on the CPU for a CPU generator.
-    fn randn(&self, shape: &[i64]) -> Tensor {
-        Tensor::randn(shape, (self.kind, Device::Cpu)).to_device(self.device)
+    fn randn(&self, shape: &[i64], kind: Kind) -> Tensor {
+        Tensor::randn(shape, (kind, Device::Cpu)).to_device(self.device)
     }
 
     /// The denoising loop from the sampler's current step to the end, then the VAE decode.
@@ -473,7 +465,7 @@ impl StableDiffusion {
             req.height / 8,
             req.width / 8,
         ];
-        let initial = self.randn(&shape);
+        let initial = self.randn(&shape, self.kind);
         let latents = &initial * f64::from(plan.init_noise_sigma);
         let trace = trace.then(|| Trace::start(&cond, &initial, &plan));
         self.denoise(req, &cond, &controls, sampler, latents, trace)
@@ -523,10 +515,10 @@ impl StableDiffusion {
         let _generator = lock_generator();
         tch::manual_seed(seed);
         // Drawn in the VAE's dtype, as diffusers' latent distribution does.
-        let draw = Tensor::randn(mean.size(), (self.vae_kind, Device::Cpu)).to_device(self.device);
+        let draw = self.randn(&mean.size(), self.vae_kind);
         let sample = &mean + (logvar * 0.5).exp() * draw;
         let encoded = sample.to_kind(self.kind) * self.config.vae.scaling_factor;
-        let noise = self.randn(&encoded.size());
+        let noise = self.randn(&encoded.size(), self.kind);
         let latents = sampler.add_noise(&encoded, &noise);
         let trace = trace.then(|| Trace::start(&cond, &latents, &plan));
         self.denoise(base, &cond, &[], sampler, latents, trace)

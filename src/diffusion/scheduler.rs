@@ -160,12 +160,7 @@ pub struct Plan {
 
 /// numpy's round: half to even.
 fn round_half_even(x: f64) -> f64 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 {
-        2.0 * (x / 2.0).round()
-    } else {
-        r
-    }
+    x.round_ties_even()
 }
 
 /// `np.interp(x, arange(len(fp)), fp)`.

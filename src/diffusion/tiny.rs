@@ -80,14 +80,27 @@ fn tiny_weights(config: &PipelineConfig) -> TinyWeights {
     }
 }
 
-/// The tiny SDXL as a diffusers folder (`unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`
-/// safetensors plus configs): the same weights as [`write_tiny_sdxl`] under diffusers' names.
-/// `text_model_prefix` chooses between the historical `text_model.` names of the first encoder
-/// and transformers 5's prefix-less ones.
+/// The tiny SD 1.5 as a diffusers folder (`unet/`, `vae/`, `text_encoder/` safetensors plus
+/// configs), the other layout the engine loads: the same weights as [`write_tiny_sd15`] under
+/// diffusers' names. `text_model_prefix` chooses between the historical `text_model.` names of
+/// the (first) text encoder and transformers 5's prefix-less ones.
+pub fn write_tiny_sd15_folder(dir: &Path, text_model_prefix: bool) -> Result<(), TinyError> {
+    write_tiny_folder(dir, &PipelineConfig::tiny(), text_model_prefix)
+}
+
+/// The tiny SDXL as a diffusers folder, with `text_encoder_2/` as well; see
+/// [`write_tiny_sd15_folder`].
 pub fn write_tiny_sdxl_folder(dir: &Path, text_model_prefix: bool) -> Result<(), TinyError> {
-    let config = PipelineConfig::tiny_sdxl();
-    write_config_folder(dir, &config)?;
-    let w = tiny_weights(&config);
+    write_tiny_folder(dir, &PipelineConfig::tiny_sdxl(), text_model_prefix)
+}
+
+fn write_tiny_folder(
+    dir: &Path,
+    config: &PipelineConfig,
+    text_model_prefix: bool,
+) -> Result<(), TinyError> {
+    write_config_folder(dir, config)?;
+    let w = tiny_weights(config);
     let first = |n: String| {
         if text_model_prefix {
             format!("text_model.{n}")
@@ -363,72 +376,6 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
         &folder.join("scheduler/scheduler_config.json"),
         &pretty(scheduler),
     )?;
-    Ok(())
-}
-
-/// The same tiny weights as a diffusers folder (`unet/`, `vae/`, `text_encoder/` safetensors
-/// plus configs), the other layout the engine loads. `text_model_prefix` chooses between the
-/// historical `text_model.` names and transformers 5's prefix-less ones.
-pub fn write_tiny_sd15_folder(dir: &Path, text_model_prefix: bool) -> Result<(), TinyError> {
-    let single = dir.join("single");
-    let file = write_tiny_sd15(&single, "tiny-sd15")?;
-    let config = PipelineConfig::tiny();
-    write_config_folder(dir, &config)?;
-    let all = Tensor::read_safetensors(&file).map_err(|source| TinyError::Torch {
-        path: file.clone(),
-        source,
-    })?;
-    let vae_blocks = config.vae.block_out_channels.len();
-    // Invert the single-file names through the same maps the loader uses.
-    let clip = Weights::shapes("text_encoder");
-    let unet = Weights::shapes("unet");
-    let vae = Weights::shapes("vae");
-    ClipTextModel::new(&clip.root(), &config.text_encoder);
-    UNet::new(&unet.root(), &config.unet);
-    Decoder::new(&vae.root(), &config.vae);
-    Encoder::new(&vae.root(), &config.vae);
-    let lookup = |name: &str| -> Tensor {
-        all.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.shallow_clone())
-            .expect("every mapped name is in the single file")
-    };
-    let outputs = [
-        ("text_encoder/model.safetensors", clip.created(), 0),
-        (
-            "unet/diffusion_pytorch_model.safetensors",
-            unet.created(),
-            1,
-        ),
-        ("vae/diffusion_pytorch_model.safetensors", vae.created(), 2),
-    ];
-    for (path, names, which) in outputs {
-        let tensors: Vec<(String, Tensor)> = names
-            .into_iter()
-            .map(|(n, t)| {
-                let (key, out_name) = match which {
-                    0 => (
-                        ldm::clip_key(&n),
-                        if text_model_prefix {
-                            format!("text_model.{n}")
-                        } else {
-                            n.clone()
-                        },
-                    ),
-                    1 => (ldm::unet_key(&n, &config.unet), n.clone()),
-                    _ => (ldm::vae_key(&n, vae_blocks), n.clone()),
-                };
-                (out_name, lookup(&key).reshape(t.size()))
-            })
-            .collect();
-        let p = dir.join(path);
-        Tensor::write_safetensors(&tensors, &p)
-            .map_err(|source| TinyError::Torch { path: p, source })?;
-    }
-    std::fs::remove_dir_all(&single).map_err(|source| TinyError::Io {
-        path: single,
-        source,
-    })?;
     Ok(())
 }
 

@@ -115,6 +115,17 @@ impl SafetensorsFile {
     }
 }
 
+/// The weights file of a diffusers model folder: `<stem>.safetensors`, else its fp16 variant.
+pub fn diffusers_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ]
+    .into_iter()
+    .map(|n| dir.join(n))
+    .find(|p| p.is_file())
+}
+
 /// Parameters per pipeline part, read from safetensors headers only (a single file by its key
 /// prefixes, a diffusers folder by its subfolders).
 pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
@@ -133,14 +144,7 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
         ] {
             // The file the loader picks, else every shard of it.
             let dir = path.join(sub);
-            let single = [
-                format!("{stem}.safetensors"),
-                format!("{stem}.fp16.safetensors"),
-            ]
-            .into_iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file());
-            let files: Vec<std::path::PathBuf> = match single {
+            let files: Vec<PathBuf> = match diffusers_file(&dir, stem) {
                 Some(f) => vec![f],
                 None => std::fs::read_dir(&dir)
                     .map(|entries| {

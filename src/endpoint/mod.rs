@@ -98,10 +98,7 @@ impl Endpoint {
         };
         let params = crate::diffusion::weights::parameter_counts(&self.checkpoint)?;
         let m = &self.model;
-        let native = match m.arch {
-            crate::catalogue::Arch::Sd15 => 512,
-            crate::catalogue::Arch::Sdxl => 1024,
-        };
+        let native = m.arch.native_side();
         let (w, h) = (
             m.defaults.width.unwrap_or(native),
             m.defaults.height.unwrap_or(native),

@@ -96,10 +96,7 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
         ));
     }
     let d = &model.defaults;
-    let native = match model.arch {
-        Arch::Sd15 => 512,
-        Arch::Sdxl => 1024,
-    };
+    let native = model.arch.native_side();
     let steps = positive_int(&params, "num_inference_steps")?
         .or(d.num_inference_steps)
         .unwrap_or(50);
