@@ -102,6 +102,11 @@ pub enum Role {
         /// `<out>/<name>`), its random weights drawn from this seed.
         #[arg(long, value_name = "SEED")]
         controlnet: Option<i64>,
+        /// Write a full-size annotator network with random weights drawn from seed 0 instead
+        /// (`<out>/<name>.safetensors`): the stand-in for its real checkpoint in parity tests.
+        #[cfg(feature = "local-infer")]
+        #[arg(long, value_enum, conflicts_with = "controlnet")]
+        annotator: Option<crate::diffusion::tiny::AnnotatorNet>,
     },
     /// The operator's hotkey: show its address, or create a fresh one for local use.
     Wallet {

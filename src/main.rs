@@ -30,11 +30,29 @@ fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return fail(e);
     }
+    #[cfg(feature = "local-infer")]
+    if let Some(Role::TinyCheckpoint {
+        out,
+        name,
+        annotator: Some(net),
+        ..
+    }) = &cli.command
+    {
+        let file = out.join(format!("{name}.safetensors"));
+        return match nicheimage_tui::diffusion::tiny::write_random_annotator(*net, &file, 0) {
+            Ok(()) => {
+                println!("{}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
     if let Some(Role::TinyCheckpoint {
         out,
         name,
         arch,
         controlnet,
+        ..
     }) = &cli.command
     {
         return tiny_checkpoint(out, name, *arch, *controlnet);

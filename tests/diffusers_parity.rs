@@ -656,3 +656,202 @@ mod canny {
         assert!(checked >= 5, "{checked} reference maps");
     }
 }
+
+mod annotators {
+    //! MiDaS depth and NormalBae normals against controlnet_aux's detectors, on full-size
+    //! networks with the random weights our writer draws (scripts/parity/annotators.py), and
+    //! the torch-file reader against a checkpoint `torch.save` wrote.
+    use super::*;
+    use nicheimage_tui::annotator::AnnotatorError;
+    use nicheimage_tui::annotator::midas::Midas;
+    use nicheimage_tui::annotator::normalbae::NormalBae;
+    use nicheimage_tui::diffusion::tiny::{AnnotatorNet, write_random_annotator};
+    use nicheimage_tui::diffusion::torch_file::read_torch_file;
+
+    const IMAGES: [&str; 2] = ["photo_192x128", "photo_128x192"];
+
+    /// Both random checkpoints, written once per test binary.
+    fn checkpoints() -> &'static (PathBuf, PathBuf) {
+        static FILES: OnceLock<(tempfile::TempDir, (PathBuf, PathBuf))> = OnceLock::new();
+        &FILES
+            .get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let midas = dir.path().join("midas-random.safetensors");
+                let normal = dir.path().join("normalbae-random.safetensors");
+                write_random_annotator(AnnotatorNet::Midas, &midas, 0).unwrap();
+                write_random_annotator(AnnotatorNet::Normalbae, &normal, 0).unwrap();
+                (dir, (midas, normal))
+            })
+            .1
+    }
+
+    fn raw(path: &str) -> Vec<f32> {
+        std::fs::read(fixture(path))
+            .expect("fixture present")
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    /// Same size; every channel value within 1 of the reference (the maps truncate floats
+    /// that differ in the last bits); returns how many differ at all.
+    fn assert_map(name: &str, ours: &RgbImage, want: &RgbImage) -> usize {
+        assert_eq!(
+            (ours.width, ours.height),
+            (want.width, want.height),
+            "{name}"
+        );
+        let diffs: Vec<u8> = ours
+            .data
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let worst = diffs.iter().copied().max().unwrap_or(0);
+        assert!(worst <= 1, "{name}: max difference {worst}");
+        let differing = diffs.iter().filter(|&&d| d > 0).count();
+        assert!(
+            differing * 100 <= diffs.len(),
+            "{name}: {differing} of {} values differ",
+            diffs.len()
+        );
+        differing
+    }
+
+    #[test]
+    fn the_random_annotator_checkpoints_are_the_ones_the_fixtures_were_made_from() {
+        let cases = json("annotators/cases.json");
+        let (midas, normal) = checkpoints();
+        for (file, key) in [(midas, "midas_sha256"), (normal, "normalbae_sha256")] {
+            let bytes = std::fs::read(file).unwrap();
+            assert_eq!(
+                hex(&Sha256::digest(&bytes)),
+                cases[key].as_str().unwrap(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn midas_depth_matches_controlnet_aux() {
+        let midas = Midas::load(&checkpoints().0, Device::Cpu).unwrap();
+        for name in IMAGES {
+            let image = png(&fixture(&format!("annotators/{name}.png")));
+            let x = nicheimage_tui::annotator::image_tensor(&image, Device::Cpu) / 127.5 - 1.0;
+            let depth = to_vec(&tch::no_grad(|| midas.depth(&x)));
+            let want = raw(&format!("annotators/{name}_depth.f32"));
+            assert_eq!(depth.len(), want.len(), "{name}: depth size");
+            assert_close(&format!("{name}: raw depth"), &depth, &want, 1e-4);
+            let ours = midas.annotate(&image).unwrap();
+            let want = png(&fixture(&format!("annotators/{name}_depth.png")));
+            let differing = assert_map(&format!("{name}: depth map"), &ours, &want);
+            eprintln!(
+                "{name}: depth max diff {}, {differing} values off by 1",
+                max_abs_diff(&depth, &raw(&format!("annotators/{name}_depth.f32")))
+            );
+        }
+    }
+
+    #[test]
+    fn normalbae_normals_match_controlnet_aux() {
+        let net = NormalBae::load(&checkpoints().1, Device::Cpu).unwrap();
+        for name in IMAGES {
+            let image = png(&fixture(&format!("annotators/{name}.png")));
+            let ours = net.annotate(&image).unwrap();
+            let want = png(&fixture(&format!("annotators/{name}_normal.png")));
+            let differing = assert_map(&format!("{name}: normal map"), &ours, &want);
+            eprintln!("{name}: normal map {differing} values off by 1");
+        }
+    }
+
+    #[test]
+    fn annotators_refuse_sizes_their_networks_cannot_take() {
+        let midas = Midas::load(&checkpoints().0, Device::Cpu).unwrap();
+        let image = RgbImage::new(100, 64, vec![0; 100 * 64 * 3]).unwrap();
+        let err = midas.annotate(&image).unwrap_err().to_string();
+        assert!(
+            err.contains("multiples of 32") && err.contains("100x64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_annotator_checkpoints_say_what_to_download() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = Midas::load(
+            &tmp.path().join("dpt_hybrid-midas-501f0c75.pt"),
+            Device::Cpu,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, AnnotatorError::Missing { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains("huggingface.co/lllyasviel/Annotators") && text.contains("dpt_hybrid"),
+            "{text}"
+        );
+        let err = NormalBae::load(&tmp.path().join("scannet.pt"), Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("scannet.pt"), "{err}");
+        // A checkpoint of the wrong network names what does not fit.
+        let err = NormalBae::load(&checkpoints().0, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("missing") && err.contains("encoder.original_model"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn torch_save_files_read_back_with_their_values() {
+        let want = json("annotators/state.json");
+        let tensors: std::collections::HashMap<String, Tensor> =
+            read_torch_file(&fixture("annotators/state.pt"))
+                .unwrap()
+                .into_iter()
+                .collect();
+        let want = want.as_object().unwrap();
+        assert_eq!(
+            tensors.len(),
+            want.len(),
+            "only the state dict's tensors: {:?}",
+            tensors.keys()
+        );
+        for (name, case) in want {
+            let t = &tensors[&format!("model.{name}")];
+            let shape: Vec<i64> = case["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            assert_eq!(t.size(), shape, "{name}");
+            let got: Vec<f64> = Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            let values: Vec<f64> = case["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(got, values, "{name}");
+        }
+        // The loader takes the state dict out of its `model`/`module.` wrapping.
+        use nicheimage_tui::diffusion::weights::Weights;
+        let w = Weights::from_checkpoint(
+            "state",
+            &fixture("annotators/state.pt"),
+            &["model.module."],
+            Kind::Float,
+            Device::Cpu,
+        )
+        .unwrap();
+        let t = w.root().at("conv").get("weight", &[4, 6]);
+        let unused = w.finish().unwrap();
+        assert_eq!(t.double_value(&[1, 2]), 8.0 / 8.0 - 1.0);
+        assert!(unused.contains(&"view.weight".to_string()), "{unused:?}");
+    }
+}

@@ -16,7 +16,7 @@ pub mod image;
 #[cfg(feature = "local-infer")]
 pub mod ldm;
 #[cfg(feature = "local-infer")]
-mod nn;
+pub(crate) mod nn;
 #[cfg(feature = "local-infer")]
 pub mod nsfw;
 #[cfg(feature = "local-infer")]
@@ -26,6 +26,8 @@ pub mod scheduler;
 #[cfg(feature = "local-infer")]
 pub mod tiny;
 pub mod tokenizer;
+#[cfg(feature = "local-infer")]
+pub mod torch_file;
 #[cfg(feature = "local-infer")]
 pub mod unet;
 #[cfg(feature = "local-infer")]

@@ -435,3 +435,44 @@ mod tests {
         assert_eq!(parameters(&clip), 123_060_480);
     }
 }
+
+/// Which annotator network a random full-size checkpoint is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnnotatorNet {
+    Midas,
+    Normalbae,
+}
+
+/// A full-size annotator network with deterministic random weights (stored in fp16 to halve
+/// the file), under the published checkpoint's names: the parity tests' stand-in for the real
+/// weights, which cannot be redistributed in the repo.
+pub fn write_random_annotator(net: AnnotatorNet, file: &Path, seed: i64) -> Result<(), TinyError> {
+    let _no_grad = tch::no_grad_guard();
+    let generator = super::pipeline::lock_generator();
+    tch::manual_seed(seed);
+    let w = Weights::random("annotator", Kind::Float, Device::Cpu);
+    match net {
+        AnnotatorNet::Midas => {
+            crate::annotator::midas::Midas::build(&w.root(), Device::Cpu);
+        }
+        AnnotatorNet::Normalbae => {
+            crate::annotator::normalbae::NormalBae::build(&w.root(), Device::Cpu);
+        }
+    }
+    drop(generator);
+    let tensors: Vec<(String, Tensor)> = w
+        .created()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_kind(Kind::Half)))
+        .collect();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    Tensor::write_safetensors(&tensors, file).map_err(|source| TinyError::Torch {
+        path: file.to_path_buf(),
+        source,
+    })
+}

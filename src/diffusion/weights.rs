@@ -26,6 +26,8 @@ pub enum WeightError {
         name: String,
         dtype: String,
     },
+    #[error(transparent)]
+    Torch(#[from] super::torch_file::TorchFileError),
     #[error("{model} weights do not match the architecture: {details}")]
     Mismatch { model: String, details: String },
 }
@@ -276,6 +278,9 @@ enum Source {
         key: KeyMap,
         prefix: String,
     },
+    /// Tensors already in memory (a torch pickle or a small safetensors file read whole),
+    /// looked up by their own names.
+    Tensors(HashMap<String, Tensor>),
     /// Deterministic random weights drawn from libtorch's global CPU generator.
     Random,
     /// Uninitialised: only the parameter names and shapes are wanted.
@@ -321,6 +326,48 @@ impl Weights {
             device,
             ledger: RefCell::default(),
         }
+    }
+
+    /// Every tensor of a checkpoint (`.safetensors`, or a zip-format torch `.pt`/`.pth`), with
+    /// the first matching `strip` prefix taken off each name (`model.`, `module.`...).
+    pub fn from_checkpoint(
+        model: &str,
+        path: &Path,
+        strip: &[&str],
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self, WeightError> {
+        let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+        let named: Vec<(String, Tensor)> = if is_safetensors {
+            let file = SafetensorsFile::open(path)?;
+            let mut v = Vec::new();
+            for name in file.names() {
+                if let Some(t) = file.read(name)? {
+                    v.push((name.clone(), t));
+                }
+            }
+            v
+        } else {
+            super::torch_file::read_torch_file(path)?
+        };
+        let tensors = named
+            .into_iter()
+            .map(|(name, t)| {
+                let name = strip
+                    .iter()
+                    .find_map(|p| name.strip_prefix(p))
+                    .map(str::to_string)
+                    .unwrap_or(name);
+                (name, t)
+            })
+            .collect();
+        Ok(Self {
+            model: model.into(),
+            source: Source::Tensors(tensors),
+            kind,
+            device,
+            ledger: RefCell::default(),
+        })
     }
 
     pub fn random(model: &str, kind: Kind, device: Device) -> Self {
@@ -377,42 +424,58 @@ impl Weights {
             Source::File { file, key, .. } => {
                 let mapped = key(name);
                 let (file_key, pick) = Pick::parse(&mapped);
-                let file_key = file_key.to_string();
-                let mut ledger = self.ledger.borrow_mut();
-                ledger.used.insert(file_key.clone());
-                match file.read(&file_key).map(|t| t.map(|t| pick.apply(t))) {
-                    Ok(Some(None)) => {
-                        ledger
-                            .misshapen
-                            .push(format!("{file_key} cannot be cut as {pick:?}"));
-                        placeholder()
-                    }
-                    Ok(Some(Some(t))) => {
-                        let found = t.size();
-                        if found == shape {
-                            t
-                        } else if found.len() == 4 && found[2..] == [1, 1] && found[..2] == *shape {
-                            // 1x1 convolutions stored where diffusers has linear layers.
-                            t.reshape(shape)
-                        } else {
-                            ledger
-                                .misshapen
-                                .push(format!("{file_key} is {found:?}, expected {shape:?}"));
-                            placeholder()
-                        }
-                    }
-                    Ok(None) => {
-                        ledger.missing.push(file_key);
-                        placeholder()
-                    }
-                    Err(e) => {
-                        ledger.misshapen.push(e.to_string());
-                        placeholder()
-                    }
-                }
+                let found = match file.read(file_key) {
+                    Ok(Some(t)) => match pick.apply(t) {
+                        Some(t) => Ok(Some(t)),
+                        None => Err(format!("{file_key} cannot be cut as {pick:?}")),
+                    },
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                };
+                self.check(file_key, found, shape)
+                    .unwrap_or_else(placeholder)
+            }
+            Source::Tensors(tensors) => {
+                let found = Ok(tensors.get(name).map(Tensor::shallow_clone));
+                self.check(name, found, shape).unwrap_or_else(placeholder)
             }
         };
         tensor.to_kind(self.kind).to_device(self.device)
+    }
+
+    /// Records a looked-up tensor in the ledger; `None` when it is missing or misshapen.
+    fn check(
+        &self,
+        key: &str,
+        found: Result<Option<Tensor>, String>,
+        shape: &[i64],
+    ) -> Option<Tensor> {
+        let mut ledger = self.ledger.borrow_mut();
+        ledger.used.insert(key.to_string());
+        match found {
+            Err(reason) => {
+                ledger.misshapen.push(reason);
+                None
+            }
+            Ok(None) => {
+                ledger.missing.push(key.to_string());
+                None
+            }
+            Ok(Some(t)) => {
+                let found = t.size();
+                if found == shape {
+                    Some(t)
+                } else if found.len() == 4 && found[2..] == [1, 1] && found[..2] == *shape {
+                    // 1x1 convolutions stored where diffusers has linear layers.
+                    Some(t.reshape(shape))
+                } else {
+                    ledger
+                        .misshapen
+                        .push(format!("{key} is {found:?}, expected {shape:?}"));
+                    None
+                }
+            }
+        }
     }
 
     /// Succeeds when every parameter was found with the right shape. Keys of this model the
@@ -460,6 +523,16 @@ impl Weights {
                 v.sort();
                 v
             }
+            Source::Tensors(tensors) => {
+                let mut v: Vec<String> = tensors
+                    .keys()
+                    .filter(|n| !ledger.used.contains(*n))
+                    .filter(|n| !IGNORED_BUFFERS.iter().any(|s| n.ends_with(s)))
+                    .cloned()
+                    .collect();
+                v.sort();
+                v
+            }
             Source::Random | Source::Shapes => Vec::new(),
         };
         if !unexpected.is_empty() {
@@ -480,7 +553,7 @@ impl Weights {
 }
 
 /// Buffers real checkpoints carry that are not parameters.
-const IGNORED_BUFFERS: &[&str] = &["embeddings.position_ids"];
+const IGNORED_BUFFERS: &[&str] = &["embeddings.position_ids", "num_batches_tracked"];
 
 /// Weights that keep a random network's activations in range: norms near 1, small biases,
 /// the rest scaled by 1/sqrt(fan-in).
