@@ -218,6 +218,9 @@ pub struct ReplicaArgs {
     /// The NSFW classifier folder; images it flags are blacked out.
     #[arg(long = "nsfw-classifier")]
     pub nsfw_classifier: Option<PathBuf>,
+    /// The seed's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
+    #[arg(long = "controlnet-dir")]
+    pub controlnet_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

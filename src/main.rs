@@ -344,6 +344,7 @@ fn replica(a: &nicheimage_tui::cli::ReplicaArgs) -> ExitCode {
         &a.scheduler,
         a.device,
         a.nsfw_classifier.as_deref(),
+        a.controlnet_dir.as_deref(),
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

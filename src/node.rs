@@ -50,14 +50,12 @@ fn endpoint(
     commands: tokio::sync::mpsc::Receiver<crate::runtime::Command>,
 ) -> Result<Endpoint, String> {
     let models = catalogue::catalogue(&config.models).map_err(|e| e.to_string())?;
-    let model = catalogue::lookup(&models, &config.endpoint.model_name)
+    // Only a build with local inference drops a pipeline it lacks the files for.
+    #[cfg_attr(not(feature = "local-infer"), allow(unused_mut))]
+    let mut model = catalogue::lookup(&models, &config.endpoint.model_name)
         .map_err(|e| e.to_string())?
         .clone();
-    let checkpoint = if model.checkpoint.is_absolute() {
-        model.checkpoint.clone()
-    } else {
-        data_dir.join("checkpoints").join(&model.checkpoint)
-    };
+    let checkpoint = under_checkpoints(data_dir, &model.checkpoint);
     let program =
         std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
     let device = match config.node.device {
@@ -77,11 +75,7 @@ fn endpoint(
     let e = &config.endpoint;
     let mut nsfw_filter = false;
     if model.nsfw_filter {
-        let classifier = if e.nsfw_classifier.is_absolute() {
-            e.nsfw_classifier.clone()
-        } else {
-            data_dir.join("checkpoints").join(&e.nsfw_classifier)
-        };
+        let classifier = under_checkpoints(data_dir, &e.nsfw_classifier);
         const FILES: [&str; 3] = [
             "config.json",
             "model.safetensors",
@@ -96,6 +90,33 @@ fn endpoint(
                 model = %model.name,
                 path = %classifier.display(),
                 "NSFW filter off: no classifier there; put Falconsai/nsfw_image_detection's config.json, model.safetensors and preprocessor_config.json in that folder (validators penalise images their filter would have blacked out)"
+            );
+        }
+    }
+    #[cfg(feature = "local-infer")]
+    if model
+        .pipelines
+        .contains(&catalogue::Pipeline::ControlnetTxt2img)
+        && e.num_replicas > 0
+    {
+        let dir = under_checkpoints(data_dir, &e.controlnet_dir);
+        let missing = crate::diffusion::seed_controlnet::missing(&dir);
+        if missing.is_empty() {
+            args.push("--controlnet-dir".into());
+            args.push(dir.display().to_string());
+        } else {
+            // Serve the rest rather than nothing; requests for it get a 400 naming what is served.
+            model
+                .pipelines
+                .retain(|p| *p != catalogue::Pipeline::ControlnetTxt2img);
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(path, url)| format!("{} (from {url})", path.display()))
+                .collect();
+            tracing::warn!(
+                model = %model.name,
+                missing = %list.join(", "),
+                "controlnet_txt2img off: its ControlNets or annotator checkpoints are missing (validators score refused requests 0)"
             );
         }
     }
@@ -124,6 +145,15 @@ fn endpoint(
             remote: e.remote_endpoints.clone(),
         },
     })
+}
+
+/// A configured path; relative ones are under the data dir's `checkpoints/`.
+fn under_checkpoints(data_dir: &Path, path: &Path) -> std::path::PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        data_dir.join("checkpoints").join(path)
+    }
 }
 
 /// Whether replicas get GPUs: `auto` only where the NVIDIA driver shows one (otherwise they

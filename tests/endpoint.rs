@@ -515,3 +515,91 @@ async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
+    use nicheimage_tui::diffusion::seed_controlnet::SeedControlNet;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let controls = dir.path().join("controlnet");
+    nicheimage_tui::diffusion::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    let model = format!(
+        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]\ncondition_resolution = 64",
+        checkpoint.display()
+    );
+    let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
+    let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
+    let photo = RgbImage::new(
+        90,
+        60,
+        (0..90 * 60 * 3).map(|i| ((i * 37) % 251) as u8).collect(),
+    )
+    .unwrap();
+    let (status, body) = node
+        .generate(
+            json!({"prompt": "a harbour", "seed": 9, "pipeline_type": "controlnet_txt2img",
+                         "conditional_image": photo.to_base64_png().unwrap(),
+                         "pipeline_params": {"controlnet_conditioning_scale": [1.0, 0.8, 0.6]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let served = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
+    let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let nets = SeedControlNet::load(&controls, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let req = Txt2Img {
+        prompt: "a harbour".into(),
+        negative_prompt: None,
+        seed: 9,
+        num_inference_steps: 4,
+        guidance_scale: 7.5,
+        width: 64,
+        height: 64,
+        scheduler: "dpm++2m_karras".parse().unwrap(),
+    };
+    let conditioned = photo.resized_for_condition(64).unwrap();
+    let expected = nets
+        .generate(&sd, &req, &conditioned, [1.0, 0.8, 0.6])
+        .unwrap()
+        .image;
+    assert_eq!(served, expected);
+    // The nets steer: the same request without them draws something else.
+    assert_ne!(served, direct_with(&sd, &req));
+}
+
+/// txt2img in-process for an explicit request.
+fn direct_with(sd: &StableDiffusion, req: &Txt2Img) -> RgbImage {
+    sd.txt2img(req, false).unwrap().image
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let model = format!(
+        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]",
+        checkpoint.display()
+    );
+    let endpoint = format!(
+        "controlnet_dir = \"{}\"",
+        dir.path().join("nothing-here").display()
+    );
+    let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
+    let (status, body) = node.generate(txt2img(3, 64, 4)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = node
+        .generate(
+            json!({"prompt": "a", "seed": 1, "pipeline_type": "controlnet_txt2img",
+                         "conditional_image": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not serve controlnet_txt2img"),
+        "{body}"
+    );
+}

@@ -36,6 +36,7 @@ fn job(seed: u64) -> GenerateJob {
         width: 64,
         height: 64,
         img2img: None,
+        controlnet: None,
     }
 }
 

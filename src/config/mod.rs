@@ -233,6 +233,11 @@ pub struct EndpointConfig {
     /// The NSFW classifier (`Falconsai/nsfw_image_detection`: config.json, model.safetensors,
     /// preprocessor_config.json); relative paths are under the data dir's `checkpoints/`.
     pub nsfw_classifier: PathBuf,
+    /// The seed's three ControlNets (diffusers folders `control_v11p_sd15_canny`,
+    /// `control_v11f1p_sd15_depth`, `control_v11p_sd15_normalbae`) and the annotators'
+    /// `dpt_hybrid-midas-501f0c75.pt` and `scannet.pt`, for models serving
+    /// controlnet_txt2img; relative paths are under the data dir's `checkpoints/`.
+    pub controlnet_dir: PathBuf,
 }
 
 impl Default for EndpointConfig {
@@ -249,6 +254,7 @@ impl Default for EndpointConfig {
             load_timeout_secs: 600,
             remote_endpoints: Vec::new(),
             nsfw_classifier: "nsfw_image_detection".into(),
+            controlnet_dir: "controlnet".into(),
         }
     }
 }

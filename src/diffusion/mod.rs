@@ -24,6 +24,8 @@ pub mod pipeline;
 #[cfg(feature = "local-infer")]
 pub mod scheduler;
 #[cfg(feature = "local-infer")]
+pub mod seed_controlnet;
+#[cfg(feature = "local-infer")]
 pub mod tiny;
 pub mod tokenizer;
 #[cfg(feature = "local-infer")]

@@ -3,7 +3,7 @@
 
 pub mod request;
 
-use crate::catalogue::{ModelSpec, Pipeline};
+use crate::catalogue::ModelSpec;
 use crate::replica::{JobError, Pool, PoolConfig};
 use crate::runtime::event::DownloadReport;
 use crate::runtime::{Component, ComponentContext, Event};
@@ -34,12 +34,6 @@ pub struct Endpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("model {model}: the {what} is not implemented yet; {hint}")]
-    NotImplemented {
-        model: String,
-        what: String,
-        hint: String,
-    },
     #[error("checkpoint for {model} not found at {path}{hint}")]
     MissingCheckpoint {
         model: String,
@@ -52,25 +46,6 @@ impl Endpoint {
     /// Refuses, before any replica starts, a model this build cannot serve.
     pub fn check(&self) -> Result<(), EndpointError> {
         let m = &self.model;
-        if let Some(p) = m
-            .pipelines
-            .iter()
-            .find(|p| **p == Pipeline::ControlnetTxt2img)
-        {
-            return Err(EndpointError::NotImplemented {
-                model: m.name.clone(),
-                // The ControlNets and the Canny annotator are ported; the seed's three-way
-                // ControlNet also needs MiDaS depth and NormalBae normals, which are not.
-                what: format!(
-                    "{} pipeline (its MiDaS depth and NormalBae annotators)",
-                    p.name()
-                ),
-                hint: format!(
-                    "set pipelines = [\"txt2img\", \"img2img\"] under [models.{}] to serve those only",
-                    m.name
-                ),
-            });
-        }
         let local = self.pool.replicas > 0;
         if local && !self.checkpoint.exists() && m.download_url.is_none() {
             return Err(EndpointError::MissingCheckpoint {

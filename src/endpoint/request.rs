@@ -2,7 +2,7 @@
 
 use crate::catalogue::{Arch, ModelSpec, Pipeline};
 use crate::image::RgbImage;
-use crate::replica::protocol::{GenerateJob, ImageInput};
+use crate::replica::protocol::{ControlInput, GenerateJob, ImageInput};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -41,6 +41,9 @@ fn positive_int(params: &Map<String, Value>, key: &str) -> Result<Option<u32>, B
     }
 }
 
+const STRENGTH: &str = "strength";
+const CONDITIONING_SCALE: &str = "controlnet_conditioning_scale";
+
 const PARAMS: [&str; 5] = [
     "num_inference_steps",
     "width",
@@ -77,22 +80,20 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
             served.join(", ")
         ));
     }
-    if pipeline == Pipeline::ControlnetTxt2img {
-        return bad(format!(
-            "{} is not implemented by this endpoint yet",
-            pipeline.name()
-        ));
-    }
     let params = raw.pipeline_params.unwrap_or_default();
-    let img2img = pipeline == Pipeline::Img2img;
+    let extra = match pipeline {
+        Pipeline::Txt2img => None,
+        Pipeline::Img2img => Some(STRENGTH),
+        Pipeline::ControlnetTxt2img => Some(CONDITIONING_SCALE),
+    };
     if let Some(unknown) = params
         .keys()
-        .find(|k| !(PARAMS.contains(&k.as_str()) || img2img && k.as_str() == "strength"))
+        .find(|k| !(PARAMS.contains(&k.as_str()) || extra == Some(k.as_str())))
     {
         return bad(format!(
             "unsupported pipeline_params key `{unknown}` (supported: {}{})",
             PARAMS.join(", "),
-            if img2img { ", strength" } else { "" }
+            extra.map(|e| format!(", {e}")).unwrap_or_default()
         ));
     }
     let d = &model.defaults;
@@ -148,30 +149,81 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
         width,
         height,
         img2img: None,
+        controlnet: None,
     };
-    if img2img {
-        let input = image_input(raw.conditional_image.as_deref(), &params, model, steps)?;
-        job.width = input.0;
-        job.height = input.1;
-        job.img2img = Some(input.2);
+    match pipeline {
+        Pipeline::Txt2img => {}
+        Pipeline::Img2img => {
+            let strength = strength(&params, model, steps)?;
+            let image = conditional_image(raw.conditional_image.as_deref(), model, "img2img")?;
+            // The image decides the size, as in diffusers.
+            job.width = image.width as u32;
+            job.height = image.height as u32;
+            job.img2img = Some(ImageInput {
+                image: encode(&image)?,
+                strength,
+            });
+        }
+        Pipeline::ControlnetTxt2img => {
+            let scales = conditioning_scales(&params)?;
+            let image = conditional_image(
+                raw.conditional_image.as_deref(),
+                model,
+                "controlnet_txt2img",
+            )?;
+            job.controlnet = Some(ControlInput {
+                image: encode(&image)?,
+                scales,
+            });
+        }
     }
     Ok(job)
 }
 
-/// img2img's conditional image, decoded and resized as the seed does (short side to the
-/// architecture's resolution, sides rounded to 64, Lanczos), and its `strength`. `width` and `height` are ignored: the image decides, as in diffusers.
-fn image_input(
-    image: Option<&str>,
-    params: &Map<String, Value>,
-    model: &ModelSpec,
-    steps: u32,
-) -> Result<(u32, u32, ImageInput), BadRequest> {
-    // diffusers' defaults: 0.8 for SD 1.5's img2img pipeline, 0.3 for SDXL's.
+fn encode(image: &RgbImage) -> Result<String, BadRequest> {
+    image
+        .to_base64_png()
+        .map_err(|e| BadRequest(format!("conditional_image: {e}")))
+}
+
+/// diffusers' `controlnet_conditioning_scale`: one number for all three nets or one each;
+/// 1.0 when absent.
+fn conditioning_scales(params: &Map<String, Value>) -> Result<[f64; 3], BadRequest> {
+    let scale = |v: &Value| {
+        v.as_f64()
+            .filter(|s| s.is_finite() && (0.0..=10.0).contains(s))
+    };
+    let wrong = |v: &Value| {
+        bad(format!(
+            "{CONDITIONING_SCALE} must be a number in [0, 10] or a list of 3 (Canny, depth, normals), got {v}"
+        ))
+    };
+    match params.get(CONDITIONING_SCALE) {
+        None | Some(Value::Null) => Ok([1.0; 3]),
+        Some(Value::Array(items)) if items.len() == 3 => {
+            let mut out = [0.0; 3];
+            for (o, item) in out.iter_mut().zip(items) {
+                *o = match scale(item) {
+                    Some(s) => s,
+                    None => return wrong(item),
+                };
+            }
+            Ok(out)
+        }
+        Some(v) => match scale(v) {
+            Some(s) => Ok([s; 3]),
+            None => wrong(v),
+        },
+    }
+}
+
+/// img2img's `strength`: diffusers' default is 0.8 for SD 1.5, 0.3 for SDXL.
+fn strength(params: &Map<String, Value>, model: &ModelSpec, steps: u32) -> Result<f64, BadRequest> {
     let default_strength = match model.arch {
         Arch::Sd15 => 0.8,
         Arch::Sdxl => 0.3,
     };
-    let strength = match params.get("strength") {
+    let strength = match params.get(STRENGTH) {
         None | Some(Value::Null) => default_strength,
         Some(v) => match v.as_f64() {
             Some(s) if (0.0..=1.0).contains(&s) => s,
@@ -183,9 +235,23 @@ fn image_input(
             "strength {strength} × num_inference_steps {steps} leaves no step to run"
         ));
     }
+    Ok(strength)
+}
+
+/// The conditional image, decoded and resized as the seed does (short side to the model's
+/// condition resolution, sides rounded to 64, Lanczos).
+fn conditional_image(
+    image: Option<&str>,
+    model: &ModelSpec,
+    pipeline: &str,
+) -> Result<RgbImage, BadRequest> {
     let text = match image {
         Some(t) if !t.trim().is_empty() => t,
-        _ => return bad("img2img needs a conditional_image (a base64 PNG)"),
+        _ => {
+            return bad(format!(
+                "{pipeline} needs a conditional_image (a base64 PNG)"
+            ));
+        }
     };
     let decoded = RgbImage::from_base64_png(text)
         .map_err(|e| BadRequest(format!("conditional_image is not a usable PNG: {e}")))?;
@@ -203,15 +269,7 @@ fn image_input(
             ));
         }
     }
-    let resized = decoded.resize_lanczos(w, h);
-    let image = resized
-        .to_base64_png()
-        .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
-    Ok((
-        resized.width as u32,
-        resized.height as u32,
-        ImageInput { image, strength },
-    ))
+    Ok(decoded.resize_lanczos(w, h))
 }
 
 #[cfg(test)]
@@ -328,12 +386,64 @@ mod tests {
         // strength is an img2img key only.
         let txt = r#"{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{"strength":0.5}}"#;
         assert!(err(txt, &m).contains("unsupported pipeline_params key `strength`"));
+    }
+
+    fn controlnet_body(image: &str, params: &str) -> String {
+        format!(
+            r#"{{"prompt":"a","seed":1,"pipeline_type":"controlnet_txt2img","conditional_image":"{image}","pipeline_params":{params}}}"#
+        )
+    }
+
+    #[test]
+    fn controlnet_takes_the_resized_image_and_per_net_scales() {
+        let m = model("DreamShaper");
+        let photo = RgbImage::new(150, 100, (0..150 * 100 * 3).map(|i| i as u8).collect())
+            .unwrap()
+            .to_base64_png()
+            .unwrap();
+        let job = parse(controlnet_body(&photo, "{}").as_bytes(), &m).unwrap();
+        // The output keeps the model's size (512 × 768); the control image is resized as the
+        // seed resizes it.
+        assert_eq!((job.width, job.height), (512, 768));
+        assert!(job.img2img.is_none());
+        let input = job.controlnet.unwrap();
+        assert_eq!(input.scales, [1.0; 3]);
+        let sent = RgbImage::from_base64_png(&input.image).unwrap();
+        assert_eq!((sent.width, sent.height), (768, 512));
+        let one = parse(
+            controlnet_body(&photo, r#"{"controlnet_conditioning_scale":0.5}"#).as_bytes(),
+            &m,
+        )
+        .unwrap();
+        assert_eq!(one.controlnet.unwrap().scales, [0.5; 3]);
+        let each = parse(
+            controlnet_body(&photo, r#"{"controlnet_conditioning_scale":[1,0.5,0]}"#).as_bytes(),
+            &m,
+        )
+        .unwrap();
+        assert_eq!(each.controlnet.unwrap().scales, [1.0, 0.5, 0.0]);
+        for wrong in [r#"[1,2]"#, r#""high""#, "-1", r#"[1,1,"x"]"#] {
+            let body = controlnet_body(
+                &photo,
+                &format!(r#"{{"controlnet_conditioning_scale":{wrong}}}"#),
+            );
+            assert!(
+                err(&body, &m).contains("controlnet_conditioning_scale must be"),
+                "{wrong}"
+            );
+        }
         assert!(
-            err(
-                r#"{"prompt":"a","seed":1,"pipeline_type":"controlnet_txt2img"}"#,
-                &m
-            )
-            .contains("not implemented")
+            err(&controlnet_body("", "{}"), &m)
+                .contains("controlnet_txt2img needs a conditional_image")
+        );
+        assert!(
+            err(&controlnet_body(&photo, r#"{"strength":0.5}"#), &m)
+                .contains("unsupported pipeline_params key `strength`")
+        );
+        // Only models that list the pipeline serve it.
+        assert!(
+            err(&controlnet_body(&photo, "{}"), &model("AnimeV3"))
+                .contains("does not serve controlnet_txt2img")
         );
     }
 }

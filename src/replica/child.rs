@@ -6,6 +6,7 @@ use crate::config::DeviceChoice;
 use crate::diffusion::nsfw::NsfwFilter;
 use crate::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
 use crate::diffusion::scheduler::SchedulerKind;
+use crate::diffusion::seed_controlnet::SeedControlNet;
 use crate::diffusion::{dtype_for, select_device};
 use crate::image::RgbImage;
 use std::io::{BufRead, Write};
@@ -32,23 +33,29 @@ pub fn run(
     scheduler: &str,
     device: DeviceChoice,
     nsfw_classifier: Option<&Path>,
+    controlnet_dir: Option<&Path>,
 ) -> Result<(), ChildError> {
     type Setup = (
         StableDiffusion,
         SchedulerKind,
         tch::Device,
         Option<NsfwFilter>,
+        Option<SeedControlNet>,
     );
     let setup = || -> Result<Setup, Box<dyn std::error::Error + Send + Sync>> {
         let scheduler: SchedulerKind = scheduler.parse()?;
         let device = select_device(device)?;
-        let sd = StableDiffusion::load(checkpoint, config_dir, device, dtype_for(device))?;
+        let kind = dtype_for(device);
+        let sd = StableDiffusion::load(checkpoint, config_dir, device, kind)?;
         let filter = nsfw_classifier
             .map(|dir| NsfwFilter::load(dir, device))
             .transpose()?;
-        Ok((sd, scheduler, device, filter))
+        let controls = controlnet_dir
+            .map(|dir| SeedControlNet::load(dir, device, kind))
+            .transpose()?;
+        Ok((sd, scheduler, device, filter, controls))
     };
-    let (sd, scheduler, device, filter) = setup()?;
+    let (sd, scheduler, device, filter, controls) = setup()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     send(
@@ -76,18 +83,26 @@ pub fn run(
                     height: i64::from(job.height),
                     scheduler,
                 };
-                let generated = match job.img2img {
-                    None => sd.txt2img(&req, false).map_err(|e| e.to_string()),
-                    Some(input) => RgbImage::from_base64_png(&input.image)
-                        .map_err(|e| format!("conditional image: {e}"))
-                        .and_then(|image| {
-                            let req = Img2Img {
-                                base: req,
-                                image,
-                                strength: input.strength,
-                            };
-                            sd.img2img(&req, false).map_err(|e| e.to_string())
+                let conditional = |png: &str| {
+                    RgbImage::from_base64_png(png).map_err(|e| format!("conditional image: {e}"))
+                };
+                let generated = match (job.img2img, job.controlnet) {
+                    (Some(input), _) => conditional(&input.image).and_then(|image| {
+                        let req = Img2Img {
+                            base: req,
+                            image,
+                            strength: input.strength,
+                        };
+                        sd.img2img(&req, false).map_err(|e| e.to_string())
+                    }),
+                    (None, Some(input)) => match &controls {
+                        None => Err("this replica was started without ControlNets".into()),
+                        Some(c) => conditional(&input.image).and_then(|image| {
+                            c.generate(&sd, &req, &image, input.scales)
+                                .map_err(|e| e.to_string())
                         }),
+                    },
+                    (None, None) => sd.txt2img(&req, false).map_err(|e| e.to_string()),
                 };
                 let filtered = generated.map(|g| match &filter {
                     None => (g.image, false),

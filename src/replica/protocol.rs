@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A validated job (every default already filled in): txt2img, or img2img when `img2img` is set.
+/// A validated job (every default already filled in): txt2img, or img2img when `img2img` is
+/// set, or the seed's three-way ControlNet when `controlnet` is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateJob {
     pub prompt: String,
@@ -15,6 +16,8 @@ pub struct GenerateJob {
     pub height: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub img2img: Option<ImageInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controlnet: Option<ControlInput>,
 }
 
 /// img2img's input: the conditional image, already resized as the seed resizes it (so `width`
@@ -23,6 +26,14 @@ pub struct GenerateJob {
 pub struct ImageInput {
     pub image: String,
     pub strength: f64,
+}
+
+/// `controlnet_txt2img`'s input: the conditional image, resized as for img2img, as a base64
+/// PNG, and the conditioning scale of each net (Canny, depth, normals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlInput {
+    pub image: String,
+    pub scales: [f64; 3],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

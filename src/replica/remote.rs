@@ -50,6 +50,11 @@ impl RemoteWorker {
             body["conditional_image"] = json!(input.image);
             body["pipeline_params"]["strength"] = json!(input.strength);
         }
+        if let Some(input) = &job.controlnet {
+            body["pipeline_type"] = json!("controlnet_txt2img");
+            body["conditional_image"] = json!(input.image);
+            body["pipeline_params"]["controlnet_conditioning_scale"] = json!(input.scales);
+        }
         let died = |reason: String| JobError::ReplicaDied {
             replica: self.index,
             reason,

@@ -1,0 +1,120 @@
+//! The seed's `controlnet_txt2img`: three ControlNets (Canny edges, MiDaS depth, NormalBae
+//! normals) summed, each fed its annotator's map of the one conditional image.
+//!
+//! Everything lives in one folder (the endpoint's `controlnet_dir`): the three diffusers
+//! ControlNet folders under their Hugging Face names and the two annotator checkpoints under
+//! controlnet_aux's file names.
+
+use super::controlnet::{ControlNet, ControlNetError};
+use super::pipeline::{Generation, PipelineError, StableDiffusion, Txt2Img};
+use crate::annotator::midas::{self, Midas};
+use crate::annotator::normalbae::{self, NormalBae};
+use crate::annotator::{AnnotatorError, canny};
+use crate::image::RgbImage;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind};
+
+/// The three ControlNets in the seed's order, with where to get each.
+pub const NETS: [(&str, &str); 3] = [
+    (
+        "control_v11p_sd15_canny",
+        "https://huggingface.co/lllyasviel/control_v11p_sd15_canny",
+    ),
+    (
+        "control_v11f1p_sd15_depth",
+        "https://huggingface.co/lllyasviel/control_v11f1p_sd15_depth",
+    ),
+    (
+        "control_v11p_sd15_normalbae",
+        "https://huggingface.co/lllyasviel/control_v11p_sd15_normalbae",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedControlError {
+    #[error(transparent)]
+    ControlNet(#[from] ControlNetError),
+    #[error(transparent)]
+    Annotator(#[from] AnnotatorError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// What is absent from `dir`, each with where to download it; empty when all is there.
+pub fn missing(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut absent: Vec<(PathBuf, &'static str)> = NETS
+        .iter()
+        .map(|(name, url)| (dir.join(name), *url))
+        .filter(|(folder, _)| {
+            !folder.join("config.json").is_file()
+                || super::weights::diffusers_file(folder, "diffusion_pytorch_model").is_none()
+        })
+        .collect();
+    for (file, url) in [
+        (midas::CHECKPOINT, midas::SOURCE),
+        (normalbae::CHECKPOINT, normalbae::SOURCE),
+    ] {
+        if annotator_file(dir, file).is_none() {
+            absent.push((dir.join(file), url));
+        }
+    }
+    absent
+}
+
+/// An annotator checkpoint as published (`.pt`) or converted to `.safetensors` beside it.
+pub fn annotator_file(dir: &Path, published: &str) -> Option<PathBuf> {
+    let stem = published.trim_end_matches(".pt");
+    [format!("{stem}.safetensors"), published.to_string()]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+pub struct SeedControlNet {
+    nets: [ControlNet; 3],
+    midas: Midas,
+    normalbae: NormalBae,
+}
+
+impl SeedControlNet {
+    /// Loads the nets in the pipeline's dtype and the annotators in f32 (as controlnet_aux
+    /// runs them).
+    pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, SeedControlError> {
+        let net = |i: usize| ControlNet::load(&dir.join(NETS[i].0), device, kind);
+        let annotator = |name: &str| annotator_file(dir, name).unwrap_or_else(|| dir.join(name));
+        Ok(Self {
+            nets: [net(0)?, net(1)?, net(2)?],
+            midas: Midas::load(&annotator(midas::CHECKPOINT), device)?,
+            normalbae: NormalBae::load(&annotator(normalbae::CHECKPOINT), device)?,
+        })
+    }
+
+    /// The three control images for a conditional image already resized as the seed does
+    /// (sides multiples of 64, so the annotators' own resizes leave it as it is).
+    pub fn control_images(&self, image: &RgbImage) -> Result<[RgbImage; 3], AnnotatorError> {
+        Ok([
+            canny::canny(image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD),
+            self.midas.annotate(image)?,
+            self.normalbae.annotate(image)?,
+        ])
+    }
+
+    /// txt2img steered by all three nets, each at its conditioning scale.
+    pub fn generate(
+        &self,
+        sd: &StableDiffusion,
+        req: &Txt2Img,
+        image: &RgbImage,
+        scales: [f64; 3],
+    ) -> Result<Generation, SeedControlError> {
+        let maps = self.control_images(image)?;
+        let controls: Vec<(&ControlNet, &RgbImage, f64)> = self
+            .nets
+            .iter()
+            .zip(&maps)
+            .zip(scales)
+            .map(|((net, map), scale)| (net, map, scale))
+            .collect();
+        Ok(sd.controlnet_txt2img(req, &controls, false)?)
+    }
+}
