@@ -88,6 +88,23 @@ fn tiny_checkpoint(dir: &Path) -> Result<PathBuf, String> {
     crate::diffusion::tiny::write_tiny_sd15(dir, "tiny-sd15").map_err(|e| e.to_string())
 }
 
+/// The seed's three ControlNets for the tiny model, with both annotators at full size and
+/// random weights (about 400 MB, written once).
+#[cfg(feature = "local-infer")]
+fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+    if crate::diffusion::seed_controlnet::missing(dir).is_empty() {
+        return Ok(dir.to_path_buf());
+    }
+    crate::diffusion::tiny::write_tiny_seed_controlnet(dir)
+        .map(|()| dir.to_path_buf())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "local-infer"))]
+fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+    Ok(dir.to_path_buf())
+}
+
 #[cfg(not(feature = "local-infer"))]
 fn tiny_checkpoint(_dir: &Path) -> Result<PathBuf, String> {
     Err(
@@ -128,6 +145,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     let dir = data_dir.join("devnet");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let checkpoint = tiny_checkpoint(&dir.join("model"))?;
+    let controlnets = tiny_controlnets(&dir.join("model").join("controlnet"))?;
     let wallets = dir.join("wallets");
     let validator = hotkey(&wallets, "validator")?;
     let mut miners = Vec::new();
@@ -174,9 +192,13 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             // There is no real classifier offline, and a random tiny one would black out
             // random images.
             nsfw_filter: Some(false),
-            // img2img too, its conditional images drawn by the reward service's
-            // /challenge/image, at the tiny model's size.
-            pipelines: Some(vec![Pipeline::Txt2img, Pipeline::Img2img]),
+            // Every pipeline, the conditional images of img2img and ControlNet challenges drawn
+            // by the reward service's /challenge/image, at the tiny model's size.
+            pipelines: Some(vec![
+                Pipeline::Txt2img,
+                Pipeline::Img2img,
+                Pipeline::ControlnetTxt2img,
+            ]),
             condition_resolution: Some(64),
             ..Default::default()
         },
@@ -194,6 +216,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.endpoint.host = "127.0.0.1".into();
     c.endpoint.port = endpoint_port;
     c.endpoint.num_replicas = d.replicas;
+    c.endpoint.controlnet_dir = controlnets;
     c.endpoint.remote_endpoints.clear();
     // The reward service regenerates through the same endpoint, over HTTP, instead of loading
     // its own replicas: one model in memory on a laptop.
