@@ -74,6 +74,7 @@ fn endpoint(
     ];
     let e = &config.endpoint;
     let mut nsfw_filter = false;
+    let mut controlnet_dir = None;
     if model.nsfw_filter {
         let classifier = under_checkpoints(data_dir, &e.nsfw_classifier);
         const FILES: [&str; 3] = [
@@ -104,6 +105,7 @@ fn endpoint(
         if missing.is_empty() {
             args.push("--controlnet-dir".into());
             args.push(dir.display().to_string());
+            controlnet_dir = Some(dir);
         } else {
             // Serve the rest rather than nothing; requests for it get a 400 naming what is served.
             model
@@ -129,6 +131,7 @@ fn endpoint(
         checkpoint,
         listen,
         nsfw_filter,
+        controlnet_dir,
         pool: PoolConfig {
             replicas: e.num_replicas as usize,
             gpus_per_replica: if uses_gpus(config.node.device) {

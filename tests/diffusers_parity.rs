@@ -855,3 +855,25 @@ mod annotators {
         assert!(unused.contains(&"view.weight".to_string()), "{unused:?}");
     }
 }
+
+#[test]
+fn the_annotators_parameter_constants_match_their_architectures() {
+    use nicheimage_tui::annotator::{midas, normalbae};
+    use nicheimage_tui::diffusion::weights::Weights;
+    let count = |build: &dyn Fn(&Weights)| {
+        let w = Weights::shapes("annotator");
+        build(&w);
+        w.created()
+            .iter()
+            .map(|(_, t)| t.numel() as u64)
+            .sum::<u64>()
+    };
+    let m = count(&|w| {
+        midas::Midas::build(&w.root(), Device::Cpu);
+    });
+    let n = count(&|w| {
+        normalbae::NormalBae::build(&w.root(), Device::Cpu);
+    });
+    assert_eq!(n, normalbae::PARAMETERS);
+    assert_eq!(m, midas::PARAMETERS, "MiDaS");
+}

@@ -17,6 +17,9 @@ pub const CHECKPOINT: &str = "dpt_hybrid-midas-501f0c75.pt";
 pub const SOURCE: &str =
     "https://huggingface.co/lllyasviel/Annotators/resolve/main/dpt_hybrid-midas-501f0c75.pt";
 
+/// Parameters the network loads (for the memory estimate).
+pub const PARAMETERS: u64 = 122_377_985;
+
 const STAGE_CHANNELS: [i64; 3] = [256, 512, 1024];
 const STAGE_BLOCKS: [usize; 3] = [3, 4, 9];
 const STEM: i64 = 64;

@@ -17,6 +17,9 @@ use tch::{Device, Kind, Tensor};
 pub const CHECKPOINT: &str = "scannet.pt";
 pub const SOURCE: &str = "https://huggingface.co/lllyasviel/Annotators/resolve/main/scannet.pt";
 
+/// Parameters the network loads, BN statistics included (for the memory estimate).
+pub const PARAMETERS: u64 = 72_602_752;
+
 /// EfficientNet-B5 after gen-efficientnet's rounding (width 1.6, depth 2.2): per stage the
 /// block count, kernel, first stride, expansion and output channels.
 const STAGES: [(usize, i64, i64, i64, i64); 7] = [

@@ -190,6 +190,22 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
     Ok(counts)
 }
 
+/// Parameters of the diffusers model folders given (their weights file's headers only).
+pub fn folder_parameter_count(dirs: &[PathBuf]) -> Result<u64, WeightError> {
+    let mut n = 0u64;
+    for dir in dirs {
+        if let Some(file) = diffusers_file(dir, "diffusion_pytorch_model") {
+            let f = SafetensorsFile::open(&file)?;
+            n += f
+                .names()
+                .filter_map(|k| f.shape(k))
+                .map(|s| s.iter().product::<i64>().max(0) as u64)
+                .sum::<u64>();
+        }
+    }
+    Ok(n)
+}
+
 /// Maps a diffusers parameter name to the name used in a file. A key may end in a [`Pick`]
 /// suffix when the file stores the parameter differently (see [`pick_part`], [`pick_transposed`]).
 pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;

@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub pool: PoolConfig,
     /// Replicas run the NSFW classifier.
     pub nsfw_filter: bool,
+    /// Replicas load the seed's ControlNets and annotators from here.
+    pub controlnet_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +73,14 @@ impl Endpoint {
         else {
             return Ok(());
         };
-        let params = crate::diffusion::weights::parameter_counts(&self.checkpoint)?;
+        let mut params = crate::diffusion::weights::parameter_counts(&self.checkpoint)?;
+        if let Some(dir) = &self.controlnet_dir {
+            use crate::diffusion::seed_controlnet::NETS;
+            let nets: Vec<PathBuf> = NETS.iter().map(|(name, _)| dir.join(name)).collect();
+            params.controlnets = crate::diffusion::weights::folder_parameter_count(&nets)?;
+            params.annotators =
+                crate::annotator::midas::PARAMETERS + crate::annotator::normalbae::PARAMETERS;
+        }
         let m = &self.model;
         let native = m.arch.native_side();
         let (w, h) = (

@@ -14,6 +14,10 @@ pub struct ParameterCounts {
     pub unet: u64,
     pub vae: u64,
     pub text_encoders: u64,
+    /// ControlNets, in the pipeline's dtype.
+    pub controlnets: u64,
+    /// The ControlNet annotators (MiDaS, NormalBae), always f32.
+    pub annotators: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,7 +47,9 @@ pub fn estimate(
         Arch::Sdxl => 4,
         Arch::Sd15 => dtype_bytes,
     };
-    let weights = (params.unet + params.text_encoders) * dtype_bytes + params.vae * vae_bytes;
+    let weights = (params.unet + params.text_encoders + params.controlnets) * dtype_bytes
+        + params.vae * vae_bytes
+        + params.annotators * 4;
     let latent_tokens = u64::from(width / 8) * u64::from(height / 8);
     // The UNet's widest level is 320 channels wide in SD 1.5 and SDXL; with its skip
     // connections, attention projections and GEGLU about 20 such tensors live at once, for a
@@ -84,11 +90,15 @@ mod tests {
         unet: 859_520_964,
         vae: 83_653_863,
         text_encoders: 123_060_480,
+        controlnets: 0,
+        annotators: 0,
     };
     const SDXL: ParameterCounts = ParameterCounts {
         unet: 2_567_463_684,
         vae: 83_653_863,
         text_encoders: 817_844_480,
+        controlnets: 0,
+        annotators: 0,
     };
 
     #[test]
@@ -112,6 +122,27 @@ mod tests {
         assert!(check_fit("AnimeV3", &sdxl, 24 * gib, 1.0).is_ok());
         // Two GPUs per replica still means one device's memory.
         assert!(check_fit("AnimeV3", &sdxl, 8 * gib, 2.0).is_err());
+    }
+
+    #[test]
+    fn the_seeds_controlnets_and_annotators_count_and_still_fit_a_third_of_an_a100() {
+        let gib = 1u64 << 30;
+        let with = ParameterCounts {
+            // Three SD 1.5 ControlNets, MiDaS DPT-Hybrid and NormalBae.
+            controlnets: 3 * 361_278_086,
+            annotators: 122_377_985 + 72_602_752,
+            ..SD15
+        };
+        let plain = estimate(SD15, Arch::Sd15, 512, 768, 2);
+        let more = estimate(with, Arch::Sd15, 512, 768, 2);
+        assert_eq!(
+            more.weights - plain.weights,
+            with.controlnets * 2 + with.annotators * 4
+        );
+        assert!(check_fit("DreamShaper", &more, 80 * gib, 0.33).is_ok());
+        // A fifth of a 24 GB card holds the plain model, not the ControlNet one.
+        assert!(check_fit("DreamShaper", &plain, 24 * gib, 0.2).is_ok());
+        assert!(check_fit("DreamShaper", &more, 24 * gib, 0.2).is_err());
     }
 
     #[test]
