@@ -50,8 +50,6 @@ fn endpoint(
     commands: tokio::sync::mpsc::Receiver<crate::runtime::Command>,
 ) -> Result<Endpoint, String> {
     let models = catalogue::catalogue(&config.models).map_err(|e| e.to_string())?;
-    // Only a build with local inference drops a pipeline it lacks the files for.
-    #[cfg_attr(not(feature = "local-infer"), allow(unused_mut))]
     let mut model = catalogue::lookup(&models, &config.endpoint.model_name)
         .map_err(|e| e.to_string())?
         .clone();
@@ -74,7 +72,6 @@ fn endpoint(
     ];
     let e = &config.endpoint;
     let mut nsfw_filter = false;
-    let mut controlnet_dir = None;
     if model.nsfw_filter {
         let classifier = under_checkpoints(data_dir, &e.nsfw_classifier);
         const FILES: [&str; 3] = [
@@ -94,33 +91,10 @@ fn endpoint(
             );
         }
     }
-    #[cfg(feature = "local-infer")]
-    if model
-        .pipelines
-        .contains(&catalogue::Pipeline::ControlnetTxt2img)
-        && e.num_replicas > 0
-    {
-        let dir = under_checkpoints(data_dir, &e.controlnet_dir);
-        let missing = crate::diffusion::seed_controlnet::missing(&dir);
-        if missing.is_empty() {
-            args.push("--controlnet-dir".into());
-            args.push(dir.display().to_string());
-            controlnet_dir = Some(dir);
-        } else {
-            // Serve the rest rather than nothing; requests for it get a 400 naming what is served.
-            model
-                .pipelines
-                .retain(|p| *p != catalogue::Pipeline::ControlnetTxt2img);
-            let list: Vec<String> = missing
-                .iter()
-                .map(|(path, url)| format!("{} (from {url})", path.display()))
-                .collect();
-            tracing::warn!(
-                model = %model.name,
-                missing = %list.join(", "),
-                "controlnet_txt2img off: its ControlNets or annotator checkpoints are missing (validators score refused requests 0)"
-            );
-        }
+    let controlnet_dir = controlnet_dir(&mut model, e, data_dir);
+    if let Some(dir) = &controlnet_dir {
+        args.push("--controlnet-dir".into());
+        args.push(dir.display().to_string());
     }
     let listen = format!("{}:{}", e.host, e.port)
         .parse()
@@ -148,6 +122,47 @@ fn endpoint(
             remote: e.remote_endpoints.clone(),
         },
     })
+}
+
+/// For a model serving controlnet_txt2img on local replicas: the folder they load the seed's
+/// ControlNets and annotators from. When files are missing the pipeline is dropped, with a
+/// warning naming them, and the rest is served (ControlNet requests get a 400 saying what is).
+#[cfg(feature = "local-infer")]
+fn controlnet_dir(
+    model: &mut catalogue::ModelSpec,
+    e: &crate::config::EndpointConfig,
+    data_dir: &Path,
+) -> Option<std::path::PathBuf> {
+    let cn = catalogue::Pipeline::ControlnetTxt2img;
+    if !model.pipelines.contains(&cn) || e.num_replicas == 0 {
+        return None;
+    }
+    let dir = under_checkpoints(data_dir, &e.controlnet_dir);
+    let missing = crate::diffusion::seed_controlnet::missing(&dir);
+    if missing.is_empty() {
+        return Some(dir);
+    }
+    model.pipelines.retain(|p| *p != cn);
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(path, url)| format!("{} (from {url})", path.display()))
+        .collect();
+    tracing::warn!(
+        model = %model.name,
+        missing = %list.join(", "),
+        "controlnet_txt2img off: its ControlNets or annotator checkpoints are missing (validators score refused requests 0)"
+    );
+    None
+}
+
+/// Without local inference there are no local replicas to give ControlNets to.
+#[cfg(not(feature = "local-infer"))]
+fn controlnet_dir(
+    _model: &mut catalogue::ModelSpec,
+    _e: &crate::config::EndpointConfig,
+    _data_dir: &Path,
+) -> Option<std::path::PathBuf> {
+    None
 }
 
 /// A configured path; relative ones are under the data dir's `checkpoints/`.
