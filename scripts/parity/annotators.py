@@ -53,6 +53,28 @@ def load(model, path, allowed_missing):
     return model.eval()
 
 
+def detectors(ckpt_dir):
+    """controlnet_aux's MidasDetector and NormalBaeDetector (f32, CPU) with our random weights."""
+    controlnet_aux()
+    from controlnet_aux.midas import MidasDetector
+    from controlnet_aux.midas.api import MiDaSInference
+    from controlnet_aux.midas.midas.dpt_depth import DPTDepthModel
+    from controlnet_aux.normalbae import NormalBaeDetector
+    from controlnet_aux.normalbae.nets.NNET import NNET
+
+    dpt = DPTDepthModel(path=None, backbone="vitb_rn50_384", non_negative=True)
+    # The classifier head of timm's ViT is not part of MiDaS' forward pass.
+    dpt = load(dpt, os.path.join(ckpt_dir, "midas-random.safetensors"),
+               ["pretrained.model.head.weight", "pretrained.model.head.bias"])
+    inference = MiDaSInference.__new__(MiDaSInference)
+    torch.nn.Module.__init__(inference)
+    inference.model = dpt
+    args = types.SimpleNamespace(mode="client", architecture="BN", pretrained="scannet",
+                                 sampling_ratio=0.4, importance_ratio=0.7)
+    nnet = load(NNET(args), os.path.join(ckpt_dir, "normalbae-random.safetensors"), [])
+    return MidasDetector(inference), NormalBaeDetector(nnet)
+
+
 def write_pickle_fixture(out_dir):
     """A small checkpoint shaped like scannet.pt (the state dict under `model`, names prefixed
     `module.`, beside things a state dict does not need), with the storage sharing, offsets,
@@ -81,28 +103,10 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(2)
     write_pickle_fixture(out_dir)
-    controlnet_aux()
-    from controlnet_aux.midas import MidasDetector
-    from controlnet_aux.midas.api import MiDaSInference
-    from controlnet_aux.midas.midas.dpt_depth import DPTDepthModel
-    from controlnet_aux.normalbae import NormalBaeDetector
-    from controlnet_aux.normalbae.nets.NNET import NNET
-
+    midas, normalbae = detectors(ckpt_dir)
+    dpt, nnet = midas.model.model, normalbae.model
     midas_path = os.path.join(ckpt_dir, "midas-random.safetensors")
     normal_path = os.path.join(ckpt_dir, "normalbae-random.safetensors")
-
-    dpt = DPTDepthModel(path=None, backbone="vitb_rn50_384", non_negative=True)
-    # The classifier head of timm's ViT is not part of MiDaS' forward pass.
-    dpt = load(dpt, midas_path, ["pretrained.model.head.weight", "pretrained.model.head.bias"])
-    inference = MiDaSInference.__new__(MiDaSInference)
-    torch.nn.Module.__init__(inference)
-    inference.model = dpt
-    midas = MidasDetector(inference)
-
-    args = types.SimpleNamespace(mode="client", architecture="BN", pretrained="scannet",
-                                 sampling_ratio=0.4, importance_ratio=0.7)
-    nnet = load(NNET(args), normal_path, [])
-    normalbae = NormalBaeDetector(nnet)
 
     # Two photo-like inputs, already at the seed's sizes (multiples of 64), in both orientations.
     photos = sorted(p for p in glob.glob(os.path.join(ROOT, "tests/fixtures/sd15_img2img/photo_*.png"))

@@ -1,0 +1,125 @@
+//! The ControlNet annotators' time per map, ours vs controlnet_aux, on the seed's DreamShaper
+//! conditional-image size (768×512), CPU, same thread count, the same full-size networks with
+//! the same random weights, in one run:
+//!
+//!     scripts/parity/setup.sh            # once: the pinned Python reference (.venv-parity)
+//!     cargo bench --bench annotators
+//!
+//! Prints median seconds per map for both and the ratio ours / controlnet_aux (lower is better).
+
+use nicheimage_tui::annotator::canny;
+use nicheimage_tui::annotator::midas::Midas;
+use nicheimage_tui::annotator::normalbae::NormalBae;
+use nicheimage_tui::diffusion::tiny::{AnnotatorNet, write_random_annotator};
+use nicheimage_tui::image::RgbImage;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use tch::Device;
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/bench-annotators");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    tch::set_num_threads(threads as i32);
+    let midas_file = dir.join("midas-random.safetensors");
+    let normal_file = dir.join("normalbae-random.safetensors");
+    for (net, file) in [
+        (AnnotatorNet::Midas, &midas_file),
+        (AnnotatorNet::Normalbae, &normal_file),
+    ] {
+        // Deterministic, so written once; flushed before timing so that the kernel's writeback
+        // of 400 MB does not land inside our measurements.
+        if !file.exists() {
+            write_random_annotator(net, file, 0).expect("annotator weights");
+        }
+        std::fs::File::open(file)
+            .and_then(|f| f.sync_all())
+            .expect("flush the weights");
+    }
+    let photo = RgbImage::from_png(
+        &std::fs::read(root.join("tests/fixtures/annotators/photo_192x128.png")).expect("fixture"),
+    )
+    .expect("PNG");
+    let image = photo.resized_for_condition(512).expect("resize");
+    let image_file = dir.join("input.png");
+    std::fs::write(&image_file, image.to_png().expect("encode")).expect("write input");
+
+    let midas = Midas::load(&midas_file, Device::Cpu).expect("load MiDaS");
+    let normalbae = NormalBae::load(&normal_file, Device::Cpu).expect("load NormalBae");
+    let ours = [
+        time(RUNS, || {
+            midas.annotate(&image).expect("depth");
+        }),
+        time(RUNS, || {
+            normalbae.annotate(&image).expect("normals");
+        }),
+    ];
+    let python = root.join(".venv-parity/bin/python");
+    let theirs: Option<Value> = python.exists().then(|| {
+        let out = Command::new(&python)
+            .arg(root.join("scripts/parity/bench_annotators.py"))
+            .arg(&dir)
+            .arg(&image_file)
+            .args([RUNS.to_string(), threads.to_string()])
+            .output()
+            .expect("run the Python side");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result from Python: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    });
+    println!(
+        "annotators on a {}x{} image, CPU, {threads} threads, f32",
+        image.width, image.height
+    );
+    println!(
+        "{:<10} {:>10} {:>18} {:>8}",
+        "map", "ours (s)", "controlnet_aux (s)", "ratio"
+    );
+    let edges = time(10, || {
+        canny::canny(&image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD);
+    });
+    for (name, key, ours) in [
+        ("depth", "midas", ours[0]),
+        ("normals", "normalbae", ours[1]),
+        ("canny", "canny", edges),
+    ] {
+        match theirs.as_ref().and_then(|t| t[key].as_f64()) {
+            Some(t) => println!("{name:<10} {ours:>10.4} {t:>18.4} {:>8.2}", ours / t),
+            None => println!("{name:<10} {ours:>10.4} {:>18} {:>8}", "-", "-"),
+        }
+    }
+    if theirs.is_none() {
+        println!("(no .venv-parity: run scripts/parity/setup.sh for the controlnet_aux side)");
+    }
+}
