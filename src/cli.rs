@@ -265,6 +265,12 @@ pub struct GenerateArgs {
         requires = "image"
     )]
     pub condition_resolution: usize,
+    /// The seed's controlnet_txt2img instead of img2img: --image becomes the conditional image,
+    /// annotated and fed to the three ControlNets in this folder (see `[endpoint]
+    /// controlnet_dir`); the three maps are written beside --out as `<out>.canny.png`,
+    /// `<out>.depth.png`, `<out>.normal.png`. Width and height stay as given.
+    #[arg(long = "controlnet-dir", value_name = "DIR", requires = "image")]
+    pub controlnet_dir: Option<PathBuf>,
     /// Run the NSFW classifier folder on the result, as replicas do.
     #[arg(long = "nsfw-classifier", value_name = "DIR")]
     pub nsfw_classifier: Option<PathBuf>,

@@ -277,19 +277,34 @@ fn generate(a: &nicheimage_tui::cli::GenerateArgs, device: config::DeviceChoice)
             height: a.height,
             scheduler,
         };
-        let image = match &a.image {
-            None => sd.txt2img(&req, false)?.image,
-            Some(path) => {
+        let image = match (&a.image, &a.controlnet_dir) {
+            (None, _) => sd.txt2img(&req, false)?.image,
+            (Some(path), controlnet_dir) => {
                 let bytes = std::fs::read(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let input = nicheimage_tui::image::RgbImage::from_png(&bytes)?
                     .resized_for_condition(a.condition_resolution)?;
-                let req = pipeline::Img2Img {
-                    base: req,
-                    image: input,
-                    strength: a.strength,
-                };
-                sd.img2img(&req, false)?.image
+                match controlnet_dir {
+                    None => {
+                        let req = pipeline::Img2Img {
+                            base: req,
+                            image: input,
+                            strength: a.strength,
+                        };
+                        sd.img2img(&req, false)?.image
+                    }
+                    Some(dir) => {
+                        use nicheimage_tui::diffusion::seed_controlnet::SeedControlNet;
+                        let nets = SeedControlNet::load(dir, device, dtype_for(device))?;
+                        let maps = nets.control_images(&input)?;
+                        for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
+                            let file = a.out.with_extension(format!("{name}.png"));
+                            std::fs::write(&file, map.to_png()?)
+                                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                        }
+                        nets.generate(&sd, &req, &input, [1.0; 3])?.image
+                    }
+                }
             }
         };
         let image = match &a.nsfw_classifier {

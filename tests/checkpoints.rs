@@ -240,3 +240,73 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
         .image;
     assert_eq!(written, expected);
 }
+
+#[test]
+fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
+    use nicheimage_tui::diffusion::seed_controlnet::SeedControlNet;
+    use nicheimage_tui::image::RgbImage;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny(dir.path());
+    let controls = dir.path().join("controlnet");
+    nicheimage_tui::diffusion::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    let photo =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img/photo_150x100.png");
+    let out = dir.path().join("out.png");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .args([
+            "generate",
+            "--device",
+            "cpu",
+            "--prompt",
+            "a photo of a cat",
+        ])
+        .args([
+            "--negative-prompt",
+            "blurry",
+            "--seed",
+            "77",
+            "--steps",
+            "4",
+        ])
+        .args([
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--condition-resolution",
+            "64",
+        ])
+        .arg("--checkpoint")
+        .arg(&checkpoint)
+        .arg("--image")
+        .arg(&photo)
+        .arg("--controlnet-dir")
+        .arg(&controls)
+        .arg("--out")
+        .arg(&out)
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let read = |p: &Path| RgbImage::from_png(&std::fs::read(p).unwrap()).unwrap();
+    let input = read(&photo).resized_for_condition(64).unwrap();
+    let nets = SeedControlNet::load(&controls, Device::Cpu, Kind::Float).unwrap();
+    let maps = nets.control_images(&input).unwrap();
+    for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
+        assert_eq!(
+            &read(&dir.path().join(format!("out.{name}.png"))),
+            map,
+            "{name}"
+        );
+    }
+    let expected = nets
+        .generate(&load(&checkpoint).unwrap(), &request(), &input, [1.0; 3])
+        .unwrap()
+        .image;
+    assert_eq!(read(&out), expected);
+}
