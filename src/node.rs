@@ -91,7 +91,13 @@ fn endpoint(
             );
         }
     }
+    let listed = model.pipelines.clone();
     let controlnet_dir = controlnet_dir(&mut model, e, data_dir);
+    let pipelines_off = listed
+        .iter()
+        .filter(|p| !model.pipelines.contains(p))
+        .map(|p| p.name().to_string())
+        .collect();
     if let Some(dir) = &controlnet_dir {
         args.push("--controlnet-dir".into());
         args.push(dir.display().to_string());
@@ -106,6 +112,7 @@ fn endpoint(
         listen,
         nsfw_filter,
         controlnet_dir,
+        pipelines_off,
         pool: PoolConfig {
             replicas: e.num_replicas as usize,
             gpus_per_replica: if uses_gpus(config.node.device) {

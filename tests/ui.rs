@@ -124,6 +124,7 @@ fn replicas_are_listed_when_an_endpoint_runs() {
             model: "DreamShaper".into(),
             pipelines: vec!["txt2img".into(), "img2img".into()],
             nsfw_filter: false,
+            pipelines_off: vec!["controlnet_txt2img".into()],
         }),
         T0,
     );

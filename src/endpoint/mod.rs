@@ -32,6 +32,8 @@ pub struct Endpoint {
     pub nsfw_filter: bool,
     /// Replicas load the seed's ControlNets and annotators from here.
     pub controlnet_dir: Option<PathBuf>,
+    /// Pipelines the model lists that this node cannot serve (their files are missing).
+    pub pipelines_off: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +302,7 @@ impl Component for Endpoint {
                         .map(|p| p.name().to_string())
                         .collect(),
                     nsfw_filter: self.nsfw_filter,
+                    pipelines_off: self.pipelines_off.clone(),
                 },
             ));
             let pool = Pool::start(

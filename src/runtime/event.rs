@@ -54,6 +54,9 @@ pub struct EndpointInfo {
     pub pipelines: Vec<String>,
     /// Whether replicas black out what the NSFW classifier flags (off without the classifier).
     pub nsfw_filter: bool,
+    /// Pipelines the model lists that this node cannot serve (their files are missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipelines_off: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -382,13 +382,19 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         } else {
             ("nsfw filter OFF", t.warn)
         };
-        frame_block = frame_block.title_bottom(Line::from(vec![
-            Span::styled(
-                format!(" {}: {} · ", e.model, e.pipelines.join(", ")),
-                Style::new().fg(t.muted),
-            ),
-            Span::styled(format!("{filter} "), Style::new().fg(colour)),
-        ]));
+        let mut spans = vec![Span::styled(
+            format!(" {}: {} · ", e.model, e.pipelines.join(", ")),
+            Style::new().fg(t.muted),
+        )];
+        if !e.pipelines_off.is_empty() {
+            // Listed by the model but missing files here: the log names them.
+            spans.push(Span::styled(
+                format!("{} OFF (see log) · ", e.pipelines_off.join(", ")),
+                Style::new().fg(t.warn),
+            ));
+        }
+        spans.push(Span::styled(format!("{filter} "), Style::new().fg(colour)));
+        frame_block = frame_block.title_bottom(Line::from(spans));
     }
     let table = table
         .block(frame_block)
