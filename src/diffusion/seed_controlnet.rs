@@ -90,7 +90,9 @@ impl SeedControlNet {
     }
 
     /// The three control images for a conditional image already resized as the seed does
-    /// (sides multiples of 64, so the annotators' own resizes leave it as it is).
+    /// (sides multiples of 64). controlnet_aux resizes to a 512 short side to detect and back
+    /// again; at the seed's condition resolution for SD 1.5, 512, both resizes leave the image
+    /// as it is, so the maps are computed at the image's own size.
     pub fn control_images(&self, image: &RgbImage) -> Result<[RgbImage; 3], AnnotatorError> {
         Ok([
             canny::canny(image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD),
