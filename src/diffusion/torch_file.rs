@@ -84,7 +84,7 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
     let value = Unpickler::new(&pickle).run().map_err(malformed)?;
 
     let mut refs = Vec::new();
-    flatten(String::new(), value, &mut refs);
+    flatten(String::new(), value, 0, &mut refs);
     let mut storages: HashMap<String, Tensor> = HashMap::new();
     let mut tensors = Vec::with_capacity(refs.len());
     for (name, r) in refs {
@@ -100,32 +100,40 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
             storages.insert(r.storage.clone(), storage);
         }
         let storage = &storages[&r.storage];
-        let needed = r.offset
-            + r.size
-                .iter()
-                .zip(&r.stride)
-                .map(|(s, st)| (s - 1).max(0) * st)
-                .sum::<i64>()
-            + 1;
         if r.size.contains(&0) {
             tensors.push((name, Tensor::zeros(&r.size, (r.kind, Device::Cpu))));
             continue;
         }
-        if needed > storage.numel() as i64 {
+        // The last element the view reaches, in saturating arithmetic: the numbers come from
+        // the file.
+        let reach = r.size.iter().zip(&r.stride).fold(r.offset, |acc, (s, st)| {
+            acc.saturating_add((s - 1).saturating_mul(*st))
+        });
+        if r.offset < 0 || r.stride.iter().any(|&st| st < 0) || reach >= storage.numel() as i64 {
             return Err(malformed(format!(
-                "{name} reaches past its storage ({needed} > {} elements)",
+                "{name} does not fit its storage (offset {}, size {:?}, stride {:?}, {} elements)",
+                r.offset,
+                r.size,
+                r.stride,
                 storage.numel()
             )));
         }
         let t = storage
-            .as_strided(&r.size, &r.stride, Some(r.offset))
-            .contiguous();
+            .f_as_strided(&r.size, &r.stride, Some(r.offset))
+            .and_then(|t| t.f_contiguous())
+            .map_err(|e| malformed(format!("{name}: {e}")))?;
         tensors.push((name, t));
     }
     Ok(tensors)
 }
 
-fn flatten(prefix: String, value: Value, out: &mut Vec<(String, TensorRef)>) {
+/// Nesting deeper than any checkpoint has is ignored rather than recursed into.
+const MAX_DEPTH: usize = 64;
+
+fn flatten(prefix: String, value: Value, depth: usize, out: &mut Vec<(String, TensorRef)>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
     let join = |k: &str| {
         if prefix.is_empty() {
             k.to_string()
@@ -142,12 +150,12 @@ fn flatten(prefix: String, value: Value, out: &mut Vec<(String, TensorRef)>) {
                     Value::Int(i) => i.to_string(),
                     _ => continue,
                 };
-                flatten(join(&key), v, out);
+                flatten(join(&key), v, depth + 1, out);
             }
         }
         Value::List(items) | Value::Tuple(items) => {
             for (i, v) in items.into_iter().enumerate() {
-                flatten(join(&i.to_string()), v, out);
+                flatten(join(&i.to_string()), v, depth + 1, out);
             }
         }
         _ => {}
@@ -522,6 +530,59 @@ mod tests {
         );
         assert!(Unpickler::new(b".").run().is_err());
         assert!(Unpickler::new(b".").run().is_err());
+    }
+
+    /// A zip-format checkpoint holding `{"w": tensor}` whose view is `size` over a 4-float
+    /// storage, written by hand.
+    fn checkpoint(size: u8, stride: u8) -> tempfile::NamedTempFile {
+        let mut p: Vec<u8> = vec![0x80, 2, b'}'];
+        let unicode = |p: &mut Vec<u8>, s: &str| {
+            p.push(b'X');
+            p.extend((s.len() as u32).to_le_bytes());
+            p.extend(s.as_bytes());
+        };
+        unicode(&mut p, "w");
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        unicode(&mut p, "storage");
+        p.extend(b"ctorch\nFloatStorage\n");
+        unicode(&mut p, "0");
+        unicode(&mut p, "cpu");
+        p.extend([
+            b'K', 4, b't', b'Q', b'K', 0, b'K', size, 0x85, b'K', stride, 0x85, 0x89,
+        ]);
+        p.extend(b"ccollections\nOrderedDict\n)Rt");
+        p.extend([b'R', b's', b'.']);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
+        let stored =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("archive/data.pkl", stored).unwrap();
+        std::io::Write::write_all(&mut zip, &p).unwrap();
+        zip.start_file("archive/data/0", stored).unwrap();
+        let floats: Vec<u8> = [1f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
+        std::io::Write::write_all(&mut zip, &floats).unwrap();
+        zip.finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn views_are_read_and_views_past_their_storage_are_refused() {
+        let ok = read_torch_file(checkpoint(2, 2).path()).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].0, "w");
+        assert_eq!(Vec::<f32>::try_from(&ok[0].1).unwrap(), vec![1.0, 3.0]);
+        for (size, stride) in [(5, 1), (3, 2), (2, 200)] {
+            let err = read_torch_file(checkpoint(size, stride).path())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("does not fit its storage"),
+                "{size} {stride}: {err}"
+            );
+        }
     }
 
     #[test]
