@@ -133,7 +133,8 @@ fn endpoint(
 
 /// For a model serving controlnet_txt2img on local replicas: the folder they load the seed's
 /// ControlNets and annotators from. When files are missing the pipeline is dropped, with a
-/// warning naming them, and the rest is served (ControlNet requests get a 400 saying what is).
+/// warning naming them, and the rest is served (ControlNet requests then get a 400 listing the
+/// pipelines that are).
 #[cfg(feature = "local-infer")]
 fn controlnet_dir(
     model: &mut catalogue::ModelSpec,
@@ -143,6 +144,19 @@ fn controlnet_dir(
     let cn = catalogue::Pipeline::ControlnetTxt2img;
     if !model.pipelines.contains(&cn) || e.num_replicas == 0 {
         return None;
+    }
+    if model.arch != catalogue::Arch::Sd15 {
+        // The seed's three ControlNets are SD 1.5 nets; it never offered them for SDXL.
+        model.pipelines.retain(|p| *p != cn);
+        tracing::warn!(model = %model.name, "controlnet_txt2img off: the seed's ControlNets are for SD 1.5 models only");
+        return None;
+    }
+    if model.condition_resolution() != 512 {
+        tracing::info!(
+            model = %model.name,
+            resolution = model.condition_resolution(),
+            "controlnet_txt2img: controlnet_aux detects at 512; at another condition_resolution our maps (made at the image's size) differ from the seed's"
+        );
     }
     let dir = under_checkpoints(data_dir, &e.controlnet_dir);
     let missing = crate::diffusion::seed_controlnet::missing(&dir);

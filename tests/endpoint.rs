@@ -547,13 +547,14 @@ async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
     let served = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
     let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
     let nets = SeedControlNet::load(&controls, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    // No size asked: the conditioned image's (96 → 128 × 64), as diffusers does.
     let req = Txt2Img {
         prompt: "a harbour".into(),
         negative_prompt: None,
         seed: 9,
         num_inference_steps: 4,
         guidance_scale: 7.5,
-        width: 64,
+        width: 128,
         height: 64,
         scheduler: "dpm++2m_karras".parse().unwrap(),
     };
@@ -600,6 +601,47 @@ async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
             .as_str()
             .unwrap()
             .contains("does not serve controlnet_txt2img"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
+    use nicheimage_tui::diffusion::seed_controlnet::NETS;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let controls = dir.path().join("controlnet");
+    for (i, (name, _)) in NETS.iter().enumerate() {
+        nicheimage_tui::diffusion::tiny::write_tiny_controlnet(&controls.join(name), i as i64)
+            .unwrap();
+    }
+    // Present, so the node offers the pipeline, but not loadable: an HTML page and a cut-off zip.
+    std::fs::write(
+        controls.join("dpt_hybrid-midas-501f0c75.pt"),
+        "<html>404</html>",
+    )
+    .unwrap();
+    std::fs::write(controls.join("scannet.pt"), b"PK\x03\x04cut").unwrap();
+    let model = format!(
+        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]\ncondition_resolution = 64",
+        checkpoint.display()
+    );
+    let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
+    let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
+    let (status, body) = node.generate(txt2img(5, 64, 4)).await;
+    assert_eq!(status, 200, "{body}");
+    let photo = RgbImage::new(64, 64, vec![90; 64 * 64 * 3]).unwrap();
+    let (status, body) = node
+        .generate(
+            json!({"prompt": "a", "seed": 1, "pipeline_type": "controlnet_txt2img",
+                         "conditional_image": photo.to_base64_png().unwrap()}),
+        )
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("controlnet_txt2img unavailable") && detail.contains("HTML page"),
         "{body}"
     );
 }

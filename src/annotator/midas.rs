@@ -233,7 +233,8 @@ impl Midas {
             });
         }
         let _no_grad = tch::no_grad_guard();
-        let weights = Weights::from_checkpoint("midas", path, &[], Kind::Float, device)?;
+        // MiDaS also saves {"model": ..., "optimizer": ...} while training.
+        let weights = Weights::from_checkpoint("midas", path, &["model."], Kind::Float, device)?;
         let midas = Self::build(&weights.root(), device);
         weights.finish()?;
         Ok(midas)
@@ -271,8 +272,10 @@ impl Midas {
         let scratch = w.at("scratch");
         let level_channels = [STAGE_CHANNELS[0], STAGE_CHANNELS[1], DIM, DIM];
         let head = scratch.at("output_conv");
-        // The ViT's final norm: in the checkpoint, but the decoder reads block outputs before it.
+        // The ViT's final norm and its ImageNet classifier are in the checkpoint, but the
+        // decoder reads block outputs before them.
         LayerNorm::new(&vit.at("norm"), DIM, 1e-6);
+        vit.ignore("head");
         Self {
             stem_conv: std_conv(&backbone.at("stem.conv"), 3, STEM, 7, 2),
             stem_norm: GroupNormAct::new(&backbone.at("stem.norm"), STEM, true),

@@ -21,7 +21,7 @@ mod shared {
     #[derive(Debug, thiserror::Error)]
     pub enum AnnotatorError {
         #[error(
-            "{what} checkpoint {path} is missing: download {source_url} and put it there (or set the model's annotator folder)"
+            "{what} checkpoint {path} is missing: download {source_url} and put it there (or point [endpoint] controlnet_dir at the folder that has it)"
         )]
         Missing {
             what: &'static str,
@@ -57,7 +57,7 @@ mod shared {
             .nan_to_num(0.0, None, None)
             .clamp(0.0, 255.0)
             .to_kind(Kind::Uint8);
-        Vec::<u8>::try_from(t.flatten(0, -1)).unwrap_or_default()
+        Vec::<u8>::try_from(t.flatten(0, -1)).expect("a Uint8 tensor converts to bytes")
     }
 
     pub fn gray_to_rgb(like: &RgbImage, gray: &[u8]) -> RgbImage {

@@ -61,10 +61,15 @@ pub fn missing(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     absent
 }
 
-/// An annotator checkpoint as published (`.pt`) or converted to `.safetensors` beside it.
+/// The name of an annotator checkpoint converted to safetensors (`scannet.pt` →
+/// `scannet.safetensors`).
+pub fn converted_name(published: &str) -> String {
+    format!("{}.safetensors", published.trim_end_matches(".pt"))
+}
+
+/// An annotator checkpoint converted to `.safetensors`, else as published (`.pt`).
 pub fn annotator_file(dir: &Path, published: &str) -> Option<PathBuf> {
-    let stem = published.trim_end_matches(".pt");
-    [format!("{stem}.safetensors"), published.to_string()]
+    [converted_name(published), published.to_string()]
         .into_iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())

@@ -481,19 +481,18 @@ pub fn write_random_annotator(net: AnnotatorNet, file: &Path, seed: i64) -> Resu
 /// ControlNets under the Hugging Face names and both annotators, full size with random weights,
 /// as safetensors (about 400 MB).
 pub fn write_tiny_seed_controlnet(dir: &Path) -> Result<(), TinyError> {
-    use super::seed_controlnet::NETS;
+    use super::seed_controlnet::{NETS, converted_name};
     for (i, (name, _)) in NETS.iter().enumerate() {
         write_tiny_controlnet(&dir.join(name), 100 + i as i64)?;
     }
-    let stem = |published: &str| format!("{}.safetensors", published.trim_end_matches(".pt"));
     write_random_annotator(
         AnnotatorNet::Midas,
-        &dir.join(stem(crate::annotator::midas::CHECKPOINT)),
+        &dir.join(converted_name(crate::annotator::midas::CHECKPOINT)),
         0,
     )?;
     write_random_annotator(
         AnnotatorNet::Normalbae,
-        &dir.join(stem(crate::annotator::normalbae::CHECKPOINT)),
+        &dir.join(converted_name(crate::annotator::normalbae::CHECKPOINT)),
         0,
     )
 }

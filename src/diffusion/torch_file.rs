@@ -18,9 +18,7 @@ pub enum TorchFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "{path} is not a zip-format torch checkpoint ({reason}); checkpoints saved before torch 1.6 must be re-saved with a newer torch"
-    )]
+    #[error("{path} is not a torch checkpoint we can read: {reason}")]
     NotZip { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Malformed { path: PathBuf, reason: String },
@@ -63,10 +61,13 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).map_err(io)?;
+    let mut file = File::open(path).map_err(io)?;
+    let mut head = [0u8; 16];
+    let n = file.read(&mut head).map_err(io)?;
+    let head = &head[..n];
     let mut zip = zip::ZipArchive::new(file).map_err(|e| TorchFileError::NotZip {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: not_zip_reason(head, &e.to_string()),
     })?;
     let pickle_name = (0..zip.len())
         .filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string()))
@@ -83,8 +84,23 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
         .map_err(io)?;
     let value = Unpickler::new(&pickle).run().map_err(malformed)?;
 
+    let mut byteorder = String::new();
+    if let Ok(mut f) = zip.by_name(&format!("{root}byteorder")) {
+        f.read_to_string(&mut byteorder).map_err(io)?;
+    }
+    if byteorder.trim() == "big" {
+        return Err(malformed(
+            "saved on a big-endian machine, which is not supported".into(),
+        ));
+    }
     let mut refs = Vec::new();
     flatten(String::new(), value, 0, &mut refs);
+    if refs.is_empty() {
+        return Err(malformed(
+            "no tensors in data.pkl: a TorchScript archive or a pickled module rather than a state dict?"
+                .into(),
+        ));
+    }
     let mut storages: HashMap<String, Tensor> = HashMap::new();
     let mut tensors = Vec::with_capacity(refs.len());
     for (name, r) in refs {
@@ -100,8 +116,18 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
             storages.insert(r.storage.clone(), storage);
         }
         let storage = &storages[&r.storage];
+        if storage.kind() != r.kind {
+            return Err(malformed(format!(
+                "{name} reads storage {} as {:?}, another tensor as {:?}",
+                r.storage,
+                r.kind,
+                storage.kind()
+            )));
+        }
         if r.size.contains(&0) {
-            tensors.push((name, Tensor::zeros(&r.size, (r.kind, Device::Cpu))));
+            let empty = Tensor::f_zeros(&r.size, (r.kind, Device::Cpu))
+                .map_err(|e| malformed(format!("{name}: {e}")))?;
+            tensors.push((name, empty));
             continue;
         }
         // The last element the view reaches, in saturating arithmetic: the numbers come from
@@ -129,6 +155,22 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
 
 /// Nesting deeper than any checkpoint has is ignored rather than recursed into.
 const MAX_DEPTH: usize = 64;
+
+/// Why a file did not open as a zip, told from its first bytes.
+fn not_zip_reason(head: &[u8], error: &str) -> String {
+    if head.starts_with(b"PK\x03\x04") {
+        format!("a damaged or truncated zip ({error}); download it again")
+    } else if head.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
+        "the legacy format of torch before 1.6; re-save it with a newer torch (torch.save(torch.load(f), f))"
+            .into()
+    } else if head.len() >= 9 && head[8] == b'{' {
+        "a safetensors file; give it the .safetensors extension".into()
+    } else if head.starts_with(b"<") || head.starts_with(b"{") {
+        "text (an HTML page or JSON error saved instead of the download?)".into()
+    } else {
+        format!("not a zip-format torch file ({error})")
+    }
+}
 
 fn flatten(prefix: String, value: Value, depth: usize, out: &mut Vec<(String, TensorRef)>) {
     if depth > MAX_DEPTH {
@@ -331,6 +373,7 @@ impl<'a> Unpickler<'a> {
                 b')' => self.stack.push(Value::Tuple(Vec::new())),
                 b't' => {
                     let items = self.pop_mark()?;
+                    check_nesting(&items)?;
                     self.stack.push(Value::Tuple(items));
                 }
                 0x85..=0x87 => {
@@ -339,21 +382,22 @@ impl<'a> Unpickler<'a> {
                         return Err("pickle stack underflow".into());
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
+                    check_nesting(&items)?;
                     self.stack.push(Value::Tuple(items));
                 }
                 b'q' => {
                     let i = self.u8()?.into();
-                    let v = self.top()?.clone();
+                    let v = memo_copy(self.top()?);
                     self.memo.insert(i, v);
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let v = self.top()?.clone();
+                    let v = memo_copy(self.top()?);
                     self.memo.insert(i, v);
                 }
                 0x94 => {
                     let i = self.memo.len() as u32;
-                    let v = self.top()?.clone();
+                    let v = memo_copy(self.top()?);
                     self.memo.insert(i, v);
                 }
                 b'h' => {
@@ -405,12 +449,14 @@ impl<'a> Unpickler<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
+                    check_nesting(std::slice::from_ref(&v))?;
                     if let Value::Dict(items) = self.top()? {
                         items.push((k, v));
                     }
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
+                    check_nesting(&items)?;
                     if let Value::Dict(d) = self.top()? {
                         let mut it = items.into_iter();
                         while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -420,12 +466,14 @@ impl<'a> Unpickler<'a> {
                 }
                 b'a' => {
                     let v = self.pop()?;
+                    check_nesting(std::slice::from_ref(&v))?;
                     if let Value::List(l) = self.top()? {
                         l.push(v);
                     }
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    check_nesting(&items)?;
                     if let Value::List(l) = self.top()? {
                         l.extend(items);
                     }
@@ -433,6 +481,59 @@ impl<'a> Unpickler<'a> {
                 other => return Err(format!("unsupported pickle opcode 0x{other:02x}")),
             }
         }
+    }
+}
+
+/// Containers nested deeper than this are refused: no state dict comes close, and it keeps the
+/// (recursive) drop and clone of values shallow whatever the file says.
+const MAX_NESTING: usize = 32;
+/// Memo entries bigger than this are kept as opaque: state dicts re-reference only globals,
+/// strings and storage ids, and copying big values at every memo put would let a small file
+/// take unbounded memory.
+const MAX_MEMO_NODES: usize = 256;
+
+/// How many nodes `v` has (counting stops past `limit`) and how deep it nests (stops past
+/// [`MAX_NESTING`]), without recursion.
+fn measure(v: &Value, limit: usize) -> (usize, usize) {
+    let (mut nodes, mut deepest) = (0, 0);
+    let mut todo = vec![(v, 1usize)];
+    while let Some((v, depth)) = todo.pop() {
+        nodes += 1;
+        deepest = deepest.max(depth);
+        if nodes > limit || deepest > MAX_NESTING {
+            break;
+        }
+        match v {
+            Value::Tuple(items) | Value::List(items) => {
+                todo.extend(items.iter().map(|i| (i, depth + 1)));
+            }
+            Value::Dict(items) => {
+                for (k, v) in items {
+                    todo.push((k, depth + 1));
+                    todo.push((v, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    (nodes, deepest)
+}
+
+fn check_nesting(items: &[Value]) -> Result<(), String> {
+    if items
+        .iter()
+        .any(|i| measure(i, usize::MAX).1 >= MAX_NESTING)
+    {
+        return Err(format!("values nested deeper than {MAX_NESTING} levels"));
+    }
+    Ok(())
+}
+
+fn memo_copy(v: &Value) -> Value {
+    if measure(v, MAX_MEMO_NODES).0 > MAX_MEMO_NODES {
+        Value::Opaque
+    } else {
+        v.clone()
     }
 }
 
@@ -522,6 +623,24 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_and_memo_blow_ups_are_bounded() {
+        // 100 000 nested lists: refused, not a stack overflow.
+        let mut deep = vec![0x80, 2];
+        deep.extend(std::iter::repeat_n(b']', 100_000));
+        deep.extend(std::iter::repeat_n(b'a', 99_999));
+        deep.push(b'.');
+        let err = Unpickler::new(&deep).run().unwrap_err();
+        assert!(err.contains("nested deeper"), "{err}");
+        // A list doubled through the memo 40 times would be 2^40 items if copied.
+        let mut wide = vec![0x80, 2, b']', b'K', 1, b'a'];
+        for _ in 0..40 {
+            wide.extend([b'q', 0, b'h', 0, b'h', 0, 0x86]);
+        }
+        wide.push(b'.');
+        assert!(Unpickler::new(&wide).run().is_ok());
+    }
+
+    #[test]
     fn a_truncated_pickle_is_an_error_not_a_panic() {
         assert!(
             Unpickler::new(&[0x80, 2, b'X', 10, 0, 0, 0, b'a'])
@@ -529,7 +648,7 @@ mod tests {
                 .is_err()
         );
         assert!(Unpickler::new(b".").run().is_err());
-        assert!(Unpickler::new(b".").run().is_err());
+        assert!(Unpickler::new(b"u").run().is_err());
     }
 
     /// A zip-format checkpoint holding `{"w": tensor}` whose view is `size` over a 4-float
@@ -589,8 +708,20 @@ mod tests {
     fn a_file_that_is_not_a_zip_is_refused_with_the_reason() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("old.pt");
-        std::fs::write(&path, b"\x80\x02legacy").unwrap();
-        let err = read_torch_file(&path).unwrap_err().to_string();
-        assert!(err.contains("not a zip-format torch checkpoint"), "{err}");
+        let cases: [(&[u8], &str); 4] = [
+            (b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20", "legacy format"),
+            (b"<!DOCTYPE html><html>", "HTML page"),
+            (b"PK\x03\x04truncated", "damaged or truncated zip"),
+            (
+                b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}",
+                "a safetensors file",
+            ),
+        ];
+        for (bytes, reason) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            let err = read_torch_file(&path).unwrap_err().to_string();
+            assert!(err.contains("not a torch checkpoint we can read"), "{err}");
+            assert!(err.contains(reason), "{reason}: {err}");
+        }
     }
 }

@@ -609,6 +609,18 @@ impl<'a> Scope<'a> {
             .fetch(&format!("{}.{name}", self.prefix), shape)
     }
 
+    /// Checkpoint keys under `name` that the architecture knowingly leaves unused (a
+    /// classifier head, say): not reported as unexpected, and not required.
+    pub fn ignore(&self, name: &str) {
+        let prefix = format!("{}.{name}.", self.prefix);
+        if let Source::Tensors(tensors) = &self.weights.source {
+            let mut ledger = self.weights.ledger.borrow_mut();
+            for key in tensors.keys().filter(|k| k.starts_with(&prefix)) {
+                ledger.used.insert(key.clone());
+            }
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         self.weights.kind
     }

@@ -106,12 +106,12 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
             "num_inference_steps {steps} is above the limit of {MAX_STEPS}"
         ));
     }
-    let width = positive_int(&params, "width")?
-        .or(d.width)
-        .unwrap_or(native);
-    let height = positive_int(&params, "height")?
-        .or(d.height)
-        .unwrap_or(native);
+    let asked = (
+        positive_int(&params, "width")?,
+        positive_int(&params, "height")?,
+    );
+    let width = asked.0.or(d.width).unwrap_or(native);
+    let height = asked.1.or(d.height).unwrap_or(native);
     for (name, v) in [("width", width), ("height", height)] {
         if v % 8 != 0 {
             return bad(format!("{name} {v} is not a multiple of 8"));
@@ -171,6 +171,9 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
                 model,
                 "controlnet_txt2img",
             )?;
+            // Without a size, diffusers' ControlNet pipeline draws at the control image's.
+            job.width = asked.0.unwrap_or(image.width as u32);
+            job.height = asked.1.unwrap_or(image.height as u32);
             job.controlnet = Some(ControlInput {
                 image: encode(&image)?,
                 scales,
@@ -402,9 +405,15 @@ mod tests {
             .to_base64_png()
             .unwrap();
         let job = parse(controlnet_body(&photo, "{}").as_bytes(), &m).unwrap();
-        // The output keeps the model's size (512 × 768); the control image is resized as the
-        // seed resizes it.
-        assert_eq!((job.width, job.height), (512, 768));
+        // Without a size the control image (resized as the seed resizes it) decides, as in
+        // diffusers; a given size wins.
+        assert_eq!((job.width, job.height), (768, 512));
+        let sized = parse(
+            controlnet_body(&photo, r#"{"width":512,"height":768}"#).as_bytes(),
+            &m,
+        )
+        .unwrap();
+        assert_eq!((sized.width, sized.height), (512, 768));
         assert!(job.img2img.is_none());
         let input = job.controlnet.unwrap();
         assert_eq!(input.scales, [1.0; 3]);

@@ -40,7 +40,7 @@ pub fn run(
         SchedulerKind,
         tch::Device,
         Option<NsfwFilter>,
-        Option<SeedControlNet>,
+        Option<Result<SeedControlNet, String>>,
     );
     let setup = || -> Result<Setup, Box<dyn std::error::Error + Send + Sync>> {
         let scheduler: SchedulerKind = scheduler.parse()?;
@@ -50,9 +50,13 @@ pub fn run(
         let filter = nsfw_classifier
             .map(|dir| NsfwFilter::load(dir, device))
             .transpose()?;
-        let controls = controlnet_dir
-            .map(|dir| SeedControlNet::load(dir, device, kind))
-            .transpose()?;
+        // A bad ControlNet file costs only that pipeline: its requests get the load error.
+        let controls = controlnet_dir.map(|dir| {
+            SeedControlNet::load(dir, device, kind).map_err(|e| {
+                tracing::error!(error = %e, "controlnet_txt2img unavailable: cannot load its files");
+                e.to_string()
+            })
+        });
         Ok((sd, scheduler, device, filter, controls))
     };
     let (sd, scheduler, device, filter, controls) = setup()?;
@@ -87,7 +91,10 @@ pub fn run(
                     RgbImage::from_base64_png(png).map_err(|e| format!("conditional image: {e}"))
                 };
                 let generated = match (job.img2img, job.controlnet) {
-                    (Some(input), _) => conditional(&input.image).and_then(|image| {
+                    (Some(_), Some(_)) => {
+                        Err("a job cannot be both img2img and controlnet_txt2img".into())
+                    }
+                    (Some(input), None) => conditional(&input.image).and_then(|image| {
                         let req = Img2Img {
                             base: req,
                             image,
@@ -97,7 +104,8 @@ pub fn run(
                     }),
                     (None, Some(input)) => match &controls {
                         None => Err("this replica was started without ControlNets".into()),
-                        Some(c) => conditional(&input.image).and_then(|image| {
+                        Some(Err(e)) => Err(format!("controlnet_txt2img unavailable: {e}")),
+                        Some(Ok(c)) => conditional(&input.image).and_then(|image| {
                             c.generate(&sd, &req, &image, input.scales)
                                 .map_err(|e| e.to_string())
                         }),
