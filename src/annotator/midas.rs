@@ -5,9 +5,10 @@
 //! Weights: `dpt_hybrid-midas-501f0c75.pt` from the `lllyasviel/Annotators` Hugging Face repo
 //! (the zip-format torch file as published, or the same tensors as safetensors).
 
-use super::layers::{Conv, ConvSpec, double_aligned, pad_same, resize_bilinear};
 use super::{AnnotatorError, check_size, gray_to_rgb, image_tensor, to_u8};
-use crate::diffusion::nn::{LayerNorm, Linear, attention};
+use crate::diffusion::nn::{
+    Conv2d, ConvSpec, LayerNorm, Linear, attention, double_aligned, pad_same, resize_bilinear,
+};
 use crate::diffusion::weights::{Scope, Weights};
 use crate::image::RgbImage;
 use std::path::Path;
@@ -57,21 +58,21 @@ impl GroupNormAct {
     }
 }
 
-fn std_conv(w: &Scope, input: i64, output: i64, kernel: i64, stride: i64) -> Conv {
+fn std_conv(w: &Scope, input: i64, output: i64, kernel: i64, stride: i64) -> Conv2d {
     let spec = ConvSpec::plain(input, output, kernel)
         .stride(stride)
         .same()
         .no_bias();
-    Conv::new(w, spec).standardized(STD_EPS)
+    Conv2d::with(w, spec).standardized(STD_EPS)
 }
 
 struct Bottleneck {
-    downsample: Option<(Conv, GroupNormAct)>,
-    conv1: Conv,
+    downsample: Option<(Conv2d, GroupNormAct)>,
+    conv1: Conv2d,
     norm1: GroupNormAct,
-    conv2: Conv,
+    conv2: Conv2d,
     norm2: GroupNormAct,
-    conv3: Conv,
+    conv3: Conv2d,
     norm3: GroupNormAct,
 }
 
@@ -140,16 +141,16 @@ impl VitBlock {
 
 /// `ResidualConvUnit_custom` without batch norm.
 struct ResidualUnit {
-    conv1: Conv,
-    conv2: Conv,
+    conv1: Conv2d,
+    conv2: Conv2d,
 }
 
 impl ResidualUnit {
     fn new(w: &Scope) -> Self {
         let spec = ConvSpec::plain(FEATURES, FEATURES, 3);
         Self {
-            conv1: Conv::new(&w.at("conv1"), spec),
-            conv2: Conv::new(&w.at("conv2"), spec),
+            conv1: Conv2d::with(&w.at("conv1"), spec),
+            conv2: Conv2d::with(&w.at("conv2"), spec),
         }
     }
 
@@ -162,7 +163,7 @@ impl ResidualUnit {
 struct FusionBlock {
     unit1: ResidualUnit,
     unit2: ResidualUnit,
-    out_conv: Conv,
+    out_conv: Conv2d,
 }
 
 impl FusionBlock {
@@ -170,7 +171,7 @@ impl FusionBlock {
         Self {
             unit1: ResidualUnit::new(&w.at("resConfUnit1")),
             unit2: ResidualUnit::new(&w.at("resConfUnit2")),
-            out_conv: Conv::new(&w.at("out_conv"), ConvSpec::plain(FEATURES, FEATURES, 1)),
+            out_conv: Conv2d::with(&w.at("out_conv"), ConvSpec::plain(FEATURES, FEATURES, 1)),
         }
     }
 
@@ -187,7 +188,7 @@ impl FusionBlock {
 /// The readout projection and convolutions that turn a hooked ViT output into a feature map.
 struct Reassemble {
     readout: Linear,
-    convs: Vec<Conv>,
+    convs: Vec<Conv2d>,
 }
 
 impl Reassemble {
@@ -207,17 +208,17 @@ impl Reassemble {
 }
 
 pub struct Midas {
-    stem_conv: Conv,
+    stem_conv: Conv2d,
     stem_norm: GroupNormAct,
     stages: Vec<Vec<Bottleneck>>,
-    patch_proj: Conv,
+    patch_proj: Conv2d,
     cls_token: Tensor,
     pos_embed: Tensor,
     blocks: Vec<VitBlock>,
     reassemble: [Reassemble; 2],
-    layer_rn: Vec<Conv>,
+    layer_rn: Vec<Conv2d>,
     refine: Vec<FusionBlock>,
-    head: [Conv; 3],
+    head: [Conv2d; 3],
     device: Device,
 }
 
@@ -264,11 +265,11 @@ impl Midas {
             })
             .collect();
         let post = |i: usize| w.at(format!("pretrained.act_postprocess{i}"));
-        let reassemble = |i: usize, convs: Vec<Conv>| Reassemble {
+        let reassemble = |i: usize, convs: Vec<Conv2d>| Reassemble {
             readout: Linear::new(&post(i).at("0.project.0"), 2 * DIM, DIM, true),
             convs,
         };
-        let pointwise = |i: usize| Conv::new(&post(i).at(3), ConvSpec::plain(DIM, DIM, 1));
+        let pointwise = |i: usize| Conv2d::with(&post(i).at(3), ConvSpec::plain(DIM, DIM, 1));
         let scratch = w.at("scratch");
         let level_channels = [STAGE_CHANNELS[0], STAGE_CHANNELS[1], DIM, DIM];
         let head = scratch.at("output_conv");
@@ -280,7 +281,7 @@ impl Midas {
             stem_conv: std_conv(&backbone.at("stem.conv"), 3, STEM, 7, 2),
             stem_norm: GroupNormAct::new(&backbone.at("stem.norm"), STEM, true),
             stages,
-            patch_proj: Conv::new(
+            patch_proj: Conv2d::with(
                 &vit.at("patch_embed.proj"),
                 ConvSpec::plain(STAGE_CHANNELS[2], DIM, 1),
             ),
@@ -295,23 +296,23 @@ impl Midas {
                     4,
                     vec![
                         pointwise(4),
-                        Conv::new(&post(4).at(4), ConvSpec::plain(DIM, DIM, 3).stride(2)),
+                        Conv2d::with(&post(4).at(4), ConvSpec::plain(DIM, DIM, 3).stride(2)),
                     ],
                 ),
             ],
             layer_rn: (0..4)
                 .map(|i| {
                     let spec = ConvSpec::plain(level_channels[i], FEATURES, 3).no_bias();
-                    Conv::new(&scratch.at(format!("layer{}_rn", i + 1)), spec)
+                    Conv2d::with(&scratch.at(format!("layer{}_rn", i + 1)), spec)
                 })
                 .collect(),
             refine: (1..=4)
                 .map(|i| FusionBlock::new(&scratch.at(format!("refinenet{i}"))))
                 .collect(),
             head: [
-                Conv::new(&head.at(0), ConvSpec::plain(FEATURES, FEATURES / 2, 3)),
-                Conv::new(&head.at(2), ConvSpec::plain(FEATURES / 2, 32, 3)),
-                Conv::new(&head.at(4), ConvSpec::plain(32, 1, 1)),
+                Conv2d::with(&head.at(0), ConvSpec::plain(FEATURES, FEATURES / 2, 3)),
+                Conv2d::with(&head.at(2), ConvSpec::plain(FEATURES / 2, 32, 3)),
+                Conv2d::with(&head.at(4), ConvSpec::plain(32, 1, 1)),
             ],
             device,
         }

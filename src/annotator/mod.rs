@@ -4,8 +4,6 @@
 
 pub mod canny;
 #[cfg(feature = "local-infer")]
-mod layers;
-#[cfg(feature = "local-infer")]
 pub mod midas;
 #[cfg(feature = "local-infer")]
 pub mod normalbae;

@@ -7,8 +7,8 @@
 //! `model` entry holds the state dict, names prefixed `module.`), or the same tensors as
 //! safetensors.
 
-use super::layers::{BatchNorm, Conv, ConvSpec, double_aligned, resize_bilinear};
 use super::{AnnotatorError, check_size, image_tensor, to_u8};
+use crate::diffusion::nn::{BatchNorm, Conv2d, ConvSpec, double_aligned, resize_bilinear};
 use crate::diffusion::weights::{Scope, Weights};
 use crate::image::RgbImage;
 use std::path::Path;
@@ -40,24 +40,24 @@ const STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 /// gen-efficientnet's conv: TF "same" padding only where it differs from symmetric padding
 /// (stride 2), no bias.
-fn conv(w: &Scope, input: i64, output: i64, kernel: i64, stride: i64, groups: i64) -> Conv {
+fn conv(w: &Scope, input: i64, output: i64, kernel: i64, stride: i64, groups: i64) -> Conv2d {
     let spec = ConvSpec::plain(input, output, kernel)
         .stride(stride)
         .groups(groups)
         .no_bias();
-    Conv::new(w, if stride > 1 { spec.same() } else { spec })
+    Conv2d::with(w, if stride > 1 { spec.same() } else { spec })
 }
 
 struct SqueezeExcite {
-    reduce: Conv,
-    expand: Conv,
+    reduce: Conv2d,
+    expand: Conv2d,
 }
 
 impl SqueezeExcite {
     fn new(w: &Scope, channels: i64, reduced: i64) -> Self {
         Self {
-            reduce: Conv::new(&w.at("conv_reduce"), ConvSpec::plain(channels, reduced, 1)),
-            expand: Conv::new(&w.at("conv_expand"), ConvSpec::plain(reduced, channels, 1)),
+            reduce: Conv2d::with(&w.at("conv_reduce"), ConvSpec::plain(channels, reduced, 1)),
+            expand: Conv2d::with(&w.at("conv_expand"), ConvSpec::plain(reduced, channels, 1)),
         }
     }
 
@@ -71,11 +71,11 @@ impl SqueezeExcite {
 /// One MBConv block: the first stage's depthwise-separable form (no expansion) or the
 /// inverted residual, with squeeze-excite sized from the block's input channels.
 struct Block {
-    expand: Option<(Conv, BatchNorm)>,
-    depthwise: Conv,
+    expand: Option<(Conv2d, BatchNorm)>,
+    depthwise: Conv2d,
     depthwise_bn: BatchNorm,
     se: SqueezeExcite,
-    project: Conv,
+    project: Conv2d,
     project_bn: BatchNorm,
     residual: bool,
 }
@@ -124,14 +124,14 @@ impl Block {
 
 /// `UpSampleBN`: up to the skip's size, concatenate, two conv–BN–LeakyReLU.
 struct UpSample {
-    convs: [(Conv, BatchNorm); 2],
+    convs: [(Conv2d, BatchNorm); 2],
 }
 
 impl UpSample {
     fn new(w: &Scope, input: i64, output: i64) -> Self {
         let layer = |c: usize, b: usize, i| {
             (
-                Conv::new(&w.at(format!("_net.{c}")), ConvSpec::plain(i, output, 3)),
+                Conv2d::with(&w.at(format!("_net.{c}")), ConvSpec::plain(i, output, 3)),
                 BatchNorm::new(&w.at(format!("_net.{b}")), output, DECODER_BN_EPS),
             )
         };
@@ -197,13 +197,13 @@ fn norm_normalize(x: &Tensor) -> Tensor {
 }
 
 pub struct NormalBae {
-    stem: Conv,
+    stem: Conv2d,
     stem_bn: BatchNorm,
     stages: Vec<Vec<Block>>,
-    head: Conv,
-    bottleneck: Conv,
+    head: Conv2d,
+    bottleneck: Conv2d,
     ups: [UpSample; 4],
-    res8: Conv,
+    res8: Conv2d,
     refine: [PixelMlp; 3],
     device: Device,
 }
@@ -263,14 +263,14 @@ impl NormalBae {
             stem_bn: BatchNorm::new(&enc.at("bn1"), STEM, ENCODER_BN_EPS),
             stages,
             head: conv(&enc.at("conv_head"), 512, HEAD, 1, 1, 1),
-            bottleneck: Conv::new(&dec.at("conv2"), ConvSpec::plain(HEAD, HEAD, 1)),
+            bottleneck: Conv2d::with(&dec.at("conv2"), ConvSpec::plain(HEAD, HEAD, 1)),
             ups: [
                 UpSample::new(&dec.at("up1"), HEAD + 176, 1024),
                 UpSample::new(&dec.at("up2"), 1024 + 64, 512),
                 UpSample::new(&dec.at("up3"), 512 + 40, 256),
                 UpSample::new(&dec.at("up4"), 256 + 24, 128),
             ],
-            res8: Conv::new(&dec.at("out_conv_res8"), ConvSpec::plain(512, 4, 3)),
+            res8: Conv2d::with(&dec.at("out_conv_res8"), ConvSpec::plain(512, 4, 3)),
             refine: [
                 PixelMlp::new(&dec.at("out_conv_res4"), 512 + 4),
                 PixelMlp::new(&dec.at("out_conv_res2"), 256 + 4),
