@@ -7,6 +7,9 @@
 //!
 //! Prints median seconds per map for both and the ratio ours / controlnet_aux (lower is better).
 
+mod common;
+use common::median_seconds;
+
 use nicheimage_tui::annotator::canny;
 use nicheimage_tui::annotator::midas::Midas;
 use nicheimage_tui::annotator::normalbae::NormalBae;
@@ -15,28 +18,9 @@ use nicheimage_tui::image::RgbImage;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 use tch::Device;
 
 const RUNS: usize = 3;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn time(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
-}
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -71,10 +55,10 @@ fn main() {
     let midas = Midas::load(&midas_file, Device::Cpu).expect("load MiDaS");
     let normalbae = NormalBae::load(&normal_file, Device::Cpu).expect("load NormalBae");
     let ours = [
-        time(RUNS, || {
+        median_seconds(RUNS, || {
             midas.annotate(&image).expect("depth");
         }),
-        time(RUNS, || {
+        median_seconds(RUNS, || {
             normalbae.annotate(&image).expect("normals");
         }),
     ];
@@ -106,7 +90,7 @@ fn main() {
         "{:<10} {:>10} {:>18} {:>8}",
         "map", "ours (s)", "controlnet_aux (s)", "ratio"
     );
-    let edges = time(10, || {
+    let edges = median_seconds(10, || {
         canny::canny(&image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD);
     });
     for (name, key, ours) in [

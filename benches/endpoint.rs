@@ -9,17 +9,15 @@
 //! 3. The reward check of one 1024x1024 base64 PNG pair (decode both, average hashes at sizes 8
 //!    and 6, distance): ours vs Pillow + imagehash as the seed's reward service does it.
 
+mod common;
+use common::median;
+
 use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
 use nicheimage_tui::image::RgbImage;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// A Python script's JSON answer and the median of its `seconds`.
 fn python_timing(stdout: &[u8]) -> (serde_json::Value, f64) {

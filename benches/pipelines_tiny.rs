@@ -6,6 +6,9 @@
 //!
 //! Prints median seconds per image for both and the ratio ours / diffusers (lower is better).
 
+mod common;
+use common::median;
+
 use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_tui::diffusion::tiny::{write_tiny_sd15, write_tiny_sdxl};
 use std::path::Path;
@@ -18,11 +21,6 @@ low quality, artificial, texture artifacts, jpeg artifacts";
 
 /// Image side, steps, timed runs.
 type Case = (i64, usize, usize);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

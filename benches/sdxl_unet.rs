@@ -10,6 +10,9 @@
 //! without the parity venv set `NICHEIMAGE_BENCH_PYTHON` to a Python that has them). Prints
 //! seconds per image (median) for both and the ratio ours / diffusers (lower is better).
 
+mod common;
+use common::median_seconds;
+
 use nicheimage_tui::diffusion::config::PipelineConfig;
 use nicheimage_tui::diffusion::tiny::write_config_folder;
 use nicheimage_tui::diffusion::unet::UNet;
@@ -17,7 +20,6 @@ use nicheimage_tui::diffusion::weights::Weights;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 struct Setup {
@@ -26,11 +28,6 @@ struct Setup {
     side: i64,
     steps: usize,
     runs: usize,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn sync(device: Device) {
@@ -79,16 +76,7 @@ fn ours(s: &Setup) -> f64 {
         }
         sync(s.device);
     };
-    image();
-    median(
-        (0..s.runs)
-            .map(|_| {
-                let t = Instant::now();
-                image();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    median_seconds(s.runs, image)
 }
 
 fn theirs(s: &Setup, config_dir: &Path, root: &Path) -> Option<f64> {

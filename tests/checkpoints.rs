@@ -175,17 +175,15 @@ fn an_sdxl_diffusers_folder_gives_the_same_image_as_the_single_file() {
     }
 }
 
-#[test]
-fn the_generate_command_does_img2img_and_the_nsfw_filter() {
-    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
-    use nicheimage_tui::image::RgbImage;
-    let dir = tempfile::tempdir().unwrap();
-    let checkpoint = tiny(dir.path());
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let photo = fixtures.join("sd15_img2img/photo_150x100.png");
-    let classifier = fixtures.join("nsfw_vit/model");
-    let out = dir.path().join("out.png");
+/// Runs `nicheimage-tui generate` with [`request`]'s prompt, seed and steps on `image` and the
+/// `extra` arguments, writing `out`; its stdout.
+fn run_generate(
+    home: &Path,
+    checkpoint: &Path,
+    image: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> String {
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
         .args([
             "generate",
@@ -202,23 +200,49 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
             "--steps",
             "4",
         ])
-        .args(["--strength", "0.5", "--condition-resolution", "64"])
         .arg("--checkpoint")
-        .arg(&checkpoint)
+        .arg(checkpoint)
         .arg("--image")
-        .arg(&photo)
-        .arg("--nsfw-classifier")
-        .arg(&classifier)
+        .arg(image)
         .arg("--out")
-        .arg(&out)
-        .env("XDG_CONFIG_HOME", dir.path())
+        .arg(out)
+        .args(extra)
+        .env("XDG_CONFIG_HOME", home)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(
         run.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_generate_command_does_img2img_and_the_nsfw_filter() {
+    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
+    use nicheimage_tui::diffusion::pipeline::Img2Img;
+    use nicheimage_tui::image::RgbImage;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = tiny(dir.path());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let photo = fixtures.join("sd15_img2img/photo_150x100.png");
+    let classifier = fixtures.join("nsfw_vit/model");
+    let out = dir.path().join("out.png");
+    let stdout = run_generate(
+        dir.path(),
+        &checkpoint,
+        &photo,
+        &out,
+        &[
+            "--strength",
+            "0.5",
+            "--condition-resolution",
+            "64",
+            "--nsfw-classifier",
+            classifier.to_str().unwrap(),
+        ],
     );
     assert!(stdout.contains("nsfw score"), "{stdout}");
     let written = RgbImage::from_png(&std::fs::read(&out).unwrap()).unwrap();
@@ -252,47 +276,17 @@ fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
     let photo =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img/photo_150x100.png");
     let out = dir.path().join("out.png");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
-        .args([
-            "generate",
-            "--device",
-            "cpu",
-            "--prompt",
-            "a photo of a cat",
-        ])
-        .args([
-            "--negative-prompt",
-            "blurry",
-            "--seed",
-            "77",
-            "--steps",
-            "4",
-        ])
-        .args([
-            "--width",
-            "64",
-            "--height",
-            "64",
-            "--condition-resolution",
-            "64",
-        ])
-        .arg("--checkpoint")
-        .arg(&checkpoint)
-        .arg("--image")
-        .arg(&photo)
-        .arg("--controlnet-dir")
-        .arg(&controls)
-        .arg("--out")
-        .arg(&out)
-        .env("XDG_CONFIG_HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let extra = [
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--condition-resolution",
+        "64",
+        "--controlnet-dir",
+        controls.to_str().unwrap(),
+    ];
+    run_generate(dir.path(), &checkpoint, &photo, &out, &extra);
     let read = |p: &Path| RgbImage::from_png(&std::fs::read(p).unwrap()).unwrap();
     let input = read(&photo).resized_for_condition(64).unwrap();
     let nets = SeedControlNet::load(&controls, Device::Cpu, Kind::Float).unwrap();

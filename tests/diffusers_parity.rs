@@ -737,7 +737,7 @@ mod annotators {
         let midas = Midas::load(&checkpoints().0, Device::Cpu).unwrap();
         for name in IMAGES {
             let image = png(&fixture(&format!("annotators/{name}.png")));
-            let x = nicheimage_tui::annotator::image_tensor(&image, Device::Cpu) / 127.5 - 1.0;
+            let x = nicheimage_tui::diffusion::image::pixels(&image) / 127.5 - 1.0;
             let depth = to_vec(&tch::no_grad(|| midas.depth(&x)));
             let want = raw(&format!("annotators/{name}_depth.f32"));
             assert_eq!(depth.len(), want.len(), "{name}: depth size");

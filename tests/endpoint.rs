@@ -153,6 +153,11 @@ height = 64
     }
 }
 
+/// The reason in an error answer (`{"detail": ...}`, the seed's FastAPI shape).
+fn detail(body: &Value) -> &str {
+    body["detail"].as_str().unwrap_or_default()
+}
+
 /// What the engine makes in-process for `txt2img(seed, 64, 4)` with the test model's defaults.
 fn direct(sd: &StableDiffusion, seed: u64) -> RgbImage {
     let req = Txt2Img {
@@ -289,7 +294,7 @@ async fn a_killed_replica_fails_its_request_at_once_and_comes_back() {
     let killed = Instant::now();
     let (status, body, answered) = slow.await.unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("died"), "{body}");
+    assert!(detail(&body).contains("died"), "{body}");
     assert!(
         answered.duration_since(killed) < Duration::from_secs(1),
         "answered within a second"
@@ -462,13 +467,7 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
                          "conditional_image": "not base64!"}))
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("conditional_image"),
-        "{body}"
-    );
+    assert!(detail(&body).contains("conditional_image"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -597,10 +596,7 @@ async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("does not serve controlnet_txt2img"),
+        detail(&body).contains("does not serve controlnet_txt2img"),
         "{body}"
     );
 }
@@ -639,9 +635,9 @@ async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
         )
         .await;
     assert_eq!(status, 500, "{body}");
-    let detail = body["detail"].as_str().unwrap();
+    let reason = detail(&body);
     assert!(
-        detail.contains("controlnet_txt2img unavailable") && detail.contains("HTML page"),
+        reason.contains("controlnet_txt2img unavailable") && reason.contains("HTML page"),
         "{body}"
     );
 }

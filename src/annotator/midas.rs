@@ -5,14 +5,15 @@
 //! Weights: `dpt_hybrid-midas-501f0c75.pt` from the `lllyasviel/Annotators` Hugging Face repo
 //! (the zip-format torch file as published, or the same tensors as safetensors).
 
-use super::{AnnotatorError, check_size, gray_to_rgb, image_tensor, to_u8};
+use super::{AnnotatorError, check_size, gray_to_rgb, load_network, to_u8};
+use crate::diffusion::image::pixels;
 use crate::diffusion::nn::{
     Conv2d, ConvSpec, LayerNorm, Linear, attention, double_aligned, pad_same, resize_bilinear,
 };
-use crate::diffusion::weights::{Scope, Weights};
+use crate::diffusion::weights::Scope;
 use crate::image::RgbImage;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 pub const CHECKPOINT: &str = "dpt_hybrid-midas-501f0c75.pt";
 pub const SOURCE: &str =
@@ -226,19 +227,15 @@ impl Midas {
     /// Loads the checkpoint (`.pt` as published or `.safetensors`), reporting a missing file
     /// with where to get it and any missing or misshapen tensor by name.
     pub fn load(path: &Path, device: Device) -> Result<Self, AnnotatorError> {
-        if !path.is_file() {
-            return Err(AnnotatorError::Missing {
-                what: "MiDaS depth",
-                path: path.display().to_string(),
-                source_url: SOURCE,
-            });
-        }
-        let _no_grad = tch::no_grad_guard();
         // MiDaS also saves {"model": ..., "optimizer": ...} while training.
-        let weights = Weights::from_checkpoint("midas", path, &["model."], Kind::Float, device)?;
-        let midas = Self::build(&weights.root(), device);
-        weights.finish()?;
-        Ok(midas)
+        load_network(
+            "MiDaS depth",
+            path,
+            SOURCE,
+            &["model."],
+            device,
+            Self::build,
+        )
     }
 
     /// The architecture under `w` (parameter names as in the published checkpoint).
@@ -385,7 +382,7 @@ impl Midas {
     pub fn annotate(&self, image: &RgbImage) -> Result<RgbImage, AnnotatorError> {
         check_size("MiDaS", image, 32)?;
         let _no_grad = tch::no_grad_guard();
-        let x = image_tensor(image, self.device) / 127.5 - 1.0;
+        let x = pixels(image).to_device(self.device) / 127.5 - 1.0;
         let depth = self.depth(&x).get(0).to_device(Device::Cpu);
         let shifted = &depth - depth.min();
         let scaled = (&shifted / shifted.max()) * 255.0;

@@ -12,8 +12,9 @@ pub use shared::*;
 
 #[cfg(feature = "local-infer")]
 mod shared {
-    use crate::diffusion::weights::WeightError;
+    use crate::diffusion::weights::{Scope, WeightError, Weights};
     use crate::image::RgbImage;
+    use std::path::Path;
     use tch::{Device, Kind, Tensor};
 
     #[derive(Debug, thiserror::Error)]
@@ -39,14 +40,29 @@ mod shared {
         },
     }
 
-    /// The image as a `[1, 3, h, w]` float tensor of 0..255 values.
-    pub fn image_tensor(image: &RgbImage, device: Device) -> Tensor {
-        Tensor::from_slice(&image.data)
-            .view([image.height as i64, image.width as i64, 3])
-            .permute([2, 0, 1])
-            .unsqueeze(0)
-            .to_kind(Kind::Float)
-            .to_device(device)
+    /// An annotator network `build` makes from its checkpoint at `path` (`.pt` as published or
+    /// `.safetensors`), in f32, the first matching `strip` prefix taken off every name. A
+    /// missing file says where to get it; missing or misshapen tensors are named.
+    pub(crate) fn load_network<T>(
+        what: &'static str,
+        path: &Path,
+        source_url: &'static str,
+        strip: &[&str],
+        device: Device,
+        build: impl FnOnce(&Scope, Device) -> T,
+    ) -> Result<T, AnnotatorError> {
+        if !path.is_file() {
+            return Err(AnnotatorError::Missing {
+                what,
+                path: path.display().to_string(),
+                source_url,
+            });
+        }
+        let _no_grad = tch::no_grad_guard();
+        let weights = Weights::from_checkpoint(what, path, strip, Kind::Float, device)?;
+        let net = build(&weights.root(), device);
+        weights.finish()?;
+        Ok(net)
     }
 
     /// numpy's `clip(0, 255).astype(uint8)`: NaN becomes 0, the rest truncates toward zero.

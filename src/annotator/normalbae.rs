@@ -7,9 +7,10 @@
 //! `model` entry holds the state dict, names prefixed `module.`), or the same tensors as
 //! safetensors.
 
-use super::{AnnotatorError, check_size, image_tensor, to_u8};
+use super::{AnnotatorError, check_size, load_network, to_u8};
+use crate::diffusion::image::pixels;
 use crate::diffusion::nn::{BatchNorm, Conv2d, ConvSpec, double_aligned, resize_bilinear};
-use crate::diffusion::weights::{Scope, Weights};
+use crate::diffusion::weights::Scope;
 use crate::image::RgbImage;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -209,25 +210,11 @@ pub struct NormalBae {
 }
 
 impl NormalBae {
+    /// Loads `scannet.pt` (the state dict under `model`, names prefixed `module.`) or the
+    /// same tensors as safetensors.
     pub fn load(path: &Path, device: Device) -> Result<Self, AnnotatorError> {
-        if !path.is_file() {
-            return Err(AnnotatorError::Missing {
-                what: "NormalBae",
-                path: path.display().to_string(),
-                source_url: SOURCE,
-            });
-        }
-        let _no_grad = tch::no_grad_guard();
-        let weights = Weights::from_checkpoint(
-            "normalbae",
-            path,
-            &["model.module.", "model.", "module."],
-            Kind::Float,
-            device,
-        )?;
-        let net = Self::build(&weights.root(), device);
-        weights.finish()?;
-        Ok(net)
+        let strip = ["model.module.", "model.", "module."];
+        load_network("NormalBae", path, SOURCE, &strip, device, Self::build)
     }
 
     /// The architecture under `w`, by the names `NNET.state_dict()` gives.
@@ -321,7 +308,7 @@ impl NormalBae {
                 .to_device(self.device)
         };
         let (mean, std) = (channel(&MEAN), channel(&STD));
-        let x = (image_tensor(image, self.device) / 255.0 - mean) / std;
+        let x = (pixels(image).to_device(self.device) / 255.0 - mean) / std;
         let xyz = self.normals(&x).get(0).narrow(0, 0, 3);
         let drawn = (((xyz + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0)
             .permute([1, 2, 0])

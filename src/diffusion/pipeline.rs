@@ -535,11 +535,7 @@ pub fn img2img_start(steps: usize, strength: f64) -> Option<usize> {
 
 /// An image as `[1, 3, h, w]` f32 in [0, 1] (diffusers' image processors, before normalising).
 fn unit_pixels(image: &RgbImage) -> Tensor {
-    Tensor::from_slice(&image.data)
-        .reshape([1, image.height as i64, image.width as i64, 3])
-        .permute([0, 3, 1, 2])
-        .to_kind(Kind::Float)
-        / 255.0
+    super::image::pixels(image) / 255.0
 }
 
 fn check_size(width: i64, height: i64) -> Result<(), PipelineError> {

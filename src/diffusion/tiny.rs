@@ -124,9 +124,7 @@ fn write_tiny_folder(
         outputs.push(("text_encoder_2/model.safetensors", c2.created()));
     }
     for (path, tensors) in outputs {
-        let p = dir.join(path);
-        Tensor::write_safetensors(&tensors, &p)
-            .map_err(|source| TinyError::Torch { path: p, source })?;
+        save(&tensors, &dir.join(path))?;
     }
     Ok(())
 }
@@ -178,15 +176,8 @@ fn write_tiny(dir: &Path, name: &str, config: &PipelineConfig) -> Result<PathBuf
         };
         tensors.push((ldm::vae_key(&n, vae_blocks), t));
     }
-    std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let file = dir.join(format!("{name}.safetensors"));
-    Tensor::write_safetensors(&tensors, &file).map_err(|source| TinyError::Torch {
-        path: file.clone(),
-        source,
-    })?;
+    save(&tensors, &file)?;
     write_config_folder(&dir.join(name), config)?;
     Ok(file)
 }
@@ -199,21 +190,13 @@ pub fn write_tiny_controlnet(dir: &Path, seed: i64) -> Result<(), TinyError> {
         conditioning_embedding_out_channels: vec![8, 8, 16, 16],
         ..ControlConfig::default()
     };
-    let _no_grad = tch::no_grad_guard();
-    let generator = super::pipeline::lock_generator();
-    tch::manual_seed(seed);
-    let w = Weights::random("controlnet", Kind::Float, Device::Cpu);
-    ControlNet::new(&w, &unet, &control);
-    drop(generator);
-    std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let file = dir.join("diffusion_pytorch_model.safetensors");
-    Tensor::write_safetensors(&w.created(), &file).map_err(|source| TinyError::Torch {
-        path: file.clone(),
-        source,
-    })?;
+    let w = random_network("controlnet", seed, |w| {
+        ControlNet::new(w, &unet, &control);
+    });
+    save(
+        &w.created(),
+        &dir.join("diffusion_pytorch_model.safetensors"),
+    )?;
     let config = json!({
         "_class_name": "ControlNetModel",
         "_diffusers_version": "0.42.1",
@@ -447,31 +430,41 @@ pub enum AnnotatorNet {
 /// the file), under the published checkpoint's names: the parity tests' stand-in for the real
 /// weights, which cannot be redistributed in the repo.
 pub fn write_random_annotator(net: AnnotatorNet, file: &Path, seed: i64) -> Result<(), TinyError> {
-    let _no_grad = tch::no_grad_guard();
-    let generator = super::pipeline::lock_generator();
-    tch::manual_seed(seed);
-    let w = Weights::random("annotator", Kind::Float, Device::Cpu);
-    match net {
+    let w = random_network("annotator", seed, |w| match net {
         AnnotatorNet::Midas => {
             crate::annotator::midas::Midas::build(&w.root(), Device::Cpu);
         }
         AnnotatorNet::Normalbae => {
             crate::annotator::normalbae::NormalBae::build(&w.root(), Device::Cpu);
         }
-    }
-    drop(generator);
+    });
     let tensors: Vec<(String, Tensor)> = w
         .created()
         .into_iter()
         .map(|(n, t)| (n, t.to_kind(Kind::Half)))
         .collect();
+    save(&tensors, file)
+}
+
+/// One network whose architecture `build` makes, with random weights drawn from `seed`.
+fn random_network(model: &str, seed: i64, build: impl FnOnce(&Weights)) -> Weights {
+    let _no_grad = tch::no_grad_guard();
+    let _generator = super::pipeline::lock_generator();
+    tch::manual_seed(seed);
+    let w = Weights::random(model, Kind::Float, Device::Cpu);
+    build(&w);
+    w
+}
+
+/// Writes `tensors` as a safetensors `file`, making its folder first.
+fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<(), TinyError> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
     }
-    Tensor::write_safetensors(&tensors, file).map_err(|source| TinyError::Torch {
+    Tensor::write_safetensors(tensors, file).map_err(|source| TinyError::Torch {
         path: file.to_path_buf(),
         source,
     })

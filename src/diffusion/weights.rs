@@ -79,6 +79,19 @@ impl SafetensorsFile {
         self.index.contains_key(name)
     }
 
+    /// Elements of one tensor, from the header (0 for an unknown name).
+    pub fn numel(&self, name: &str) -> u64 {
+        self.index
+            .get(name)
+            .map(|i| i.shape.iter().product::<usize>() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Elements of every tensor in the file, from the header.
+    pub fn parameter_count(&self) -> u64 {
+        self.names().map(|n| self.numel(n)).sum()
+    }
+
     pub fn shape(&self, name: &str) -> Option<Vec<i64>> {
         self.index
             .get(name)
@@ -132,11 +145,6 @@ pub fn diffusers_file(dir: &Path, stem: &str) -> Option<PathBuf> {
 /// prefixes, a diffusers folder by its subfolders).
 pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
     let mut counts = crate::replica::vram::ParameterCounts::default();
-    let numel = |f: &SafetensorsFile, name: &str| -> u64 {
-        f.shape(name)
-            .map(|s| s.iter().product::<i64>().max(0) as u64)
-            .unwrap_or(0)
-    };
     if path.is_dir() {
         for (sub, stem, slot) in [
             ("unet", "diffusion_pytorch_model", 0),
@@ -166,7 +174,7 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
             let mut n = 0u64;
             for file in files {
                 let f = SafetensorsFile::open(&file)?;
-                n += f.names().map(|k| numel(&f, k)).sum::<u64>();
+                n += f.parameter_count();
             }
             match slot {
                 0 => counts.unet += n,
@@ -178,7 +186,7 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
     }
     let f = SafetensorsFile::open(path)?;
     for name in f.names() {
-        let n = numel(&f, name);
+        let n = f.numel(name);
         if name.starts_with("model.diffusion_model.") {
             counts.unet += n;
         } else if name.starts_with("first_stage_model.") {
@@ -195,12 +203,7 @@ pub fn folder_parameter_count(dirs: &[PathBuf]) -> Result<u64, WeightError> {
     let mut n = 0u64;
     for dir in dirs {
         if let Some(file) = diffusers_file(dir, "diffusion_pytorch_model") {
-            let f = SafetensorsFile::open(&file)?;
-            n += f
-                .names()
-                .filter_map(|k| f.shape(k))
-                .map(|s| s.iter().product::<i64>().max(0) as u64)
-                .sum::<u64>();
+            n += SafetensorsFile::open(&file)?.parameter_count();
         }
     }
     Ok(n)

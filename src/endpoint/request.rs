@@ -348,19 +348,28 @@ mod tests {
         assert!(err(&p(r#"{"guidance_scale":"high"}"#), &m).contains("guidance_scale"));
     }
 
-    fn img2img_body(image: &str, params: &str) -> String {
+    fn body_with_image(pipeline: &str, image: &str, params: &str) -> String {
         format!(
-            r#"{{"prompt":"a","seed":1,"pipeline_type":"img2img","conditional_image":"{image}","pipeline_params":{params}}}"#
+            r#"{{"prompt":"a","seed":1,"pipeline_type":"{pipeline}","conditional_image":"{image}","pipeline_params":{params}}}"#
         )
+    }
+
+    fn img2img_body(image: &str, params: &str) -> String {
+        body_with_image("img2img", image, params)
+    }
+
+    /// A 150 × 100 base64 PNG.
+    fn photo() -> String {
+        RgbImage::new(150, 100, (0..150 * 100 * 3).map(|i| i as u8).collect())
+            .unwrap()
+            .to_base64_png()
+            .unwrap()
     }
 
     #[test]
     fn img2img_takes_the_conditional_image_resized_as_the_seed_does() {
         let m = model("DreamShaper");
-        let photo = RgbImage::new(150, 100, (0..150 * 100 * 3).map(|i| i as u8).collect())
-            .unwrap()
-            .to_base64_png()
-            .unwrap();
+        let photo = photo();
         let job = parse(img2img_body(&photo, r#"{"strength":0.5}"#).as_bytes(), &m).unwrap();
         // Short side 100 → 512; 150 × 5.12 = 768.
         assert_eq!((job.width, job.height), (768, 512));
@@ -392,18 +401,13 @@ mod tests {
     }
 
     fn controlnet_body(image: &str, params: &str) -> String {
-        format!(
-            r#"{{"prompt":"a","seed":1,"pipeline_type":"controlnet_txt2img","conditional_image":"{image}","pipeline_params":{params}}}"#
-        )
+        body_with_image("controlnet_txt2img", image, params)
     }
 
     #[test]
     fn controlnet_takes_the_resized_image_and_per_net_scales() {
         let m = model("DreamShaper");
-        let photo = RgbImage::new(150, 100, (0..150 * 100 * 3).map(|i| i as u8).collect())
-            .unwrap()
-            .to_base64_png()
-            .unwrap();
+        let photo = photo();
         let job = parse(controlnet_body(&photo, "{}").as_bytes(), &m).unwrap();
         // Without a size the control image (resized as the seed resizes it) decides, as in
         // diffusers; a given size wins.

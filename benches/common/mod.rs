@@ -1,0 +1,23 @@
+//! What the benchmarks share. Each bench is its own crate and uses only part of this.
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median seconds of `runs` calls of `f`, after one untimed warm-up call.
+pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
