@@ -8,7 +8,7 @@
 //! Prints median seconds per map for both and the ratio ours / controlnet_aux (lower is better).
 
 mod common;
-use common::median_seconds;
+use common::{median_seconds, torch_on_all_cores};
 
 use nicheimage_tui::annotator::canny;
 use nicheimage_tui::annotator::midas::Midas;
@@ -25,10 +25,7 @@ const RUNS: usize = 3;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-annotators");
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    tch::set_num_threads(threads as i32);
+    let threads = torch_on_all_cores();
     let midas_file = dir.join("midas-random.safetensors");
     let normal_file = dir.join("normalbae-random.safetensors");
     for (net, file) in [

@@ -7,7 +7,7 @@
 //! Prints median seconds per image for both and the ratio ours / diffusers (lower is better).
 
 mod common;
-use common::median;
+use common::{median, torch_on_all_cores};
 
 use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_tui::diffusion::tiny::{write_tiny_sd15, write_tiny_sdxl};
@@ -25,10 +25,7 @@ type Case = (i64, usize, usize);
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-tiny");
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    tch::set_num_threads(threads as i32);
+    let threads = torch_on_all_cores();
     let python = root.join(".venv-parity/bin/python");
     let sizes: [(&str, &[Case]); 2] = [
         ("sd15", &[(64, 4, 15), (256, 20, 3), (512, 20, 2)]),

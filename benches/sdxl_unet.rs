@@ -11,7 +11,7 @@
 //! seconds per image (median) for both and the ratio ours / diffusers (lower is better).
 
 mod common;
-use common::median_seconds;
+use common::{median_seconds, torch_on_all_cores};
 
 use nicheimage_tui::diffusion::config::PipelineConfig;
 use nicheimage_tui::diffusion::tiny::write_config_folder;
@@ -136,11 +136,7 @@ fn main() {
         if !smoke {
             println!("no CUDA device: running the CPU smoke check (NICHEIMAGE_BENCH_SMOKE)");
         }
-        tch::set_num_threads(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1) as i32,
-        );
+        torch_on_all_cores();
         Setup {
             device: Device::Cpu,
             kind: Kind::Float,

@@ -153,6 +153,28 @@ height = 64
     }
 }
 
+/// The `[models.Tiny]` lines for the tiny SD 1.5 serving txt2img and `pipeline`.
+fn sd15_model(checkpoint: &Path, pipeline: &str, condition_resolution: Option<u32>) -> String {
+    let mut lines = format!(
+        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"{pipeline}\"]",
+        checkpoint.display()
+    );
+    if let Some(r) = condition_resolution {
+        lines.push_str(&format!("\ncondition_resolution = {r}"));
+    }
+    lines
+}
+
+/// A 90 × 60 photo-like conditional image.
+fn photo_90x60() -> RgbImage {
+    RgbImage::new(
+        90,
+        60,
+        (0..90 * 60 * 3).map(|i| ((i * 37) % 251) as u8).collect(),
+    )
+    .unwrap()
+}
+
 /// The reason in an error answer (`{"detail": ...}`, the seed's FastAPI shape).
 fn detail(body: &Value) -> &str {
     body["detail"].as_str().unwrap_or_default()
@@ -417,17 +439,9 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
-    let model = format!(
-        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\ncondition_resolution = 64",
-        checkpoint.display()
-    );
+    let model = sd15_model(&checkpoint, "img2img", Some(64));
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
-    let photo = RgbImage::new(
-        90,
-        60,
-        (0..90 * 60 * 3).map(|i| ((i * 37) % 251) as u8).collect(),
-    )
-    .unwrap();
+    let photo = photo_90x60();
     let (status, body) = node
         .generate(
             json!({"prompt": "a harbour", "seed": 8, "pipeline_type": "img2img",
@@ -523,18 +537,10 @@ async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let controls = dir.path().join("controlnet");
     nicheimage_tui::diffusion::tiny::write_tiny_seed_controlnet(&controls).unwrap();
-    let model = format!(
-        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]\ncondition_resolution = 64",
-        checkpoint.display()
-    );
+    let model = sd15_model(&checkpoint, "controlnet_txt2img", Some(64));
     let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
-    let photo = RgbImage::new(
-        90,
-        60,
-        (0..90 * 60 * 3).map(|i| ((i * 37) % 251) as u8).collect(),
-    )
-    .unwrap();
+    let photo = photo_90x60();
     let (status, body) = node
         .generate(
             json!({"prompt": "a harbour", "seed": 9, "pipeline_type": "controlnet_txt2img",
@@ -577,10 +583,7 @@ async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
-    let model = format!(
-        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]",
-        checkpoint.display()
-    );
+    let model = sd15_model(&checkpoint, "controlnet_txt2img", None);
     let endpoint = format!(
         "controlnet_dir = \"{}\"",
         dir.path().join("nothing-here").display()
@@ -619,10 +622,7 @@ async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
     )
     .unwrap();
     std::fs::write(controls.join("scannet.pt"), b"PK\x03\x04cut").unwrap();
-    let model = format!(
-        "arch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"controlnet_txt2img\"]\ncondition_resolution = 64",
-        checkpoint.display()
-    );
+    let model = sd15_model(&checkpoint, "controlnet_txt2img", Some(64));
     let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
     let (status, body) = node.generate(txt2img(5, 64, 4)).await;

@@ -21,3 +21,12 @@ pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
             .collect(),
     )
 }
+
+/// Lets libtorch use every core, as the Python side is told to; returns how many.
+pub fn torch_on_all_cores() -> usize {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    tch::set_num_threads(threads as i32);
+    threads
+}
