@@ -86,6 +86,20 @@ async fn scale_and_restart() {
         status(s, 1) == Some(ReplicaStatus::Ready)
     })
     .await;
+    // CPU replicas share the cores instead of each starting a thread per core.
+    if std::env::var_os("OMP_NUM_THREADS").is_none() {
+        let threads = |i: usize| {
+            let pid = node.snapshot().replicas[&i].pid.unwrap();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+            environ
+                .split(|b| *b == 0)
+                .find_map(|kv| kv.strip_prefix(b"OMP_NUM_THREADS="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let share = nicheimage_tui::replica::cpu_threads_per_replica;
+        assert_eq!(threads(0), Some(share(1).to_string()));
+        assert_eq!(threads(1), Some(share(2).to_string()));
+    }
     let (a, b) = tokio::join!(pool.generate(job(1)), pool.generate(job(2)));
     assert!(a.is_ok() && b.is_ok());
 

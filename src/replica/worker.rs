@@ -24,6 +24,8 @@ pub(crate) struct Worker {
     pub index: usize,
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
+    /// libtorch threads for a CPU replica (`OMP_NUM_THREADS`, unless the operator set it).
+    pub cpu_threads: Option<usize>,
     pub pool: Shared,
 }
 
@@ -134,6 +136,11 @@ impl Worker {
             let list: Vec<String> = self.gpus.iter().map(|g| g.to_string()).collect();
             cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
         }
+        if let Some(n) = self.cpu_threads
+            && std::env::var_os("OMP_NUM_THREADS").is_none()
+        {
+            cmd.env("OMP_NUM_THREADS", n.to_string());
+        }
         cmd.spawn()
     }
 
@@ -199,7 +206,15 @@ impl Worker {
             .flatten()
             .and_then(|l| serde_json::from_str::<ReplyLine>(&l).ok())
         {
-            Some(ReplyLine::Ready { .. }) => {}
+            Some(ReplyLine::Ready { device }) => {
+                let threads = self.cpu_threads.map(|n| n.to_string());
+                tracing::info!(
+                    replica = self.index,
+                    %device,
+                    cpu_threads = threads.as_deref().unwrap_or("libtorch's default"),
+                    "replica ready"
+                );
+            }
             _ => {
                 let status = child.wait().await;
                 return died(status);
