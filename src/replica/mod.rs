@@ -155,9 +155,12 @@ impl Slots {
         let (tx, rx) = mpsc::unbounded_channel();
         self.by_index.insert(index, tx);
         let gpus = gpus_for(index, self.shared.config.gpus_per_replica);
-        let cpu_threads = gpus
-            .is_empty()
-            .then(|| cpu_threads_per_replica(self.shared.config.replicas.max(self.by_index.len())));
+        let sharing = self.shared.config.replicas.max(self.by_index.len());
+        let cpu_threads = if gpus.is_empty() {
+            cpu_threads_per_replica(sharing)
+        } else {
+            None
+        };
         tokio::spawn(
             worker::Worker {
                 index,
@@ -171,12 +174,17 @@ impl Slots {
     }
 }
 
-/// CPU replicas split the machine's cores: libtorch gives each process a thread per core, and
-/// two processes each running all cores at once were 2.5x slower per job than with a share
-/// each (measured on 2 cores with the devnet's ControlNet jobs).
-pub fn cpu_threads_per_replica(replicas: usize) -> usize {
+/// libtorch threads for each of `replicas` CPU replicas: they split the cores, since libtorch
+/// gives every process a thread per core, and two processes each running all cores at once
+/// were 2.5x slower per job than with a share each (2 cores, the devnet's ControlNet jobs).
+/// A lone replica keeps libtorch's own default (None). The thread count changes a CPU image's
+/// low bits (reduction order), never its perceptual hash.
+pub fn cpu_threads_per_replica(replicas: usize) -> Option<usize> {
+    if replicas <= 1 {
+        return None;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / replicas.max(1)).max(1)
+    Some((cores / replicas).max(1))
 }
 
 /// Remote replicas take indices from here on, so local ones (0..) never collide with them.
@@ -311,12 +319,12 @@ mod tests {
     use super::{cpu_threads_per_replica, gpus_for};
 
     #[test]
-    fn cpu_replicas_split_the_cores_and_get_at_least_one_thread() {
+    fn cpu_replicas_split_the_cores_and_a_lone_one_keeps_the_default() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(cpu_threads_per_replica(1), cores);
-        assert_eq!(cpu_threads_per_replica(0), cores);
-        assert_eq!(cpu_threads_per_replica(2), (cores / 2).max(1));
-        assert_eq!(cpu_threads_per_replica(cores + 1), 1);
+        assert_eq!(cpu_threads_per_replica(0), None);
+        assert_eq!(cpu_threads_per_replica(1), None);
+        assert_eq!(cpu_threads_per_replica(2), Some((cores / 2).max(1)));
+        assert_eq!(cpu_threads_per_replica(cores + 1), Some(1));
     }
 
     #[test]

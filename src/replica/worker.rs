@@ -24,7 +24,8 @@ pub(crate) struct Worker {
     pub index: usize,
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
-    /// libtorch threads for a CPU replica (`OMP_NUM_THREADS`, unless the operator set it).
+    /// libtorch threads for a CPU replica sharing the cores (`OMP_NUM_THREADS`, unless the
+    /// operator set it).
     pub cpu_threads: Option<usize>,
     pub pool: Shared,
 }
