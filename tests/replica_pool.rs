@@ -86,21 +86,24 @@ async fn scale_and_restart() {
         status(s, 1) == Some(ReplicaStatus::Ready)
     })
     .await;
-    // CPU replicas share the cores instead of each starting a thread per core.
-    if std::env::var_os("OMP_NUM_THREADS").is_none() {
-        let threads = |i: usize| {
-            let pid = node.snapshot().replicas[&i].pid.unwrap();
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-            environ
-                .split(|b| *b == 0)
-                .find_map(|kv| kv.strip_prefix(b"OMP_NUM_THREADS="))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        let share = nicheimage_tui::replica::cpu_threads_per_replica;
-        // Replica 0 started alone and kept libtorch's default; replica 1 started as one of two.
-        assert_eq!(threads(0), None);
-        assert_eq!(threads(1), share(2).map(|n| n.to_string()));
-    }
+    // CPU replicas share the cores instead of each starting a thread per core: replica 0 started
+    // alone and kept libtorch's default, replica 1 started as one of two.
+    let omp_threads = |i: usize| {
+        let pid = node.snapshot().replicas[&i].pid.unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"OMP_NUM_THREADS="))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let operator_set = std::env::var("OMP_NUM_THREADS").ok();
+    let share = |n| {
+        operator_set
+            .clone()
+            .or(nicheimage_tui::replica::cpu_threads_per_replica(n).map(|t| t.to_string()))
+    };
+    assert_eq!(omp_threads(0), share(1));
+    assert_eq!(omp_threads(1), share(2));
     let (a, b) = tokio::join!(pool.generate(job(1)), pool.generate(job(2)));
     assert!(a.is_ok() && b.is_ok());
 
@@ -112,6 +115,8 @@ async fn scale_and_restart() {
             && s.replicas[&0].pid != pid
     })
     .await;
+    // Restarted as one of two, it takes the share now.
+    assert_eq!(omp_threads(0), share(2));
     assert!(pool.restart(7).is_err());
 
     // Killed by the operator: it dies like a crash (the reason kept) and comes back.

@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     /// Replicas ready for a job, counted by the workers.
     pub ready: Arc<AtomicUsize>,
+    /// Local replicas the pool is meant to run (the last scale), for the CPU thread share.
+    pub local_replicas: Arc<AtomicUsize>,
     pub events: EventSender,
     pub cancel: CancellationToken,
 }
@@ -154,19 +156,11 @@ impl Slots {
         self.next_index += 1;
         let (tx, rx) = mpsc::unbounded_channel();
         self.by_index.insert(index, tx);
-        let gpus = gpus_for(index, self.shared.config.gpus_per_replica);
-        let sharing = self.shared.config.replicas.max(self.by_index.len());
-        let cpu_threads = if gpus.is_empty() {
-            cpu_threads_per_replica(sharing)
-        } else {
-            None
-        };
         tokio::spawn(
             worker::Worker {
                 index,
                 commands: rx,
-                gpus,
-                cpu_threads,
+                gpus: gpus_for(index, self.shared.config.gpus_per_replica),
                 pool: self.shared.clone(),
             }
             .run(),
@@ -216,6 +210,7 @@ impl Pool {
                 config: config.clone(),
                 jobs: Arc::new(Mutex::new(rx)),
                 ready: ready.clone(),
+                local_replicas: Arc::new(AtomicUsize::new(config.replicas)),
                 events,
                 cancel,
             },
@@ -272,6 +267,7 @@ impl Pool {
     /// Starts or retires replicas (the newest first, each after its current job) to reach `n`.
     pub fn scale(&self, n: usize) {
         let mut slots = self.slots();
+        slots.shared.local_replicas.store(n, Ordering::SeqCst);
         while slots.by_index.len() < n {
             slots.spawn();
         }

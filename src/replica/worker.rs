@@ -24,9 +24,6 @@ pub(crate) struct Worker {
     pub index: usize,
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
-    /// libtorch threads for a CPU replica sharing the cores (`OMP_NUM_THREADS`, unless the
-    /// operator set it).
-    pub cpu_threads: Option<usize>,
     pub pool: Shared,
 }
 
@@ -126,7 +123,17 @@ impl Worker {
         }
     }
 
-    fn spawn(&self) -> std::io::Result<Child> {
+    /// libtorch threads for this replica's next process: a share of the cores when it is one of
+    /// several CPU replicas (decided at each start, so a restart after scaling takes the new
+    /// share).
+    fn cpu_threads(&self) -> Option<usize> {
+        if !self.gpus.is_empty() || std::env::var_os("OMP_NUM_THREADS").is_some() {
+            return None;
+        }
+        super::cpu_threads_per_replica(self.pool.local_replicas.load(Ordering::SeqCst))
+    }
+
+    fn spawn(&self, cpu_threads: Option<usize>) -> std::io::Result<Child> {
         let mut cmd = Command::new(&self.pool.config.command.program);
         cmd.args(&self.pool.config.command.args)
             .stdin(Stdio::piped())
@@ -137,9 +144,7 @@ impl Worker {
             let list: Vec<String> = self.gpus.iter().map(|g| g.to_string()).collect();
             cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
         }
-        if let Some(n) = self.cpu_threads
-            && std::env::var_os("OMP_NUM_THREADS").is_none()
-        {
+        if let Some(n) = cpu_threads {
             cmd.env("OMP_NUM_THREADS", n.to_string());
         }
         cmd.spawn()
@@ -150,7 +155,8 @@ impl Worker {
             return End::Cancelled;
         }
         report.status = ReplicaStatus::Loading;
-        let mut child = match self.spawn() {
+        let cpu_threads = self.cpu_threads();
+        let mut child = match self.spawn(cpu_threads) {
             Ok(c) => c,
             Err(e) => {
                 return End::Died(format!(
@@ -208,7 +214,11 @@ impl Worker {
             .and_then(|l| serde_json::from_str::<ReplyLine>(&l).ok())
         {
             Some(ReplyLine::Ready { device }) => {
-                let threads = self.cpu_threads.map(|n| n.to_string());
+                let threads = cpu_threads.map(|n| n.to_string()).or_else(|| {
+                    std::env::var("OMP_NUM_THREADS")
+                        .ok()
+                        .map(|n| format!("{n} (OMP_NUM_THREADS)"))
+                });
                 tracing::info!(
                     replica = self.index,
                     %device,
