@@ -9,13 +9,13 @@ Prints one JSON line: median seconds per map for each detector (Canny included),
 import json
 import os
 import sys
-import time
 
 import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
 from annotators import detectors  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 
 def main():
@@ -29,13 +29,7 @@ def main():
     for name, detector, n in [("midas", midas, runs), ("normalbae", normalbae, runs),
                               ("canny", CannyDetector(), 10)]:
         call = lambda: detector(image, detect_resolution=side, image_resolution=side, output_type="np")  # noqa: E731
-        call()
-        times = []
-        for _ in range(n):
-            started = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - started)
-        result[name] = sorted(times)[len(times) // 2]
+        result[name] = median_seconds(call, n)
     print(json.dumps(result))
 
 

@@ -8,12 +8,14 @@ UNET_CONFIG_JSON is the config our bench writes for SDXL 1.0 base (the same arch
 """
 
 import json
-import statistics
+import os
 import sys
-import time
 
 import torch
 from diffusers import UNet2DConditionModel
+
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import median_seconds  # noqa: E402
 
 
 def main():
@@ -41,13 +43,8 @@ def main():
             torch.cuda.synchronize()
 
     with torch.no_grad():
-        image()
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            image()
-            times.append(time.perf_counter() - started)
-    print(json.dumps({"seconds": statistics.median(times)}))
+        seconds = median_seconds(image, runs)
+    print(json.dumps({"seconds": seconds}))
 
 
 if __name__ == "__main__":
