@@ -198,8 +198,7 @@ fn direct(sd: &StableDiffusion, seed: u64) -> RgbImage {
 /// Runs `f` with libtorch's CPU threads as one of `replicas` replicas gets them: the thread
 /// count changes a CPU image's low bits.
 fn as_one_of<T>(replicas: usize, f: impl FnOnce() -> T) -> T {
-    let share = nicheimage_tui::replica::cpu_threads_per_replica(replicas);
-    let Some(n) = share.filter(|_| std::env::var_os("OMP_NUM_THREADS").is_none()) else {
+    let Some(n) = nicheimage_tui::replica::cpu_threads_per_replica(replicas) else {
         return f();
     };
     let before = tch::get_num_threads();

@@ -171,10 +171,11 @@ impl Slots {
 /// libtorch threads for each of `replicas` CPU replicas: they split the cores, since libtorch
 /// gives every process a thread per core, and two processes each running all cores at once
 /// were 2.5x slower per job than with a share each (2 cores, the devnet's ControlNet jobs).
-/// A lone replica keeps libtorch's own default (None). The thread count changes a CPU image's
-/// low bits (reduction order), never its perceptual hash.
+/// A lone replica keeps libtorch's own default, and an operator's `OMP_NUM_THREADS` wins (None
+/// for both). The thread count changes a CPU image's low bits (reduction order), never its
+/// perceptual hash.
 pub fn cpu_threads_per_replica(replicas: usize) -> Option<usize> {
-    if replicas <= 1 {
+    if replicas <= 1 || std::env::var_os("OMP_NUM_THREADS").is_some() {
         return None;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -317,10 +318,11 @@ mod tests {
     #[test]
     fn cpu_replicas_split_the_cores_and_a_lone_one_keeps_the_default() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let split = |n: usize| std::env::var_os("OMP_NUM_THREADS").is_none().then_some(n);
         assert_eq!(cpu_threads_per_replica(0), None);
         assert_eq!(cpu_threads_per_replica(1), None);
-        assert_eq!(cpu_threads_per_replica(2), Some((cores / 2).max(1)));
-        assert_eq!(cpu_threads_per_replica(cores + 1), Some(1));
+        assert_eq!(cpu_threads_per_replica(2), split((cores / 2).max(1)));
+        assert_eq!(cpu_threads_per_replica(cores + 1), split(1));
     }
 
     #[test]

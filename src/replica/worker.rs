@@ -127,7 +127,7 @@ impl Worker {
     /// several CPU replicas (decided at each start, so a restart after scaling takes the new
     /// share).
     fn cpu_threads(&self) -> Option<usize> {
-        if !self.gpus.is_empty() || std::env::var_os("OMP_NUM_THREADS").is_some() {
+        if !self.gpus.is_empty() {
             return None;
         }
         super::cpu_threads_per_replica(self.pool.local_replicas.load(Ordering::SeqCst))
