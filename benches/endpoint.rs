@@ -180,7 +180,7 @@ fn overhead_benchmark(root: &Path) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let body = serde_json::json!({"prompt": "a photo of a cat", "seed": 1, "pipeline_type": "txt2img",
         "pipeline_params": {"num_inference_steps": 4, "width": 64, "height": 64}});
-    let client = nicheimage_tui::http::client();
+    let client = nicheimage_tui::http::client().unwrap();
     let url = format!("http://127.0.0.1:{port}/generate");
     let sd =
         StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).expect("load");

@@ -1,5 +1,12 @@
 //! One way to make HTTP clients: TLS through rustls with the ring provider, installed once.
 
+/// A client could not be built (e.g. the process is out of file descriptors, or the system's
+/// TLS/DNS setup cannot be read). Callers report it; nothing falls back to
+/// `reqwest::Client::new()`, which panics in that same situation.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create an HTTP client: {0}")]
+pub struct HttpError(#[from] reqwest::Error);
+
 /// Installs the ring crypto provider for rustls (a second install is refused harmlessly).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -12,8 +19,35 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// A client for the node's outgoing HTTP (downloads, remote services).
-pub fn client() -> reqwest::Client {
-    client_builder()
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+pub fn client() -> Result<reqwest::Client, HttpError> {
+    Ok(client_builder().build()?)
+}
+
+/// A response body read no further than `limit` bytes: a peer's answer cannot make this
+/// process allocate what it likes (a Content-Length over the limit is refused unread).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, ReadError> {
+    if let Some(length) = response.content_length()
+        && length > limit as u64
+    {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if out.len().saturating_add(chunk.len()) > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("answer is over the {limit} byte limit")]
+    TooLarge { limit: usize },
+    #[error(transparent)]
+    Transport(reqwest::Error),
 }

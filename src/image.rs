@@ -1,6 +1,7 @@
 //! 8-bit RGB images and their PNG / base64 forms, as the seed's endpoint returns them.
 
 use base64::Engine;
+use std::io::Cursor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbImage {
@@ -20,6 +21,19 @@ pub enum ImageError {
     Base64(#[from] base64::DecodeError),
     #[error("unsupported PNG: {0}")]
     Unsupported(String),
+    #[error("{width}×{height} exceeds the {max_width}×{max_height} limit")]
+    TooLarge {
+        width: u64,
+        height: u64,
+        max_width: u64,
+        max_height: u64,
+    },
+    #[error("{0} bytes of image is over the {1} byte limit")]
+    EncodedTooLarge(usize, usize),
+    #[error("not a PNG, JPEG or WebP image (its first bytes are {0})")]
+    UnknownFormat(String),
+    #[error("cannot decode {format}: {reason}")]
+    Codec { format: &'static str, reason: String },
     #[error("{width}x{height} image with {len} bytes of RGB data")]
     Size {
         width: usize,
@@ -65,41 +79,14 @@ impl RgbImage {
         Ok(base64::engine::general_purpose::STANDARD.encode(self.to_png()?))
     }
 
-    /// Decodes an 8-bit RGB, RGBA, gray or gray-alpha PNG (alpha dropped, gray spread to RGB).
+    /// Decodes a PNG, JPEG or WebP under the default [`DecodeLimits`].
     pub fn from_png(bytes: &[u8]) -> Result<Self, ImageError> {
-        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-        let mut reader = decoder.read_info()?;
-        let size = reader
-            .output_buffer_size()
-            .ok_or_else(|| ImageError::Unsupported("image too large to decode".into()))?;
-        let mut buf = vec![0; size];
-        let info = reader.next_frame(&mut buf)?;
-        let (w, h) = (info.width as usize, info.height as usize);
-        buf.truncate(info.buffer_size());
-        if info.color_type == png::ColorType::Rgb {
-            // The common case (every SN23 image): no copy.
-            return Self::new(w, h, buf);
-        }
-        let px = &buf[..];
-        let data: Vec<u8> = match info.color_type {
-            png::ColorType::Rgb => px.to_vec(),
-            png::ColorType::Rgba => px
-                .chunks_exact(4)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect(),
-            png::ColorType::Grayscale => px.iter().flat_map(|&g| [g, g, g]).collect(),
-            png::ColorType::GrayscaleAlpha => px
-                .chunks_exact(2)
-                .flat_map(|p| [p[0], p[0], p[0]])
-                .collect(),
-            other => return Err(ImageError::Unsupported(format!("{other:?}"))),
-        };
-        Self::new(w, h, data)
+        decode(bytes, &DecodeLimits::default())
     }
 
+    /// [`Self::from_png`] of base64 text.
     pub fn from_base64_png(text: &str) -> Result<Self, ImageError> {
-        Self::from_png(&base64::engine::general_purpose::STANDARD.decode(text.trim())?)
+        decode_base64(text, &DecodeLimits::default())
     }
 
     /// Pillow's `resize((width, height), LANCZOS)`, bit for bit.
@@ -151,6 +138,153 @@ impl RgbImage {
         let (w, h) = self.condition_size(resolution)?;
         Ok(self.resize_lanczos(w, h))
     }
+}
+
+/// What an image from outside may cost to decode. Every image a peer sends (a conditional
+/// image, a miner's answer, a reward batch) is read through [`decode`] under these limits:
+/// the header's dimensions are checked before any pixel buffer is allocated, so a 74-byte
+/// file claiming 200000×200000 costs nothing, and a decompression bomb can inflate to at
+/// most `max_width × max_height` pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeLimits {
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Encoded bytes accepted (base64 text is checked before it is decoded).
+    pub max_encoded_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    /// 4096×4096: four times the largest side any SN23 model draws.
+    fn default() -> Self {
+        Self {
+            max_width: 4096,
+            max_height: 4096,
+            max_encoded_bytes: 48 * 1024 * 1024,
+        }
+    }
+}
+
+impl DecodeLimits {
+    fn check(&self, width: u64, height: u64) -> Result<(), ImageError> {
+        if width > u64::from(self.max_width) || height > u64::from(self.max_height) {
+            return Err(ImageError::TooLarge {
+                width,
+                height,
+                max_width: self.max_width.into(),
+                max_height: self.max_height.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The most a decoder may allocate: four bytes a pixel plus a little for its tables.
+    fn alloc_budget(&self) -> u64 {
+        u64::from(self.max_width) * u64::from(self.max_height) * 4 + (8 << 20)
+    }
+}
+
+/// Decodes base64 text (whitespace around it ignored) as [`decode`] does bytes.
+pub fn decode_base64(text: &str, limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    let text = text.trim();
+    // base64 is 4 characters for 3 bytes.
+    let max_text = limits.max_encoded_bytes.saturating_mul(4) / 3 + 4;
+    if text.len() > max_text {
+        return Err(ImageError::EncodedTooLarge(text.len(), max_text));
+    }
+    decode(
+        &base64::engine::general_purpose::STANDARD.decode(text)?,
+        limits,
+    )
+}
+
+/// Decodes a PNG, JPEG or WebP (told apart by their first bytes) to 8-bit RGB: alpha dropped,
+/// gray spread to RGB, 16-bit samples cut to 8, as the seed's judge sees them through PIL.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    if bytes.len() > limits.max_encoded_bytes {
+        return Err(ImageError::EncodedTooLarge(
+            bytes.len(),
+            limits.max_encoded_bytes,
+        ));
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        decode_png(bytes, limits)
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        decode_other(bytes, image::ImageFormat::Jpeg, "JPEG", limits)
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        decode_other(bytes, image::ImageFormat::WebP, "WebP", limits)
+    } else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Err(ImageError::UnknownFormat(head.join(" ")))
+    }
+}
+
+fn decode_png(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    let budget = usize::try_from(limits.alloc_budget()).unwrap_or(usize::MAX);
+    let mut decoder =
+        png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: budget });
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    // IHDR alone first: a lying size gets the clear refusal, not the png crate's bare
+    // "limits are exceeded" from sizing its row buffers (e.g. 8650753×1 under 256×256).
+    let header = decoder.read_header_info()?;
+    limits.check(header.width.into(), header.height.into())?;
+    let mut reader = decoder.read_info()?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    // Before the frame buffer exists: the header is all a liar has paid for.
+    limits.check(w.into(), h.into())?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| ImageError::Unsupported("image too large to decode".into()))?;
+    let mut buf = vec![0; size];
+    let info = reader.next_frame(&mut buf)?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    buf.truncate(info.buffer_size());
+    if info.color_type == png::ColorType::Rgb {
+        // The common case (every SN23 image): no copy.
+        return RgbImage::new(w, h, buf);
+    }
+    let channels = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        other => return Err(ImageError::Unsupported(format!("{other:?}"))),
+    };
+    RgbImage::new(w, h, to_rgb(&buf, channels))
+}
+
+/// Interleaved gray, gray-alpha or RGBA samples as RGB.
+fn to_rgb(px: &[u8], channels: usize) -> Vec<u8> {
+    match channels {
+        1 => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        2 => px.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        4 => px.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        _ => px.to_vec(),
+    }
+}
+
+fn decode_other(
+    bytes: &[u8],
+    format: image::ImageFormat,
+    name: &'static str,
+    limits: &DecodeLimits,
+) -> Result<RgbImage, ImageError> {
+    use image::ImageDecoder;
+    let codec = |e: image::ImageError| ImageError::Codec {
+        format: name,
+        reason: e.to_string(),
+    };
+    let mut budget = image::Limits::default();
+    budget.max_alloc = Some(limits.alloc_budget());
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(budget);
+    // Building the decoder reads only the header; the pixels come after the size check.
+    let decoder = reader.into_decoder().map_err(codec)?;
+    let (w, h) = decoder.dimensions();
+    limits.check(w.into(), h.into())?;
+    let rgb = image::DynamicImage::from_decoder(decoder)
+        .map_err(codec)?
+        .into_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    RgbImage::new(w, h, rgb.into_raw())
 }
 
 /// A small copy of an image for the console's gallery: box-averaged down to at most
@@ -230,6 +364,78 @@ mod tests {
         let tall = Thumbnail::of(&RgbImage::new(10, 100, vec![7; 3000]).unwrap(), 20);
         assert_eq!((tall.width, tall.height), (2, 20));
         assert!(tall.rgb.iter().all(|v| *v == 7));
+    }
+
+    /// A PNG whose IHDR says `width`×`height`, with almost no pixel data.
+    fn claimed(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend(height.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let crc = |body: &[u8]| {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in body {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+                }
+            }
+            !c
+        };
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x01, 0x01, 0, 0, 0xFF, 0xFF, 0, 0, 0, 1])] {
+            out.extend((data.len() as u32).to_be_bytes());
+            let body = [kind, &data].concat();
+            out.extend(&body);
+            out.extend(crc(&body).to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_header_over_the_limit_is_refused_before_any_pixel_is_allocated() {
+        let e = decode(&claimed(200_000, 200_000), &DecodeLimits::default()).unwrap_err();
+        assert_eq!(e.to_string(), "200000×200000 exceeds the 4096×4096 limit");
+        let small = DecodeLimits {
+            max_width: 8,
+            max_height: 8,
+            max_encoded_bytes: 1 << 20,
+        };
+        assert!(matches!(decode(&claimed(9, 8), &small), Err(ImageError::TooLarge { .. })));
+        let big = RgbImage::new(16, 4, vec![0; 192]).unwrap().to_png().unwrap();
+        assert!(matches!(decode(&big, &small), Err(ImageError::TooLarge { .. })));
+        let tiny = DecodeLimits {
+            max_encoded_bytes: 10,
+            ..small
+        };
+        assert!(matches!(decode(&big, &tiny), Err(ImageError::EncodedTooLarge(..))));
+        assert!(matches!(
+            decode(b"GIF89a....", &small),
+            Err(ImageError::UnknownFormat(_))
+        ));
+    }
+
+    #[test]
+    fn jpeg_and_webp_decode_under_the_same_limits() {
+        let img = RgbImage::new(16, 8, (0..384).map(|i| (i % 251) as u8).collect()).unwrap();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode(&img.data, 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let back = decode(&jpeg, &DecodeLimits::default()).unwrap();
+        assert_eq!((back.width, back.height), (16, 8));
+        let small = DecodeLimits {
+            max_width: 15,
+            ..DecodeLimits::default()
+        };
+        assert_eq!(
+            decode(&jpeg, &small).unwrap_err().to_string(),
+            "16×8 exceeds the 15×4096 limit"
+        );
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .encode(&img.data, 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        assert_eq!(decode(&webp, &DecodeLimits::default()).unwrap(), img);
     }
 
     #[test]

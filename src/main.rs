@@ -16,7 +16,41 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// Raises the soft open-files limit to the hard one: every connection, replica pipe and log
+/// file is a descriptor, and the usual soft 1024 runs out under load. Returns (before, after).
+#[cfg(unix)]
+fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur))
+}
+
+#[cfg(not(unix))]
+fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    Err(std::io::Error::other("not supported on this platform"))
+}
+
 fn main() -> ExitCode {
+    // SAFETY: the first thing the process does, before any thread or runtime exists. The
+    // password must leave the environment before replicas (child processes) are started, or
+    // they would inherit it.
+    unsafe { nicheimage_tui::bittensor::wallet::take_password_env() };
+    // Before any descriptor is opened; logged once logging is up.
+    let nofile = raise_nofile_limit();
     let cli = Cli::parse();
     if cli.print_config_template {
         print!("{}", config::EXAMPLE);
@@ -115,6 +149,10 @@ fn main() -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
+    match &nofile {
+        Ok((before, after)) => tracing::debug!(before, after, "open-files limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit; keeping it"),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -387,8 +425,8 @@ fn wallet(action: &WalletAction, config: &config::Config) -> ExitCode {
             Err(e) => fail(e),
         },
         WalletAction::Show(_) => {
-            let password = std::env::var(nicheimage_tui::bittensor::wallet::PASSWORD_ENV).ok();
-            match wallet.load_hotkey(password.as_deref()) {
+            let password = nicheimage_tui::bittensor::wallet::password_from_env();
+            match wallet.load_hotkey(password.as_ref().map(|p| p.as_str())) {
                 Ok(loaded) => {
                     println!(
                         "hotkey  {}  {}",
@@ -478,8 +516,12 @@ fn proxy_client(a: &nicheimage_tui::cli::ProxyClientArgs, config: &config::Confi
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     let started = std::time::Instant::now();
+    let http = match nicheimage_tui::http::client() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let answer = runtime.block_on(client::request(
-        &nicheimage_tui::http::client(),
+        &http,
         &url,
         &key,
         &body,

@@ -29,6 +29,7 @@ pub fn build(config: &Config, channel: EventChannel) -> Runtime {
     if config.metrics.enabled {
         runtime.add(Arc::new(MetricsServer {
             listen: config.metrics.listen,
+            limits: config.limits,
         }));
     }
     runtime
@@ -110,6 +111,7 @@ fn endpoint(
         commands: Arc::new(tokio::sync::Mutex::new(commands)),
         checkpoint,
         listen,
+        limits: config.limits,
         nsfw_filter,
         controlnet_dir,
         pipelines_off,
@@ -209,9 +211,9 @@ fn uses_gpus(device: DeviceChoice) -> bool {
 /// `NICHEIMAGE_WALLET_PASSWORD`. Permission warnings go to the log.
 pub fn load_hotkey(config: &Config) -> Result<Keypair, String> {
     let w = &config.wallet;
-    let password = std::env::var(wallet::PASSWORD_ENV).ok();
+    let password = wallet::password_from_env();
     let loaded = Wallet::new(&w.path, &w.name, &w.hotkey)
-        .load_hotkey(password.as_deref())
+        .load_hotkey(password.as_ref().map(|p| p.as_str()))
         .map_err(|e| e.to_string())?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -317,6 +319,12 @@ pub fn add_miner(
             rx
         },
         resync_every: Duration::from_secs(m.metagraph_resync_secs.max(1)),
+        limits: config.limits,
+        max_timeout_secs: crate::catalogue::catalogue(&config.models)
+            .map(|models| models.values().map(|m| m.timeout_secs).fold(0.0, f64::max))
+            .ok()
+            .filter(|t| *t > 0.0)
+            .unwrap_or(crate::bittensor::axon::DEFAULT_MAX_TIMEOUT_SECS),
     };
     runtime.add(Arc::new(Miner {
         settings,
@@ -444,6 +452,7 @@ fn add_proxy(
         reward_url: config.validator.reward_url.clone(),
         owner_public_key,
         owner_api_url: p.owner_api_url.clone(),
+        allow_insecure_owner_api: p.allow_insecure_owner_api,
         credentials_refresh: Duration::from_secs(p.credentials_refresh_secs.max(10)),
         legacy_auth: p.legacy_auth,
         max_age: Duration::from_secs(p.max_age_secs.max(1)),
@@ -451,6 +460,8 @@ fn add_proxy(
         checking_probability: p.checking_probability,
         max_concurrent: p.max_concurrent.max(1),
         rate_limit_per_minute: p.rate_limit_per_minute,
+        unauthenticated_per_minute: p.unauthenticated_per_minute,
+        limits: config.limits,
         counter_path: p
             .counter_file
             .clone()

@@ -1,8 +1,18 @@
 //! How components serve HTTP: bind (a taken port is an error naming what it was for, not a
 //! panic), announce the address to the state store, serve until the component is cancelled.
+//!
+//! Every listener the node opens to the network is served here, under [`Limits`]: at most
+//! `max_connections` at once (extra ones are closed at accept, so an idle flood cannot use up
+//! the process's file descriptors), request headers within `header_timeout` (this also closes
+//! idle keep-alive connections), bodies within `body_timeout` and under the route's byte limit
+//! while they stream, never buffered first.
 
 use crate::runtime::{ComponentContext, Event};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use warp::Filter;
 use warp::reply::Response;
@@ -13,6 +23,141 @@ pub struct BindError {
     pub address: SocketAddr,
     pub what: String,
     pub source: std::io::Error,
+}
+
+/// Connection limits of one listener (`[limits]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also the idle keep-alive limit).
+    #[serde(with = "secs")]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this.
+    #[serde(with = "secs")]
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| serde::de::Error::custom(format!("{secs} is not a positive duration")))
+    }
+}
+
+/// The peer's address, put on every request by [`serve`] (warp's own `addr::remote` only
+/// works under warp's server).
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// The caller's address, as [`serve`] accepted it.
+pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible>
++ Clone
++ Copy {
+    warp::ext::optional::<Peer>().map(|p: Option<Peer>| p.map(|Peer(a)| a))
+}
+
+/// Why a body was not read.
+#[derive(Debug)]
+pub enum BodyRefusal {
+    TooLarge { limit: u64 },
+    LengthRequired,
+    TimedOut(Duration),
+    Broken(String),
+}
+
+impl warp::reject::Reject for BodyRefusal {}
+
+impl BodyRefusal {
+    pub fn status(&self) -> warp::http::StatusCode {
+        use warp::http::StatusCode;
+        match self {
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Broken(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for BodyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { limit } => write!(f, "body is over the {limit} byte limit"),
+            Self::LengthRequired => write!(f, "a Content-Length header is required"),
+            Self::TimedOut(d) => write!(f, "body not received within {} s", d.as_secs_f64()),
+            Self::Broken(e) => write!(f, "body could not be read: {e}"),
+        }
+    }
+}
+
+/// The request body, at most `limit` bytes, within `timeout`. A Content-Length over the
+/// limit is refused before a byte is read; the count is enforced again while streaming.
+pub fn body(
+    limit: u64,
+    timeout: Duration,
+) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, stream| async move {
+            match length {
+                None => return Err(warp::reject::custom(BodyRefusal::LengthRequired)),
+                Some(n) if n > limit => {
+                    return Err(warp::reject::custom(BodyRefusal::TooLarge { limit }));
+                }
+                Some(_) => {}
+            }
+            let capacity = length.unwrap_or(0).min(limit);
+            match tokio::time::timeout(timeout, collect(stream, limit, capacity)).await {
+                Ok(result) => result.map_err(warp::reject::custom),
+                Err(_) => Err(warp::reject::custom(BodyRefusal::TimedOut(timeout))),
+            }
+        })
+}
+
+async fn collect<S, B>(stream: S, limit: u64, capacity: u64) -> Result<Bytes, BodyRefusal>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    // The capacity comes from a Content-Length already checked against the limit.
+    let mut out = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| BodyRefusal::Broken(e.to_string()))?;
+        let grown = (out.len() as u64).saturating_add(chunk.remaining() as u64);
+        if grown > limit {
+            return Err(BodyRefusal::TooLarge { limit });
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Binds `address` and reports it as this component's listener.
@@ -38,18 +183,141 @@ pub async fn bind(
     Ok(listener)
 }
 
-/// Serves `routes` on `listener`; returns once the component is cancelled and requests drained.
-pub async fn until_cancelled<F>(ctx: &ComponentContext, listener: TcpListener, routes: F)
-where
+/// Serves `routes` on `listener` under the node's limits; returns once the component is
+/// cancelled and requests drained.
+pub async fn until_cancelled<F>(
+    ctx: &ComponentContext,
+    listener: TcpListener,
+    routes: F,
+    limits: Limits,
+) where
     F: Filter<Extract = (Response,), Error = std::convert::Infallible>
         + Clone
         + Send
         + Sync
         + 'static,
 {
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(ctx.cancel.clone().cancelled_owned())
-        .run()
-        .await;
+    serve(listener, routes, limits, ctx.cancel.clone().cancelled_owned()).await;
+}
+
+/// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    F: Filter<Extract = (Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut refused = RefusalLog::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, address) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors or a transient error: wait rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused.note(limits.max_connections);
+            drop(stream);
+            continue;
+        };
+        let service = warp::service(routes.clone());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(Peer(address));
+            let mut service = service.clone();
+            async move { tower_call(&mut service, request).await }
+        });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(64 * 1024);
+        let connection =
+            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Peers that hang up or time out are routine, not the operator's problem.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn tower_call<S, R>(service: &mut S, request: R) -> Result<S::Response, S::Error>
+where
+    S: tower_service::Service<R>,
+{
+    std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+    service.call(request).await
+}
+
+/// Connections refused for the limit, logged at most once a minute with a count.
+#[derive(Default)]
+struct RefusalLog {
+    since_last: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, limit: usize) {
+        self.since_last += 1;
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            tracing::warn!(
+                refused = self.since_last,
+                limit,
+                "connections refused: the listener is at its connection limit"
+            );
+            self.since_last = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bodies_are_bounded_while_streaming() {
+        let chunks = |sizes: &[usize]| {
+            let parts: Vec<Result<Bytes, warp::Error>> =
+                sizes.iter().map(|n| Ok(Bytes::from(vec![1u8; *n]))).collect();
+            futures::stream::iter(parts)
+        };
+        let whole = collect(chunks(&[3, 4]), 7, 7).await.unwrap();
+        assert_eq!(whole.len(), 7);
+        let over = collect(chunks(&[3, 4, 1]), 7, 7).await;
+        assert!(matches!(over, Err(BodyRefusal::TooLarge { limit: 7 })));
+    }
+
+    #[test]
+    fn limits_parse_from_seconds() {
+        let l: Limits = toml::from_str("max_connections = 3\nheader_timeout = 2.5").unwrap();
+        assert_eq!(l.max_connections, 3);
+        assert_eq!(l.header_timeout, Duration::from_millis(2500));
+        assert_eq!(l.body_timeout, Limits::default().body_timeout);
+        assert!(toml::from_str::<Limits>("body_timeout = 0").is_err());
+    }
 }

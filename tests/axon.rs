@@ -129,7 +129,7 @@ async fn answers_and_refusals_carry_status_and_reason() {
 #[tokio::test]
 async fn unsigned_unknown_and_malformed_requests_are_refused() {
     let node = start(1 << 20).await;
-    let client = nicheimage_tui::http::client();
+    let client = nicheimage_tui::http::client().unwrap();
     let base = format!("http://127.0.0.1:{}", node.target.port);
     let unsigned = client
         .post(format!("{base}/ImageGenerating"))

@@ -74,7 +74,7 @@ struct Miner {
 }
 
 impl Handler<ImageGenerating> for Miner {
-    fn blacklist(&self, caller: &Caller, _: &ImageGenerating) -> Result<(), String> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
         if caller.hotkey == self.allowed {
             Ok(())
         } else {

@@ -10,12 +10,20 @@ use warp::http::{Response, StatusCode};
 struct Server {
     url: String,
     ranged: Arc<AtomicUsize>,
+    /// Requests without a Range header.
+    full: Arc<AtomicUsize>,
 }
 
 async fn serve(body: Vec<u8>) -> Server {
+    serve_with(body, true).await
+}
+
+/// `sized_416`: a 416 says the file's size (`Content-Range: bytes */N`), as RFC 9110 asks.
+async fn serve_with(body: Vec<u8>, sized_416: bool) -> Server {
     let body = Arc::new(body);
     let ranged = Arc::new(AtomicUsize::new(0));
-    let seen = ranged.clone();
+    let full = Arc::new(AtomicUsize::new(0));
+    let (seen, seen_full) = (ranged.clone(), full.clone());
     let file = warp::path!("model.safetensors")
         .and(warp::header::optional::<String>("range"))
         .map(move |range: Option<String>| {
@@ -24,10 +32,17 @@ async fn serve(body: Vec<u8>) -> Server {
                 .and_then(|r| r.strip_prefix("bytes="))
                 .and_then(|r| r.strip_suffix('-'))
                 .and_then(|n| n.parse::<usize>().ok());
+            if from.is_none() {
+                seen_full.fetch_add(1, Ordering::SeqCst);
+            }
             match from {
-                Some(n) if n >= body.len() => Response::builder()
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .body(Vec::new()),
+                Some(n) if n >= body.len() => {
+                    let mut r = Response::builder().status(StatusCode::RANGE_NOT_SATISFIABLE);
+                    if sized_416 {
+                        r = r.header("content-range", format!("bytes */{}", body.len()));
+                    }
+                    r.body(Vec::new())
+                }
                 Some(n) => {
                     seen.fetch_add(1, Ordering::SeqCst);
                     Response::builder()
@@ -50,7 +65,31 @@ async fn serve(body: Vec<u8>) -> Server {
     Server {
         url: format!("http://{addr}/model.safetensors"),
         ranged,
+        full,
     }
+}
+
+/// A small safetensors file with the keys of an SD 1.5 single-file checkpoint.
+fn sd_checkpoint() -> Vec<u8> {
+    let names = [
+        "model.diffusion_model.input_blocks.0.0.weight",
+        "first_stage_model.decoder.conv_in.weight",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+    ];
+    let n = 50_000u64;
+    let mut header = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        let begin = i as u64 * n * 4;
+        header.insert(
+            (*name).into(),
+            serde_json::json!({"dtype": "F32", "shape": [n], "data_offsets": [begin, begin + n * 4]}),
+        );
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&header);
+    file.extend((0..names.len() as u64 * n * 4).map(|i| (i % 251) as u8));
+    file
 }
 
 fn payload() -> (Vec<u8>, String) {
@@ -68,7 +107,7 @@ async fn downloads_verify_and_report_progress() {
     let seen = Mutex::new(Vec::new());
     let progress = |done: u64, total: Option<u64>| seen.lock().unwrap().push((done, total));
     fetch(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&sha),
@@ -98,7 +137,7 @@ async fn an_interrupted_download_resumes_with_a_range_request() {
         first.lock().unwrap().get_or_insert(done);
     };
     fetch(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&sha),
@@ -118,7 +157,7 @@ async fn an_interrupted_download_resumes_with_a_range_request() {
     let again = dir.path().join("again.safetensors");
     std::fs::write(again.with_extension("part"), &body).unwrap();
     fetch(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &server.url,
         &again,
         Some(&sha),
@@ -137,7 +176,7 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
     let dest = dir.path().join("model.safetensors");
     let wrong = "00".repeat(32);
     let err = fetch(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&wrong),
@@ -151,7 +190,7 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
 
     let missing = server.url.replace("model.safetensors", "nope");
     let err = fetch(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &missing,
         &dest,
         None,
@@ -160,4 +199,95 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
+}
+
+#[tokio::test]
+async fn a_416_is_not_taken_as_a_complete_file() {
+    let body = sd_checkpoint();
+    let client = nicheimage_tui::http::client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The part is longer than the remote file (another file, or junk appended): the 416 says
+    // the remote size, which is not ours, so the download starts again.
+    let server = serve(body.clone()).await;
+    let dest = dir.path().join("longer.safetensors");
+    let mut longer = body.clone();
+    longer.extend_from_slice(b"junk after the end");
+    std::fs::write(dest.with_extension("part"), &longer).unwrap();
+    fetch(&client, &server.url, &dest, None, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(
+        server.full.load(Ordering::SeqCst),
+        1,
+        "restarted from byte 0"
+    );
+
+    // A 416 without the remote size proves nothing either (no sha256 to check against).
+    let server = serve_with(body.clone(), false).await;
+    let dest = dir.path().join("unsized.safetensors");
+    std::fs::write(dest.with_extension("part"), &longer).unwrap();
+    fetch(&client, &server.url, &dest, None, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(server.full.load(Ordering::SeqCst), 1);
+
+    // Same size as the remote file but not a checkpoint (no sha256 pinned): the structural check
+    // refuses it and the file is fetched again.
+    let server = serve(body.clone()).await;
+    let dest = dir.path().join("garbled.safetensors");
+    std::fs::write(dest.with_extension("part"), vec![7u8; body.len()]).unwrap();
+    fetch(&client, &server.url, &dest, None, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(server.full.load(Ordering::SeqCst), 1);
+
+    // With a pinned sha256 a 416 without the size is checked by hash: a whole part is kept
+    // without fetching anything, a wrong one is fetched again.
+    let sha = hex(&Sha256::digest(&body));
+    let server = serve_with(body.clone(), false).await;
+    let dest = dir.path().join("pinned.safetensors");
+    std::fs::write(dest.with_extension("part"), &body).unwrap();
+    fetch(&client, &server.url, &dest, Some(&sha), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(server.full.load(Ordering::SeqCst), 0);
+    let dest = dir.path().join("pinned-wrong.safetensors");
+    std::fs::write(dest.with_extension("part"), &longer).unwrap();
+    fetch(&client, &server.url, &dest, Some(&sha), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(server.full.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn without_a_sha256_a_download_must_look_like_a_checkpoint() {
+    let client = nicheimage_tui::http::client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = serve(sd_checkpoint()).await;
+    let dest = dir.path().join("good.safetensors");
+    fetch(&client, &good.url, &dest, None, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), sd_checkpoint());
+
+    // A fresh download that is not a Stable Diffusion safetensors file is deleted and refused.
+    let (junk, _) = payload();
+    let bad = serve(junk).await;
+    let dest = dir.path().join("bad.safetensors");
+    let err = fetch(&client, &bad.url, &dest, None, &|_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::Structure { .. }), "{err}");
+    assert!(err.to_string().contains("was deleted"), "{err}");
+    assert!(!dest.exists() && !dest.with_extension("part").exists());
+    assert_eq!(
+        bad.full.load(Ordering::SeqCst),
+        1,
+        "a fresh download is not retried"
+    );
 }

@@ -107,7 +107,7 @@ height = 64
             child,
             base: format!("http://127.0.0.1:{port}"),
             health: format!("http://127.0.0.1:{metrics}/healthz"),
-            client: nicheimage_tui::http::client(),
+            client: nicheimage_tui::http::client().unwrap(),
         };
         node.until("every replica ready", |h| {
             let r = h["replicas"]

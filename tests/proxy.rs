@@ -3,7 +3,9 @@
 //! with `Command::SetProxy`. Signed requests are served; unsigned, forged, stale and replayed
 //! ones are refused before any miner is asked; a pinned zero-score uid is refused; a check
 //! catches a miner answering with the wrong seed; switching off drains, switching on serves
-//! again; 200 concurrent requests all answered and every one counted.
+//! again; 200 concurrent requests all answered and every one counted. Junk from the owner's own
+//! address is refused on its own limit and never locks out the owner's signed requests; bodies
+//! are refused on their headers before they are read.
 #![cfg(feature = "local-infer")]
 
 mod common;
@@ -45,6 +47,7 @@ async fn wait_for(node: &Node, what: &str, pred: impl Fn(&ProxyReport) -> bool) 
 /// Sends `body` with exactly these headers; the status and the JSON answer.
 async fn send_raw(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
     let mut request = nicheimage_tui::http::client()
+        .unwrap()
         .post(url)
         .header("content-type", "application/json");
     for (k, v) in headers {
@@ -109,6 +112,7 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         reward_url: subnet.reward_url(),
         owner_public_key: Some(owner.verifying_key()),
         owner_api_url: String::new(),
+        allow_insecure_owner_api: false,
         credentials_refresh: Duration::from_secs(600),
         legacy_auth: false,
         max_age: Duration::from_secs(30),
@@ -116,6 +120,8 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         checking_probability: 1.0,
         max_concurrent: 256,
         rate_limit_per_minute: 100_000,
+        unauthenticated_per_minute: 100_000,
+        limits: Default::default(),
         counter_path: dir.join("proxy_counter.json"),
         toggle_path: dir.join("proxy-enabled.json"),
     };
@@ -143,7 +149,7 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
             .map(|m| m.calls.load(Ordering::SeqCst))
             .sum()
     };
-    let http = nicheimage_tui::http::client();
+    let http = nicheimage_tui::http::client().unwrap();
     let long = Duration::from_secs(300);
     let (mut served, mut failed) = (0u64, 0u64);
 
@@ -312,4 +318,224 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         "the file holds what the state showed"
     );
     subnet.stop().await;
+}
+
+/// One request written by hand (headers that lie about the body, bodies cut short); the status
+/// and the answer's text. Reads until the answer is whole or `wait` passes.
+async fn raw(port: u16, head: &str, body: &[u8], wait: Duration) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("POST /validator_proxy HTTP/1.1\r\nhost: 127.0.0.1\r\n{head}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some((headers, rest)) = text.split_once("\r\n\r\n") {
+            let length = headers
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if rest.len() >= length {
+                let status = headers.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, rest.to_string());
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!("connection closed before an answer: {text:?}"),
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within {wait:?}: {text:?}"),
+        }
+    }
+}
+
+/// A proxy on loopback that knows no miner (a request that passes authentication and the
+/// limits is answered 503), with these limits.
+async fn bare_proxy(
+    owner: &SigningKey,
+    dir: &std::path::Path,
+    rate_limit_per_minute: u32,
+    unauthenticated_per_minute: u32,
+) -> (Node, u16) {
+    let port = common::free_port();
+    let model =
+        nicheimage_tui::catalogue::catalogue(&Default::default()).unwrap()["RealisticVision"]
+            .clone();
+    let (toggle_tx, toggle_rx) = tokio::sync::watch::channel(true);
+    let settings = ProxySettings {
+        listen: ([127, 0, 0, 1], port).into(),
+        netuid: 23,
+        models: [("RealisticVision".to_string(), model)].into(),
+        reward_url: "http://127.0.0.1:9/{model}".into(),
+        owner_public_key: Some(owner.verifying_key()),
+        owner_api_url: String::new(),
+        allow_insecure_owner_api: false,
+        credentials_refresh: Duration::from_secs(600),
+        legacy_auth: false,
+        max_age: Duration::from_secs(30),
+        miner_score_threshold: 0.1,
+        checking_probability: 0.0,
+        max_concurrent: 4,
+        rate_limit_per_minute,
+        unauthenticated_per_minute,
+        limits: nicheimage_tui::serve::Limits {
+            max_connections: 16,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(1),
+        },
+        counter_path: dir.join("proxy_counter.json"),
+        toggle_path: dir.join("proxy-enabled.json"),
+    };
+    let mut runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
+    runtime.route_proxy_toggle(toggle_tx);
+    runtime.add(Arc::new(Proxy {
+        settings: Arc::new(settings),
+        validator: Arc::new(ValidatorShared::with_book(MinerBook::default())),
+        keypair: common::subnet::key(1),
+        chain: Arc::new(
+            nicheimage_tui::bittensor::chain::embedded::EmbeddedChain::from_toml(
+                nicheimage_tui::bittensor::chain::embedded::EXAMPLE,
+            )
+            .unwrap(),
+        ),
+        toggle: toggle_rx,
+    }));
+    let node = runtime.start();
+    wait_for(&node, "listening", |p| p.listening.is_some()).await;
+    (node, port)
+}
+
+/// The three signature headers as raw header lines.
+fn header_lines(headers: &[(&'static str, String); 3]) -> String {
+    headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_from_the_owners_address_cannot_lock_out_signed_requests() {
+    let owner = SigningKey::from_bytes(&[42; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let (node, port) = bare_proxy(&owner, dir.path(), 3, 5).await;
+    let url = format!("http://127.0.0.1:{port}/validator_proxy");
+    let body = serde_json::to_vec(&json!({"payload": {"model_name": "RealisticVision"}})).unwrap();
+    let signed = |at: i64| auth::sign(&owner, &body, at);
+    let detail = |answer: &Value| answer["detail"].as_str().unwrap_or_default().to_string();
+
+    // A timestamp that would overflow `now - timestamp`: stale, counted as junk (1 of 5).
+    let (status, answer) = send_raw(&url, &signed(i64::MIN + now()), &body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(detail(&answer).contains("at most 30 s"), "{answer}");
+    // A huge body without signature headers: refused on its headers, never read (2 of 5).
+    let wait = Duration::from_secs(5);
+    let (status, answer) = raw(port, "content-length: 1000000000\r\n", b"", wait).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("missing header"), "{answer}");
+    // Three more unsigned, then the address is over its junk limit.
+    for _ in 0..3 {
+        assert_eq!(send_raw(&url, &[], &body).await.0, 401);
+    }
+    for _ in 0..20 {
+        let (status, answer) = send_raw(&url, &[], &body).await;
+        assert_eq!(status, 429, "{answer}");
+        assert!(
+            detail(&answer).contains("more than 5 unauthenticated"),
+            "{answer}"
+        );
+    }
+    // A forged signature from the same address: junk as well.
+    let forger = SigningKey::from_bytes(&[43; 32]);
+    let forged = auth::sign(&forger, &body, now());
+    assert_eq!(send_raw(&url, &forged, &body).await.0, 429);
+
+    // The owner's signed requests from that same address still pass, up to their own limit.
+    for _ in 0..3 {
+        let (status, answer) = send_raw(&url, &signed(now()), &body).await;
+        assert_eq!(status, 503, "{answer}");
+        assert!(detail(&answer).contains("miner"), "{answer}");
+    }
+    let (status, answer) = send_raw(&url, &signed(now()), &body).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(detail(&answer).contains("more than 3 signed"), "{answer}");
+    // Over the signed limit, even a huge body is refused before it is read.
+    let head = format!(
+        "content-length: 1000000000\r\n{}",
+        header_lines(&signed(now()))
+    );
+    assert_eq!(raw(port, &head, b"", wait).await.0, 429);
+
+    let p = wait_for(&node, "all counted", |p| p.today.fail == 31).await;
+    let reasons = &p.today.fail_reasons;
+    assert_eq!(reasons["unauthorized"], 5, "{reasons:?}");
+    assert_eq!(reasons["unauthenticated_rate_limited"], 21, "{reasons:?}");
+    assert_eq!(reasons["no_miner"], 3, "{reasons:?}");
+    assert_eq!(reasons["rate_limited"], 2, "{reasons:?}");
+    node.shutdown.cancel();
+    node.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_bounded_before_and_while_they_are_read() {
+    let owner = SigningKey::from_bytes(&[42; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let (node, port) = bare_proxy(&owner, dir.path(), 100, 100).await;
+    let signed_head = |length: &str| {
+        format!(
+            "{length}{}",
+            header_lines(&auth::sign(&owner, b"{}", now()))
+        )
+    };
+    let wait = Duration::from_secs(5);
+    // Well-signed headers claiming a body over the limit: 413 without a byte of it sent.
+    let (status, answer) = raw(
+        port,
+        &signed_head("content-length: 1000000000\r\n"),
+        b"",
+        wait,
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("byte limit"), "{answer}");
+    // No length: 411.
+    let (status, answer) = raw(
+        port,
+        &signed_head("transfer-encoding: chunked\r\n"),
+        b"2\r\n{}\r\n0\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert_eq!(status, 411, "{answer}");
+    // Part of a body, then nothing: refused once the body timeout (1 s) passes.
+    let started = Instant::now();
+    let (status, answer) = raw(
+        port,
+        &signed_head("content-length: 100\r\n"),
+        b"{\"payload\"",
+        wait,
+    )
+    .await;
+    assert_eq!(status, 408, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let p = wait_for(&node, "all counted", |p| p.today.fail == 3).await;
+    assert_eq!(
+        p.today.fail_reasons["bad_body"], 3,
+        "{:?}",
+        p.today.fail_reasons
+    );
+    node.shutdown.cancel();
+    node.wait().await;
 }

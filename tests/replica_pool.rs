@@ -153,3 +153,122 @@ async fn scale_and_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The state letter in `/proc/<pid>/stat`, None once the process is gone. A zombie ('Z') is
+/// dead too: whoever inherited it may not have reaped it yet.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The real binary serving the tiny model: its replica starts with a clean environment (no
+/// secret of the node's), and dies with the node even when the node is SIGKILLed mid-job.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    // The structural check a download without a pinned sha256 gets accepts a loadable file.
+    nicheimage_tui::download::check_checkpoint(&checkpoint).unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics) = (free_port(), free_port());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndevice = \"cpu\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [endpoint]\nmodel_name = \"Tiny\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             num_replicas = 1\nrequest_timeout_secs = 600\n\
+             [models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\nmax_side = 1024\n\
+             scheduler = \"euler\"\n",
+            checkpoint.display()
+        ),
+    )
+    .unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .args(["endpoint", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("NICHEIMAGE_WALLET_PASSWORD", "hunter2")
+        .env("NICHEIMAGE_OWNER_SECRET", "s3cret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-s3cret")
+        .env("UNRELATED_SETTING", "1")
+        .env("NICHEIMAGE_KEEP_ME", "kept")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = nicheimage_tui::http::client().unwrap();
+    let health = format!("http://127.0.0.1:{metrics}/healthz");
+    let replica = |status: &'static str| {
+        let (client, health) = (client.clone(), health.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Ok(r) = client.get(&health).send().await
+                    && let Ok(h) = r.json::<serde_json::Value>().await
+                    && h["replicas"]["0"]["status"] == status
+                    && let Some(pid) = h["replicas"]["0"]["pid"].as_i64()
+                {
+                    return pid as i32;
+                }
+                assert!(Instant::now() < deadline, "no {status} replica within 90 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let pid = replica("ready").await;
+
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| kv.split(|b| *b == b'=').next())
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    for secret in [
+        "NICHEIMAGE_WALLET_PASSWORD",
+        "NICHEIMAGE_OWNER_SECRET",
+        "AWS_SECRET_ACCESS_KEY",
+        "UNRELATED_SETTING",
+    ] {
+        assert!(!names.iter().any(|n| n == secret), "{secret} in {names:?}");
+    }
+    assert!(names.iter().any(|n| n == "NICHEIMAGE_KEEP_ME"), "{names:?}");
+    assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+    let text = String::from_utf8_lossy(&environ);
+    assert!(!text.contains("hunter2") && !text.contains("s3cret"));
+
+    // A long job keeps the replica from noticing its closed stdin; kill -9 the node meanwhile.
+    let generate = format!("http://127.0.0.1:{port}/generate");
+    let body = serde_json::json!({
+        "prompt": "a cat", "seed": 1, "pipeline_type": "txt2img",
+        "pipeline_params": {"num_inference_steps": 50, "width": 1024, "height": 1024},
+    });
+    let job = tokio::spawn(client.post(&generate).json(&body).send());
+    assert_eq!(replica("busy").await, pid);
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut gone = false;
+    while Instant::now() < deadline {
+        if matches!(proc_state(pid), None | Some('Z') | Some('X')) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !gone {
+        // SAFETY: clean up the orphan before failing.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(gone, "replica {pid} outlived its SIGKILLed node by 5 s");
+    assert!(job.await.unwrap().is_err(), "the node is gone");
+}

@@ -67,7 +67,7 @@ async fn miners_are_judged_against_the_regenerated_reference() {
             "{common_config}[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\nrate_limit_per_minute = 3\n"
         ),
     );
-    let client = nicheimage_tui::http::client();
+    let client = nicheimage_tui::http::client().unwrap();
     let generate = format!("http://127.0.0.1:{endpoint_port}/generate");
     let image = |r: Value| r["image"].as_str().unwrap().to_string();
     let honest = image(
@@ -154,7 +154,7 @@ async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
             model_config(&checkpoint)
         ),
     );
-    let client = nicheimage_tui::http::client();
+    let client = nicheimage_tui::http::client().unwrap();
     let url = format!("http://127.0.0.1:{port}/challenge/image");
     let ask = json!({"prompt": "a lighthouse", "seed": 5});
     let first: Value = until_ok(&client, &url, &ask).await.json().await.unwrap();
@@ -172,6 +172,29 @@ async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
         .await
         .unwrap();
     assert_eq!(again["conditional_image"], first["conditional_image"]);
+
+    // A miner may answer with a JPEG, as the seed's judge (PIL) opens any format: the same
+    // picture as JPEG matches the reference drawn from the same request.
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode(&decoded.data, 64, 64, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    use base64::Engine;
+    let batch = json!({
+        "miner_data": [{"image": base64::engine::general_purpose::STANDARD.encode(&jpeg)}],
+        "base_data": {"prompt": "a lighthouse", "seed": 5, "pipeline_type": "txt2img",
+                      "pipeline_params": {"negative_prompt": "bad image, low quality, blurry"}},
+    });
+    let judged: Value = client
+        .post(format!("http://127.0.0.1:{port}/"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(judged["rewards"][0], 1.0, "{judged}");
 
     let no_prompt = client
         .post(&url)

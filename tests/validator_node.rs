@@ -48,7 +48,7 @@ async fn the_validator_serves_its_proxy_and_its_state_survives_kill_9() {
     });
     let body = serde_json::json!({"payload": {"model_name": "RealisticVision", "prompt": "x"}});
     let err = client::request(
-        &nicheimage_tui::http::client(),
+        &nicheimage_tui::http::client().unwrap(),
         &format!("http://127.0.0.1:{port}/validator_proxy"),
         &owner,
         &body,

@@ -29,6 +29,8 @@ mod shared {
         },
         #[error(transparent)]
         Weights(#[from] WeightError),
+        #[error(transparent)]
+        Deadline(#[from] crate::diffusion::deadline::DeadlinePassed),
         #[error(
             "{what} needs both sides of the image to be multiples of {multiple}, got {width}x{height}"
         )]

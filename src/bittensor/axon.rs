@@ -1,6 +1,7 @@
 //! The axon: bittensor's Synapse server on warp. Order of checks (stricter than upstream, which
 //! blacklists before verifying and lets unsigned requests through): route → headers → signature →
-//! nonce → body hash → blacklist → priority → handler. Replies carry the status in the HTTP
+//! nonce → body hash → blacklist, all before a byte of the body is read; then the body (bounded
+//! while it streams) → nonce recorded → priority → handler. Replies carry the status in the HTTP
 //! status, in `bt_header_axon_*` headers and in the body's `axon` object, as Python axons do.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,8 @@ use super::{PROTOCOL_VERSION, now_ns, ss58};
 /// Bodies above this are refused: SN23 images are a few MB of base64.
 pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT_SECS: f64 = 12.0;
+/// The largest request timeout that widens the nonce window (every SN23 model asks for 12 s).
+pub const DEFAULT_MAX_TIMEOUT_SECS: f64 = 12.0;
 
 /// Who is calling, as far as the verified headers say.
 #[derive(Debug, Clone)]
@@ -42,8 +45,8 @@ pub struct Caller {
 
 /// An axon route's hooks for one synapse type.
 pub trait Handler<S: Synapse>: Send + Sync + 'static {
-    /// `Err(reason)` refuses with 403.
-    fn blacklist(&self, _caller: &Caller, _synapse: &S) -> Result<(), String> {
+    /// `Err(reason)` refuses with 403, before the body is read.
+    fn blacklist(&self, _caller: &Caller) -> Result<(), String> {
         Ok(())
     }
     /// Higher is admitted first when the handler slots are busy.
@@ -65,6 +68,15 @@ pub struct Failure {
     pub message: String,
 }
 
+impl warp::reject::Reject for Refused {}
+
+/// A refusal before the body was read, with the synapse name the reply carries.
+#[derive(Debug)]
+struct Refused {
+    failure: Failure,
+    name: String,
+}
+
 impl Failure {
     fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
@@ -75,6 +87,7 @@ impl Failure {
 }
 
 trait Route: Send + Sync {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String>;
     fn run(
         &self,
         caller: Caller,
@@ -90,6 +103,10 @@ struct TypedRoute<S, H> {
 }
 
 impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+        self.handler.blacklist(caller)
+    }
+
     fn run(
         &self,
         caller: Caller,
@@ -101,9 +118,6 @@ impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
         async move {
             let synapse: S = serde_json::from_value(Value::Object(fields))
                 .map_err(|e| Failure::new(400, format!("synapse fields do not parse: {e}")))?;
-            handler
-                .blacklist(&caller, &synapse)
-                .map_err(|reason| Failure::new(403, reason))?;
             let priority = handler.priority(&caller, &synapse);
             let _slot = tokio::time::timeout_at(deadline, gate.admit(priority))
                 .await
@@ -136,6 +150,8 @@ pub struct AxonBuilder {
     keypair: Arc<Keypair>,
     routes: HashMap<String, Arc<dyn Route>>,
     max_body: u64,
+    max_timeout_secs: f64,
+    limits: crate::serve::Limits,
     slots: usize,
     external: Option<(String, u16)>,
 }
@@ -146,9 +162,24 @@ impl AxonBuilder {
             keypair,
             routes: HashMap::new(),
             max_body: DEFAULT_MAX_BODY,
+            max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
+            limits: crate::serve::Limits::default(),
             slots: 16,
             external: None,
         }
+    }
+
+    /// The largest request timeout that widens the nonce window (the timeout header is not
+    /// signed): the largest this node's models ask for.
+    pub fn max_timeout(mut self, secs: f64) -> Self {
+        self.max_timeout_secs = secs;
+        self
+    }
+
+    /// Connection limits of the listener (`[limits]`).
+    pub fn limits(mut self, limits: crate::serve::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves `S` under its name and aliases.
@@ -185,9 +216,10 @@ impl AxonBuilder {
             keypair: self.keypair,
             uuid: uuid::Uuid::new_v4().to_string(),
             routes: self.routes,
-            nonces: NonceTracker::default(),
+            nonces: NonceTracker::new(100_000, self.max_timeout_secs),
             gate: PriorityGate::new(self.slots),
             max_body: self.max_body,
+            limits: self.limits,
             external: self.external,
             stats: Mutex::new(AxonStats::default()),
         })
@@ -201,11 +233,23 @@ pub struct Axon {
     nonces: NonceTracker,
     gate: PriorityGate,
     max_body: u64,
+    limits: crate::serve::Limits,
     external: Option<(String, u16)>,
     stats: Mutex<AxonStats>,
 }
 
-/// A request that has passed signature, nonce and body-hash checks.
+/// A request whose headers passed every check; its body is not read yet.
+struct Admitted {
+    caller: Caller,
+    dendrite: TerminalInfo,
+    name: String,
+    endpoint: String,
+    nonce: u64,
+    now_ns: u64,
+    started: Instant,
+}
+
+/// A request that has passed signature, nonce, body-hash and blacklist checks.
 struct Verified {
     caller: Caller,
     envelope: Envelope,
@@ -229,22 +273,23 @@ impl Axon {
     + Send
     + Sync
     + 'static {
-        let axon = self.clone();
+        let admit = self.clone();
+        let handle = self.clone();
         let refused = self.clone();
         warp::path::full()
             .and(warp::header::headers_cloned())
-            .and(warp::addr::remote())
-            .and(warp::body::content_length_limit(self.max_body))
-            .and(warp::body::bytes())
-            .then(
-                move |path: warp::path::FullPath,
-                      headers: HeaderMap,
-                      peer: Option<SocketAddr>,
-                      body: Bytes| {
-                    let axon = axon.clone();
-                    async move { axon.handle(path.as_str(), &headers, peer, body).await }
+            .and(crate::serve::peer())
+            .and_then(
+                move |path: warp::path::FullPath, headers: HeaderMap, peer: Option<SocketAddr>| {
+                    let result = admit.admit(path.as_str(), &headers, peer);
+                    async move { result.map_err(warp::reject::custom) }
                 },
             )
+            .and(crate::serve::body(self.max_body, self.limits.body_timeout))
+            .then(move |admitted: Admitted, body: Bytes| {
+                let axon = handle.clone();
+                async move { axon.handle(admitted, body).await }
+            })
             .recover(move |rejection: warp::Rejection| {
                 let axon = refused.clone();
                 async move { Ok::<_, std::convert::Infallible>(axon.refuse_transport(&rejection)) }
@@ -252,26 +297,28 @@ impl Axon {
             .unify()
     }
 
-    /// Requests warp refused before our handler ran (too big, no length).
+    /// Requests refused before the handler ran: by their headers, or their body's transport.
     fn refuse_transport(&self, rejection: &warp::Rejection) -> Response {
-        let failure = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-            Failure::new(
-                413,
-                format!("body is over the {} byte limit", self.max_body),
-            )
-        } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-            Failure::new(411, "a Content-Length header is required")
+        let (failure, name) = if let Some(refused) = rejection.find::<Refused>() {
+            (refused.failure.clone(), Some(refused.name.clone()))
+        } else if let Some(body) = rejection.find::<crate::serve::BodyRefusal>() {
+            (Failure::new(body.status().as_u16(), body.to_string()), None)
         } else {
-            Failure::new(400, format!("unreadable request: {rejection:?}"))
+            (Failure::new(400, format!("unreadable request: {rejection:?}")), None)
         };
         let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let label = name.clone().unwrap_or_default();
+        tracing::debug!(synapse = %label, status = failure.status, message = %failure.message, "axon refused a request");
         self.record(
             status,
-            Some(format!("{} {}", failure.status, failure.message)),
+            Some(format!("{} {label}: {}", failure.status, failure.message)),
         );
         self.reply(
             status,
-            Envelope::default(),
+            Envelope {
+                name,
+                ..Default::default()
+            },
             Some(failure.message),
             Instant::now(),
         )
@@ -303,28 +350,13 @@ impl Axon {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        warp::serve(self.routes())
-            .incoming(listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        crate::serve::serve(listener, self.routes(), self.limits, shutdown).await;
     }
 
-    async fn handle(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
-        body: Bytes,
-    ) -> Response {
-        let started = Instant::now();
-        let name = path
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let outcome = match self.verify(&name, headers, peer, &body) {
+    async fn handle(&self, admitted: Admitted, body: Bytes) -> Response {
+        let started = admitted.started;
+        let name = admitted.name.clone();
+        let outcome = match self.verify(admitted, &body) {
             Ok(verified) => self.dispatch(verified, started).await,
             Err(failure) => Err((
                 failure,
@@ -362,31 +394,40 @@ impl Axon {
         }
     }
 
-    fn verify(
+    /// Every check the headers allow, before the body is read: route, timeout, signature,
+    /// nonce freshness, body hash, blacklist.
+    fn admit(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Admitted, Refused> {
+        let started = Instant::now();
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        self.admit_named(&name, headers, peer, started)
+            .map_err(|failure| Refused { failure, name })
+    }
+
+    fn admit_named(
         &self,
         name: &str,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
-        body: &[u8],
-    ) -> Result<Verified, Failure> {
-        if !self.routes.contains_key(name) {
+        started: Instant,
+    ) -> Result<Admitted, Failure> {
+        let Some(route) = self.routes.get(name) else {
             let mut known: Vec<&String> = self.routes.keys().collect();
             known.sort();
             return Err(Failure::new(
                 404,
                 format!("Synapse name '{name}' not found. Available synapses {known:?}"),
             ));
-        }
-        if body.len() as u64 > self.max_body {
-            return Err(Failure::new(
-                413,
-                format!(
-                    "body of {} bytes is over the {} byte limit",
-                    body.len(),
-                    self.max_body
-                ),
-            ));
-        }
+        };
         let header = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
         let timeout_secs = match header("timeout") {
             None => DEFAULT_TIMEOUT_SECS,
@@ -435,9 +476,9 @@ impl Axon {
             ));
         }
         let endpoint = format!("{hotkey}:{uuid}");
-        let now = now_ns();
+        let now_ns = now_ns();
         self.nonces
-            .check(&endpoint, Some(nonce), dendrite.version, timeout_secs, now)
+            .check(&endpoint, Some(nonce), dendrite.version, timeout_secs, now_ns)
             .map_err(|e| Failure::new(401, e.to_string()))?;
         if claimed_hash != synapse::body_hash() {
             return Err(Failure::new(
@@ -448,32 +489,57 @@ impl Axon {
                 ),
             ));
         }
-        let mut envelope: Envelope = serde_json::from_slice(body)
-            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
-        self.nonces
-            .record(&endpoint, nonce, now)
-            .map_err(|e| Failure::new(401, e.to_string()))?;
-        envelope.strip_protocol_keys();
-        envelope.name = Some(name.to_string());
-        envelope.timeout = Some(timeout_secs);
-        // The headers are what was signed; they win over the body's copy.
-        envelope.dendrite = TerminalInfo {
-            ip: peer.map(|p| p.ip().to_string()).or(dendrite.ip.clone()),
-            port: peer.map(|p| i64::from(p.port())),
-            ..dendrite
-        };
         let caller = Caller {
             hotkey,
             ip: peer.map(|p| p.ip()),
             port: peer.map(|p| p.port()),
-            version: envelope.dendrite.version,
+            version: dendrite.version,
             uuid,
             timeout_secs,
         };
+        route
+            .blacklist(&caller)
+            .map_err(|reason| Failure::new(403, reason))?;
+        Ok(Admitted {
+            caller,
+            dendrite: TerminalInfo {
+                ip: peer.map(|p| p.ip().to_string()).or(dendrite.ip.clone()),
+                port: peer.map(|p| i64::from(p.port())),
+                ..dendrite
+            },
+            name: name.to_string(),
+            endpoint,
+            nonce,
+            now_ns,
+            started,
+        })
+    }
+
+    /// The body of an admitted request: parsed, and only then its nonce recorded.
+    fn verify(&self, admitted: Admitted, body: &[u8]) -> Result<Verified, Failure> {
+        let Admitted {
+            caller,
+            dendrite,
+            name,
+            endpoint,
+            nonce,
+            now_ns,
+            ..
+        } = admitted;
+        let mut envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
+        self.nonces
+            .record(&endpoint, nonce, now_ns)
+            .map_err(|e| Failure::new(401, e.to_string()))?;
+        envelope.strip_protocol_keys();
+        envelope.name = Some(name.clone());
+        envelope.timeout = Some(caller.timeout_secs);
+        // The headers are what was signed; they win over the body's copy.
+        envelope.dendrite = dendrite;
         Ok(Verified {
             caller,
             envelope,
-            name: name.to_string(),
+            name,
         })
     }
 

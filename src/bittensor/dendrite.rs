@@ -48,6 +48,9 @@ impl<S> Response<S> {
     }
 }
 
+/// Largest answer read from an axon: an SN23 image is a few MB of base64.
+pub const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct Dendrite {
     keypair: Arc<Keypair>,
@@ -213,10 +216,14 @@ impl Dendrite {
             .map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
+        let bytes = crate::http::read_capped(response, MAX_RESPONSE)
             .await
-            .map_err(|e| transport_failure(&e, target, S::NAME, timeout_secs))?;
+            .map_err(|e| match e {
+                crate::http::ReadError::Transport(e) => {
+                    transport_failure(&e, target, S::NAME, timeout_secs)
+                }
+                too_large => (413, format!("the axon's {too_large}")),
+            })?;
         let mut axon_info = TerminalInfo::default();
         let envelope = if status == 200 {
             let envelope: Envelope = serde_json::from_slice(&bytes)

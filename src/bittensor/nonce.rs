@@ -1,19 +1,29 @@
-//! Replay protection for an axon, with the v7.2+ rules applied to every caller: per
-//! `hotkey:uuid` nonces must grow, and a first-seen endpoint's nonce must be fresh when the
-//! caller is new enough to send wall-clock nonces (version ≥ 7002000; v6 sent monotonic time).
+//! Replay protection for an axon: the rules of bittensor ≥ 7.2 (wall-clock nonces that must be
+//! fresh and must grow per `hotkey:uuid`), applied to every caller whatever version it claims.
+//! The version and timeout headers are not signed, so neither may widen the window: a missing
+//! or pre-7.2 version is refused, and the timeout that widens it is capped at the largest this
+//! node serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// v7.2+ allows `4 s + timeout` of age for an endpoint's first nonce.
+/// bittensor allows `4 s + timeout` of age for a nonce.
 const ALLOWED_DELTA_NS: u64 = 4_000_000_000;
 /// Callers from version 7.2.0 on send wall-clock nonces.
-const WALL_CLOCK_NONCE_VERSION: i64 = 7_002_000;
+pub const WALL_CLOCK_NONCE_VERSION: i64 = 7_002_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum NonceError {
     #[error("missing nonce")]
     Missing,
+    #[error(
+        "missing bt_header_dendrite_version: only bittensor 7.2 or newer (wall-clock nonces) is served"
+    )]
+    MissingVersion,
+    #[error(
+        "dendrite version {0} is older than 7.2.0: only wall-clock nonces (bittensor 7.2 or newer) are served"
+    )]
+    OldVersion(i64),
     #[error(
         "nonce is too old: acceptable delta is {allowed_secs:.2} seconds, this one is {age_secs:.2} s old"
     )]
@@ -24,27 +34,55 @@ pub enum NonceError {
     Reused { nonce: u64, last: u64 },
 }
 
-/// Last nonce per `hotkey:uuid`. Bounded: once full, the entries seen longest ago are dropped.
+/// Last nonce per `hotkey:uuid`, for callers the blacklist admitted. Bounded: past `capacity`
+/// the entry recorded longest ago goes first, in O(1). Entries older than the widest window can
+/// go at any time, since a nonce that old fails the freshness rule anyway.
 pub struct NonceTracker {
-    last: Mutex<HashMap<String, (u64, u64)>>,
+    table: Mutex<Table>,
     capacity: usize,
+    max_timeout_secs: f64,
+}
+
+#[derive(Default)]
+struct Table {
+    /// endpoint → (last nonce, when it was recorded)
+    last: HashMap<String, (u64, u64)>,
+    /// Recordings oldest first; one is current when its time matches `last`'s.
+    order: VecDeque<(String, u64)>,
 }
 
 impl Default for NonceTracker {
     fn default() -> Self {
-        Self::with_capacity(100_000)
+        Self::new(100_000, 12.0)
     }
 }
 
 impl NonceTracker {
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// `max_timeout_secs`: the largest request timeout the axon serves.
+    pub fn new(capacity: usize, max_timeout_secs: f64) -> Self {
         Self {
-            last: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             capacity: capacity.max(1),
+            max_timeout_secs: if max_timeout_secs.is_finite() {
+                max_timeout_secs.max(0.0)
+            } else {
+                60.0
+            },
         }
     }
 
-    /// Checks a nonce without recording it (recording happens only after the signature holds).
+    /// The age a nonce may have for a request claiming `timeout_secs`.
+    pub fn window_ns(&self, timeout_secs: f64) -> u64 {
+        let timeout = if timeout_secs.is_finite() {
+            timeout_secs.clamp(0.0, self.max_timeout_secs)
+        } else {
+            self.max_timeout_secs
+        };
+        ALLOWED_DELTA_NS.saturating_add((timeout * 1e9) as u64)
+    }
+
+    /// Checks a nonce without recording it (recording happens only once the request is
+    /// signed, admitted and parsed).
     pub fn check(
         &self,
         endpoint: &str,
@@ -54,56 +92,61 @@ impl NonceTracker {
         now_ns: u64,
     ) -> Result<u64, NonceError> {
         let nonce = nonce.ok_or(NonceError::Missing)?;
-        let last = self.lock().get(endpoint).map(|(n, _)| *n);
-        match last {
-            Some(last) if nonce <= last => Err(NonceError::Reused { nonce, last }),
-            Some(_) => Ok(nonce),
-            None => {
-                if version.unwrap_or(0) >= WALL_CLOCK_NONCE_VERSION {
-                    let allowed = ALLOWED_DELTA_NS + (timeout_secs.max(0.0) * 1e9) as u64;
-                    if nonce < now_ns.saturating_sub(allowed) {
-                        return Err(NonceError::Stale {
-                            allowed_secs: allowed as f64 / 1e9,
-                            age_secs: now_ns.saturating_sub(nonce) as f64 / 1e9,
-                        });
-                    }
-                }
-                Ok(nonce)
-            }
+        match version {
+            None => return Err(NonceError::MissingVersion),
+            Some(v) if v < WALL_CLOCK_NONCE_VERSION => return Err(NonceError::OldVersion(v)),
+            Some(_) => {}
+        }
+        let allowed = self.window_ns(timeout_secs);
+        if nonce <= now_ns.saturating_sub(allowed) {
+            return Err(NonceError::Stale {
+                allowed_secs: allowed as f64 / 1e9,
+                age_secs: now_ns.saturating_sub(nonce) as f64 / 1e9,
+            });
+        }
+        match self.lock().last.get(endpoint) {
+            Some((last, _)) if nonce <= *last => Err(NonceError::Reused { nonce, last: *last }),
+            _ => Ok(nonce),
         }
     }
 
     /// Records an accepted nonce; a concurrent larger one wins.
     pub fn record(&self, endpoint: &str, nonce: u64, now_ns: u64) -> Result<(), NonceError> {
-        let mut map = self.lock();
-        if let Some((last, _)) = map.get(endpoint)
+        let widest = self.window_ns(self.max_timeout_secs);
+        let mut table = self.lock();
+        if let Some((last, _)) = table.last.get(endpoint)
             && nonce <= *last
         {
             return Err(NonceError::Reused { nonce, last: *last });
         }
-        if map.len() >= self.capacity && !map.contains_key(endpoint) {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                map.remove(&oldest);
+        table.last.insert(endpoint.to_string(), (nonce, now_ns));
+        table.order.push_back((endpoint.to_string(), now_ns));
+        let expired = now_ns.saturating_sub(widest);
+        while let Some((_, seen)) = table.order.front() {
+            let seen = *seen;
+            if table.order.len() <= self.capacity && seen >= expired {
+                break;
+            }
+            let Some((key, seen)) = table.order.pop_front() else {
+                break;
+            };
+            if table.last.get(&key).is_some_and(|(_, s)| *s == seen) {
+                table.last.remove(&key);
             }
         }
-        map.insert(endpoint.to_string(), (nonce, now_ns));
         Ok(())
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().last.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u64)>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -113,21 +156,33 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_000_000_000;
     const SEC: u64 = 1_000_000_000;
+    const V10: Option<i64> = Some(10_002_000);
 
     #[test]
-    fn freshness_applies_to_new_callers_only() {
+    fn freshness_applies_to_every_caller() {
         let t = NonceTracker::default();
-        let v10 = Some(10_002_000);
-        assert!(t.check("a:u", Some(NOW - 15 * SEC), v10, 12.0, NOW).is_ok());
-        let stale = t.check("a:u", Some(NOW - 17 * SEC), v10, 12.0, NOW);
+        assert!(t.check("a:u", Some(NOW - 15 * SEC), V10, 12.0, NOW).is_ok());
+        let stale = t.check("a:u", Some(NOW - 17 * SEC), V10, 12.0, NOW);
         assert!(matches!(stale, Err(NonceError::Stale { .. })), "{stale:?}");
         assert!(stale.unwrap_err().to_string().contains("16.00 seconds"));
-        // v6 sent monotonic nonces (small numbers): no freshness check.
-        assert!(t.check("b:u", Some(5), Some(6_009_003), 12.0, NOW).is_ok());
+        // An unsigned version header cannot switch the rule off.
         assert_eq!(
-            t.check("c:u", None, v10, 12.0, NOW),
-            Err(NonceError::Missing)
+            t.check("b:u", Some(5), Some(6_009_003), 12.0, NOW),
+            Err(NonceError::OldVersion(6_009_003))
         );
+        assert_eq!(
+            t.check("b:u", Some(NOW), None, 12.0, NOW),
+            Err(NonceError::MissingVersion)
+        );
+        assert_eq!(t.check("c:u", None, V10, 12.0, NOW), Err(NonceError::Missing));
+        // Nor can an unsigned timeout widen it past the largest this node serves (12 s).
+        let old = Some(NOW - 40 * SEC);
+        assert!(matches!(
+            t.check("d:u", old, V10, 3600.0, NOW),
+            Err(NonceError::Stale { .. })
+        ));
+        assert!(t.check("d:u", Some(NOW - 15 * SEC), V10, 3600.0, NOW).is_ok());
+        assert!(t.check("d:u", Some(NOW - 15 * SEC), V10, f64::NAN, NOW).is_ok());
     }
 
     #[test]
@@ -135,25 +190,30 @@ mod tests {
         let t = NonceTracker::default();
         t.record("a:u", NOW, NOW).unwrap();
         assert!(matches!(
-            t.check("a:u", Some(NOW), None, 12.0, NOW),
+            t.check("a:u", Some(NOW), V10, 12.0, NOW),
             Err(NonceError::Reused { .. })
         ));
-        assert!(t.check("a:u", Some(NOW + 1), None, 12.0, NOW).is_ok());
-        assert!(
-            t.check("a:other-uuid", Some(NOW - SEC), Some(10_002_000), 12.0, NOW)
-                .is_ok()
-        );
+        assert!(t.check("a:u", Some(NOW + 1), V10, 12.0, NOW).is_ok());
+        assert!(t.check("a:other-uuid", Some(NOW - SEC), V10, 12.0, NOW).is_ok());
         assert!(t.record("a:u", NOW - 1, NOW).is_err());
     }
 
     #[test]
-    fn stays_bounded() {
-        let t = NonceTracker::with_capacity(2);
-        t.record("a", 1, 1).unwrap();
-        t.record("b", 1, 2).unwrap();
-        t.record("c", 1, 3).unwrap();
+    fn stays_bounded_and_forgets_what_freshness_covers() {
+        let t = NonceTracker::new(2, 60.0);
+        t.record("a", NOW, NOW).unwrap();
+        t.record("b", NOW, NOW + 1).unwrap();
+        t.record("c", NOW, NOW + 2).unwrap();
         assert_eq!(t.len(), 2);
-        // The oldest-seen entry went.
-        assert!(t.check("a", Some(1), None, 0.0, 4).is_ok());
+        // The entry recorded longest ago went.
+        assert!(t.check("a", Some(NOW), V10, 0.0, NOW + 3).is_ok());
+        assert!(t.check("b", Some(NOW), V10, 0.0, NOW + 3).is_err());
+        // The bound counts recordings, so a busy caller pushes out others first.
+        t.record("c", NOW + 5, NOW + 5).unwrap();
+        assert_eq!(t.len(), 1);
+        // Past the widest window (4 s + 60 s) old entries go: freshness refuses their nonces.
+        let later = NOW + 65 * SEC;
+        t.record("d", later, later).unwrap();
+        assert_eq!(t.len(), 1);
     }
 }

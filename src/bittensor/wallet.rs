@@ -9,6 +9,52 @@ use super::keypair::Keypair;
 /// Where an encrypted hotkey's password comes from when the operator is not prompted.
 pub const PASSWORD_ENV: &str = "NICHEIMAGE_WALLET_PASSWORD";
 
+/// The password [`take_password_env`] took out of the environment.
+static TAKEN_PASSWORD: std::sync::OnceLock<Option<zeroize::Zeroizing<String>>> =
+    std::sync::OnceLock::new();
+
+/// Takes [`PASSWORD_ENV`] out of the process environment and keeps it for
+/// [`password_from_env`]: child processes (replicas) inherit the environment, and the value
+/// is wiped in place first, so it is not left in the memory `/proc/<pid>/environ` shows either.
+///
+/// # Safety
+/// No other thread may exist yet: the environment is changed (`remove_var`, and a write
+/// through `getenv`'s pointer) without a lock other threads would honour. Call it first in
+/// `main`, before any runtime or thread starts.
+pub unsafe fn take_password_env() {
+    let value = std::env::var_os(PASSWORD_ENV);
+    let password = value
+        .as_ref()
+        .and_then(|v| v.to_str())
+        .map(|v| zeroize::Zeroizing::new(v.to_string()));
+    drop(value.map(|v| zeroize::Zeroizing::new(v.into_encoded_bytes())));
+    if let Ok(name) = std::ffi::CString::new(PASSWORD_ENV) {
+        // SAFETY: single-threaded (the caller's promise); getenv's pointer is to the live,
+        // writable `NAME=value` string, valid until the environment changes, and `strlen`
+        // bytes of it are the value.
+        unsafe {
+            let value = libc::getenv(name.as_ptr());
+            if !value.is_null() {
+                std::ptr::write_bytes(value, 0, libc::strlen(value));
+            }
+        }
+    }
+    // SAFETY: single-threaded (the caller's promise).
+    unsafe { std::env::remove_var(PASSWORD_ENV) };
+    let _ = TAKEN_PASSWORD.set(password);
+}
+
+/// The wallet password from [`PASSWORD_ENV`]: as [`take_password_env`] took it, or, where it
+/// was not called (library use, tests), read from the environment as it is.
+pub fn password_from_env() -> Option<zeroize::Zeroizing<String>> {
+    match TAKEN_PASSWORD.get() {
+        Some(taken) => taken.clone(),
+        None => std::env::var(PASSWORD_ENV)
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
     #[error("{path} not found{hint}")]

@@ -31,6 +31,9 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub reward: RewardConfig,
     pub devnet: DevnetConfig,
+    /// Connection limits of every listener the node opens (endpoint, axon, reward, proxy,
+    /// metrics).
+    pub limits: crate::serve::Limits,
     /// Catalogue overrides and additions, `[models.<Name>]`.
     pub models: std::collections::BTreeMap<String, crate::catalogue::ModelOverride>,
 }
@@ -245,7 +248,8 @@ impl Default for EndpointConfig {
         Self {
             enabled: false,
             model_name: "RealisticVision".into(),
-            host: "0.0.0.0".into(),
+            // The miner on this machine is its caller; other machines need it opened on purpose.
+            host: "127.0.0.1".into(),
             port: 10006,
             num_replicas: 1,
             num_gpus: 1.0,
@@ -356,9 +360,13 @@ pub struct ProxyConfig {
     pub port: u16,
     /// The owner's Ed25519 public key (base64 or hex); else it comes from the owner API.
     pub owner_public_key: Option<String>,
-    /// The owner API (credentials exchange); empty: none.
+    /// The owner API (credentials exchange); empty: none. Must be `https://` (the owner's key
+    /// comes from it) unless the host is loopback or `allow_insecure_owner_api` is set.
     #[serde(alias = "proxy_client_url")]
     pub owner_api_url: String,
+    /// Accept a plain-http owner API on a non-loopback host (anyone on the path could then
+    /// choose the key the proxy trusts).
+    pub allow_insecure_owner_api: bool,
     pub credentials_refresh_secs: u64,
     /// Also accept the seed's caller-supplied-key scheme (insecure).
     pub legacy_auth: bool,
@@ -367,7 +375,11 @@ pub struct ProxyConfig {
     pub miner_score_threshold: f64,
     pub checking_probability: f64,
     pub max_concurrent: usize,
+    /// Authenticated requests a minute per client address.
     pub rate_limit_per_minute: u32,
+    /// Failed authentications a minute per client address, counted apart so they never use
+    /// up the signed requests' allowance.
+    pub unauthenticated_per_minute: u32,
     /// Per-day counters; unset: <data dir>/proxy_counter.json.
     pub counter_file: Option<PathBuf>,
 }
@@ -379,7 +391,8 @@ impl Default for ProxyConfig {
             host: "0.0.0.0".into(),
             port: 10003,
             owner_public_key: None,
-            owner_api_url: "http://nicheimage.nichetensor.com/proxy_client".into(),
+            owner_api_url: "https://nicheimage.nichetensor.com/proxy_client".into(),
+            allow_insecure_owner_api: false,
             credentials_refresh_secs: 600,
             legacy_auth: false,
             max_age_secs: 30,
@@ -387,6 +400,7 @@ impl Default for ProxyConfig {
             checking_probability: 0.1,
             max_concurrent: 64,
             rate_limit_per_minute: 600,
+            unauthenticated_per_minute: 60,
             counter_file: None,
         }
     }
@@ -483,6 +497,14 @@ impl Config {
             && let Err(e) = crate::proxy::auth::parse_public_key(key)
         {
             return invalid("proxy.owner_public_key", e);
+        }
+        if !self.proxy.owner_api_url.is_empty()
+            && let Err(e) = crate::proxy::owner_api::check_url(
+                &self.proxy.owner_api_url,
+                self.proxy.allow_insecure_owner_api,
+            )
+        {
+            return invalid("proxy.owner_api_url", e);
         }
         for (key, host) in [
             ("axon.host", &self.axon.host),

@@ -26,7 +26,7 @@ impl Component for OwnerTraffic {
 
     fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
         async move {
-            let client = crate::http::client();
+            let client = crate::http::client()?;
             let mut n: u64 = 0;
             loop {
                 tokio::select! {

@@ -10,6 +10,8 @@ pub mod config;
 #[cfg(feature = "local-infer")]
 pub mod controlnet;
 #[cfg(feature = "local-infer")]
+pub mod deadline;
+#[cfg(feature = "local-infer")]
 mod device;
 #[cfg(feature = "local-infer")]
 pub mod image;

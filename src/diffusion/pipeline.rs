@@ -46,6 +46,8 @@ pub enum PipelineError {
     Request(String),
     #[error("libtorch failed: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Deadline(#[from] super::deadline::DeadlinePassed),
 }
 
 /// One txt2img request, with the seed's parameter names.
@@ -357,6 +359,7 @@ impl StableDiffusion {
         let mut steps = Vec::new();
         let timesteps = sampler.remaining_timesteps().to_vec();
         for &t in &timesteps {
+            super::deadline::check()?;
             let input = if req.guided() {
                 Tensor::cat(&[&latents, &latents], 0)
             } else {
@@ -382,6 +385,7 @@ impl StableDiffusion {
                 steps.push(latents.to_device(Device::Cpu).to_kind(Kind::Float));
             }
         }
+        super::deadline::check()?;
         let decoded = self.decoder.decode(&latents.to_kind(self.vae_kind));
         let image = rgb_from_decoded(&decoded)?;
         Ok(Generation {

@@ -99,11 +99,12 @@ impl SeedControlNet {
     /// again; at the seed's condition resolution for SD 1.5, 512, both resizes leave the image
     /// as it is, so the maps are computed at the image's own size.
     pub fn control_images(&self, image: &RgbImage) -> Result<[RgbImage; 3], AnnotatorError> {
-        Ok([
-            canny::canny(image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD),
-            self.midas.annotate(image)?,
-            self.normalbae.annotate(image)?,
-        ])
+        use super::deadline::check;
+        let edges = canny::canny(image, canny::LOW_THRESHOLD, canny::HIGH_THRESHOLD);
+        check().map_err(AnnotatorError::from)?;
+        let depth = self.midas.annotate(image)?;
+        check().map_err(AnnotatorError::from)?;
+        Ok([edges, depth, self.normalbae.annotate(image)?])
     }
 
     /// txt2img steered by all three nets, each at its conditioning scale.

@@ -18,7 +18,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 /// Bodies above this are refused (a base64 conditional image is a few MB at most).
-const MAX_BODY: u64 = 32 * 1024 * 1024;
+pub const MAX_BODY: u64 = 32 * 1024 * 1024;
 
 pub struct Endpoint {
     pub model: ModelSpec,
@@ -27,6 +27,8 @@ pub struct Endpoint {
     /// The checkpoint, resolved to a path.
     pub checkpoint: PathBuf,
     pub listen: SocketAddr,
+    /// Connection limits of the listener.
+    pub limits: crate::serve::Limits,
     pub pool: PoolConfig,
     /// Replicas run the NSFW classifier.
     pub nsfw_filter: bool,
@@ -140,8 +142,11 @@ impl Endpoint {
                 }
             }
         };
-        let client = crate::http::client();
+        let client = crate::http::client().map_err(|e| anyhow::anyhow!("cannot download {url}: {e}"))?;
         let sha = self.model.sha256.as_deref();
+        if sha.is_none() {
+            tracing::warn!(%model, "sha256 = unknown for this checkpoint: no hash is pinned, so the download is only checked structurally (safetensors header, Stable Diffusion keys); pin one with [models.{model}] sha256");
+        }
         match crate::download::fetch(&client, url, &self.checkpoint, sha, &progress).await {
             Ok(()) => {
                 let size = std::fs::metadata(&self.checkpoint)
@@ -184,6 +189,7 @@ pub fn routes(
     model: Arc<ModelSpec>,
     pool: Pool,
     events: crate::runtime::EventSender,
+    body_timeout: std::time::Duration,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let info_model = model.clone();
     let info = warp::path!("info")
@@ -191,8 +197,7 @@ pub fn routes(
         .map(move || warp::reply::json(&json!({ "model_name": info_model.name })).into_response());
     let generate = warp::path!("generate")
         .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(crate::serve::body(MAX_BODY, body_timeout))
         .then(move |body: bytes::Bytes| {
             let (model, pool, events) = (model.clone(), pool.clone(), events.clone());
             async move {
@@ -226,11 +231,8 @@ pub fn routes(
                     StatusCode::NOT_FOUND,
                     "not found; the endpoint serves POST /generate and GET /info",
                 )
-            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                detail(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body larger than {MAX_BODY} bytes"),
-                )
+            } else if let Some(body) = rejection.find::<crate::serve::BodyRefusal>() {
+                detail(body.status(), body)
             } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
                 detail(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -316,8 +318,8 @@ impl Component for Endpoint {
                 ctx.cancel.clone(),
             ));
             let model = Arc::new(self.model.clone());
-            crate::serve::until_cancelled(&ctx, listener, routes(model, pool, ctx.events.clone()))
-                .await;
+            let routes = routes(model, pool, ctx.events.clone(), self.limits.body_timeout);
+            crate::serve::until_cancelled(&ctx, listener, routes, self.limits).await;
             Ok(())
         }
         .boxed()

@@ -257,7 +257,7 @@ fn conditional_image(
         }
     };
     let decoded = RgbImage::from_base64_png(text)
-        .map_err(|e| BadRequest(format!("conditional_image is not a usable PNG: {e}")))?;
+        .map_err(|e| BadRequest(format!("conditional_image: {e}")))?;
     let resolution = model.condition_resolution() as usize;
     // The size is checked before resizing: a 1-pixel-wide image would otherwise ask for an
     // enormous one.
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(default.img2img.unwrap().strength, 0.8);
 
         assert!(err(&img2img_body("", "{}"), &m).contains("needs a conditional_image"));
-        assert!(err(&img2img_body("bm90IGEgcG5n", "{}"), &m).contains("not a usable PNG"));
+        assert!(err(&img2img_body("bm90IGEgcG5n", "{}"), &m).contains("not a PNG, JPEG or WebP"));
         assert!(err(&img2img_body(&photo, r#"{"strength":1.5}"#), &m).contains("[0, 1]"));
         assert!(err(&img2img_body(&photo, r#"{"strength":0.01}"#), &m).contains("leaves no step"));
         let thin = RgbImage::new(1, 40, vec![9; 120])
@@ -389,12 +389,16 @@ mod tests {
             .to_base64_png()
             .unwrap();
         assert!(err(&img2img_body(&thin, "{}"), &m).contains("maximum height"));
-        // Checked before resizing: this one would need a 512 × 102 400 000 image.
+        // Refused by the decoder's size limit, before its pixels are decoded (resized it would
+        // need a 512 × 102 400 000 image).
         let needle = RgbImage::new(1, 200_000, vec![7; 600_000])
             .unwrap()
             .to_base64_png()
             .unwrap();
-        assert!(err(&img2img_body(&needle, "{}"), &m).contains("maximum height"));
+        assert!(
+            err(&img2img_body(&needle, "{}"), &m)
+                .contains("conditional_image: 1×200000 exceeds the 4096×4096 limit")
+        );
         // strength is an img2img key only.
         let txt = r#"{"prompt":"a","seed":1,"pipeline_type":"txt2img","pipeline_params":{"strength":0.5}}"#;
         assert!(err(txt, &m).contains("unsupported pipeline_params key `strength`"));

@@ -16,6 +16,7 @@ use warp::http::StatusCode;
 
 pub struct MetricsServer {
     pub listen: SocketAddr,
+    pub limits: crate::serve::Limits,
 }
 
 /// The routes, separate from the listener so tests can drive them directly.
@@ -74,7 +75,8 @@ impl Component for MetricsServer {
         async move {
             // Bind ourselves: warp's own bind panics when the port is taken.
             let listener = crate::serve::bind(&ctx, self.listen, "/healthz and /metrics").await?;
-            crate::serve::until_cancelled(&ctx, listener, routes(ctx.state.clone())).await;
+            crate::serve::until_cancelled(&ctx, listener, routes(ctx.state.clone()), self.limits)
+                .await;
             Ok(())
         }
         .boxed()

@@ -15,13 +15,17 @@ pub struct EndpointClient {
 }
 
 impl EndpointClient {
-    pub fn new(generate_url: &str, info_url: &str, timeout: Duration) -> Self {
-        Self {
+    pub fn new(
+        generate_url: &str,
+        info_url: &str,
+        timeout: Duration,
+    ) -> Result<Self, crate::http::HttpError> {
+        Ok(Self {
             generate_url: generate_url.into(),
             info_url: info_url.into(),
             timeout,
-            client: crate::http::client(),
-        }
+            client: crate::http::client()?,
+        })
     }
 
     async fn json(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {

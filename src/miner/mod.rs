@@ -47,6 +47,10 @@ pub struct MinerSettings {
     /// The rules in force; a new value applies from the next request.
     pub blacklist: tokio::sync::watch::Receiver<BlacklistConfig>,
     pub resync_every: Duration,
+    /// Connection limits of the axon's listener.
+    pub limits: crate::serve::Limits,
+    /// The largest timeout a validator asks for (the models'): it bounds the nonce window.
+    pub max_timeout_secs: f64,
 }
 
 pub struct Miner {
@@ -79,7 +83,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Handler<ImageGenerating> for MinerHandler {
-    fn blacklist(&self, caller: &Caller, _: &ImageGenerating) -> Result<(), String> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
         let graph = lock(&self.metagraph);
         let neuron = graph.by_hotkey(&caller.hotkey);
         lock(&self.blacklist)
@@ -232,11 +236,13 @@ impl Component for Miner {
                     &s.generate_endpoint,
                     &s.info_endpoint,
                     s.generate_timeout,
-                ),
+                )?,
                 model_name: Mutex::new(None),
                 sabotage: s.sabotage,
             });
             let mut builder = AxonBuilder::new(self.keypair.clone())
+                .limits(s.limits)
+                .max_timeout(s.max_timeout_secs)
                 .attach::<ImageGenerating, _>(handler.clone());
             if let Some((ip, port)) = s.publish {
                 builder = builder.external(ip.to_string(), port);

@@ -125,6 +125,14 @@ pub struct LegacyCredentials {
     pub signature: Vec<u8>,
 }
 
+/// A request's signature headers, parsed and found fresh; the body is checked next.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    timestamp: i64,
+    nonce: String,
+    signature: Signature,
+}
+
 /// Checks signed requests and remembers nonces for as long as they could be accepted.
 pub struct Verifier {
     max_age: Duration,
@@ -165,6 +173,17 @@ impl Verifier {
         body: &[u8],
         now: i64,
     ) -> Result<(), AuthError> {
+        let signed = self.precheck(header, now)?;
+        self.verify(&signed, body, now)
+    }
+
+    /// What the headers alone decide: present, well formed, fresh, an owner key known. Runs
+    /// before the body is read, so unsigned and stale requests cost no body.
+    pub fn precheck(
+        &self,
+        header: impl Fn(&'static str) -> Option<String>,
+        now: i64,
+    ) -> Result<Signed, AuthError> {
         let get = |name| header(name).ok_or(AuthError::Missing(name));
         let timestamp: i64 = get(TIMESTAMP_HEADER)?
             .trim()
@@ -183,23 +202,42 @@ impl Verifier {
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or(AuthError::Malformed(SIGNATURE_HEADER))?;
-        let max = self.max_age.as_secs() as i64;
-        let age = now - timestamp;
-        if age.abs() > max {
+        // The timestamp is the caller's: `abs_diff` cannot overflow where `now - timestamp`
+        // would (e.g. `i64::MIN + now`).
+        let max_secs = self.max_age.as_secs();
+        if now.abs_diff(timestamp) > max_secs {
             return Err(AuthError::Stale {
-                age_secs: age,
-                max_secs: max as u64,
+                age_secs: now.saturating_sub(timestamp),
+                max_secs,
             });
         }
+        if !self.has_owner() {
+            return Err(AuthError::NoOwnerKey);
+        }
+        Ok(Signed {
+            timestamp,
+            nonce,
+            signature,
+        })
+    }
+
+    /// The signature over `body`, then the nonce: only a valid signature may use one up.
+    pub fn verify(&self, signed: &Signed, body: &[u8], now: i64) -> Result<(), AuthError> {
         let owner =
             (*self.owner.lock().unwrap_or_else(|p| p.into_inner())).ok_or(AuthError::NoOwnerKey)?;
         owner
-            .verify_strict(&message(timestamp, &nonce, body), &signature)
+            .verify_strict(
+                &message(signed.timestamp, &signed.nonce, body),
+                &signed.signature,
+            )
             .map_err(|_| AuthError::BadSignature)?;
-        // Only a valid signature may use up a nonce.
+        let max_secs = self.max_age.as_secs();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, t| (now - *t).abs() <= max);
-        if seen.insert(nonce, timestamp).is_some() {
+        seen.retain(|_, t| now.abs_diff(*t) <= max_secs);
+        if seen
+            .insert(signed.nonce.clone(), signed.timestamp)
+            .is_some()
+        {
             return Err(AuthError::Replayed);
         }
         Ok(())
@@ -263,6 +301,46 @@ mod tests {
         assert_eq!(
             verifier.check(|_| None, body, 1000),
             Err(AuthError::Missing(TIMESTAMP_HEADER))
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let verifier = Verifier::new(Duration::from_secs(30), Some(key.verifying_key()));
+        let body = b"{}";
+        let now = 1_700_000_000i64;
+        for (timestamp, at) in [
+            (i64::MIN + now, now),
+            (i64::MIN, now),
+            (i64::MAX, now),
+            (i64::MAX, -1),
+            (i64::MIN, i64::MAX),
+        ] {
+            let h = sign(&key, body, timestamp);
+            let err = verifier.check(headers(&h), body, at).unwrap_err();
+            assert_eq!(err.kind(), "stale", "{timestamp} at {at}: {err}");
+            assert!(err.to_string().contains("at most 30 s"), "{err}");
+        }
+    }
+
+    #[test]
+    fn headers_are_checked_before_the_body() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let verifier = Verifier::new(Duration::from_secs(30), Some(key.verifying_key()));
+        let h = sign(&key, b"body", 1000);
+        let signed = verifier.precheck(headers(&h), 1000).unwrap();
+        assert_eq!(
+            verifier.verify(&signed, b"other", 1000),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(verifier.verify(&signed, b"body", 1000), Ok(()));
+        assert_eq!(
+            verifier
+                .precheck(headers(&sign(&key, b"", 900)), 1000)
+                .unwrap_err()
+                .kind(),
+            "stale"
         );
     }
 

@@ -1,9 +1,12 @@
-//! `POST /validator_proxy`: rate limit → owner signature → request → a permit → candidate
+//! `POST /validator_proxy`: before the body is read, the route, the signed-request limit and
+//! the signature headers (present, well formed, fresh); then the body (bounded while it
+//! streams), the signature over it, the signed-request count → request → a permit → candidate
 //! miners → up to five attempts, some checked against a regeneration → the base64 image as a
-//! bare JSON string (seed-compatible), or a status with `{"detail": reason}`. Every answer is
-//! counted once.
+//! bare JSON string (seed-compatible), or a status with `{"detail": reason}`. Every answer
+//! past the route is counted once. Failed authentication counts against its own per-address
+//! limit, never against the signed requests'.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,33 +33,124 @@ const RECENT: usize = 20;
 
 pub(super) fn routes(
     shared: Arc<Shared>,
-) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    let with = warp::any().map(move || shared.clone());
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    let body_timeout = shared.settings.limits.body_timeout;
+    let with = {
+        let shared = shared.clone();
+        warp::any().map(move || shared.clone())
+    };
     warp::path("validator_proxy")
         .and(warp::path::end())
         .and(warp::post())
         .and(with)
-        .and(warp::addr::remote())
+        .and(crate::serve::peer())
         .and(warp::header::headers_cloned())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and_then(
+            |shared: Arc<Shared>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
+                match precheck(&shared, peer, &headers) {
+                    Ok((ip, pre)) => Ok((shared, ip, pre)),
+                    Err(failure) => Err(warp::reject::custom(Early(failure))),
+                }
+            },
+        )
+        .untuple_one()
+        .and(crate::serve::body(MAX_BODY, body_timeout))
         .then(handle)
-        .recover(|rejection: warp::Rejection| async move {
-            let (status, why) = if rejection.is_not_found() {
-                (
-                    StatusCode::NOT_FOUND,
-                    "no such route; POST /validator_proxy",
-                )
-            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                (StatusCode::PAYLOAD_TOO_LARGE, "body too large")
-            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                (StatusCode::METHOD_NOT_ALLOWED, "use POST")
-            } else {
-                (StatusCode::BAD_REQUEST, "bad request")
-            };
-            Ok::<_, std::convert::Infallible>(detail(status, why))
+        .recover(move |rejection: warp::Rejection| {
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(refused(&shared, rejection).await) }
         })
         .unify()
+}
+
+/// The answer to a request refused before it was handled; refusals past the route are counted.
+async fn refused(shared: &Shared, rejection: warp::Rejection) -> Response {
+    let failure = if let Some(Early(failure)) = rejection.find::<Early>() {
+        failure.clone()
+    } else if let Some(refusal) = rejection.find::<crate::serve::BodyRefusal>() {
+        Failure(refusal.status(), "bad_body", refusal.to_string())
+    } else if rejection.is_not_found() {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "no such route; POST /validator_proxy",
+        );
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return detail(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    } else {
+        return detail(StatusCode::BAD_REQUEST, "bad request");
+    };
+    record(
+        shared,
+        Err((failure, String::new(), (0, 0))),
+        Instant::now(),
+    )
+    .await
+}
+
+/// A request refused on its headers, before its body was read.
+#[derive(Debug)]
+struct Early(Failure);
+
+impl warp::reject::Reject for Early {}
+
+/// How a request will be authenticated once its body is read.
+enum Pre {
+    /// Signature headers present, well formed and fresh; the signature is checked next.
+    Signed(super::auth::Signed),
+    /// The seed's scheme (`proxy.legacy_auth`): its key is in the body.
+    Legacy,
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(crate::bittensor::now_ns() / 1_000_000_000).unwrap_or(i64::MAX)
+}
+
+/// The checks that need no body: a known address, signed requests left this minute, the
+/// signature headers (unless the legacy scheme may carry its key in the body).
+fn precheck(
+    shared: &Shared,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<(IpAddr, Pre), Failure> {
+    let ip = peer.map(|p| p.ip()).ok_or_else(|| {
+        Failure(
+            StatusCode::FORBIDDEN,
+            "no_address",
+            "unknown client address".into(),
+        )
+    })?;
+    shared
+        .gate
+        .check_signed(ip)
+        .map_err(|e| Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e))?;
+    if shared.settings.legacy_auth && headers.get(super::auth::SIGNATURE_HEADER).is_none() {
+        return Ok((ip, Pre::Legacy));
+    }
+    let header = |name: &'static str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let signed = shared
+        .verifier
+        .precheck(header, unix_now())
+        .map_err(|e| unauthenticated(shared, ip, e))?;
+    Ok((ip, Pre::Signed(signed)))
+}
+
+/// A failed authentication, counted against the address's own limit for those: 401 with
+/// the reason, or 429 once the address is over that limit.
+fn unauthenticated(shared: &Shared, ip: IpAddr, error: super::auth::AuthError) -> Failure {
+    match shared.gate.note_unsigned(ip) {
+        Ok(()) => Failure(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string()),
+        Err(over) => Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            "unauthenticated_rate_limited",
+            format!("{over}; last: {error}"),
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,6 +168,7 @@ fn any_miner() -> i64 {
 }
 
 /// Why a request failed: the status, a counter name, the reason for the caller.
+#[derive(Debug, Clone)]
 struct Failure(StatusCode, &'static str, String);
 
 enum Served {
@@ -90,18 +185,18 @@ enum Served {
     Rechecked,
 }
 
-async fn handle(
-    shared: Arc<Shared>,
-    peer: Option<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(shared: Arc<Shared>, ip: IpAddr, pre: Pre, body: Bytes) -> Response {
     let started = Instant::now();
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     shared.publish().await;
-    let outcome = serve(&shared, peer, &headers, &body).await;
+    let outcome = serve(&shared, ip, pre, &body).await;
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let ms = started.elapsed().as_millis() as u64;
+    record(&shared, outcome, started).await
+}
+
+/// Counts one answered request and reports it; the response for the caller.
+async fn record(shared: &Shared, outcome: Result<Served, Failed>, started: Instant) -> Response {
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let date = super::counters::utc_date(crate::bittensor::now_ns() / 1_000_000_000);
     let (response, entry) = {
         let mut counters = shared.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,32 +266,48 @@ async fn handle(
 
 type Failed = (Failure, String, (u64, u64));
 
-async fn serve(
-    shared: &Shared,
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Served, Failed> {
+async fn serve(shared: &Shared, ip: IpAddr, pre: Pre, body: &[u8]) -> Result<Served, Failed> {
     let plain = |f: Failure| (f, String::new(), (0, 0));
-    let ip = peer.map(|p| p.ip()).ok_or_else(|| {
-        plain(Failure(
-            StatusCode::FORBIDDEN,
-            "no_address",
-            "unknown client address".into(),
-        ))
-    })?;
+    let parse = || -> Result<Body, Failure> {
+        serde_json::from_slice(body)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", format!("body: {e}")))
+    };
+    let request = match pre {
+        Pre::Signed(signed) => {
+            // The signature first: unauthenticated bodies are never parsed.
+            shared
+                .verifier
+                .verify(&signed, body, unix_now())
+                .map_err(|e| plain(unauthenticated(shared, ip, e)))?;
+            parse().map_err(plain)?
+        }
+        Pre::Legacy => {
+            let request = parse().map_err(|f| {
+                // Not yet authenticated: counted as a failed attempt.
+                plain(match shared.gate.note_unsigned(ip) {
+                    Ok(()) => f,
+                    Err(over) => Failure(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "unauthenticated_rate_limited",
+                        over,
+                    ),
+                })
+            })?;
+            let checked = match request.authorization.as_deref() {
+                Some(key) => shared.verifier.check_legacy(key),
+                None => Err(super::auth::AuthError::Missing(
+                    super::auth::SIGNATURE_HEADER,
+                )),
+            };
+            checked.map_err(|e| plain(unauthenticated(shared, ip, e)))?;
+            request
+        }
+    };
+    // Only authenticated requests count against the owner's allowance.
     shared
-        .rate
-        .admit(ip)
+        .gate
+        .admit_signed(ip)
         .map_err(|e| plain(Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e)))?;
-    let request: Body = serde_json::from_slice(body).map_err(|e| {
-        plain(Failure(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("body: {e}"),
-        ))
-    })?;
-    authenticate(shared, headers, body, request.authorization.as_deref()).map_err(plain)?;
     if request.payload.contains_key("recheck") {
         return match shared.refresh_credentials().await {
             Ok(()) => Ok(Served::Rechecked),
@@ -363,37 +474,6 @@ impl Attempt<'_> {
             checks,
         ))
     }
-}
-
-fn authenticate(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: &[u8],
-    authorization: Option<&str>,
-) -> Result<(), Failure> {
-    let unauthorized = |e: super::auth::AuthError| {
-        Failure(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-    };
-    if shared.settings.legacy_auth
-        && let Some(key) = authorization
-        && headers.get(super::auth::SIGNATURE_HEADER).is_none()
-    {
-        return shared.verifier.check_legacy(key).map_err(unauthorized);
-    }
-    let now = (crate::bittensor::now_ns() / 1_000_000_000) as i64;
-    shared
-        .verifier
-        .check(
-            |name| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            },
-            body,
-            now,
-        )
-        .map_err(unauthorized)
 }
 
 /// The synapse sent to miners: the caller's fields, a seed if missing, the model's defaults

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod counters;
+pub mod gate;
 mod handler;
 pub mod owner_api;
 pub mod select;
@@ -41,13 +42,20 @@ pub struct ProxySettings {
     pub owner_public_key: Option<VerifyingKey>,
     /// The owner API's base URL (credentials exchange); empty: none.
     pub owner_api_url: String,
+    /// Accept an owner API that is not `https://` (loopback is always accepted).
+    pub allow_insecure_owner_api: bool,
     pub credentials_refresh: Duration,
     pub legacy_auth: bool,
     pub max_age: Duration,
     pub miner_score_threshold: f64,
     pub checking_probability: f64,
     pub max_concurrent: usize,
+    /// Authenticated requests a minute per address.
     pub rate_limit_per_minute: u32,
+    /// Failed authentications a minute per address, counted apart from the above.
+    pub unauthenticated_per_minute: u32,
+    /// Connection limits and body timeout of the listener.
+    pub limits: crate::serve::Limits,
     pub counter_path: PathBuf,
     /// Where the on/off choice is remembered.
     pub toggle_path: PathBuf,
@@ -88,7 +96,7 @@ struct Shared {
     dendrite: Dendrite,
     http: reqwest::Client,
     verifier: auth::Verifier,
-    rate: crate::ratelimit::PerMinute,
+    gate: gate::Gate,
     permits: Semaphore,
     counters: Mutex<(Counters, bool)>,
     report: Mutex<ProxyReport>,
@@ -162,6 +170,8 @@ impl Shared {
         if url.is_empty() {
             return Err("no proxy.owner_api_url configured".into());
         }
+        // Also checked at config validation; settings built in code come through here too.
+        owner_api::check_url(url, self.settings.allow_insecure_owner_api)?;
         let uid = self
             .chain
             .metagraph(self.settings.netuid)
@@ -174,8 +184,15 @@ impl Shared {
                     .map(|n| n.uid)
             });
         let miners = serde_json::to_value(&self.validator.book().uids).unwrap_or_default();
-        let credentials =
-            owner_api::fetch(&self.http, url, self.settings.listen.port(), uid, miners).await?;
+        let credentials = owner_api::fetch(
+            &self.http,
+            url,
+            self.settings.allow_insecure_owner_api,
+            self.settings.listen.port(),
+            uid,
+            miners,
+        )
+        .await?;
         self.verifier.set_legacy(credentials.legacy);
         if let Some(key) = credentials.owner_key {
             self.verifier.set_owner(key);
@@ -220,12 +237,12 @@ impl Proxy {
         shared.lock_report().listening = Some(address);
         shared.publish().await;
         let stop = ctx.cancel.child_token();
-        let server = tokio::spawn(
-            warp::serve(handler::routes(shared.clone()))
-                .incoming(listener)
-                .graceful(stop.clone().cancelled_owned())
-                .run(),
-        );
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            handler::routes(shared.clone()),
+            self.settings.limits,
+            stop.clone().cancelled_owned(),
+        ));
         // Credentials from the owner API now and then, while serving.
         let refresher = {
             let (shared, stop) = (shared.clone(), stop.clone());
@@ -298,9 +315,9 @@ impl Component for Proxy {
                 validator: self.validator.clone(),
                 dendrites: Mutex::new(Vec::new()),
                 dendrite: Dendrite::new(self.keypair.clone())?,
-                http: crate::http::client(),
+                http: crate::http::client()?,
                 verifier,
-                rate: crate::ratelimit::PerMinute::new(s.rate_limit_per_minute),
+                gate: gate::Gate::new(s.rate_limit_per_minute, s.unauthenticated_per_minute),
                 permits: Semaphore::new(s.max_concurrent.max(1)),
                 counters: Mutex::new((counters, false)),
                 events: ctx.events.clone(),

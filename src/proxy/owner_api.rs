@@ -25,9 +25,36 @@ struct Answer {
     public_key: Option<String>,
 }
 
+/// Why an owner API URL is refused: the owner's key comes from its answer, so a plain-http
+/// one lets anyone on the path choose who may use the proxy. `https://` passes; plain
+/// `http://` only to a loopback host (tests, a local owner) or with `allow_insecure`.
+pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("owner API `{url}` is not a URL: {e}"))?;
+    // The parser has normalised the host: IPv6 in brackets, IPv4 in dotted form.
+    let loopback = parsed.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_insecure => Ok(()),
+        "http" => Err(format!(
+            "owner API `{url}` is plain http: the owner's key would come unprotected; use \
+             https:// (or set proxy.allow_insecure_owner_api = true)"
+        )),
+        other => Err(format!("owner API `{url}`: scheme {other} is not http(s)")),
+    }
+}
+
 pub async fn fetch(
     client: &reqwest::Client,
     base_url: &str,
+    allow_insecure: bool,
     port: u16,
     uid: Option<u16>,
     miners: Value,
@@ -46,6 +73,9 @@ pub async fn fetch(
         .send()
         .await
         .map_err(|e| format!("owner API {url}: {e}"))?;
+    // A redirect may have left https: the answer must come over what the URL promised.
+    check_url(response.url().as_str(), allow_insecure)
+        .map_err(|e| format!("owner API {url} redirected: {e}"))?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
         return Err(format!("owner API {url}: HTTP {status}"));
@@ -70,4 +100,50 @@ pub async fn fetch(
         },
         owner_key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_unless_loopback_or_allowed() {
+        assert!(check_url("https://owner.example/proxy_client", false).is_ok());
+        for local in [
+            "http://127.0.0.1:9000/x",
+            "http://[::1]:9000",
+            "http://localhost/x",
+            "http://LOCALHOST:1",
+        ] {
+            assert!(check_url(local, false).is_ok(), "{local}");
+        }
+        let refused = check_url("http://owner.example/proxy_client", false).unwrap_err();
+        assert!(refused.contains("allow_insecure_owner_api"), "{refused}");
+        assert!(check_url("http://owner.example/proxy_client", true).is_ok());
+        // Not fooled by a loopback-looking name.
+        assert!(check_url("http://127.0.0.1.owner.example/", false).is_err());
+        assert!(check_url("http://localhost.owner.example/", false).is_err());
+        assert!(check_url("ftp://owner.example/", true).is_err());
+        assert!(check_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn the_config_refuses_a_plain_http_owner_api_naming_the_key() {
+        let mut config = crate::config::Config::default();
+        assert!(config.proxy.owner_api_url.starts_with("https://"));
+        assert!(config.validate().is_ok());
+        config.proxy.owner_api_url = "http://nicheimage.nichetensor.com/proxy_client".into();
+        match config.validate() {
+            Err(crate::config::ConfigError::Invalid { key, reason }) => {
+                assert_eq!(key, "proxy.owner_api_url");
+                assert!(reason.contains("plain http"), "{reason}");
+            }
+            other => panic!("expected proxy.owner_api_url refused, got {other:?}"),
+        }
+        config.proxy.allow_insecure_owner_api = true;
+        assert!(config.validate().is_ok());
+        config.proxy.allow_insecure_owner_api = false;
+        config.proxy.owner_api_url = "http://127.0.0.1:8000".into();
+        assert!(config.validate().is_ok());
+    }
 }

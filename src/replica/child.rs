@@ -75,8 +75,15 @@ pub fn run(
                 id: 0,
                 error: format!("unreadable job: {e}"),
             },
-            Ok(JobLine { id, job }) => {
+            Ok(JobLine {
+                id,
+                job,
+                deadline_ms,
+            }) => {
                 let started = Instant::now();
+                let _deadline = crate::diffusion::deadline::until(
+                    deadline_ms.map(|ms| started + std::time::Duration::from_millis(ms)),
+                );
                 let req = Txt2Img {
                     prompt: job.prompt,
                     negative_prompt: job.negative_prompt,

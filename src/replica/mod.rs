@@ -112,6 +112,8 @@ impl JobStats {
 pub(crate) struct Job {
     pub request: GenerateJob,
     pub reply: oneshot::Sender<Result<String, JobError>>,
+    /// When the caller stops waiting: the replica is told, and stops the job there.
+    pub deadline: tokio::time::Instant,
 }
 
 /// A handle to submit jobs and steer replicas; cheap to clone.
@@ -297,13 +299,18 @@ impl Pool {
             return Err(JobError::NoReplica);
         }
         let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.timeout;
         self.jobs
-            .try_send(Job { request, reply })
+            .try_send(Job {
+                request,
+                reply,
+                deadline,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => JobError::QueueFull(self.capacity),
                 mpsc::error::TrySendError::Closed(_) => JobError::ShuttingDown,
             })?;
-        match tokio::time::timeout(self.timeout, answer).await {
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(JobError::ShuttingDown),
             Err(_) => Err(JobError::Timeout(self.timeout)),

@@ -40,6 +40,9 @@ pub struct ControlInput {
 pub struct JobLine {
     pub id: u64,
     pub job: GenerateJob,
+    /// Milliseconds left before the caller gives up; the replica stops the job there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -81,8 +81,26 @@ impl RemoteWorker {
     }
 
     pub async fn run(self) {
-        let client = crate::http::client();
         let mut report = ReplicaReport::new(self.index, Vec::new(), Some(self.base.clone()));
+        // Without a client the replica is down (reason shown) and the build is retried.
+        let client = loop {
+            match crate::http::client() {
+                Ok(c) => break c,
+                Err(e) => {
+                    report.status = ReplicaStatus::Dead;
+                    report.last_error = Some(e.to_string());
+                    self.pool.events.try_send(Event::Replica(report.clone()));
+                    tokio::select! {
+                        _ = self.pool.cancel.cancelled() => {
+                            report.status = ReplicaStatus::Stopped;
+                            self.pool.events.try_send(Event::Replica(report));
+                            return;
+                        }
+                        _ = tokio::time::sleep(HEALTH_EVERY) => {}
+                    }
+                }
+            }
+        };
         let mut stats = JobStats::default();
         loop {
             // Down until /info answers.
@@ -112,7 +130,7 @@ impl RemoteWorker {
                     }
                     job = async { jobs.lock().await.recv().await } => job,
                 };
-                let Some(Job { request, reply }) = job else {
+                let Some(Job { request, reply, .. }) = job else {
                     break false;
                 };
                 if reply.is_closed() {

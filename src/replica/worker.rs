@@ -11,6 +11,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+/// How long past a job's deadline a replica may stay busy before it is killed: a step (or an
+/// annotator) in progress is not interrupted, so this covers the slowest single one.
+const STUCK_GRACE: Duration = Duration::from_secs(15);
+
 /// Operator requests to one replica. Restart and Retire wait for the current job so no request
 /// is lost; Kill does not wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,67 @@ fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
             _ => "ended".into(),
         },
         Err(e) => format!("cannot wait for it: {e}"),
+    }
+}
+
+/// Whether the node's variable `name` reaches a replica: what libtorch, CUDA, the locale and
+/// logging need, and the node's own `NICHEIMAGE_*` settings; never a secret-looking name.
+pub(crate) fn passes_to_replica(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LANGUAGE",
+        "LD_LIBRARY_PATH",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        "RUST_LIB_BACKTRACE",
+    ];
+    const PREFIXES: &[&str] = &[
+        "LC_",
+        "LIBTORCH",
+        "OMP_",
+        "MKL_",
+        "CUDA_",
+        "NVIDIA_",
+        "PYTORCH_",
+        "NICHEIMAGE_",
+    ];
+    const SECRET: &[&str] = &["PASSWORD", "MNEMONIC", "SECRET", "TOKEN", "PRIVATE"];
+    let upper = name.to_ascii_uppercase();
+    !SECRET.iter().any(|s| upper.contains(s))
+        && (EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p)))
+}
+
+/// The part of `vars` (the node's environment) a replica starts with.
+pub(crate) fn replica_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    vars.filter(|(k, _)| k.to_str().is_some_and(passes_to_replica))
+        .collect()
+}
+
+/// The replica gets SIGKILL when the node dies, however it dies (`kill -9` included), so no
+/// replica outlives it holding GPU memory. The signal follows the thread that forked: tokio
+/// spawns from its worker threads, which live as long as the runtime.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec; it calls only prctl and getppid
+    // (both async-signal-safe) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The node died between fork and prctl: the signal will never come, so stop here.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -139,7 +204,10 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // A clean environment: the node's secrets (the wallet password, ...) stay here.
+            .env_clear()
+            .envs(replica_env(std::env::vars_os()));
         if !self.gpus.is_empty() {
             let list: Vec<String> = self.gpus.iter().map(|g| g.to_string()).collect();
             cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
@@ -147,6 +215,8 @@ impl Worker {
         if let Some(n) = cpu_threads {
             cmd.env("OMP_NUM_THREADS", n.to_string());
         }
+        #[cfg(target_os = "linux")]
+        die_with_parent(&mut cmd);
         cmd.spawn()
     }
 
@@ -284,19 +354,26 @@ impl Worker {
                 status = child.wait() => return Stop::Died(status),
                 job = async { jobs.lock().await.recv().await } => job,
             };
-            let Some(Job { request, reply }) = job else {
+            let Some(Job {
+                request,
+                reply,
+                deadline,
+            }) = job
+            else {
                 return Stop::Cancelled;
             };
-            if reply.is_closed() {
+            if reply.is_closed() || deadline <= tokio::time::Instant::now() {
                 continue; // the caller timed out while the job was queued
             }
             next_id += 1;
             report.status = ReplicaStatus::Busy;
             self.report(report);
             let started = Instant::now();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let line = serde_json::to_string(&JobLine {
                 id: next_id,
                 job: request,
+                deadline_ms: Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
             })
             .unwrap_or_default();
             if let Err(e) = stdin.write_all(format!("{line}\n").as_bytes()).await {
@@ -324,6 +401,15 @@ impl Worker {
                     }
                     status = child.wait() => {
                         self.died_during_job(&mut stats, report, started, reply, describe(&status));
+                        return Stop::Died(status);
+                    }
+                    // The replica stops a late job between steps; one stuck inside a step
+                    // this long is killed so the slot is free again.
+                    _ = tokio::time::sleep_until(deadline + STUCK_GRACE) => {
+                        let status = kill_now(child).await;
+                        let reason = format!("still busy {STUCK_GRACE:?} past the job's deadline; killed");
+                        tracing::warn!(replica = self.index, "{reason}");
+                        self.died_during_job(&mut stats, report, started, reply, reason);
                         return Stop::Died(status);
                     }
                     line = lines.next_line() => break line,
@@ -357,6 +443,40 @@ impl Worker {
             let _ = reply.send(result);
             report.status = ReplicaStatus::Ready;
             self.report(report);
+        }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::passes_to_replica;
+
+    #[test]
+    fn replicas_get_what_they_need_and_no_secrets() {
+        for name in [
+            "PATH",
+            "HOME",
+            "LC_ALL",
+            "LD_LIBRARY_PATH",
+            "LIBTORCH_USE_PYTORCH",
+            "OMP_NUM_THREADS",
+            "CUDA_VISIBLE_DEVICES",
+            "NVIDIA_VISIBLE_DEVICES",
+            "RUST_LOG",
+            "NICHEIMAGE_DATA_DIR",
+        ] {
+            assert!(passes_to_replica(name), "{name}");
+        }
+        for name in [
+            "NICHEIMAGE_WALLET_PASSWORD",
+            "NICHEIMAGE_MNEMONIC",
+            "NICHEIMAGE_owner_secret",
+            "NICHEIMAGE_HF_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "SSH_AUTH_SOCK",
+            "PATHX",
+        ] {
+            assert!(!passes_to_replica(name), "{name}");
         }
     }
 }

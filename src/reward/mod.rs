@@ -27,6 +27,7 @@ use crate::runtime::event::RewardReport;
 use crate::runtime::{Component, ComponentContext, Event};
 
 /// Batches carry one image per miner: a few MB each.
+/// A batch carries every miner's image for one challenge; read only from admitted callers.
 const MAX_BODY: u64 = 256 * 1024 * 1024;
 const ALLOWLIST_REFRESH: Duration = Duration::from_secs(600);
 
@@ -151,6 +152,13 @@ impl Shared {
         Ok(json!({ "conditional_image": image }))
     }
 
+    /// Counts and logs a refusal, and answers it with the reason.
+    fn refuse(&self, status: StatusCode, message: String) -> Response {
+        self.count(status);
+        crate::logging::REWARD_REFUSALS.record(status.as_str(), &message);
+        detail(status, message)
+    }
+
     /// Counts one answer by HTTP status and publishes the report.
     fn count(&self, status: StatusCode) {
         *self
@@ -179,48 +187,71 @@ impl Shared {
     }
 }
 
+/// The two routes the service answers.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Reward,
+    ChallengeImage,
+}
+
+/// A refusal before the body was read.
+#[derive(Debug)]
+struct Refused(StatusCode, String);
+
+impl warp::reject::Reject for Refused {}
+
 fn routes(
     shared: Arc<Shared>,
+    body_timeout: Duration,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let gate = shared.clone();
+    let refusals = shared.clone();
     warp::post()
         .and(warp::path::full())
-        .and(warp::addr::remote())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
-        .then(move |path: warp::path::FullPath, peer: Option<SocketAddr>, body: bytes::Bytes| {
+        .and(crate::serve::peer())
+        .and_then(move |path: warp::path::FullPath, peer: Option<SocketAddr>| {
+            // Allow-list, rate limit and route cost nothing: they come before the body is read.
+            let admitted = gate.admit(peer.map(|p| p.ip())).and_then(|()| match path.as_str() {
+                "/" => Ok(Route::Reward),
+                "/challenge/image" => Ok(Route::ChallengeImage),
+                other => Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no {other}: the reward service answers POST / and POST /challenge/image"),
+                )),
+            });
+            async move { admitted.map_err(|(status, why)| warp::reject::custom(Refused(status, why))) }
+        })
+        .and(crate::serve::body(MAX_BODY, body_timeout))
+        .then(move |route: Route, body: bytes::Bytes| {
             let shared = shared.clone();
             async move {
-                let outcome = match (shared.admit(peer.map(|p| p.ip())), path.as_str()) {
-                    (Err(refusal), _) => Err(refusal),
-                    (Ok(()), "/") => shared.reward(&body).await,
-                    (Ok(()), "/challenge/image") => shared.challenge_image(&body).await,
-                    (Ok(()), other) => Err((
-                        StatusCode::NOT_FOUND,
-                        format!("no {other}: the reward service answers POST / and POST /challenge/image"),
-                    )),
+                let outcome = match route {
+                    Route::Reward => shared.reward(&body).await,
+                    Route::ChallengeImage => shared.challenge_image(&body).await,
                 };
                 match outcome {
                     Ok(answer) => {
                         shared.count(StatusCode::OK);
                         warp::reply::json(&answer).into_response()
                     }
-                    Err((status, message)) => {
-                        shared.count(status);
-                        tracing::info!(status = status.as_u16(), %message, "reward request refused");
-                        detail(status, message)
-                    }
+                    Err((status, message)) => shared.refuse(status, message),
                 }
             }
         })
-        .recover(|rejection: warp::Rejection| async move {
-            let response = if rejection.is_not_found() || rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                detail(StatusCode::NOT_FOUND, "the reward service answers POST / and POST /challenge/image")
-            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-                detail(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY} bytes"))
-            } else {
-                detail(StatusCode::BAD_REQUEST, format!("{rejection:?}"))
-            };
-            Ok::<_, std::convert::Infallible>(response)
+        .recover(move |rejection: warp::Rejection| {
+            let shared = refusals.clone();
+            async move {
+                let (status, message) = if let Some(Refused(status, why)) = rejection.find::<Refused>() {
+                    (*status, why.clone())
+                } else if let Some(body) = rejection.find::<crate::serve::BodyRefusal>() {
+                    (body.status(), body.to_string())
+                } else if rejection.is_not_found() || rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                    (StatusCode::NOT_FOUND, "the reward service answers POST / and POST /challenge/image".to_string())
+                } else {
+                    (StatusCode::BAD_REQUEST, format!("{rejection:?}"))
+                };
+                Ok::<_, std::convert::Infallible>(shared.refuse(status, message))
+            }
         })
         .unify()
 }
@@ -300,7 +331,9 @@ impl Component for RewardService {
                     }
                 });
             }
-            crate::serve::until_cancelled(&ctx, listener, routes(shared)).await;
+            let limits = self.generation.limits;
+            crate::serve::until_cancelled(&ctx, listener, routes(shared, limits.body_timeout), limits)
+                .await;
             Ok(())
         }
         .boxed()

@@ -174,7 +174,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(service).incoming(listener).run());
-        let client = crate::http::client();
+        let client = crate::http::client().unwrap();
         let url = format!("http://{address}/");
         let timeout = std::time::Duration::from_secs(5);
         let got = remote_image(&client, &url, "a fox", 9, timeout).await;
@@ -194,7 +194,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(service).incoming(listener).run());
-        let client = crate::http::client();
+        let client = crate::http::client().unwrap();
         let timeout = std::time::Duration::from_secs(5);
         let url = format!("http://{address}/");
         let p = remote_prompt(&client, &url, "a red fox", 7, timeout).await;

@@ -336,7 +336,8 @@ impl Validator {
 
     /// One forward pass: every uid's reward and why, and the judged images for the gallery.
     pub async fn forward(&self, dendrite: &Dendrite, dice: &mut Dice) -> Result<Pass, ChainError> {
-        let client = crate::http::client();
+        // A pass-level failure: logged by the caller and retried at the next pass.
+        let client = crate::http::client().map_err(|e| ChainError::Unsupported(e.to_string()))?;
         let axons = self.refresh_identities(dendrite).await?;
         let mut outcomes = Vec::new();
         let mut gallery = Vec::new();

@@ -65,7 +65,11 @@ pub async fn judge(
                 .as_str()
                 .unwrap_or("judged")
                 .to_string();
-            (r.as_f64().unwrap_or(0.0), reason)
+            // The service is remote: its number is brought into the rules' range here.
+            (
+                super::scores::sane_reward(r.as_f64().unwrap_or(0.0)),
+                reason,
+            )
         })
         .collect())
 }

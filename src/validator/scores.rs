@@ -10,14 +10,32 @@ use serde::{Deserialize, Serialize};
 
 pub const WINDOW: usize = 10;
 
+/// The range of the reward rules: 1 for a match, 0 for a miss, -5 for an unfiltered NSFW image.
+pub const MIN_REWARD: f64 = -5.0;
+pub const MAX_REWARD: f64 = 1.0;
+
+/// A reward as the book keeps it: clamped to [`MIN_REWARD`, `MAX_REWARD`]; not a finite number:
+/// 0. Rewards come from a remote service; an infinity would be saved as `null` and break
+/// the state file, a huge value would outweigh every other miner.
+pub fn sane_reward(reward: f64) -> f64 {
+    if reward.is_finite() {
+        reward.clamp(MIN_REWARD, MAX_REWARD)
+    } else {
+        0.0
+    }
+}
+
 /// The time penalty: `0.4 · (t / timeout)³`, at most 0.4 — with the seed's 12 s timeout this is
-/// its `0.4 · t³ / 12³`. Applied only to positive rewards, result rounded to 3 decimals.
+/// its `0.4 · t³ / 12³`. Applied only to positive rewards, result rounded to 3 decimals. The
+/// reward is brought into range first, so the result is always finite.
 pub fn penalised(reward: f64, process_time: f64, timeout: f64) -> f64 {
+    let reward = sane_reward(reward);
     if reward <= 0.0 {
         return reward;
     }
+    // `max` also turns a NaN time (the miner's number) into 0.
     let penalty = (0.4 * (process_time.max(0.0) / timeout.max(1e-9)).powi(3)).min(0.4);
-    ((reward - penalty) * 1000.0).round() / 1000.0
+    sane_reward(((reward - penalty) * 1000.0).round() / 1000.0)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,9 +74,10 @@ impl MinerBook {
         self.uids.retain(|uid, info| keep(*uid, &info.hotkey));
     }
 
+    /// Keeps `reward` (brought into range: every reward passes here) in the uid's window.
     pub fn record(&mut self, uid: u16, reward: f64) {
         if let Some(info) = self.uids.get_mut(&uid) {
-            info.scores.push_back(reward);
+            info.scores.push_back(sane_reward(reward));
             while info.scores.len() > WINDOW {
                 info.scores.pop_front();
             }
@@ -121,10 +140,54 @@ impl MinerBook {
     }
 
     /// Loads `path`; missing → empty; unreadable or corrupt → empty (a corrupt file moved aside),
-    /// with the reason returned for the operator.
+    /// with the reason returned for the operator. One bad uid entry (a `null` score, a wrong
+    /// type) is skipped with a warning; the others load. Scores are brought into range.
     pub fn load(path: &Path) -> (Self, Option<String>) {
-        crate::jsonfile::load_or_aside(path, "validator state")
+        let (raw, note) = crate::jsonfile::load_or_aside::<LenientBook>(path, "validator state");
+        let mut book = MinerBook {
+            step: raw.step,
+            uids: BTreeMap::new(),
+        };
+        let mut skipped = Vec::new();
+        for (key, value) in raw.uids {
+            let Ok(uid) = key.parse::<u16>() else {
+                skipped.push(format!("{key:?} is not a uid"));
+                continue;
+            };
+            match serde_json::from_value::<UidInfo>(value) {
+                Ok(mut info) => {
+                    info.scores.iter_mut().for_each(|s| *s = sane_reward(*s));
+                    let extra = info.scores.len().saturating_sub(WINDOW);
+                    info.scores.drain(..extra);
+                    book.uids.insert(uid, info);
+                }
+                Err(e) => skipped.push(format!("uid {uid}: {e}")),
+            }
+        }
+        if skipped.is_empty() {
+            return (book, note);
+        }
+        let skipped = format!(
+            "validator state {}: skipped {} bad entr{} ({}); the rest loaded",
+            path.display(),
+            skipped.len(),
+            if skipped.len() == 1 { "y" } else { "ies" },
+            skipped.join("; ")
+        );
+        tracing::warn!("{skipped}");
+        let note = match note {
+            Some(n) => format!("{n}; {skipped}"),
+            None => skipped,
+        };
+        (book, Some(note))
     }
+}
+
+/// The state file as read: uid entries kept as JSON so each can fail on its own.
+#[derive(Default, Deserialize)]
+struct LenientBook {
+    step: u64,
+    uids: BTreeMap<String, serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -197,6 +260,61 @@ mod tests {
             None,
             "the corrupt file is out of the way"
         );
+    }
+
+    #[test]
+    fn a_huge_or_broken_reward_yields_a_finite_score() {
+        let r = penalised(1e308, 6.0, 12.0);
+        assert!(r.is_finite(), "{r}");
+        assert_eq!(r, penalised(1.0, 6.0, 12.0));
+        assert_eq!(penalised(f64::INFINITY, 1.0, 12.0), 0.0);
+        assert_eq!(penalised(f64::NAN, 1.0, 12.0), 0.0);
+        assert_eq!(penalised(-1e308, 1.0, 12.0), MIN_REWARD);
+        assert_eq!(penalised(1.0, f64::NAN, 12.0), 1.0);
+        assert_eq!(penalised(1.0, f64::INFINITY, 12.0), 0.6);
+        // Recorded directly (the proxy's organic checks): clamped too, and it saves and loads.
+        let mut b = MinerBook::default();
+        b.identify(1, "hk", Some("A"));
+        for r in [1e308, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -1e308] {
+            b.record(1, r);
+        }
+        let scores: Vec<f64> = b.uids[&1].scores.iter().copied().collect();
+        assert_eq!(scores, vec![1.0, 0.0, 0.0, 0.0, MIN_REWARD]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        b.save(&path).unwrap();
+        assert_eq!(MinerBook::load(&path), (b, None));
+    }
+
+    #[test]
+    fn a_null_score_skips_its_entry_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"step": 9, "uids": {
+                "1": {"hotkey": "hk1", "model_name": "A", "scores": [0.5, null]},
+                "2": {"hotkey": "hk2", "model_name": "A", "scores": [1.0, 0.25]},
+                "x": {"hotkey": "hk3", "model_name": "A", "scores": []},
+                "3": {"hotkey": "hk3", "model_name": "B", "scores": [7.0, -9.0]}
+            }}"#,
+        )
+        .unwrap();
+        let (book, note) = MinerBook::load(&path);
+        assert_eq!(book.step, 9);
+        assert_eq!(book.uids.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(book.uids[&2].scores, [1.0, 0.25]);
+        assert_eq!(
+            book.uids[&3].scores,
+            [MAX_REWARD, MIN_REWARD],
+            "out of range: clamped"
+        );
+        let note = note.unwrap();
+        assert!(
+            note.contains("skipped 2 bad entries") && note.contains("uid 1"),
+            "{note}"
+        );
+        assert!(path.exists(), "a file with a bad entry is not moved aside");
     }
 
     #[test]

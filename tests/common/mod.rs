@@ -43,7 +43,12 @@ pub fn start(dir: &Path, args: &[&str], config: &str) -> Headless {
         .env("HOME", dir)
         .env("XDG_CONFIG_HOME", dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Its log, for a failing test to be read afterwards.
+        .stderr(
+            std::fs::File::create(dir.join("stderr.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -88,6 +93,15 @@ impl Headless {
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         self.status_within(60, what, pred)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the node.

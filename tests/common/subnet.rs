@@ -29,6 +29,47 @@ pub enum Behaviour {
     WrongSeed,
     /// Sleeps this many seconds, then answers honestly.
     Slow(u64),
+    /// Answers with a 74-byte PNG whose header claims 200000×200000.
+    LyingPng,
+}
+
+/// A PNG of `width`×`height` as its header claims, with a few bytes of pixel data: what a
+/// decoder that trusts the header allocates for, and an attacker pays nothing for.
+pub fn lying_png(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(&mut out, b"IHDR", &ihdr);
+    // zlib: a stored empty block is enough to begin the image data.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0, 0, 0, 1],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
 }
 
 pub struct TestMiner {
@@ -39,6 +80,18 @@ pub struct TestMiner {
 }
 
 impl Handler<ImageGenerating> for TestMiner {
+    /// As a real miner's blacklist: only the subnet's validator (uid 0) is served.
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+        if caller.hotkey == key(1).ss58() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not a validator of this subnet",
+                caller.hotkey
+            ))
+        }
+    }
+
     fn forward(
         self: Arc<Self>,
         _: Caller,
@@ -56,6 +109,12 @@ impl Handler<ImageGenerating> for TestMiner {
                 Behaviour::Honest => {}
                 Behaviour::WrongSeed => request.seed += 1,
                 Behaviour::Slow(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                Behaviour::LyingPng => {
+                    use base64::Engine;
+                    let png = lying_png(200_000, 200_000);
+                    s.image = Value::String(base64::engine::general_purpose::STANDARD.encode(png));
+                    return Ok(s);
+                }
             }
             s.image = Value::String(self.endpoint.generate(&request).await?);
             Ok(s)
@@ -89,6 +148,7 @@ impl Subnet {
         let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
         let model = format!(
             "[models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\nscheduler = \"dpm++2m_karras\"\n\
+             pipelines = [\"txt2img\", \"img2img\"]\n\
              [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n",
             checkpoint.display()
         );
@@ -130,7 +190,8 @@ impl Subnet {
                     &format!("http://127.0.0.1:{endpoint_port}/generate"),
                     &format!("http://127.0.0.1:{endpoint_port}/info"),
                     Duration::from_secs(120),
-                ),
+                )
+                .unwrap(),
                 calls: AtomicU64::new(0),
             });
             let axon = AxonBuilder::new(key(2 + i as u8))
@@ -178,6 +239,21 @@ impl Subnet {
             endpoint: Some(endpoint),
             reward: Some(reward),
         }
+    }
+
+    pub fn reward_pid(&self) -> Option<u32> {
+        self.reward.as_ref().map(Headless::pid)
+    }
+
+    pub fn endpoint_pid(&self) -> Option<u32> {
+        self.endpoint.as_ref().map(Headless::pid)
+    }
+
+    /// Whether the endpoint and reward processes still run.
+    pub fn services_alive(&mut self) -> bool {
+        [self.endpoint.as_mut(), self.reward.as_mut()]
+            .into_iter()
+            .all(|node| node.is_some_and(|n| n.alive()))
     }
 
     pub fn reward_url(&self) -> String {
