@@ -320,7 +320,12 @@ pub async fn fetch(
         match checked {
             Ok(()) => break,
             Err(reason) => {
-                tracing::warn!(%url, part = %part.display(), %reason, "the kept part cannot be used; downloading again from the start");
+                tracing::warn!(
+                    %url,
+                    part = %part.display(),
+                    %reason,
+                    "the kept part cannot be used; downloading again from the start"
+                );
                 from_scratch = true;
             }
         }
@@ -445,7 +450,9 @@ mod tests {
             let begin = i as u64 * n * 4;
             header.insert(
                 (*name).into(),
-                serde_json::json!({"dtype": "F32", "shape": [n], "data_offsets": [begin, begin + n * 4]}),
+                serde_json::json!({
+                    "dtype": "F32", "shape": [n], "data_offsets": [begin, begin + n * 4],
+                }),
             );
         }
         let header = serde_json::to_vec(&header).unwrap();

@@ -33,7 +33,10 @@ pub enum ImageError {
     #[error("not a PNG, JPEG or WebP image (its first bytes are {0})")]
     UnknownFormat(String),
     #[error("cannot decode {format}: {reason}")]
-    Codec { format: &'static str, reason: String },
+    Codec {
+        format: &'static str,
+        reason: String,
+    },
     #[error("{width}x{height} image with {len} bytes of RGB data")]
     Size {
         width: usize,
@@ -251,12 +254,51 @@ fn decode_png(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
     RgbImage::new(w, h, to_rgb(&buf, channels))
 }
 
+/// What an attacker sends: a well-formed PNG whose header claims `width`×`height`, with a few
+/// bytes of pixel data. A decoder that trusts the header allocates for the claim (200000² is
+/// 120 GB); ours refuses it. For the tests and the hostile suite.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    // zlib: a stored empty block is enough to begin the image data.
+    let idat = vec![0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0, 0, 0, 1];
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", idat), (b"IEND", Vec::new())] {
+        out.extend((data.len() as u32).to_be_bytes());
+        let body = [kind, &data].concat();
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    }
+    out
+}
+
 /// Interleaved gray, gray-alpha or RGBA samples as RGB.
 fn to_rgb(px: &[u8], channels: usize) -> Vec<u8> {
     match channels {
         1 => px.iter().flat_map(|&g| [g, g, g]).collect(),
-        2 => px.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-        4 => px.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        2 => px
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        4 => px
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         _ => px.to_vec(),
     }
 }
@@ -366,48 +408,35 @@ mod tests {
         assert!(tall.rgb.iter().all(|v| *v == 7));
     }
 
-    /// A PNG whose IHDR says `width`×`height`, with almost no pixel data.
-    fn claimed(width: u32, height: u32) -> Vec<u8> {
-        let mut ihdr = width.to_be_bytes().to_vec();
-        ihdr.extend(height.to_be_bytes());
-        ihdr.extend([8, 2, 0, 0, 0]);
-        let crc = |body: &[u8]| {
-            let mut c = 0xFFFF_FFFFu32;
-            for &b in body {
-                c ^= u32::from(b);
-                for _ in 0..8 {
-                    c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-                }
-            }
-            !c
-        };
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", vec![0x78, 0x01, 0x01, 0, 0, 0xFF, 0xFF, 0, 0, 0, 1])] {
-            out.extend((data.len() as u32).to_be_bytes());
-            let body = [kind, &data].concat();
-            out.extend(&body);
-            out.extend(crc(&body).to_be_bytes());
-        }
-        out
-    }
-
     #[test]
     fn a_header_over_the_limit_is_refused_before_any_pixel_is_allocated() {
-        let e = decode(&claimed(200_000, 200_000), &DecodeLimits::default()).unwrap_err();
+        let e = decode(&png_claiming(200_000, 200_000), &DecodeLimits::default()).unwrap_err();
         assert_eq!(e.to_string(), "200000×200000 exceeds the 4096×4096 limit");
         let small = DecodeLimits {
             max_width: 8,
             max_height: 8,
             max_encoded_bytes: 1 << 20,
         };
-        assert!(matches!(decode(&claimed(9, 8), &small), Err(ImageError::TooLarge { .. })));
-        let big = RgbImage::new(16, 4, vec![0; 192]).unwrap().to_png().unwrap();
-        assert!(matches!(decode(&big, &small), Err(ImageError::TooLarge { .. })));
+        assert!(matches!(
+            decode(&png_claiming(9, 8), &small),
+            Err(ImageError::TooLarge { .. })
+        ));
+        let big = RgbImage::new(16, 4, vec![0; 192])
+            .unwrap()
+            .to_png()
+            .unwrap();
+        assert!(matches!(
+            decode(&big, &small),
+            Err(ImageError::TooLarge { .. })
+        ));
         let tiny = DecodeLimits {
             max_encoded_bytes: 10,
             ..small
         };
-        assert!(matches!(decode(&big, &tiny), Err(ImageError::EncodedTooLarge(..))));
+        assert!(matches!(
+            decode(&big, &tiny),
+            Err(ImageError::EncodedTooLarge(..))
+        ));
         assert!(matches!(
             decode(b"GIF89a....", &small),
             Err(ImageError::UnknownFormat(_))

@@ -72,9 +72,8 @@ mod secs {
 struct Peer(SocketAddr);
 
 /// The caller's address, as [`serve`] accepted it.
-pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible>
-+ Clone
-+ Copy {
+pub fn peer()
+-> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Copy {
     warp::ext::optional::<Peer>().map(|p: Option<Peer>| p.map(|Peer(a)| a))
 }
 
@@ -197,7 +196,13 @@ pub async fn until_cancelled<F>(
         + Sync
         + 'static,
 {
-    serve(listener, routes, limits, ctx.cancel.clone().cancelled_owned()).await;
+    serve(
+        listener,
+        routes,
+        limits,
+        ctx.cancel.clone().cancelled_owned(),
+    )
+    .await;
 }
 
 /// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
@@ -247,8 +252,7 @@ pub async fn serve<F>(
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(64 * 1024);
-        let connection =
-            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Peers that hang up or time out are routine, not the operator's problem.
@@ -302,8 +306,10 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_bounded_while_streaming() {
         let chunks = |sizes: &[usize]| {
-            let parts: Vec<Result<Bytes, warp::Error>> =
-                sizes.iter().map(|n| Ok(Bytes::from(vec![1u8; *n]))).collect();
+            let parts: Vec<Result<Bytes, warp::Error>> = sizes
+                .iter()
+                .map(|n| Ok(Bytes::from(vec![1u8; *n])))
+                .collect();
             futures::stream::iter(parts)
         };
         let whole = collect(chunks(&[3, 4]), 7, 7).await.unwrap();

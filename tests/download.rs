@@ -82,7 +82,9 @@ fn sd_checkpoint() -> Vec<u8> {
         let begin = i as u64 * n * 4;
         header.insert(
             (*name).into(),
-            serde_json::json!({"dtype": "F32", "shape": [n], "data_offsets": [begin, begin + n * 4]}),
+            serde_json::json!({
+                "dtype": "F32", "shape": [n], "data_offsets": [begin, begin + n * 4],
+            }),
         );
     }
     let header = serde_json::to_vec(&header).unwrap();

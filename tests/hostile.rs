@@ -10,15 +10,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::subnet::{Behaviour, Subnet, lying_png};
+use common::subnet::{Behaviour, Subnet};
+use nicheimage_tui::image::png_claiming;
 use common::{free_port, start};
 use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
 use nicheimage_tui::bittensor::synapse::{self, ImageGenerating};
-use nicheimage_tui::validator::{Dice, Validator, ValidatorSettings, ValidatorShared};
+use nicheimage_tui::validator::Dice;
 use serde_json::{Value, json};
 
 /// Resident memory of a process, in MiB.
@@ -37,9 +37,17 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// One HTTP/1.1 exchange over a fresh connection: the status and the body.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -71,7 +79,9 @@ fn read_response(stream: &mut TcpStream) -> (u16, String) {
 /// without sending any of it.
 fn head_only(port: u16, path: &str, length: u64, extra: &str) -> (u16, String, Duration) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let started = Instant::now();
     write!(
         stream,
@@ -112,7 +122,10 @@ fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return false;
             }
             Err(_) => return true,
@@ -129,7 +142,8 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let checkpoint =
-        nicheimage_tui::diffusion::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny").unwrap();
+        nicheimage_tui::diffusion::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny")
+            .unwrap();
     let port = free_port();
     let mut node = start(
         dir.path(),
@@ -139,11 +153,13 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
              [models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\n\
              [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n\
              [endpoint]\nmodel_name = \"Tiny\"\nport = {port}\nnum_replicas = 1\nrequest_timeout_secs = 5\n\
-             [limits]\nmax_connections = 48\nheader_timeout = 1.0\nbody_timeout = 2.0\n",
+             [limits]\nmax_connections = 48\nheader_timeout = 3.0\nbody_timeout = 2.0\n",
             checkpoint.display()
         ),
     );
-    node.status_within(120, "a ready replica", |v| v["replicas"]["0"]["status"] == "ready");
+    node.status_within(120, "a ready replica", |v| {
+        v["replicas"]["0"]["status"] == "ready"
+    });
     let pid = node.pid();
     let honest = || {
         let (status, body) = http(port, "POST", "/generate", &[], &generate_body(64, 4, None));
@@ -153,16 +169,35 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     let baseline = rss_mib(pid);
 
     // The lying PNG: 68 bytes claiming 200000×200000 (120 GB of RGB).
-    let liar = b64(&lying_png(200_000, 200_000));
-    let (status, body) = http(port, "POST", "/generate", &[], &generate_body(64, 4, Some(&liar)));
+    let liar = b64(&png_claiming(200_000, 200_000));
+    let (status, body) = http(
+        port,
+        "POST",
+        "/generate",
+        &[],
+        &generate_body(64, 4, Some(&liar)),
+    );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("200000×200000 exceeds the 4096×4096 limit"), "{body}");
+    assert!(
+        body.contains("200000×200000 exceeds the 4096×4096 limit"),
+        "{body}"
+    );
 
     // Bombs: an honest 20000×20000 header, four at once.
-    let bomb = b64(&lying_png(20_000, 20_000));
+    let bomb = b64(&png_claiming(20_000, 20_000));
     std::thread::scope(|s| {
         let answers: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| http(port, "POST", "/generate", &[], &generate_body(64, 4, Some(&bomb)))))
+            .map(|_| {
+                s.spawn(|| {
+                    http(
+                        port,
+                        "POST",
+                        "/generate",
+                        &[],
+                        &generate_body(64, 4, Some(&bomb)),
+                    )
+                })
+            })
             .collect();
         for a in answers {
             let (status, body) = a.join().unwrap();
@@ -179,46 +214,75 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
 
     // A body that never finishes: 408 at the body deadline (2 s).
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(slow, "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"prompt\"").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"prompt\""
+    )
+    .unwrap();
     let (status, body) = read_response(&mut slow);
     assert_eq!(status, 408, "{body}");
     assert!(body.contains("not received within 2"), "{body}");
 
-    // Half-sent heads, held open: closed at the header deadline (1 s).
+    // Half-sent heads, held open: closed at the header deadline (3 s).
     let mut held: Vec<TcpStream> = (0..40)
         .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.write_all(b"POST /generate HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"POST /generate HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             s
         })
         .collect();
-    let by = Instant::now() + Duration::from_secs(5);
-    assert!(held.iter_mut().all(|s| closed_by(s, by)), "half-sent requests still held");
+    let by = Instant::now() + Duration::from_secs(8);
+    assert!(
+        held.iter_mut().all(|s| closed_by(s, by)),
+        "half-sent requests still held"
+    );
 
     // A flood past the connection limit (48): the extra ones are closed as they arrive, idle
     // ones at the header deadline, and the listener serves again.
     let mut flood: Vec<TcpStream> = (0..48)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Time for a loaded machine to accept them all.
+    std::thread::sleep(Duration::from_millis(1000));
     let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    assert!(closed_by(&mut extra, Instant::now() + Duration::from_millis(900)), "over the limit, still open");
-    let by = Instant::now() + Duration::from_secs(5);
-    assert!(flood.iter_mut().all(|s| closed_by(s, by)), "idle connections still held");
+    assert!(
+        closed_by(&mut extra, Instant::now() + Duration::from_millis(900)),
+        "over the limit, still open"
+    );
+    let by = Instant::now() + Duration::from_secs(8);
+    assert!(
+        flood.iter_mut().all(|s| closed_by(s, by)),
+        "idle connections still held"
+    );
     honest();
 
     // A job past its deadline (256², 50 steps: half a minute here; the timeout is 5 s): the
     // caller gets 504 and the replica stops between steps, so the next request is served at
     // once instead of after the 45-odd steps left.
     let started = Instant::now();
-    let (status, body) = http(port, "POST", "/generate", &[], &generate_body(256, 50, None));
+    let (status, body) = http(
+        port,
+        "POST",
+        "/generate",
+        &[],
+        &generate_body(256, 50, None),
+    );
     assert_eq!(status, 504, "{body}");
-    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     honest();
     let freed = started.elapsed();
-    assert!(freed < Duration::from_secs(4), "the replica was not free: {freed:?}");
+    assert!(
+        freed < Duration::from_secs(4),
+        "the replica was not free: {freed:?}"
+    );
 
     let grown = rss_mib(pid) - baseline;
     assert!(grown < 64.0, "RSS grew {grown:.0} MiB");
@@ -255,9 +319,18 @@ fn signed_headers(
     headers
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
+#[test]
+fn synapses_batches_and_miner_answers_that_attack_are_refused() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(attack_the_subnet());
+}
+
+async fn attack_the_subnet() {
     let mut subnet = Subnet::start(&[Behaviour::Honest, Behaviour::LyingPng], 4.0).await;
     let reward_pid = subnet.reward_pid().unwrap();
     let endpoint_pid = subnet.endpoint_pid().unwrap();
@@ -276,7 +349,9 @@ async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
                 .as_nanos() as u64
         };
         let body = br#"{"prompt":"a cat","seed":1,"name":"ImageGenerating"}"#;
-        let send = |headers: &[(&str, String)]| http(axon.port(), "POST", "/ImageGenerating", headers, body);
+        let send = |headers: &[(&str, String)]| {
+            http(axon.port(), "POST", "/ImageGenerating", headers, body)
+        };
         let version = Some("10002000");
         // Stale (an hour old), and the version header stripped or claiming an old SDK.
         let hour_ago = now() - 3_600_000_000_000;
@@ -285,7 +360,13 @@ async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
             (None, "missing bt_header_dendrite_version"),
             (Some("6009003"), "older than 7.2.0"),
         ] {
-            let (status, answer) = send(&signed_headers(&validator_key, &miner_hotkey, hour_ago, v, "12.0"));
+            let (status, answer) = send(&signed_headers(
+                &validator_key,
+                &miner_hotkey,
+                hour_ago,
+                v,
+                "12.0",
+            ));
             assert_eq!(status, 401, "{answer}");
             assert!(answer.contains(want), "{want}: {answer}");
         }
@@ -323,7 +404,7 @@ async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
 
         // The reward service: a batch with the lying PNG as a miner's image, and one whose
         // header claims 300 MB.
-        let liar = b64(&lying_png(200_000, 200_000));
+        let liar = b64(&png_claiming(200_000, 200_000));
         let batch = json!({
             "miner_data": [{"image": liar}],
             "base_data": {"prompt": "a cat", "seed": 1, "pipeline_type": "txt2img"},
@@ -333,7 +414,10 @@ async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
         let answer: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(answer["rewards"][0], 0.0, "{answer}");
         assert!(
-            answer["reasons"][0].as_str().unwrap().contains("200000×200000 exceeds the 4096×4096 limit"),
+            answer["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("200000×200000 exceeds the 4096×4096 limit"),
             "{answer}"
         );
         let (status, answer, took) = head_only(reward_port, "/", 300_000_000, "");
@@ -355,43 +439,46 @@ async fn synapses_batches_and_miner_answers_that_attack_are_refused() {
         prompt: "a cat".into(),
         seed: 1,
         pipeline_type: "img2img".into(),
-        conditional_image: b64(&lying_png(200_000, 200_000)),
+        conditional_image: b64(&png_claiming(200_000, 200_000)),
         ..ImageGenerating::default()
     };
-    let answer = dendrite.call(&target, &synapse, Duration::from_secs(10)).await;
+    let answer = dendrite
+        .call(&target, &synapse, Duration::from_secs(10))
+        .await;
     assert_ne!(answer.status_code, 200, "{answer:?}");
-    assert!(answer.status_message.contains("exceeds the 4096×4096 limit"), "{:?}", answer.status_message);
+    assert!(
+        answer
+            .status_message
+            .contains("exceeds the 4096×4096 limit"),
+        "{:?}",
+        answer.status_message
+    );
 
     // The validator meets the lying miner: a reward of 0 and the reason, and it goes on.
-    let validator = Validator {
-        settings: ValidatorSettings {
-            netuid: 23,
-            models: vec![subnet.model.clone()],
-            reward_url: subnet.reward_url(),
-            challenge_prompt_url: String::new(),
-            challenge_image_url: String::new(),
-            info_timeout: Duration::from_secs(5),
-            fast_loop: Duration::from_secs(1),
-            fast_steps: 1,
-            slow_loop: Duration::from_secs(1),
-            state_path: subnet.dir.path().join("validator-state.json"),
-            version_key: 10,
-            set_weights: false,
-        },
-        chain: subnet.chain.clone(),
-        keypair: subnet.validator_key.clone(),
-        shared: Arc::new(ValidatorShared::default()),
-    };
-    let outcomes = validator.forward(&dendrite, &mut Dice::new(7)).await.unwrap();
+    let validator = subnet.validator(false);
+    let outcomes = validator
+        .forward(&dendrite, &mut Dice::new(7))
+        .await
+        .unwrap();
     let liar = outcomes.outcomes.iter().find(|o| o.uid == 2).unwrap();
     assert_eq!(liar.reward, Some(0.0), "{:?}", outcomes.outcomes);
-    assert!(liar.reason.contains("exceeds the 4096×4096 limit"), "{}", liar.reason);
+    assert!(
+        liar.reason.contains("exceeds the 4096×4096 limit"),
+        "{}",
+        liar.reason
+    );
     let honest = outcomes.outcomes.iter().find(|o| o.uid == 1).unwrap();
     assert!(honest.reward.unwrap() > 0.9, "{:?}", outcomes.outcomes);
 
-    let grown = (rss_mib(reward_pid) - before.0, rss_mib(endpoint_pid) - before.1);
+    let grown = (
+        rss_mib(reward_pid) - before.0,
+        rss_mib(endpoint_pid) - before.1,
+    );
     assert!(grown.0 < 64.0 && grown.1 < 64.0, "RSS grew {grown:?} MiB");
     assert!(subnet.services_alive());
-    eprintln!("subnet: reward RSS +{:.1} MiB, endpoint +{:.1} MiB", grown.0, grown.1);
+    eprintln!(
+        "subnet: reward RSS +{:.1} MiB, endpoint +{:.1} MiB",
+        grown.0, grown.1
+    );
     subnet.stop().await;
 }

@@ -7,13 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use common::subnet::{Behaviour, Subnet};
 use nicheimage_tui::bittensor::dendrite::Dendrite;
 use nicheimage_tui::validator::scores::MinerBook;
-use nicheimage_tui::validator::{Dice, Validator, ValidatorSettings, ValidatorShared};
+use nicheimage_tui::validator::Dice;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
@@ -23,25 +21,7 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     )
     .await;
     let state_path = subnet.dir.path().join("validator-state.json");
-    let validator = Validator {
-        settings: ValidatorSettings {
-            netuid: 23,
-            models: vec![subnet.model.clone()],
-            reward_url: subnet.reward_url(),
-            challenge_prompt_url: String::new(),
-            challenge_image_url: String::new(),
-            info_timeout: Duration::from_secs(5),
-            fast_loop: Duration::from_secs(1),
-            fast_steps: 1,
-            slow_loop: Duration::from_secs(1),
-            state_path: state_path.clone(),
-            version_key: 10,
-            set_weights: true,
-        },
-        chain: subnet.chain.clone(),
-        keypair: subnet.validator_key.clone(),
-        shared: Arc::new(ValidatorShared::default()),
-    };
+    let validator = subnet.validator(true);
     let dendrite = Dendrite::new(subnet.validator_key.clone()).unwrap();
     let outcomes = validator
         .forward(&dendrite, &mut Dice::new(7))

@@ -304,7 +304,10 @@ impl Axon {
         } else if let Some(body) = rejection.find::<crate::serve::BodyRefusal>() {
             (Failure::new(body.status().as_u16(), body.to_string()), None)
         } else {
-            (Failure::new(400, format!("unreadable request: {rejection:?}")), None)
+            (
+                Failure::new(400, format!("unreadable request: {rejection:?}")),
+                None,
+            )
         };
         let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
         let label = name.clone().unwrap_or_default();
@@ -478,7 +481,13 @@ impl Axon {
         let endpoint = format!("{hotkey}:{uuid}");
         let now_ns = now_ns();
         self.nonces
-            .check(&endpoint, Some(nonce), dendrite.version, timeout_secs, now_ns)
+            .check(
+                &endpoint,
+                Some(nonce),
+                dendrite.version,
+                timeout_secs,
+                now_ns,
+            )
             .map_err(|e| Failure::new(401, e.to_string()))?;
         if claimed_hash != synapse::body_hash() {
             return Err(Failure::new(

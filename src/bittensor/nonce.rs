@@ -174,15 +174,24 @@ mod tests {
             t.check("b:u", Some(NOW), None, 12.0, NOW),
             Err(NonceError::MissingVersion)
         );
-        assert_eq!(t.check("c:u", None, V10, 12.0, NOW), Err(NonceError::Missing));
+        assert_eq!(
+            t.check("c:u", None, V10, 12.0, NOW),
+            Err(NonceError::Missing)
+        );
         // Nor can an unsigned timeout widen it past the largest this node serves (12 s).
         let old = Some(NOW - 40 * SEC);
         assert!(matches!(
             t.check("d:u", old, V10, 3600.0, NOW),
             Err(NonceError::Stale { .. })
         ));
-        assert!(t.check("d:u", Some(NOW - 15 * SEC), V10, 3600.0, NOW).is_ok());
-        assert!(t.check("d:u", Some(NOW - 15 * SEC), V10, f64::NAN, NOW).is_ok());
+        assert!(
+            t.check("d:u", Some(NOW - 15 * SEC), V10, 3600.0, NOW)
+                .is_ok()
+        );
+        assert!(
+            t.check("d:u", Some(NOW - 15 * SEC), V10, f64::NAN, NOW)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -194,7 +203,10 @@ mod tests {
             Err(NonceError::Reused { .. })
         ));
         assert!(t.check("a:u", Some(NOW + 1), V10, 12.0, NOW).is_ok());
-        assert!(t.check("a:other-uuid", Some(NOW - SEC), V10, 12.0, NOW).is_ok());
+        assert!(
+            t.check("a:other-uuid", Some(NOW - SEC), V10, 12.0, NOW)
+                .is_ok()
+        );
         assert!(t.record("a:u", NOW - 1, NOW).is_err());
     }
 

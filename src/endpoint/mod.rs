@@ -136,16 +136,22 @@ impl Endpoint {
         let progress = |done: u64, total: Option<u64>| {
             report(done, total, false, None);
             if let Some(t) = total.filter(|t| *t > 0) {
-                let tenth = done * 10 / t;
+                let tenth = (done.saturating_mul(10) / t).min(10);
                 if last_tenth.swap(tenth, std::sync::atomic::Ordering::Relaxed) != tenth {
                     tracing::info!(model = %model, percent = tenth * 10, "checkpoint download");
                 }
             }
         };
-        let client = crate::http::client().map_err(|e| anyhow::anyhow!("cannot download {url}: {e}"))?;
+        let client =
+            crate::http::client().map_err(|e| anyhow::anyhow!("cannot download {url}: {e}"))?;
         let sha = self.model.sha256.as_deref();
         if sha.is_none() {
-            tracing::warn!(%model, "sha256 = unknown for this checkpoint: no hash is pinned, so the download is only checked structurally (safetensors header, Stable Diffusion keys); pin one with [models.{model}] sha256");
+            tracing::warn!(
+                %model,
+                "sha256 = unknown: no hash is pinned for this checkpoint, so the download is only \
+                 checked structurally (safetensors header, Stable Diffusion keys); pin one with \
+                 [models.{model}] sha256"
+            );
         }
         match crate::download::fetch(&client, url, &self.checkpoint, sha, &progress).await {
             Ok(()) => {

@@ -332,8 +332,13 @@ impl Component for RewardService {
                 });
             }
             let limits = self.generation.limits;
-            crate::serve::until_cancelled(&ctx, listener, routes(shared, limits.body_timeout), limits)
-                .await;
+            crate::serve::until_cancelled(
+                &ctx,
+                listener,
+                routes(shared, limits.body_timeout),
+                limits,
+            )
+            .await;
             Ok(())
         }
         .boxed()

@@ -33,44 +33,7 @@ pub enum Behaviour {
     LyingPng,
 }
 
-/// A PNG of `width`×`height` as its header claims, with a few bytes of pixel data: what a
-/// decoder that trusts the header allocates for, and an attacker pays nothing for.
-pub fn lying_png(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
-    chunk(&mut out, b"IHDR", &ihdr);
-    // zlib: a stored empty block is enough to begin the image data.
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0, 0, 0, 1],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
+
 
 pub struct TestMiner {
     behaviour: Behaviour,
@@ -111,7 +74,7 @@ impl Handler<ImageGenerating> for TestMiner {
                 Behaviour::Slow(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
                 Behaviour::LyingPng => {
                     use base64::Engine;
-                    let png = lying_png(200_000, 200_000);
+                    let png = nicheimage_tui::image::png_claiming(200_000, 200_000);
                     s.image = Value::String(base64::engine::general_purpose::STANDARD.encode(png));
                     return Ok(s);
                 }
@@ -238,6 +201,31 @@ impl Subnet {
             chain,
             endpoint: Some(endpoint),
             reward: Some(reward),
+        }
+    }
+
+    /// A validator of this subnet (uid 0) judging through its reward service, its state in
+    /// `validator-state.json` under the subnet's folder.
+    pub fn validator(&self, set_weights: bool) -> nicheimage_tui::validator::Validator {
+        use nicheimage_tui::validator::{Validator, ValidatorSettings, ValidatorShared};
+        Validator {
+            settings: ValidatorSettings {
+                netuid: 23,
+                models: vec![self.model.clone()],
+                reward_url: self.reward_url(),
+                challenge_prompt_url: String::new(),
+                challenge_image_url: String::new(),
+                info_timeout: Duration::from_secs(5),
+                fast_loop: Duration::from_secs(1),
+                fast_steps: 1,
+                slow_loop: Duration::from_secs(1),
+                state_path: self.dir.path().join("validator-state.json"),
+                version_key: 10,
+                set_weights,
+            },
+            chain: self.chain.clone(),
+            keypair: self.validator_key.clone(),
+            shared: Arc::new(ValidatorShared::default()),
         }
     }
 
