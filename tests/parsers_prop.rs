@@ -1828,24 +1828,11 @@ fn generate_bodies_with_lying_conditional_images_are_refused_quickly() {
 // ---------------------------------------------------------------------------------------------
 // 4. Reward batches.
 
-/// What the reward service does with a batch body (`Shared::reward` in src/reward/mod.rs,
-/// private), with a stand-in reference: read `miner_data` and `base_data`, parse `base_data`
-/// as a generate request, then judge each miner's `image` against the reference.
+/// What the reward service does with a batch body: [`reward::parse_batch`], then each miner's
+/// `image` judged against `reference` (a stand-in for the regenerated one).
 fn reward_batch(body: &[u8], model: &ModelSpec, reference: &str) -> Result<Vec<Verdict>, String> {
-    #[derive(serde::Deserialize)]
-    struct Batch {
-        miner_data: Vec<Value>,
-        base_data: Value,
-    }
-    let batch: Batch = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
-    let base = serde_json::to_vec(&batch.base_data).map_err(|e| e.to_string())?;
-    request::parse(&base, model).map_err(|e| format!("base_data: {e}"))?;
-    let images: Vec<Option<String>> = batch
-        .miner_data
-        .iter()
-        .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
-        .collect();
-    let images: Vec<Option<&str>> = images.iter().map(|i| i.as_deref()).collect();
+    let batch = nicheimage_tui::reward::parse_batch(body, model)?;
+    let images: Vec<Option<&str>> = batch.miner_images.iter().map(|i| i.as_deref()).collect();
     judge::judge_batch(reference, &images).map_err(|e| e.to_string())
 }
 

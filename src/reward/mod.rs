@@ -48,9 +48,30 @@ pub struct Allowlist {
 }
 
 #[derive(Deserialize)]
-struct Batch {
+struct RawBatch {
     miner_data: Vec<Value>,
     base_data: Value,
+}
+
+/// A reward request, parsed at the edge: the job to regenerate the reference with, and each
+/// miner's answer (`None` where it sent no image text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub job: crate::replica::protocol::GenerateJob,
+    pub miner_images: Vec<Option<String>>,
+}
+
+/// Parses a reward request against the service's model; `Err` is the reason for a 400.
+pub fn parse_batch(body: &[u8], model: &crate::catalogue::ModelSpec) -> Result<Batch, String> {
+    let raw: RawBatch = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    let base = serde_json::to_vec(&raw.base_data).map_err(|e| e.to_string())?;
+    let job = request::parse(&base, model).map_err(|e| format!("base_data: {e}"))?;
+    let miner_images = raw
+        .miner_data
+        .iter()
+        .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    Ok(Batch { job, miner_images })
 }
 
 struct Shared {
@@ -86,12 +107,8 @@ impl Shared {
     }
 
     async fn reward(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
-        let batch: Batch = serde_json::from_slice(body)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
-        let base = serde_json::to_vec(&batch.base_data)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        let job = request::parse(&base, &self.model)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("base_data: {e}")))?;
+        let Batch { job, miner_images } =
+            parse_batch(body, &self.model).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let reference = self.pool.generate(job).await.map_err(|e| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -99,11 +116,6 @@ impl Shared {
             )
         })?;
         // Decoding and hashing are CPU work: off the async threads.
-        let miner_images: Vec<Option<String>> = batch
-            .miner_data
-            .iter()
-            .map(|m| m.get("image").and_then(Value::as_str).map(str::to_string))
-            .collect();
         let verdicts = tokio::task::spawn_blocking(move || {
             let miners: Vec<Option<&str>> = miner_images.iter().map(|m| m.as_deref()).collect();
             judge::judge_batch(&reference, &miners)
