@@ -2156,37 +2156,11 @@ fn proxy_keys_and_legacy_credentials_never_panic() {
     );
 }
 
-/// What the proxy does with a request body's `payload` before asking miners (`Body` and
-/// `build_synapse` in src/proxy/handler.rs, private): the payload, given a seed if it has no
-/// integer one, read as an ImageGenerating, the model's defaults merged into its parameters,
-/// its steps capped at 50.
+/// What the proxy makes of a body: its parser, then the synapse it sends to miners.
 fn proxy_body(body: &[u8], model: &ModelSpec) -> Result<ImageGenerating, String> {
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Body {
-        payload: Map<String, Value>,
-        #[serde(default)]
-        miner_uid: Option<i64>,
-        #[serde(default)]
-        authorization: Option<String>,
-    }
-    let mut payload = serde_json::from_slice::<Body>(body)
-        .map_err(|e| e.to_string())?
-        .payload;
-    if !payload.get("seed").is_some_and(Value::is_i64) {
-        payload.insert("seed".into(), Value::from(7));
-    }
-    let mut synapse: ImageGenerating =
-        serde_json::from_value(Value::Object(payload)).map_err(|e| e.to_string())?;
-    for (key, value) in nicheimage_tui::validator::challenge_params(model) {
-        synapse.pipeline_params.entry(key).or_insert(value);
-    }
-    if let Some(steps) = synapse.pipeline_params.get_mut("num_inference_steps")
-        && steps.as_u64().is_none_or(|n| n > 50)
-    {
-        *steps = Value::from(50);
-    }
-    Ok(synapse)
+    use nicheimage_tui::proxy::handler::{build_synapse, parse_body};
+    let payload = parse_body(body)?.payload;
+    build_synapse(payload, model, &mut nicheimage_tui::validator::Dice::new(7))
 }
 
 #[test]

@@ -153,14 +153,20 @@ fn unauthenticated(shared: &Shared, ip: IpAddr, error: super::auth::AuthError) -
     }
 }
 
-#[derive(Deserialize)]
-struct Body {
-    payload: Map<String, Value>,
+/// A `POST /validator_proxy` body, as the seed's owner sends it.
+#[derive(Debug, Deserialize)]
+pub struct Body {
+    pub payload: Map<String, Value>,
     #[serde(default = "any_miner")]
-    miner_uid: i64,
+    pub miner_uid: i64,
     /// The seed's caller-supplied key (legacy mode only).
     #[serde(default)]
-    authorization: Option<String>,
+    pub authorization: Option<String>,
+}
+
+/// Parses a request body (after its signature has been checked).
+pub fn parse_body(body: &[u8]) -> Result<Body, String> {
+    serde_json::from_slice(body).map_err(|e| format!("body: {e}"))
 }
 
 fn any_miner() -> i64 {
@@ -268,10 +274,7 @@ type Failed = (Failure, String, (u64, u64));
 
 async fn serve(shared: &Shared, ip: IpAddr, pre: Pre, body: &[u8]) -> Result<Served, Failed> {
     let plain = |f: Failure| (f, String::new(), (0, 0));
-    let parse = || -> Result<Body, Failure> {
-        serde_json::from_slice(body)
-            .map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", format!("body: {e}")))
-    };
+    let parse = || parse_body(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", e));
     let request = match pre {
         Pre::Signed(signed) => {
             // The signature first: unauthenticated bodies are never parsed.
@@ -478,7 +481,9 @@ impl Attempt<'_> {
 
 /// The synapse sent to miners: the caller's fields, a seed if missing, the model's defaults
 /// for missing parameters, steps capped at 50.
-fn build_synapse(
+/// The synapse sent to miners for an owner's payload: a seed drawn if it has none, the
+/// model's defaults filled in, steps capped.
+pub fn build_synapse(
     mut payload: Map<String, Value>,
     spec: &ModelSpec,
     dice: &mut Dice,

@@ -8,7 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod counters;
 pub mod gate;
-mod handler;
+pub mod handler;
 pub mod owner_api;
 pub mod select;
 
