@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::subnet::{Behaviour, Subnet};
-use nicheimage_tui::image::png_claiming;
 use common::{free_port, start};
 use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
 use nicheimage_tui::bittensor::synapse::{self, ImageGenerating};
+use nicheimage_tui::image::png_claiming;
 use nicheimage_tui::validator::Dice;
 use serde_json::{Value, json};
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use common::subnet::{Behaviour, Subnet};
 use nicheimage_tui::bittensor::dendrite::Dendrite;
-use nicheimage_tui::validator::scores::MinerBook;
 use nicheimage_tui::validator::Dice;
+use nicheimage_tui::validator::scores::MinerBook;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {

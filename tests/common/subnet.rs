@@ -33,8 +33,6 @@ pub enum Behaviour {
     LyingPng,
 }
 
-
-
 pub struct TestMiner {
     behaviour: Behaviour,
     endpoint: EndpointClient,
