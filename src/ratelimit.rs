@@ -1,4 +1,6 @@
-//! A fixed one-minute window per client address, for the HTTP services peers call.
+//! One-minute windows per client address, for the HTTP services peers call: a bounded table
+//! (IPv6 counted by its /64, at most `MAX_TRACKED` addresses, ended windows dropped at most once
+//! a second), so a flood from many addresses can neither grow it nor make each lookup a scan.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -6,19 +8,91 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Above this many tracked clients, windows that have ended are dropped.
+/// Above this many tracked addresses, windows that have ended are dropped.
 const PRUNE_ABOVE: usize = 4096;
+/// The most addresses tracked at once.
+pub const MAX_TRACKED: usize = 65_536;
 
+/// Whether a lookup may start tracking an address it has not seen this minute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Only look at a window that exists.
+    No,
+    /// Make one unless the table is at its cap.
+    UnderCap,
+    Always,
+}
+
+/// The key an address is counted under: IPv6 by its /64, the smallest block a host usually
+/// gets, so one host cannot take a fresh window per address.
+pub fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+/// Counts `W` per address for the current minute.
+pub struct Windows<W> {
+    /// The windows (start, counts), and when ended ones were last dropped.
+    table: Mutex<(HashMap<IpAddr, (Instant, W)>, Instant)>,
+}
+
+impl<W: Default> Default for Windows<W> {
+    fn default() -> Self {
+        Self {
+            table: Mutex::new((HashMap::new(), Instant::now())),
+        }
+    }
+}
+
+impl<W: Default> Windows<W> {
+    /// Runs `f` on `ip`'s counts for this minute; `None` when it is not tracked and `create`
+    /// says not to track it.
+    pub fn with<T>(&self, ip: IpAddr, create: Create, f: impl FnOnce(&mut W) -> T) -> Option<T> {
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let (windows, pruned) = &mut *guard;
+        let now = Instant::now();
+        let ip = key(ip);
+        if !windows.contains_key(&ip) {
+            if create == Create::No {
+                return None;
+            }
+            if windows.len() > PRUNE_ABOVE && now.duration_since(*pruned) >= Duration::from_secs(1)
+            {
+                windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+                *pruned = now;
+            }
+            if create == Create::UnderCap && windows.len() >= MAX_TRACKED {
+                return None;
+            }
+        }
+        let window = windows.entry(ip).or_insert_with(|| (now, W::default()));
+        if now.duration_since(window.0) >= WINDOW {
+            *window = (now, W::default());
+        }
+        Some(f(&mut window.1))
+    }
+}
+
+/// At most `limit` requests a minute per client.
 pub struct PerMinute {
     limit: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Windows<u32>,
 }
 
 impl PerMinute {
     pub fn new(limit: u32) -> Self {
         Self {
             limit: limit.max(1),
-            windows: Mutex::new(HashMap::new()),
+            windows: Windows::default(),
         }
     }
 
@@ -28,23 +102,20 @@ impl PerMinute {
 
     /// Counts one request from `ip`; `Err` with the reason when it is over the limit.
     pub fn admit(&self, ip: IpAddr) -> Result<(), String> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if windows.len() > PRUNE_ABOVE {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let window = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(window.0) >= WINDOW {
-            *window = (now, 0);
-        }
-        window.1 += 1;
-        if window.1 > self.limit {
-            return Err(format!(
+        let count = self.windows.with(ip, Create::UnderCap, |n| {
+            *n = n.saturating_add(1);
+            *n
+        });
+        match count {
+            Some(n) if n <= self.limit => Ok(()),
+            Some(_) => Err(format!(
                 "more than {} requests a minute from {ip}",
                 self.limit
-            ));
+            )),
+            None => Err(format!(
+                "too many clients this minute; {ip} cannot be tracked"
+            )),
         }
-        Ok(())
     }
 }
 
@@ -60,5 +131,19 @@ mod tests {
         assert!(limit.admit(a).is_ok());
         assert!(limit.admit(a).unwrap_err().contains("more than 2"));
         assert!(limit.admit(b).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_the_table_is_capped() {
+        let limit = PerMinute::new(1);
+        let one: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        assert!(limit.admit(one).is_ok());
+        assert!(limit.admit(same_64).is_err());
+        for i in 0..MAX_TRACKED as u32 {
+            let _ = limit.admit(IpAddr::V4(i.into()));
+        }
+        let late: IpAddr = "2001:db9::1".parse().unwrap();
+        assert!(limit.admit(late).unwrap_err().contains("cannot be tracked"));
     }
 }

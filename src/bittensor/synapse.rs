@@ -86,7 +86,9 @@ impl TerminalInfo {
         Self {
             status_code: get("status_code").and_then(|v| v.parse().ok()),
             status_message: get("status_message"),
-            process_time: get("process_time").and_then(|v| v.parse().ok()),
+            process_time: get("process_time")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|t| t.is_finite()),
             ip: get("ip"),
             port: get("port").and_then(|v| v.parse().ok()),
             version: get("version").and_then(|v| v.parse().ok()),
@@ -225,12 +227,14 @@ mod lenient {
         })
     }
 
+    /// A finite number only: `"NaN"` or `"inf"` from a peer would be written back as `null`.
     pub fn float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         Ok(match value(d)? {
             Some(Value::Number(n)) => n.as_f64(),
             Some(Value::String(s)) => s.trim().parse().ok(),
             _ => None,
-        })
+        }
+        .filter(|f: &f64| f.is_finite()))
     }
 }
 

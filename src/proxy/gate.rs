@@ -2,55 +2,20 @@
 //! count against `rate_limit_per_minute`, failed attempts against their own limit. Junk from
 //! an address (the owner's included) therefore never uses up that address's signed allowance.
 
-use std::collections::HashMap;
+use crate::ratelimit::{Create, Windows};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_secs(60);
-/// Above this many tracked addresses, windows that have ended are dropped.
-const PRUNE_ABOVE: usize = 4096;
-/// The most addresses tracked at once: beyond it, failed attempts from addresses not yet
-/// tracked are refused outright, so a flood from many addresses cannot grow the table.
-const MAX_TRACKED: usize = 65_536;
-
-#[derive(Clone, Copy)]
-struct Window {
-    start: Instant,
+/// A minute's counts for one address.
+#[derive(Clone, Copy, Default)]
+struct Counts {
     signed: u32,
     unsigned: u32,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Create {
-    /// Only look at a window that exists.
-    No,
-    /// Make one unless the table is at its cap.
-    UnderCap,
-    Always,
 }
 
 pub struct Gate {
     signed_limit: u32,
     unsigned_limit: u32,
-    /// The windows, and when ended ones were last dropped.
-    windows: Mutex<(HashMap<IpAddr, Window>, Instant)>,
-}
-
-/// The key an address is counted under: IPv6 by its /64, the smallest block a host usually
-/// gets, so one host cannot take a fresh window per address.
-fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
+    windows: Windows<Counts>,
 }
 
 impl Gate {
@@ -58,44 +23,8 @@ impl Gate {
         Self {
             signed_limit: signed_limit.max(1),
             unsigned_limit: unsigned_limit.max(1),
-            windows: Mutex::new((HashMap::new(), Instant::now())),
+            windows: Windows::default(),
         }
-    }
-
-    /// Runs `f` on `ip`'s current window; `None` when it is not tracked and `create` says
-    /// not to track it.
-    fn with<T>(&self, ip: IpAddr, create: Create, f: impl FnOnce(&mut Window) -> T) -> Option<T> {
-        let mut guard = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let (windows, pruned) = &mut *guard;
-        let now = Instant::now();
-        let ip = key(ip);
-        if !windows.contains_key(&ip) {
-            if create == Create::No {
-                return None;
-            }
-            // At most once a second, so a flood of new addresses does not scan on each.
-            if windows.len() > PRUNE_ABOVE && now.duration_since(*pruned) >= Duration::from_secs(1)
-            {
-                windows.retain(|_, w| now.duration_since(w.start) < WINDOW);
-                *pruned = now;
-            }
-            if create == Create::UnderCap && windows.len() >= MAX_TRACKED {
-                return None;
-            }
-        }
-        let window = windows.entry(ip).or_insert(Window {
-            start: now,
-            signed: 0,
-            unsigned: 0,
-        });
-        if now.duration_since(window.start) >= WINDOW {
-            *window = Window {
-                start: now,
-                signed: 0,
-                unsigned: 0,
-            };
-        }
-        Some(f(window))
     }
 
     fn over_signed(&self, ip: IpAddr) -> String {
@@ -109,6 +38,7 @@ impl Gate {
     /// request that would be refused anyway be refused before its body is read.
     pub fn check_signed(&self, ip: IpAddr) -> Result<(), String> {
         let full = self
+            .windows
             .with(ip, Create::No, |w| w.signed >= self.signed_limit)
             .unwrap_or(false);
         if full {
@@ -120,7 +50,7 @@ impl Gate {
     /// Counts one authenticated request from `ip`; `Err` with the reason when over the limit.
     pub fn admit_signed(&self, ip: IpAddr) -> Result<(), String> {
         // Only the owner gets here, so a window is always made (the cap is for junk).
-        let count = self.with(ip, Create::Always, |w| {
+        let count = self.windows.with(ip, Create::Always, |w| {
             w.signed = w.signed.saturating_add(1);
             w.signed
         });
@@ -132,7 +62,7 @@ impl Gate {
 
     /// Counts one failed authentication from `ip`; `Err` with the reason once over its limit.
     pub fn note_unsigned(&self, ip: IpAddr) -> Result<(), String> {
-        let count = self.with(ip, Create::UnderCap, |w| {
+        let count = self.windows.with(ip, Create::UnderCap, |w| {
             w.unsigned = w.unsigned.saturating_add(1);
             w.unsigned
         });
