@@ -39,10 +39,13 @@ pub fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Each address's window: when it started, and its counts.
+type Table<W> = HashMap<IpAddr, (Instant, W)>;
+
 /// Counts `W` per address for the current minute.
 pub struct Windows<W> {
-    /// The windows (start, counts), and when ended ones were last dropped.
-    table: Mutex<(HashMap<IpAddr, (Instant, W)>, Instant)>,
+    /// The windows, and when ended ones were last dropped.
+    table: Mutex<(Table<W>, Instant)>,
 }
 
 impl<W: Default> Default for Windows<W> {
