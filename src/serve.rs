@@ -10,6 +10,7 @@
 use crate::runtime::{ComponentContext, Event};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct BindError {
 pub struct Limits {
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Connections from one address (IPv6: one /64) at once, so one peer cannot take them all.
+    pub max_connections_per_address: usize,
     /// A request's headers must arrive within this (also the idle keep-alive limit).
     #[serde(with = "secs")]
     pub header_timeout: Duration,
@@ -43,6 +46,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_connections_per_address: 32,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
         }
@@ -223,6 +227,7 @@ pub async fn serve<F>(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut refused = RefusalLog::default();
+    let per_address = Arc::new(std::sync::Mutex::new(HashMap::new()));
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
@@ -237,8 +242,15 @@ pub async fn serve<F>(
                 continue;
             }
         };
+        let Some(mine) =
+            PerAddress::take(&per_address, address, limits.max_connections_per_address)
+        else {
+            refused.note("per address", limits.max_connections_per_address);
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused.note(limits.max_connections);
+            refused.note("in all", limits.max_connections);
             drop(stream);
             continue;
         };
@@ -259,7 +271,7 @@ pub async fn serve<F>(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(slot);
+            drop((slot, mine));
         });
     }
     drop(listener);
@@ -274,6 +286,43 @@ where
     service.call(request).await
 }
 
+/// Open connections per address (keyed as the rate limits key them).
+type Counts = Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection's place in its address's count, given back when it drops.
+struct PerAddress {
+    counts: Counts,
+    key: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn take(counts: &Counts, peer: SocketAddr, limit: usize) -> Option<Self> {
+        let key = crate::ratelimit::key(peer.ip());
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let open = map.entry(key).or_insert(0);
+        if *open >= limit.max(1) {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PerAddress {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = map.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Connections refused for the limit, logged at most once a minute with a count.
 #[derive(Default)]
 struct RefusalLog {
@@ -282,7 +331,7 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn note(&mut self, limit: usize) {
+    fn note(&mut self, which: &str, limit: usize) {
         self.since_last += 1;
         let due = self
             .last
@@ -291,7 +340,7 @@ impl RefusalLog {
             tracing::warn!(
                 refused = self.since_last,
                 limit,
-                "connections refused: the listener is at its connection limit"
+                "connections refused: the listener is at its connection limit ({which})"
             );
             self.since_last = 0;
             self.last = Some(std::time::Instant::now());

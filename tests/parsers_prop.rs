@@ -746,42 +746,27 @@ fn decoder_spreads_other_png_colour_types_to_rgb() {
         |((w, h), samples)| {
             let n = w * h;
             let (wu, hu) = (w as u32, h as u32);
-            // Gray.
-            let gray = &samples[..n];
-            let want: Vec<u8> = gray.iter().flat_map(|&g| [g, g, g]).collect();
-            let got = decode_checked(
-                &png_raw(
-                    wu,
-                    hu,
-                    png::ColorType::Grayscale,
-                    png::BitDepth::Eight,
-                    gray,
-                ),
-                &TEST_LIMITS,
-            )?;
-            prop_assert_eq!(got.map(|i| i.data), Some(want));
-            // Gray + alpha.
-            let ga = &samples[..2 * n];
-            let want: Vec<u8> = ga.chunks(2).flat_map(|p| [p[0], p[0], p[0]]).collect();
-            let got = decode_checked(
-                &png_raw(
-                    wu,
-                    hu,
-                    png::ColorType::GrayscaleAlpha,
-                    png::BitDepth::Eight,
-                    ga,
-                ),
-                &TEST_LIMITS,
-            )?;
-            prop_assert_eq!(got.map(|i| i.data), Some(want));
-            // RGBA.
-            let rgba = &samples[..4 * n];
-            let want: Vec<u8> = rgba.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
-            let got = decode_checked(
-                &png_raw(wu, hu, png::ColorType::Rgba, png::BitDepth::Eight, rgba),
-                &TEST_LIMITS,
-            )?;
-            prop_assert_eq!(got.map(|i| i.data), Some(want));
+            // Gray, gray + alpha, RGBA: gray spread to RGB, alpha dropped.
+            for (color, channels) in [
+                (png::ColorType::Grayscale, 1),
+                (png::ColorType::GrayscaleAlpha, 2),
+                (png::ColorType::Rgba, 4),
+            ] {
+                let raw = &samples[..channels * n];
+                let want: Vec<u8> = raw
+                    .chunks(channels)
+                    .flat_map(|p| {
+                        if channels < 3 {
+                            [p[0]; 3]
+                        } else {
+                            [p[0], p[1], p[2]]
+                        }
+                    })
+                    .collect();
+                let png = png_raw(wu, hu, color, png::BitDepth::Eight, raw);
+                let got = decode_checked(&png, &TEST_LIMITS)?;
+                prop_assert_eq!(got.map(|i| i.data), Some(want));
+            }
             // 16-bit RGB: the high byte of each sample.
             let rgb16 = &samples[..6 * n];
             let want: Vec<u8> = rgb16.chunks(2).map(|s| s[0]).collect();
