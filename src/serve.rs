@@ -32,7 +32,8 @@ pub struct BindError {
 pub struct Limits {
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
-    /// Connections from one address (IPv6: one /64) at once, so one peer cannot take them all.
+    /// Connections from one address (IPv6: one /64; loopback is not limited) at once, so one
+    /// peer cannot take them all.
     pub max_connections_per_address: usize,
     /// A request's headers must arrive within this (also the idle keep-alive limit).
     #[serde(with = "secs")]
@@ -296,7 +297,12 @@ struct PerAddress {
 }
 
 impl PerAddress {
-    fn take(counts: &Counts, peer: SocketAddr, limit: usize) -> Option<Self> {
+    /// `None` when `peer`'s address is at its limit. Loopback is not limited: it is this
+    /// machine (the miner calling its endpoint, the devnet), not a stranger.
+    fn take(counts: &Counts, peer: SocketAddr, limit: usize) -> Option<Option<Self>> {
+        if peer.ip().is_loopback() {
+            return Some(None);
+        }
         let key = crate::ratelimit::key(peer.ip());
         let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
         let open = map.entry(key).or_insert(0);
@@ -304,10 +310,10 @@ impl PerAddress {
             return None;
         }
         *open += 1;
-        Some(Self {
+        Some(Some(Self {
             counts: counts.clone(),
             key,
-        })
+        }))
     }
 }
 
@@ -365,6 +371,31 @@ mod tests {
         assert_eq!(whole.len(), 7);
         let over = collect(chunks(&[3, 4, 1]), 7, 7).await;
         assert!(matches!(over, Err(BodyRefusal::TooLarge { limit: 7 })));
+    }
+
+    #[test]
+    fn connections_are_counted_per_address_and_given_back() {
+        let counts: Counts = Default::default();
+        let peer = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 4000);
+        let first = PerAddress::take(&counts, peer("203.0.113.7"), 2).unwrap();
+        let second = PerAddress::take(&counts, peer("203.0.113.7"), 2).unwrap();
+        assert!(PerAddress::take(&counts, peer("203.0.113.7"), 2).is_none());
+        // The same /64 is the same peer; another address has its own count.
+        let v6 = PerAddress::take(&counts, peer("2001:db8::1"), 1).unwrap();
+        assert!(v6.is_some());
+        assert!(PerAddress::take(&counts, peer("2001:db8::2"), 1).is_none());
+        drop(v6);
+        assert!(PerAddress::take(&counts, peer("203.0.113.8"), 2).is_some());
+        drop(first);
+        assert!(PerAddress::take(&counts, peer("203.0.113.7"), 2).is_some());
+        drop(second);
+        // Loopback is this machine: never limited, never counted.
+        for _ in 0..5 {
+            assert!(matches!(
+                PerAddress::take(&counts, peer("127.0.0.1"), 1),
+                Some(None)
+            ));
+        }
     }
 
     #[test]

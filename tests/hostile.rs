@@ -152,8 +152,8 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
             "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n\
              [models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\n\
              [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n\
-             [endpoint]\nmodel_name = \"Tiny\"\nport = {port}\nnum_replicas = 1\nrequest_timeout_secs = 10\n\
-             [limits]\nmax_connections = 48\nmax_connections_per_address = 40\nheader_timeout = 3.0\nbody_timeout = 2.0\n",
+             [endpoint]\nmodel_name = \"Tiny\"\nport = {port}\nnum_replicas = 1\nrequest_timeout_secs = 30\n\
+             [limits]\nmax_connections = 40\nheader_timeout = 3.0\nbody_timeout = 2.0\n",
             checkpoint.display()
         ),
     );
@@ -240,8 +240,9 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
         "half-sent requests still held"
     );
 
-    // A flood from one address past its connection limit (40): the extra ones are closed as
-    // they arrive, idle ones at the header deadline, and the listener serves again.
+    // A flood past the connection limit (40): the extra ones are closed as they arrive, idle
+    // ones at the header deadline, and the listener serves again. (Loopback has no limit per
+    // address; the unit tests in serve.rs hold that one.)
     let mut flood: Vec<TcpStream> = (0..40)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
@@ -260,8 +261,9 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     honest();
 
     // A job past its deadline (384², 50 steps: over a minute here, over a second a step; the
-    // timeout is 10 s): the caller gets 504 and the replica stops between steps, so the next
-    // request is served at once instead of after the 40-odd steps left.
+    // timeout is 30 s, past libtorch's first-time cost for a new size): the caller gets 504 and
+    // the replica stops between steps, so the next request is served at once instead of after
+    // the 20-odd steps left.
     let started = Instant::now();
     let (status, body) = http(
         port,
@@ -272,7 +274,7 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     );
     assert_eq!(status, 504, "{body}");
     assert!(
-        started.elapsed() < Duration::from_secs(13),
+        started.elapsed() < Duration::from_secs(33),
         "{:?}",
         started.elapsed()
     );
@@ -280,7 +282,8 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     honest();
     let freed = started.elapsed();
     assert!(
-        freed < Duration::from_secs(5),
+        // Over 30 s of steps are left: without the stop it would be busy that long.
+        freed < Duration::from_secs(12),
         "the replica was not free: {freed:?}"
     );
 

@@ -391,6 +391,7 @@ async fn bare_proxy(
             max_connections: 16,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(1),
+            ..Default::default()
         },
         counter_path: dir.join("proxy_counter.json"),
         toggle_path: dir.join("proxy-enabled.json"),

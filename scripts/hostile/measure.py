@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Attacks a generation endpoint the way tests/hostile.rs does, and measures what each costs.
 
-    python3 scripts/hostile/measure.py BINARY WORKDIR [--limits]
+    python3 scripts/hostile/measure.py BINARY WORKDIR [--limits] [--skip=lying,bombs,deadline]
 
 BINARY is a nicheimage-tui build (any version: this is how the before/after figures in the
 closing notes were taken); WORKDIR a scratch folder. `--limits` adds the `[limits]` section,
@@ -176,43 +176,50 @@ def report(name, **fields):
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     node = Node(binary, work, "--limits" in sys.argv)
+    skip = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--skip=")), [])
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         node.ensure()
-        with Peak(node.proc.pid) as peak:
-            t = time.time()
-            status, body = post(node.port, "/generate", job(image=png(200_000, 200_000)))
-        report("lying PNG 200000x200000", status=status if node.alive() else "process died",
-               seconds=round(time.time() - t, 2), rss_growth_mib=peak.growth, reason=body)
+        if "lying" not in skip:
+            with Peak(node.proc.pid) as peak:
+                t = time.time()
+                status, body = post(node.port, "/generate", job(image=png(200_000, 200_000)))
+            report("lying PNG 200000x200000", status=status if node.alive() else "process died",
+                   seconds=round(time.time() - t, 2), rss_growth_mib=peak.growth, reason=body)
 
         node.ensure()
-        bomb_path = f"{work}/bomb.png"
-        if not os.path.exists(bomb_path):
-            with open(bomb_path, "wb") as f:
-                f.write(png(20_000, 20_000, rows=20_000))
-        bomb = open(bomb_path, "rb").read()
-        answers = []
-        with Peak(node.proc.pid) as peak:
-            t = time.time()
-            threads = [threading.Thread(target=lambda: answers.append(post(node.port, "/generate", job(image=bomb), timeout=300)[0])) for _ in range(4)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-        report(f"4 bombs 20000x20000 ({len(bomb) / 1e6:.1f} MB each)", statuses=answers if node.alive() else "process died",
-               seconds=round(time.time() - t, 2), rss_growth_mib=peak.growth)
+        if "bombs" not in skip:
+            bomb_path = f"{work}/bomb.png"
+            if not os.path.exists(bomb_path):
+                with open(bomb_path, "wb") as f:
+                    f.write(png(20_000, 20_000, rows=20_000))
+            bomb = open(bomb_path, "rb").read()
+            answers = []
+            with Peak(node.proc.pid) as peak:
+                t = time.time()
+                threads = [
+                    threading.Thread(target=lambda: answers.append(post(node.port, "/generate", job(image=bomb), timeout=300)[0]))
+                    for _ in range(4)
+                ]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+            report(f"4 bombs 20000x20000 ({len(bomb) / 1e6:.1f} MB each)", statuses=answers if node.alive() else "process died",
+                   seconds=round(time.time() - t, 2), rss_growth_mib=peak.growth)
 
         node.ensure()
-        t = time.time()
-        status, _ = post(node.port, "/generate", job(width=256, steps=50))
-        late = round(time.time() - t, 2)
-        t = time.time()
-        after, _ = post(node.port, "/generate", job(), timeout=300)
-        report("job past its deadline (256², 50 steps, 5 s timeout)", status=status, seconds=late,
-               next_honest_status=after, next_honest_seconds=round(time.time() - t, 2))
+        if "deadline" not in skip:
+            t = time.time()
+            status, _ = post(node.port, "/generate", job(width=384, steps=50))
+            late = round(time.time() - t, 2)
+            t = time.time()
+            after, _ = post(node.port, "/generate", job(), timeout=300)
+            report("job past its deadline (384², 50 steps, 5 s timeout)", status=status, seconds=late,
+                   next_honest_status=after, next_honest_seconds=round(time.time() - t, 2))
 
         node.ensure()
         held = []
@@ -231,7 +238,7 @@ def main():
             except OSError:
                 pass
             s.close()
-        report("300 half-sent requests, 15 s later", still_open=still)
+        report("300 half-sent requests, 15 s later", still_open=still, alive=node.alive())
 
         node.ensure()
         idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(1100)]
@@ -243,6 +250,14 @@ def main():
             status = f"failed: {e}"
         report("1100 idle connections, then an honest request", status=status, seconds=round(time.time() - t, 2),
                alive=node.alive())
+        time.sleep(11)
+        t = time.time()
+        try:
+            status, _ = post(node.port, "/generate", job(), timeout=10)
+        except OSError as e:
+            status = f"failed: {e}"
+        report("the same, 11 s later (the idle ones still open on our side)", status=status,
+               seconds=round(time.time() - t, 2), alive=node.alive())
         for s in idle:
             s.close()
     finally:

@@ -269,51 +269,94 @@ def write_base_scheduler(folder, name):
 
 # ---------------------------------------------------------------- layouts
 
-def prefix_text_model(folder):
-    """transformers 4's CLIPTextModel files (what real repos ship): keys under `text_model.`."""
-    path = os.path.join(folder, "text_encoder", "model.safetensors")
-    tensors = load_file(path)
-    if not any(k.startswith("text_model.") for k in tensors):
-        save_file({"text_model." + k: v for k, v in tensors.items()}, path, metadata={"format": "pt"})
+def state(pipe):
+    """Every component's tensors, to check that diffusers loaded what was written."""
+    models = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        models["text_encoder_2"] = pipe.text_encoder_2
+    return {n: {k: v.detach().clone().float() for k, v in m.state_dict().items()} for n, m in models.items()}
 
 
-def add_token(folder, pipe):
+def check_loaded(pipe, expected, name):
+    got = state(pipe)
+    for part, tensors in expected.items():
+        assert set(got[part]) == set(tensors), f"{name}/{part}: other keys"
+        for k, v in tensors.items():
+            assert torch.equal(got[part][k], v), f"{name}/{part}: {k} is not what was saved"
+
+
+def transformers4_text_encoders(folder, binary):
+    """Text encoders as transformers 4 wrote them (what real repos ship): CLIPTextModel's keys
+    under `text_model.`; with `binary`, `pytorch_model.bin` (a pickled state dict) instead of
+    `model.safetensors`."""
+    for sub in ["text_encoder", "text_encoder_2"]:
+        path = os.path.join(folder, sub, "model.safetensors")
+        if not os.path.exists(path):
+            continue
+        tensors = load_file(path)
+        tensors = {k if k.startswith("text_model.") or k.startswith("text_projection.") else "text_model." + k: v
+                   for k, v in tensors.items()}
+        if binary:
+            os.remove(path)
+            torch.save(tensors, os.path.join(folder, sub, "pytorch_model.bin"))
+        else:
+            save_file(tensors, path, metadata={"format": "pt"})
+
+
+def transformers4_tokenizers(folder):
+    """Tokenizer files as the Hub's SD repos ship them: vocab.json, merges.txt,
+    tokenizer_config.json and special_tokens_map.json, no tokenizer.json."""
+    for sub, pad in [("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")]:
+        d = os.path.join(folder, sub)
+        if not os.path.isdir(d):
+            continue
+        shutil.rmtree(d)
+        write_tokenizer(d, pad=pad)
+        with open(os.path.join(d, "special_tokens_map.json"), "w") as f:
+            json.dump({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": pad,
+                       "unk_token": "<|endoftext|>"}, f, indent=2)
+
+
+def add_token(pipe):
     """A tokenizer with an added token (a textual-inversion-style folder) and its embedding row."""
     tok = pipe.tokenizer
     tok.add_tokens(["<niche-cat>"])
-    pipe.text_encoder.resize_token_embeddings(len(tok))
+    pipe.text_encoder.resize_token_embeddings(len(tok), mean_resizing=False)
     torch.manual_seed(77)
     with torch.no_grad():
         emb = pipe.text_encoder.get_input_embeddings().weight
-        emb[-1] = torch.randn(emb.shape[1])
+        emb[-1] = torch.randn(emb.shape[1]) * 0.02
 
 
 def save(pipe, folder, layout):
-    """Writes `pipe` as `layout`; returns the kwargs diffusers' from_pretrained gets for it."""
-    if layout in ("plain", "text_model_prefix", "added_token"):
+    """Writes `pipe` as `layout`; returns the kwargs diffusers' from_pretrained gets for it and
+    the tensors it must then load."""
+    if layout in ("plain", "added_token"):
         pipe.save_pretrained(folder)
-        if layout == "text_model_prefix":
-            prefix_text_model(folder)
-        return {}
+        return {}, state(pipe)
+    if layout == "transformers4":
+        pipe.save_pretrained(folder)
+        transformers4_text_encoders(folder, binary=False)
+        transformers4_tokenizers(folder)
+        return {}, state(pipe)
     if layout == "sharded":
         pipe.save_pretrained(folder, max_shard_size="200KB")
-        return {}
+        return {}, state(pipe)
     if layout == "bin":
         pipe.save_pretrained(folder, safe_serialization=False)
-        return {}
-    if layout == "fp16_only":  # only `*.fp16.safetensors` (fp16 tensors), loaded with variant="fp16"
-        pipe.to(torch.float16).save_pretrained(folder, variant="fp16")
-        pipe.to(torch.float32)
-        return {"variant": "fp16"}
+        transformers4_text_encoders(folder, binary=True)
+        return {}, state(pipe)
     if layout == "fp32_and_fp16":  # both, as runwayml ships; without a variant diffusers loads fp32
+        expected = state(pipe)
         pipe.save_pretrained(folder)
         pipe.to(torch.float16).save_pretrained(folder, variant="fp16")
         pipe.to(torch.float32)
-        return {}
-    if layout == "fp16_sharded":
-        pipe.to(torch.float16).save_pretrained(folder, variant="fp16", max_shard_size="200KB")
+        return {}, expected
+    if layout in ("fp16_only", "fp16_sharded"):  # only `*.fp16*` files (fp16 tensors)
+        shard = {"max_shard_size": "200KB"} if layout == "fp16_sharded" else {}
+        pipe.to(torch.float16).save_pretrained(folder, variant="fp16", **shard)
         pipe.to(torch.float32)
-        return {"variant": "fp16"}
+        return {"variant": "fp16"}, state(pipe)
     raise ValueError(layout)
 
 
@@ -324,7 +367,7 @@ def cases():
         for base in BASES:
             out.append((arch, "plain", base, seed))
     for i, layout in enumerate(["fp16_only", "fp32_and_fp16", "fp16_sharded", "sharded", "bin",
-                                "text_model_prefix", "added_token"]):
+                                "transformers4", "added_token"]):
         for j, arch in enumerate(["sd15", "sdxl"]):
             if layout == "added_token" and arch == "sdxl":
                 continue
@@ -438,15 +481,17 @@ def main():
         else:
             pipe = build_pipeline(arch, seed, base_scheduler(base))
             if layout == "added_token":
-                add_token(folder, pipe)
-            load_kwargs = save(pipe, folder, layout)
+                add_token(pipe)
+            load_kwargs, expected = save(pipe, folder, layout)
             built[key] = folder
             built[key + ("kwargs",)] = load_kwargs
+            built[key + ("state",)] = expected
             del pipe
         write_base_scheduler(folder, base)
         cls = StableDiffusionPipeline if arch == "sd15" else StableDiffusionXLPipeline
         pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True, **load_kwargs)
         pipe.set_progress_bar_config(disable=True)
+        check_loaded(pipe, built[key + ("state",)], name)
         base_config = dict(pipe.scheduler.config)
         entry = {
             "name": name, "arch": arch, "layout": layout, "base": base, "base_kind": BASES[base][0],
