@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod proxy;
+pub mod pyjson;
 pub mod ratelimit;
 pub mod replica;
 pub mod resample;

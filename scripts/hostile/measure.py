@@ -132,7 +132,7 @@ class Node:
             '[node]\ndevice = "cpu"\n[metrics]\nenabled = false\n'
             f'[models.Tiny]\narch = "sd15"\ncheckpoint = "{work}/model/tiny.safetensors"\n'
             'pipelines = ["txt2img", "img2img"]\n'
-            f'[endpoint]\nmodel_name = "Tiny"\nhost = "127.0.0.1"\nport = {self.port}\nrequest_timeout_secs = 5\n'
+            f'[endpoint]\nmodel_name = "Tiny"\nhost = "127.0.0.1"\nport = {self.port}\nrequest_timeout_secs = 30\n'
         )
         if limits:
             config += "[limits]\nmax_connections = 256\nheader_timeout = 10.0\nbody_timeout = 30.0\n"
@@ -218,7 +218,7 @@ def main():
             late = round(time.time() - t, 2)
             t = time.time()
             after, _ = post(node.port, "/generate", job(), timeout=300)
-            report("job past its deadline (384², 50 steps, 5 s timeout)", status=status, seconds=late,
+            report("job past its deadline (384², 50 steps, 30 s timeout)", status=status, seconds=late,
                    next_honest_status=after, next_honest_seconds=round(time.time() - t, 2))
 
         node.ensure()

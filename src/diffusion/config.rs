@@ -245,7 +245,7 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text)
+    crate::pyjson::from_str(&text)
         .map(Some)
         .map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),

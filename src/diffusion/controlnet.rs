@@ -142,8 +142,8 @@ impl ControlNet {
             path: config.display().to_string(),
             source,
         };
-        let unet: UNetConfig = serde_json::from_str(&text).map_err(parse)?;
-        let control: ControlConfig = serde_json::from_str(&text).map_err(parse)?;
+        let unet: UNetConfig = crate::pyjson::from_str(&text).map_err(parse)?;
+        let control: ControlConfig = crate::pyjson::from_str(&text).map_err(parse)?;
         let n = unet.block_out_channels.len();
         if n == 0 || unet.down_block_types.len() != n {
             return Err(ControlNetError::Unsupported(

@@ -135,7 +135,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &'static str) -> Re
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| VitError::Read {
+    crate::pyjson::from_str(&text).map_err(|e| VitError::Read {
         path,
         reason: e.to_string(),
     })
