@@ -62,6 +62,19 @@ impl Node {
         model: &str,
         endpoint: &str,
     ) -> Node {
+        let node = Node::spawn_with(dir, replicas, queue, model, endpoint);
+        node.until("every replica ready", |h| {
+            let r = h["replicas"]
+                .as_object()
+                .map(|m| m.values().filter(|r| r["status"] == "ready").count());
+            r.is_some_and(|n| n >= replicas as usize)
+        })
+        .await;
+        node
+    }
+
+    /// [`Node::start_with`] without waiting for the replicas.
+    fn spawn_with(dir: &Path, replicas: u32, queue: usize, model: &str, endpoint: &str) -> Node {
         let (port, metrics) = (free_port(), free_port());
         let config = dir.join("config.toml");
         std::fs::write(
@@ -103,20 +116,12 @@ height = 64
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let node = Node {
+        Node {
             child,
             base: format!("http://127.0.0.1:{port}"),
             health: format!("http://127.0.0.1:{metrics}/healthz"),
             client: nicheimage_tui::http::client().unwrap(),
-        };
-        node.until("every replica ready", |h| {
-            let r = h["replicas"]
-                .as_object()
-                .map(|m| m.values().filter(|r| r["status"] == "ready").count());
-            r.is_some_and(|n| n >= replicas as usize)
-        })
-        .await;
-        node
+        }
     }
 
     async fn health(&self) -> Value {
@@ -349,6 +354,34 @@ async fn a_killed_replica_fails_its_request_at_once_and_comes_back() {
     );
     let (status, _) = node.generate(txt2img(3, 64, 4)).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_at_start_up_waits_for_a_replica_instead_of_a_503() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let model = format!("arch = \"sd15\"\ncheckpoint = \"{}\"", checkpoint.display());
+    let node = Node::spawn_with(dir.path(), 1, 4, &model, "");
+    // The first moment /info answers, while the replica is still loading.
+    let info = format!("{}/info", node.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node
+        .client
+        .get(&info)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "/info never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let loading = node.health().await;
+    let (status, body) = node.generate(txt2img(5, 64, 4)).await;
+    assert_eq!(
+        status, 200,
+        "{body} (replicas at /info's first answer: {loading})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -90,12 +90,19 @@ BASES = {
     "pndm": ("saved", (PNDMScheduler, dict(SD_BETAS, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False))),
     "ddim": ("saved", (DDIMScheduler, dict(SD_BETAS, steps_offset=1, clip_sample=False, set_alpha_to_one=False))),
     "euler_leading": ("saved", (EulerDiscreteScheduler, dict(SD_BETAS, timestep_spacing="leading", steps_offset=1))),
+    # steps_offset 0 written out: StableDiffusionPipeline (not the XL one) rewrites it to 1.
+    "euler_leading_offset0": ("saved", (EulerDiscreteScheduler, dict(SD_BETAS, timestep_spacing="leading"))),
     "euler_linspace": ("saved", (EulerDiscreteScheduler, dict(SD_BETAS))),
     "euler_trailing": ("saved", (EulerDiscreteScheduler, dict(SD_BETAS, timestep_spacing="trailing"))),
     "euler_a_trailing": ("saved", (EulerAncestralDiscreteScheduler, dict(SD_BETAS, timestep_spacing="trailing"))),
     "dpm": ("saved", (DPMSolverMultistepScheduler, dict(SD_BETAS))),
+    # A "DPM++ 2M Karras" repo: from_config hands use_karras_sigmas to dpm++2m and euler too.
+    "dpm_karras": ("saved", (DPMSolverMultistepScheduler, dict(SD_BETAS, use_karras_sigmas=True))),
     "dpm_karras_leading": ("saved", (DPMSolverMultistepScheduler, dict(
         SD_BETAS, use_karras_sigmas=True, timestep_spacing="leading", steps_offset=1))),
+    # final_sigmas_type / lower_order_final carried over (Euler takes final_sigmas_type too).
+    "dpm_sigma_min": ("saved", (DPMSolverMultistepScheduler, dict(
+        SD_BETAS, final_sigmas_type="sigma_min", lower_order_final=False))),
     "unipc": ("saved", (UniPCMultistepScheduler, dict(SD_BETAS))),
     "lms": ("saved", (LMSDiscreteScheduler, dict(SD_BETAS))),
 }
@@ -425,23 +432,37 @@ def link_tree(src, dst):
                     shutil.copy2(s, d)
 
 
+def pipeline_config(arch, sched):
+    """The scheduler config a pipeline of `arch` holds for `sched`: StableDiffusionPipeline's
+    __init__ rewrites steps_offset != 1 to 1 (keeping `_use_default_values`); the XL one does not."""
+    if arch == "sd15":
+        pipe = StableDiffusionPipeline(vae=None, text_encoder=None, tokenizer=None, unet=None, scheduler=sched,
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    else:
+        pipe = StableDiffusionXLPipeline(vae=None, text_encoder=None, text_encoder_2=None, tokenizer=None,
+                                         tokenizer_2=None, unet=None, scheduler=sched)
+    return pipe.scheduler
+
+
 def schedules():
-    """Every base x sampler x steps: the from_config result and its set_timesteps output."""
+    """Every pipeline x base x sampler x steps: the from_config result and its set_timesteps output."""
     out = []
-    for base_name in BASES:
-        base = base_scheduler(base_name)
-        for name, (cls, extra) in SAMPLERS.items():
-            for steps in [1, 4, 7, 20, 25, 30, 50]:
-                sched = cls.from_config(base.config, **extra)
-                sched.set_timesteps(steps)
-                out.append({
-                    "base": base_name, "base_class": type(base).__name__,
-                    "base_use_default_values": sorted(base.config.get("_use_default_values", [])),
-                    "sampler": name, "steps": steps, "config": sampler_config(sched),
-                    "timesteps": [float(t) for t in sched.timesteps.tolist()],
-                    "sigmas": [float(s) for s in sched.sigmas.tolist()],
-                    "init_noise_sigma": float(sched.init_noise_sigma),
-                })
+    for arch in ["sd15", "sdxl"]:
+        for base_name in BASES:
+            held = pipeline_config(arch, base_scheduler(base_name))
+            base = held.config
+            for name, (cls, extra) in SAMPLERS.items():
+                for steps in [1, 2, 3, 4, 7, 15, 20, 25, 30, 50]:
+                    sched = cls.from_config(base, **extra)
+                    sched.set_timesteps(steps)
+                    out.append({
+                        "pipeline": arch, "base": base_name, "base_class": type(held).__name__,
+                        "base_use_default_values": sorted(base.get("_use_default_values", [])),
+                        "sampler": name, "steps": steps, "config": sampler_config(sched),
+                        "timesteps": [float(t) for t in sched.timesteps.tolist()],
+                        "sigmas": [float(s) for s in sched.sigmas.tolist()],
+                        "init_noise_sigma": float(sched.init_noise_sigma),
+                    })
     return out
 
 
@@ -455,11 +476,13 @@ def main():
     torch.set_grad_enabled(False)
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
-    dump(os.path.join(args.out, "schedules.json"), {
-        "versions": {p: md.version(p) for p in ["torch", "diffusers", "transformers"]},
-        "samplers": {k: [c.__name__, e] for k, (c, e) in SAMPLERS.items()},
-        "schedules": schedules(),
-    })
+    # One schedule per line: small, and diffable.
+    with open(os.path.join(args.out, "schedules.json"), "w", encoding="utf-8") as f:
+        head = {"versions": {p: md.version(p) for p in ["torch", "diffusers", "transformers"]},
+                "samplers": {k: [c.__name__, e] for k, (c, e) in SAMPLERS.items()}}
+        f.write(json.dumps(head, allow_nan=False)[:-1] + ', "schedules": [\n')
+        rows = [json.dumps(non_finite_as_strings(r), allow_nan=False, ensure_ascii=False) for r in schedules()]
+        f.write(",\n".join(rows) + "\n]}\n")
     manifest = {
         "versions": {p: md.version(p) for p in ["torch", "diffusers", "transformers", "tokenizers", "safetensors",
                                                   "Pillow", "ImageHash"]},

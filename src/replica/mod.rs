@@ -121,6 +121,8 @@ pub(crate) struct Job {
 pub struct Pool {
     jobs: mpsc::Sender<Job>,
     ready: Arc<AtomicUsize>,
+    failing: Arc<AtomicUsize>,
+    local: Arc<AtomicUsize>,
     capacity: usize,
     timeout: Duration,
     slots: Arc<std::sync::Mutex<Slots>>,
@@ -133,6 +135,8 @@ pub(crate) struct Shared {
     pub jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     /// Replicas ready for a job, counted by the workers.
     pub ready: Arc<AtomicUsize>,
+    /// Local replicas whose process last ended without serving (dead, or cannot load).
+    pub failing: Arc<AtomicUsize>,
     /// Local replicas the pool is meant to run (the last scale), for the CPU thread share.
     pub local_replicas: Arc<AtomicUsize>,
     pub events: EventSender,
@@ -164,6 +168,7 @@ impl Slots {
                 commands: rx,
                 gpus: gpus_for(index, self.shared.config.gpus_per_replica),
                 pool: self.shared.clone(),
+                failing: Default::default(),
             }
             .run(),
         );
@@ -206,6 +211,8 @@ impl Pool {
     pub fn start(config: PoolConfig, events: EventSender, cancel: CancellationToken) -> Pool {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let ready = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicUsize::new(0));
+        let local = Arc::new(AtomicUsize::new(config.replicas));
         let mut slots = Slots {
             by_index: Default::default(),
             next_index: 0,
@@ -213,7 +220,8 @@ impl Pool {
                 config: config.clone(),
                 jobs: Arc::new(Mutex::new(rx)),
                 ready: ready.clone(),
-                local_replicas: Arc::new(AtomicUsize::new(config.replicas)),
+                failing: failing.clone(),
+                local_replicas: local.clone(),
                 events,
                 cancel,
             },
@@ -235,6 +243,8 @@ impl Pool {
         Pool {
             jobs: tx,
             ready,
+            failing,
+            local,
             capacity: config.queue_capacity,
             timeout: config.request_timeout,
             slots: Arc::new(std::sync::Mutex::new(slots)),
@@ -293,9 +303,14 @@ impl Pool {
         self.capacity - self.jobs.capacity()
     }
 
-    /// Queues a job and waits (bounded by the request timeout) for its image.
+    /// Queues a job and waits (bounded by the request timeout) for its image. While replicas
+    /// are still starting the job waits for one; only when every one is failing (or there is
+    /// none) is it refused at once.
     pub async fn generate(&self, request: GenerateJob) -> Result<String, JobError> {
-        if self.ready_replicas() == 0 {
+        let local = self.local.load(Ordering::SeqCst);
+        if self.ready_replicas() == 0
+            && (local == 0 || self.failing.load(Ordering::SeqCst) >= local)
+        {
             return Err(JobError::NoReplica);
         }
         let (reply, answer) = oneshot::channel();

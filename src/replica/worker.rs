@@ -29,6 +29,8 @@ pub(crate) struct Worker {
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
     pub pool: Shared,
+    /// Counted in the pool's `failing` (its process ended without serving, until one does).
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 enum End {
@@ -126,6 +128,13 @@ fn die_with_parent(cmd: &mut Command) {
 
 impl Worker {
     fn report(&self, r: &ReplicaReport) {
+        match r.status {
+            ReplicaStatus::Dead => self.set_failing(true),
+            ReplicaStatus::Ready | ReplicaStatus::Busy | ReplicaStatus::Stopped => {
+                self.set_failing(false)
+            }
+            _ => {}
+        }
         let mut r = r.clone();
         r.rss_bytes = r
             .pid
@@ -150,6 +159,16 @@ impl Worker {
             }
         }
         self.pool.events.try_send(Event::Replica(r));
+    }
+
+    fn set_failing(&self, failing: bool) {
+        if self.failing.swap(failing, Ordering::SeqCst) != failing {
+            if failing {
+                self.pool.failing.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.pool.failing.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     pub async fn run(mut self) {
