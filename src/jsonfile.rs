@@ -99,12 +99,25 @@ fn sweep_stale_temps(path: &Path) {
             }
             _ => false,
         };
-        if stale {
+        // Also old: a process in another PID namespace (a container sharing the folder) is
+        // invisible in /proc, and its save in progress must not be pulled from under it.
+        if stale && older_than_ten_minutes(&entry.path()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
     // `state.json.tmp`: the one temp name of versions before unique names.
-    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
+    let legacy = path.with_extension("json.tmp");
+    if older_than_ten_minutes(&legacy) {
+        let _ = std::fs::remove_file(legacy);
+    }
+}
+
+fn older_than_ten_minutes(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= std::time::Duration::from_secs(600))
 }
 
 /// Loads `path`: missing → default; unreadable or corrupt → default with the reason, a corrupt
@@ -203,12 +216,24 @@ mod tests {
             .join(format!("state.json.{}.9.tmp", std::process::id()));
         let old = dir.path().join("state.json.tmp");
         let other = dir.path().join("other.json.0.1.tmp");
-        for f in [&dead, &ours, &old, &other] {
+        // A dead pid's file written just now may be a live process in another PID namespace.
+        let recent = dir.path().join("state.json.0.4.tmp");
+        let twenty_minutes_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(1200);
+        for f in [&dead, &ours, &old, &other, &recent] {
             std::fs::write(f, b"{").unwrap();
+            if f != &recent {
+                std::fs::File::options()
+                    .write(true)
+                    .open(f)
+                    .unwrap()
+                    .set_modified(twenty_minutes_ago)
+                    .unwrap();
+            }
         }
         let (value, note) = load_or_aside::<u32>(&path, "test state");
         assert_eq!((value, note), (7, None));
         assert!(!dead.exists() && !old.exists());
-        assert!(ours.exists() && other.exists());
+        assert!(ours.exists() && other.exists() && recent.exists());
     }
 }

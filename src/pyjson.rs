@@ -21,9 +21,8 @@ pub fn standardise(text: &str) -> std::borrow::Cow<'_, str> {
             match c {
                 '\\' => {
                     // An escape and the character it escapes, whatever it is.
-                    let mut it = rest.char_indices();
-                    it.next();
-                    let end = it.nth(0).map_or(rest.len(), |(i, ch)| i + ch.len_utf8());
+                    let mut it = rest.char_indices().skip(1);
+                    let end = it.next().map_or(rest.len(), |(i, ch)| i + ch.len_utf8());
                     out.push_str(&rest[..end]);
                     rest = &rest[end..];
                     continue;

@@ -224,8 +224,9 @@ pub async fn serve<F>(
         + Sync
         + 'static,
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let closing = tokio_util::sync::CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut refused = RefusalLog::default();
     let per_address = Arc::new(std::sync::Mutex::new(HashMap::new()));
@@ -265,18 +266,117 @@ pub async fn serve<F>(
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(64 * 1024);
+        // A peer that stops reading its answers stalls our writes: past the body timeout its
+        // connection is dropped, so it cannot hold the slot for ever.
+        let stream = WriteDeadline::new(stream, limits.body_timeout);
         let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let closing = closing.clone();
         tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                _ = closing.cancelled() => None,
+            };
+            let ended = match ended {
+                Some(ended) => Some(ended),
+                None => {
+                    // The request in flight may finish; then the connection closes.
+                    connection.as_mut().graceful_shutdown();
+                    tokio::time::timeout(DRAIN, connection.as_mut()).await.ok()
+                }
+            };
             // Peers that hang up or time out are routine, not the operator's problem.
-            if let Err(e) = connection.await {
+            if let Some(Err(e)) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop((slot, mine));
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    closing.cancel();
+    // Every slot back means every connection is done; none takes longer than DRAIN.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), slots.acquire_many(all)).await;
+}
+
+/// How long requests in flight get to finish when the listener closes.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// A stream whose writes fail once one has been stalled (the peer not reading) for `limit`.
+struct WriteDeadline<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Tracks a write's outcome: a stall arms the deadline, progress disarms it.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match std::future::Future::poll(stalled.as_mut(), cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer read nothing for {} s", limit.as_secs_f64()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn tower_call<S, R>(service: &mut S, request: R) -> Result<S::Response, S::Error>
@@ -396,6 +496,19 @@ mod tests {
                 Some(None)
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_fails_our_writes_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let mut stream = WriteDeadline::new(ours, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        // The peer never reads: the first KiB fits the pipe, then writes stall.
+        let err = stream.write_all(&[0u8; 64 * 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -260,10 +260,10 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     );
     honest();
 
-    // A job past its deadline (384², 50 steps: over a minute here, over a second a step; the
-    // timeout is 30 s, past libtorch's first-time cost for a new size): the caller gets 504 and
-    // the replica stops between steps, so the next request is served at once instead of after
-    // the 20-odd steps left.
+    // A job past its deadline (384², 50 steps: over a second a step here, over a minute in
+    // all; the timeout is 30 s, past libtorch's first-time cost for a new size): the caller
+    // gets 504 and the replica stops between steps, so the next request is served at once
+    // instead of after the steps left.
     let started = Instant::now();
     let (status, body) = http(
         port,

@@ -191,7 +191,7 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
         ),
     )
     .unwrap();
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+    let node = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
         .args(["endpoint", "--config"])
         .arg(&config)
         .arg("--data-dir")
@@ -206,6 +206,15 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed however the test ends, so a failed assertion leaves no node behind.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut node = KillOnDrop(node);
     let client = nicheimage_tui::http::client().unwrap();
     let health = format!("http://127.0.0.1:{metrics}/healthz");
     let replica = |status: &'static str| {
@@ -254,8 +263,8 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
     });
     let job = tokio::spawn(client.post(&generate).json(&body).send());
     assert_eq!(replica("busy").await, pid);
-    node.kill().unwrap();
-    node.wait().unwrap();
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut gone = false;
     while Instant::now() < deadline {

@@ -119,8 +119,11 @@ impl NonceTracker {
         {
             return Err(NonceError::Reused { nonce, last: *last });
         }
-        table.last.insert(endpoint.to_string(), (nonce, now_ns));
-        table.order.push_back((endpoint.to_string(), now_ns));
+        // Kept until the nonce itself is too old: one from a clock running ahead stays fresh
+        // past its recording, and must not be forgotten while a replay of it would pass.
+        let kept_from = nonce.max(now_ns);
+        table.last.insert(endpoint.to_string(), (nonce, kept_from));
+        table.order.push_back((endpoint.to_string(), kept_from));
         let expired = now_ns.saturating_sub(widest);
         while let Some((_, seen)) = table.order.front() {
             let seen = *seen;
@@ -227,5 +230,15 @@ mod tests {
         let later = NOW + 65 * SEC;
         t.record("d", later, later).unwrap();
         assert_eq!(t.len(), 1);
+        // A nonce from a clock 100 s ahead is kept until it is itself too old, so its replay
+        // is caught even after the window has passed since it was recorded.
+        let t = NonceTracker::new(10, 12.0);
+        let ahead = NOW + 100 * SEC;
+        t.record("e", ahead, NOW).unwrap();
+        t.record("f", NOW + 30 * SEC, NOW + 30 * SEC).unwrap();
+        assert!(matches!(
+            t.check("e", Some(ahead), V10, 12.0, NOW + 30 * SEC),
+            Err(NonceError::Reused { .. })
+        ));
     }
 }

@@ -201,16 +201,28 @@ pub fn routes(
     let info = warp::path!("info")
         .and(warp::get())
         .map(move || warp::reply::json(&json!({ "model_name": info_model.name })).into_response());
+    // Decoding a conditional image costs up to 4096² pixels of memory: at most one per core
+    // at a time, however many connections send one.
+    let decoders = Arc::new(tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ));
     let generate = warp::path!("generate")
         .and(warp::post())
         .and(crate::serve::body(MAX_BODY, body_timeout))
         .then(move |body: bytes::Bytes| {
             let (model, pool, events) = (model.clone(), pool.clone(), events.clone());
+            let decoders = decoders.clone();
             async move {
                 // Decoding and resizing an img2img image is CPU work: off the async threads.
                 let parsed = {
                     let model = model.clone();
-                    tokio::task::spawn_blocking(move || request::parse(&body, &model)).await
+                    let permit = decoders.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || {
+                        let parsed = request::parse(&body, &model);
+                        drop(permit);
+                        parsed
+                    })
+                    .await
                 };
                 let parsed = parsed.unwrap_or_else(|e| {
                     Err(request::BadRequest(format!("cannot read the request: {e}")))

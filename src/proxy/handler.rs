@@ -481,8 +481,6 @@ impl Attempt<'_> {
 
 /// The synapse sent to miners: the caller's fields, a seed if missing, the model's defaults
 /// for missing parameters, steps capped at 50.
-/// The synapse sent to miners for an owner's payload: a seed drawn if it has none, the
-/// model's defaults filled in, steps capped.
 pub fn build_synapse(
     mut payload: Map<String, Value>,
     spec: &ModelSpec,

@@ -237,10 +237,16 @@ impl Proxy {
         shared.lock_report().listening = Some(address);
         shared.publish().await;
         let stop = ctx.cancel.child_token();
+        // The owner is one address sending up to `max_concurrent` requests at once (and more
+        // queued): its connections must fit under the per-address limit.
+        let mut limits = self.settings.limits;
+        limits.max_connections_per_address = limits
+            .max_connections_per_address
+            .max(self.settings.max_concurrent.saturating_mul(2));
         let server = tokio::spawn(crate::serve::serve(
             listener,
             handler::routes(shared.clone()),
-            self.settings.limits,
+            limits,
             stop.clone().cancelled_owned(),
         ));
         // Credentials from the owner API now and then, while serving.

@@ -382,8 +382,13 @@ impl Worker {
             else {
                 return Stop::Cancelled;
             };
-            if reply.is_closed() || deadline <= tokio::time::Instant::now() {
-                continue; // the caller timed out while the job was queued
+            if reply.is_closed() {
+                continue; // the caller gave up while the job was queued
+            }
+            if deadline <= tokio::time::Instant::now() {
+                // Its time ran out in the queue: a timeout, not a pool that went away.
+                let _ = reply.send(Err(JobError::Timeout(self.pool.config.request_timeout)));
+                continue;
             }
             next_id += 1;
             report.status = ReplicaStatus::Busy;
