@@ -30,6 +30,7 @@ Everything is seeded: the same pinned venv writes the same bytes.
 import argparse
 import hashlib
 import importlib.metadata as md
+import inspect
 import json
 import math
 import os
@@ -57,6 +58,7 @@ from diffusers import (
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(__file__))
 from sd15 import NEGATIVE, write_tokenizer  # noqa: E402
 
@@ -241,17 +243,25 @@ def build_pipeline(arch, seed, scheduler):
 
 
 def base_scheduler(name):
-    kind, spec = BASES[name]
-    if kind == "saved":
-        cls, kwargs = spec
-        return cls(**kwargs)
+    """The base scheduler as a pipeline loads it from the folder: written to
+    scheduler_config.json, then read back (so `_use_default_values` is what a real load gives)."""
     d = tempfile.mkdtemp()
-    with open(os.path.join(d, "scheduler_config.json"), "w") as f:
-        json.dump(spec, f, indent=2)
-    cls = getattr(__import__("diffusers"), spec["_class_name"])
+    write_scheduler_file(d, name)
+    cls = getattr(__import__("diffusers"), json.load(open(os.path.join(d, "scheduler_config.json")))["_class_name"])
     sched = cls.from_pretrained(d)
     shutil.rmtree(d)
     return sched
+
+
+def write_scheduler_file(sub, name):
+    kind, spec = BASES[name]
+    if kind == "saved":
+        cls, kwargs = spec
+        cls(**kwargs).save_pretrained(sub)
+    else:
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, "scheduler_config.json"), "w") as f:
+            json.dump(spec, f, indent=2)
 
 
 def write_base_scheduler(folder, name):
@@ -259,13 +269,7 @@ def write_base_scheduler(folder, name):
     kind, spec = BASES[name]
     sub = os.path.join(folder, "scheduler")
     shutil.rmtree(sub, ignore_errors=True)
-    if kind == "saved":
-        cls, kwargs = spec
-        cls(**kwargs).save_pretrained(sub)
-    else:
-        os.makedirs(sub)
-        with open(os.path.join(sub, "scheduler_config.json"), "w") as f:
-            json.dump(spec, f, indent=2)
+    write_scheduler_file(sub, name)
     with open(os.path.join(folder, "model_index.json")) as f:
         index = json.load(f)
     index["scheduler"] = ["diffusers", BASES[name][1][0].__name__ if kind == "saved" else spec["_class_name"]]
@@ -404,7 +408,12 @@ def requests(rng, layout):
 
 
 def sampler_config(sched):
-    return {k: v for k, v in dict(sched.config).items() if k != "_diffusers_version"}
+    """The parameters `sched` was built with (its __init__'s), and the rest of its config: keys
+    from_config carried along from the base without using them (`hidden`)."""
+    init = set(inspect.signature(type(sched).__init__).parameters) - {"self", "kwargs"}
+    config = dict(sched.config)
+    return ({k: v for k, v in config.items() if k in init},
+            {k: v for k, v in config.items() if k not in init and k != "_diffusers_version"})
 
 
 def files_of(folder):
@@ -417,19 +426,21 @@ def files_of(folder):
 
 
 def link_tree(src, dst):
-    """dst as a copy of src whose weight files are hard links (only the JSON files differ)."""
+    """dst as src with every file hard-linked but model_index.json and scheduler/ (rewritten)."""
     for root, _, names in os.walk(src):
         rel = os.path.relpath(root, src)
+        if rel == "scheduler":
+            continue
         os.makedirs(os.path.join(dst, rel), exist_ok=True)
         for n in names:
             s, d = os.path.join(root, n), os.path.join(dst, rel, n)
-            if n.endswith(".json") or n.endswith(".txt"):
+            if rel == "." and n == "model_index.json":
                 shutil.copy2(s, d)
-            else:
-                try:
-                    os.link(s, d)
-                except OSError:
-                    shutil.copy2(s, d)
+                continue
+            try:
+                os.link(s, d)
+            except OSError:
+                shutil.copy2(s, d)
 
 
 def pipeline_config(arch, sched):
@@ -452,13 +463,14 @@ def schedules():
             held = pipeline_config(arch, base_scheduler(base_name))
             base = held.config
             for name, (cls, extra) in SAMPLERS.items():
-                for steps in [1, 2, 3, 4, 7, 15, 20, 25, 30, 50]:
+                for steps in [1, 2, 4, 7, 15, 20, 25, 30]:
                     sched = cls.from_config(base, **extra)
                     sched.set_timesteps(steps)
                     out.append({
                         "pipeline": arch, "base": base_name, "base_class": type(held).__name__,
                         "base_use_default_values": sorted(base.get("_use_default_values", [])),
-                        "sampler": name, "steps": steps, "config": sampler_config(sched),
+                        "sampler": name, "steps": steps, "class": type(sched).__name__,
+                        "config": sampler_config(sched)[0],
                         "timesteps": [float(t) for t in sched.timesteps.tolist()],
                         "sigmas": [float(s) for s in sched.sigmas.tolist()],
                         "init_noise_sigma": float(sched.init_noise_sigma),
@@ -521,6 +533,7 @@ def main():
             "base_class": type(pipe.scheduler).__name__, "architecture_seed": seed,
             "diffusers_load": {"class": cls.__name__, "torch_dtype": "float32", **load_kwargs},
             "base_config": {k: v for k, v in base_config.items() if k != "_diffusers_version"},
+            "base_config_file": json.load(open(os.path.join(folder, "scheduler", "scheduler_config.json"))),
             "files": files_of(folder),
             "unet": dict(pipe.unet.config), "vae": dict(pipe.vae.config),
             "text_encoder": pipe.text_encoder.config.to_diff_dict(),
@@ -534,7 +547,16 @@ def main():
         for i, req in enumerate(requests(rng, layout)):
             sampler_cls, extra = SAMPLERS[req["sampler"]]
             pipe.scheduler = sampler_cls.from_config(base_config, **extra)
-            record = dict(req, sampler_config=sampler_config(pipe.scheduler))
+            init, hidden = sampler_config(pipe.scheduler)
+            record = dict(req, sampler_class=type(pipe.scheduler).__name__, sampler_config=init,
+                          sampler_hidden_config=hidden)
+            for tok_name in ["tokenizer", "tokenizer_2"]:
+                tok = getattr(pipe, tok_name, None)
+                if tok is not None:
+                    ids = lambda text: tok(text, padding="max_length", max_length=tok.model_max_length,
+                                           truncation=True).input_ids
+                    record[tok_name + "_ids"] = {"prompt": ids(req["prompt"]),
+                                                 "negative_prompt": ids(req["negative_prompt"] or "")}
             if not args.no_images:
                 image = pipe(
                     prompt=req["prompt"], negative_prompt=req["negative_prompt"],
