@@ -156,18 +156,41 @@ pub struct DecodeLimits {
     pub max_encoded_bytes: usize,
 }
 
+/// The limits [`DecodeLimits::default`] gives: `[limits] max_image_side`, set once at start.
+static CONFIGURED: std::sync::OnceLock<DecodeLimits> = std::sync::OnceLock::new();
+
+/// Sets the process's decode limits (the first call wins; the node makes it at start).
+pub fn configure(limits: DecodeLimits) {
+    let _ = CONFIGURED.set(limits);
+}
+
+/// The side [`DecodeLimits`] allows unless configured: four times the largest side any SN23
+/// model draws.
+pub const DEFAULT_MAX_SIDE: u32 = 4096;
+
 impl Default for DecodeLimits {
-    /// 4096×4096: four times the largest side any SN23 model draws.
+    /// The configured limits, else [`DEFAULT_MAX_SIDE`] a side.
     fn default() -> Self {
-        Self {
-            max_width: 4096,
-            max_height: 4096,
-            max_encoded_bytes: 48 * 1024 * 1024,
-        }
+        CONFIGURED
+            .get()
+            .copied()
+            .unwrap_or_else(|| Self::with_side(DEFAULT_MAX_SIDE))
     }
 }
 
 impl DecodeLimits {
+    /// At most `side`×`side` pixels, and as many encoded bytes as a barely compressed image
+    /// that size could need (at least 48 MB).
+    pub fn with_side(side: u32) -> Self {
+        let side = side.max(1);
+        let raw = u64::from(side) * u64::from(side) * 3;
+        Self {
+            max_width: side,
+            max_height: side,
+            max_encoded_bytes: usize::try_from(raw).unwrap_or(usize::MAX).max(48 << 20),
+        }
+    }
+
     fn check(&self, width: u64, height: u64) -> Result<(), ImageError> {
         if width > u64::from(self.max_width) || height > u64::from(self.max_height) {
             return Err(ImageError::TooLarge {

@@ -64,6 +64,9 @@ fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return fail(e);
     }
+    nicheimage_tui::image::configure(nicheimage_tui::image::DecodeLimits::with_side(
+        config.limits.max_image_side,
+    ));
     #[cfg(feature = "local-infer")]
     if let Some(Role::TinyCheckpoint {
         out,

@@ -41,6 +41,9 @@ pub struct Limits {
     /// A request's body must arrive within this.
     #[serde(with = "secs")]
     pub body_timeout: Duration,
+    /// The largest side of an image from outside (a conditional image, a miner's answer); a
+    /// header claiming more is refused before any pixel is decoded.
+    pub max_image_side: u32,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             max_connections_per_address: 32,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            max_image_side: crate::image::DEFAULT_MAX_SIDE,
         }
     }
 }

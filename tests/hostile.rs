@@ -153,7 +153,7 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
              [models.Tiny]\narch = \"sd15\"\ncheckpoint = \"{}\"\npipelines = [\"txt2img\", \"img2img\"]\n\
              [models.Tiny.defaults]\nnum_inference_steps = 4\nwidth = 64\nheight = 64\n\
              [endpoint]\nmodel_name = \"Tiny\"\nport = {port}\nnum_replicas = 1\nrequest_timeout_secs = 8\n\
-             [limits]\nmax_connections = 40\nheader_timeout = 3.0\nbody_timeout = 2.0\n",
+             [limits]\nmax_connections = 40\nmax_image_side = 2048\nheader_timeout = 3.0\nbody_timeout = 2.0\n",
             checkpoint.display()
         ),
     );
@@ -178,8 +178,22 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
         &generate_body(64, 4, Some(&liar)),
     );
     assert_eq!(status, 400, "{body}");
+    // This node's `[limits] max_image_side` is 2048.
     assert!(
-        body.contains("200000×200000 exceeds the 4096×4096 limit"),
+        body.contains("200000×200000 exceeds the 2048×2048 limit"),
+        "{body}"
+    );
+    let over = b64(&png_claiming(3000, 100));
+    let (status, body) = http(
+        port,
+        "POST",
+        "/generate",
+        &[],
+        &generate_body(64, 4, Some(&over)),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("3000×100 exceeds the 2048×2048 limit"),
         "{body}"
     );
 
