@@ -215,14 +215,16 @@ async fn our_dendrite_is_accepted_by_the_python_axon() {
         .call(&wrong, &synapse, Duration::from_secs(12))
         .await;
     assert_eq!(refused.status_code, 401, "{refused:?}");
-    // Several at once, as a validator fans out.
-    let many = dendrite
-        .call_many(
-            &[target.clone(), target.clone(), target],
-            &synapse,
-            Duration::from_secs(12),
-        )
-        .await;
+    // Several at once, as a validator fans out. One axon three times over: each call from a
+    // dendrite of its own uuid, since the axon wants a growing nonce per hotkey and uuid and
+    // three concurrent calls may arrive in any order.
+    let siblings = [dendrite.sibling(), dendrite.sibling(), dendrite.sibling()];
+    let many = futures::future::join_all(
+        siblings
+            .iter()
+            .map(|d| d.call(&target, &synapse, Duration::from_secs(12))),
+    )
+    .await;
     assert!(many.iter().all(|r| r.is_success()), "{many:?}");
     // Nobody listening: the synthetic 503, quickly.
     let closed = AxonTarget {
