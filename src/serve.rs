@@ -228,11 +228,16 @@ pub async fn serve<F>(
         + Sync
         + 'static,
 {
-    let max = limits.max_connections.clamp(1, u32::MAX as usize);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    // At most u32::MAX, so shutdown can wait for every slot with one `acquire_many`.
+    let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
     let closing = tokio_util::sync::CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut refused = RefusalLog::default();
+    // One summary line a minute, however many connections a flood brings.
+    let refused = crate::logging::RefusalCounter::new(
+        "connections refused: the listener is at its connection limit",
+        crate::logging::REFUSAL_SUMMARY_EVERY,
+    );
     let per_address = Arc::new(std::sync::Mutex::new(HashMap::new()));
     loop {
         let accepted = tokio::select! {
@@ -251,12 +256,12 @@ pub async fn serve<F>(
         let Some(mine) =
             PerAddress::take(&per_address, address, limits.max_connections_per_address)
         else {
-            refused.note("per address", limits.max_connections_per_address);
+            refused.record("max_connections_per_address", "one address is at its limit");
             drop(stream);
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused.note("in all", limits.max_connections);
+            refused.record("max_connections", "the listener is full");
             drop(stream);
             continue;
         };
@@ -299,8 +304,7 @@ pub async fn serve<F>(
     drop(listener);
     closing.cancel();
     // Every slot back means every connection is done; none takes longer than DRAIN.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), slots.acquire_many(all)).await;
+    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), slots.acquire_many(max)).await;
 }
 
 /// How long requests in flight get to finish when the listener closes.
@@ -429,31 +433,6 @@ impl Drop for PerAddress {
             if *open == 0 {
                 map.remove(&self.key);
             }
-        }
-    }
-}
-
-/// Connections refused for the limit, logged at most once a minute with a count.
-#[derive(Default)]
-struct RefusalLog {
-    since_last: u64,
-    last: Option<std::time::Instant>,
-}
-
-impl RefusalLog {
-    fn note(&mut self, which: &str, limit: usize) {
-        self.since_last += 1;
-        let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if due {
-            tracing::warn!(
-                refused = self.since_last,
-                limit,
-                "connections refused: the listener is at its connection limit ({which})"
-            );
-            self.since_last = 0;
-            self.last = Some(std::time::Instant::now());
         }
     }
 }

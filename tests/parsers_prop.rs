@@ -783,24 +783,11 @@ fn decoder_spreads_other_png_colour_types_to_rgb() {
 // ---------------------------------------------------------------------------------------------
 // 2. Synapse headers and bodies.
 
-const FIELDS: [&str; 10] = [
-    "status_code",
-    "status_message",
-    "process_time",
-    "ip",
-    "port",
-    "version",
-    "nonce",
-    "uuid",
-    "hotkey",
-    "signature",
-];
-
 fn arb_header_name() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => (
             prop::sample::select(vec!["dendrite", "axon", "", "Dendrite"]),
-            prop::sample::select(FIELDS.to_vec()),
+            prop::sample::select(synapse::TERMINAL_FIELDS.to_vec()),
         )
             .prop_map(|(side, f)| format!("bt_header_{side}_{f}")),
         1 => prop::sample::select(vec![

@@ -242,22 +242,19 @@ def main():
 
         node.ensure()
         idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(1100)]
+
+        def honest(name):
+            t = time.time()
+            try:
+                status, _ = post(node.port, "/generate", job(), timeout=10)
+            except OSError as e:
+                status = f"failed: {e}"
+            report(name, status=status, seconds=round(time.time() - t, 2), alive=node.alive())
+
         time.sleep(1)
-        t = time.time()
-        try:
-            status, _ = post(node.port, "/generate", job(), timeout=10)
-        except OSError as e:
-            status = f"failed: {e}"
-        report("1100 idle connections, then an honest request", status=status, seconds=round(time.time() - t, 2),
-               alive=node.alive())
+        honest("1100 idle connections, then an honest request")
         time.sleep(11)
-        t = time.time()
-        try:
-            status, _ = post(node.port, "/generate", job(), timeout=10)
-        except OSError as e:
-            status = f"failed: {e}"
-        report("the same, 11 s later (the idle ones still open on our side)", status=status,
-               seconds=round(time.time() - t, 2), alive=node.alive())
+        honest("the same, 11 s later (the idle ones still open on our side)")
         for s in idle:
             s.close()
     finally:

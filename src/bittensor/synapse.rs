@@ -34,7 +34,7 @@ pub struct TerminalInfo {
 }
 
 /// Header names in the order Python emits them (TerminalInfo field order).
-const TERMINAL_FIELDS: [&str; 10] = [
+pub const TERMINAL_FIELDS: [&str; 10] = [
     "status_code",
     "status_message",
     "process_time",
