@@ -164,21 +164,18 @@ fn assert_start(name: &str, trace: &Trace, case: &Value) {
 
 #[test]
 fn schedules_match_diffusers_for_every_spacing() {
-    use nicheimage_tui::diffusion::scheduler::{NoiseSchedule, SchedulerKind, TimestepSpacing};
+    use nicheimage_tui::diffusion::scheduler::SchedulerKind;
+    use nicheimage_tui::diffusion::scheduler_config::BaseScheduler;
     for s in cases()["schedules"].as_array().unwrap() {
         let kind: SchedulerKind = s["scheduler"].as_str().unwrap().parse().unwrap();
-        let spacing = match s["timestep_spacing"].as_str().unwrap() {
-            "linspace" => TimestepSpacing::Linspace,
-            "leading" => TimestepSpacing::Leading,
-            _ => TimestepSpacing::Trailing,
-        };
-        let schedule = NoiseSchedule {
-            timestep_spacing: Some(spacing),
-            ..NoiseSchedule::default()
-        };
+        let spacing = s["timestep_spacing"].as_str().unwrap();
+        // SD 1.5's hub scheduler with the spacing stated.
+        let mut file = BaseScheduler::default().to_json();
+        file["timestep_spacing"] = spacing.into();
+        let base = BaseScheduler::from_json(file).unwrap();
         let steps = s["steps"].as_u64().unwrap() as usize;
-        let plan = kind.plan(&schedule, steps).unwrap();
-        let what = format!("{kind:?} {spacing:?} {steps} steps");
+        let plan = base.sampler(kind).unwrap().plan(steps).unwrap();
+        let what = format!("{kind:?} {spacing} {steps} steps");
         let want_t: Vec<f64> = s["timesteps"]
             .as_array()
             .unwrap()

@@ -16,8 +16,9 @@ OUT_DIR gets:
                              it, files) and request (sampler, prompt, seed, steps, guidance,
                              size, timesteps, sigmas, init_noise_sigma, the sampler's config
                              after from_config, average hash)
-  schedules.json             for every base scheduler x sampler x step count: the config
-                             from_config builds, timesteps, sigmas and init_noise_sigma
+  schedules.json             every base's scheduler_config.json, and for every base x sampler
+                             x step count: the config from_config builds, timesteps, sigmas
+                             and init_noise_sigma
 
 manifest.json and schedules.json are strict JSON: Python's non-finite floats (which
 diffusers' own config files contain, e.g. "lambda_min_clipped": -Infinity) are written as the
@@ -264,6 +265,16 @@ def write_scheduler_file(sub, name):
             json.dump(spec, f, indent=2)
 
 
+def scheduler_file(name):
+    """scheduler_config.json of base `name` as the folders hold it."""
+    d = tempfile.mkdtemp()
+    write_scheduler_file(d, name)
+    with open(os.path.join(d, "scheduler_config.json")) as f:
+        text = json.load(f)
+    shutil.rmtree(d)
+    return text
+
+
 def write_base_scheduler(folder, name):
     """scheduler/scheduler_config.json: diffusers' own save, or the Hub-style file as is."""
     kind, spec = BASES[name]
@@ -491,7 +502,8 @@ def main():
     # One schedule per line: small, and diffable.
     with open(os.path.join(args.out, "schedules.json"), "w", encoding="utf-8") as f:
         head = {"versions": {p: md.version(p) for p in ["torch", "diffusers", "transformers"]},
-                "samplers": {k: [c.__name__, e] for k, (c, e) in SAMPLERS.items()}}
+                "samplers": {k: [c.__name__, e] for k, (c, e) in SAMPLERS.items()},
+                "bases": non_finite_as_strings({name: scheduler_file(name) for name in BASES})}
         f.write(json.dumps(head, allow_nan=False)[:-1] + ', "schedules": [\n')
         rows = [json.dumps(non_finite_as_strings(r), allow_nan=False, ensure_ascii=False) for r in schedules()]
         f.write(",\n".join(rows) + "\n]}\n")

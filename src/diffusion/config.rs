@@ -224,7 +224,8 @@ pub struct PipelineConfig {
     pub vae: VaeConfig,
     pub text_encoder: ClipConfig,
     pub text_encoder_2: Option<ClipConfig>,
-    pub scheduler: super::scheduler::NoiseSchedule,
+    /// The folder's scheduler as the pipeline holds it: the base the seed's sampler swap reads.
+    pub scheduler: super::scheduler_config::BaseScheduler,
     /// SDXL: with guidance and no negative prompt the negative conditioning is zeros.
     pub force_zeros_for_empty_prompt: bool,
 }
@@ -253,6 +254,36 @@ fn read_json<T: for<'de> Deserialize<'de> + Default>(
         })
 }
 
+/// `scheduler/scheduler_config.json` (SD 1.5's hub file when absent), as the pipeline holds it.
+fn base_scheduler(
+    folder: &Path,
+    sdxl: bool,
+) -> Result<super::scheduler_config::BaseScheduler, ConfigError> {
+    use super::scheduler_config::{BaseScheduler, Holder};
+    let path = folder.join("scheduler/scheduler_config.json");
+    let base = match path.is_file() {
+        true => BaseScheduler::from_file(&path).map_err(|e| ConfigError::Unsupported {
+            path: path.display().to_string(),
+            what: e.to_string(),
+        })?,
+        false => BaseScheduler::default(),
+    };
+    let base = base.held_by(match sdxl {
+        true => Holder::StableDiffusionXl,
+        false => Holder::StableDiffusion,
+    });
+    // A base no sampler can be built from is a load error, not one per request.
+    for kind in super::scheduler::SchedulerKind::ALL {
+        base.sampler(kind)
+            .and_then(|c| c.plan(1))
+            .map_err(|e| ConfigError::Unsupported {
+                path: path.display().to_string(),
+                what: e.to_string(),
+            })?;
+    }
+    Ok(base)
+}
+
 impl PipelineConfig {
     /// Reads `unet/`, `vae/`, `text_encoder/` and `scheduler/` configs under `folder` (a
     /// diffusers folder); each one absent falls back to SD 1.5's.
@@ -276,8 +307,7 @@ impl PipelineConfig {
             vae: read_json(&folder.join("vae/config.json"))?.unwrap_or_default(),
             text_encoder: read_json(&folder.join("text_encoder/config.json"))?.unwrap_or_default(),
             text_encoder_2,
-            scheduler: read_json(&folder.join("scheduler/scheduler_config.json"))?
-                .unwrap_or_default(),
+            scheduler: base_scheduler(folder, sdxl)?,
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
         })
     }
@@ -325,10 +355,7 @@ impl PipelineConfig {
                 projection_dim: Some(1280),
                 ..ClipConfig::default()
             }),
-            scheduler: super::scheduler::NoiseSchedule {
-                timestep_spacing: Some(super::scheduler::TimestepSpacing::Leading),
-                ..Default::default()
-            },
+            scheduler: super::scheduler_config::BaseScheduler::sdxl(),
             force_zeros_for_empty_prompt: true,
         }
     }

@@ -25,6 +25,7 @@ pub mod nsfw;
 pub mod pipeline;
 #[cfg(feature = "local-infer")]
 pub mod scheduler;
+pub mod scheduler_config;
 #[cfg(feature = "local-infer")]
 pub mod seed_controlnet;
 #[cfg(feature = "local-infer")]

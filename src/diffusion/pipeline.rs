@@ -435,9 +435,11 @@ impl StableDiffusion {
         check_size(req.width, req.height)?;
         let seed = req.torch_seed()?;
         let _no_grad = tch::no_grad_guard();
-        let plan = req
+        let plan = self
+            .config
             .scheduler
-            .plan(&self.config.scheduler, req.num_inference_steps)?;
+            .sampler(req.scheduler)?
+            .plan(req.num_inference_steps)?;
         let sampler = Sampler::new(req.scheduler, plan.clone());
         let cond = self.condition(req, req.height, req.width);
         let (w, h) = (req.width as usize, req.height as usize);
@@ -507,7 +509,7 @@ impl StableDiffusion {
             ))
         })?;
         let _no_grad = tch::no_grad_guard();
-        let plan = base.scheduler.plan(&self.config.scheduler, steps)?;
+        let plan = self.config.scheduler.sampler(base.scheduler)?.plan(steps)?;
         let sampler = Sampler::new(base.scheduler, plan.clone()).begin_at(start);
         let cond = self.condition(base, h as i64, w as i64);
 

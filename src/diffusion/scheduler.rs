@@ -9,6 +9,8 @@ use serde::Deserialize;
 use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
+pub use super::scheduler_config::{BetaSchedule, FinalSigmas, SamplerConfig};
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SchedulerError {
     #[error(
@@ -50,6 +52,13 @@ impl FromStr for SchedulerKind {
 }
 
 impl SchedulerKind {
+    pub const ALL: [Self; 4] = [
+        Self::DpmPp2mKarras,
+        Self::DpmPp2m,
+        Self::Euler,
+        Self::EulerAncestral,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::DpmPp2mKarras => "dpm++2m_karras",
@@ -68,85 +77,42 @@ pub enum TimestepSpacing {
     Trailing,
 }
 
-/// The noise schedule a checkpoint was trained with (`scheduler/scheduler_config.json`).
-/// The default is SD 1.5's. Keys a config file does not set are not passed on by diffusers'
-/// `from_config` (they are in `_use_default_values`), so the sampler's own default applies:
-/// that is why `timestep_spacing` stays `None` unless the file names it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NoiseSchedule {
-    pub num_train_timesteps: usize,
-    pub beta_start: f64,
-    pub beta_end: f64,
-    pub beta_schedule: String,
-    pub timestep_spacing: Option<TimestepSpacing>,
-    pub steps_offset: i64,
-    pub prediction_type: String,
+/// The training schedule's tables, in float32 as torch computes them.
+struct Train {
+    /// `sqrt((1 - alphas_cumprod) / alphas_cumprod)` per training step.
+    sigmas: Vec<f32>,
+    /// DPM-Solver's log-SNR per training step: `log(sqrt(a)) - log(sqrt(1 - a))`.
+    lambdas: Vec<f32>,
 }
 
-impl Default for NoiseSchedule {
-    fn default() -> Self {
-        Self {
-            num_train_timesteps: 1000,
-            beta_start: 0.00085,
-            beta_end: 0.012,
-            beta_schedule: "scaled_linear".into(),
-            timestep_spacing: None,
-            steps_offset: 1,
-            prediction_type: "epsilon".into(),
-        }
-    }
-}
-
-/// `scheduler_config.json` as written; missing keys take the samplers' defaults.
-#[derive(Debug, Deserialize)]
-struct RawSchedule {
-    num_train_timesteps: Option<usize>,
-    beta_start: Option<f64>,
-    beta_end: Option<f64>,
-    beta_schedule: Option<String>,
-    timestep_spacing: Option<TimestepSpacing>,
-    steps_offset: Option<i64>,
-    prediction_type: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for NoiseSchedule {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawSchedule::deserialize(d)?;
-        Ok(Self {
-            num_train_timesteps: raw.num_train_timesteps.unwrap_or(1000),
-            beta_start: raw.beta_start.unwrap_or(0.0001),
-            beta_end: raw.beta_end.unwrap_or(0.02),
-            beta_schedule: raw.beta_schedule.unwrap_or_else(|| "linear".into()),
-            timestep_spacing: raw.timestep_spacing,
-            steps_offset: raw.steps_offset.unwrap_or(0),
-            prediction_type: raw.prediction_type.unwrap_or_else(|| "epsilon".into()),
-        })
-    }
-}
-
-impl NoiseSchedule {
-    /// `sqrt((1 - alphas_cumprod) / alphas_cumprod)` per training step, in float32 as torch computes it.
-    fn train_sigmas(&self) -> Result<Vec<f32>, SchedulerError> {
+impl SamplerConfig {
+    fn train(&self) -> Result<Train, SchedulerError> {
         let n = self.num_train_timesteps as i64;
         let opts = (Kind::Float, Device::Cpu);
-        let betas = match self.beta_schedule.as_str() {
-            "scaled_linear" => {
+        let betas = match self.beta_schedule {
+            BetaSchedule::ScaledLinear => {
                 Tensor::linspace(self.beta_start.sqrt(), self.beta_end.sqrt(), n, opts)
                     .pow_tensor_scalar(2)
             }
-            "linear" => Tensor::linspace(self.beta_start, self.beta_end, n, opts),
-            other => return Err(SchedulerError::Config(format!("beta_schedule `{other}`"))),
+            BetaSchedule::Linear => Tensor::linspace(self.beta_start, self.beta_end, n, opts),
         };
-        if self.prediction_type != "epsilon" {
+        let alphas_cumprod = (Tensor::ones_like(&betas) - betas).cumprod(0, Kind::Float);
+        let one_minus = Tensor::ones_like(&alphas_cumprod) - &alphas_cumprod;
+        let sigmas = (&one_minus / &alphas_cumprod).pow_tensor_scalar(0.5);
+        let lambdas = alphas_cumprod.sqrt().log() - one_minus.sqrt().log();
+        let vec =
+            |t: &Tensor| Vec::<f32>::try_from(t).map_err(|e| SchedulerError::Config(e.to_string()));
+        let train = Train {
+            sigmas: vec(&sigmas)?,
+            lambdas: vec(&lambdas)?,
+        };
+        if train.sigmas.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(SchedulerError::Config(format!(
-                "prediction_type `{}` (only epsilon)",
-                self.prediction_type
+                "beta_start {} / beta_end {} give a schedule without finite positive sigmas",
+                self.beta_start, self.beta_end
             )));
         }
-        let alphas_cumprod = (Tensor::ones_like(&betas) - betas).cumprod(0, Kind::Float);
-        let sigmas = ((Tensor::ones_like(&alphas_cumprod) - &alphas_cumprod) / &alphas_cumprod)
-            .pow_tensor_scalar(0.5);
-        Vec::<f32>::try_from(&sigmas).map_err(|e| SchedulerError::Config(e.to_string()))
+        Ok(train)
     }
 }
 
@@ -156,6 +122,9 @@ pub struct Plan {
     pub timesteps: Vec<f64>,
     pub sigmas: Vec<f32>,
     pub init_noise_sigma: f32,
+    /// DPM-Solver: the last step is first order (`euler_at_final`, `lower_order_final` under
+    /// 15 steps, or a final sigma of zero).
+    pub first_order_last: bool,
 }
 
 /// numpy's round: half to even.
@@ -220,28 +189,46 @@ fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
         .rposition(|&l| log_sigma - l as f64 >= 0.0)
         .unwrap_or(0)
         .min(n - 2);
-    let (low, high) = (log_sigmas[low_idx] as f64, log_sigmas[low_idx + 1] as f64);
-    let w = ((low - log_sigma) / (low - high)).clamp(0.0, 1.0);
+    let (low, high) = (log_sigmas[low_idx], log_sigmas[low_idx + 1]);
+    // numpy subtracts the two float32 table entries in float32.
+    let w = ((f64::from(low) - log_sigma) / f64::from(low - high)).clamp(0.0, 1.0);
     (1.0 - w) * low_idx as f64 + w * (low_idx + 1) as f64
 }
 
-impl SchedulerKind {
-    pub fn plan(self, schedule: &NoiseSchedule, steps: usize) -> Result<Plan, SchedulerError> {
+impl SamplerConfig {
+    /// diffusers' `set_timesteps(steps)` for this sampler.
+    pub fn plan(&self, steps: usize) -> Result<Plan, SchedulerError> {
         if steps == 0 {
             return Err(SchedulerError::NoSteps);
         }
-        let train = schedule.train_sigmas()?;
-        let t_max = schedule.num_train_timesteps;
-        let offset = schedule.steps_offset as f64;
-        // Every sampler here defaults to "linspace" in diffusers.
-        let spacing = schedule
-            .timestep_spacing
-            .unwrap_or(TimestepSpacing::Linspace);
-        match self {
-            Self::DpmPp2m | Self::DpmPp2mKarras => {
-                let mut timesteps: Vec<f64> = match spacing {
+        let train = self.train()?;
+        let log_sigmas: Vec<f32> = train.sigmas.iter().map(|s| s.ln()).collect();
+        let t_max = self.num_train_timesteps;
+        let offset = self.steps_offset as f64;
+        let sigma_last = match self.final_sigmas {
+            FinalSigmas::Zero => 0.0,
+            FinalSigmas::SigmaMin => train.sigmas[0],
+        };
+        let karras_between = |sigma_min: f64, sigma_max: f64| {
+            karras(
+                self.sigma_min.unwrap_or(sigma_min),
+                self.sigma_max.unwrap_or(sigma_max),
+                steps,
+            )
+        };
+        match self.kind {
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
+                // Timesteps whose log-SNR is below lambda_min_clipped are cut from the top.
+                let clipped = train
+                    .lambdas
+                    .iter()
+                    .rev()
+                    .take_while(|&&l| f64::from(l) < self.lambda_min_clipped)
+                    .count();
+                let last = t_max - clipped;
+                let mut timesteps: Vec<f64> = match self.timestep_spacing {
                     TimestepSpacing::Linspace => {
-                        let mut v: Vec<f64> = linspace(0.0, (t_max - 1) as f64, steps + 1)
+                        let mut v: Vec<f64> = linspace(0.0, last as f64 - 1.0, steps + 1)
                             .into_iter()
                             .map(round_half_even)
                             .collect();
@@ -250,35 +237,41 @@ impl SchedulerKind {
                         v
                     }
                     TimestepSpacing::Leading => {
-                        let ratio = (t_max / (steps + 1)) as f64;
+                        let ratio = (last / (steps + 1)) as f64;
                         let mut v: Vec<f64> =
                             (0..=steps).map(|i| i as f64 * ratio + offset).collect();
                         v.reverse();
                         v.pop();
                         v
                     }
-                    TimestepSpacing::Trailing => trailing(t_max, steps),
+                    TimestepSpacing::Trailing => trailing(last, t_max as f64 / steps as f64),
                 };
                 let mut sigmas: Vec<f64>;
-                if self == Self::DpmPp2mKarras {
-                    let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
-                    sigmas = karras(train[0] as f64, train[t_max - 1] as f64, steps);
+                if self.use_karras_sigmas {
+                    sigmas = karras_between(train.sigmas[0] as f64, train.sigmas[t_max - 1] as f64);
                     timesteps = sigmas
                         .iter()
                         .map(|&s| round_half_even(sigma_to_t(s, &log_sigmas)))
                         .collect();
                 } else {
-                    sigmas = timesteps.iter().map(|&t| interp(t, &train)).collect();
+                    sigmas = timesteps
+                        .iter()
+                        .map(|&t| interp(t, &train.sigmas))
+                        .collect();
                 }
-                sigmas.push(0.0);
+                sigmas.push(sigma_last as f64);
+                let n = timesteps.len();
                 Ok(Plan {
                     timesteps,
                     sigmas: sigmas.into_iter().map(|s| s as f32).collect(),
                     init_noise_sigma: 1.0,
+                    first_order_last: self.euler_at_final
+                        || (self.lower_order_final && n < 15)
+                        || self.final_sigmas == FinalSigmas::Zero,
                 })
             }
-            Self::Euler | Self::EulerAncestral => {
-                let timesteps: Vec<f64> = match spacing {
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
+                let mut timesteps: Vec<f64> = match self.timestep_spacing {
                     TimestepSpacing::Linspace => {
                         // numpy computes this linspace in float32.
                         let mut v: Vec<f64> = linspace(0.0, (t_max - 1) as f64, steps)
@@ -295,15 +288,29 @@ impl SchedulerKind {
                         v.reverse();
                         v
                     }
-                    TimestepSpacing::Trailing => trailing(t_max, steps),
+                    TimestepSpacing::Trailing => trailing(t_max, t_max as f64 / steps as f64),
                 };
-                let mut sigmas: Vec<f32> = timesteps
+                let mut spaced: Vec<f64> = timesteps
                     .iter()
-                    .map(|&t| interp(t, &train) as f32)
+                    .map(|&t| interp(t, &train.sigmas))
                     .collect();
-                sigmas.push(0.0);
+                if self.use_karras_sigmas {
+                    // Karras sigmas between the spaced schedule's ends, at fractional timesteps.
+                    let (low, high) = (spaced[spaced.len() - 1], spaced[0]);
+                    spaced = karras_between(low, high);
+                    timesteps = spaced
+                        .iter()
+                        .map(|&s| sigma_to_t(s, &log_sigmas) as f32 as f64)
+                        .collect();
+                }
+                let mut sigmas: Vec<f32> = spaced.into_iter().map(|s| s as f32).collect();
+                // Euler ancestral always ends at zero.
+                sigmas.push(match self.kind {
+                    SchedulerKind::Euler => sigma_last,
+                    _ => 0.0,
+                });
                 let max = sigmas.iter().copied().fold(f32::MIN, f32::max);
-                let init_noise_sigma = match spacing {
+                let init_noise_sigma = match self.timestep_spacing {
                     TimestepSpacing::Linspace | TimestepSpacing::Trailing => max,
                     TimestepSpacing::Leading => (max * max + 1.0).powf(0.5),
                 };
@@ -311,19 +318,19 @@ impl SchedulerKind {
                     timesteps,
                     sigmas,
                     init_noise_sigma,
+                    first_order_last: false,
                 })
             }
         }
     }
 }
 
-/// `np.arange(T, 0, -T/steps).round() - 1`.
-fn trailing(t_max: usize, steps: usize) -> Vec<f64> {
-    let ratio = t_max as f64 / steps as f64;
+/// `np.arange(start, 0, -ratio).round() - 1`.
+fn trailing(start: usize, ratio: f64) -> Vec<f64> {
     let mut v = Vec::new();
     let mut i = 0usize;
     loop {
-        let x = t_max as f64 - i as f64 * ratio;
+        let x = start as f64 - i as f64 * ratio;
         if x <= 0.0 {
             break;
         }
@@ -420,7 +427,7 @@ impl Sampler {
                 // The data prediction x0 = (x - sigma_t * eps) / alpha_t, in the model dtype.
                 let x0 = (sample - eps * f64::from(sigma_s0)) / f64::from(alpha_s0);
                 let sample = sample.to_kind(Kind::Float);
-                let lower_order_final = i == n - 1; // final sigma is zero
+                let lower_order_final = i + 1 == n && self.plan.first_order_last;
                 let (alpha_t, sigma_t) = alpha_sigma(sigmas[i + 1]);
                 let h = lambda(alpha_t, sigma_t) - lambda(alpha_s0, sigma_s0);
                 let coef = alpha_t * ((-h).exp() - 1.0);
@@ -477,8 +484,10 @@ mod tests {
     #[test]
     fn karras_reference_vector() {
         // From the exactness spec (diffusers 0.42, SD 1.5 betas, 4 steps).
-        let p = SchedulerKind::DpmPp2mKarras
-            .plan(&NoiseSchedule::default(), 4)
+        let p = super::super::scheduler_config::BaseScheduler::default()
+            .sampler(SchedulerKind::DpmPp2mKarras)
+            .unwrap()
+            .plan(4)
             .unwrap();
         assert_eq!(p.timesteps, vec![999.0, 687.0, 146.0, 0.0]);
         let want = [14.6146, 3.16861, 0.446921, 0.0291675, 0.0];
@@ -511,6 +520,6 @@ mod tests {
         assert_eq!(round_half_even(3.5), 4.0);
         assert_eq!(round_half_even(-0.5), -0.0);
         assert_eq!(interp(1.5, &[0.0, 1.0, 3.0]), 2.0);
-        assert_eq!(trailing(1000, 4), vec![999.0, 749.0, 499.0, 249.0]);
+        assert_eq!(trailing(1000, 250.0), vec![999.0, 749.0, 499.0, 249.0]);
     }
 }

@@ -340,21 +340,7 @@ pub fn write_config_folder(folder: &Path, c: &PipelineConfig) -> Result<(), Tiny
             &pretty(text(t2, "CLIPTextModelWithProjection")),
         )?;
     }
-    let s = &c.scheduler;
-    let mut scheduler = json!({
-            "_class_name": "PNDMScheduler",
-            "beta_start": s.beta_start,
-            "beta_end": s.beta_end,
-            "beta_schedule": s.beta_schedule,
-            "num_train_timesteps": s.num_train_timesteps,
-            "set_alpha_to_one": false,
-            "skip_prk_steps": true,
-            "steps_offset": s.steps_offset,
-            "clip_sample": false,
-    });
-    if let Some(spacing) = s.timestep_spacing {
-        scheduler["timestep_spacing"] = json!(spacing);
-    }
+    let scheduler = c.scheduler.to_json();
     write(
         &folder.join("scheduler/scheduler_config.json"),
         &pretty(scheduler),
