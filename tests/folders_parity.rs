@@ -119,3 +119,132 @@ fn every_sampler_on_every_base_is_what_from_config_builds() {
     }
     assert_eq!(checked, rows.len());
 }
+
+/// Where scripts/parity/folders.sh wrote the folders and diffusers' images.
+fn generated() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NICHEIMAGE_PARITY_FOLDERS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/parity-folders"));
+    dir.join("manifest.json").is_file().then_some(dir)
+}
+
+mod rendered {
+    use super::*;
+    use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
+    use nicheimage_tui::image::RgbImage;
+    use nicheimage_tui::imagehash::{average_hash, distance};
+    use tch::{Device, Kind};
+
+    fn ids(v: &Value) -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
+    }
+
+    /// Every folder loads as the endpoint loads it; every request renders as diffusers
+    /// rendered it (average-hash distance 0, at most 2/255 a channel) with the same tokens.
+    #[test]
+    fn every_generated_folder_loads_and_renders_as_diffusers_does() {
+        let Some(dir) = generated() else {
+            eprintln!(
+                "skipped: no generated folders (bash scripts/parity/folders.sh writes them; scripts/test.sh does)"
+            );
+            return;
+        };
+        let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        let manifest: Value = serde_json::from_str(&text).unwrap();
+        let folders = manifest["folders"].as_array().unwrap();
+        assert!(folders.len() >= 40, "{} folders", folders.len());
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for folder in folders {
+            let name = folder["name"].as_str().unwrap();
+            let path = dir.join("folders").join(name);
+            let sd = match StableDiffusion::load(&path, None, Device::Cpu, Kind::Float) {
+                Ok(sd) => sd,
+                Err(e) => {
+                    failures.push(format!("{name}: does not load: {e}"));
+                    continue;
+                }
+            };
+            for (i, req) in folder["requests"].as_array().unwrap().iter().enumerate() {
+                let sampler = req["sampler"].as_str().unwrap();
+                let what = format!("{name} #{i} {sampler}");
+                for (field, text) in [
+                    ("prompt", req["prompt"].as_str().unwrap()),
+                    (
+                        "negative_prompt",
+                        req["negative_prompt"].as_str().unwrap_or(""),
+                    ),
+                ] {
+                    let (first, second) = sd.token_ids(text);
+                    if first != ids(&req["tokenizer_ids"][field]) {
+                        failures.push(format!("{what}: tokenizer ids of the {field}"));
+                    }
+                    if let Some(second) = second
+                        && second != ids(&req["tokenizer_2_ids"][field])
+                    {
+                        failures.push(format!("{what}: tokenizer_2 ids of the {field}"));
+                    }
+                }
+                let request = Txt2Img {
+                    prompt: req["prompt"].as_str().unwrap().into(),
+                    negative_prompt: req["negative_prompt"].as_str().map(String::from),
+                    seed: req["seed"].as_u64().unwrap(),
+                    num_inference_steps: req["steps"].as_u64().unwrap() as usize,
+                    guidance_scale: req["guidance_scale"].as_f64().unwrap(),
+                    width: req["width"].as_i64().unwrap(),
+                    height: req["height"].as_i64().unwrap(),
+                    scheduler: sampler.parse().unwrap(),
+                };
+                let ours = match sd.txt2img(&request, false) {
+                    Ok(g) => g.image,
+                    Err(e) => {
+                        failures.push(format!("{what}: {e}"));
+                        continue;
+                    }
+                };
+                let png = std::fs::read(dir.join(req["png"].as_str().unwrap())).unwrap();
+                let want = RgbImage::from_png(&png).unwrap();
+                assert_eq!(
+                    (ours.width, ours.height),
+                    (want.width, want.height),
+                    "{what}"
+                );
+                let worst = ours
+                    .data
+                    .iter()
+                    .zip(&want.data)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap_or(0);
+                let distance = distance(&average_hash(&ours, 8), &average_hash(&want, 8));
+                if worst > 2 || distance > 0 {
+                    failures.push(format!(
+                        "{what}: max difference {worst}/255, distance {distance}"
+                    ));
+                }
+                rows.push(serde_json::json!({
+                    "folder": name, "layout": folder["layout"], "base": folder["base"],
+                    "arch": folder["arch"], "sampler": sampler, "max_diff": worst, "distance": distance,
+                }));
+            }
+        }
+        // The table for the record (layout x base x sampler -> worst difference and distance).
+        let out = dir.join("results.json");
+        std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+        eprintln!(
+            "{} renders compared; table in {}",
+            rows.len(),
+            out.display()
+        );
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use super::config::{ConfigError, UNetConfig};
 use super::nn::Conv2d;
 use super::unet::{DownPath, Residuals, Stem};
-use super::weights::{SafetensorsFile, WeightError, Weights, diffusers_file};
+use super::weights::{WeightError, Weights};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -164,15 +164,11 @@ impl ControlNet {
                 "global_pool_conditions or a BGR channel order".into(),
             ));
         }
-        let file = diffusers_file(dir, "diffusion_pytorch_model").ok_or_else(|| {
-            ControlNetError::Missing(dir.to_path_buf(), "no diffusion_pytorch_model.safetensors")
-        })?;
+        let files = super::folder::weight_files(dir, super::folder::Library::Diffusers)?;
         let _no_grad = tch::no_grad_guard();
-        let weights = Weights::from_file(
+        let weights = super::folder::Opened::open(&files)?.weights(
             "controlnet",
-            SafetensorsFile::open(&file)?,
             std::sync::Arc::new(|n: &str| n.to_string()),
-            "",
             kind,
             device,
         );

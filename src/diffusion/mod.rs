@@ -14,6 +14,8 @@ pub mod deadline;
 #[cfg(feature = "local-infer")]
 mod device;
 #[cfg(feature = "local-infer")]
+pub mod folder;
+#[cfg(feature = "local-infer")]
 pub mod image;
 #[cfg(feature = "local-infer")]
 pub mod ldm;
@@ -31,6 +33,8 @@ pub mod seed_controlnet;
 #[cfg(feature = "local-infer")]
 pub mod tiny;
 pub mod tokenizer;
+#[cfg(feature = "local-infer")]
+pub mod tokenizer_files;
 #[cfg(feature = "local-infer")]
 pub mod torch_file;
 #[cfg(feature = "local-infer")]

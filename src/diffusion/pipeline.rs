@@ -10,7 +10,7 @@ use super::scheduler::{Plan, Sampler, SchedulerError, SchedulerKind};
 use super::tokenizer::{ClipTokenizer, END_OF_TEXT};
 use super::unet::UNet;
 use super::vae::{Decoder, Encoder};
-use super::weights::{KeyMap, SafetensorsFile, WeightError, Weights, diffusers_file};
+use super::weights::{KeyMap, SafetensorsFile, WeightError, Weights};
 use crate::image::{ImageError, RgbImage};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +48,8 @@ pub enum PipelineError {
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Deadline(#[from] super::deadline::DeadlinePassed),
+    #[error(transparent)]
+    Tokenizer(#[from] super::tokenizer_files::TokenizerError),
 }
 
 /// One txt2img request, with the seed's parameter names.
@@ -204,18 +206,17 @@ impl StableDiffusion {
 
     fn load_folder(dir: &Path, device: Device, kind: Kind) -> Result<Self, PipelineError> {
         let config = PipelineConfig::from_folder(dir)?;
-        let pick = |sub: &str, stem: &str| -> Result<Arc<SafetensorsFile>, PipelineError> {
-            let p = diffusers_file(&dir.join(sub), stem).ok_or_else(|| {
-                PipelineError::NotFound(dir.join(sub).join(format!("{stem}.safetensors")))
-            })?;
-            Ok(SafetensorsFile::open(&p)?)
+        use super::folder::{Library, Opened, weight_files};
+        let open = |sub: &str, library| -> Result<Opened, PipelineError> {
+            Ok(Opened::open(&weight_files(&dir.join(sub), library)?)?)
         };
         let same: KeyMap = Arc::new(|n: &str| n.to_string());
-        // transformers 5 saves CLIPTextModel without the `text_model.` prefix; real files have it.
+        // transformers 5 saves CLIPTextModel without the `text_model.` prefix, transformers 4
+        // (what most repositories ship) with it; CLIPTextModelWithProjection the other way.
         let text = |sub: &str, with_projection: bool| -> Result<Weights, PipelineError> {
-            let file = pick(sub, "model")?;
+            let opened = open(sub, Library::Transformers)?;
             let key: KeyMap = match (
-                file.contains("text_model.embeddings.token_embedding.weight"),
+                opened.contains("text_model.embeddings.token_embedding.weight"),
                 with_projection,
             ) {
                 (true, false) => Arc::new(|n: &str| format!("text_model.{n}")),
@@ -224,7 +225,7 @@ impl StableDiffusion {
                 }
                 _ => same.clone(),
             };
-            Ok(Weights::from_file(sub, file, key, "", kind, device))
+            Ok(opened.weights(sub, key, kind, device))
         };
         let sources = WeightSources {
             text_encoder: text("text_encoder", false)?,
@@ -232,24 +233,47 @@ impl StableDiffusion {
                 true => Some(text("text_encoder_2", true)?),
                 false => None,
             },
-            unet: Weights::from_file(
-                "unet",
-                pick("unet", "diffusion_pytorch_model")?,
-                same.clone(),
-                "",
-                kind,
-                device,
-            ),
-            vae: Weights::from_file(
+            unet: open("unet", Library::Diffusers)?.weights("unet", same.clone(), kind, device),
+            vae: open("vae", Library::Diffusers)?.weights(
                 "vae",
-                pick("vae", "diffusion_pytorch_model")?,
                 same.clone(),
-                "",
                 vae_kind(&config, kind),
                 device,
             ),
         };
-        Self::build(config, &sources, device, kind)
+        let tokenizer =
+            |sub: &str, vocab_size: i64| -> Result<Option<ClipTokenizer>, PipelineError> {
+                use super::tokenizer_files::{TokenizerError, TokenizerFiles};
+                let Some(files) = TokenizerFiles::read(&dir.join(sub))? else {
+                    return Ok(None);
+                };
+                // An id past the embedding table would index out of it.
+                if files.max_id() >= vocab_size {
+                    return Err(TokenizerError::Invalid {
+                        path: dir.join(sub),
+                        reason: format!(
+                            "token id {} is past the text encoder's {vocab_size} embeddings",
+                            files.max_id()
+                        ),
+                    }
+                    .into());
+                }
+                Ok(Some(ClipTokenizer::from_files(files)))
+            };
+        let first = tokenizer("tokenizer", config.text_encoder.vocab_size)?;
+        let second = match &config.text_encoder_2 {
+            Some(c) => tokenizer("tokenizer_2", c.vocab_size)?,
+            None => None,
+        };
+        let mut sd = Self::build(config, &sources, device, kind)?;
+        // The folder's own tokenizers where it has them (the built-in vocabulary otherwise).
+        if let Some(t) = first {
+            sd.tokenizer = t;
+        }
+        if let Some(t) = second {
+            sd.tokenizer_2 = t;
+        }
+        Ok(sd)
     }
 
     /// Assembles the models from weight sources and checks that every parameter was found.
@@ -286,6 +310,16 @@ impl StableDiffusion {
             device,
             kind,
         })
+    }
+
+    /// The padded token ids of `text` from the first tokenizer and, for SDXL, the second.
+    pub fn token_ids(&self, text: &str) -> (Vec<i64>, Option<Vec<i64>>) {
+        (
+            self.tokenizer.encode_padded(text),
+            self.text_encoder_2
+                .as_ref()
+                .map(|_| self.tokenizer_2.encode_padded(text)),
+        )
     }
 
     fn ids(&self, tokenizer: &ClipTokenizer, text: &str) -> Tensor {

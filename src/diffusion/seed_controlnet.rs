@@ -47,7 +47,7 @@ pub fn missing(dir: &Path) -> Vec<(PathBuf, &'static str)> {
         .map(|(name, url)| (dir.join(name), *url))
         .filter(|(folder, _)| {
             !folder.join("config.json").is_file()
-                || super::weights::diffusers_file(folder, "diffusion_pytorch_model").is_none()
+                || super::folder::weight_files(folder, super::folder::Library::Diffusers).is_err()
         })
         .collect();
     for (file, url) in [

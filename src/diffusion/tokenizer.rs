@@ -12,21 +12,59 @@ pub const START_OF_TEXT: i64 = 49406;
 pub const END_OF_TEXT: i64 = 49407;
 
 pub struct ClipTokenizer {
-    bpe: Tokenizer,
+    bpe: Bpe,
     words: Regex,
     whitespace: Regex,
+    /// Added tokens matched in the raw text (the special ones), then those matched in the
+    /// normalised text; longest first among matches at the same place.
+    raw_tokens: Vec<(String, i64)>,
+    normalized_tokens: Vec<(String, i64)>,
     pad: i64,
+}
+
+/// The byte-level BPE: OpenAI's vocabulary built in, or a folder's own files.
+enum Bpe {
+    Builtin(Tokenizer),
+    Files(super::tokenizer_files::VocabBpe),
 }
 
 impl ClipTokenizer {
     /// `pad` is what fills the sequence after `<|endoftext|>`: itself for SD 1.5, `!` (0) for
-    /// SDXL's second tokenizer.
+    /// SDXL's second tokenizer, whose repositories make `!` a special token (so `!!` is two).
     pub fn new(pad: i64) -> Self {
+        let mut special = vec![
+            ("<|startoftext|>".to_string(), START_OF_TEXT),
+            ("<|endoftext|>".to_string(), END_OF_TEXT),
+        ];
+        if pad == 0 {
+            special.push(("!".into(), 0));
+        }
+        Self::with(Bpe::Builtin(Tokenizer::new()), special, Vec::new(), pad)
+    }
+
+    /// The tokenizer a folder's `tokenizer/` (or `tokenizer_2/`) files describe.
+    pub fn from_files(files: super::tokenizer_files::TokenizerFiles) -> Self {
+        Self::with(
+            Bpe::Files(files.bpe),
+            files.raw_tokens,
+            files.normalized_tokens,
+            files.pad,
+        )
+    }
+
+    fn with(
+        bpe: Bpe,
+        raw_tokens: Vec<(String, i64)>,
+        normalized_tokens: Vec<(String, i64)>,
+        pad: i64,
+    ) -> Self {
         Self {
-            bpe: Tokenizer::new(),
+            bpe,
             words: Regex::new(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
                 .expect("a valid regex"),
             whitespace: Regex::new(r"\s+").expect("a valid regex"),
+            raw_tokens,
+            normalized_tokens,
             pad,
         }
     }
@@ -34,42 +72,29 @@ impl ClipTokenizer {
     /// Token ids of `text` without the start/end markers.
     pub fn encode(&self, text: &str) -> Vec<i64> {
         let mut ids = Vec::new();
-        // The special markers are matched in the raw text, before normalisation.
-        let mut rest = text;
-        while !rest.is_empty() {
-            let next = ["<|startoftext|>", "<|endoftext|>"]
-                .iter()
-                .filter_map(|m| rest.find(m).map(|i| (i, *m)))
-                .min();
-            let (plain, special) = match next {
-                Some((i, m)) => (&rest[..i], Some(m)),
-                None => (rest, None),
-            };
-            self.encode_plain(plain, &mut ids);
-            match special {
-                Some(m) => {
-                    ids.push(if m == "<|startoftext|>" {
-                        START_OF_TEXT
-                    } else {
-                        END_OF_TEXT
-                    });
-                    rest = &rest[plain.len() + m.len()..];
-                }
-                None => rest = "",
-            }
-        }
+        // Special tokens are matched in the raw text, before normalisation.
+        split_added(text, &self.raw_tokens, &mut ids, |plain, ids| {
+            let normalized: String = plain.nfc().collect();
+            let normalized = self.whitespace.replace_all(&normalized, " ").to_lowercase();
+            split_added(&normalized, &self.normalized_tokens, ids, |piece, ids| {
+                self.encode_plain(piece, ids)
+            });
+        });
         ids
     }
 
-    fn encode_plain(&self, text: &str, ids: &mut Vec<i64>) {
-        let normalized: String = text.nfc().collect();
-        let normalized = self.whitespace.replace_all(&normalized, " ").to_lowercase();
-        let mut tokens: Vec<Token> = Vec::new();
-        for word in self.words.find_iter(&normalized) {
-            // Each word on its own, so the crate's own splitting can never differ from ours.
-            self.bpe.encode(word.as_str(), &mut tokens);
+    fn encode_plain(&self, normalized: &str, ids: &mut Vec<i64>) {
+        for word in self.words.find_iter(normalized) {
+            match &self.bpe {
+                Bpe::Builtin(bpe) => {
+                    // Each word on its own, so the crate's own splitting can never differ.
+                    let mut tokens: Vec<Token> = Vec::new();
+                    bpe.encode(word.as_str(), &mut tokens);
+                    ids.extend(tokens.into_iter().map(|t| i64::from(t.to_u16())));
+                }
+                Bpe::Files(bpe) => bpe.encode_word(word.as_str(), ids),
+            }
         }
-        ids.extend(tokens.into_iter().map(|t| i64::from(t.to_u16())));
     }
 
     /// `padding="max_length", max_length=77, truncation=True`, as the SD pipeline calls it.
@@ -79,6 +104,38 @@ impl ClipTokenizer {
         ids.push(END_OF_TEXT);
         ids.resize(MAX_LENGTH, self.pad);
         ids
+    }
+}
+
+/// Cuts `text` at every added token (leftmost, then longest), handing the text between to
+/// `plain` and pushing the tokens' ids.
+fn split_added(
+    text: &str,
+    tokens: &[(String, i64)],
+    ids: &mut Vec<i64>,
+    mut plain: impl FnMut(&str, &mut Vec<i64>),
+) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let next = tokens
+            .iter()
+            .filter(|(t, _)| !t.is_empty())
+            .filter_map(|(t, id)| {
+                rest.find(t.as_str())
+                    .map(|i| (i, std::cmp::Reverse(t.len()), *id))
+            })
+            .min();
+        match next {
+            Some((i, std::cmp::Reverse(len), id)) => {
+                plain(&rest[..i], ids);
+                ids.push(id);
+                rest = &rest[i + len..];
+            }
+            None => {
+                plain(rest, ids);
+                rest = "";
+            }
+        }
     }
 }
 
@@ -106,6 +163,18 @@ mod tests {
         assert_eq!(ids.len(), 77);
         assert_eq!(ids[76], END_OF_TEXT);
         assert_eq!(ids[0], START_OF_TEXT);
+    }
+
+    #[test]
+    fn sdxl_second_tokenizer_splits_its_pad_token() {
+        let t = ClipTokenizer::new(0);
+        let plain = ClipTokenizer::new(END_OF_TEXT);
+        assert_eq!(t.encode("car!!"), vec![1615, 0, 0]);
+        assert_ne!(
+            plain.encode("car!!"),
+            t.encode("car!!"),
+            "`!!` is one BPE token"
+        );
     }
 
     #[test]

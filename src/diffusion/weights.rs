@@ -28,47 +28,74 @@ pub enum WeightError {
     },
     #[error(transparent)]
     Torch(#[from] super::torch_file::TorchFileError),
+    #[error("{dir} has no weights (looked for {tried})")]
+    Missing { dir: PathBuf, tried: String },
     #[error("{model} weights do not match the architecture: {details}")]
     Mismatch { model: String, details: String },
 }
 
-/// One memory-mapped safetensors file.
+/// One memory-mapped safetensors file, or the shards of one (tensors looked up across them).
 pub struct SafetensorsFile {
+    shards: Vec<Shard>,
+    /// Tensor name -> (shard, its header entry).
+    index: HashMap<String, (usize, TensorInfo)>,
+}
+
+struct Shard {
     path: PathBuf,
     map: memmap2::Mmap,
     data_start: usize,
-    index: HashMap<String, TensorInfo>,
 }
 
 impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Arc<Self>, WeightError> {
-        let io = |source| WeightError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        // SAFETY: the file is opened read-only; like every safetensors reader we assume
-        // nobody truncates it while we read.
-        let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
-        let (n, metadata) = SafeTensors::read_metadata(&map).map_err(|e| WeightError::Format {
-            path: path.to_path_buf(),
-            reason: format!("{e:?}"),
-        })?;
-        let index = metadata
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k, v.clone()))
-            .collect();
-        Ok(Arc::new(Self {
-            path: path.to_path_buf(),
-            map,
-            data_start: 8 + n,
-            index,
-        }))
+        Self::open_shards(&[path.to_path_buf()])
     }
 
+    /// The shards of one model (each a whole safetensors file); a tensor in two is an error.
+    pub fn open_shards(paths: &[PathBuf]) -> Result<Arc<Self>, WeightError> {
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let io = |source| WeightError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            // SAFETY: the file is opened read-only; like every safetensors reader we assume
+            // nobody truncates it while we read.
+            let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
+            let (n, metadata) =
+                SafeTensors::read_metadata(&map).map_err(|e| WeightError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:?}"),
+                })?;
+            for (name, info) in metadata.tensors() {
+                if index.insert(name.clone(), (i, info.clone())).is_some() {
+                    return Err(WeightError::Format {
+                        path: path.to_path_buf(),
+                        reason: format!("tensor `{name}` is in two shards"),
+                    });
+                }
+            }
+            shards.push(Shard {
+                path: path.to_path_buf(),
+                map,
+                data_start: 8 + n,
+            });
+        }
+        if shards.is_empty() {
+            return Err(WeightError::Format {
+                path: PathBuf::new(),
+                reason: "no shards".into(),
+            });
+        }
+        Ok(Arc::new(Self { shards, index }))
+    }
+
+    /// The (first shard's) file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shards[0].path
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
@@ -83,7 +110,7 @@ impl SafetensorsFile {
     pub fn numel(&self, name: &str) -> u64 {
         self.index
             .get(name)
-            .map(|i| i.shape.iter().product::<usize>() as u64)
+            .map(|(_, i)| i.shape.iter().product::<usize>() as u64)
             .unwrap_or(0)
     }
 
@@ -95,14 +122,15 @@ impl SafetensorsFile {
     pub fn shape(&self, name: &str) -> Option<Vec<i64>> {
         self.index
             .get(name)
-            .map(|i| i.shape.iter().map(|&d| d as i64).collect())
+            .map(|(_, i)| i.shape.iter().map(|&d| d as i64).collect())
     }
 
     /// Copies one tensor out of the map (on the CPU, in its stored dtype).
     pub fn read(&self, name: &str) -> Result<Option<Tensor>, WeightError> {
-        let Some(info) = self.index.get(name) else {
+        let Some((shard, info)) = self.index.get(name) else {
             return Ok(None);
         };
+        let shard = &self.shards[*shard];
         let kind = match info.dtype {
             Dtype::F16 => Kind::Half,
             Dtype::BF16 => Kind::BFloat16,
@@ -112,73 +140,44 @@ impl SafetensorsFile {
             Dtype::I32 => Kind::Int,
             other => {
                 return Err(WeightError::Dtype {
-                    path: self.path.clone(),
+                    path: shard.path.clone(),
                     name: name.to_string(),
                     dtype: format!("{other:?}"),
                 });
             }
         };
         let (start, end) = info.data_offsets;
-        let bytes = &self.map[self.data_start + start..self.data_start + end];
+        let bytes = &shard.map[shard.data_start + start..shard.data_start + end];
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
         Tensor::f_from_data_size(bytes, &shape, kind)
             .map(Some)
             .map_err(|e| WeightError::Format {
-                path: self.path.clone(),
+                path: shard.path.clone(),
                 reason: format!("tensor `{name}`: {e}"),
             })
     }
 }
 
-/// The weights file of a diffusers model folder: `<stem>.safetensors`, else its fp16 variant.
-pub fn diffusers_file(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [
-        format!("{stem}.safetensors"),
-        format!("{stem}.fp16.safetensors"),
-    ]
-    .into_iter()
-    .map(|n| dir.join(n))
-    .find(|p| p.is_file())
-}
-
 /// Parameters per pipeline part, read from safetensors headers only (a single file by its key
-/// prefixes, a diffusers folder by its subfolders).
+/// prefixes, a diffusers folder by the files its loader picks).
 pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCounts, WeightError> {
+    use super::folder::Library;
     let mut counts = crate::replica::vram::ParameterCounts::default();
     if path.is_dir() {
-        for (sub, stem, slot) in [
-            ("unet", "diffusion_pytorch_model", 0),
-            ("vae", "diffusion_pytorch_model", 1),
-            ("text_encoder", "model", 2),
-            ("text_encoder_2", "model", 2),
+        for (sub, library) in [
+            ("unet", Library::Diffusers),
+            ("vae", Library::Diffusers),
+            ("text_encoder", Library::Transformers),
+            ("text_encoder_2", Library::Transformers),
         ] {
-            // The file the loader picks, else every shard of it.
             let dir = path.join(sub);
-            let files: Vec<PathBuf> = match diffusers_file(&dir, stem) {
-                Some(f) => vec![f],
-                None => std::fs::read_dir(&dir)
-                    .map(|entries| {
-                        entries
-                            .filter_map(|e| e.ok().map(|e| e.path()))
-                            .filter(|p| {
-                                let name = p.file_name().map(|n| n.to_string_lossy().to_string());
-                                name.is_some_and(|n| {
-                                    n.starts_with(&format!("{stem}-"))
-                                        && n.ends_with(".safetensors")
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            let mut n = 0u64;
-            for file in files {
-                let f = SafetensorsFile::open(&file)?;
-                n += f.parameter_count();
+            if !dir.is_dir() {
+                continue;
             }
-            match slot {
-                0 => counts.unet += n,
-                1 => counts.vae += n,
+            let n = files_parameter_count(&super::folder::weight_files(&dir, library)?)?;
+            match sub {
+                "unet" => counts.unet += n,
+                "vae" => counts.vae += n,
                 _ => counts.text_encoders += n,
             }
         }
@@ -198,12 +197,35 @@ pub fn parameter_counts(path: &Path) -> Result<crate::replica::vram::ParameterCo
     Ok(counts)
 }
 
-/// Parameters of the diffusers model folders given (their weights file's headers only).
+/// Parameters in a component's files: safetensors headers; a torch pickle is not opened, its
+/// size is taken as float32 parameters (an upper bound for a VRAM estimate).
+fn files_parameter_count(files: &super::folder::WeightFiles) -> Result<u64, WeightError> {
+    let mut n = 0u64;
+    for path in files.paths() {
+        n += match files {
+            super::folder::WeightFiles::Safetensors(_) => {
+                SafetensorsFile::open(path)?.parameter_count()
+            }
+            super::folder::WeightFiles::Torch(_) => {
+                std::fs::metadata(path)
+                    .map_err(|source| WeightError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len()
+                    / 4
+            }
+        };
+    }
+    Ok(n)
+}
+
+/// Parameters of the diffusers model folders given (their weights files' headers only).
 pub fn folder_parameter_count(dirs: &[PathBuf]) -> Result<u64, WeightError> {
     let mut n = 0u64;
     for dir in dirs {
-        if let Some(file) = diffusers_file(dir, "diffusion_pytorch_model") {
-            n += SafetensorsFile::open(&file)?.parameter_count();
+        if let Ok(files) = super::folder::weight_files(dir, super::folder::Library::Diffusers) {
+            n += files_parameter_count(&files)?;
         }
     }
     Ok(n)
@@ -298,8 +320,11 @@ enum Source {
         prefix: String,
     },
     /// Tensors already in memory (a torch pickle or a small safetensors file read whole),
-    /// looked up by their own names.
-    Tensors(HashMap<String, Tensor>),
+    /// looked up through `key`.
+    Tensors {
+        tensors: HashMap<String, Tensor>,
+        key: KeyMap,
+    },
     /// Deterministic random weights drawn from libtorch's global CPU generator.
     Random,
     /// Uninitialised: only the parameter names and shapes are wanted.
@@ -382,11 +407,31 @@ impl Weights {
             .collect();
         Ok(Self {
             model: model.into(),
-            source: Source::Tensors(tensors),
+            source: Source::Tensors {
+                tensors,
+                key: Arc::new(|n: &str| n.to_string()),
+            },
             kind,
             device,
             ledger: RefCell::default(),
         })
+    }
+
+    /// Tensors read whole (a torch pickle), looked up through `key`.
+    pub fn from_tensors(
+        model: &str,
+        tensors: HashMap<String, Tensor>,
+        key: KeyMap,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
+        Self {
+            model: model.into(),
+            source: Source::Tensors { tensors, key },
+            kind,
+            device,
+            ledger: RefCell::default(),
+        }
     }
 
     pub fn random(model: &str, kind: Kind, device: Device) -> Self {
@@ -454,9 +499,11 @@ impl Weights {
                 self.check(file_key, found, shape)
                     .unwrap_or_else(placeholder)
             }
-            Source::Tensors(tensors) => {
-                let found = Ok(tensors.get(name).map(Tensor::shallow_clone));
-                self.check(name, found, shape).unwrap_or_else(placeholder)
+            Source::Tensors { tensors, key } => {
+                let mapped = key(name);
+                let found = Ok(tensors.get(&mapped).map(Tensor::shallow_clone));
+                self.check(&mapped, found, shape)
+                    .unwrap_or_else(placeholder)
             }
         };
         tensor.to_kind(self.kind).to_device(self.device)
@@ -542,7 +589,7 @@ impl Weights {
                 v.sort();
                 v
             }
-            Source::Tensors(tensors) => {
+            Source::Tensors { tensors, .. } => {
                 let mut v: Vec<String> = tensors
                     .keys()
                     .filter(|n| !ledger.used.contains(*n))
@@ -616,7 +663,7 @@ impl<'a> Scope<'a> {
     /// classifier head, say): not reported as unexpected, and not required.
     pub fn ignore(&self, name: &str) {
         let prefix = format!("{}.{name}.", self.prefix);
-        if let Source::Tensors(tensors) = &self.weights.source {
+        if let Source::Tensors { tensors, .. } = &self.weights.source {
             let mut ledger = self.weights.ledger.borrow_mut();
             for key in tensors.keys().filter(|k| k.starts_with(&prefix)) {
                 ledger.used.insert(key.clone());
