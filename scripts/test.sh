@@ -16,6 +16,8 @@ bash scripts/setup-libtorch.sh "${NICHEIMAGE_LIBTORCH_MODE:-auto}"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --no-default-features -- -D warnings
+# Diffusers-saved folders for tests/folders_parity.rs (the pinned Python reference, once).
+bash scripts/parity/folders.sh
 cargo test --locked
 # The CPU-only console (no libtorch) must keep working on its own.
 cargo test --locked --no-default-features --lib

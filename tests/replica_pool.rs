@@ -281,3 +281,64 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
     assert!(gone, "replica {pid} outlived its SIGKILLed node by 5 s");
     assert!(job.await.unwrap().is_err(), "the node is gone");
 }
+
+/// A model that cannot load for a lasting reason (here a v-prediction scheduler) is reported
+/// as failed with the reason and retried at the slow end of the backoff, not every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_load_is_failed_with_its_reason_and_retried_slowly() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("v-pred");
+    let tiny = nicheimage_tui::diffusion::config::PipelineConfig::tiny();
+    nicheimage_tui::diffusion::tiny::write_config_folder(&folder, &tiny).unwrap();
+    let path = folder.join("scheduler/scheduler_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["prediction_type"] = "v_prediction".into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
+    let events = runtime.events();
+    let node = runtime.start();
+    let _pool = Pool::start(
+        PoolConfig {
+            replicas: 1,
+            gpus_per_replica: 0.0,
+            queue_capacity: 8,
+            request_timeout: Duration::from_secs(60),
+            load_timeout: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(30),
+            command: ReplicaCommand {
+                program: env!("CARGO_BIN_EXE_nicheimage-tui").into(),
+                args: [
+                    "replica",
+                    "--checkpoint",
+                    folder.to_str().unwrap(),
+                    "--scheduler",
+                    "euler",
+                    "--device",
+                    "cpu",
+                ]
+                .map(String::from)
+                .to_vec(),
+            },
+            remote: Vec::new(),
+        },
+        events,
+        node.shutdown.child_token(),
+    );
+    until(&node, "replica 0 failed", |s| {
+        status(s, 0) == Some(ReplicaStatus::Failed)
+    })
+    .await;
+    let report = node.snapshot().replicas[&0].clone();
+    let reason = report.last_error.unwrap();
+    assert!(
+        reason.contains("prediction_type") && reason.contains("retry in 30 s"),
+        "{reason}"
+    );
+    assert_eq!(ReplicaStatus::Failed.health(), "failing");
+    // At a 10 ms initial backoff a transient failure would have restarted many times by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node.snapshot().replicas[&0].restarts, 0, "retried early");
+    node.shutdown.cancel();
+}

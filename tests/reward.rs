@@ -212,3 +212,71 @@ async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
     assert_eq!(elsewhere.status(), 404);
     assert!(reward.terminate().0.success());
 }
+
+/// The start-up race: a `/generate` and a reward batch sent the moment each listener first
+/// answers (`/info`; the reward port accepting), while the replicas still load, both wait for
+/// a replica and succeed instead of a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_sent_the_moment_the_listeners_answer_waits_for_the_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
+    let (endpoint_port, reward_port) = (free_port(), free_port());
+    let (miner_dir, reward_dir) = (dir.path().join("miner"), dir.path().join("reward"));
+    std::fs::create_dir_all(&miner_dir).unwrap();
+    std::fs::create_dir_all(&reward_dir).unwrap();
+    let common_config = format!(
+        "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n{}",
+        model_config(&checkpoint)
+    );
+    let endpoint = common::start(
+        &miner_dir,
+        &["endpoint"],
+        &format!(
+            "{common_config}[endpoint]\nmodel_name = \"Tiny\"\nhost = \"127.0.0.1\"\nport = {endpoint_port}\nnum_replicas = 1\n"
+        ),
+    );
+    let reward = common::start(
+        &reward_dir,
+        &["reward", "--disable_secure"],
+        &format!("{common_config}[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\n"),
+    );
+    let client = nicheimage_tui::http::client().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let info = format!("http://127.0.0.1:{endpoint_port}/info");
+    while !client
+        .get(&info)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(std::time::Instant::now() < deadline, "/info never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let generated = client
+        .post(format!("http://127.0.0.1:{endpoint_port}/generate"))
+        .json(&request(3))
+        .send();
+    while tokio::net::TcpStream::connect(("127.0.0.1", reward_port))
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "the reward port never opened");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut base = request(3);
+    base["image"] = json!("");
+    let mut miner = request(3);
+    miner["image"] = json!("");
+    let batch = json!({"base_data": base, "miner_data": [miner]});
+    let judged = client
+        .post(format!("http://127.0.0.1:{reward_port}/"))
+        .json(&batch)
+        .send();
+    let (generated, judged) = tokio::join!(generated, judged);
+    let (generated, judged) = (generated.unwrap(), judged.unwrap());
+    assert_eq!(generated.status(), 200, "{:?}", generated.text().await);
+    assert_eq!(judged.status(), 200, "{:?}", judged.text().await);
+    for node in [reward, endpoint] {
+        node.terminate();
+    }
+}

@@ -37,6 +37,15 @@ pub fn routes(
             "uptime_secs": s.uptime_secs(unix_ms_now()),
             "components": s.components,
             "replicas": s.replicas,
+            // Per replica: starting, ready, failing (with the reason) or stopped.
+            "replica_health": s.replicas.values().map(|r| serde_json::json!({
+                "index": r.index,
+                "health": r.status.health(),
+                "reason": match r.status.health() {
+                    "failing" => r.last_error.as_deref(),
+                    _ => None,
+                },
+            })).collect::<Vec<_>>(),
         });
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
     });

@@ -4,9 +4,10 @@
 use super::protocol::{JobLine, ReplyLine};
 use crate::config::DeviceChoice;
 use crate::diffusion::nsfw::NsfwFilter;
-use crate::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
+use crate::diffusion::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2Img};
 use crate::diffusion::scheduler::SchedulerKind;
 use crate::diffusion::seed_controlnet::SeedControlNet;
+use crate::diffusion::weights::WeightError;
 use crate::diffusion::{dtype_for, select_device};
 use crate::image::RgbImage;
 use std::io::{BufRead, Write};
@@ -42,14 +43,27 @@ pub fn run(
         Option<NsfwFilter>,
         Option<Result<SeedControlNet, String>>,
     );
-    let setup = || -> Result<Setup, Box<dyn std::error::Error + Send + Sync>> {
-        let scheduler: SchedulerKind = scheduler.parse()?;
-        let device = select_device(device)?;
+    type Failure = (Box<dyn std::error::Error + Send + Sync>, bool);
+    // Which failures a restart cannot mend: everything about the files, not the device.
+    let permanent = |e: Box<dyn std::error::Error + Send + Sync>| -> Failure { (e, true) };
+    let setup = || -> Result<Setup, Failure> {
+        let scheduler: SchedulerKind = scheduler.parse().map_err(|e| permanent(Box::new(e)))?;
+        let device = select_device(device).map_err(|e| (e.into(), false))?;
         let kind = dtype_for(device);
-        let sd = StableDiffusion::load(checkpoint, config_dir, device, kind)?;
+        let sd = StableDiffusion::load(checkpoint, config_dir, device, kind).map_err(|e| {
+            let lasting = !matches!(
+                e,
+                PipelineError::Torch(_) | PipelineError::Weights(WeightError::Io { .. })
+            );
+            (
+                Box::new(e) as Box<dyn std::error::Error + Send + Sync>,
+                lasting,
+            )
+        })?;
         let filter = nsfw_classifier
             .map(|dir| NsfwFilter::load(dir, device))
-            .transpose()?;
+            .transpose()
+            .map_err(|e| permanent(e.into()))?;
         // A bad ControlNet file costs only that pipeline: its requests get the load error.
         let controls = controlnet_dir.map(|dir| {
             SeedControlNet::load(dir, device, kind).map_err(|e| {
@@ -59,7 +73,18 @@ pub fn run(
         });
         Ok((sd, scheduler, device, filter, controls))
     };
-    let (sd, scheduler, device, filter, controls) = setup()?;
+    let (sd, scheduler, device, filter, controls) = match setup() {
+        Ok(s) => s,
+        Err((error, permanent)) => {
+            // The pool learns why (and whether to retry soon) before the process ends.
+            let line = ReplyLine::LoadFailed {
+                error: error.to_string(),
+                permanent,
+            };
+            send(&mut std::io::stdout().lock(), &line)?;
+            return Err(ChildError::Setup(error));
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     send(

@@ -65,4 +65,10 @@ pub enum ReplyLine {
         id: u64,
         error: String,
     },
+    /// Instead of `Ready`: the model cannot be loaded. `permanent` when trying again cannot
+    /// help (a config, layout or weights error, not a busy device).
+    LoadFailed {
+        error: String,
+        permanent: bool,
+    },
 }

@@ -37,6 +37,8 @@ enum End {
     Cancelled,
     Restart,
     Died(String),
+    /// The model cannot be loaded, and trying again cannot help.
+    CannotLoad(String),
 }
 
 /// Why a ready replica stopped taking jobs.
@@ -129,7 +131,7 @@ fn die_with_parent(cmd: &mut Command) {
 impl Worker {
     fn report(&self, r: &ReplicaReport) {
         match r.status {
-            ReplicaStatus::Dead => self.set_failing(true),
+            ReplicaStatus::Dead | ReplicaStatus::Failed => self.set_failing(true),
             ReplicaStatus::Ready | ReplicaStatus::Busy | ReplicaStatus::Stopped => {
                 self.set_failing(false)
             }
@@ -194,6 +196,25 @@ impl Worker {
                     report.pid = None;
                     report.last_error = Some(reason);
                     self.report(&report);
+                }
+                End::CannotLoad(reason) => {
+                    // Retrying every second cannot help: wait the longest backoff (the
+                    // operator may fix the files meanwhile).
+                    backoff = self.pool.config.backoff_max;
+                    tracing::error!(replica = self.index, %reason, retry_in = ?backoff, "replica cannot load its model");
+                    report.status = ReplicaStatus::Failed;
+                    report.pid = None;
+                    report.last_error = Some(format!(
+                        "cannot load the model (retry in {} s): {reason}",
+                        backoff.as_secs()
+                    ));
+                    self.report(&report);
+                    tokio::select! {
+                        _ = self.pool.cancel.cancelled() => continue,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    report.restarts += 1;
+                    continue;
                 }
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -315,6 +336,13 @@ impl Worker {
                     cpu_threads = threads.as_deref().unwrap_or("libtorch's default"),
                     "replica ready"
                 );
+            }
+            Some(ReplyLine::LoadFailed { error, permanent }) => {
+                let _ = child.wait().await;
+                return match permanent {
+                    true => End::CannotLoad(error),
+                    false => End::Died(format!("cannot load the model: {error}")),
+                };
             }
             _ => {
                 let status = child.wait().await;

@@ -139,7 +139,22 @@ pub enum ReplicaStatus {
     Ready,
     Busy,
     Dead,
+    /// Cannot load its model, for a reason a restart does not change (in `last_error`);
+    /// retried at the slow end of the backoff.
+    Failed,
     Stopped,
+}
+
+impl ReplicaStatus {
+    /// `/healthz`'s word for it: whether the replica takes work now, soon, or not.
+    pub fn health(self) -> &'static str {
+        match self {
+            Self::Loading => "starting",
+            Self::Ready | Self::Busy => "ready",
+            Self::Dead | Self::Failed => "failing",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 /// The chain as the node sees it: where, which block, and our hotkey's place on the subnet.

@@ -301,6 +301,7 @@ fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
                 ReplicaStatus::Busy => ("busy", t.accent),
                 ReplicaStatus::Loading => ("loading", t.warn),
                 ReplicaStatus::Dead => ("dead", t.error),
+                ReplicaStatus::Failed => ("failed", t.error),
                 ReplicaStatus::Stopped => ("stopped", t.muted),
             };
             let place = match (&r.remote, r.gpus.is_empty()) {
@@ -873,6 +874,20 @@ fn replicas_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
     if down > 0 {
         spans.push(Span::styled(
             format!(" {down} dead"),
+            Style::new().fg(t.error),
+        ));
+    }
+    // A replica that cannot load its model says why, here too.
+    let failed: Vec<&str> = v
+        .state
+        .replicas
+        .values()
+        .filter(|r| r.status == ReplicaStatus::Failed)
+        .filter_map(|r| r.last_error.as_deref())
+        .collect();
+    if let Some(reason) = failed.first() {
+        spans.push(Span::styled(
+            format!(" {} failed: {reason}", failed.len()),
             Style::new().fg(t.error),
         ));
     }
