@@ -27,13 +27,13 @@ pub mod nsfw;
 pub mod pipeline;
 #[cfg(feature = "local-infer")]
 pub mod scheduler;
+#[cfg(feature = "local-infer")]
 pub mod scheduler_config;
 #[cfg(feature = "local-infer")]
 pub mod seed_controlnet;
 #[cfg(feature = "local-infer")]
 pub mod tiny;
 pub mod tokenizer;
-#[cfg(feature = "local-infer")]
 pub mod tokenizer_files;
 #[cfg(feature = "local-infer")]
 pub mod torch_file;
