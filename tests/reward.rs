@@ -260,7 +260,10 @@ async fn work_sent_the_moment_the_listeners_answer_waits_for_the_replicas() {
         .await
         .is_err()
     {
-        assert!(std::time::Instant::now() < deadline, "the reward port never opened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reward port never opened"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let mut base = request(3);
