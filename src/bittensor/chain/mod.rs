@@ -64,6 +64,7 @@ pub struct Neuron {
     /// Stake on this subnet, in rao (10⁻⁹ of a token; alpha since dTAO).
     pub stake_rao: u64,
     pub emission_rao: u64,
+    pub rank: f64,
     pub incentive: f64,
     pub consensus: f64,
     pub trust: f64,
@@ -71,6 +72,8 @@ pub struct Neuron {
     pub dividends: f64,
     pub last_update: u64,
     pub validator_permit: bool,
+    /// The chain deregisters the lowest pruning score first (outside immunity).
+    pub pruning_score: f64,
 }
 
 impl Neuron {

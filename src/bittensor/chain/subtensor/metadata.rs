@@ -1,9 +1,12 @@
 //! What we need from the runtime's metadata (V14/V15, decoded dynamically so runtime upgrades do
-//! not strand us): pallet and call indices by name, error names by index, and the transaction
-//! extension list with whether each part is empty (to build extrinsics by hand).
+//! not strand us): pallet and call indices by name, error names by index, the transaction
+//! extension list with whether each part is empty (to build extrinsics by hand), and the type
+//! registry with the storage entries' and runtime-API results' types, so values are decoded by
+//! the runtime's own layout (`dynamic`).
 
 use std::collections::{BTreeMap, HashMap};
 
+use frame_metadata::v14::{StorageEntryType, StorageHasher};
 use frame_metadata::{RuntimeMetadata, RuntimeMetadataPrefixed};
 use parity_scale_codec::Decode;
 use scale_info::{PortableRegistry, TypeDef};
@@ -26,10 +29,26 @@ pub struct ExtensionInfo {
     pub additional_empty: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A storage item: how its key is hashed, its types, and the value an absent entry reads as.
+#[derive(Debug, Clone)]
+pub struct StorageEntry {
+    pub hashers: Vec<StorageHasher>,
+    /// The key's type (a tuple for a map with several hashers); `None` for a plain value.
+    pub key: Option<u32>,
+    pub value: u32,
+    pub default: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
 pub struct ChainMetadata {
+    pub version: u32,
     pub pallets: HashMap<String, PalletInfo>,
     pub extensions: Vec<ExtensionInfo>,
+    pub types: PortableRegistry,
+    /// `(pallet, item)` → entry.
+    pub storage: HashMap<(String, String), StorageEntry>,
+    /// `Api_method` (the `state_call` name) → its output type; V15 only.
+    pub apis: HashMap<String, u32>,
 }
 
 impl ChainMetadata {
@@ -46,6 +65,18 @@ impl ChainMetadata {
             ChainError::Unsupported(format!("{pallet} has no call {call} in this runtime"))
         })?;
         Ok([p.index, *c])
+    }
+
+    pub fn has_call(&self, pallet: &str, call: &str) -> bool {
+        self.call_index(pallet, call).is_ok()
+    }
+
+    pub fn storage_entry(&self, pallet: &str, item: &str) -> Result<&StorageEntry, ChainError> {
+        self.storage
+            .get(&(pallet.to_string(), item.to_string()))
+            .ok_or_else(|| {
+                ChainError::Unsupported(format!("this runtime has no storage {pallet}.{item}"))
+            })
     }
 
     /// The error's name for a pallet index and error index.
@@ -125,17 +156,59 @@ pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
                 )
             });
             let extensions = $m.extrinsic.signed_extensions.iter();
-            Ok(ChainMetadata {
+            let storage = $m
+                .pallets
+                .iter()
+                .filter_map(|p| p.storage.as_ref().map(|s| (&p.name, s)))
+                .flat_map(|(pallet, s)| {
+                    s.entries.iter().map(move |e| {
+                        let (hashers, key, value) = match &e.ty {
+                            StorageEntryType::Plain(v) => (Vec::new(), None, v.id),
+                            StorageEntryType::Map {
+                                hashers,
+                                key,
+                                value,
+                            } => (hashers.clone(), Some(key.id), value.id),
+                        };
+                        (
+                            (pallet.clone(), e.name.clone()),
+                            StorageEntry {
+                                hashers,
+                                key,
+                                value,
+                                default: e.default.clone(),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            ChainMetadata {
+                version: prefixed.1.version(),
                 pallets: pallets_of(types, pallets),
                 extensions: extensions
                     .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
                     .collect(),
-            })
+                types: types.clone(),
+                storage,
+                apis: HashMap::new(),
+            }
         }};
     }
-    match prefixed.1 {
-        RuntimeMetadata::V14(m) => read!(m),
-        RuntimeMetadata::V15(m) => read!(m),
+    match &prefixed.1 {
+        RuntimeMetadata::V14(m) => Ok(read!(m)),
+        RuntimeMetadata::V15(m) => {
+            let mut meta = read!(m);
+            meta.apis = m
+                .apis
+                .iter()
+                .flat_map(|api| {
+                    api.methods
+                        .iter()
+                        .map(move |f| (format!("{}_{}", api.name, f.name), f.output.id))
+                })
+                .collect();
+            Ok(meta)
+        }
         other => Err(ChainError::Unsupported(format!(
             "runtime metadata version {} (need 14 or 15)",
             other.version()
@@ -161,7 +234,8 @@ pub(crate) mod tests {
     use super::*;
     use frame_metadata::v14::{
         ExtrinsicMetadata, PalletCallMetadata, PalletErrorMetadata, PalletMetadata,
-        RuntimeMetadataV14, SignedExtensionMetadata,
+        PalletStorageMetadata, RuntimeMetadataV14, SignedExtensionMetadata, StorageEntryMetadata,
+        StorageEntryModifier,
     };
     use parity_scale_codec::Encode;
     use scale_info::{TypeInfo, meta_type};
@@ -201,9 +275,34 @@ pub(crate) mod tests {
 
     /// A small V14 metadata with SubtensorModule at index 7 and subtensor's extension shapes.
     pub(crate) fn sample_metadata() -> Vec<u8> {
+        // Per-netuid values with the runtime's defaults.
+        fn by_netuid<T: TypeInfo + Encode + 'static>(
+            name: &'static str,
+            default: T,
+        ) -> StorageEntryMetadata {
+            StorageEntryMetadata {
+                name,
+                modifier: StorageEntryModifier::Default,
+                ty: StorageEntryType::Map {
+                    hashers: vec![StorageHasher::Identity],
+                    key: meta_type::<u16>(),
+                    value: meta_type::<T>(),
+                },
+                default: default.encode(),
+                docs: vec![],
+            }
+        }
         let pallet = PalletMetadata {
             name: "SubtensorModule",
-            storage: None,
+            storage: Some(PalletStorageMetadata {
+                prefix: "SubtensorModule",
+                entries: vec![
+                    by_netuid("Tempo", 360u16),
+                    by_netuid("WeightsSetRateLimit", 100u64),
+                    by_netuid("WeightsVersionKey", 0u64),
+                    by_netuid("CommitRevealWeightsEnabled", true),
+                ],
+            }),
             calls: Some(PalletCallMetadata {
                 ty: meta_type::<Calls>(),
             }),

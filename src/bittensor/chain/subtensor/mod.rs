@@ -3,6 +3,7 @@
 //! writes `serve_axon` / `set_weights` as hand-built extrinsics. Every write is dry-run first
 //! (`BlockBuilder_apply_extrinsic`) so the operator hears the chain's refusal by name.
 
+pub mod dynamic;
 pub mod extrinsic;
 pub mod metadata;
 pub mod rpc;
@@ -44,24 +45,76 @@ impl SubtensorChain {
         parse_hex_number(&header["number"])
     }
 
-    async fn storage<T: Decode>(
+    /// The runtime's metadata now (refetched after a runtime upgrade).
+    async fn current_metadata(&self) -> Result<Arc<ChainMetadata>, ChainError> {
+        let (spec_version, _) = self.runtime_version().await?;
+        self.metadata(spec_version).await
+    }
+
+    /// A storage value (or the default an absent entry reads as), decoded by its metadata type.
+    /// `parts` are the SCALE-encoded key parts, one per hasher.
+    pub async fn storage_value(
         &self,
+        meta: &ChainMetadata,
+        pallet: &str,
         item: &str,
-        key: &[u8],
-        default: T,
-    ) -> Result<T, ChainError> {
-        let value = self
-            .rpc
-            .call(
-                "state_getStorage",
-                json!([scale::storage_key(PALLET, item, key)]),
-            )
-            .await?;
-        if value.is_null() {
-            return Ok(default);
-        }
-        let bytes = scale::hex_bytes(&value)?;
-        T::decode(&mut &bytes[..]).map_err(|e| ChainError::Decode(format!("{PALLET}.{item}: {e}")))
+        parts: &[&[u8]],
+    ) -> Result<dynamic::Value, ChainError> {
+        let entry = meta.storage_entry(pallet, item)?;
+        let key = scale::storage_key_hashed(pallet, item, &entry.hashers, parts)?;
+        let value = self.rpc.call("state_getStorage", json!([key])).await?;
+        let bytes = match value.is_null() {
+            true => entry.default.clone(),
+            false => scale::hex_bytes(&value)?,
+        };
+        dynamic::decode_all(&meta.types, entry.value, &bytes)
+            .map_err(|e| ChainError::Decode(format!("{pallet}.{item}: {e}")))
+    }
+
+    /// A SubtensorModule value keyed by netuid.
+    async fn subnet_value(
+        &self,
+        meta: &ChainMetadata,
+        item: &str,
+        netuid: u16,
+    ) -> Result<dynamic::Value, ChainError> {
+        self.storage_value(meta, PALLET, item, &[&netuid.to_le_bytes()])
+            .await
+    }
+
+    /// Calls a runtime API and decodes its result by the type the metadata gives it. Runtimes
+    /// that return bare bytes (`Vec<u8>`, spec 218) are decoded with `wrapped`, the layout they
+    /// encode inside.
+    async fn runtime_api(
+        &self,
+        meta: &ChainMetadata,
+        name: &str,
+        args: &[u8],
+        wrapped: impl Fn() -> (scale_info::PortableRegistry, u32),
+    ) -> Result<dynamic::Value, ChainError> {
+        let data = format!("0x{}", hex::encode(args));
+        let answer = self.rpc.call("state_call", json!([name, data])).await?;
+        let bytes = scale::hex_bytes(&answer)?;
+        let unwrap = |bytes: &[u8]| -> Result<dynamic::Value, ChainError> {
+            let mut input = bytes;
+            let inner = Vec::<u8>::decode(&mut input)
+                .ok()
+                .filter(|_| input.is_empty())
+                .ok_or_else(|| ChainError::Decode("not a whole Vec<u8>".into()))?;
+            let (types, id) = wrapped();
+            dynamic::decode_all(&types, id, &inner)
+        };
+        let decoded = match meta.apis.get(name) {
+            Some(&output) if is_byte_vec(&meta.types, output) => unwrap(&bytes),
+            Some(&output) => dynamic::decode_all(&meta.types, output, &bytes),
+            // Metadata without runtime-API types (V14): the two shapes cannot both decode
+            // every byte, so try the wrapped one, then the bare one.
+            None => unwrap(&bytes).or_else(|_| {
+                let (types, id) = wrapped();
+                dynamic::decode_all(&types, id, &bytes)
+            }),
+        };
+        decoded.map_err(|e| ChainError::Decode(format!("{name}: {e}")))
     }
 
     async fn runtime_version(&self) -> Result<(u32, u32), ChainError> {
@@ -82,7 +135,22 @@ impl SubtensorChain {
         {
             return Ok(meta.clone());
         }
-        let bytes = scale::hex_bytes(&self.rpc.call("state_getMetadata", json!([])).await?)?;
+        // V15 (with runtime-API types) where the runtime serves it, else what state_getMetadata
+        // gives (V14).
+        let v15 = self
+            .rpc
+            .call(
+                "state_call",
+                json!(["Metadata_metadata_at_version", "0x0f000000"]),
+            )
+            .await
+            .ok()
+            .and_then(|v| scale::hex_bytes(&v).ok())
+            .and_then(|b| Option::<Vec<u8>>::decode(&mut &b[..]).ok().flatten());
+        let bytes = match v15 {
+            Some(bytes) => bytes,
+            None => scale::hex_bytes(&self.rpc.call("state_getMetadata", json!([])).await?)?,
+        };
         let meta = Arc::new(metadata::parse(&bytes)?);
         *cached = Some((spec_version, meta.clone()));
         Ok(meta)
@@ -159,6 +227,18 @@ impl SubtensorChain {
     }
 }
 
+/// Whether a type is `Vec<u8>` (a runtime API that returns its result as bare bytes).
+fn is_byte_vec(types: &scale_info::PortableRegistry, id: u32) -> bool {
+    use scale_info::{TypeDef, TypeDefPrimitive};
+    match types.resolve(id).map(|t| &t.type_def) {
+        Some(TypeDef::Sequence(s)) => matches!(
+            types.resolve(s.type_param.id).map(|t| &t.type_def),
+            Some(TypeDef::Primitive(TypeDefPrimitive::U8))
+        ),
+        _ => false,
+    }
+}
+
 fn parse_hex_number(value: &Value) -> Result<u64, ChainError> {
     value
         .as_str()
@@ -200,15 +280,16 @@ impl Chain for SubtensorChain {
     fn metagraph(&self, netuid: u16) -> BoxFuture<'_, Result<Metagraph, ChainError>> {
         async move {
             let block = self.block_number().await?;
-            let data = format!("0x{}", hex::encode(netuid.to_le_bytes()));
-            let answer = self
-                .rpc
-                .call(
-                    "state_call",
-                    json!(["NeuronInfoRuntimeApi_get_neurons_lite", data]),
+            let meta = self.current_metadata().await?;
+            let value = self
+                .runtime_api(
+                    &meta,
+                    "NeuronInfoRuntimeApi_get_neurons_lite",
+                    &netuid.encode(),
+                    scale::wrapped_neurons_layout,
                 )
                 .await?;
-            let neurons = scale::decode_neurons(&scale::hex_bytes(&answer)?)?;
+            let neurons = scale::neurons(&value)?;
             Ok(Metagraph {
                 netuid,
                 block,
@@ -220,14 +301,13 @@ impl Chain for SubtensorChain {
 
     fn hyperparams(&self, netuid: u16) -> BoxFuture<'_, Result<Hyperparams, ChainError>> {
         async move {
-            let key = netuid.to_le_bytes();
+            let meta = self.current_metadata().await?;
+            let value = |item: &'static str| self.subnet_value(&meta, item, netuid);
             Ok(Hyperparams {
-                tempo: self.storage("Tempo", &key, 360u16).await?,
-                weights_rate_limit: self.storage("WeightsSetRateLimit", &key, 100u64).await?,
-                weights_version_key: self.storage("WeightsVersionKey", &key, 0u64).await?,
-                commit_reveal_enabled: self
-                    .storage("CommitRevealWeightsEnabled", &key, true)
-                    .await?,
+                tempo: value("Tempo").await?.as_u16()?,
+                weights_rate_limit: value("WeightsSetRateLimit").await?.as_u64()?,
+                weights_version_key: value("WeightsVersionKey").await?.as_u64()?,
+                commit_reveal_enabled: value("CommitRevealWeightsEnabled").await?.as_bool()?,
             })
         }
         .boxed()
@@ -392,6 +472,8 @@ mod tests {
                                 Value::Null
                             }
                         }
+                        // A node without V15: the client falls back to state_getMetadata.
+                        "state_call" if params[0] == "Metadata_metadata_at_version" => hex(&[0]),
                         "state_call" if params[0] == "NeuronInfoRuntimeApi_get_neurons_lite" => {
                             assert_eq!(params[1], "0x1700");
                             hex(&neurons)

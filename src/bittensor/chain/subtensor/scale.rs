@@ -1,13 +1,17 @@
-//! SCALE layouts of what we read from subtensor (runtime spec 425): `NeuronInfoLite` from the
-//! `NeuronInfoRuntimeApi_get_neurons_lite` runtime call, storage keys and values, and the
+//! SCALE of what we read from subtensor: neurons read by field name from a decoded
+//! `NeuronInfoLite` (whatever layout the runtime's metadata gives), the layout of runtimes whose
+//! runtime APIs return bare bytes (spec 218 to 425 encode it alike), storage keys, and the
 //! `ApplyExtrinsicResult` of a dry run.
 
 use parity_scale_codec::{Compact, Decode, Encode};
+use scale_info::{PortableRegistry, TypeInfo};
+
+use super::dynamic::{self, Value};
 
 use crate::bittensor::chain::{AxonInfo, ChainError, Neuron};
 use crate::bittensor::ss58;
 
-#[derive(Debug, Clone, Encode, Decode, PartialEq)]
+#[derive(Debug, Clone, Encode, Decode, PartialEq, TypeInfo)]
 pub struct AxonInfoRaw {
     pub block: u64,
     pub version: u32,
@@ -19,7 +23,7 @@ pub struct AxonInfoRaw {
     pub placeholder2: u8,
 }
 
-#[derive(Debug, Clone, Encode, Decode, PartialEq)]
+#[derive(Debug, Clone, Encode, Decode, PartialEq, TypeInfo)]
 pub struct PrometheusInfoRaw {
     pub block: u64,
     pub version: u32,
@@ -28,7 +32,7 @@ pub struct PrometheusInfoRaw {
     pub ip_type: u8,
 }
 
-#[derive(Debug, Clone, Encode, Decode, PartialEq)]
+#[derive(Debug, Clone, Encode, Decode, PartialEq, TypeInfo)]
 pub struct NeuronInfoLiteRaw {
     pub hotkey: [u8; 32],
     pub coldkey: [u8; 32],
@@ -62,54 +66,75 @@ pub struct NeuronInfoLiteRaw {
     pub pruning_score: u16,
 }
 
-fn unit(v: u16) -> f64 {
-    f64::from(v) / 65535.0
+/// The `NeuronInfoLite` layout for runtimes that wrap runtime-API results in `Vec<u8>` and so do
+/// not describe it in their metadata, as a registry of its own: `(registry, Vec<NeuronInfoLite>)`.
+pub fn wrapped_neurons_layout() -> (PortableRegistry, u32) {
+    let mut registry = scale_info::Registry::new();
+    let id = registry
+        .register_type(&scale_info::meta_type::<Vec<NeuronInfoLiteRaw>>())
+        .id;
+    (registry.into(), id)
 }
 
-impl From<NeuronInfoLiteRaw> for Neuron {
-    fn from(raw: NeuronInfoLiteRaw) -> Self {
-        let a = raw.axon_info;
-        Neuron {
-            uid: raw.uid,
-            hotkey: ss58::encode(&raw.hotkey),
-            coldkey: ss58::encode(&raw.coldkey),
-            active: raw.active,
-            axon: AxonInfo {
-                block: a.block,
-                version: a.version,
-                ip: a.ip,
-                port: a.port,
-                ip_type: a.ip_type,
-                protocol: a.protocol,
-            },
-            stake_rao: raw.stake.iter().map(|(_, s)| s.0).sum(),
-            emission_rao: raw.emission,
-            incentive: unit(raw.incentive),
-            consensus: unit(raw.consensus),
-            trust: unit(raw.trust),
-            validator_trust: unit(raw.validator_trust),
-            dividends: unit(raw.dividends),
-            last_update: raw.last_update,
-            validator_permit: raw.validator_permit,
-        }
+fn unit(v: &Value) -> Result<f64, ChainError> {
+    Ok(f64::from(v.as_u16()?) / 65535.0)
+}
+
+/// One neuron from a decoded `NeuronInfoLite`, by field name.
+pub fn neuron(v: &Value) -> Result<Neuron, ChainError> {
+    let named = |name: &str| {
+        v.field(name)
+            .map_err(|e| ChainError::Decode(format!("NeuronInfoLite: {e}")))
+    };
+    let a = named("axon_info")?;
+    let mut stake: u64 = 0;
+    for pair in named("stake")?.as_list()? {
+        let amount = match pair.as_list()? {
+            [_, amount] => amount.as_u64()?,
+            _ => return Err(ChainError::Decode("NeuronInfoLite.stake: not pairs".into())),
+        };
+        stake = stake
+            .checked_add(amount)
+            .ok_or_else(|| ChainError::Decode("NeuronInfoLite.stake: sum past u64".into()))?;
     }
+    Ok(Neuron {
+        uid: named("uid")?.as_u16()?,
+        hotkey: ss58::encode(&named("hotkey")?.as_bytes32()?),
+        coldkey: ss58::encode(&named("coldkey")?.as_bytes32()?),
+        active: named("active")?.as_bool()?,
+        axon: AxonInfo {
+            block: a.field("block")?.as_u64()?,
+            version: u32::try_from(a.field("version")?.as_u64()?)
+                .map_err(|_| ChainError::Decode("axon version past u32".into()))?,
+            ip: a.field("ip")?.as_u128()?,
+            port: a.field("port")?.as_u16()?,
+            ip_type: a.field("ip_type")?.as_u8()?,
+            protocol: a.field("protocol")?.as_u8()?,
+        },
+        stake_rao: stake,
+        emission_rao: named("emission")?.as_u64()?,
+        rank: unit(named("rank")?)?,
+        incentive: unit(named("incentive")?)?,
+        consensus: unit(named("consensus")?)?,
+        trust: unit(named("trust")?)?,
+        validator_trust: unit(named("validator_trust")?)?,
+        dividends: unit(named("dividends")?)?,
+        last_update: named("last_update")?.as_u64()?,
+        validator_permit: named("validator_permit")?.as_bool()?,
+        pruning_score: unit(named("pruning_score")?)?,
+    })
 }
 
-/// Decodes the runtime call's `Vec<NeuronInfoLite>`, refusing trailing bytes (a layout change).
+/// Neurons from a decoded `Vec<NeuronInfoLite>`.
+pub fn neurons(v: &Value) -> Result<Vec<Neuron>, ChainError> {
+    v.as_list()?.iter().map(neuron).collect()
+}
+
+/// Decodes bare `Vec<NeuronInfoLite>` bytes in the wrapped-runtime layout, refusing trailing
+/// bytes (a layout change).
 pub fn decode_neurons(bytes: &[u8]) -> Result<Vec<Neuron>, ChainError> {
-    let mut input = bytes;
-    let raw = Vec::<NeuronInfoLiteRaw>::decode(&mut input).map_err(|e| {
-        ChainError::Decode(format!(
-            "NeuronInfoLite list: {e} (has the runtime changed its layout?)"
-        ))
-    })?;
-    if !input.is_empty() {
-        return Err(ChainError::Decode(format!(
-            "{} bytes left after the NeuronInfoLite list (layout changed?)",
-            input.len()
-        )));
-    }
-    Ok(raw.into_iter().map(Neuron::from).collect())
+    let (types, id) = wrapped_neurons_layout();
+    neurons(&dynamic::decode_all(&types, id, bytes)?)
 }
 
 pub fn twox_128(data: &[u8]) -> [u8; 16] {
@@ -124,6 +149,54 @@ pub fn twox_128(data: &[u8]) -> [u8; 16] {
 pub fn blake2_256(data: &[u8]) -> [u8; 32] {
     use blake2::Digest;
     blake2::Blake2b::<blake2::digest::consts::U32>::digest(data).into()
+}
+
+pub fn blake2_128(data: &[u8]) -> [u8; 16] {
+    use blake2::Digest;
+    blake2::Blake2b::<blake2::digest::consts::U16>::digest(data).into()
+}
+
+/// The storage key of an entry: the prefixes, then each SCALE-encoded key part hashed the way
+/// the runtime's metadata says.
+pub fn storage_key_hashed(
+    pallet: &str,
+    item: &str,
+    hashers: &[frame_metadata::v14::StorageHasher],
+    parts: &[&[u8]],
+) -> Result<String, ChainError> {
+    use frame_metadata::v14::StorageHasher as H;
+    if hashers.len() != parts.len() {
+        return Err(ChainError::Unsupported(format!(
+            "{pallet}.{item} takes {} key parts, {} given",
+            hashers.len(),
+            parts.len()
+        )));
+    }
+    let mut key = Vec::with_capacity(32 + parts.iter().map(|p| p.len() + 32).sum::<usize>());
+    key.extend_from_slice(&twox_128(pallet.as_bytes()));
+    key.extend_from_slice(&twox_128(item.as_bytes()));
+    for (hasher, part) in hashers.iter().zip(parts) {
+        match hasher {
+            H::Blake2_128 => key.extend_from_slice(&blake2_128(part)),
+            H::Blake2_256 => key.extend_from_slice(&blake2_256(part)),
+            H::Blake2_128Concat => {
+                key.extend_from_slice(&blake2_128(part));
+                key.extend_from_slice(part);
+            }
+            H::Twox128 => key.extend_from_slice(&twox_128(part)),
+            H::Twox256 => {
+                for seed in 0..4 {
+                    key.extend_from_slice(&twox_hash::XxHash64::oneshot(seed, part).to_le_bytes());
+                }
+            }
+            H::Twox64Concat => {
+                key.extend_from_slice(&twox_hash::XxHash64::oneshot(0, part).to_le_bytes());
+                key.extend_from_slice(part);
+            }
+            H::Identity => key.extend_from_slice(part),
+        }
+    }
+    Ok(format!("0x{}", hex::encode(key)))
 }
 
 /// Key of a `StorageMap<Identity, _, _>` entry (or a plain value when `key` is empty).
@@ -234,6 +307,26 @@ pub fn custom_invalid_name(code: u8) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashed_keys_follow_their_hashers() {
+        use frame_metadata::v14::StorageHasher as H;
+        let plain = storage_key_hashed("System", "Number", &[], &[]).unwrap();
+        assert_eq!(plain, storage_key("System", "Number", &[]));
+        let identity = storage_key_hashed("SubtensorModule", "Tempo", &[H::Identity], &[&[2, 0]]);
+        assert_eq!(
+            identity.unwrap(),
+            storage_key("SubtensorModule", "Tempo", &[2, 0])
+        );
+        // System.Account of Alice: blake2_128_concat, a key every Substrate tool prints.
+        let alice = hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+            .unwrap();
+        assert_eq!(
+            storage_key_hashed("System", "Account", &[H::Blake2_128Concat], &[&alice]).unwrap(),
+            "0x26aa394eea5630e07c48ae0c9558cef7b99d880ec681799c0cf30e8886371da9de1e86a9a8c739864cf3cc5ec2bea59fd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+        );
+        assert!(storage_key_hashed("A", "B", &[H::Identity], &[]).is_err());
+    }
 
     #[test]
     fn storage_prefixes_match_substrate() {
