@@ -18,6 +18,11 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --no-default-features -- -D warnings
 # Diffusers-saved folders for tests/folders_parity.rs (the pinned Python reference, once).
 bash scripts/parity/folders.sh
+# Chopsticks for tests/real_chain.rs, which must run here (not skip) when the spec is present.
+bash scripts/chain/setup.sh
+if [ -f ../shared/chain/raonet.json ] || [ -n "${NICHEIMAGE_CHAIN_SPEC:-}" ]; then
+  export NICHEIMAGE_REQUIRE_CHAIN=1
+fi
 cargo test --locked
 # The CPU-only console (no libtorch) must keep working on its own.
 cargo test --locked --no-default-features --lib

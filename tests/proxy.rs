@@ -3,7 +3,7 @@
 //! with `Command::SetProxy`. Signed requests are served; unsigned, forged, stale and replayed
 //! ones are refused before any miner is asked; a pinned zero-score uid is refused; a check
 //! catches a miner answering with the wrong seed; switching off drains, switching on serves
-//! again; 200 concurrent requests all answered and every one counted. Junk from the owner's own
+//! again; 100 concurrent requests all answered and every one counted. Junk from the owner's own
 //! address is refused on its own limit and never locks out the owner's signed requests; bodies
 //! are refused on their headers before they are read.
 #![cfg(feature = "local-infer")]
@@ -272,17 +272,20 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         .unwrap();
     served += 1;
 
-    // Load: 200 at once, none lost, every one counted exactly once.
+    // Load: 100 at once, none lost, every one counted exactly once. Each is two generations
+    // (the miner's and the check's), one core each: ~45 s here, three times that on a slow CI
+    // machine, so the wait per request is generous.
+    let load = 100;
     let started = Instant::now();
-    let requests = (0..200).map(|i| {
+    let requests = (0..load).map(|i| {
         let (http, url, owner) = (http.clone(), url.clone(), owner.clone());
         async move {
-            // The smallest image the tiny model makes, so 400 generations fit in CI.
+            // The smallest image the tiny model makes, so 200 generations fit in CI.
             let body = json!({"payload": {
                 "model_name": "Tiny", "prompt": format!("load {i}"),
                 "pipeline_params": {"width": 32, "height": 32, "num_inference_steps": 2},
             }});
-            client::request(&http, &url, &owner, &body, long).await
+            client::request(&http, &url, &owner, &body, Duration::from_secs(900)).await
         }
     });
     let answers = futures::future::join_all(requests).await;
@@ -293,9 +296,9 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         lost.len(),
         &lost[..lost.len().min(5)]
     );
-    served += 200;
+    served += load;
     eprintln!(
-        "200 concurrent proxy requests in {:.1} s",
+        "{load} concurrent proxy requests in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let p = wait_for(&node, "all counted", |p| p.today.success == served).await;

@@ -125,5 +125,6 @@ impl Headless {
     }
 }
 
+pub mod chopsticks;
 #[cfg(feature = "local-infer")]
 pub mod subnet;

@@ -118,7 +118,9 @@ impl Decoder<'_> {
                 }
             }
             TypeDef::Sequence(s) => {
-                let len = Compact::<u32>::decode(input).map_err(|e| self.fail(id, e))?.0;
+                let len = Compact::<u32>::decode(input)
+                    .map_err(|e| self.fail(id, e))?
+                    .0;
                 self.list(id, s.type_param.id, len as usize, input)?
             }
             TypeDef::Array(a) => self.list(id, a.type_param.id, a.len as usize, input)?,
@@ -131,7 +133,9 @@ impl Decoder<'_> {
             TypeDef::Primitive(p) => self.primitive(id, p, input)?,
             TypeDef::Compact(c) => self.compact(id, c.type_param.id, input)?,
             TypeDef::BitSequence(_) => {
-                let bits = Compact::<u32>::decode(input).map_err(|e| self.fail(id, e))?.0;
+                let bits = Compact::<u32>::decode(input)
+                    .map_err(|e| self.fail(id, e))?
+                    .0;
                 Value::Raw(take(input, (bits as usize).div_ceil(8)).ok_or_else(|| {
                     self.fail(id, format!("{bits} bits claimed, fewer bytes left"))
                 })?)
@@ -230,15 +234,9 @@ impl Decoder<'_> {
                     let e = |err: parity_scale_codec::Error| self.fail(id, err);
                     return Ok(Value::Uint(match p {
                         TypeDefPrimitive::U8 => Compact::<u8>::decode(input).map_err(e)?.0.into(),
-                        TypeDefPrimitive::U16 => {
-                            Compact::<u16>::decode(input).map_err(e)?.0.into()
-                        }
-                        TypeDefPrimitive::U32 => {
-                            Compact::<u32>::decode(input).map_err(e)?.0.into()
-                        }
-                        TypeDefPrimitive::U64 => {
-                            Compact::<u64>::decode(input).map_err(e)?.0.into()
-                        }
+                        TypeDefPrimitive::U16 => Compact::<u16>::decode(input).map_err(e)?.0.into(),
+                        TypeDefPrimitive::U32 => Compact::<u32>::decode(input).map_err(e)?.0.into(),
+                        TypeDefPrimitive::U64 => Compact::<u64>::decode(input).map_err(e)?.0.into(),
                         TypeDefPrimitive::U128 => Compact::<u128>::decode(input).map_err(e)?.0,
                         other => return Err(self.fail(id, format!("compact {other:?}"))),
                     }));
@@ -268,7 +266,10 @@ fn is_zero_sized(types: &PortableRegistry, id: u32, depth: usize) -> bool {
             .fields
             .iter()
             .all(|f| is_zero_sized(types, f.ty.id, depth + 1)),
-        Some(TypeDef::Tuple(t)) => t.fields.iter().all(|f| is_zero_sized(types, f.id, depth + 1)),
+        Some(TypeDef::Tuple(t)) => t
+            .fields
+            .iter()
+            .all(|f| is_zero_sized(types, f.id, depth + 1)),
         Some(TypeDef::Array(a)) => a.len == 0 || is_zero_sized(types, a.type_param.id, depth + 1),
         _ => false,
     }

@@ -37,6 +37,8 @@ pub struct StorageEntry {
     pub key: Option<u32>,
     pub value: u32,
     pub default: Vec<u8>,
+    /// An absent entry is no value (`OptionQuery`), not the default.
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,8 @@ pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
                                 key,
                                 value,
                                 default: e.default.clone(),
+                                optional: e.modifier
+                                    == frame_metadata::v14::StorageEntryModifier::Optional,
                             },
                         )
                     })

@@ -23,12 +23,18 @@ use rpc::Rpc;
 use scale::DryRun;
 
 const PALLET: &str = "SubtensorModule";
+/// How long a submission waits for the signer's earlier transactions to land (a few blocks).
+const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct SubtensorChain {
     network: String,
     rpc: Rpc,
     /// Metadata for a spec version; refetched after a runtime upgrade.
     metadata: tokio::sync::Mutex<Option<(u32, Arc<ChainMetadata>)>>,
+    /// One past the nonce of each signer's last submission (a node may show a transaction in
+    /// neither its pool nor its state while it builds the block); held across a submission, so
+    /// submissions go one at a time, each after the last has landed.
+    submitted: tokio::sync::Mutex<std::collections::HashMap<[u8; 32], u32>>,
 }
 
 impl SubtensorChain {
@@ -37,6 +43,7 @@ impl SubtensorChain {
             network: network.to_string(),
             rpc: Rpc::new(url),
             metadata: tokio::sync::Mutex::new(None),
+            submitted: tokio::sync::Mutex::new(Default::default()),
         }
     }
 
@@ -46,29 +53,61 @@ impl SubtensorChain {
     }
 
     /// The runtime's metadata now (refetched after a runtime upgrade).
-    async fn current_metadata(&self) -> Result<Arc<ChainMetadata>, ChainError> {
+    pub async fn current_metadata(&self) -> Result<Arc<ChainMetadata>, ChainError> {
         let (spec_version, _) = self.runtime_version().await?;
         self.metadata(spec_version).await
     }
 
-    /// A storage value (or the default an absent entry reads as), decoded by its metadata type.
-    /// `parts` are the SCALE-encoded key parts, one per hasher.
+    /// A storage value (or the default an absent entry reads as), decoded by its metadata type;
+    /// `None` for an absent entry that has no default. `parts` are the SCALE-encoded key parts,
+    /// one per hasher.
     pub async fn storage_value(
         &self,
         meta: &ChainMetadata,
         pallet: &str,
         item: &str,
         parts: &[&[u8]],
-    ) -> Result<dynamic::Value, ChainError> {
+    ) -> Result<Option<dynamic::Value>, ChainError> {
         let entry = meta.storage_entry(pallet, item)?;
         let key = scale::storage_key_hashed(pallet, item, &entry.hashers, parts)?;
         let value = self.rpc.call("state_getStorage", json!([key])).await?;
         let bytes = match value.is_null() {
+            true if entry.optional => return Ok(None),
             true => entry.default.clone(),
             false => scale::hex_bytes(&value)?,
         };
         dynamic::decode_all(&meta.types, entry.value, &bytes)
+            .map(Some)
             .map_err(|e| ChainError::Decode(format!("{pallet}.{item}: {e}")))
+    }
+
+    /// The signer's nonce in the state of block `at` (`None` where the runtime has no
+    /// `System.Account`).
+    async fn state_nonce(
+        &self,
+        meta: &ChainMetadata,
+        signer: &Keypair,
+        at: &Value,
+    ) -> Result<Option<u32>, ChainError> {
+        let Ok(entry) = meta.storage_entry("System", "Account") else {
+            return Ok(None);
+        };
+        let key = scale::storage_key_hashed(
+            "System",
+            "Account",
+            &entry.hashers,
+            &[&signer.public_bytes()],
+        )?;
+        let value = self.rpc.call("state_getStorage", json!([key, at])).await?;
+        let bytes = match value.is_null() {
+            true => entry.default.clone(),
+            false => scale::hex_bytes(&value)?,
+        };
+        let info = dynamic::decode_all(&meta.types, entry.value, &bytes)?;
+        let nonce = info.field("nonce")?.as_u64()?;
+        Ok(Some(u32::try_from(nonce).map_err(|_| {
+            ChainError::Decode(format!("account nonce {nonce}"))
+        })?))
     }
 
     /// A SubtensorModule value keyed by netuid.
@@ -79,7 +118,8 @@ impl SubtensorChain {
         netuid: u16,
     ) -> Result<dynamic::Value, ChainError> {
         self.storage_value(meta, PALLET, item, &[&netuid.to_le_bytes()])
-            .await
+            .await?
+            .ok_or_else(|| ChainError::Decode(format!("{PALLET}.{item}({netuid}) is not set")))
     }
 
     /// Calls a runtime API and decodes its result by the type the metadata gives it. Runtimes
@@ -117,7 +157,7 @@ impl SubtensorChain {
         decoded.map_err(|e| ChainError::Decode(format!("{name}: {e}")))
     }
 
-    async fn runtime_version(&self) -> Result<(u32, u32), ChainError> {
+    pub async fn runtime_version(&self) -> Result<(u32, u32), ChainError> {
         let version = self.rpc.call("state_getRuntimeVersion", json!([])).await?;
         let field = |name: &str| {
             version[name]
@@ -158,30 +198,100 @@ impl SubtensorChain {
 
     /// Builds, dry-runs and submits a SubtensorModule call signed by `signer`.
     async fn submit(&self, signer: &Keypair, call: &str, args: Vec<u8>) -> Result<(), ChainError> {
+        self.submit_call(signer, PALLET, call, &args)
+            .await
+            .map(drop)
+    }
+
+    /// A call's bytes: its pallet and call index from the metadata, then its arguments.
+    pub async fn call_bytes(
+        &self,
+        pallet: &str,
+        call: &str,
+        args: &[u8],
+    ) -> Result<Vec<u8>, ChainError> {
+        let meta = self.current_metadata().await?;
+        let mut encoded = meta.call_index(pallet, call)?.to_vec();
+        encoded.extend_from_slice(args);
+        Ok(encoded)
+    }
+
+    /// `Sudo.sudo(pallet.call(args))` signed by the sudo key (local chains and tests).
+    pub async fn sudo(
+        &self,
+        signer: &Keypair,
+        pallet: &str,
+        call: &str,
+        args: &[u8],
+    ) -> Result<String, ChainError> {
+        let inner = self.call_bytes(pallet, call, args).await?;
+        self.submit_call(signer, "Sudo", "sudo", &inner).await
+    }
+
+    /// Builds, dry-runs and submits any call signed by `signer`; the transaction hash. One
+    /// submission at a time per client, each after the signer's earlier ones have landed, so
+    /// concurrent calls from one key never share a nonce and every one is dry-run exactly.
+    pub async fn submit_call(
+        &self,
+        signer: &Keypair,
+        pallet: &str,
+        call: &str,
+        args: &[u8],
+    ) -> Result<String, ChainError> {
+        let mut submitted = self.submitted.lock().await;
         let (spec_version, tx_version) = self.runtime_version().await?;
         let meta = self.metadata(spec_version).await?;
-        let mut encoded = meta.call_index(PALLET, call)?.to_vec();
-        encoded.extend_from_slice(&args);
+        let mut encoded = meta.call_index(pallet, call)?.to_vec();
+        encoded.extend_from_slice(args);
         let genesis = hash32(&self.rpc.call("chain_getBlockHash", json!([0])).await?)?;
-        let head = self.rpc.call("chain_getBlockHash", json!([])).await?;
-        let header = self
-            .rpc
-            .call("chain_getHeader", json!([head.clone()]))
-            .await?;
-        let nonce = self
-            .rpc
-            .call("system_accountNextIndex", json!([signer.ss58()]))
-            .await?;
+        // The dry run applies the call to the head's state, where the nonce is the one before
+        // any of the signer's transactions still in the pool: wait for those to land, so the
+        // nonce the pool expects is the one the state has.
+        let waiting_since = std::time::Instant::now();
+        let (head, header, nonce) = loop {
+            let head = self.rpc.call("chain_getBlockHash", json!([])).await?;
+            let header = self
+                .rpc
+                .call("chain_getHeader", json!([head.clone()]))
+                .await?;
+            let next = self
+                .rpc
+                .call("system_accountNextIndex", json!([signer.ss58()]))
+                .await?;
+            let pool = next
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| ChainError::Decode(format!("account nonce {next}")))?;
+            let state = self
+                .state_nonce(&meta, signer, &head)
+                .await?
+                .unwrap_or(pool);
+            let ours = submitted.get(&signer.public_bytes()).copied().unwrap_or(0);
+            if state >= pool.max(ours) {
+                break (head, header, state);
+            }
+            if waiting_since.elapsed() > PENDING_WAIT && pool <= state {
+                // Our last transaction never landed and the pool no longer holds it.
+                break (head, header, state);
+            }
+            if waiting_since.elapsed() > PENDING_WAIT {
+                return Err(ChainError::Unsupported(format!(
+                    "{call}: an earlier transaction of {} (nonce {state}) has not landed in {} s",
+                    signer.ss58(),
+                    PENDING_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        };
         let ctx = extrinsic::TxContext {
             spec_version,
             tx_version,
             genesis,
-            checkpoint_block: parse_hex_number(&header["number"])?,
-            checkpoint_hash: hash32(&head)?,
-            nonce: nonce
-                .as_u64()
-                .ok_or_else(|| ChainError::Decode(format!("account nonce {nonce}")))?
-                as u32,
+            // The era starts at the head's parent: the head's own hash is not yet in
+            // `System.BlockHash` of the state we dry-run against (AncientBirthBlock).
+            checkpoint_block: parse_hex_number(&header["number"])?.saturating_sub(1),
+            checkpoint_hash: hash32(&header["parentHash"])?,
+            nonce,
         };
         let xt = extrinsic::signed(&encoded, signer, &meta.extensions, &ctx)?;
         let xt_hex = format!("0x{}", hex::encode(&xt));
@@ -222,8 +332,9 @@ impl SubtensorChain {
             .rpc
             .call("author_submitExtrinsic", json!([xt_hex]))
             .await?;
+        submitted.insert(signer.public_bytes(), nonce.saturating_add(1));
         tracing::info!(call, tx = %hash, "submitted to {}", self.rpc.url());
-        Ok(())
+        Ok(hash.as_str().unwrap_or_default().to_string())
     }
 }
 
@@ -452,7 +563,9 @@ mod tests {
                     let params = &request["params"];
                     let hex = |bytes: &[u8]| Value::String(format!("0x{}", hex::encode(bytes)));
                     let result = match request["method"].as_str().unwrap() {
-                        "chain_getHeader" => json!({ "number": "0x3e8" }),
+                        "chain_getHeader" => {
+                            json!({ "number": "0x3e9", "parentHash": hex(&[2; 32]) })
+                        }
                         "chain_getBlockHash" if params[0] == 0 => hex(&[1; 32]),
                         "chain_getBlockHash" => hex(&[2; 32]),
                         "state_getRuntimeVersion" => {
@@ -547,7 +660,7 @@ mod tests {
         let signer = Keypair::from_mini_secret(&[4; 32]).unwrap();
         let node = fake_node(signer.public_bytes()).await;
         let chain = SubtensorChain::new("local", &node.url);
-        assert_eq!(chain.block().await.unwrap(), 1000);
+        assert_eq!(chain.block().await.unwrap(), 1001);
         let graph = chain.metagraph(23).await.unwrap();
         assert_eq!(graph.neurons.len(), 1);
         assert_eq!(

@@ -1,0 +1,276 @@
+//! Our subtensor client against a real runtime (node-subtensor spec 218 under Chopsticks, on
+//! loopback): it reads the runtime version, metadata, hyperparameters and metagraph; registers
+//! two hotkeys (two concurrent submissions from one coldkey) and stakes; `serve_axon` lands in
+//! the axon storage; `set_weights` lands in the weights storage; too-fast, wrong-version and
+//! commit-reveal refusals arrive by name. Skips with a message where the spec or Chopsticks is
+//! absent (`scripts/test.sh` installs Chopsticks and requires them).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::chopsticks::Chopsticks;
+use nicheimage_tui::bittensor::chain::subtensor::SubtensorChain;
+use nicheimage_tui::bittensor::chain::{Chain, ServeAxon};
+use nicheimage_tui::bittensor::keypair::Keypair;
+use parity_scale_codec::Encode;
+
+const NETUID: u16 = 1;
+
+fn key(n: u8) -> Arc<Keypair> {
+    Arc::new(Keypair::from_mini_secret(&[n; 32]).unwrap())
+}
+
+/// Polls `check` until it holds (each block is ~1 s under Chopsticks).
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Seconds a call took, for the closing figures.
+fn took(start: Instant) -> String {
+    format!("{:.2} s", start.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_reads_and_writes_a_real_subtensor_runtime() {
+    let (coldkey, validator, miner) = (key(11), key(12), key(13));
+    let Some(node) = Chopsticks::start(
+        coldkey.ss58(),
+        &[coldkey.ss58(), validator.ss58(), miner.ss58()],
+    ) else {
+        return;
+    };
+    eprintln!("Chopsticks answered in {:.1} s", node.started_in);
+    let chain = SubtensorChain::new("local", &node.url);
+    let module = "SubtensorModule";
+
+    // Reads.
+    let t = Instant::now();
+    let (spec, _) = chain.runtime_version().await.unwrap();
+    assert_eq!(spec, 218);
+    let meta = chain.current_metadata().await.unwrap();
+    assert_eq!(meta.version, 15, "V15 through Metadata_metadata_at_version");
+    assert!(meta.has_call(module, "commit_weights"));
+    let hyper = chain.hyperparams(NETUID).await.unwrap();
+    eprintln!("hyperparameters {hyper:?} ({})", took(t));
+    assert!(!hyper.commit_reveal_enabled);
+    let before = chain.metagraph(NETUID).await.unwrap();
+    assert_eq!(before.neurons.len(), 1, "the spec's own neuron");
+    eprintln!(
+        "metagraph of {} neuron(s) ({})",
+        before.neurons.len(),
+        took(t)
+    );
+    let empty = chain.metagraph(2).await.unwrap();
+    assert!(
+        empty.neurons.is_empty(),
+        "an unregistered netuid reads as empty"
+    );
+
+    // Local-chain settings, through sudo: room for two registrations in one block.
+    let admin = |call: &'static str, args: Vec<u8>| {
+        let (chain, coldkey) = (&chain, coldkey.clone());
+        async move {
+            chain
+                .sudo(&coldkey, "AdminUtils", call, &args)
+                .await
+                .unwrap()
+        }
+    };
+    admin(
+        "sudo_set_max_registrations_per_block",
+        (NETUID, 8u16).encode(),
+    )
+    .await;
+    admin(
+        "sudo_set_target_registrations_per_interval",
+        (NETUID, 8u16).encode(),
+    )
+    .await;
+
+    // Two registrations signed by one coldkey at once: distinct nonces, both land.
+    let t = Instant::now();
+    let register = |hotkey: Arc<Keypair>| {
+        let (chain, coldkey) = (&chain, coldkey.clone());
+        async move {
+            chain
+                .submit_call(
+                    &coldkey,
+                    "SubtensorModule",
+                    "burned_register",
+                    &(NETUID, hotkey.public_bytes()).encode(),
+                )
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(register(validator.clone()), register(miner.clone()));
+    assert_ne!(a.unwrap(), b.unwrap(), "two transactions");
+    until("both hotkeys registered", || async {
+        let graph = chain.metagraph(NETUID).await.unwrap();
+        graph.by_hotkey(validator.ss58()).is_some() && graph.by_hotkey(miner.ss58()).is_some()
+    })
+    .await;
+    eprintln!("two burned_register calls landed ({})", took(t));
+
+    // Stake on the validator: the coldkey pays it (this test runtime's fresh pools give next to
+    // no alpha for it, so the balance is what shows it).
+    let free = || async {
+        let account = chain
+            .storage_value(&meta, "System", "Account", &[&coldkey.public_bytes()])
+            .await
+            .unwrap()
+            .unwrap();
+        account
+            .field("data")
+            .unwrap()
+            .field("free")
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    };
+    let t = Instant::now();
+    let stake = 100_000_000_000u64;
+    let before_stake = free().await;
+    chain
+        .submit_call(
+            &coldkey,
+            module,
+            "add_stake",
+            &(validator.public_bytes(), NETUID, stake).encode(),
+        )
+        .await
+        .unwrap();
+    until("the stake paid", || async {
+        before_stake.saturating_sub(free().await) >= stake
+    })
+    .await;
+    eprintln!("add_stake landed ({})", took(t));
+
+    // serve_axon: loopback is refused by this runtime, so a documentation address is announced
+    // (nothing dials it).
+    let refused = chain
+        .serve_axon(
+            &miner,
+            ServeAxon {
+                netuid: NETUID,
+                version: 1,
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 8091,
+                protocol: 4,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.refusal(), Some("InvalidIpAddress"), "{refused}");
+    let t = Instant::now();
+    let axon = ServeAxon {
+        netuid: NETUID,
+        version: 10_002_000,
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 8091,
+        protocol: 4,
+    };
+    chain.serve_axon(&miner, axon.clone()).await.unwrap();
+    until("the axon in storage", || async {
+        let stored = chain
+            .storage_value(
+                &meta,
+                module,
+                "Axons",
+                &[&NETUID.encode(), &miner.public_bytes()],
+            )
+            .await
+            .unwrap();
+        stored.and_then(|s| s.field("port").and_then(|p| p.as_u16()).ok()) == Some(8091)
+    })
+    .await;
+    let graph = chain.metagraph(NETUID).await.unwrap();
+    let served = &graph.by_hotkey(miner.ss58()).unwrap().axon;
+    assert_eq!(
+        (served.ip_string().as_str(), served.port),
+        ("198.51.100.7", 8091)
+    );
+    eprintln!("serve_axon landed ({})", took(t));
+
+    // Weights: too fast right after registration (rate limit 100 blocks) ...
+    let miner_uid = graph.by_hotkey(miner.ss58()).unwrap().uid;
+    let validator_uid = graph.by_hotkey(validator.ss58()).unwrap().uid;
+    let too_fast = chain
+        .set_weights(&validator, NETUID, vec![miner_uid], vec![65535], 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        too_fast.refusal(),
+        Some("SettingWeightsTooFast"),
+        "{too_fast}"
+    );
+    // ... then, without the limit, they land.
+    admin("sudo_set_weights_set_rate_limit", (NETUID, 0u64).encode()).await;
+    until("no rate limit", || async {
+        chain.hyperparams(NETUID).await.unwrap().weights_rate_limit == 0
+    })
+    .await;
+    let t = Instant::now();
+    chain
+        .set_weights(&validator, NETUID, vec![miner_uid], vec![65535], 0)
+        .await
+        .unwrap();
+    until("the weights in storage", || async {
+        let stored = chain
+            .storage_value(
+                &meta,
+                module,
+                "Weights",
+                &[&NETUID.encode(), &validator_uid.encode()],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let row = stored.as_list().unwrap();
+        row.len() == 1 && row[0].as_list().unwrap()[0].as_u16().unwrap() == miner_uid
+    })
+    .await;
+    eprintln!("set_weights landed ({})", took(t));
+
+    // A version key below the subnet's.
+    admin("sudo_set_weights_version_key", (NETUID, 7u64).encode()).await;
+    until("the version key set", || async {
+        chain.hyperparams(NETUID).await.unwrap().weights_version_key == 7
+    })
+    .await;
+    let old = chain
+        .set_weights(&validator, NETUID, vec![miner_uid], vec![65535], 6)
+        .await
+        .unwrap_err();
+    assert_eq!(old.refusal(), Some("IncorrectWeightVersionKey"), "{old}");
+
+    // Commit-reveal on: plain weights are refused by name.
+    admin(
+        "sudo_set_commit_reveal_weights_enabled",
+        (NETUID, true).encode(),
+    )
+    .await;
+    until("commit-reveal on", || async {
+        chain
+            .hyperparams(NETUID)
+            .await
+            .unwrap()
+            .commit_reveal_enabled
+    })
+    .await;
+    let cr = chain
+        .set_weights(&validator, NETUID, vec![miner_uid], vec![65535], 7)
+        .await
+        .unwrap_err();
+    assert_eq!(cr.refusal(), Some("CommitRevealEnabled"), "{cr}");
+    drop(node);
+}
