@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::chopsticks::Chopsticks;
 use nicheimage_tui::bittensor::chain::subtensor::SubtensorChain;
+use nicheimage_tui::bittensor::chain::subtensor::commit::WeightsMode;
 use nicheimage_tui::bittensor::chain::{Chain, ServeAxon};
 use nicheimage_tui::bittensor::keypair::Keypair;
 use parity_scale_codec::Encode;
@@ -33,6 +34,26 @@ where
         assert!(Instant::now() < deadline, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Advances the chain `count` blocks (Chopsticks' `dev_newBlock`).
+async fn new_blocks(ws_url: &str, count: u64) {
+    let url = ws_url.replacen("ws://", "http://", 1);
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "dev_newBlock", "params": [{"count": count}],
+    });
+    let answer: serde_json::Value = nicheimage_tui::http::client()
+        .unwrap()
+        .post(url)
+        .json(&body)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer.get("error").is_none(), "{answer}");
 }
 
 /// Seconds a call took, for the closing figures.
@@ -272,5 +293,71 @@ async fn our_client_reads_and_writes_a_real_subtensor_runtime() {
         .await
         .unwrap_err();
     assert_eq!(cr.refusal(), Some("CommitRevealEnabled"), "{cr}");
+
+    // The hash scheme (what spec 218 has): commit, keep the salt, reveal in the window.
+    assert_eq!(
+        chain.weights_mode(NETUID).await.unwrap(),
+        WeightsMode::HashCommit
+    );
+    admin("sudo_set_tempo", (NETUID, 4u16).encode()).await;
+    admin(
+        "sudo_set_commit_reveal_weights_interval",
+        (NETUID, 1u64).encode(),
+    )
+    .await;
+    until("tempo 4", || async {
+        chain.hyperparams(NETUID).await.unwrap().tempo == 4
+    })
+    .await;
+    let t = Instant::now();
+    let (uids, weights) = (vec![validator_uid, miner_uid], vec![1000u16, 65535]);
+    let pending = chain
+        .commit_weights(&validator, NETUID, uids.clone(), weights.clone(), 7)
+        .await
+        .unwrap();
+    let now = chain.block().await.unwrap();
+    eprintln!(
+        "commit_weights landed at block {} ({}): reveal in blocks {}..={} (now {now})",
+        pending.commit_block,
+        took(t),
+        pending.first_reveal_block,
+        pending.last_reveal_block
+    );
+    assert!(
+        pending.first_reveal_block > now && pending.last_reveal_block >= pending.first_reveal_block
+    );
+    let early = chain
+        .reveal_weights(&validator, &pending)
+        .await
+        .unwrap_err();
+    eprintln!("an early reveal: {early}");
+    assert!(early.refusal().is_some(), "{early}");
+    let blocks = pending.first_reveal_block - now;
+    new_blocks(&node.url, blocks).await;
+    let t = Instant::now();
+    chain.reveal_weights(&validator, &pending).await.unwrap();
+    until("the revealed weights in storage", || async {
+        let stored = chain
+            .storage_value(
+                &meta,
+                module,
+                "Weights",
+                &[&NETUID.encode(), &validator_uid.encode()],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        stored.as_list().unwrap().len() == 2
+    })
+    .await;
+    eprintln!("reveal_weights landed ({})", took(t));
+    assert!(
+        chain
+            .weight_commits(NETUID, &validator.public_bytes())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the commit is spent"
+    );
     drop(node);
 }

@@ -167,6 +167,12 @@ fn explain(name: &str, detail: &str) -> String {
         "InvalidPort" => "the axon port is invalid",
         "InvalidIpType" => "the axon IP type is invalid",
         "InvalidIpAddress" => "the axon IP address is invalid",
+        "RevealTooEarly" => "the commit's reveal window has not opened yet",
+        "ExpiredWeightCommit" => "the commit's reveal window has passed; commit again",
+        "NoWeightsCommitFound" => "there is no commit to reveal",
+        "InvalidRevealCommitHashNotMatch" => "the reveal does not match the committed hash",
+        "TooManyUnrevealedCommits" => "too many commits are waiting for their reveal (10 at most)",
+        "CommitRevealDisabled" => "commit-reveal is off on this subnet: set weights directly",
         _ => "",
     };
     let mut text = format!("chain refused: {name}");

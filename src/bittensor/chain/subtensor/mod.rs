@@ -3,6 +3,7 @@
 //! writes `serve_axon` / `set_weights` as hand-built extrinsics. Every write is dry-run first
 //! (`BlockBuilder_apply_extrinsic`) so the operator hears the chain's refusal by name.
 
+pub mod commit;
 pub mod dynamic;
 pub mod extrinsic;
 pub mod metadata;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::{Chain, ChainError, Hyperparams, Metagraph, ServeAxon};
 use crate::bittensor::keypair::Keypair;
+use commit::{PendingCommit, WeightsMode};
 use metadata::ChainMetadata;
 use rpc::Rpc;
 use scale::DryRun;
@@ -79,6 +81,109 @@ impl SubtensorChain {
         dynamic::decode_all(&meta.types, entry.value, &bytes)
             .map(Some)
             .map_err(|e| ChainError::Decode(format!("{pallet}.{item}: {e}")))
+    }
+
+    /// How the runtime wants this subnet's weights now.
+    pub async fn weights_mode(&self, netuid: u16) -> Result<WeightsMode, ChainError> {
+        let meta = self.current_metadata().await?;
+        let commit_reveal = self
+            .subnet_value(&meta, "CommitRevealWeightsEnabled", netuid)
+            .await?
+            .as_bool()?;
+        WeightsMode::of(&meta, commit_reveal)
+    }
+
+    /// The signer's hash commits on a subnet as the chain holds them:
+    /// `(hash, commit block, first reveal block, last reveal block)`.
+    pub async fn weight_commits(
+        &self,
+        netuid: u16,
+        hotkey: &[u8; 32],
+    ) -> Result<Vec<([u8; 32], u64, u64, u64)>, ChainError> {
+        let meta = self.current_metadata().await?;
+        let Some(commits) = self
+            .storage_value(&meta, PALLET, "WeightCommits", &[&netuid.encode(), hotkey])
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        commits
+            .as_list()?
+            .iter()
+            .map(|c| match c.as_list()? {
+                [hash, block, first, last] => Ok((
+                    hash.as_bytes32()?,
+                    block.as_u64()?,
+                    first.as_u64()?,
+                    last.as_u64()?,
+                )),
+                _ => Err(ChainError::Decode(
+                    "WeightCommits: not (hash, block, first, last)".into(),
+                )),
+            })
+            .collect()
+    }
+
+    /// Commits weights by their salted hash and waits (a few blocks at most) for the chain to
+    /// hold the commit, whose reveal window it then reports.
+    pub async fn commit_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<PendingCommit, ChainError> {
+        let salt = commit::new_salt()?;
+        let hotkey = signer.public_bytes();
+        let hash = commit::commit_hash(&hotkey, netuid, &uids, &weights, &salt, version_key);
+        self.submit(signer, "commit_weights", (netuid, hash).encode())
+            .await?;
+        let deadline = std::time::Instant::now() + PENDING_WAIT;
+        loop {
+            if let Some(&(_, commit_block, first, last)) = self
+                .weight_commits(netuid, &hotkey)
+                .await?
+                .iter()
+                .find(|c| c.0 == hash)
+            {
+                return Ok(PendingCommit {
+                    netuid,
+                    hash: hex::encode(hash),
+                    uids,
+                    weights,
+                    salt,
+                    version_key,
+                    commit_block,
+                    first_reveal_block: first,
+                    last_reveal_block: last,
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ChainError::Unsupported(format!(
+                    "commit_weights was submitted but the chain has not stored it in {} s",
+                    PENDING_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Reveals a hash commit (inside its window, or the chain refuses by name).
+    pub async fn reveal_weights(
+        &self,
+        signer: &Keypair,
+        commit: &PendingCommit,
+    ) -> Result<(), ChainError> {
+        let args = (
+            commit.netuid,
+            &commit.uids,
+            &commit.weights,
+            &commit.salt,
+            commit.version_key,
+        )
+            .encode();
+        self.submit(signer, "reveal_weights", args).await
     }
 
     /// The signer's nonce in the state of block `at` (`None` where the runtime has no
@@ -457,19 +562,16 @@ impl Chain for SubtensorChain {
         version_key: u64,
     ) -> BoxFuture<'a, Result<(), ChainError>> {
         async move {
-            let hyper = self.hyperparams(netuid).await?;
-            if hyper.commit_reveal_enabled {
-                return Err(ChainError::refused(
+            match self.weights_mode(netuid).await? {
+                WeightsMode::Plain { call } => {
+                    let args = commit::plain_args(call, netuid, &uids, &weights, version_key);
+                    self.submit(signer, call, args).await
+                }
+                _ => Err(ChainError::refused(
                     "CommitRevealEnabled",
                     format!("subnet {netuid}"),
-                ));
+                )),
             }
-            self.submit(
-                signer,
-                "set_weights",
-                (netuid, uids, weights, version_key).encode(),
-            )
-            .await
         }
         .boxed()
     }
