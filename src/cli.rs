@@ -115,6 +115,12 @@ pub enum Role {
     },
     /// One look at the chain: block, subnet settings, metagraph and our hotkey's place in it.
     Chain(NeuronArgs),
+    /// Weights as btcli handles them: set (or commit, when the subnet wants commit-reveal),
+    /// reveal kept commits, show the state.
+    Weights {
+        #[command(subcommand)]
+        action: WeightsAction,
+    },
     /// The subnet owner's side of the validator proxy: sign one request with an owner key, send
     /// it, write the PNG. For operators testing their proxy.
     #[command(name = "proxy-client")]
@@ -150,6 +156,43 @@ pub struct ProxyClientArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WeightsAction {
+    /// Set the weights, or commit them where the subnet has commit-reveal on (says which).
+    Set(WeightsSetArgs),
+    /// Reveal the kept hash commits whose window is open.
+    Reveal(NeuronArgs),
+    /// Last update, next eligible block, commit-reveal mode and period, pending commits.
+    Status(NeuronArgs),
+}
+
+impl WeightsAction {
+    pub fn neuron(&self) -> &NeuronArgs {
+        match self {
+            WeightsAction::Set(a) => &a.neuron,
+            WeightsAction::Reveal(n) | WeightsAction::Status(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WeightsSetArgs {
+    #[command(flatten)]
+    pub neuron: NeuronArgs,
+    /// The uids to weight.
+    #[arg(long, num_args = 1.., required = true)]
+    pub uids: Vec<u16>,
+    /// One non-negative weight per uid (normalised as the SDK does).
+    #[arg(long, num_args = 1.., required = true)]
+    pub weights: Vec<f32>,
+    /// Default: the subnet's weights version key.
+    #[arg(long = "version_key", alias = "version-key")]
+    pub version_key: Option<u64>,
+    /// With a hash commit, wait for its window and reveal before exiting.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +497,7 @@ impl Cli {
             Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
             Role::Wallet { action } => action.neuron().apply(c),
             Role::Chain(neuron) => neuron.apply(c),
+            Role::Weights { action } => action.neuron().apply(c),
             Role::ProxyClient(_) => {}
         }
     }

@@ -30,3 +30,4 @@ pub mod serve;
 pub mod telemetry;
 pub mod ui;
 pub mod validator;
+pub mod weights_cmd;

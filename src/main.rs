@@ -106,6 +106,9 @@ fn main() -> ExitCode {
     if let Some(Role::Chain(_)) = &cli.command {
         return chain(&config);
     }
+    if let Some(Role::Weights { action }) = &cli.command {
+        return weights(action, &config);
+    }
     if let Some(Role::ProxyClient(args)) = &cli.command {
         return proxy_client(args, &config);
     }
@@ -610,6 +613,72 @@ fn chain(config: &config::Config) -> ExitCode {
             }
         }
     })
+}
+
+/// `weights set | reveal | status` against the configured subtensor node.
+fn weights(action: &nicheimage_tui::cli::WeightsAction, config: &config::Config) -> ExitCode {
+    use nicheimage_tui::bittensor::chain::subtensor::SubtensorChain;
+    use nicheimage_tui::bittensor::chain::{Network, resolve_network};
+    use nicheimage_tui::cli::WeightsAction;
+    use nicheimage_tui::weights_cmd;
+    let s = &config.subtensor;
+    let chain = match resolve_network(&s.network, s.chain_endpoint.as_deref()) {
+        Ok(Network::Remote { name, url }) => SubtensorChain::new(&name, &url),
+        Ok(Network::Embedded) => {
+            return fail(
+                "weights commands talk to a subtensor node; the embedded chain lives inside a running node",
+            );
+        }
+        Err(e) => return fail(e),
+    };
+    let hotkey = match node::load_hotkey(config) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let data_dir = config
+        .node
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+    let commits = weights_cmd::commits_path(&data_dir);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let netuid = s.netuid;
+    let done = runtime.block_on(async {
+        match action {
+            WeightsAction::Set(args) => {
+                let request = weights_cmd::SetRequest {
+                    netuid,
+                    uids: args.uids.clone(),
+                    weights: args.weights.clone(),
+                    version_key: args.version_key,
+                    wait: args.wait,
+                };
+                weights_cmd::set(&chain, &hotkey, &request, &commits).await
+            }
+            WeightsAction::Reveal(_) => {
+                weights_cmd::reveal(&chain, &hotkey, netuid, &commits).await
+            }
+            WeightsAction::Status(_) => {
+                weights_cmd::status(&chain, &hotkey, netuid, &commits).await
+            }
+        }
+    });
+    match done {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nicheimage-tui: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Which chain-backed roles this run has.

@@ -361,3 +361,168 @@ async fn our_client_reads_and_writes_a_real_subtensor_runtime() {
     );
     drop(node);
 }
+
+/// Runs the real binary with `args`; (exit success, stdout + stderr).
+fn run(dir: &std::path::Path, args: &[String]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
+        .env_remove("NICHEIMAGE_WALLET_PASSWORD")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `weights set` (plain, then committing under commit-reveal), `weights status` and
+/// `weights reveal` from a shell, as an operator runs them, with a hotkey file the binary wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_commands_set_commit_and_reveal_from_a_shell() {
+    let coldkey = key(21);
+    let Some(node) = Chopsticks::start(coldkey.ss58(), &[coldkey.ss58()]) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let wallet = dir.join("wallets");
+    let wallet_path = wallet.to_str().unwrap();
+    let neuron = [
+        "--wallet.path",
+        wallet_path,
+        "--wallet.name",
+        "op",
+        "--wallet.hotkey",
+        "v",
+        "--subtensor.network",
+        "local",
+        "--subtensor.chain_endpoint",
+        node.url.as_str(),
+        "--netuid",
+        "1",
+    ];
+    let with = |head: &[&str]| -> Vec<String> {
+        head.iter().chain(&neuron).map(|s| s.to_string()).collect()
+    };
+    let (ok, said) = run(dir, &with(&["wallet", "new-hotkey"]));
+    assert!(ok, "{said}");
+    let ss58 = said
+        .split_whitespace()
+        .nth(1)
+        .expect("the hotkey's address")
+        .to_string();
+    let hotkey = nicheimage_tui::bittensor::ss58::decode(&ss58).unwrap();
+
+    let chain = SubtensorChain::new("local", &node.url);
+    chain
+        .sudo(
+            &coldkey,
+            "AdminUtils",
+            "sudo_set_weights_set_rate_limit",
+            &(NETUID, 0u64).encode(),
+        )
+        .await
+        .unwrap();
+    chain
+        .submit_call(
+            &coldkey,
+            "SubtensorModule",
+            "burned_register",
+            &(NETUID, hotkey).encode(),
+        )
+        .await
+        .unwrap();
+    until("the operator's hotkey registered", || async {
+        chain
+            .metagraph(NETUID)
+            .await
+            .unwrap()
+            .by_hotkey(&ss58)
+            .is_some()
+    })
+    .await;
+    let uid = chain
+        .metagraph(NETUID)
+        .await
+        .unwrap()
+        .by_hotkey(&ss58)
+        .unwrap()
+        .uid
+        .to_string();
+
+    let set_plain = with(&[
+        "weights",
+        "set",
+        "--uids",
+        "0",
+        &uid,
+        "--weights",
+        "0.25",
+        "1",
+    ]);
+    // Registered in this very block: no validator permit until the next epoch.
+    let (ok, said) = run(dir, &set_plain);
+    eprintln!("weights set (no permit yet): {said}");
+    assert!(!ok && said.contains("NeuronNoValidatorPermit"), "{said}");
+    new_blocks(&node.url, 1).await;
+    let (ok, said) = run(dir, &set_plain);
+    eprintln!("weights set (plain): {said}");
+    assert!(
+        ok && said.contains("with set_weights (commit-reveal is off)"),
+        "{said}"
+    );
+
+    // Commit-reveal on, one epoch of 5 blocks.
+    for (call, args) in [
+        ("sudo_set_tempo", (NETUID, 4u16).encode()),
+        (
+            "sudo_set_commit_reveal_weights_interval",
+            (NETUID, 1u64).encode(),
+        ),
+        (
+            "sudo_set_commit_reveal_weights_enabled",
+            (NETUID, true).encode(),
+        ),
+    ] {
+        chain
+            .sudo(&coldkey, "AdminUtils", call, &args)
+            .await
+            .unwrap();
+    }
+    until("commit-reveal on", || async {
+        chain
+            .hyperparams(NETUID)
+            .await
+            .unwrap()
+            .commit_reveal_enabled
+    })
+    .await;
+    let (ok, said) = run(
+        dir,
+        &with(&["weights", "set", "--uids", &uid, "--weights", "1"]),
+    );
+    eprintln!("weights set (commit-reveal): {said}");
+    assert!(ok && said.contains("committed 1 weights"), "{said}");
+    let (ok, said) = run(dir, &with(&["weights", "status"]));
+    eprintln!("weights status: {said}");
+    assert!(
+        ok && said.contains("commit-reveal (hash commit, then reveal)")
+            && said.contains("salt kept"),
+        "{said}"
+    );
+    let (ok, said) = run(dir, &with(&["weights", "reveal"]));
+    assert!(ok && said.contains("opens at block"), "{said}");
+    new_blocks(&node.url, 5).await;
+    let (ok, said) = run(dir, &with(&["weights", "reveal"]));
+    eprintln!("weights reveal: {said}");
+    assert!(ok && said.contains("revealed commit"), "{said}");
+    let (ok, said) = run(dir, &with(&["weights", "status"]));
+    assert!(ok && said.contains("no pending commits on chain"), "{said}");
+    drop(node);
+}

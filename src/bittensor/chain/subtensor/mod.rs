@@ -93,6 +93,18 @@ impl SubtensorChain {
         WeightsMode::of(&meta, commit_reveal)
     }
 
+    /// Epochs between a commit and its reveal (`None` where the runtime has no such setting).
+    pub async fn reveal_period_epochs(&self, netuid: u16) -> Result<Option<u64>, ChainError> {
+        let meta = self.current_metadata().await?;
+        if meta.storage_entry(PALLET, "RevealPeriodEpochs").is_err() {
+            return Ok(None);
+        }
+        let value = self
+            .storage_value(&meta, PALLET, "RevealPeriodEpochs", &[&netuid.encode()])
+            .await?;
+        value.map(|v| v.as_u64()).transpose()
+    }
+
     /// The signer's hash commits on a subnet as the chain holds them:
     /// `(hash, commit block, first reveal block, last reveal block)`.
     pub async fn weight_commits(
@@ -169,7 +181,8 @@ impl SubtensorChain {
         }
     }
 
-    /// Reveals a hash commit (inside its window, or the chain refuses by name).
+    /// Reveals a hash commit (inside its window, or the chain refuses by name) and waits for the
+    /// chain to spend it.
     pub async fn reveal_weights(
         &self,
         signer: &Keypair,
@@ -183,7 +196,25 @@ impl SubtensorChain {
             commit.version_key,
         )
             .encode();
-        self.submit(signer, "reveal_weights", args).await
+        self.submit(signer, "reveal_weights", args).await?;
+        // Landed when the chain no longer holds the commit (it spends it on reveal).
+        let hash = hex::decode(&commit.hash).unwrap_or_default();
+        let deadline = std::time::Instant::now() + PENDING_WAIT;
+        while self
+            .weight_commits(commit.netuid, &signer.public_bytes())
+            .await?
+            .iter()
+            .any(|c| c.0[..] == hash[..])
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(ChainError::Unsupported(format!(
+                    "reveal_weights was submitted but the commit is still on chain after {} s",
+                    PENDING_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Ok(())
     }
 
     /// The signer's nonce in the state of block `at` (`None` where the runtime has no
