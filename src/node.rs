@@ -409,6 +409,7 @@ pub fn add_validator(
         fast_steps: v.fast_steps,
         slow_loop: Duration::from_secs(v.loop_secs),
         state_path,
+        commits_path: crate::weights_cmd::commits_path(data_dir),
         version_key: 10,
         set_weights: !v.disable_set_weights,
     };

@@ -6,31 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::bittensor::chain::commit::{WeightsMode, load_pending, save_pending};
 use crate::bittensor::chain::subtensor::SubtensorChain;
-use crate::bittensor::chain::subtensor::commit::{PendingCommit, WeightsMode};
 use crate::bittensor::chain::weights::normalize_for_emit;
 use crate::bittensor::chain::{Chain, ChainError};
 use crate::bittensor::keypair::Keypair;
-use crate::jsonfile;
 
 pub fn commits_path(data_dir: &Path) -> PathBuf {
     data_dir.join("weight-commits.json")
-}
-
-fn load(path: &Path) -> Result<Vec<PendingCommit>, String> {
-    match jsonfile::load_or_aside(path, "the pending weight commits") {
-        (commits, None) => Ok(commits),
-        (_, Some(problem)) => Err(problem),
-    }
-}
-
-fn save(path: &Path, commits: &[PendingCommit]) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    jsonfile::save_atomic(path, &commits)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// What `weights set` was asked.
@@ -82,9 +65,9 @@ pub async fn set(
                 .commit_weights(signer, netuid, uids, weights, version_key)
                 .await
                 .map_err(text)?;
-            let mut all = load(commits)?;
+            let mut all = load_pending(commits)?;
             all.push(pending.clone());
-            save(commits, &all)?;
+            save_pending(commits, &all)?;
             let mut said = format!(
                 "committed {} weights on subnet {netuid} (commit-reveal is on): hash 0x{} at block {}, reveal in blocks {}..={}",
                 pending.uids.len(),
@@ -132,7 +115,7 @@ pub async fn reveal(
     let block = chain.block().await.map_err(text)?;
     let mut kept = Vec::new();
     let mut said = Vec::new();
-    for pending in load(commits)? {
+    for pending in load_pending(commits)? {
         if pending.netuid != netuid {
             kept.push(pending);
         } else if block > pending.last_reveal_block {
@@ -160,7 +143,7 @@ pub async fn reveal(
             }
         }
     }
-    save(commits, &kept)?;
+    save_pending(commits, &kept)?;
     if said.is_empty() {
         said.push(format!("no kept commits for subnet {netuid}"));
     }
@@ -220,7 +203,7 @@ pub async fn status(
             other => Err(other),
         })
         .map_err(text)?;
-    let kept = load(commits)?;
+    let kept = load_pending(commits)?;
     for (hash, at, first, last) in &on_chain {
         let hex = hex::encode(hash);
         let salt = if kept.iter().any(|k| k.hash == hex) {

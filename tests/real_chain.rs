@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::chopsticks::Chopsticks;
+use nicheimage_tui::bittensor::chain::commit::WeightsMode;
 use nicheimage_tui::bittensor::chain::subtensor::SubtensorChain;
-use nicheimage_tui::bittensor::chain::subtensor::commit::WeightsMode;
 use nicheimage_tui::bittensor::chain::{Chain, ServeAxon};
 use nicheimage_tui::bittensor::keypair::Keypair;
 use parity_scale_codec::Encode;

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::subnet::{Behaviour, Subnet};
+use nicheimage_tui::bittensor::chain::Chain;
 use nicheimage_tui::bittensor::dendrite::Dendrite;
 use nicheimage_tui::validator::Dice;
 use nicheimage_tui::validator::scores::MinerBook;
@@ -63,6 +64,29 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     // The rate limit is 0 here: the next eligible block is the one just used.
     let next = validator.next_weights_block().await.unwrap().unwrap();
     assert!(next >= 1000, "{next}");
+
+    // Commit-reveal on: the validator commits, keeps the salt across a restart, reveals in the
+    // window.
+    subnet.chain.set_commit_reveal(23, true).unwrap();
+    let done = validator.set_weights().await.unwrap();
+    assert!(done.starts_with("committed at block"), "{done}");
+    let commits_path = subnet.dir.path().join("weight-commits.json");
+    let kept = nicheimage_tui::bittensor::chain::commit::load_pending(&commits_path).unwrap();
+    assert_eq!(kept.len(), 1);
+    let again = validator.set_weights().await.unwrap();
+    assert_eq!(again, done, "one commit at a time, waiting for its window");
+    let restarted = subnet.validator(true);
+    *restarted.shared.book() = validator.shared.book().clone();
+    let now = subnet.chain.block().await.unwrap();
+    subnet.chain.advance(kept[0].first_reveal_block - now);
+    let done = restarted.set_weights().await.unwrap();
+    assert!(done.contains("revealed the commit of block"), "{done}");
+    assert_eq!(subnet.chain.weight_history().len(), 2);
+    assert!(
+        nicheimage_tui::bittensor::chain::commit::load_pending(&commits_path)
+            .unwrap()
+            .is_empty()
+    );
 
     let book = {
         let mut book = validator.shared.book();

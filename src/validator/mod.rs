@@ -17,6 +17,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
+use crate::bittensor::chain::commit::{self, WeightsMode};
 use crate::bittensor::chain::{Chain, ChainError, weights};
 use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use crate::bittensor::keypair::Keypair;
@@ -42,6 +43,8 @@ pub struct ValidatorSettings {
     pub fast_steps: u64,
     pub slow_loop: Duration,
     pub state_path: PathBuf,
+    /// Hash commits waiting for their reveal, with their salts (`weights` commands share it).
+    pub commits_path: PathBuf,
     /// Sent with weights: the seed's spec version, 10.
     pub version_key: u64,
     pub set_weights: bool,
@@ -501,21 +504,98 @@ impl Validator {
         {
             return Ok(format!("waiting for block {next} (now {block})"));
         }
+        let netuid = self.settings.netuid;
+        match self.chain.weights_mode(netuid).await? {
+            WeightsMode::Plain { .. } => {}
+            WeightsMode::HashCommit => return self.commit_or_reveal(block, uids, weights).await,
+            WeightsMode::Timelocked { call } => {
+                return Err(ChainError::Unsupported(format!(
+                    "subnet {netuid} takes timelocked weights ({call}, commit-reveal v4), which this build cannot encrypt yet"
+                )));
+            }
+        }
         self.chain
             .set_weights(
                 &self.keypair,
-                self.settings.netuid,
+                netuid,
                 uids.clone(),
                 weights.clone(),
                 self.settings.version_key,
             )
             .await?;
+        self.remember_weights(&uids, &weights);
+        Ok(format!("set at block {block} for {} uids", uids.len()))
+    }
+
+    fn remember_weights(&self, uids: &[u16], weights: &[u16]) {
         *self
             .shared
             .weights
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = uids.iter().copied().zip(weights).collect();
-        Ok(format!("set at block {block} for {} uids", uids.len()))
+            .unwrap_or_else(|p| p.into_inner()) =
+            uids.iter().copied().zip(weights.iter().copied()).collect();
+    }
+
+    /// Under hash commit-reveal: reveals a kept commit whose window is open, else waits for the
+    /// one pending, else commits these weights (the salt kept in `commits_path` as soon as the
+    /// chain holds the commit).
+    async fn commit_or_reveal(
+        &self,
+        block: u64,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+    ) -> Result<String, ChainError> {
+        let s = &self.settings;
+        let kept = commit::load_pending(&s.commits_path).map_err(ChainError::Unsupported)?;
+        let (mine, others): (Vec<_>, Vec<_>) = kept.into_iter().partition(|c| c.netuid == s.netuid);
+        // Past their window, commits are spent: the chain drops them.
+        let (live, expired): (Vec<_>, Vec<_>) =
+            mine.into_iter().partition(|c| block <= c.last_reveal_block);
+        for c in &expired {
+            tracing::warn!(hash = %c.hash, last = c.last_reveal_block, "a weights commit expired unrevealed");
+        }
+        let save = |live: &[commit::PendingCommit]| {
+            let all: Vec<_> = others.iter().chain(live).cloned().collect();
+            commit::save_pending(&s.commits_path, &all).map_err(ChainError::Unsupported)
+        };
+        if let Some(open) = live.iter().position(|c| block >= c.first_reveal_block) {
+            let c = live[open].clone();
+            let result = self.chain.reveal_weights(&self.keypair, &c).await;
+            let mut rest = live;
+            let spent = match &result {
+                Ok(()) => true,
+                // Refused for good (expired, not matching, not found): the commit is spent.
+                Err(e) => e.refusal().is_some_and(|name| name != "RevealTooEarly"),
+            };
+            if spent {
+                rest.remove(open);
+            }
+            save(&rest)?;
+            result?;
+            self.remember_weights(&c.uids, &c.weights);
+            return Ok(format!(
+                "set at block {block} for {} uids (revealed the commit of block {})",
+                c.uids.len(),
+                c.commit_block
+            ));
+        }
+        if let Some(c) = live.first() {
+            save(&live)?;
+            return Ok(format!(
+                "committed at block {}, reveal in blocks {}..={}",
+                c.commit_block, c.first_reveal_block, c.last_reveal_block
+            ));
+        }
+        let c = self
+            .chain
+            .commit_weights(&self.keypair, s.netuid, uids, weights, s.version_key)
+            .await?;
+        let said = format!(
+            "committed at block {}, reveal in blocks {}..={}",
+            c.commit_block, c.first_reveal_block, c.last_reveal_block
+        );
+        save(&[c])?;
+        Ok(said)
     }
 }
 

@@ -218,6 +218,7 @@ impl Subnet {
                 fast_steps: 1,
                 slow_loop: Duration::from_secs(1),
                 state_path: self.dir.path().join("validator-state.json"),
+                commits_path: self.dir.path().join("weight-commits.json"),
                 version_key: 10,
                 set_weights,
             },

@@ -1,6 +1,8 @@
 //! The embedded chain: an in-process model of the subtensor rules our node depends on —
 //! registrations, stakes, axons, a block clock, the weights rate limit, version key, permits,
-//! commit-reveal refusal, serving rate limit and a weight history. It is not a substrate node.
+//! commit-reveal with salted hash commits (as runtime spec 218: a commit is revealed in the epoch
+//! `reveal_period_epochs` after its own), serving rate limit and a weight history. It is not a
+//! substrate node.
 //! It starts from a human-editable TOML file (see `config/embedded-chain.example.toml`).
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use super::commit::{self, PendingCommit, WeightsMode};
 use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAxon};
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::ss58;
@@ -48,6 +51,9 @@ pub struct SubnetFile {
     pub weights_version_key: u64,
     #[serde(default)]
     pub commit_reveal: bool,
+    /// Epochs between a commit and its reveal.
+    #[serde(default = "default_reveal_period")]
+    pub reveal_period_epochs: u64,
     #[serde(default = "default_serving_rate_limit")]
     pub serving_rate_limit: u64,
     /// Tokens of stake a hotkey needs to set weights.
@@ -62,6 +68,9 @@ fn default_tempo() -> u16 {
 }
 fn default_rate_limit() -> u64 {
     100
+}
+fn default_reveal_period() -> u64 {
+    1
 }
 fn default_serving_rate_limit() -> u64 {
     50
@@ -98,6 +107,23 @@ struct Subnet {
     neurons: Vec<Neuron>,
     /// Latest weights per validator uid.
     weights: BTreeMap<u16, Vec<(u16, u16)>>,
+    /// Unrevealed hash commits per hotkey: (hash, commit block, first and last reveal block).
+    commits: BTreeMap<String, Vec<([u8; 32], u64, u64, u64)>>,
+}
+
+/// At most this many unrevealed commits per hotkey, as subtensor.
+const MAX_UNREVEALED: usize = 10;
+
+/// Subtensor's epoch index of a block: `(block + netuid + 1) / (tempo + 1)`.
+fn epoch_of(block: u64, netuid: u16, tempo: u16) -> u64 {
+    (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
+}
+
+/// The first and last block of an epoch.
+fn epoch_blocks(epoch: u64, netuid: u16, tempo: u16) -> (u64, u64) {
+    let length = u64::from(tempo) + 1;
+    let first = (epoch * length).saturating_sub(u64::from(netuid) + 1);
+    (first, first + length - 1)
 }
 
 struct State {
@@ -191,6 +217,7 @@ impl EmbeddedChain {
                     params: subnet.clone(),
                     neurons,
                     weights: BTreeMap::new(),
+                    commits: BTreeMap::new(),
                 },
             );
         }
@@ -213,6 +240,16 @@ impl EmbeddedChain {
     fn current_block(&self, state: &State) -> u64 {
         let ticks = self.started.elapsed().as_secs_f64() / self.block_time.as_secs_f64();
         self.start_block + ticks as u64 + state.skipped
+    }
+
+    /// Switches a subnet's commit-reveal (as the subnet owner's hyperparameter call does).
+    pub fn set_commit_reveal(&self, netuid: u16, enabled: bool) -> Result<(), ChainError> {
+        let mut state = self.lock();
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        subnet.params.commit_reveal = enabled;
+        Ok(())
     }
 
     /// Moves the clock on by `blocks` (tests and demos).
@@ -278,13 +315,143 @@ impl EmbeddedChain {
         version_key: u64,
     ) -> Result<(), ChainError> {
         let mut state = self.lock();
+        Self::set_weights_in(
+            self.current_block(&state),
+            &mut state,
+            hotkey,
+            netuid,
+            uids,
+            weights,
+            version_key,
+            false,
+        )
+    }
+
+    /// A hash commit: refused where commit-reveal is off, or past the unrevealed limit.
+    fn apply_commit(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<PendingCommit, ChainError> {
+        let hotkey = signer.ss58();
+        let salt = commit::new_salt()?;
+        let hash = commit::commit_hash(
+            &signer.public_bytes(),
+            netuid,
+            &uids,
+            &weights,
+            &salt,
+            version_key,
+        );
+        let mut state = self.lock();
         let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        Self::neuron_uid(subnet, hotkey)?;
+        let p = &subnet.params;
+        if !p.commit_reveal {
+            return Err(ChainError::refused(
+                "CommitRevealDisabled",
+                format!("subnet {netuid}"),
+            ));
+        }
+        let reveal_epoch = epoch_of(block, netuid, p.tempo) + p.reveal_period_epochs;
+        let (first, last) = epoch_blocks(reveal_epoch, netuid, p.tempo);
+        let mine = subnet.commits.entry(hotkey.to_string()).or_default();
+        // Expired commits no longer count against the limit.
+        mine.retain(|c| c.3 >= block);
+        if mine.len() >= MAX_UNREVEALED {
+            return Err(ChainError::refused("TooManyUnrevealedCommits", hotkey));
+        }
+        mine.push((hash, block, first, last));
+        Ok(PendingCommit {
+            netuid,
+            hash: hex::encode(hash),
+            uids,
+            weights,
+            salt,
+            version_key,
+            commit_block: block,
+            first_reveal_block: first,
+            last_reveal_block: last,
+        })
+    }
+
+    /// A reveal: the commit must match and be inside its window; then the weights are set by
+    /// the usual rules.
+    fn apply_reveal(&self, signer: &Keypair, c: &PendingCommit) -> Result<(), ChainError> {
+        let hotkey = signer.ss58();
+        let hash = commit::commit_hash(
+            &signer.public_bytes(),
+            c.netuid,
+            &c.uids,
+            &c.weights,
+            &c.salt,
+            c.version_key,
+        );
+        let mut state = self.lock();
+        let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&c.netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {}", c.netuid))
+        })?;
+        let mine = subnet.commits.entry(hotkey.to_string()).or_default();
+        if mine.is_empty() {
+            return Err(ChainError::refused("NoWeightsCommitFound", hotkey));
+        }
+        let Some(at) = mine.iter().position(|m| m.0 == hash) else {
+            return Err(ChainError::refused(
+                "InvalidRevealCommitHashNotMatch",
+                hotkey,
+            ));
+        };
+        let (_, _, first, last) = mine[at];
+        if block < first {
+            return Err(ChainError::refused(
+                "RevealTooEarly",
+                format!("opens at block {first}"),
+            ));
+        }
+        if block > last {
+            mine.remove(at);
+            return Err(ChainError::refused(
+                "ExpiredWeightCommit",
+                format!("closed at block {last}"),
+            ));
+        }
+        mine.remove(at);
+        Self::set_weights_in(
+            block,
+            &mut state,
+            hotkey,
+            c.netuid,
+            c.uids.clone(),
+            c.weights.clone(),
+            c.version_key,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_weights_in(
+        block: u64,
+        state: &mut State,
+        hotkey: &str,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+        revealed: bool,
+    ) -> Result<(), ChainError> {
         let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
             ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
         })?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
-        if p.commit_reveal {
+        if p.commit_reveal && !revealed {
             return Err(ChainError::refused(
                 "CommitRevealEnabled",
                 format!("subnet {netuid}"),
@@ -517,6 +684,44 @@ impl Chain for EmbeddedChain {
         let result = self.apply_weights(signer.ss58(), netuid, uids, weights, version_key);
         async move { result }.boxed()
     }
+
+    fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<WeightsMode, ChainError>> {
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| match s.params.commit_reveal {
+                true => WeightsMode::HashCommit,
+                false => WeightsMode::Plain {
+                    call: "set_weights",
+                },
+            })
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
+        async move { result }.boxed()
+    }
+
+    fn commit_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<PendingCommit, ChainError>> {
+        let result = self.apply_commit(signer, netuid, uids, weights, version_key);
+        async move { result }.boxed()
+    }
+
+    fn reveal_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        commit: &'a PendingCommit,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
+        let result = self.apply_reveal(signer, commit);
+        async move { result }.boxed()
+    }
 }
 
 #[cfg(test)]
@@ -637,6 +842,62 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.refusal(), Some("CommitRevealEnabled"));
         assert!(chain.hyperparams(23).await.unwrap().commit_reveal_enabled);
+    }
+
+    #[tokio::test]
+    async fn hash_commits_are_revealed_in_their_epoch_as_subtensor_does() {
+        // Tempo 4 on netuid 23: epochs are 5 blocks, epoch(b) = (b + 24) / 5.
+        let (plain, _, _) = chain("");
+        let (chain, validator, _) = chain("commit_reveal = true\ntempo = 4");
+        chain.advance(1000);
+        assert_eq!(
+            chain.weights_mode(23).await.unwrap(),
+            WeightsMode::HashCommit
+        );
+        let block = chain.block().await.unwrap();
+        let c = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        assert_eq!(c.commit_block, block);
+        assert_eq!(c.first_reveal_block, ((block + 24) / 5 + 1) * 5 - 24);
+        assert_eq!(c.last_reveal_block, c.first_reveal_block + 4);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &c).await),
+            "RevealTooEarly"
+        );
+        let mut lying = c.clone();
+        lying.weights = vec![1];
+        chain.advance(c.first_reveal_block - block);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &lying).await),
+            "InvalidRevealCommitHashNotMatch"
+        );
+        chain.reveal_weights(&validator, &c).await.unwrap();
+        assert_eq!(chain.weight_history().len(), 1);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &c).await),
+            "NoWeightsCommitFound"
+        );
+        // A commit left past its window expires.
+        let late = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        chain.advance(late.last_reveal_block + 1 - chain.block().await.unwrap());
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &late).await),
+            "ExpiredWeightCommit"
+        );
+        // Off: commits are refused.
+        assert_eq!(
+            plain
+                .commit_weights(&validator, 23, vec![1], vec![1], 10)
+                .await
+                .unwrap_err()
+                .refusal(),
+            Some("CommitRevealDisabled")
+        );
     }
 
     #[tokio::test]

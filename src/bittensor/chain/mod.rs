@@ -2,6 +2,7 @@
 //! client of a live subtensor node) and `embedded` (an in-process model of the pallet rules the
 //! node relies on, for the local demo subnet and tests).
 
+pub mod commit;
 pub mod embedded;
 pub mod subtensor;
 pub mod watch;
@@ -200,6 +201,23 @@ pub trait Chain: Send + Sync {
         &'a self,
         signer: &'a Keypair,
         axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>>;
+    /// How the subnet wants weights now (plain, hash commit-reveal, timelocked).
+    fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<commit::WeightsMode, ChainError>>;
+    /// Commits weights by their salted hash; what the reveal needs and its window.
+    fn commit_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<commit::PendingCommit, ChainError>>;
+    /// Reveals a hash commit inside its window.
+    fn reveal_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        commit: &'a commit::PendingCommit,
     ) -> BoxFuture<'a, Result<(), ChainError>>;
     /// Sets weights already normalised to u16 (see `weights::normalize_for_emit`).
     fn set_weights<'a>(

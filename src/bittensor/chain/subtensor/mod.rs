@@ -17,9 +17,9 @@ use futures::future::BoxFuture;
 use parity_scale_codec::{Decode, Encode};
 use serde_json::{Value, json};
 
+use super::commit::{self as shared_commit, PendingCommit, WeightsMode};
 use super::{Chain, ChainError, Hyperparams, Metagraph, ServeAxon};
 use crate::bittensor::keypair::Keypair;
-use commit::{PendingCommit, WeightsMode};
 use metadata::ChainMetadata;
 use rpc::Rpc;
 use scale::DryRun;
@@ -90,7 +90,7 @@ impl SubtensorChain {
             .subnet_value(&meta, "CommitRevealWeightsEnabled", netuid)
             .await?
             .as_bool()?;
-        WeightsMode::of(&meta, commit_reveal)
+        commit::mode_of(&meta, commit_reveal)
     }
 
     /// Epochs between a commit and its reveal (`None` where the runtime has no such setting).
@@ -146,9 +146,9 @@ impl SubtensorChain {
         weights: Vec<u16>,
         version_key: u64,
     ) -> Result<PendingCommit, ChainError> {
-        let salt = commit::new_salt()?;
+        let salt = shared_commit::new_salt()?;
         let hotkey = signer.public_bytes();
-        let hash = commit::commit_hash(&hotkey, netuid, &uids, &weights, &salt, version_key);
+        let hash = shared_commit::commit_hash(&hotkey, netuid, &uids, &weights, &salt, version_key);
         self.submit(signer, "commit_weights", (netuid, hash).encode())
             .await?;
         let deadline = std::time::Instant::now() + PENDING_WAIT;
@@ -516,6 +516,29 @@ pub fn serve_axon_args(axon: &ServeAxon) -> Vec<u8> {
 }
 
 impl Chain for SubtensorChain {
+    fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<WeightsMode, ChainError>> {
+        SubtensorChain::weights_mode(self, netuid).boxed()
+    }
+
+    fn commit_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<PendingCommit, ChainError>> {
+        SubtensorChain::commit_weights(self, signer, netuid, uids, weights, version_key).boxed()
+    }
+
+    fn reveal_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        commit: &'a PendingCommit,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
+        SubtensorChain::reveal_weights(self, signer, commit).boxed()
+    }
+
     fn describe(&self) -> String {
         format!("subtensor {} at {}", self.network, self.rpc.url())
     }
