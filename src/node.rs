@@ -313,6 +313,7 @@ pub fn add_miner(
         generate_endpoint: m.generate_endpoint.clone(),
         info_endpoint: m.info_endpoint.clone(),
         generate_timeout: Duration::from_secs(m.generate_timeout_secs),
+        self_test: m.reachability_self_test,
         blacklist: {
             let (tx, rx) = tokio::sync::watch::channel(m.blacklist.clone());
             runtime.route_blacklist(tx);

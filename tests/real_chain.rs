@@ -526,3 +526,83 @@ async fn weights_commands_set_commit_and_reveal_from_a_shell() {
     assert!(ok && said.contains("no pending commits on chain"), "{said}");
     drop(node);
 }
+
+/// The miner role, headless, against the real runtime: it announces a public-looking address
+/// with `serve_axon` (loopback is refused by this runtime) and, with its reachability
+/// self-test off, never dials it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_miner_announces_its_axon_on_the_real_runtime() {
+    let coldkey = key(31);
+    let Some(node) = Chopsticks::start(coldkey.ss58(), &[coldkey.ss58()]) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let wallet = dir.join("wallets");
+    let (ok, said) = run(
+        dir,
+        &[
+            "wallet",
+            "new-hotkey",
+            "--wallet.path",
+            wallet.to_str().unwrap(),
+            "--wallet.name",
+            "m",
+            "--wallet.hotkey",
+            "h",
+        ]
+        .map(String::from),
+    );
+    assert!(ok, "{said}");
+    let ss58 = said.split_whitespace().nth(1).unwrap().to_string();
+    let hotkey = nicheimage_tui::bittensor::ss58::decode(&ss58).unwrap();
+    let chain = SubtensorChain::new("local", &node.url);
+    chain
+        .submit_call(
+            &coldkey,
+            "SubtensorModule",
+            "burned_register",
+            &(NETUID, hotkey).encode(),
+        )
+        .await
+        .unwrap();
+    until("the miner's hotkey registered", || async {
+        chain
+            .metagraph(NETUID)
+            .await
+            .unwrap()
+            .by_hotkey(&ss58)
+            .is_some()
+    })
+    .await;
+
+    let port = common::free_port();
+    let config = format!(
+        "[node]\nstatus_interval_secs = 1\n[metrics]\nenabled = false\n\
+         [wallet]\npath = \"{}\"\nname = \"m\"\nhotkey = \"h\"\n\
+         [subtensor]\nnetwork = \"local\"\nchain_endpoint = \"{}\"\nnetuid = {NETUID}\n\
+         [axon]\nhost = \"127.0.0.1\"\nport = {port}\nexternal_ip = \"198.51.100.7\"\n\
+         [endpoint]\nenabled = false\n[miner]\nreachability_self_test = false\n",
+        wallet.display(),
+        node.url
+    );
+    let t = Instant::now();
+    let miner = common::start(dir, &["miner"], &config);
+    until("the miner's axon in storage", || async {
+        let graph = chain.metagraph(NETUID).await.unwrap();
+        graph
+            .by_hotkey(&ss58)
+            .is_some_and(|n| n.axon.ip_string() == "198.51.100.7" && n.axon.port == port)
+    })
+    .await;
+    eprintln!("the miner's serve_axon landed {} after start", took(t));
+    let status = miner.status_within(30, "the announcement reported", |v| {
+        v.to_string().contains("198.51.100.7")
+    });
+    assert!(
+        status.to_string().contains("reachability_self_test is off"),
+        "{status}"
+    );
+    drop(miner);
+    drop(node);
+}

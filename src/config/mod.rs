@@ -272,6 +272,9 @@ pub struct MinerConfig {
     pub generate_timeout_secs: u64,
     /// Seconds between metagraph resyncs (the seed resynced about once a second).
     pub metagraph_resync_secs: u64,
+    /// Knock on the announced address after announcing (off where that address must not be
+    /// dialled, e.g. a test announcing a documentation address).
+    pub reachability_self_test: bool,
     pub blacklist: BlacklistConfig,
 }
 
@@ -282,6 +285,7 @@ impl Default for MinerConfig {
             info_endpoint: "http://127.0.0.1:10006/info".into(),
             generate_timeout_secs: 60,
             metagraph_resync_secs: 600,
+            reachability_self_test: true,
             blacklist: BlacklistConfig::default(),
         }
     }

@@ -51,6 +51,8 @@ pub struct MinerSettings {
     pub limits: crate::serve::Limits,
     /// The largest timeout a validator asks for (the models'): it bounds the nonce window.
     pub max_timeout_secs: f64,
+    /// Knock on the announced address after announcing.
+    pub self_test: bool,
 }
 
 pub struct Miner {
@@ -172,6 +174,13 @@ impl Miner {
         let (Some((ip, port)), Ok(bound)) = (self.settings.publish, report.axon.parse()) else {
             return;
         };
+        if !self.settings.self_test {
+            report.reachability = Some((
+                false,
+                format!("not checked: miner.reachability_self_test is off ({ip}:{port})"),
+            ));
+            return;
+        }
         let seen = crate::bittensor::reachability::check(
             &ip.to_string(),
             port,
