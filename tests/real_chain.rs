@@ -606,3 +606,251 @@ async fn the_miner_announces_its_axon_on_the_real_runtime() {
     drop(miner);
     drop(node);
 }
+
+/// What a differential step does to the chain under test.
+enum Admin {
+    /// Registers a hotkey; with a validator permit when asked (the real runtime grants permits
+    /// from the next block on, so it moves on a block for one).
+    Register(Arc<Keypair>, bool),
+    RateLimit(u64),
+    VersionKey(u64),
+    /// Commit-reveal on with this tempo and one epoch of reveal period.
+    CommitReveal(u16),
+    /// Moves the chain to this block.
+    AdvanceTo(u64),
+}
+
+/// The same sequence against any chain: each step's outcome as `ok` or the refusal's name.
+async fn differential<F, Fut>(chain: &dyn Chain, netuid: u16, admin: F) -> Vec<(String, String)>
+where
+    F: Fn(Admin) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (validator, miner, newcomer) = (key(41), key(42), key(43));
+    let outcome = |r: Result<(), nicheimage_tui::bittensor::chain::ChainError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.refusal().unwrap_or("not a refusal").to_string(),
+    };
+    let mut log = Vec::new();
+    admin(Admin::Register(validator.clone(), true)).await;
+    admin(Admin::Register(miner.clone(), false)).await;
+    let graph = chain.metagraph(netuid).await.unwrap();
+    let uid = |k: &Keypair| graph.by_hotkey(k.ss58()).unwrap().uid;
+    let (v, m) = (uid(&validator), uid(&miner));
+    let axon = |port| ServeAxon {
+        netuid,
+        version: 1,
+        ip: "198.51.100.9".parse().unwrap(),
+        port,
+        protocol: 4,
+    };
+    log.push((
+        "serve_axon".into(),
+        outcome(chain.serve_axon(&miner, axon(9000)).await),
+    ));
+    log.push((
+        "serve_axon again at once".into(),
+        outcome(chain.serve_axon(&miner, axon(9001)).await),
+    ));
+    log.push((
+        "set_weights right after registering".into(),
+        outcome(
+            chain
+                .set_weights(&validator, netuid, vec![m], vec![65535], 0)
+                .await,
+        ),
+    ));
+    admin(Admin::RateLimit(0)).await;
+    log.push((
+        "set_weights".into(),
+        outcome(
+            chain
+                .set_weights(&validator, netuid, vec![m], vec![65535], 0)
+                .await,
+        ),
+    ));
+    admin(Admin::VersionKey(7)).await;
+    log.push((
+        "set_weights with an old version key".into(),
+        outcome(
+            chain
+                .set_weights(&validator, netuid, vec![m], vec![65535], 6)
+                .await,
+        ),
+    ));
+    admin(Admin::Register(newcomer.clone(), false)).await;
+    log.push((
+        "set_weights without a permit".into(),
+        outcome(
+            chain
+                .set_weights(&newcomer, netuid, vec![v, m], vec![1, 1], 7)
+                .await,
+        ),
+    ));
+    admin(Admin::CommitReveal(4)).await;
+    log.push((
+        "set_weights under commit-reveal".into(),
+        outcome(
+            chain
+                .set_weights(&validator, netuid, vec![m], vec![65535], 7)
+                .await,
+        ),
+    ));
+    let commit = chain
+        .commit_weights(&validator, netuid, vec![v, m], vec![1, 65535], 7)
+        .await;
+    log.push((
+        "commit_weights".into(),
+        outcome(commit.as_ref().map(drop).map_err(Clone::clone)),
+    ));
+    let commit = commit.unwrap();
+    log.push((
+        "reveal before the window".into(),
+        outcome(chain.reveal_weights(&validator, &commit).await),
+    ));
+    log.push((
+        "reveal window length".into(),
+        (commit.last_reveal_block - commit.first_reveal_block).to_string(),
+    ));
+    admin(Admin::AdvanceTo(commit.first_reveal_block)).await;
+    log.push((
+        "reveal in the window".into(),
+        outcome(chain.reveal_weights(&validator, &commit).await),
+    ));
+    log.push((
+        "reveal twice".into(),
+        outcome(chain.reveal_weights(&validator, &commit).await),
+    ));
+    log
+}
+
+/// The embedded chain (the devnet's default) and the real runtime run the same sequence and
+/// agree on every outcome and error name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_chain_agrees_with_the_real_runtime() {
+    use nicheimage_tui::bittensor::chain::embedded::EmbeddedChain;
+    let coldkey = key(40);
+    let Some(node) = Chopsticks::start(coldkey.ss58(), &[coldkey.ss58()]) else {
+        return;
+    };
+    let real = SubtensorChain::new("local", &node.url);
+    let sudo = |call: &'static str, args: Vec<u8>| {
+        let (real, coldkey) = (&real, coldkey.clone());
+        async move {
+            real.sudo(&coldkey, "AdminUtils", call, &args)
+                .await
+                .unwrap();
+        }
+    };
+    sudo(
+        "sudo_set_max_registrations_per_block",
+        (NETUID, 8u16).encode(),
+    )
+    .await;
+    sudo(
+        "sudo_set_target_registrations_per_interval",
+        (NETUID, 8u16).encode(),
+    )
+    .await;
+    let real_admin = |step: Admin| {
+        let (real, coldkey, url) = (&real, coldkey.clone(), node.url.clone());
+        let sudo = &sudo;
+        async move {
+            let settled = |what: &'static str, check: fn(&nicheimage_tui::bittensor::chain::Hyperparams) -> bool| async move {
+                until(what, || async { check(&real.hyperparams(NETUID).await.unwrap()) }).await;
+            };
+            match step {
+                Admin::Register(hotkey, permit) => {
+                    real.submit_call(
+                        &coldkey,
+                        "SubtensorModule",
+                        "burned_register",
+                        &(NETUID, hotkey.public_bytes()).encode(),
+                    )
+                    .await
+                    .unwrap();
+                    until("registered", || async {
+                        real.metagraph(NETUID)
+                            .await
+                            .unwrap()
+                            .by_hotkey(hotkey.ss58())
+                            .is_some()
+                    })
+                    .await;
+                    if permit {
+                        new_blocks(&url, 1).await;
+                    }
+                }
+                Admin::RateLimit(n) => {
+                    sudo("sudo_set_weights_set_rate_limit", (NETUID, n).encode()).await;
+                    settled("rate limit", |h| h.weights_rate_limit == 0).await;
+                }
+                Admin::VersionKey(k) => {
+                    sudo("sudo_set_weights_version_key", (NETUID, k).encode()).await;
+                    settled("version key", |h| h.weights_version_key == 7).await;
+                }
+                Admin::CommitReveal(tempo) => {
+                    sudo("sudo_set_tempo", (NETUID, tempo).encode()).await;
+                    sudo(
+                        "sudo_set_commit_reveal_weights_interval",
+                        (NETUID, 1u64).encode(),
+                    )
+                    .await;
+                    sudo(
+                        "sudo_set_commit_reveal_weights_enabled",
+                        (NETUID, true).encode(),
+                    )
+                    .await;
+                    settled("commit-reveal", |h| h.commit_reveal_enabled && h.tempo == 4).await;
+                }
+                Admin::AdvanceTo(block) => {
+                    let now = real.block().await.unwrap();
+                    new_blocks(&url, block.saturating_sub(now)).await;
+                }
+            }
+        }
+    };
+    let t = Instant::now();
+    let on_real = differential(&real, NETUID, real_admin).await;
+    eprintln!("the sequence on the real runtime: {}", took(t));
+
+    let embedded = EmbeddedChain::from_toml(&format!(
+        "block_time_secs = 3600\nstart_block = 100\n[[subnet]]\nnetuid = {NETUID}\ntempo = 100\n"
+    ))
+    .unwrap();
+    let embedded_admin = |step: Admin| {
+        let embedded = &embedded;
+        async move {
+            match step {
+                Admin::Register(hotkey, permit) => {
+                    embedded
+                        .register(NETUID, hotkey.ss58(), 0.0, permit)
+                        .unwrap();
+                }
+                Admin::RateLimit(n) => embedded
+                    .configure(NETUID, |p| p.weights_rate_limit = n)
+                    .unwrap(),
+                Admin::VersionKey(k) => embedded
+                    .configure(NETUID, |p| p.weights_version_key = k)
+                    .unwrap(),
+                Admin::CommitReveal(tempo) => embedded
+                    .configure(NETUID, |p| {
+                        p.tempo = tempo;
+                        p.reveal_period_epochs = 1;
+                        p.commit_reveal = true;
+                    })
+                    .unwrap(),
+                Admin::AdvanceTo(block) => {
+                    let now = embedded.block().await.unwrap();
+                    embedded.advance(block.saturating_sub(now));
+                }
+            }
+        }
+    };
+    let on_embedded = differential(&embedded, NETUID, embedded_admin).await;
+    for ((step, real), (_, ours)) in on_real.iter().zip(&on_embedded) {
+        eprintln!("{step:40} real: {real:32} embedded: {ours}");
+    }
+    assert_eq!(on_real, on_embedded);
+    drop(node);
+}

@@ -67,7 +67,10 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
 
     // Commit-reveal on: the validator commits, keeps the salt across a restart, reveals in the
     // window.
-    subnet.chain.set_commit_reveal(23, true).unwrap();
+    subnet
+        .chain
+        .configure(23, |p| p.commit_reveal = true)
+        .unwrap();
     let done = validator.set_weights().await.unwrap();
     assert!(done.starts_with("committed at block"), "{done}");
     let commits_path = subnet.dir.path().join("weight-commits.json");

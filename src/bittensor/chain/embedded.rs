@@ -242,13 +242,17 @@ impl EmbeddedChain {
         self.start_block + ticks as u64 + state.skipped
     }
 
-    /// Switches a subnet's commit-reveal (as the subnet owner's hyperparameter call does).
-    pub fn set_commit_reveal(&self, netuid: u16, enabled: bool) -> Result<(), ChainError> {
+    /// Changes a subnet's hyperparameters (as the owner's or sudo's admin calls do).
+    pub fn configure(
+        &self,
+        netuid: u16,
+        change: impl FnOnce(&mut SubnetFile),
+    ) -> Result<(), ChainError> {
         let mut state = self.lock();
         let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
             ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
         })?;
-        subnet.params.commit_reveal = enabled;
+        change(&mut subnet.params);
         Ok(())
     }
 
