@@ -42,12 +42,17 @@ impl Console {
 }
 
 fn start(home: &std::path::Path) -> Console {
-    let config = home.join("config.toml");
-    std::fs::write(
-        &config,
+    spawn(
+        home,
+        &["--devnet"],
         "[node]\ndevice = \"cpu\"\n[metrics]\nenabled = false\n[devnet]\nminers = 1\nreplicas = 1\nround_secs = 2\n",
     )
-    .unwrap();
+}
+
+/// The binary in a 30×110 pseudo-terminal with `args` and `config` (written to the home).
+fn spawn(home: &std::path::Path, args: &[&str], config_text: &str) -> Console {
+    let config = home.join("config.toml");
+    std::fs::write(&config, config_text).unwrap();
     let pty = native_pty_system()
         .openpty(PtySize {
             rows: 30,
@@ -57,7 +62,8 @@ fn start(home: &std::path::Path) -> Console {
         })
         .unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_nicheimage-tui"));
-    cmd.args(["--devnet", "--config"]);
+    cmd.args(args);
+    cmd.arg("--config");
     cmd.arg(&config);
     cmd.env("HOME", home);
     cmd.env("XDG_DATA_HOME", home.join("data"));
@@ -132,4 +138,59 @@ fn views_proxy_switch_help_and_a_clean_quit() {
         "left in the alternate screen"
     );
     assert!(!parser.screen().hide_cursor(), "cursor left hidden");
+}
+
+/// An encrypted hotkey in console mode: the password is asked on the terminal (not echoed)
+/// before the console starts; a wrong one is asked again; the right one starts the console.
+#[test]
+fn the_console_asks_for_an_encrypted_hotkeys_password() {
+    use nicheimage_tui::bittensor::keyfile;
+    let home = tempfile::tempdir().unwrap();
+    let password = "tr0ub4dor&3";
+    let phrase = keyfile::new_phrase().unwrap();
+    let (key, json) = keyfile::json_for_phrase(&phrase).unwrap();
+    let hotkeys = home.path().join("wallets/op/hotkeys");
+    std::fs::create_dir_all(&hotkeys).unwrap();
+    let file = hotkeys.join("h");
+    std::fs::write(
+        &file,
+        keyfile::encrypt_nacl(json.as_bytes(), password).unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = format!(
+        "[node]\ndevice = \"cpu\"\n[metrics]\nenabled = false\n\
+         [wallet]\npath = \"{}\"\nname = \"op\"\nhotkey = \"h\"\n\
+         [subtensor]\nnetwork = \"embedded\"\nwatch = true\n",
+        home.path().join("wallets").display()
+    );
+    let mut console = spawn(home.path(), &[], &config);
+    console.wait_for("Password for the hotkey", 30);
+    console.keys("not it\r");
+    console.wait_for("wrong password", 30);
+    assert!(
+        !console.text().contains("not it"),
+        "the password is not echoed"
+    );
+    console.keys(&format!("{password}\r"));
+    console.wait_for("1:Overview", 60);
+    assert!(!console.text().contains(password));
+    drop(key);
+    console.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if console.text().contains("quit anyway") {
+            console.keys("y");
+        }
+        if let Some(status) = console.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not quit:\n{}",
+            console.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

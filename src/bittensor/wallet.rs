@@ -44,9 +44,21 @@ pub unsafe fn take_password_env() {
     let _ = TAKEN_PASSWORD.set(password);
 }
 
-/// The wallet password from [`PASSWORD_ENV`]: as [`take_password_env`] took it, or, where it
-/// was not called (library use, tests), read from the environment as it is.
+/// The password the operator typed at the console's prompt ([`provide_password`]).
+static PROMPTED_PASSWORD: std::sync::OnceLock<zeroize::Zeroizing<String>> =
+    std::sync::OnceLock::new();
+
+/// Keeps the password typed at the terminal for every later [`password_from_env`].
+pub fn provide_password(password: zeroize::Zeroizing<String>) {
+    let _ = PROMPTED_PASSWORD.set(password);
+}
+
+/// The wallet password: typed at the prompt, or from [`PASSWORD_ENV`] as [`take_password_env`]
+/// took it, or, where that was not called (library use, tests), from the environment as it is.
 pub fn password_from_env() -> Option<zeroize::Zeroizing<String>> {
+    if let Some(typed) = PROMPTED_PASSWORD.get() {
+        return Some(typed.clone());
+    }
     match TAKEN_PASSWORD.get() {
         Some(taken) => taken.clone(),
         None => std::env::var(PASSWORD_ENV)
@@ -118,6 +130,11 @@ impl Wallet {
 
     pub fn coldkeypub_path(&self) -> PathBuf {
         self.root.join(&self.name).join("coldkeypub.txt")
+    }
+
+    /// Whether the hotkey file exists and is `$NACL`-encrypted (so loading needs a password).
+    pub fn hotkey_is_encrypted(&self) -> bool {
+        std::fs::read(self.hotkey_path()).is_ok_and(|data| keyfile::is_encrypted(&data))
     }
 
     /// Loads the hotkey; `password` is used only if the file is `$NACL`-encrypted.
