@@ -204,8 +204,9 @@ pub async fn status(
         })
         .map_err(text)?;
     let kept = load_pending(commits)?;
-    for (hash, at, first, last) in &on_chain {
-        let hex = hex::encode(hash);
+    for c in &on_chain {
+        let (at, first, last) = (c.commit_block, c.first_reveal_block, c.last_reveal_block);
+        let hex = hex::encode(c.hash);
         let salt = if kept.iter().any(|k| k.hash == hex) {
             "salt kept"
         } else {

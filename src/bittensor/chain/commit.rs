@@ -47,6 +47,15 @@ pub struct PendingCommit {
     pub last_reveal_block: u64,
 }
 
+/// A hash commit as the chain holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub hash: [u8; 32],
+    pub commit_block: u64,
+    pub first_reveal_block: u64,
+    pub last_reveal_block: u64,
+}
+
 /// The hash `commit_weights` takes: blake2-256 of SCALE (hotkey, netuid, uids, values, salt,
 /// version_key), as the pallet recomputes it at reveal.
 pub fn commit_hash(

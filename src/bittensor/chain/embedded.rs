@@ -14,7 +14,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::commit::{self, PendingCommit, WeightsMode};
+use super::commit::{self, CommitRecord, PendingCommit, WeightsMode};
 use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAxon};
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::ss58;
@@ -107,8 +107,8 @@ struct Subnet {
     neurons: Vec<Neuron>,
     /// Latest weights per validator uid.
     weights: BTreeMap<u16, Vec<(u16, u16)>>,
-    /// Unrevealed hash commits per hotkey: (hash, commit block, first and last reveal block).
-    commits: BTreeMap<String, Vec<([u8; 32], u64, u64, u64)>>,
+    /// Unrevealed hash commits per hotkey.
+    commits: BTreeMap<String, Vec<CommitRecord>>,
 }
 
 /// At most this many unrevealed commits per hotkey, as subtensor.
@@ -367,11 +367,16 @@ impl EmbeddedChain {
         let (first, last) = epoch_blocks(reveal_epoch, netuid, p.tempo);
         let mine = subnet.commits.entry(hotkey.to_string()).or_default();
         // Expired commits no longer count against the limit.
-        mine.retain(|c| c.3 >= block);
+        mine.retain(|c| c.last_reveal_block >= block);
         if mine.len() >= MAX_UNREVEALED {
             return Err(ChainError::refused("TooManyUnrevealedCommits", hotkey));
         }
-        mine.push((hash, block, first, last));
+        mine.push(CommitRecord {
+            hash,
+            commit_block: block,
+            first_reveal_block: first,
+            last_reveal_block: last,
+        });
         Ok(PendingCommit {
             netuid,
             hash: hex::encode(hash),
@@ -406,13 +411,17 @@ impl EmbeddedChain {
         if mine.is_empty() {
             return Err(ChainError::refused("NoWeightsCommitFound", hotkey));
         }
-        let Some(at) = mine.iter().position(|m| m.0 == hash) else {
+        let Some(at) = mine.iter().position(|m| m.hash == hash) else {
             return Err(ChainError::refused(
                 "InvalidRevealCommitHashNotMatch",
                 hotkey,
             ));
         };
-        let (_, _, first, last) = mine[at];
+        let CommitRecord {
+            first_reveal_block: first,
+            last_reveal_block: last,
+            ..
+        } = mine[at];
         if block < first {
             return Err(ChainError::refused(
                 "RevealTooEarly",

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use parity_scale_codec::{Decode, Encode};
 use serde_json::{Value, json};
 
-use super::commit::{self as shared_commit, PendingCommit, WeightsMode};
+use super::commit::{self as shared_commit, CommitRecord, PendingCommit, WeightsMode};
 use super::{Chain, ChainError, Hyperparams, Metagraph, ServeAxon};
 use crate::bittensor::keypair::Keypair;
 use metadata::ChainMetadata;
@@ -105,13 +105,12 @@ impl SubtensorChain {
         value.map(|v| v.as_u64()).transpose()
     }
 
-    /// The signer's hash commits on a subnet as the chain holds them:
-    /// `(hash, commit block, first reveal block, last reveal block)`.
+    /// The signer's hash commits on a subnet as the chain holds them.
     pub async fn weight_commits(
         &self,
         netuid: u16,
         hotkey: &[u8; 32],
-    ) -> Result<Vec<([u8; 32], u64, u64, u64)>, ChainError> {
+    ) -> Result<Vec<CommitRecord>, ChainError> {
         let meta = self.current_metadata().await?;
         let Some(commits) = self
             .storage_value(&meta, PALLET, "WeightCommits", &[&netuid.encode(), hotkey])
@@ -123,12 +122,12 @@ impl SubtensorChain {
             .as_list()?
             .iter()
             .map(|c| match c.as_list()? {
-                [hash, block, first, last] => Ok((
-                    hash.as_bytes32()?,
-                    block.as_u64()?,
-                    first.as_u64()?,
-                    last.as_u64()?,
-                )),
+                [hash, block, first, last] => Ok(CommitRecord {
+                    hash: hash.as_bytes32()?,
+                    commit_block: block.as_u64()?,
+                    first_reveal_block: first.as_u64()?,
+                    last_reveal_block: last.as_u64()?,
+                }),
                 _ => Err(ChainError::Decode(
                     "WeightCommits: not (hash, block, first, last)".into(),
                 )),
@@ -153,11 +152,16 @@ impl SubtensorChain {
             .await?;
         let deadline = std::time::Instant::now() + PENDING_WAIT;
         loop {
-            if let Some(&(_, commit_block, first, last)) = self
+            if let Some(&CommitRecord {
+                commit_block,
+                first_reveal_block: first,
+                last_reveal_block: last,
+                ..
+            }) = self
                 .weight_commits(netuid, &hotkey)
                 .await?
                 .iter()
-                .find(|c| c.0 == hash)
+                .find(|c| c.hash == hash)
             {
                 return Ok(PendingCommit {
                     netuid,
@@ -204,7 +208,7 @@ impl SubtensorChain {
             .weight_commits(commit.netuid, &signer.public_bytes())
             .await?
             .iter()
-            .any(|c| c.0[..] == hash[..])
+            .any(|c| c.hash[..] == hash[..])
         {
             if std::time::Instant::now() > deadline {
                 return Err(ChainError::Unsupported(format!(
