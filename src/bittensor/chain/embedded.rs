@@ -56,6 +56,12 @@ pub struct SubnetFile {
     pub reveal_period_epochs: u64,
     #[serde(default = "default_serving_rate_limit")]
     pub serving_rate_limit: u64,
+    /// Blocks a new registration is protected from deregistration (subtensor: 4096).
+    #[serde(default = "default_immunity_period")]
+    pub immunity_period: u64,
+    /// Tokens burned to register.
+    #[serde(default = "default_registration_cost")]
+    pub registration_cost: f64,
     /// Tokens of stake a hotkey needs to set weights.
     #[serde(default)]
     pub min_stake_to_set_weights: f64,
@@ -68,6 +74,12 @@ fn default_tempo() -> u16 {
 }
 fn default_rate_limit() -> u64 {
     100
+}
+fn default_immunity_period() -> u64 {
+    4096
+}
+fn default_registration_cost() -> f64 {
+    1.0
 }
 fn default_reveal_period() -> u64 {
     1
@@ -107,6 +119,8 @@ struct Subnet {
     neurons: Vec<Neuron>,
     /// Latest weights per validator uid.
     weights: BTreeMap<u16, Vec<(u16, u16)>>,
+    /// The block each uid registered at (the seed file's neurons: at the start block).
+    registered_at: BTreeMap<u16, u64>,
     /// Unrevealed hash commits per hotkey.
     commits: BTreeMap<String, Vec<CommitRecord>>,
 }
@@ -218,6 +232,7 @@ impl EmbeddedChain {
                     neurons,
                     weights: BTreeMap::new(),
                     commits: BTreeMap::new(),
+                    registered_at: BTreeMap::new(),
                 },
             );
         }
@@ -283,6 +298,7 @@ impl EmbeddedChain {
             ));
         }
         let uid = subnet.neurons.len() as u16;
+        subnet.registered_at.insert(uid, block);
         subnet.neurons.push(Neuron {
             uid,
             hotkey: hotkey.into(),
@@ -670,6 +686,8 @@ impl Chain for EmbeddedChain {
                 weights_rate_limit: s.params.weights_rate_limit,
                 weights_version_key: s.params.weights_version_key,
                 commit_reveal_enabled: s.params.commit_reveal,
+                immunity_period: s.params.immunity_period,
+                registration_cost_rao: (s.params.registration_cost.max(0.0) * 1e9) as u64,
             })
             .ok_or_else(|| {
                 ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
@@ -695,6 +713,27 @@ impl Chain for EmbeddedChain {
         version_key: u64,
     ) -> BoxFuture<'a, Result<(), ChainError>> {
         let result = self.apply_weights(signer.ss58(), netuid, uids, weights, version_key);
+        async move { result }.boxed()
+    }
+
+    fn registration_blocks(
+        &self,
+        netuid: u16,
+        uids: Vec<u16>,
+    ) -> BoxFuture<'_, Result<BTreeMap<u16, u64>, ChainError>> {
+        let start = self.start_block;
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| {
+                uids.iter()
+                    .map(|uid| (*uid, s.registered_at.get(uid).copied().unwrap_or(start)))
+                    .collect()
+            })
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
         async move { result }.boxed()
     }
 

@@ -4,6 +4,8 @@
 
 pub mod commit;
 pub mod embedded;
+pub mod standing;
+pub mod timelock;
 pub mod subtensor;
 pub mod watch;
 pub mod weights;
@@ -103,6 +105,10 @@ pub struct Hyperparams {
     pub weights_rate_limit: u64,
     pub weights_version_key: u64,
     pub commit_reveal_enabled: bool,
+    /// Blocks a new registration is protected from deregistration.
+    pub immunity_period: u64,
+    /// What registering costs now (burned), in rao.
+    pub registration_cost_rao: u64,
 }
 
 /// What a miner publishes with `serve_axon`.
@@ -202,6 +208,12 @@ pub trait Chain: Send + Sync {
         signer: &'a Keypair,
         axon: ServeAxon,
     ) -> BoxFuture<'a, Result<(), ChainError>>;
+    /// The block each of `uids` registered at (for immunity), where the chain knows it.
+    fn registration_blocks(
+        &self,
+        netuid: u16,
+        uids: Vec<u16>,
+    ) -> BoxFuture<'_, Result<std::collections::BTreeMap<u16, u64>, ChainError>>;
     /// How the subnet wants weights now (plain, hash commit-reveal, timelocked).
     fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<commit::WeightsMode, ChainError>>;
     /// Commits weights by their salted hash; what the reveal needs and its window.

@@ -520,6 +520,40 @@ pub fn serve_axon_args(axon: &ServeAxon) -> Vec<u8> {
 }
 
 impl Chain for SubtensorChain {
+    fn registration_blocks(
+        &self,
+        netuid: u16,
+        uids: Vec<u16>,
+    ) -> BoxFuture<'_, Result<std::collections::BTreeMap<u16, u64>, ChainError>> {
+        async move {
+            let meta = self.current_metadata().await?;
+            // One request per uid, all in flight together on the one websocket.
+            let reads = uids.iter().map(|uid| {
+                let meta = &meta;
+                async move {
+                    let at = self
+                        .storage_value(
+                            meta,
+                            PALLET,
+                            "BlockAtRegistration",
+                            &[&netuid.encode(), &uid.encode()],
+                        )
+                        .await?;
+                    Ok::<_, ChainError>(match at {
+                        Some(v) => Some((*uid, v.as_u64()?)),
+                        None => None,
+                    })
+                }
+            });
+            Ok(futures::future::try_join_all(reads)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect())
+        }
+        .boxed()
+    }
+
     fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<WeightsMode, ChainError>> {
         SubtensorChain::weights_mode(self, netuid).boxed()
     }
@@ -582,6 +616,8 @@ impl Chain for SubtensorChain {
                 weights_rate_limit: value("WeightsSetRateLimit").await?.as_u64()?,
                 weights_version_key: value("WeightsVersionKey").await?.as_u64()?,
                 commit_reveal_enabled: value("CommitRevealWeightsEnabled").await?.as_bool()?,
+                immunity_period: value("ImmunityPeriod").await?.as_u64()?,
+                registration_cost_rao: value("Burn").await?.as_u64()?,
             })
         }
         .boxed()
