@@ -686,7 +686,9 @@ fn weights(action: &nicheimage_tui::cli::WeightsAction, config: &config::Config)
     use nicheimage_tui::weights_cmd;
     let s = &config.subtensor;
     let chain = match resolve_network(&s.network, s.chain_endpoint.as_deref()) {
-        Ok(Network::Remote { name, url }) => SubtensorChain::new(&name, &url),
+        Ok(Network::Remote { name, url }) => {
+            SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs)
+        }
         Ok(Network::Embedded) => {
             return fail(
                 "weights commands talk to a subtensor node; the embedded chain lives inside a running node",

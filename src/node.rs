@@ -226,7 +226,9 @@ pub fn load_hotkey(config: &Config) -> Result<Keypair, String> {
 pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain>, String> {
     let s = &config.subtensor;
     match resolve_network(&s.network, s.chain_endpoint.as_deref())? {
-        Network::Remote { name, url } => Ok(Arc::new(SubtensorChain::new(&name, &url))),
+        Network::Remote { name, url } => Ok(Arc::new(
+            SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs),
+        )),
         Network::Embedded => {
             let chain = match &s.embedded_chain_file {
                 Some(path) => EmbeddedChain::load(path).map_err(|e| e.to_string())?,

@@ -87,9 +87,19 @@ pub async fn set(
             }
             Ok(said)
         }
-        WeightsMode::Timelocked { call } => Err(format!(
-            "subnet {netuid} takes timelocked weights ({call}, commit-reveal v4), which this build cannot encrypt yet"
-        )),
+        WeightsMode::Timelocked { call } => {
+            let c = chain
+                .commit_timelocked(signer, netuid, uids, weights, version_key)
+                .await
+                .map_err(text)?;
+            Ok(format!(
+                "committed {} weights on subnet {netuid} with {call} (commit-reveal v4): block {}, timelocked to drand round {}; the chain reveals them itself at about block {} (`weights status` shows the last update)",
+                c.uids.len(),
+                c.commit_block,
+                c.reveal_round,
+                c.reveal_block
+            ))
+        }
     }
 }
 

@@ -56,7 +56,10 @@ fn bittensor_drand_opens_our_timelocked_weights_and_we_open_its() {
     let ours = timelock::encrypt(&payload, 1000).unwrap();
     let answer = drand(json!({"decrypt": hex::encode(&ours), "signature": ROUND_1000}));
     let opened = hex::decode(answer["plaintext"].as_str().unwrap()).unwrap();
-    assert_eq!(opened, payload, "bittensor_drand opened our ciphertext to our bytes");
+    assert_eq!(
+        opened, payload,
+        "bittensor_drand opened our ciphertext to our bytes"
+    );
     // The chain's WeightsTlockPayload {hotkey: Vec<u8>, uids, values, version_key}.
     let (who, uids, values, version) =
         <(Vec<u8>, Vec<u16>, Vec<u16>, u64)>::decode(&mut &opened[..]).unwrap();

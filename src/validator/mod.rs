@@ -67,6 +67,8 @@ pub struct ValidatorShared {
     pub load_note: Option<String>,
     /// The weights the chain last accepted from us, by uid.
     weights: Mutex<BTreeMap<u16, u16>>,
+    /// Our last timelocked commit, until the chain is seen to have applied it.
+    timelocked: Mutex<Option<commit::TimelockedCommit>>,
 }
 
 impl ValidatorShared {
@@ -499,6 +501,9 @@ impl Validator {
             Err(e) => return Ok(format!("nothing to set: {e}")),
         };
         let block = self.chain.block().await?;
+        if let Some(said) = self.timelocked_landed(block).await? {
+            return Ok(said);
+        }
         if let Some(next) = self.next_weights_block().await?
             && block < next
         {
@@ -508,10 +513,27 @@ impl Validator {
         match self.chain.weights_mode(netuid).await? {
             WeightsMode::Plain { .. } => {}
             WeightsMode::HashCommit => return self.commit_or_reveal(block, uids, weights).await,
-            WeightsMode::Timelocked { call } => {
-                return Err(ChainError::Unsupported(format!(
-                    "subnet {netuid} takes timelocked weights ({call}, commit-reveal v4), which this build cannot encrypt yet"
-                )));
+            WeightsMode::Timelocked { .. } => {
+                let c = self
+                    .chain
+                    .commit_timelocked(
+                        &self.keypair,
+                        netuid,
+                        uids.clone(),
+                        weights.clone(),
+                        self.settings.version_key,
+                    )
+                    .await?;
+                let said = format!(
+                    "committed at block {} (timelocked to drand round {}), the chain reveals it at about block {}",
+                    c.commit_block, c.reveal_round, c.reveal_block
+                );
+                *self
+                    .shared
+                    .timelocked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(c);
+                return Ok(said);
             }
         }
         self.chain
@@ -525,6 +547,58 @@ impl Validator {
             .await?;
         self.remember_weights(&uids, &weights);
         Ok(format!("set at block {block} for {} uids", uids.len()))
+    }
+
+    /// A timelocked commit in flight: before its reveal block, waiting; after it, whether the
+    /// chain applied it (our last update reached the reveal epoch), said once; `None` when no
+    /// commit is in flight.
+    async fn timelocked_landed(&self, block: u64) -> Result<Option<String>, ChainError> {
+        let pending = self
+            .shared
+            .timelocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(c) = pending else {
+            return Ok(None);
+        };
+        if block < c.reveal_block {
+            // One commit at a time: the next is made once this one is seen applied.
+            return Ok(Some(format!(
+                "committed at block {} (timelocked to drand round {}), the chain reveals it at about block {}",
+                c.commit_block, c.reveal_round, c.reveal_block
+            )));
+        }
+        let graph = self.chain.metagraph(c.netuid).await?;
+        let updated = graph
+            .by_hotkey(self.keypair.ss58())
+            .map_or(0, |n| n.last_update);
+        let landed = updated >= c.reveal_block.saturating_sub(3);
+        let tempo = u64::from(self.chain.hyperparams(c.netuid).await?.tempo);
+        if !landed && block <= c.reveal_block + tempo {
+            return Ok(Some(format!(
+                "committed at block {} (drand round {}): not revealed yet at block {block}",
+                c.commit_block, c.reveal_round
+            )));
+        }
+        *self
+            .shared
+            .timelocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        if landed {
+            self.remember_weights(&c.uids, &c.weights);
+            Ok(Some(format!(
+                "set at block {updated} for {} uids (the chain revealed the timelocked commit of block {})",
+                c.uids.len(),
+                c.commit_block
+            )))
+        } else {
+            Ok(Some(format!(
+                "the timelocked commit of block {} was not revealed by block {block} (dropped by the chain); committing again next pass",
+                c.commit_block
+            )))
+        }
     }
 
     fn remember_weights(&self, uids: &[u16], weights: &[u16]) {

@@ -47,6 +47,18 @@ pub struct PendingCommit {
     pub last_reveal_block: u64,
 }
 
+/// A timelocked (v4) commit: the chain opens it itself when drand publishes `reveal_round`,
+/// expected around `reveal_block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelockedCommit {
+    pub netuid: u16,
+    pub commit_block: u64,
+    pub reveal_round: u64,
+    pub reveal_block: u64,
+    pub uids: Vec<u16>,
+    pub weights: Vec<u16>,
+}
+
 /// A hash commit as the chain holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitRecord {

@@ -774,6 +774,24 @@ impl Chain for EmbeddedChain {
         let result = self.apply_reveal(signer, commit);
         async move { result }.boxed()
     }
+
+    /// The embedded chain follows no drand network: its commit-reveal is the hash scheme, and
+    /// `weights_mode` never asks for this.
+    fn commit_timelocked<'a>(
+        &'a self,
+        _: &'a Keypair,
+        netuid: u16,
+        _: Vec<u16>,
+        _: Vec<u16>,
+        _: u64,
+    ) -> BoxFuture<'a, Result<commit::TimelockedCommit, ChainError>> {
+        async move {
+            Err(ChainError::Unsupported(format!(
+                "subnet {netuid}: the embedded chain has no timelocked commits"
+            )))
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 pub mod commit;
 pub mod embedded;
 pub mod standing;
-pub mod timelock;
 pub mod subtensor;
+pub mod timelock;
 pub mod watch;
 pub mod weights;
 
@@ -225,6 +225,15 @@ pub trait Chain: Send + Sync {
         weights: Vec<u16>,
         version_key: u64,
     ) -> BoxFuture<'a, Result<commit::PendingCommit, ChainError>>;
+    /// Commits weights timelocked to a drand round (commit-reveal v4) with the runtime's `call`.
+    fn commit_timelocked<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<commit::TimelockedCommit, ChainError>>;
     /// Reveals a hash commit inside its window.
     fn reveal_weights<'a>(
         &'a self,

@@ -64,9 +64,8 @@ pub fn standing(
     registered_at: &dyn Fn(u16) -> Option<u64>,
 ) -> Option<Standing> {
     let me = graph.by_hotkey(hotkey)?;
-    let immunity_left = |uid: u16| {
-        registered_at(uid).map(|at| (at + h.immunity_period).saturating_sub(block))
-    };
+    let immunity_left =
+        |uid: u16| registered_at(uid).map(|at| (at + h.immunity_period).saturating_sub(block));
     let mine = immunity_left(me.uid);
     let pruning_place = match mine {
         Some(0) | None => {
@@ -147,7 +146,12 @@ mod tests {
         let graph = Metagraph {
             netuid: 1,
             block: 100,
-            neurons: vec![neuron(0, 0.5), neuron(1, 0.1), neuron(2, 0.3), neuron(3, 0.0)],
+            neurons: vec![
+                neuron(0, 0.5),
+                neuron(1, 0.1),
+                neuron(2, 0.3),
+                neuron(3, 0.0),
+            ],
         };
         // uid 3 registered at 80: immune until 130; the others long ago.
         let at = |uid: u16| Some(if uid == 3 { 80 } else { 0 });
@@ -155,7 +159,10 @@ mod tests {
         assert_eq!(s.pruning_place, Some((2, 3)), "uid 1 goes first, then us");
         assert_eq!(s.blocks_since_update, 10);
         let immune = standing(&graph, "h3", 100, &hyper(), &at).unwrap();
-        assert_eq!((immune.immunity_left, immune.pruning_place), (Some(30), None));
+        assert_eq!(
+            (immune.immunity_left, immune.pruning_place),
+            (Some(30), None)
+        );
         assert_eq!(immune.axon, "not served");
         assert!(standing(&graph, "nobody", 100, &hyper(), &at).is_none());
     }

@@ -7,13 +7,13 @@
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use ark_bls12_381::{Bls12_381, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+use ark_ec::hashing::HashToCurve;
 use ark_ec::hashing::curve_maps::wb::WBMap;
 use ark_ec::hashing::map_to_curve_hasher::MapToCurveBasedHasher;
-use ark_ec::hashing::HashToCurve;
 use ark_ec::pairing::Pairing;
 use ark_ec::{CurveGroup, PrimeGroup};
-use ark_ff::field_hashers::DefaultFieldHasher;
 use ark_ff::PrimeField;
+use ark_ff::field_hashers::DefaultFieldHasher;
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use parity_scale_codec::Encode;
 use sha2_10::{Digest, Sha256};
@@ -71,8 +71,10 @@ fn h2(g: &<Bls12_381 as Pairing>::TargetField) -> Result<[u8; 32], TimelockError
 }
 
 fn public_key() -> Result<G2Affine, TimelockError> {
-    let bytes = hex::decode(QUICKNET_PUBLIC_KEY).map_err(|e| TimelockError::Malformed(e.to_string()))?;
-    G2Affine::deserialize_compressed(&bytes[..]).map_err(|e| TimelockError::Malformed(e.to_string()))
+    let bytes =
+        hex::decode(QUICKNET_PUBLIC_KEY).map_err(|e| TimelockError::Malformed(e.to_string()))?;
+    G2Affine::deserialize_compressed(&bytes[..])
+        .map_err(|e| TimelockError::Malformed(e.to_string()))
 }
 
 fn r_of(sigma: &[u8; 32], key: &[u8; 32]) -> Fr {
@@ -174,6 +176,18 @@ pub fn payload(hotkey: &[u8; 32], uids: &[u16], values: &[u16], version_key: u64
     (&hotkey[..], uids, values, version_key).encode()
 }
 
+/// The first block of the reveal epoch, plus the three blocks bittensor-drand allows for the
+/// drand pulse to reach the chain: when the chain should have applied the weights.
+pub fn reveal_block(tempo: u64, current_block: u64, netuid: u16, reveal_period_epochs: u64) -> u64 {
+    let length = tempo.saturating_add(1);
+    let offset = u64::from(netuid) + 1;
+    let epoch = (current_block + offset) / length;
+    (epoch + reveal_period_epochs)
+        .saturating_mul(length)
+        .saturating_sub(offset)
+        .saturating_add(3)
+}
+
 /// The drand round bittensor-drand 1.3.0 encrypts to: the round due three blocks after the first
 /// block of the reveal epoch, estimated from the wall clock `now_secs` and the block time.
 pub fn reveal_round(
@@ -184,13 +198,8 @@ pub fn reveal_round(
     block_time_secs: f64,
     now_secs: f64,
 ) -> u64 {
-    let length = tempo.saturating_add(1);
-    let offset = u64::from(netuid) + 1;
-    let epoch = (current_block + offset) / length;
-    let first_reveal = (epoch + reveal_period_epochs)
-        .saturating_mul(length)
-        .saturating_sub(offset);
-    let blocks = first_reveal.saturating_add(3).saturating_sub(current_block);
+    let blocks = reveal_block(tempo, current_block, netuid, reveal_period_epochs)
+        .saturating_sub(current_block);
     let target = now_secs + blocks as f64 * block_time_secs;
     let round = ((target - QUICKNET_GENESIS as f64) / QUICKNET_PERIOD as f64).floor();
     if round < 1.0 { 1 } else { round as u64 }
@@ -235,7 +244,11 @@ mod tests {
         assert_eq!(&ct[184..192], &21u64.to_le_bytes());
         assert_eq!(&ct[ct.len() - 16..ct.len() - 8], &8u64.to_le_bytes());
         assert_eq!(&ct[ct.len() - 8..], b"AES_GCM_");
-        assert_eq!(encrypt_with(b"hello", 1000, &rnd).unwrap(), ct, "deterministic");
+        assert_eq!(
+            encrypt_with(b"hello", 1000, &rnd).unwrap(),
+            ct,
+            "deterministic"
+        );
     }
 
     #[test]

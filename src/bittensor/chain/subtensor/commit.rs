@@ -49,6 +49,23 @@ pub fn plain_args(
     }
 }
 
+/// The timelocked commit call's arguments: `commit` is a bounded `Vec<u8>`, mechanism 0 for the
+/// mechanism variant.
+pub fn timelocked_args(
+    call: &str,
+    netuid: u16,
+    ciphertext: &[u8],
+    reveal_round: u64,
+    version: u16,
+) -> Vec<u8> {
+    match call {
+        "commit_timelocked_mechanism_weights" => {
+            (netuid, 0u8, ciphertext, reveal_round, version).encode()
+        }
+        _ => (netuid, ciphertext, reveal_round, version).encode(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +86,9 @@ mod tests {
             plain_args("set_mechanism_weights", 1, &[2], &[3], 4)[..3],
             [1, 0, 0]
         );
+        let args = timelocked_args("commit_timelocked_mechanism_weights", 2, &[9; 3], 7, 4);
+        assert_eq!(args, [2, 0, 0, 12, 9, 9, 9, 7, 0, 0, 0, 0, 0, 0, 0, 4, 0]);
+        let args = timelocked_args("commit_timelocked_weights", 2, &[9; 3], 7, 4);
+        assert_eq!(args[..3], [2, 0, 12]);
     }
 }

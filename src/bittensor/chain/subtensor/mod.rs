@@ -37,6 +37,8 @@ pub struct SubtensorChain {
     /// neither its pool nor its state while it builds the block); held across a submission, so
     /// submissions go one at a time, each after the last has landed.
     submitted: tokio::sync::Mutex<std::collections::HashMap<[u8; 32], u32>>,
+    /// Seconds per block, for the reveal round of timelocked commits (12 on finney).
+    block_time_secs: f64,
 }
 
 impl SubtensorChain {
@@ -46,7 +48,67 @@ impl SubtensorChain {
             rpc: Rpc::new(url),
             metadata: tokio::sync::Mutex::new(None),
             submitted: tokio::sync::Mutex::new(Default::default()),
+            block_time_secs: 12.0,
         }
+    }
+
+    /// The chain's block time (`subtensor.block_time_secs`), for timelocked reveal rounds.
+    pub fn with_block_time(mut self, secs: f64) -> Self {
+        self.block_time_secs = secs;
+        self
+    }
+
+    /// Encrypts the weights to the drand round bittensor-drand picks for this subnet's next
+    /// reveal epoch and submits the runtime's timelocked commit call (version 4).
+    pub async fn commit_timelocked(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<shared_commit::TimelockedCommit, ChainError> {
+        use super::timelock;
+        let call = match self.weights_mode(netuid).await? {
+            WeightsMode::Timelocked { call } => call,
+            other => {
+                return Err(ChainError::Unsupported(format!(
+                    "subnet {netuid} is in {}, not timelocked",
+                    other.describe()
+                )));
+            }
+        };
+        let meta = self.current_metadata().await?;
+        let block = self.block_number().await?;
+        let tempo = u64::from(self.subnet_value(&meta, "Tempo", netuid).await?.as_u16()?);
+        let period = self.reveal_period_epochs(netuid).await?.unwrap_or(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let round = timelock::reveal_round(tempo, block, netuid, period, self.block_time_secs, now);
+        let payload = timelock::payload(&signer.public_bytes(), &uids, &weights, version_key);
+        let ciphertext = timelock::encrypt(&payload, round)
+            .map_err(|e| ChainError::Unsupported(format!("timelock encryption: {e}")))?;
+        let version = match meta.storage_entry(PALLET, "CommitRevealWeightsVersion") {
+            Ok(_) => self
+                .storage_value(&meta, PALLET, "CommitRevealWeightsVersion", &[])
+                .await?
+                .map(|v| v.as_u16())
+                .transpose()?
+                .unwrap_or(timelock::COMMIT_REVEAL_VERSION),
+            Err(_) => timelock::COMMIT_REVEAL_VERSION,
+        };
+        let args = commit::timelocked_args(call, netuid, &ciphertext, round, version);
+        self.submit(signer, call, args).await?;
+        Ok(shared_commit::TimelockedCommit {
+            netuid,
+            commit_block: block,
+            reveal_round: round,
+            reveal_block: timelock::reveal_block(tempo, block, netuid, period),
+            uids,
+            weights,
+        })
     }
 
     async fn block_number(&self) -> Result<u64, ChainError> {
@@ -575,6 +637,17 @@ impl Chain for SubtensorChain {
         commit: &'a PendingCommit,
     ) -> BoxFuture<'a, Result<(), ChainError>> {
         SubtensorChain::reveal_weights(self, signer, commit).boxed()
+    }
+
+    fn commit_timelocked<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<shared_commit::TimelockedCommit, ChainError>> {
+        SubtensorChain::commit_timelocked(self, signer, netuid, uids, weights, version_key).boxed()
     }
 
     fn describe(&self) -> String {
