@@ -144,6 +144,9 @@ async fn the_chain_watcher_shows_our_uid_on_the_embedded_chain() {
     });
     assert_eq!(v["chain"]["hotkey"], hotkey.as_str());
     assert_eq!(v["chain"]["neurons"], 2);
+    // Our standing, as btcli shows it, and the subnet's clock.
+    assert_eq!(v["chain"]["standing"]["uid"], 1);
+    assert!(v["chain"]["clock"]["blocks_to_epoch"].is_u64(), "{v}");
     assert_eq!(v["components"]["chain"]["status"], "running");
     let (status, _) = node.terminate();
     assert!(status.success());

@@ -478,6 +478,17 @@ async fn weights_commands_set_commit_and_reveal_from_a_shell() {
         "{said}"
     );
 
+    // The btcli-class look at the chain, from a shell.
+    let (ok, said) = run(dir, &with(&["chain"]));
+    eprintln!("chain: {said}");
+    assert!(
+        ok && said.contains("next epoch in")
+            && said.contains(&format!("uid {uid}"))
+            && said.contains("deregistration order")
+            && said.contains("commit-reveal off"),
+        "{said}"
+    );
+
     // Commit-reveal on, one epoch of 5 blocks.
     for (call, args) in [
         ("sudo_set_tempo", (NETUID, 4u16).encode()),

@@ -175,6 +175,10 @@ pub struct ChainReport {
     pub emission: f64,
     pub validator_permit: bool,
     pub commit_reveal: Option<bool>,
+    /// Our hotkey's standing as btcli shows it, at the last metagraph sync.
+    pub standing: Option<crate::bittensor::chain::standing::Standing>,
+    /// The subnet's epoch clock and costs at the last metagraph sync.
+    pub clock: Option<crate::bittensor::chain::standing::SubnetClock>,
     /// The last failure talking to the chain (the watcher keeps retrying).
     pub last_error: Option<String>,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Chain, ChainError};
+use super::{Chain, ChainError, standing};
 use crate::runtime::event::ChainReport;
 use crate::runtime::{Component, ComponentContext, Event};
 
@@ -32,12 +32,19 @@ impl ChainWatch {
         report.incentive = me.map(|n| n.incentive).unwrap_or(0.0);
         report.emission = me.map(|n| n.emission_rao as f64 / 1e9).unwrap_or(0.0);
         report.validator_permit = me.is_some_and(|n| n.validator_permit);
-        report.commit_reveal = Some(
-            self.chain
-                .hyperparams(self.netuid)
-                .await?
-                .commit_reveal_enabled,
-        );
+        let hyper = self.chain.hyperparams(self.netuid).await?;
+        report.commit_reveal = Some(hyper.commit_reveal_enabled);
+        report.clock = Some(standing::clock(graph.block, self.netuid, &hyper));
+        report.standing = match self.hotkey.as_deref() {
+            Some(hotkey) if me.is_some() => {
+                let uids = graph.neurons.iter().map(|n| n.uid).collect();
+                let registered = self.chain.registration_blocks(self.netuid, uids).await?;
+                standing::standing(&graph, hotkey, graph.block, &hyper, &|uid| {
+                    registered.get(&uid).copied()
+                })
+            }
+            _ => None,
+        };
         Ok(())
     }
 }
