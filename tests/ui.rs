@@ -178,6 +178,17 @@ fn chain_standing_is_shown_when_watched() {
         emission: 0.12,
         validator_permit: false,
         commit_reveal: Some(false),
+        standing: Some(nicheimage_tui::bittensor::chain::standing::Standing {
+            uid: 2,
+            pruning_place: Some((2, 3)),
+            immunity_left: Some(0),
+            ..Default::default()
+        }),
+        clock: Some(nicheimage_tui::bittensor::chain::standing::SubnetClock {
+            tempo: 99,
+            blocks_to_epoch: 17,
+            ..Default::default()
+        }),
         last_error: None,
     };
     state.apply(Event::Chain(report.clone()), T0);

@@ -944,20 +944,6 @@ fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<
     if c.commit_reveal == Some(true) {
         spans.push(Span::styled("  commit-reveal ON", Style::new().fg(t.warn)));
     }
-    if let Some(clock) = &c.clock {
-        spans.push(Span::styled(
-            format!("  epoch in {}", clock.blocks_to_epoch),
-            muted,
-        ));
-    }
-    if let Some(s) = &c.standing {
-        let place = match (s.immunity_left, s.pruning_place) {
-            (Some(left), _) if left > 0 => format!("  immune {left} blocks"),
-            (_, Some((place, of))) => format!("  dereg order {place}/{of}"),
-            _ => String::new(),
-        };
-        spans.push(Span::styled(place, muted));
-    }
     match (&c.last_error, c.uid) {
         (Some(e), _) => spans.push(Span::styled(format!("  {e}"), Style::new().fg(t.error))),
         (None, Some(uid)) => spans.extend([
@@ -977,6 +963,20 @@ fn chain_line<'a>(c: &'a crate::runtime::event::ChainReport, t: &Theme) -> Line<
             ));
         }
         (None, None) => spans.push(Span::styled("  no hotkey loaded", muted)),
+    }
+    if let Some(clock) = &c.clock {
+        spans.push(Span::styled(
+            format!("  epoch in {}", clock.blocks_to_epoch),
+            muted,
+        ));
+    }
+    if let Some(s) = &c.standing {
+        let place = match (s.immunity_left, s.pruning_place) {
+            (Some(left), _) if left > 0 => format!("  immune {left} blocks"),
+            (_, Some((place, of))) => format!("  dereg order {place}/{of}"),
+            _ => String::new(),
+        };
+        spans.push(Span::styled(place, muted));
     }
     Line::from(spans)
 }
