@@ -27,8 +27,9 @@ pub fn mode_of(meta: &ChainMetadata, commit_reveal: bool) -> Result<WeightsMode,
         },
         true if has("commit_weights") && has("reveal_weights") => WeightsMode::HashCommit,
         true => {
-            return Err(ChainError::Unsupported(
-                "commit-reveal is on but this runtime has no commit call we know".into(),
+            return Err(ChainError::refused(
+                "CommitRevealEnabled",
+                "and this runtime has no commit call we know",
             ));
         }
     })
@@ -80,8 +81,11 @@ mod tests {
                 call: "set_weights"
             }
         );
-        // The sample runtime has no commit calls.
-        assert!(mode_of(&meta, true).is_err());
+        // The sample runtime has no commit calls: plain weights are refused by name.
+        assert_eq!(
+            mode_of(&meta, true).unwrap_err().refusal(),
+            Some("CommitRevealEnabled")
+        );
         assert_eq!(
             plain_args("set_mechanism_weights", 1, &[2], &[3], 4)[..3],
             [1, 0, 0]

@@ -305,6 +305,8 @@ pub(crate) mod tests {
                     by_netuid("WeightsSetRateLimit", 100u64),
                     by_netuid("WeightsVersionKey", 0u64),
                     by_netuid("CommitRevealWeightsEnabled", true),
+                    by_netuid("ImmunityPeriod", 4096u16),
+                    by_netuid("Burn", 1_000_000_000u64),
                 ],
             }),
             calls: Some(PalletCallMetadata {
