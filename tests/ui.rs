@@ -182,11 +182,15 @@ fn chain_standing_is_shown_when_watched() {
             uid: 2,
             pruning_place: Some((2, 3)),
             immunity_left: Some(0),
+            blocks_since_update: 12,
+            axon: "203.0.113.7:8091".into(),
+            trust: 0.25,
             ..Default::default()
         }),
         clock: Some(nicheimage_tui::bittensor::chain::standing::SubnetClock {
             tempo: 99,
             blocks_to_epoch: 17,
+            weights_rate_limit: 100,
             ..Default::default()
         }),
         last_error: None,

@@ -119,6 +119,7 @@ fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
             .as_ref()
             .map_or(0, |r| r.timeouts.len().min(2) as u16)
         + u16::from(v.state.chain.is_some())
+        + u16::from(v.state.chain.as_ref().is_some_and(|c| c.standing.is_some()))
         + u16::from(v.state.proxy.is_some())
         + u16::from(v.state.validator.is_some())
         + u16::from(!v.state.replicas.is_empty())
@@ -622,6 +623,9 @@ fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let mut lines = Vec::new();
     if let Some(chain) = &v.state.chain {
         lines.push(chain_line(chain, t));
+        if let Some(s) = &chain.standing {
+            lines.push(standing_line(s, chain, t));
+        }
     }
     if let Some(validator) = &v.state.validator {
         lines.push(validator_line(validator, t));
@@ -923,6 +927,45 @@ fn miners_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
             ));
         }
         spans.push(Span::raw("  "));
+    }
+    Line::from(spans)
+}
+
+/// The rest of our standing as btcli shows it: scores, permit, last update, immunity, axon.
+fn standing_line<'a>(
+    s: &crate::bittensor::chain::standing::Standing,
+    c: &crate::runtime::event::ChainReport,
+    t: &Theme,
+) -> Line<'a> {
+    let muted = Style::new().fg(t.muted);
+    let text = Style::new().fg(t.text);
+    let limit = c.clock.as_ref().map_or(String::new(), |k| {
+        format!(" (limit {})", k.weights_rate_limit)
+    });
+    let mut spans = vec![
+        Span::styled(
+            if s.validator_permit {
+                "      permit"
+            } else {
+                "      no permit"
+            },
+            Style::new().fg(if s.validator_permit { t.ok } else { t.muted }),
+        ),
+        Span::styled(
+            format!("  updated {} blocks ago{limit}", s.blocks_since_update),
+            muted,
+        ),
+        Span::styled(format!("  axon {}", s.axon), muted),
+    ];
+    for (name, value) in [
+        ("rank", s.rank),
+        ("trust", s.trust),
+        ("consensus", s.consensus),
+        ("dividends", s.dividends),
+        ("vtrust", s.validator_trust),
+    ] {
+        spans.push(Span::styled(format!("  {name} "), muted));
+        spans.push(Span::styled(format!("{value:.3}"), text));
     }
     Line::from(spans)
 }
