@@ -523,12 +523,9 @@ fn proxy_client(a: &nicheimage_tui::cli::ProxyClientArgs, config: &config::Confi
         payload["seed"] = seed.into();
     }
     let body = serde_json::json!({ "payload": payload, "miner_uid": a.miner_uid });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
     let started = std::time::Instant::now();
     let http = match nicheimage_tui::http::client() {
@@ -567,14 +564,19 @@ fn proxy_client(a: &nicheimage_tui::cli::ProxyClientArgs, config: &config::Confi
     }
 }
 
-fn chain(config: &config::Config) -> ExitCode {
-    let hotkey = node::load_hotkey(config).ok().map(|k| k.ss58().to_string());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The single-threaded runtime the one-shot commands (`chain`, `weights`, `proxy-client`) run on.
+fn one_shot_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))
+}
+
+fn chain(config: &config::Config) -> ExitCode {
+    let hotkey = node::load_hotkey(config).ok().map(|k| k.ss58().to_string());
+    let runtime = match one_shot_runtime() {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let chain = match node::open_chain(config, hotkey.as_deref()) {
@@ -729,12 +731,9 @@ fn weights(action: &nicheimage_tui::cli::WeightsAction, config: &config::Config)
         .clone()
         .unwrap_or_else(config::default_data_dir);
     let commits = weights_cmd::commits_path(&data_dir);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
     let netuid = s.netuid;
     let done = runtime.block_on(async {

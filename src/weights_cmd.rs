@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::bittensor::chain::commit::{WeightsMode, load_pending, save_pending};
+use crate::bittensor::chain::commit::{WeightsMode, Window, load_pending, save_pending};
 use crate::bittensor::chain::subtensor::SubtensorChain;
 use crate::bittensor::chain::weights::normalize_for_emit;
 use crate::bittensor::chain::{Chain, ChainError};
@@ -128,19 +128,21 @@ pub async fn reveal(
     for pending in load_pending(commits)? {
         if pending.netuid != netuid {
             kept.push(pending);
-        } else if block > pending.last_reveal_block {
-            said.push(format!(
+            continue;
+        }
+        match pending.window(block) {
+            Window::Expired => said.push(format!(
                 "commit 0x{} expired at block {} (now {block}); dropped",
                 pending.hash, pending.last_reveal_block
-            ));
-        } else if block < pending.first_reveal_block {
-            said.push(format!(
-                "commit 0x{} opens at block {} (now {block})",
-                pending.hash, pending.first_reveal_block
-            ));
-            kept.push(pending);
-        } else {
-            match chain.reveal_weights(signer, &pending).await {
+            )),
+            Window::NotYet => {
+                said.push(format!(
+                    "commit 0x{} opens at block {} (now {block})",
+                    pending.hash, pending.first_reveal_block
+                ));
+                kept.push(pending);
+            }
+            Window::Open => match chain.reveal_weights(signer, &pending).await {
                 Ok(()) => said.push(format!(
                     "revealed commit 0x{}: {} weights",
                     pending.hash,
@@ -150,7 +152,7 @@ pub async fn reveal(
                     said.push(format!("commit 0x{}: {e}", pending.hash));
                     kept.push(pending);
                 }
-            }
+            },
         }
     }
     save_pending(commits, &kept)?;

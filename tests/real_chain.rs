@@ -36,6 +36,37 @@ where
     }
 }
 
+/// Registers `hotkey` on `NETUID` with a burn paid by `coldkey` and waits until the metagraph
+/// shows it; its uid.
+async fn register(chain: &SubtensorChain, coldkey: &Keypair, hotkey: &[u8; 32]) -> u16 {
+    chain
+        .submit_call(
+            coldkey,
+            "SubtensorModule",
+            "burned_register",
+            &(NETUID, hotkey).encode(),
+        )
+        .await
+        .unwrap();
+    let ss58 = nicheimage_tui::bittensor::ss58::encode(hotkey);
+    until("the hotkey registered", || async {
+        chain
+            .metagraph(NETUID)
+            .await
+            .unwrap()
+            .by_hotkey(&ss58)
+            .is_some()
+    })
+    .await;
+    chain
+        .metagraph(NETUID)
+        .await
+        .unwrap()
+        .by_hotkey(&ss58)
+        .unwrap()
+        .uid
+}
+
 /// Advances the chain `count` blocks (Chopsticks' `dev_newBlock`).
 async fn new_blocks(ws_url: &str, count: u64) {
     let url = ws_url.replacen("ws://", "http://", 1);
@@ -429,32 +460,7 @@ async fn weights_commands_set_commit_and_reveal_from_a_shell() {
         )
         .await
         .unwrap();
-    chain
-        .submit_call(
-            &coldkey,
-            "SubtensorModule",
-            "burned_register",
-            &(NETUID, hotkey).encode(),
-        )
-        .await
-        .unwrap();
-    until("the operator's hotkey registered", || async {
-        chain
-            .metagraph(NETUID)
-            .await
-            .unwrap()
-            .by_hotkey(&ss58)
-            .is_some()
-    })
-    .await;
-    let uid = chain
-        .metagraph(NETUID)
-        .await
-        .unwrap()
-        .by_hotkey(&ss58)
-        .unwrap()
-        .uid
-        .to_string();
+    let uid = register(&chain, &coldkey, &hotkey).await.to_string();
 
     let set_plain = with(&[
         "weights",
@@ -568,24 +574,7 @@ async fn the_miner_announces_its_axon_on_the_real_runtime() {
     let ss58 = said.split_whitespace().nth(1).unwrap().to_string();
     let hotkey = nicheimage_tui::bittensor::ss58::decode(&ss58).unwrap();
     let chain = SubtensorChain::new("local", &node.url);
-    chain
-        .submit_call(
-            &coldkey,
-            "SubtensorModule",
-            "burned_register",
-            &(NETUID, hotkey).encode(),
-        )
-        .await
-        .unwrap();
-    until("the miner's hotkey registered", || async {
-        chain
-            .metagraph(NETUID)
-            .await
-            .unwrap()
-            .by_hotkey(&ss58)
-            .is_some()
-    })
-    .await;
+    register(&chain, &coldkey, &hotkey).await;
 
     let port = common::free_port();
     let config = format!(
@@ -772,22 +761,7 @@ async fn the_embedded_chain_agrees_with_the_real_runtime() {
             };
             match step {
                 Admin::Register(hotkey, permit) => {
-                    real.submit_call(
-                        &coldkey,
-                        "SubtensorModule",
-                        "burned_register",
-                        &(NETUID, hotkey.public_bytes()).encode(),
-                    )
-                    .await
-                    .unwrap();
-                    until("registered", || async {
-                        real.metagraph(NETUID)
-                            .await
-                            .unwrap()
-                            .by_hotkey(hotkey.ss58())
-                            .is_some()
-                    })
-                    .await;
+                    register(real, &coldkey, &hotkey.public_bytes()).await;
                     if permit {
                         new_blocks(&url, 1).await;
                     }

@@ -17,7 +17,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use crate::bittensor::chain::commit::{self, WeightsMode};
+use crate::bittensor::chain::commit::{self, WeightsMode, Window};
 use crate::bittensor::chain::{Chain, ChainError, weights};
 use crate::bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use crate::bittensor::keypair::Keypair;
@@ -623,8 +623,9 @@ impl Validator {
         let kept = commit::load_pending(&s.commits_path).map_err(ChainError::Unsupported)?;
         let (mine, others): (Vec<_>, Vec<_>) = kept.into_iter().partition(|c| c.netuid == s.netuid);
         // Past their window, commits are spent: the chain drops them.
-        let (live, expired): (Vec<_>, Vec<_>) =
-            mine.into_iter().partition(|c| block <= c.last_reveal_block);
+        let (expired, live): (Vec<_>, Vec<_>) = mine
+            .into_iter()
+            .partition(|c| c.window(block) == Window::Expired);
         for c in &expired {
             tracing::warn!(hash = %c.hash, last = c.last_reveal_block, "a weights commit expired unrevealed");
         }
@@ -632,7 +633,7 @@ impl Validator {
             let all: Vec<_> = others.iter().chain(live).cloned().collect();
             commit::save_pending(&s.commits_path, &all).map_err(ChainError::Unsupported)
         };
-        if let Some(open) = live.iter().position(|c| block >= c.first_reveal_block) {
+        if let Some(open) = live.iter().position(|c| c.window(block) == Window::Open) {
             let c = live[open].clone();
             let result = self.chain.reveal_weights(&self.keypair, &c).await;
             let mut rest = live;

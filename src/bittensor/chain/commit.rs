@@ -59,6 +59,27 @@ pub struct TimelockedCommit {
     pub weights: Vec<u16>,
 }
 
+/// Where a block stands against a hash commit's reveal window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    NotYet,
+    Open,
+    /// Past the window: the chain has dropped the commit.
+    Expired,
+}
+
+impl PendingCommit {
+    pub fn window(&self, block: u64) -> Window {
+        if block > self.last_reveal_block {
+            Window::Expired
+        } else if block < self.first_reveal_block {
+            Window::NotYet
+        } else {
+            Window::Open
+        }
+    }
+}
+
 /// A hash commit as the chain holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitRecord {

@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::commit::{self, CommitRecord, PendingCommit, WeightsMode};
+use super::epoch;
 use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAxon};
 use crate::bittensor::keypair::Keypair;
 use crate::bittensor::ss58;
@@ -127,18 +128,6 @@ struct Subnet {
 
 /// At most this many unrevealed commits per hotkey, as subtensor.
 const MAX_UNREVEALED: usize = 10;
-
-/// Subtensor's epoch index of a block: `(block + netuid + 1) / (tempo + 1)`.
-fn epoch_of(block: u64, netuid: u16, tempo: u16) -> u64 {
-    (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
-}
-
-/// The first and last block of an epoch.
-fn epoch_blocks(epoch: u64, netuid: u16, tempo: u16) -> (u64, u64) {
-    let length = u64::from(tempo) + 1;
-    let first = (epoch * length).saturating_sub(u64::from(netuid) + 1);
-    (first, first + length - 1)
-}
 
 struct State {
     subnets: BTreeMap<u16, Subnet>,
@@ -379,8 +368,11 @@ impl EmbeddedChain {
                 format!("subnet {netuid}"),
             ));
         }
-        let reveal_epoch = epoch_of(block, netuid, p.tempo) + p.reveal_period_epochs;
-        let (first, last) = epoch_blocks(reveal_epoch, netuid, p.tempo);
+        let tempo = u64::from(p.tempo);
+        let reveal_epoch =
+            epoch::index(block, netuid, tempo).saturating_add(p.reveal_period_epochs);
+        let first = epoch::first_block(reveal_epoch, netuid, tempo);
+        let last = first.saturating_add(tempo);
         let mine = subnet.commits.entry(hotkey.to_string()).or_default();
         // Expired commits no longer count against the limit.
         mine.retain(|c| c.last_reveal_block >= block);

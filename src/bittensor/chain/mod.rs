@@ -4,6 +4,7 @@
 
 pub mod commit;
 pub mod embedded;
+pub mod epoch;
 pub mod standing;
 pub mod subtensor;
 pub mod timelock;

@@ -39,16 +39,10 @@ pub struct SubnetClock {
     pub registration_cost: f64,
 }
 
-/// Subtensor's `blocks_until_next_epoch`: `tempo - (block + netuid + 1) % (tempo + 1)`.
-pub fn blocks_to_epoch(block: u64, netuid: u16, tempo: u16) -> u64 {
-    let length = u64::from(tempo) + 1;
-    u64::from(tempo) - (block + u64::from(netuid) + 1) % length
-}
-
 pub fn clock(block: u64, netuid: u16, h: &Hyperparams) -> SubnetClock {
     SubnetClock {
         tempo: h.tempo,
-        blocks_to_epoch: blocks_to_epoch(block, netuid, h.tempo),
+        blocks_to_epoch: super::epoch::blocks_to_next(block, netuid, u64::from(h.tempo)),
         weights_rate_limit: h.weights_rate_limit,
         immunity_period: h.immunity_period,
         registration_cost: h.registration_cost_rao as f64 / 1e9,
@@ -134,11 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn the_epoch_clock_matches_subtensor() {
-        // netuid 1, tempo 4: epochs end where (block + 2) % 5 == 4.
-        assert_eq!(blocks_to_epoch(9, 1, 4), 4 - 11 % 5);
-        assert_eq!(blocks_to_epoch(12, 1, 4), 0);
-        assert_eq!(clock(100, 23, &hyper()).registration_cost, 1.0);
+    fn the_clock_reads_the_hyperparameters() {
+        let c = clock(100, 23, &hyper());
+        assert_eq!(
+            (c.blocks_to_epoch, c.registration_cost),
+            (99 - 124 % 100, 1.0)
+        );
     }
 
     #[test]

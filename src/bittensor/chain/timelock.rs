@@ -16,6 +16,8 @@ use ark_ff::PrimeField;
 use ark_ff::field_hashers::DefaultFieldHasher;
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use parity_scale_codec::Encode;
+
+use super::epoch;
 use sha2_10::{Digest, Sha256};
 
 /// drand quicknet ("bls-unchained-g1-rfc9380"), the network the chain follows.
@@ -179,13 +181,9 @@ pub fn payload(hotkey: &[u8; 32], uids: &[u16], values: &[u16], version_key: u64
 /// The first block of the reveal epoch, plus the three blocks bittensor-drand allows for the
 /// drand pulse to reach the chain: when the chain should have applied the weights.
 pub fn reveal_block(tempo: u64, current_block: u64, netuid: u16, reveal_period_epochs: u64) -> u64 {
-    let length = tempo.saturating_add(1);
-    let offset = u64::from(netuid) + 1;
-    let epoch = (current_block + offset) / length;
-    (epoch + reveal_period_epochs)
-        .saturating_mul(length)
-        .saturating_sub(offset)
-        .saturating_add(3)
+    let reveal_epoch =
+        epoch::index(current_block, netuid, tempo).saturating_add(reveal_period_epochs);
+    epoch::first_block(reveal_epoch, netuid, tempo).saturating_add(3)
 }
 
 /// The drand round bittensor-drand 1.3.0 encrypts to: the round due three blocks after the first

@@ -132,9 +132,25 @@ impl SubtensorChain {
         item: &str,
         parts: &[&[u8]],
     ) -> Result<Option<dynamic::Value>, ChainError> {
+        self.storage_value_at(meta, pallet, item, parts, None).await
+    }
+
+    /// As [`Self::storage_value`], in the state of block `at` (the best block when `None`).
+    async fn storage_value_at(
+        &self,
+        meta: &ChainMetadata,
+        pallet: &str,
+        item: &str,
+        parts: &[&[u8]],
+        at: Option<&Value>,
+    ) -> Result<Option<dynamic::Value>, ChainError> {
         let entry = meta.storage_entry(pallet, item)?;
         let key = scale::storage_key_hashed(pallet, item, &entry.hashers, parts)?;
-        let value = self.rpc.call("state_getStorage", json!([key])).await?;
+        let params = match at {
+            Some(block) => json!([key, block]),
+            None => json!([key]),
+        };
+        let value = self.rpc.call("state_getStorage", params).await?;
         let bytes = match value.is_null() {
             true if entry.optional => return Ok(None),
             true => entry.default.clone(),
@@ -212,34 +228,44 @@ impl SubtensorChain {
         let hash = shared_commit::commit_hash(&hotkey, netuid, &uids, &weights, &salt, version_key);
         self.submit(signer, "commit_weights", (netuid, hash).encode())
             .await?;
+        let held = self
+            .watch_commits(
+                netuid,
+                &hotkey,
+                "commit_weights was submitted but the chain has not stored it",
+                |commits| commits.iter().find(|c| c.hash == hash).copied(),
+            )
+            .await?;
+        Ok(PendingCommit {
+            netuid,
+            hash: hex::encode(hash),
+            uids,
+            weights,
+            salt,
+            version_key,
+            commit_block: held.commit_block,
+            first_reveal_block: held.first_reveal_block,
+            last_reveal_block: held.last_reveal_block,
+        })
+    }
+
+    /// Polls the signer's commits on a subnet (a few blocks at most) until `found` picks its
+    /// answer out of them; `waiting` says what did not happen if it never does.
+    async fn watch_commits<T>(
+        &self,
+        netuid: u16,
+        hotkey: &[u8; 32],
+        waiting: &str,
+        found: impl Fn(&[CommitRecord]) -> Option<T>,
+    ) -> Result<T, ChainError> {
         let deadline = std::time::Instant::now() + PENDING_WAIT;
         loop {
-            if let Some(&CommitRecord {
-                commit_block,
-                first_reveal_block: first,
-                last_reveal_block: last,
-                ..
-            }) = self
-                .weight_commits(netuid, &hotkey)
-                .await?
-                .iter()
-                .find(|c| c.hash == hash)
-            {
-                return Ok(PendingCommit {
-                    netuid,
-                    hash: hex::encode(hash),
-                    uids,
-                    weights,
-                    salt,
-                    version_key,
-                    commit_block,
-                    first_reveal_block: first,
-                    last_reveal_block: last,
-                });
+            if let Some(answer) = found(&self.weight_commits(netuid, hotkey).await?) {
+                return Ok(answer);
             }
             if std::time::Instant::now() > deadline {
                 return Err(ChainError::Unsupported(format!(
-                    "commit_weights was submitted but the chain has not stored it in {} s",
+                    "{waiting} in {} s",
                     PENDING_WAIT.as_secs()
                 )));
             }
@@ -263,24 +289,24 @@ impl SubtensorChain {
         )
             .encode();
         self.submit(signer, "reveal_weights", args).await?;
-        // Landed when the chain no longer holds the commit (it spends it on reveal).
-        let hash = hex::decode(&commit.hash).unwrap_or_default();
-        let deadline = std::time::Instant::now() + PENDING_WAIT;
-        while self
-            .weight_commits(commit.netuid, &signer.public_bytes())
-            .await?
-            .iter()
-            .any(|c| c.hash[..] == hash[..])
-        {
-            if std::time::Instant::now() > deadline {
-                return Err(ChainError::Unsupported(format!(
-                    "reveal_weights was submitted but the commit is still on chain after {} s",
-                    PENDING_WAIT.as_secs()
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        Ok(())
+        // Landed when the chain no longer holds the commit (it spends it on reveal). The hash
+        // is recomputed from what was revealed, not read back from the kept file.
+        let hotkey = signer.public_bytes();
+        let hash = shared_commit::commit_hash(
+            &hotkey,
+            commit.netuid,
+            &commit.uids,
+            &commit.weights,
+            &commit.salt,
+            commit.version_key,
+        );
+        self.watch_commits(
+            commit.netuid,
+            &hotkey,
+            "reveal_weights was submitted but the commit is still on chain",
+            |commits| (!commits.iter().any(|c| c.hash == hash)).then_some(()),
+        )
+        .await
     }
 
     /// The signer's nonce in the state of block `at` (`None` where the runtime has no
@@ -291,21 +317,19 @@ impl SubtensorChain {
         signer: &Keypair,
         at: &Value,
     ) -> Result<Option<u32>, ChainError> {
-        let Ok(entry) = meta.storage_entry("System", "Account") else {
+        if meta.storage_entry("System", "Account").is_err() {
             return Ok(None);
-        };
-        let key = scale::storage_key_hashed(
-            "System",
-            "Account",
-            &entry.hashers,
-            &[&signer.public_bytes()],
-        )?;
-        let value = self.rpc.call("state_getStorage", json!([key, at])).await?;
-        let bytes = match value.is_null() {
-            true => entry.default.clone(),
-            false => scale::hex_bytes(&value)?,
-        };
-        let info = dynamic::decode_all(&meta.types, entry.value, &bytes)?;
+        }
+        let info = self
+            .storage_value_at(
+                meta,
+                "System",
+                "Account",
+                &[&signer.public_bytes()],
+                Some(at),
+            )
+            .await?
+            .ok_or_else(|| ChainError::Decode("System.Account has no default".into()))?;
         let nonce = info.field("nonce")?.as_u64()?;
         Ok(Some(u32::try_from(nonce).map_err(|_| {
             ChainError::Decode(format!("account nonce {nonce}"))
