@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{AxonBuilder, Caller, Handler};
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::keypair::Keypair;
-use nicheimage_tui::bittensor::synapse::ImageGenerating;
+use nicheimage_bittensor::axon::{AxonBuilder, Caller, Handler};
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::synapse::ImageGenerating;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -12,9 +12,9 @@
 mod common;
 use common::median;
 
-use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::image::RgbImage;
+use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_common::image::RgbImage;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ fn png_benchmark(root: &Path) {
 }
 
 fn reward_benchmark(root: &Path) {
-    use nicheimage_tui::reward::judge::{Reference, judge_batch};
+    use nicheimage_node::reward::judge::{Reference, judge_batch};
     let reference = test_image(1024, 1024);
     let mut shifted = reference.clone();
     for v in shifted.data.iter_mut() {
@@ -180,7 +180,7 @@ fn overhead_benchmark(root: &Path) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let body = serde_json::json!({"prompt": "a photo of a cat", "seed": 1, "pipeline_type": "txt2img",
         "pipeline_params": {"num_inference_steps": 4, "width": 64, "height": 64}});
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let url = format!("http://127.0.0.1:{port}/generate");
     let sd =
         StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).expect("load");

@@ -9,8 +9,8 @@
 mod common;
 use common::{median, torch_on_all_cores};
 
-use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
-use nicheimage_tui::diffusion::tiny::{write_tiny_sd15, write_tiny_sdxl};
+use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
+use nicheimage_engine::tiny::{write_tiny_sd15, write_tiny_sdxl};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

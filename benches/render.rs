@@ -7,11 +7,11 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use nicheimage_tui::runtime::event::{
+use nicheimage_node::runtime::event::{
     MinerReport, MinerRow, Percentiles, ReplicaReport, ReplicaStatus, RoundOutcome,
     ValidatorCounters, ValidatorReport,
 };
-use nicheimage_tui::runtime::{Event, NodeState};
+use nicheimage_node::runtime::{Event, NodeState};
 use nicheimage_tui::ui::app::{Tab, UiState};
 use nicheimage_tui::ui::keymap::Action;
 use nicheimage_tui::ui::theme::Theme;

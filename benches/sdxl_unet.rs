@@ -13,10 +13,10 @@
 mod common;
 use common::{median_seconds, torch_on_all_cores};
 
-use nicheimage_tui::diffusion::config::PipelineConfig;
-use nicheimage_tui::diffusion::tiny::write_config_folder;
-use nicheimage_tui::diffusion::unet::UNet;
-use nicheimage_tui::diffusion::weights::Weights;
+use nicheimage_engine::config::PipelineConfig;
+use nicheimage_engine::tiny::write_config_folder;
+use nicheimage_engine::unet::UNet;
+use nicheimage_engine::weights::Weights;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Command line: global flags, and one subcommand per piece the seed ran as its own process.
 //! Seed flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case aliases.
 
-use crate::config::{Config, DeviceChoice, LogFormat};
+use nicheimage_node::config::{Config, DeviceChoice, LogFormat};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -90,24 +90,7 @@ pub enum Role {
     /// Write the tiny random SD 1.5 checkpoint (single file + config folder) used by the tests,
     /// the local demo and the parity fixtures.
     #[command(name = "tiny-checkpoint")]
-    TinyCheckpoint {
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, default_value = "tiny-sd15")]
-        name: String,
-        /// The architecture: sd15 or sdxl.
-        #[arg(long, value_enum, default_value = "sd15")]
-        arch: crate::catalogue::Arch,
-        /// Write a tiny ControlNet for the tiny SD 1.5 UNet instead (a diffusers folder
-        /// `<out>/<name>`), its random weights drawn from this seed.
-        #[arg(long, value_name = "SEED")]
-        controlnet: Option<i64>,
-        /// Write a full-size annotator network with random weights drawn from seed 0 instead
-        /// (`<out>/<name>.safetensors`): the stand-in for its real checkpoint in parity tests.
-        #[cfg(feature = "local-infer")]
-        #[arg(long, value_enum, conflicts_with = "controlnet")]
-        annotator: Option<crate::diffusion::tiny::AnnotatorNet>,
-    },
+    TinyCheckpoint(TinyCheckpointArgs),
     /// The operator's hotkey: show its address, or create a fresh one for local use.
     Wallet {
         #[command(subcommand)]
@@ -125,6 +108,26 @@ pub enum Role {
     /// it, write the PNG. For operators testing their proxy.
     #[command(name = "proxy-client")]
     ProxyClient(ProxyClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TinyCheckpointArgs {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "tiny-sd15")]
+    pub name: String,
+    /// The architecture: sd15 or sdxl.
+    #[arg(long, value_enum, default_value = "sd15")]
+    pub arch: nicheimage_node::catalogue::Arch,
+    /// Write a tiny ControlNet for the tiny SD 1.5 UNet instead (a diffusers folder
+    /// `<out>/<name>`), its random weights drawn from this seed.
+    #[arg(long, value_name = "SEED")]
+    pub controlnet: Option<i64>,
+    /// Write a full-size annotator network with random weights drawn from seed 0 instead
+    /// (`<out>/<name>.safetensors`): the stand-in for its real checkpoint in parity tests.
+    #[cfg(feature = "local-infer")]
+    #[arg(long, value_enum, conflicts_with = "controlnet")]
+    pub annotator: Option<nicheimage_engine::tiny::AnnotatorNet>,
 }
 
 #[derive(Debug, Args)]
@@ -572,7 +575,7 @@ mod tests {
 
     #[test]
     fn cli_overrides_file_which_overrides_defaults() {
-        let mut c = crate::config::parse(
+        let mut c = nicheimage_node::config::parse(
             "[wallet]\nname = \"from-file\"\nhotkey = \"file-hot\"\n",
             std::path::Path::new("c.toml"),
         )

@@ -1,7 +1,7 @@
 //! `--no-ui`: the same node, with a one-line JSON status snapshot on stdout at an interval.
 
-use crate::runtime::state::unix_ms_now;
-use crate::runtime::{Node, NodeState};
+use nicheimage_node::runtime::state::unix_ms_now;
+use nicheimage_node::runtime::{Node, NodeState};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub fn print_final(state: &NodeState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{ComponentChange, Event};
+    use nicheimage_node::runtime::{ComponentChange, Event};
 
     #[test]
     fn status_line_is_one_json_object() {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{Axon, AxonBuilder, Caller, Handler, RunningAxon};
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::keypair::Keypair;
-use nicheimage_tui::bittensor::reachability;
-use nicheimage_tui::bittensor::synapse::ImageGenerating;
+use nicheimage_bittensor::axon::{Axon, AxonBuilder, Caller, Handler, RunningAxon};
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::reachability;
+use nicheimage_bittensor::synapse::ImageGenerating;
 use serde_json::Value;
 
 /// Echoes, or sleeps for `seed` milliseconds first.
@@ -129,7 +129,7 @@ async fn answers_and_refusals_carry_status_and_reason() {
 #[tokio::test]
 async fn unsigned_unknown_and_malformed_requests_are_refused() {
     let node = start(1 << 20).await;
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let base = format!("http://127.0.0.1:{}", node.target.port);
     let unsigned = client
         .post(format!("{base}/ImageGenerating"))

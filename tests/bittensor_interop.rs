@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{AxonBuilder, Caller, Handler};
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::keypair::{self, Keypair};
-use nicheimage_tui::bittensor::synapse::ImageGenerating;
-use nicheimage_tui::bittensor::wallet::Wallet;
+use nicheimage_bittensor::axon::{AxonBuilder, Caller, Handler};
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::keypair::{self, Keypair};
+use nicheimage_bittensor::synapse::ImageGenerating;
+use nicheimage_bittensor::wallet::Wallet;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -263,7 +263,7 @@ async fn signatures_addresses_and_body_hash_agree_both_ways() {
     assert_eq!(py["public"], hex::encode(ours.public_bytes()));
     assert_eq!(
         py["body_hash"],
-        nicheimage_tui::bittensor::synapse::EMPTY_BODY_HASH
+        nicheimage_bittensor::synapse::EMPTY_BODY_HASH
     );
     assert_eq!(py["rust_signature_verifies"], true);
     assert_eq!(py["rust_signature_on_other_message"], false);
@@ -320,7 +320,7 @@ async fn keyfiles_written_by_bittensor_wallet_load_plain_and_encrypted() {
 
 #[tokio::test]
 async fn our_neuron_layout_matches_the_sdk_decoder() {
-    use nicheimage_tui::bittensor::chain::subtensor::scale::{
+    use nicheimage_bittensor::chain::subtensor::scale::{
         AxonInfoRaw, NeuronInfoLiteRaw, PrometheusInfoRaw, decode_neurons,
     };
     use parity_scale_codec::{Compact, Encode};

@@ -1,9 +1,9 @@
 //! Loading checkpoints: both layouts, other dtypes, and clear errors for broken files.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::pipeline::{PipelineError, StableDiffusion, Txt2Img};
-use nicheimage_tui::diffusion::tiny::{write_tiny_sd15, write_tiny_sd15_folder};
-use nicheimage_tui::imagehash::{average_hash, distance};
+use nicheimage_engine::pipeline::{PipelineError, StableDiffusion, Txt2Img};
+use nicheimage_engine::tiny::{write_tiny_sd15, write_tiny_sd15_folder};
+use nicheimage_common::imagehash::{average_hash, distance};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -157,7 +157,7 @@ fn a_missing_checkpoint_and_bad_requests_are_errors() {
 
 #[test]
 fn an_sdxl_diffusers_folder_gives_the_same_image_as_the_single_file() {
-    use nicheimage_tui::diffusion::tiny::{write_tiny_sdxl, write_tiny_sdxl_folder};
+    use nicheimage_engine::tiny::{write_tiny_sdxl, write_tiny_sdxl_folder};
     let dir = tempfile::tempdir().unwrap();
     let file = write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
     let single = load(&file)
@@ -221,9 +221,9 @@ fn run_generate(
 
 #[test]
 fn the_generate_command_does_img2img_and_the_nsfw_filter() {
-    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
-    use nicheimage_tui::image::RgbImage;
+    use nicheimage_engine::nsfw::NsfwFilter;
+    use nicheimage_engine::pipeline::Img2Img;
+    use nicheimage_common::image::RgbImage;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny(dir.path());
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -267,12 +267,12 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
 
 #[test]
 fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
-    use nicheimage_tui::diffusion::seed_controlnet::SeedControlNet;
-    use nicheimage_tui::image::RgbImage;
+    use nicheimage_engine::seed_controlnet::SeedControlNet;
+    use nicheimage_common::image::RgbImage;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny(dir.path());
     let controls = dir.path().join("controlnet");
-    nicheimage_tui::diffusion::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    nicheimage_engine::tiny::write_tiny_seed_controlnet(&controls).unwrap();
     let photo =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img/photo_150x100.png");
     let out = dir.path().join("out.png");

@@ -144,7 +144,7 @@ fn views_proxy_switch_help_and_a_clean_quit() {
 /// before the console starts; a wrong one is asked again; the right one starts the console.
 #[test]
 fn the_console_asks_for_an_encrypted_hotkeys_password() {
-    use nicheimage_tui::bittensor::keyfile;
+    use nicheimage_bittensor::keyfile;
     let home = tempfile::tempdir().unwrap();
     let password = "tr0ub4dor&3";
     let phrase = keyfile::new_phrase().unwrap();

@@ -3,11 +3,11 @@
 //! is regenerated here, deterministically, and must hash to what the fixtures were made from.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Trace, Txt2Img};
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::diffusion::tokenizer::{ClipTokenizer, END_OF_TEXT};
-use nicheimage_tui::image::RgbImage;
-use nicheimage_tui::imagehash::{average_hash, to_hex};
+use nicheimage_engine::pipeline::{StableDiffusion, Trace, Txt2Img};
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_engine::tokenizer::{ClipTokenizer, END_OF_TEXT};
+use nicheimage_common::image::RgbImage;
+use nicheimage_common::imagehash::{average_hash, to_hex};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -164,8 +164,8 @@ fn assert_start(name: &str, trace: &Trace, case: &Value) {
 
 #[test]
 fn schedules_match_diffusers_for_every_spacing() {
-    use nicheimage_tui::diffusion::scheduler::SchedulerKind;
-    use nicheimage_tui::diffusion::scheduler_config::BaseScheduler;
+    use nicheimage_engine::scheduler::SchedulerKind;
+    use nicheimage_engine::scheduler_config::BaseScheduler;
     for s in cases()["schedules"].as_array().unwrap() {
         let kind: SchedulerKind = s["scheduler"].as_str().unwrap().parse().unwrap();
         let spacing = s["timestep_spacing"].as_str().unwrap();
@@ -286,7 +286,7 @@ fn assert_picture(name: &str, ours: &RgbImage, reference: &Path, max_diff: u8, h
 mod img2img {
     //! img2img and the seed's conditional-image resize against scripts/parity/img2img.py.
     use super::*;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
+    use nicheimage_engine::pipeline::Img2Img;
 
     fn read(name: &str) -> RgbImage {
         png(&fixture(&format!("sd15_img2img/{name}")))
@@ -369,8 +369,8 @@ mod img2img {
 mod sdxl {
     //! SDXL txt2img and img2img against scripts/parity/sdxl.py on the tiny SDXL checkpoint.
     use super::*;
-    use nicheimage_tui::diffusion::pipeline::Img2Img;
-    use nicheimage_tui::diffusion::tiny::write_tiny_sdxl;
+    use nicheimage_engine::pipeline::Img2Img;
+    use nicheimage_engine::tiny::write_tiny_sdxl;
 
     fn cases() -> Value {
         json("sdxl/cases.json")
@@ -484,8 +484,8 @@ mod nsfw {
     //! The NSFW filter's ViT against transformers on a tiny random classifier
     //! (scripts/parity/nsfw_vit.py).
     use super::*;
-    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
-    use nicheimage_tui::diffusion::vit::VitClassifier;
+    use nicheimage_engine::nsfw::NsfwFilter;
+    use nicheimage_engine::vit::VitClassifier;
 
     #[test]
     fn vit_preprocessing_and_logits_match_transformers() {
@@ -547,8 +547,8 @@ mod controlnet {
     //! Multi-ControlNet txt2img against scripts/parity/controlnet.py (two tiny random nets,
     //! precomputed control images).
     use super::*;
-    use nicheimage_tui::diffusion::controlnet::ControlNet;
-    use nicheimage_tui::diffusion::tiny::write_tiny_controlnet;
+    use nicheimage_engine::controlnet::ControlNet;
+    use nicheimage_engine::tiny::write_tiny_controlnet;
 
     #[test]
     fn multi_controlnet_matches_diffusers() {
@@ -611,7 +611,7 @@ mod canny {
     //! The Canny annotator against controlnet_aux's CannyDetector (OpenCV), pixel for pixel,
     //! after the seed's resize (scripts/parity/canny.py).
     use super::*;
-    use nicheimage_tui::annotator::canny::{HIGH_THRESHOLD, LOW_THRESHOLD, canny};
+    use nicheimage_engine::annotator::canny::{HIGH_THRESHOLD, LOW_THRESHOLD, canny};
 
     #[test]
     fn canny_matches_controlnet_aux_pixel_for_pixel() {
@@ -659,11 +659,11 @@ mod annotators {
     //! networks with the random weights our writer draws (scripts/parity/annotators.py), and
     //! the torch-file reader against a checkpoint `torch.save` wrote.
     use super::*;
-    use nicheimage_tui::annotator::AnnotatorError;
-    use nicheimage_tui::annotator::midas::Midas;
-    use nicheimage_tui::annotator::normalbae::NormalBae;
-    use nicheimage_tui::diffusion::tiny::{AnnotatorNet, write_random_annotator};
-    use nicheimage_tui::diffusion::torch_file::read_torch_file;
+    use nicheimage_engine::annotator::AnnotatorError;
+    use nicheimage_engine::annotator::midas::Midas;
+    use nicheimage_engine::annotator::normalbae::NormalBae;
+    use nicheimage_engine::tiny::{AnnotatorNet, write_random_annotator};
+    use nicheimage_engine::torch_file::read_torch_file;
 
     const IMAGES: [&str; 2] = ["photo_192x128", "photo_128x192"];
 
@@ -734,7 +734,7 @@ mod annotators {
         let midas = Midas::load(&checkpoints().0, Device::Cpu).unwrap();
         for name in IMAGES {
             let image = png(&fixture(&format!("annotators/{name}.png")));
-            let x = nicheimage_tui::diffusion::image::pixels(&image) / 127.5 - 1.0;
+            let x = nicheimage_engine::image::pixels(&image) / 127.5 - 1.0;
             let depth = to_vec(&tch::no_grad(|| midas.depth(&x)));
             let want = raw(&format!("annotators/{name}_depth.f32"));
             assert_eq!(depth.len(), want.len(), "{name}: depth size");
@@ -837,7 +837,7 @@ mod annotators {
             assert_eq!(got, values, "{name}");
         }
         // The loader takes the state dict out of its `model`/`module.` wrapping.
-        use nicheimage_tui::diffusion::weights::Weights;
+        use nicheimage_engine::weights::Weights;
         let w = Weights::from_checkpoint(
             "state",
             &fixture("annotators/state.pt"),
@@ -855,8 +855,8 @@ mod annotators {
 
 #[test]
 fn the_annotators_parameter_constants_match_their_architectures() {
-    use nicheimage_tui::annotator::{midas, normalbae};
-    use nicheimage_tui::diffusion::weights::Weights;
+    use nicheimage_engine::annotator::{midas, normalbae};
+    use nicheimage_engine::weights::Weights;
     let count = |build: &dyn Fn(&Weights)| {
         let w = Weights::shapes("annotator");
         build(&w);

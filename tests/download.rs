@@ -1,6 +1,6 @@
 //! Checkpoint downloads against a local HTTP server that honours Range requests.
 
-use nicheimage_tui::download::{DownloadError, fetch, hex};
+use nicheimage_node::download::{DownloadError, fetch, hex};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,7 +109,7 @@ async fn downloads_verify_and_report_progress() {
     let seen = Mutex::new(Vec::new());
     let progress = |done: u64, total: Option<u64>| seen.lock().unwrap().push((done, total));
     fetch(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&sha),
@@ -139,7 +139,7 @@ async fn an_interrupted_download_resumes_with_a_range_request() {
         first.lock().unwrap().get_or_insert(done);
     };
     fetch(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&sha),
@@ -159,7 +159,7 @@ async fn an_interrupted_download_resumes_with_a_range_request() {
     let again = dir.path().join("again.safetensors");
     std::fs::write(again.with_extension("part"), &body).unwrap();
     fetch(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &server.url,
         &again,
         Some(&sha),
@@ -178,7 +178,7 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
     let dest = dir.path().join("model.safetensors");
     let wrong = "00".repeat(32);
     let err = fetch(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &server.url,
         &dest,
         Some(&wrong),
@@ -192,7 +192,7 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
 
     let missing = server.url.replace("model.safetensors", "nope");
     let err = fetch(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &missing,
         &dest,
         None,
@@ -206,7 +206,7 @@ async fn a_bad_hash_deletes_the_file_and_says_so() {
 #[tokio::test]
 async fn a_416_is_not_taken_as_a_complete_file() {
     let body = sd_checkpoint();
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let dir = tempfile::tempdir().unwrap();
 
     // The part is longer than the remote file (another file, or junk appended): the 416 says
@@ -268,7 +268,7 @@ async fn a_416_is_not_taken_as_a_complete_file() {
 
 #[tokio::test]
 async fn without_a_sha256_a_download_must_look_like_a_checkpoint() {
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let good = serve(sd_checkpoint()).await;
     let dest = dir.path().join("good.safetensors");

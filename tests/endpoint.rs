@@ -2,9 +2,9 @@
 //! replica processes serving the tiny checkpoint.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::pipeline::{Img2Img, StableDiffusion, Txt2Img};
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::image::RgbImage;
+use nicheimage_engine::pipeline::{Img2Img, StableDiffusion, Txt2Img};
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_common::image::RgbImage;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::Path;
@@ -120,7 +120,7 @@ height = 64
             child,
             base: format!("http://127.0.0.1:{port}"),
             health: format!("http://127.0.0.1:{metrics}/healthz"),
-            client: nicheimage_tui::http::client().unwrap(),
+            client: nicheimage_common::http::client().unwrap(),
         }
     }
 
@@ -203,7 +203,7 @@ fn direct(sd: &StableDiffusion, seed: u64) -> RgbImage {
 /// Runs `f` with libtorch's CPU threads as one of `replicas` replicas gets them: the thread
 /// count changes a CPU image's low bits.
 fn as_one_of<T>(replicas: usize, f: impl FnOnce() -> T) -> T {
-    let Some(n) = nicheimage_tui::replica::cpu_threads_per_replica(replicas) else {
+    let Some(n) = nicheimage_node::replica::cpu_threads_per_replica(replicas) else {
         return f();
     };
     let before = tch::get_num_threads();
@@ -419,7 +419,7 @@ async fn a_missing_checkpoint_is_downloaded_verified_and_served() {
     let dir = tempfile::tempdir().unwrap();
     let made = write_tiny_sd15(&dir.path().join("made"), "tiny-sd15").unwrap();
     let bytes = std::fs::read(&made).unwrap();
-    let sha = nicheimage_tui::download::hex(&Sha256::digest(&bytes));
+    let sha = nicheimage_node::download::hex(&Sha256::digest(&bytes));
     // The architecture folder goes beside where the file will land.
     let checkpoints = dir.path().join("data/checkpoints");
     std::fs::create_dir_all(&checkpoints).unwrap();
@@ -535,7 +535,7 @@ async fn an_sdxl_model_is_served_and_matches_the_engine() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint =
-        nicheimage_tui::diffusion::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+        nicheimage_engine::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
     let model = format!("arch = \"sdxl\"\ncheckpoint = \"{}\"", checkpoint.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
     let (status, body) = node.generate(txt2img(77, 64, 4)).await;
@@ -548,7 +548,7 @@ async fn an_sdxl_model_is_served_and_matches_the_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
-    use nicheimage_tui::diffusion::nsfw::NsfwFilter;
+    use nicheimage_engine::nsfw::NsfwFilter;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let classifier = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nsfw_vit/model");
@@ -577,12 +577,12 @@ async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
-    use nicheimage_tui::diffusion::seed_controlnet::SeedControlNet;
+    use nicheimage_engine::seed_controlnet::SeedControlNet;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let controls = dir.path().join("controlnet");
-    nicheimage_tui::diffusion::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    nicheimage_engine::tiny::write_tiny_seed_controlnet(&controls).unwrap();
     let model = sd15_model(&checkpoint, "controlnet_txt2img", Some(64));
     let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
@@ -652,13 +652,13 @@ async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
-    use nicheimage_tui::diffusion::seed_controlnet::NETS;
+    use nicheimage_engine::seed_controlnet::NETS;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let controls = dir.path().join("controlnet");
     for (i, (name, _)) in NETS.iter().enumerate() {
-        nicheimage_tui::diffusion::tiny::write_tiny_controlnet(&controls.join(name), i as i64)
+        nicheimage_engine::tiny::write_tiny_controlnet(&controls.join(name), i as i64)
             .unwrap();
     }
     // Present, so the node offers the pipeline, but not loadable: an HTML page and a cut-off zip.

@@ -3,8 +3,8 @@
 //! tokenizers, and (where the generated folders are present) loading and rendering each one.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::diffusion::scheduler::SchedulerKind;
-use nicheimage_tui::diffusion::scheduler_config::{BaseScheduler, FinalSigmas, Holder};
+use nicheimage_engine::scheduler::SchedulerKind;
+use nicheimage_engine::scheduler_config::{BaseScheduler, FinalSigmas, Holder};
 use serde_json::Value;
 use std::path::Path;
 
@@ -21,7 +21,7 @@ fn base(file: &Value) -> BaseScheduler {
         .unwrap()
         .replace("\"-Infinity\"", "-Infinity")
         .replace("\"Infinity\"", "Infinity");
-    BaseScheduler::from_json(nicheimage_tui::pyjson::from_str(&text).unwrap()).unwrap()
+    BaseScheduler::from_json(nicheimage_common::pyjson::from_str(&text).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -130,9 +130,9 @@ fn generated() -> Option<std::path::PathBuf> {
 
 mod rendered {
     use super::*;
-    use nicheimage_tui::diffusion::pipeline::{StableDiffusion, Txt2Img};
-    use nicheimage_tui::image::RgbImage;
-    use nicheimage_tui::imagehash::{average_hash, distance};
+    use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
+    use nicheimage_common::image::RgbImage;
+    use nicheimage_common::imagehash::{average_hash, distance};
     use tch::{Device, Kind};
 
     fn ids(v: &Value) -> Vec<i64> {

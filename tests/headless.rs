@@ -40,7 +40,7 @@ async fn serves_health_and_metrics_reports_status_and_exits_zero_on_sigterm() {
     }
 
     let base = format!("http://127.0.0.1:{port}");
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let body: serde_json::Value = health.json().await.unwrap();

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::subnet::{Behaviour, Subnet};
 use common::{free_port, start};
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::synapse::{self, ImageGenerating};
-use nicheimage_tui::image::png_claiming;
-use nicheimage_tui::validator::Dice;
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::synapse::{self, ImageGenerating};
+use nicheimage_common::image::png_claiming;
+use nicheimage_node::validator::Dice;
 use serde_json::{Value, json};
 
 /// Resident memory of a process, in MiB.
@@ -142,7 +142,7 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let checkpoint =
-        nicheimage_tui::diffusion::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny")
+        nicheimage_engine::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny")
             .unwrap();
     let port = free_port();
     let mut node = start(
@@ -316,7 +316,7 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
 
 /// Headers of a synapse signed by `key` for `axon_hotkey`, with the chosen nonce and version.
 fn signed_headers(
-    key: &nicheimage_tui::bittensor::keypair::Keypair,
+    key: &nicheimage_bittensor::keypair::Keypair,
     axon_hotkey: &str,
     nonce: u64,
     version: Option<&str>,

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use nicheimage_tui::image::RgbImage;
-use nicheimage_tui::imagehash::{average_hash, distance};
+use nicheimage_common::image::RgbImage;
+use nicheimage_common::imagehash::{average_hash, distance};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imagehash")

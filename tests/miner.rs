@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::free_port;
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::keypair::Keypair;
-use nicheimage_tui::bittensor::synapse::ImageGenerating;
-use nicheimage_tui::bittensor::wallet::Wallet;
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::image::RgbImage;
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::synapse::ImageGenerating;
+use nicheimage_bittensor::wallet::Wallet;
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_common::image::RgbImage;
 use serde_json::{Value, json};
 
 fn key(n: u8) -> Keypair {

@@ -20,17 +20,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
-use nicheimage_tui::bittensor::dendrite::{AxonTarget, Dendrite};
-use nicheimage_tui::bittensor::keypair::{self, Keypair};
-use nicheimage_tui::bittensor::nonce::NonceTracker;
-use nicheimage_tui::bittensor::synapse::{self, Envelope, ImageGenerating, TerminalInfo};
-use nicheimage_tui::bittensor::{PROTOCOL_VERSION, now_ns, ss58};
-use nicheimage_tui::catalogue::{ModelSpec, catalogue};
-use nicheimage_tui::endpoint::request::{self, MAX_STEPS};
-use nicheimage_tui::image::{self as img, DecodeLimits, ImageError, RgbImage};
-use nicheimage_tui::proxy::auth::{self, AuthError, Verifier};
-use nicheimage_tui::reward::judge::{self, Reference, Verdict};
+use nicheimage_bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
+use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
+use nicheimage_bittensor::keypair::{self, Keypair};
+use nicheimage_bittensor::nonce::NonceTracker;
+use nicheimage_bittensor::synapse::{self, Envelope, ImageGenerating, TerminalInfo};
+use nicheimage_bittensor::{PROTOCOL_VERSION, now_ns, ss58};
+use nicheimage_node::catalogue::{ModelSpec, catalogue};
+use nicheimage_node::endpoint::request::{self, MAX_STEPS};
+use nicheimage_common::image::{self as img, DecodeLimits, ImageError, RgbImage};
+use nicheimage_node::proxy::auth::{self, AuthError, Verifier};
+use nicheimage_node::reward::judge::{self, Reference, Verdict};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
@@ -1082,7 +1082,7 @@ fn live_axon() -> LiveAxon {
 }
 
 fn http_client() -> reqwest::Client {
-    nicheimage_tui::http::client_builder()
+    nicheimage_common::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
         .build()
@@ -1803,7 +1803,7 @@ fn generate_bodies_with_lying_conditional_images_are_refused_quickly() {
 /// What the reward service does with a batch body: [`reward::parse_batch`], then each miner's
 /// `image` judged against `reference` (a stand-in for the regenerated one).
 fn reward_batch(body: &[u8], model: &ModelSpec, reference: &str) -> Result<Vec<Verdict>, String> {
-    let batch = nicheimage_tui::reward::parse_batch(body, model)?;
+    let batch = nicheimage_node::reward::parse_batch(body, model)?;
     let images: Vec<Option<&str>> = batch.miner_images.iter().map(|i| i.as_deref()).collect();
     judge::judge_batch(reference, &images).map_err(|e| e.to_string())
 }
@@ -2130,9 +2130,9 @@ fn proxy_keys_and_legacy_credentials_never_panic() {
 
 /// What the proxy makes of a body: its parser, then the synapse it sends to miners.
 fn proxy_body(body: &[u8], model: &ModelSpec) -> Result<ImageGenerating, String> {
-    use nicheimage_tui::proxy::handler::{build_synapse, parse_body};
+    use nicheimage_node::proxy::handler::{build_synapse, parse_body};
     let payload = parse_body(body)?.payload;
-    build_synapse(payload, model, &mut nicheimage_tui::validator::Dice::new(7))
+    build_synapse(payload, model, &mut nicheimage_node::validator::Dice::new(7))
 }
 
 #[test]

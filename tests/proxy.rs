@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::subnet::{Behaviour, Subnet};
 use ed25519_dalek::SigningKey;
-use nicheimage_tui::bittensor::dendrite::AxonTarget;
-use nicheimage_tui::config::SupervisorConfig;
-use nicheimage_tui::proxy::{Proxy, ProxySettings, auth, client};
-use nicheimage_tui::runtime::event::ProxyReport;
-use nicheimage_tui::runtime::{Command, EventChannel, Node, Runtime};
-use nicheimage_tui::validator::ValidatorShared;
-use nicheimage_tui::validator::scores::MinerBook;
+use nicheimage_bittensor::dendrite::AxonTarget;
+use nicheimage_node::config::SupervisorConfig;
+use nicheimage_node::proxy::{Proxy, ProxySettings, auth, client};
+use nicheimage_node::runtime::event::ProxyReport;
+use nicheimage_node::runtime::{Command, EventChannel, Node, Runtime};
+use nicheimage_node::validator::ValidatorShared;
+use nicheimage_node::validator::scores::MinerBook;
 use serde_json::{Value, json};
 
 fn proxy_state(node: &Node) -> Option<ProxyReport> {
@@ -46,7 +46,7 @@ async fn wait_for(node: &Node, what: &str, pred: impl Fn(&ProxyReport) -> bool) 
 
 /// Sends `body` with exactly these headers; the status and the JSON answer.
 async fn send_raw(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-    let mut request = nicheimage_tui::http::client()
+    let mut request = nicheimage_common::http::client()
         .unwrap()
         .post(url)
         .header("content-type", "application/json");
@@ -59,7 +59,7 @@ async fn send_raw(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, V
 }
 
 fn now() -> i64 {
-    (nicheimage_tui::bittensor::now_ns() / 1_000_000_000) as i64
+    (nicheimage_bittensor::now_ns() / 1_000_000_000) as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +139,8 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         keypair: subnet.validator_key.clone(),
         chain: subnet.chain.clone(),
         toggle: toggle_rx,
-    }));
+    }))
+        .expect("a unique component name");
     let node = runtime.start();
     wait_for(&node, "listening", |p| p.listening.is_some()).await;
     let calls = || -> u64 {
@@ -149,7 +150,7 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
             .map(|m| m.calls.load(Ordering::SeqCst))
             .sum()
     };
-    let http = nicheimage_tui::http::client().unwrap();
+    let http = nicheimage_common::http::client().unwrap();
     let long = Duration::from_secs(300);
     let (mut served, mut failed) = (0u64, 0u64);
 
@@ -313,7 +314,7 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
 
     node.shutdown.cancel();
     node.wait().await;
-    let on_disk: BTreeMap<String, nicheimage_tui::proxy::counters::DayCounters> =
+    let on_disk: BTreeMap<String, nicheimage_node::proxy::counters::DayCounters> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("proxy_counter.json")).unwrap())
             .unwrap();
     assert_eq!(
@@ -371,7 +372,7 @@ async fn bare_proxy(
 ) -> (Node, u16) {
     let port = common::free_port();
     let model =
-        nicheimage_tui::catalogue::catalogue(&Default::default()).unwrap()["RealisticVision"]
+        nicheimage_node::catalogue::catalogue(&Default::default()).unwrap()["RealisticVision"]
             .clone();
     let (toggle_tx, toggle_rx) = tokio::sync::watch::channel(true);
     let settings = ProxySettings {
@@ -390,7 +391,7 @@ async fn bare_proxy(
         max_concurrent: 4,
         rate_limit_per_minute,
         unauthenticated_per_minute,
-        limits: nicheimage_tui::serve::Limits {
+        limits: nicheimage_common::serve::Limits {
             max_connections: 16,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(1),
@@ -406,13 +407,14 @@ async fn bare_proxy(
         validator: Arc::new(ValidatorShared::with_book(MinerBook::default())),
         keypair: common::subnet::key(1),
         chain: Arc::new(
-            nicheimage_tui::bittensor::chain::embedded::EmbeddedChain::from_toml(
-                nicheimage_tui::bittensor::chain::embedded::EXAMPLE,
+            nicheimage_bittensor::chain::embedded::EmbeddedChain::from_toml(
+                nicheimage_bittensor::chain::embedded::EXAMPLE,
             )
             .unwrap(),
         ),
         toggle: toggle_rx,
-    }));
+    }))
+        .expect("a unique component name");
     let node = runtime.start();
     wait_for(&node, "listening", |p| p.listening.is_some()).await;
     (node, port)

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::chopsticks::Chopsticks;
-use nicheimage_tui::bittensor::chain::commit::WeightsMode;
-use nicheimage_tui::bittensor::chain::subtensor::SubtensorChain;
-use nicheimage_tui::bittensor::chain::{Chain, ServeAxon};
-use nicheimage_tui::bittensor::keypair::Keypair;
+use nicheimage_bittensor::chain::commit::WeightsMode;
+use nicheimage_bittensor::chain::subtensor::SubtensorChain;
+use nicheimage_bittensor::chain::{Chain, ServeAxon};
+use nicheimage_bittensor::keypair::Keypair;
 use parity_scale_codec::Encode;
 
 const NETUID: u16 = 1;
@@ -48,7 +48,7 @@ async fn register(chain: &SubtensorChain, coldkey: &Keypair, hotkey: &[u8; 32]) 
         )
         .await
         .unwrap();
-    let ss58 = nicheimage_tui::bittensor::ss58::encode(hotkey);
+    let ss58 = nicheimage_bittensor::ss58::encode(hotkey);
     until("the hotkey registered", || async {
         chain
             .metagraph(NETUID)
@@ -73,7 +73,7 @@ async fn new_blocks(ws_url: &str, count: u64) {
     let body = serde_json::json!({
         "jsonrpc": "2.0", "id": 1, "method": "dev_newBlock", "params": [{"count": count}],
     });
-    let answer: serde_json::Value = nicheimage_tui::http::client()
+    let answer: serde_json::Value = nicheimage_common::http::client()
         .unwrap()
         .post(url)
         .json(&body)
@@ -448,7 +448,7 @@ async fn weights_commands_set_commit_and_reveal_from_a_shell() {
         .nth(1)
         .expect("the hotkey's address")
         .to_string();
-    let hotkey = nicheimage_tui::bittensor::ss58::decode(&ss58).unwrap();
+    let hotkey = nicheimage_bittensor::ss58::decode(&ss58).unwrap();
 
     let chain = SubtensorChain::new("local", &node.url);
     chain
@@ -572,7 +572,7 @@ async fn the_miner_announces_its_axon_on_the_real_runtime() {
     );
     assert!(ok, "{said}");
     let ss58 = said.split_whitespace().nth(1).unwrap().to_string();
-    let hotkey = nicheimage_tui::bittensor::ss58::decode(&ss58).unwrap();
+    let hotkey = nicheimage_bittensor::ss58::decode(&ss58).unwrap();
     let chain = SubtensorChain::new("local", &node.url);
     register(&chain, &coldkey, &hotkey).await;
 
@@ -627,7 +627,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let (validator, miner, newcomer) = (key(41), key(42), key(43));
-    let outcome = |r: Result<(), nicheimage_tui::bittensor::chain::ChainError>| match r {
+    let outcome = |r: Result<(), nicheimage_bittensor::chain::ChainError>| match r {
         Ok(()) => "ok".to_string(),
         Err(e) => e.refusal().unwrap_or("not a refusal").to_string(),
     };
@@ -728,7 +728,7 @@ where
 /// agree on every outcome and error name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_chain_agrees_with_the_real_runtime() {
-    use nicheimage_tui::bittensor::chain::embedded::EmbeddedChain;
+    use nicheimage_bittensor::chain::embedded::EmbeddedChain;
     let coldkey = key(40);
     let Some(node) = Chopsticks::start(coldkey.ss58(), &[coldkey.ss58()]) else {
         return;
@@ -756,7 +756,7 @@ async fn the_embedded_chain_agrees_with_the_real_runtime() {
         let (real, coldkey, url) = (&real, coldkey.clone(), node.url.clone());
         let sudo = &sudo;
         async move {
-            let settled = |what: &'static str, check: fn(&nicheimage_tui::bittensor::chain::Hyperparams) -> bool| async move {
+            let settled = |what: &'static str, check: fn(&nicheimage_bittensor::chain::Hyperparams) -> bool| async move {
                 until(what, || async { check(&real.hyperparams(NETUID).await.unwrap()) }).await;
             };
             match step {

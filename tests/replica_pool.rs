@@ -2,12 +2,12 @@
 //! kill one.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_tui::config::SupervisorConfig;
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::replica::protocol::GenerateJob;
-use nicheimage_tui::replica::{Pool, PoolConfig, ReplicaCommand};
-use nicheimage_tui::runtime::event::ReplicaStatus;
-use nicheimage_tui::runtime::{EventChannel, Node, NodeState, Runtime};
+use nicheimage_node::config::SupervisorConfig;
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_node::replica::protocol::GenerateJob;
+use nicheimage_node::replica::{Pool, PoolConfig, ReplicaCommand};
+use nicheimage_node::runtime::event::ReplicaStatus;
+use nicheimage_node::runtime::{EventChannel, Node, NodeState, Runtime};
 use std::time::{Duration, Instant};
 
 async fn until(node: &Node, what: &str, pred: impl Fn(&NodeState) -> bool) {
@@ -100,7 +100,7 @@ async fn scale_and_restart() {
     let share = |n| {
         operator_set
             .clone()
-            .or(nicheimage_tui::replica::cpu_threads_per_replica(n).map(|t| t.to_string()))
+            .or(nicheimage_node::replica::cpu_threads_per_replica(n).map(|t| t.to_string()))
     };
     assert_eq!(omp_threads(0), share(1));
     assert_eq!(omp_threads(1), share(2));
@@ -169,7 +169,7 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     // The structural check a download without a pinned sha256 gets accepts a loadable file.
-    nicheimage_tui::download::check_checkpoint(&checkpoint).unwrap();
+    nicheimage_node::download::check_checkpoint(&checkpoint).unwrap();
     let free_port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -215,7 +215,7 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
         }
     }
     let mut node = KillOnDrop(node);
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let health = format!("http://127.0.0.1:{metrics}/healthz");
     let replica = |status: &'static str| {
         let (client, health) = (client.clone(), health.clone());
@@ -288,8 +288,8 @@ async fn replicas_get_no_secrets_and_die_with_a_killed_node() {
 async fn a_model_that_cannot_load_is_failed_with_its_reason_and_retried_slowly() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("v-pred");
-    let tiny = nicheimage_tui::diffusion::config::PipelineConfig::tiny();
-    nicheimage_tui::diffusion::tiny::write_config_folder(&folder, &tiny).unwrap();
+    let tiny = nicheimage_engine::config::PipelineConfig::tiny();
+    nicheimage_engine::tiny::write_config_folder(&folder, &tiny).unwrap();
     let path = folder.join("scheduler/scheduler_config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -6,8 +6,8 @@
 mod common;
 
 use common::free_port;
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::image::RgbImage;
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_common::image::RgbImage;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -67,7 +67,7 @@ async fn miners_are_judged_against_the_regenerated_reference() {
             "{common_config}[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\nrate_limit_per_minute = 3\n"
         ),
     );
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let generate = format!("http://127.0.0.1:{endpoint_port}/generate");
     let image = |r: Value| r["image"].as_str().unwrap().to_string();
     let honest = image(
@@ -154,7 +154,7 @@ async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
             model_config(&checkpoint)
         ),
     );
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let url = format!("http://127.0.0.1:{port}/challenge/image");
     let ask = json!({"prompt": "a lighthouse", "seed": 5});
     let first: Value = until_ok(&client, &url, &ask).await.json().await.unwrap();
@@ -240,7 +240,7 @@ async fn work_sent_the_moment_the_listeners_answer_waits_for_the_replicas() {
         &["reward", "--disable_secure"],
         &format!("{common_config}[reward]\nmodel_name = \"Tiny\"\nport = {reward_port}\n"),
     );
-    let client = nicheimage_tui::http::client().unwrap();
+    let client = nicheimage_common::http::client().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let info = format!("http://127.0.0.1:{endpoint_port}/info");
     while !client

@@ -2,8 +2,8 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::config::SupervisorConfig;
-use nicheimage_tui::runtime::{
+use nicheimage_node::config::SupervisorConfig;
+use nicheimage_node::runtime::{
     Command, Component, ComponentContext, ComponentStatus, EventChannel, Node, NodeState, Runtime,
 };
 use std::sync::Arc;
@@ -98,7 +98,8 @@ async fn failing_component_restarts_with_backoff_and_keeps_its_last_error() {
         drained: AtomicBool::new(false),
     });
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(flaky.clone());
+    rt.add(flaky.clone())
+        .expect("a unique component name");
     let started = tokio::time::Instant::now();
     let node = rt.start();
     let s = until(&node, "flaky running after 3 failures", |s| {
@@ -128,7 +129,8 @@ async fn failing_component_restarts_with_backoff_and_keeps_its_last_error() {
 #[tokio::test]
 async fn a_panic_is_a_failure_not_a_crash() {
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(Arc::new(Panicky));
+    rt.add(Arc::new(Panicky))
+        .expect("a unique component name");
     let node = rt.start();
     let s = until(&node, "two panics recorded", |s| {
         s.components.get("panicky").is_some_and(|c| c.restarts >= 2)
@@ -150,7 +152,8 @@ async fn stop_start_and_restart_commands() {
         drained: AtomicBool::new(false),
     });
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(flaky.clone());
+    rt.add(flaky.clone())
+        .expect("a unique component name");
     let node = rt.start();
     until(&node, "running", |s| {
         s.components
@@ -205,7 +208,8 @@ async fn stop_start_and_restart_commands() {
 #[tokio::test]
 async fn a_component_that_ignores_cancellation_is_aborted_after_the_drain_timeout() {
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(Arc::new(Stubborn));
+    rt.add(Arc::new(Stubborn))
+        .expect("a unique component name");
     let node = rt.start();
     until(&node, "running", |s| {
         s.components

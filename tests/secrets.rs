@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nicheimage_tui::bittensor::wallet::PASSWORD_ENV;
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
+use nicheimage_bittensor::wallet::PASSWORD_ENV;
+use nicheimage_engine::tiny::write_tiny_sd15;
 
 const SECRET: &str = "correct-horse-battery-staple-7f3a";
 

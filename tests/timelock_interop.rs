@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use nicheimage_tui::bittensor::chain::timelock;
+use nicheimage_bittensor::chain::timelock;
 use parity_scale_codec::Decode;
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! Console rendering on ratatui's TestBackend, from seeded state (no terminal, no clock).
 
-use nicheimage_tui::runtime::event::{HostSample, LogLine, TorchReport};
-use nicheimage_tui::runtime::{ComponentChange, Event, NodeState};
+use nicheimage_node::runtime::event::{Announce, HostSample, LogLine, TorchReport, WeightsStatus};
+use nicheimage_node::runtime::{ComponentChange, Event, NodeState};
 use nicheimage_tui::ui::app::UiState;
 use nicheimage_tui::ui::keymap::Action;
 use nicheimage_tui::ui::theme::Theme;
@@ -50,8 +50,8 @@ fn seeded() -> NodeState {
     }));
     apply(Event::Log(LogLine {
         unix_ms: T0,
-        level: "WARN".into(),
-        target: "nicheimage_tui::runtime".into(),
+        level: tracing::Level::WARN,
+        target: "nicheimage_node::runtime".into(),
         message: "component failed component=metrics".into(),
     }));
     s
@@ -117,7 +117,7 @@ fn confirm_dialog_and_help() {
 
 #[test]
 fn replicas_are_listed_when_an_endpoint_runs() {
-    use nicheimage_tui::runtime::event::{EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus};
+    use nicheimage_node::runtime::event::{EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus};
     let mut state = seeded();
     state.apply(
         Event::EndpointServing(EndpointInfo {
@@ -163,7 +163,7 @@ fn replicas_are_listed_when_an_endpoint_runs() {
 
 #[test]
 fn chain_standing_is_shown_when_watched() {
-    use nicheimage_tui::runtime::event::ChainReport;
+    use nicheimage_node::runtime::event::ChainReport;
     let mut state = seeded();
     let report = ChainReport {
         network: "embedded chain (2.00 s blocks)".into(),
@@ -178,7 +178,7 @@ fn chain_standing_is_shown_when_watched() {
         emission: 0.12,
         validator_permit: false,
         commit_reveal: Some(false),
-        standing: Some(nicheimage_tui::bittensor::chain::standing::Standing {
+        standing: Some(nicheimage_bittensor::chain::standing::Standing {
             uid: 2,
             pruning_place: Some((2, 3)),
             immunity_left: Some(0),
@@ -187,7 +187,7 @@ fn chain_standing_is_shown_when_watched() {
             trust: 0.25,
             ..Default::default()
         }),
-        clock: Some(nicheimage_tui::bittensor::chain::standing::SubnetClock {
+        clock: Some(nicheimage_bittensor::chain::standing::SubnetClock {
             tempo: 99,
             blocks_to_epoch: 17,
             weights_rate_limit: 100,
@@ -228,7 +228,7 @@ fn chain_standing_is_shown_when_watched() {
 
 #[test]
 fn the_miner_lists_its_validators() {
-    use nicheimage_tui::runtime::event::{MinerReport, ValidatorCounters};
+    use nicheimage_node::runtime::event::{MinerReport, ValidatorCounters};
     let mut state = seeded();
     let counters = ValidatorCounters {
         uid: Some(0),
@@ -249,7 +249,7 @@ fn the_miner_lists_its_validators() {
             hotkey: "5Fe56feiHdCVHEyHpjBZquq6Qq2HEwvaE47DLp18TDi6ptAE".into(),
             axon: "0.0.0.0:8091".into(),
             announced: Some("127.0.0.1:8091".into()),
-            announce_result: Some("on chain".into()),
+            announce_result: Some(Announce::OnChain),
             reachability: Some((true, "axon at 203.0.113.7:8091 answers (HTTP 401)".into())),
             rules: Default::default(),
             model_name: Some("RealisticVision".into()),
@@ -315,8 +315,8 @@ fn failed_component_is_drawn_in_the_error_colour() {
 
 #[test]
 fn the_proxy_line_shows_its_switch_and_todays_traffic() {
-    use nicheimage_tui::proxy::counters::DayCounters;
-    use nicheimage_tui::runtime::event::ProxyReport;
+    use nicheimage_node::proxy::counters::DayCounters;
+    use nicheimage_node::runtime::event::ProxyReport;
     let mut state = seeded();
     let mut today = DayCounters::default();
     today.succeeded(1000, 800);
@@ -349,7 +349,7 @@ fn the_proxy_line_shows_its_switch_and_todays_traffic() {
 /// A node shaped like the devnet: two local replicas and the reward service's remote one, three
 /// miners (one misbehaving), a validator's last round, the proxy.
 fn devnet_state() -> NodeState {
-    use nicheimage_tui::runtime::event::{
+    use nicheimage_node::runtime::event::{
         MinerReport, Percentiles, ReplicaReport, ReplicaStatus, RoundOutcome, ValidatorCounters,
         ValidatorReport,
     };
@@ -405,7 +405,7 @@ fn devnet_state() -> NodeState {
                 hotkey: format!("5Miner{i}"),
                 axon: format!("0.0.0.0:4100{i}"),
                 announced: Some(format!("127.0.0.1:4100{i}")),
-                announce_result: Some("on chain".into()),
+                announce_result: Some(Announce::OnChain),
                 model_name: Some("Tiny".into()),
                 responses: [(200, 30 - i as u64)].into(),
                 validators: [(
@@ -459,7 +459,7 @@ fn devnet_state() -> NodeState {
                 },
             ],
             scores: [(1, 0.9998), (2, 0.0), (3, 0.0)].into(),
-            weights: Some("set at block 1234 for 1 uids".into()),
+            weights: Some(WeightsStatus::Set("set at block 1234 for 1 uids".into())),
             next_weights_block: Some(1254),
             miners: (1..=3u16)
                 .map(|uid| {
@@ -469,7 +469,7 @@ fn devnet_state() -> NodeState {
                     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
                     (
                         uid,
-                        nicheimage_tui::runtime::event::MinerRow {
+                        nicheimage_node::runtime::event::MinerRow {
                             hotkey: format!("5Miner{}xxxxxxxx", uid - 1),
                             model: "Tiny".into(),
                             scores,
@@ -485,9 +485,9 @@ fn devnet_state() -> NodeState {
         T0,
     );
     state.apply(
-        Event::Gpu(nicheimage_tui::telemetry::gpu::GpuReport {
-            source: "NVML".into(),
-            devices: vec![nicheimage_tui::telemetry::gpu::GpuDevice {
+        Event::Gpu(nicheimage_node::telemetry::gpu::GpuReport {
+            source: nicheimage_node::telemetry::gpu::GpuSource::Nvml,
+            devices: vec![nicheimage_node::telemetry::gpu::GpuDevice {
                 index: 0,
                 name: "NVIDIA H100 80GB HBM3".into(),
                 utilization_percent: Some(87),
@@ -502,21 +502,21 @@ fn devnet_state() -> NodeState {
         }),
         T0,
     );
-    let mut today = nicheimage_tui::proxy::counters::DayCounters::default();
+    let mut today = nicheimage_node::proxy::counters::DayCounters::default();
     for ms in [180, 240, 900, 2100] {
         today.succeeded(30_000, ms);
     }
     today.failed("no_miner", 0);
     today.checked = 2;
     state.apply(
-        Event::Proxy(nicheimage_tui::runtime::event::ProxyReport {
+        Event::Proxy(nicheimage_node::runtime::event::ProxyReport {
             enabled: true,
             listening: Some("127.0.0.1:10003".into()),
             auth: "signed requests".into(),
             date: "2023-11-14".into(),
             today: today.clone(),
             total: today,
-            recent: vec![nicheimage_tui::runtime::event::ProxyRequest {
+            recent: vec![nicheimage_node::runtime::event::ProxyRequest {
                 unix_ms: T0,
                 model: "Tiny".into(),
                 uid: Some(1),
@@ -529,7 +529,7 @@ fn devnet_state() -> NodeState {
         T0,
     );
     state.apply(
-        Event::Download(nicheimage_tui::runtime::event::DownloadReport {
+        Event::Download(nicheimage_node::runtime::event::DownloadReport {
             model: "RealisticVision".into(),
             url: "https://civitai.com/api/download/models/130072".into(),
             done_bytes: 1 << 30,
@@ -544,7 +544,7 @@ fn devnet_state() -> NodeState {
             .flat_map(|i| [(i % 32 * 8) as u8, (i / 32 * 8) as u8, 128])
             .collect();
         state.apply(
-            Event::Gallery(nicheimage_tui::runtime::event::GalleryImage {
+            Event::Gallery(nicheimage_node::runtime::event::GalleryImage {
                 unix_ms: T0,
                 source: format!("uid {uid}"),
                 model: "Tiny".into(),
@@ -557,7 +557,7 @@ fn devnet_state() -> NodeState {
                     "0.000: hash distance 29 (over 6)".into()
                 },
                 passed,
-                thumbnail: nicheimage_tui::image::Thumbnail {
+                thumbnail: nicheimage_common::image::Thumbnail {
                     width: 32,
                     height: 32,
                     rgb,

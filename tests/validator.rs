@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::subnet::{Behaviour, Subnet};
-use nicheimage_tui::bittensor::chain::Chain;
-use nicheimage_tui::bittensor::dendrite::Dendrite;
-use nicheimage_tui::validator::Dice;
-use nicheimage_tui::validator::scores::MinerBook;
+use nicheimage_bittensor::chain::Chain;
+use nicheimage_bittensor::dendrite::Dendrite;
+use nicheimage_node::validator::Dice;
+use nicheimage_node::validator::scores::MinerBook;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
@@ -49,7 +49,7 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     assert!(by_uid[&3].reason.starts_with("timeout"), "{outcomes:#?}");
 
     let done = validator.set_weights().await.unwrap();
-    assert!(done.contains("set at block"), "{done}");
+    assert!(done.text().contains("set at block"), "{done}");
     let history = subnet.chain.weight_history();
     assert_eq!(history.len(), 1);
     // Only the honest miner has a score: all the weight is its.
@@ -72,9 +72,9 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
         .configure(23, |p| p.commit_reveal = true)
         .unwrap();
     let done = validator.set_weights().await.unwrap();
-    assert!(done.starts_with("committed at block"), "{done}");
+    assert!(done.text().starts_with("committed at block"), "{done}");
     let commits_path = subnet.dir.path().join("weight-commits.json");
-    let kept = nicheimage_tui::bittensor::chain::commit::load_pending(&commits_path).unwrap();
+    let kept = nicheimage_bittensor::chain::commit::load_pending(&commits_path).unwrap();
     assert_eq!(kept.len(), 1);
     let again = validator.set_weights().await.unwrap();
     assert_eq!(again, done, "one commit at a time, waiting for its window");
@@ -83,10 +83,10 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     let now = subnet.chain.block().await.unwrap();
     subnet.chain.advance(kept[0].first_reveal_block - now);
     let done = restarted.set_weights().await.unwrap();
-    assert!(done.contains("revealed the commit of block"), "{done}");
+    assert!(done.text().contains("revealed the commit of block"), "{done}");
     assert_eq!(subnet.chain.weight_history().len(), 2);
     assert!(
-        nicheimage_tui::bittensor::chain::commit::load_pending(&commits_path)
+        nicheimage_bittensor::chain::commit::load_pending(&commits_path)
             .unwrap()
             .is_empty()
     );

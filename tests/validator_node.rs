@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Headless, free_port};
 use ed25519_dalek::SigningKey;
-use nicheimage_tui::proxy::client;
+use nicheimage_node::proxy::client;
 
 fn new_hotkey(wallets: &Path) {
     let made = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
@@ -48,7 +48,7 @@ async fn the_validator_serves_its_proxy_and_its_state_survives_kill_9() {
     });
     let body = serde_json::json!({"payload": {"model_name": "RealisticVision", "prompt": "x"}});
     let err = client::request(
-        &nicheimage_tui::http::client().unwrap(),
+        &nicheimage_common::http::client().unwrap(),
         &format!("http://127.0.0.1:{port}/validator_proxy"),
         &owner,
         &body,

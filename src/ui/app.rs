@@ -2,7 +2,7 @@
 //! only way out is the returned [`Outcome`].
 
 use super::keymap::Action;
-use crate::runtime::{Command, ComponentStatus, NodeState};
+use nicheimage_node::runtime::{Command, ComponentStatus, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
@@ -70,7 +70,7 @@ impl Tab {
 
 /// What would be cut short by quitting now, in words; None when the node is idle.
 pub fn work_in_flight(state: &NodeState) -> Option<String> {
-    use crate::runtime::event::ReplicaStatus;
+    use nicheimage_node::runtime::event::ReplicaStatus;
     let busy = state
         .replicas
         .values()
@@ -140,21 +140,16 @@ impl LogLevel {
         }
     }
 
-    /// Whether a line at `level` ("TRACE" … "ERROR") is shown.
-    pub fn shows(self, level: &str) -> bool {
-        let rank = |l: &str| match l {
-            "ERROR" => 4,
-            "WARN" => 3,
-            "INFO" => 2,
-            _ => 1,
+    /// Whether a line at `level` is shown (tracing orders levels by verbosity: TRACE is the
+    /// greatest).
+    pub fn shows(self, level: tracing::Level) -> bool {
+        let least = match self {
+            LogLevel::All => tracing::Level::TRACE,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
         };
-        let min = match self {
-            LogLevel::All => 0,
-            LogLevel::Info => 2,
-            LogLevel::Warn => 3,
-            LogLevel::Error => 4,
-        };
-        rank(level) >= min
+        level <= least
     }
 
     fn next(self) -> LogLevel {
@@ -260,14 +255,10 @@ impl UiState {
 
     /// Replica keys: restart, kill, scale — each behind a confirmation.
     fn replica_action(&mut self, action: Action, state: &NodeState) -> Outcome {
-        let local = state
-            .replicas
-            .keys()
-            .filter(|i| **i < crate::replica::FIRST_REMOTE_INDEX)
-            .count();
+        let local = state.local_replicas().count();
         let selected = self
             .selected_replica(state)
-            .filter(|i| *i < crate::replica::FIRST_REMOTE_INDEX);
+            .filter(|i| state.replicas.get(i).is_some_and(|r| r.remote.is_none()));
         match (action, selected) {
             (Action::Restart, Some(i)) => self.confirm(
                 format!("Restart replica {i} after its current job?"),
@@ -424,7 +415,7 @@ impl UiState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{ComponentChange, Event};
+    use nicheimage_node::runtime::{ComponentChange, Event};
 
     fn state_with(names: &[&str]) -> NodeState {
         let mut s = NodeState::new(0);
@@ -480,7 +471,7 @@ mod tests {
         ui.handle(Action::ToggleProxy, &s);
         assert!(ui.popup.is_none(), "no proxy in this node");
         s.apply(
-            Event::Proxy(crate::runtime::event::ProxyReport::default()),
+            Event::Proxy(nicheimage_node::runtime::event::ProxyReport::default()),
             0,
         );
         ui.handle(Action::ToggleProxy, &s);
@@ -495,7 +486,11 @@ mod tests {
         let mut s = state_with(&["endpoint"]);
         for i in indices {
             s.apply(
-                Event::Replica(crate::runtime::event::ReplicaReport::new(*i, vec![], None)),
+                Event::Replica(nicheimage_node::runtime::event::ReplicaReport::new(
+                    *i,
+                    vec![],
+                    (*i >= 1000).then(|| "http://10.0.0.2:10006".to_string()),
+                )),
                 0,
             );
         }
@@ -566,7 +561,7 @@ mod tests {
             "idle: no question"
         );
         let mut busy = s.replicas[&0].clone();
-        busy.status = crate::runtime::event::ReplicaStatus::Busy;
+        busy.status = nicheimage_node::runtime::event::ReplicaStatus::Busy;
         s.apply(Event::Replica(busy), 0);
         assert_eq!(ui.handle(Action::Quit, &s), Outcome::Nothing);
         assert!(
@@ -598,7 +593,7 @@ mod tests {
         assert_eq!(ui.tab, Tab::Logs);
         ui.handle(Action::Level, &s);
         assert_eq!(ui.log_level, LogLevel::Info);
-        assert!(!ui.log_level.shows("DEBUG") && ui.log_level.shows("WARN"));
+        assert!(!ui.log_level.shows(tracing::Level::DEBUG) && ui.log_level.shows(tracing::Level::WARN));
         ui.handle(Action::Follow, &s);
         assert_eq!(ui.log_paused_at, Some(0));
         ui.handle(Action::Follow, &s);

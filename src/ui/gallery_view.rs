@@ -2,9 +2,9 @@
 //! with who made it, its seed and latency, and the verdict.
 
 use super::theme::Theme;
-use super::view::block;
-use crate::image::Thumbnail;
-use crate::runtime::event::GalleryImage;
+use super::widgets::block;
+use nicheimage_common::image::Thumbnail;
+use nicheimage_node::runtime::event::GalleryImage;
 use ratatui::Frame;
 use ratatui::layout::{Margin, Rect};
 use ratatui::style::{Color, Style};
@@ -40,7 +40,7 @@ fn pixel_row(t: &Thumbnail, y: usize, colour: bool) -> Line<'static> {
 pub fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &Theme) {
     frame.render_widget(block("gallery — latest judged images", t), area);
     let inner = area.inner(Margin::new(1, 1));
-    let muted = Style::new().fg(t.muted);
+    let muted = t.label();
     if images.is_empty() {
         frame.render_widget(
             Paragraph::new(Line::styled(
@@ -72,7 +72,7 @@ pub fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &
             .collect();
         let verdict = if image.passed { t.ok } else { t.warn };
         lines.push(Line::from(vec![
-            Span::styled(image.source.clone(), Style::new().fg(t.text)),
+            Span::styled(image.source.clone(), t.value()),
             Span::styled(
                 format!(" · seed {} · {} ms", image.seed, image.latency_ms),
                 muted,

@@ -2,8 +2,9 @@
 //! holds how much of its memory.
 
 use super::theme::Theme;
-use super::view::block;
-use crate::runtime::NodeState;
+use super::widgets::block;
+use nicheimage_node::runtime::NodeState;
+use nicheimage_node::telemetry::gpu::GpuSource;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::Style;
@@ -18,10 +19,10 @@ fn device_height(processes: usize) -> u16 {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
-    let muted = Style::new().fg(t.muted);
-    let text = Style::new().fg(t.text);
+    let muted = t.label();
+    let text = t.value();
     let title = match &state.gpu {
-        Some(g) if !g.source.is_empty() => format!("gpus — via {}", g.source),
+        Some(g) if g.source != GpuSource::None => format!("gpus — via {}", g.source),
         _ => "gpus".to_string(),
     };
     frame.render_widget(block(&title, t), area);
@@ -39,7 +40,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
     if let Some(why) = &report.unavailable {
         frame.render_widget(
             Paragraph::new(vec![
-                Line::styled(why.clone(), Style::new().fg(t.warn)),
+                Line::styled(why.to_string(), t.warning()),
                 Line::styled("replicas run on the CPU", muted),
             ]),
             inner,
@@ -62,7 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
         ])
         .areas(*a);
         let mut spans = vec![
-            Span::styled(format!("gpu {} ", d.index), Style::new().fg(t.accent)),
+            Span::styled(format!("gpu {} ", d.index), t.highlight()),
             Span::styled(d.name.clone(), text),
         ];
         if let Some(c) = d.temperature_c {
@@ -78,7 +79,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
         let util_pct = d.utilization_percent.unwrap_or(0).min(100);
         frame.render_widget(
             Gauge::default()
-                .gauge_style(Style::new().fg(t.ok).bg(t.border))
+                .gauge_style(t.good().bg(t.border))
                 .percent(util_pct as u16)
                 .label(match d.utilization_percent {
                     Some(u) => format!("utilisation {u}%"),
@@ -93,7 +94,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
         };
         frame.render_widget(
             Gauge::default()
-                .gauge_style(Style::new().fg(t.accent).bg(t.border))
+                .gauge_style(t.highlight().bg(t.border))
                 .ratio(ratio)
                 .label(format!(
                     "memory {:.1} / {:.1} GiB",

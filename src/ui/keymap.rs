@@ -185,6 +185,14 @@ pub const BINDINGS: &[Binding] = &[
     },
 ];
 
+/// The key shown for `action` (in titles beside what it does), from the same table.
+pub fn key_for(action: Action) -> &'static str {
+    BINDINGS
+        .iter()
+        .find(|b| b.action == action)
+        .map_or("", |b| b.label)
+}
+
 pub fn action_for(key: KeyEvent) -> Option<Action> {
     // In raw mode Ctrl-C arrives as a key, not a signal.
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {

@@ -1,17 +1,24 @@
-//! The terminal console: renders [`NodeState`](crate::runtime::NodeState) and sends commands.
+//! The terminal console: renders [`NodeState`](nicheimage_node::runtime::NodeState) and sends commands.
 //! No business logic and no I/O besides the terminal live here.
 
 pub mod app;
+mod chrome;
 pub mod gallery_view;
 pub mod gpu_view;
 pub mod keymap;
+mod logs_view;
+mod miners_view;
+mod overview_view;
+mod popups;
 pub mod proxy_view;
+mod replicas_view;
 pub mod theme;
 pub mod validator_view;
 pub mod view;
+mod widgets;
 
-use crate::runtime::state::unix_ms_now;
-use crate::runtime::{Command, Node};
+use nicheimage_node::runtime::state::unix_ms_now;
+use nicheimage_node::runtime::{Command, Node};
 use app::{Outcome, UiState};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;

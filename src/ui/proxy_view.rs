@@ -2,9 +2,9 @@
 //! failure reasons, organic checks, the latency histogram and the latest requests.
 
 use super::theme::Theme;
-use super::view::block;
-use crate::proxy::counters::{DayCounters, LATENCY_BOUNDS_MS};
-use crate::runtime::event::ProxyReport;
+use super::widgets::block;
+use nicheimage_node::proxy::counters::{DayCounters, LATENCY_BOUNDS_MS};
+use nicheimage_node::runtime::event::ProxyReport;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::{Modifier, Style};
@@ -28,8 +28,8 @@ fn bytes(n: u64) -> String {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms: u64, t: &Theme) {
-    let muted = Style::new().fg(t.muted);
-    let text = Style::new().fg(t.text);
+    let muted = t.label();
+    let text = t.value();
     frame.render_widget(block("proxy — p switches it (asks first)", t), area);
     let inner = area.inner(Margin::new(1, 1));
     let Some(p) = p else {
@@ -51,8 +51,8 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
     .areas(inner);
 
     let mut first = vec![match (&p.listening, p.enabled) {
-        (Some(a), _) => Span::styled(format!("ON {a}"), Style::new().fg(t.ok)),
-        (None, true) => Span::styled("starting", Style::new().fg(t.warn)),
+        (Some(a), _) => Span::styled(format!("ON {a}"), t.good()),
+        (None, true) => Span::styled("starting", t.warning()),
         (None, false) => Span::styled("OFF", muted),
     }];
     first.extend([
@@ -64,8 +64,8 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
         Span::styled(format!("{:.2}", per_second(p, now_unix_ms)), text),
     ]);
     let second = match (p.warnings.first(), &p.last_error) {
-        (Some(w), _) => Line::styled(w.clone(), Style::new().fg(t.warn)),
-        (None, Some(e)) => Line::styled(e.clone(), Style::new().fg(t.error)),
+        (Some(w), _) => Line::styled(w.clone(), t.warning()),
+        (None, Some(e)) => Line::styled(e.clone(), t.bad()),
         (None, None) => Line::styled("no problem reported", muted),
     };
     frame.render_widget(Paragraph::new(vec![Line::from(first), second]), head);
@@ -80,7 +80,7 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
     let row = |name: String, d: &DayCounters| {
         Row::new(vec![
             Cell::from(name),
-            Cell::from(d.success.to_string()).style(Style::new().fg(t.ok)),
+            Cell::from(d.success.to_string()).style(t.good()),
             Cell::from(d.fail.to_string()).style(Style::new().fg(if d.fail > 0 {
                 t.warn
             } else {
@@ -139,12 +139,12 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
         let bar = if *n == 0 {
             ' '
         } else {
-            super::view::BARS[(*n * 7 / most) as usize]
+            super::widgets::BARS[(*n * 7 / most) as usize]
         };
         spans.push(Span::styled(label, muted));
         spans.push(Span::styled(
             format!("{bar}{n} "),
-            Style::new().fg(t.accent),
+            t.highlight(),
         ));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), histogram);

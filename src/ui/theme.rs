@@ -1,6 +1,6 @@
 //! Themes: `themes/*.toml` built in, or a file; partial files fall back to the default theme.
 
-use ratatui::style::Color;
+use ratatui::style::{Color, Style};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -100,6 +100,51 @@ impl Theme {
             selection_fg: color(origin, "selection_fg", &f.selection_fg, base.selection_fg)?,
             selection_bg: color(origin, "selection_bg", &f.selection_bg, base.selection_bg)?,
         })
+    }
+
+    /// Labels and secondary text.
+    pub fn label(&self) -> Style {
+        Style::new().fg(self.muted)
+    }
+
+    /// Values: what the labels name.
+    pub fn value(&self) -> Style {
+        Style::new().fg(self.text)
+    }
+
+    /// Something working as it should.
+    pub fn good(&self) -> Style {
+        Style::new().fg(self.ok)
+    }
+
+    /// Something to look at soon.
+    pub fn warning(&self) -> Style {
+        Style::new().fg(self.warn)
+    }
+
+    /// Something failing.
+    pub fn bad(&self) -> Style {
+        Style::new().fg(self.error)
+    }
+
+    /// Titles, keys and the current choice.
+    pub fn highlight(&self) -> Style {
+        Style::new().fg(self.accent)
+    }
+
+    /// Block borders.
+    pub fn frame(&self) -> Style {
+        Style::new().fg(self.border)
+    }
+
+    /// A key or badge drawn on a colour (`bg`: the colour that says what it is).
+    pub fn badge(&self, bg: Color) -> Style {
+        Style::new().fg(self.selection_fg).bg(bg)
+    }
+
+    /// The selected row.
+    pub fn selected(&self) -> Style {
+        Style::new().fg(self.selection_fg).bg(self.selection_bg)
     }
 
     pub fn default_theme() -> Theme {

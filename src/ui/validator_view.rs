@@ -3,9 +3,10 @@
 //! weight-setting status is above the table.
 
 use super::app::{SortBy, UiState};
+use super::keymap::{Action, key_for};
 use super::theme::Theme;
-use super::view::block;
-use crate::runtime::event::{RoundOutcome, ValidatorReport};
+use super::widgets::block;
+use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsStatus};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::{Modifier, Style};
@@ -18,7 +19,7 @@ fn bar(reward: f64) -> char {
     if reward < 0.0 {
         '-'
     } else {
-        super::view::bar(reward)
+        super::widgets::bar(reward)
     }
 }
 
@@ -92,8 +93,8 @@ pub fn lines<'a>(v: &'a ValidatorReport, ui: &UiState) -> Vec<MinerLine<'a>> {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiState, t: &Theme) {
-    let muted = Style::new().fg(t.muted);
-    let text = Style::new().fg(t.text);
+    let muted = t.label();
+    let text = t.value();
     frame.render_widget(block("validator", t), area);
     let inner = area.inner(Margin::new(1, 1));
     let Some(v) = v else {
@@ -109,8 +110,8 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
     let [head, table_area] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
     let weights_style = match &v.weights {
-        Some(w) if w.starts_with("set at") => Style::new().fg(t.ok),
-        Some(_) => Style::new().fg(t.warn),
+        Some(WeightsStatus::Set(_)) => t.good(),
+        Some(_) => t.warning(),
         None => muted,
     };
     let mut first = vec![
@@ -120,7 +121,7 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
         Span::styled(v.step.to_string(), text),
         Span::styled("  weights ", muted),
         Span::styled(
-            v.weights.clone().unwrap_or_else(|| "not yet".into()),
+            v.weights.as_ref().map_or("not yet", WeightsStatus::text),
             weights_style,
         ),
     ];
@@ -131,10 +132,10 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
     let mut second = vec![
         Span::styled("sort ", muted),
         Span::styled(ui.sort.name(), text),
-        Span::styled(" (o)  filter ", muted),
+        Span::styled(format!(" ({})  filter ", key_for(Action::Sort)), muted),
         Span::styled(
             if ui.filter.is_empty() && ui.input.is_none() {
-                "none (/)".to_string()
+                format!("none ({})", key_for(Action::Find))
             } else {
                 format!("{}{}", ui.filter, if ui.input.is_some() { "▏" } else { "" })
             },
@@ -143,8 +144,8 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
         Span::raw("  "),
     ];
     match (&v.last_error, &v.state_note) {
-        (Some(e), _) => second.push(Span::styled(e.clone(), Style::new().fg(t.error))),
-        (None, Some(n)) => second.push(Span::styled(n.clone(), Style::new().fg(t.warn))),
+        (Some(e), _) => second.push(Span::styled(e.clone(), t.bad())),
+        (None, Some(n)) => second.push(Span::styled(n.clone(), t.warning())),
         (None, None) => {}
     }
     frame.render_widget(
@@ -158,8 +159,8 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
         .iter()
         .map(|l| {
             let (reward, style) = match l.last.and_then(|o| o.reward) {
-                Some(r) if r > 0.0 => (format!("{r:.3}"), Style::new().fg(t.ok)),
-                Some(r) => (format!("{r:.3}"), Style::new().fg(t.warn)),
+                Some(r) if r > 0.0 => (format!("{r:.3}"), t.good()),
+                Some(r) => (format!("{r:.3}"), t.warning()),
                 None => ("-".into(), muted),
             };
             let latency = l
@@ -170,7 +171,7 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
                 Cell::from(l.uid.to_string()),
                 Cell::from(l.hotkey.chars().take(8).collect::<String>()),
                 Cell::from(l.model.to_string()),
-                Cell::from(l.window.clone()).style(Style::new().fg(t.accent)),
+                Cell::from(l.window.clone()).style(t.highlight()),
                 Cell::from(format!("{:.3}", l.mean)),
                 Cell::from(if total > 0.0 {
                     format!("{:.1}%", 100.0 * l.score / total)

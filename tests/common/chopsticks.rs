@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nicheimage_tui::bittensor::chain::subtensor::scale::twox_128;
+use nicheimage_bittensor::chain::subtensor::scale::twox_128;
 
 pub struct Chopsticks {
     child: Child,

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use nicheimage_tui::bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
-use nicheimage_tui::bittensor::chain::embedded::EmbeddedChain;
-use nicheimage_tui::bittensor::keypair::Keypair;
-use nicheimage_tui::bittensor::synapse::ImageGenerating;
-use nicheimage_tui::catalogue::{self, Arch, ModelOverride, ModelSpec};
-use nicheimage_tui::diffusion::tiny::write_tiny_sd15;
-use nicheimage_tui::miner::endpoint_client::EndpointClient;
+use nicheimage_bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
+use nicheimage_bittensor::chain::embedded::EmbeddedChain;
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::synapse::ImageGenerating;
+use nicheimage_node::catalogue::{self, Arch, ModelOverride, ModelSpec};
+use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_node::miner::endpoint_client::EndpointClient;
 use serde_json::Value;
 
 use super::{Headless, free_port, start};
@@ -72,7 +72,7 @@ impl Handler<ImageGenerating> for TestMiner {
                 Behaviour::Slow(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
                 Behaviour::LyingPng => {
                     use base64::Engine;
-                    let png = nicheimage_tui::image::png_claiming(200_000, 200_000);
+                    let png = nicheimage_common::image::png_claiming(200_000, 200_000);
                     s.image = Value::String(base64::engine::general_purpose::STANDARD.encode(png));
                     return Ok(s);
                 }
@@ -204,8 +204,8 @@ impl Subnet {
 
     /// A validator of this subnet (uid 0) judging through its reward service, its state in
     /// `validator-state.json` under the subnet's folder.
-    pub fn validator(&self, set_weights: bool) -> nicheimage_tui::validator::Validator {
-        use nicheimage_tui::validator::{Validator, ValidatorSettings, ValidatorShared};
+    pub fn validator(&self, set_weights: bool) -> nicheimage_node::validator::Validator {
+        use nicheimage_node::validator::{Validator, ValidatorSettings, ValidatorShared};
         Validator {
             settings: ValidatorSettings {
                 netuid: 23,

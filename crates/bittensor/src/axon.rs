@@ -1,0 +1,679 @@
+//! The axon: bittensor's Synapse server on warp. Order of checks (stricter than upstream, which
+//! blacklists before verifying and lets unsigned requests through): route → headers → signature →
+//! nonce → body hash → blacklist, all before a byte of the body is read; then the body (bounded
+//! while it streams) → nonce recorded → priority → handler. Replies carry the status in the HTTP
+//! status, in `bt_header_axon_*` headers and in the body's `axon` object, as Python axons do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use warp::Filter;
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::keypair::{self, Keypair};
+use super::nonce::NonceTracker;
+use super::priority::PriorityGate;
+use super::synapse::{self, Envelope, Synapse, TerminalInfo};
+use super::{PROTOCOL_VERSION, now_ns, ss58};
+
+/// Bodies above this are refused: SN23 images are a few MB of base64.
+pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
+const DEFAULT_TIMEOUT_SECS: f64 = 12.0;
+/// The largest request timeout that widens the nonce window (every SN23 model asks for 12 s).
+pub const DEFAULT_MAX_TIMEOUT_SECS: f64 = 12.0;
+
+/// Who is calling, as far as the verified headers say.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's ss58 hotkey (signature-verified before any hook sees it).
+    pub hotkey: String,
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub version: Option<i64>,
+    pub uuid: String,
+    /// The request's own timeout, seconds.
+    pub timeout_secs: f64,
+}
+
+/// An axon route's hooks for one synapse type.
+pub trait Handler<S: Synapse>: Send + Sync + 'static {
+    /// `Err(reason)` refuses with 403, before the body is read.
+    fn blacklist(&self, _caller: &Caller) -> Result<(), String> {
+        Ok(())
+    }
+    /// Higher is admitted first when the handler slots are busy.
+    fn priority(&self, _caller: &Caller, _synapse: &S) -> f64 {
+        0.0
+    }
+    /// The answer, or an error message (500).
+    fn forward(
+        self: Arc<Self>,
+        caller: Caller,
+        synapse: S,
+    ) -> BoxFuture<'static, Result<S, String>>;
+}
+
+/// A refusal: the status code and the reason the caller reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub message: String,
+}
+
+impl warp::reject::Reject for Refused {}
+
+/// A refusal before the body was read, with the synapse name the reply carries.
+#[derive(Debug)]
+struct Refused {
+    failure: Failure,
+    name: String,
+}
+
+impl Failure {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+trait Route: Send + Sync {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String>;
+    fn run(
+        &self,
+        caller: Caller,
+        fields: Map<String, Value>,
+        deadline: tokio::time::Instant,
+        gate: PriorityGate,
+    ) -> BoxFuture<'static, Result<Map<String, Value>, Failure>>;
+}
+
+struct TypedRoute<S, H> {
+    handler: Arc<H>,
+    _synapse: PhantomData<fn() -> S>,
+}
+
+impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+        self.handler.blacklist(caller)
+    }
+
+    fn run(
+        &self,
+        caller: Caller,
+        fields: Map<String, Value>,
+        deadline: tokio::time::Instant,
+        gate: PriorityGate,
+    ) -> BoxFuture<'static, Result<Map<String, Value>, Failure>> {
+        let handler = self.handler.clone();
+        async move {
+            let synapse: S = serde_json::from_value(Value::Object(fields))
+                .map_err(|e| Failure::new(400, format!("synapse fields do not parse: {e}")))?;
+            let priority = handler.priority(&caller, &synapse);
+            let _slot = tokio::time::timeout_at(deadline, gate.admit(priority))
+                .await
+                .map_err(|_| Failure::new(408, "timed out waiting for a free handler slot"))?;
+            let timeout = caller.timeout_secs;
+            let answer = tokio::time::timeout_at(deadline, handler.forward(caller, synapse))
+                .await
+                .map_err(|_| {
+                    Failure::new(408, format!("forward timed out after {timeout} seconds"))
+                })?
+                .map_err(|e| Failure::new(500, e))?;
+            match serde_json::to_value(answer) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err(Failure::new(500, "handler answer is not a JSON object")),
+                Err(e) => Err(Failure::new(500, format!("handler answer: {e}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Request outcomes by status code, for the console and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AxonStats {
+    pub by_status: BTreeMap<u16, u64>,
+    pub last_failure: Option<String>,
+}
+
+pub struct AxonBuilder {
+    keypair: Arc<Keypair>,
+    routes: HashMap<String, Arc<dyn Route>>,
+    max_body: u64,
+    max_timeout_secs: f64,
+    limits: nicheimage_common::serve::Limits,
+    slots: usize,
+    external: Option<(String, u16)>,
+}
+
+impl AxonBuilder {
+    pub fn new(keypair: Arc<Keypair>) -> Self {
+        Self {
+            keypair,
+            routes: HashMap::new(),
+            max_body: DEFAULT_MAX_BODY,
+            max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
+            limits: nicheimage_common::serve::Limits::default(),
+            slots: 16,
+            external: None,
+        }
+    }
+
+    /// The largest request timeout that widens the nonce window (the timeout header is not
+    /// signed): the largest this node's models ask for.
+    pub fn max_timeout(mut self, secs: f64) -> Self {
+        self.max_timeout_secs = secs;
+        self
+    }
+
+    /// Connection limits of the listener (`[limits]`).
+    pub fn limits(mut self, limits: nicheimage_common::serve::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves `S` under its name and aliases.
+    pub fn attach<S: Synapse, H: Handler<S>>(mut self, handler: Arc<H>) -> Self {
+        let route: Arc<dyn Route> = Arc::new(TypedRoute::<S, H> {
+            handler,
+            _synapse: PhantomData,
+        });
+        for name in std::iter::once(S::NAME).chain(S::ALIASES.iter().copied()) {
+            self.routes.insert(name.to_string(), route.clone());
+        }
+        self
+    }
+
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How many requests run the handler at once; the rest wait in priority order.
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// The address published on chain, echoed in replies' `axon` info.
+    pub fn external(mut self, ip: String, port: u16) -> Self {
+        self.external = Some((ip, port));
+        self
+    }
+
+    pub fn build(self) -> Arc<Axon> {
+        Arc::new(Axon {
+            keypair: self.keypair,
+            uuid: uuid::Uuid::new_v4().to_string(),
+            routes: self.routes,
+            nonces: NonceTracker::new(100_000, self.max_timeout_secs),
+            gate: PriorityGate::new(self.slots),
+            max_body: self.max_body,
+            limits: self.limits,
+            external: self.external,
+            stats: Mutex::new(AxonStats::default()),
+        })
+    }
+}
+
+pub struct Axon {
+    keypair: Arc<Keypair>,
+    uuid: String,
+    routes: HashMap<String, Arc<dyn Route>>,
+    nonces: NonceTracker,
+    gate: PriorityGate,
+    max_body: u64,
+    limits: nicheimage_common::serve::Limits,
+    external: Option<(String, u16)>,
+    stats: Mutex<AxonStats>,
+}
+
+/// A request whose headers passed every check; its body is not read yet.
+struct Admitted {
+    caller: Caller,
+    dendrite: TerminalInfo,
+    name: String,
+    endpoint: String,
+    nonce: u64,
+    now_ns: u64,
+    started: Instant,
+}
+
+/// A request that has passed signature, nonce, body-hash and blacklist checks.
+struct Verified {
+    caller: Caller,
+    envelope: Envelope,
+    name: String,
+}
+
+impl Axon {
+    pub fn hotkey(&self) -> &str {
+        self.keypair.ss58()
+    }
+
+    pub fn stats(&self) -> AxonStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The warp filter serving every attached synapse (any method, like upstream's GET+POST).
+    pub fn routes(
+        self: &Arc<Self>,
+    ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
+        let admit = self.clone();
+        let handle = self.clone();
+        let refused = self.clone();
+        warp::path::full()
+            .and(warp::header::headers_cloned())
+            .and(nicheimage_common::serve::peer())
+            .and_then(
+                move |path: warp::path::FullPath, headers: HeaderMap, peer: Option<SocketAddr>| {
+                    let result = admit.admit(path.as_str(), &headers, peer);
+                    async move { result.map_err(warp::reject::custom) }
+                },
+            )
+            .and(nicheimage_common::serve::body(self.max_body, self.limits.body_timeout))
+            .then(move |admitted: Admitted, body: Bytes| {
+                let axon = handle.clone();
+                async move { axon.handle(admitted, body).await }
+            })
+            .recover(move |rejection: warp::Rejection| {
+                let axon = refused.clone();
+                async move { Ok::<_, std::convert::Infallible>(axon.refuse_transport(&rejection)) }
+            })
+            .unify()
+    }
+
+    /// Requests refused before the handler ran: by their headers, or their body's transport.
+    fn refuse_transport(&self, rejection: &warp::Rejection) -> Response {
+        let (failure, name) = if let Some(refused) = rejection.find::<Refused>() {
+            (refused.failure.clone(), Some(refused.name.clone()))
+        } else if let Some(body) = rejection.find::<nicheimage_common::serve::BodyRefusal>() {
+            (Failure::new(body.status().as_u16(), body.to_string()), None)
+        } else {
+            (
+                Failure::new(400, format!("unreadable request: {rejection:?}")),
+                None,
+            )
+        };
+        let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let label = name.clone().unwrap_or_default();
+        tracing::debug!(synapse = %label, status = failure.status, message = %failure.message, "axon refused a request");
+        self.record(
+            status,
+            Some(format!("{} {label}: {}", failure.status, failure.message)),
+        );
+        self.reply(
+            status,
+            Envelope {
+                name,
+                ..Default::default()
+            },
+            Some(failure.message),
+            Instant::now(),
+        )
+    }
+
+    /// Binds `address` and serves in the background until the returned handle is stopped or
+    /// dropped (tests, benchmarks, tools; the node's components use `serve`).
+    pub async fn spawn(self: &Arc<Self>, address: SocketAddr) -> std::io::Result<RunningAxon> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let local = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let axon = self.clone();
+        let task = tokio::spawn(async move {
+            axon.serve(listener, async {
+                stopped.await.ok();
+            })
+            .await
+        });
+        Ok(RunningAxon {
+            address: local,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        nicheimage_common::serve::serve(listener, self.routes(), self.limits, shutdown).await;
+    }
+
+    async fn handle(&self, admitted: Admitted, body: Bytes) -> Response {
+        let started = admitted.started;
+        let name = admitted.name.clone();
+        let outcome = match self.verify(admitted, &body) {
+            Ok(verified) => self.dispatch(verified, started).await,
+            Err(failure) => Err((
+                failure,
+                Envelope {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+            )),
+        };
+        match outcome {
+            Ok(envelope) => {
+                self.record(StatusCode::OK, None);
+                self.reply(StatusCode::OK, envelope, None, started)
+            }
+            Err((failure, envelope)) => {
+                let status = StatusCode::from_u16(failure.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let message = failure.message;
+                tracing::debug!(synapse = %name, status = failure.status, %message, "axon refused a request");
+                self.record(
+                    status,
+                    Some(format!("{} {name}: {message}", status.as_u16())),
+                );
+                self.reply(status, envelope, Some(message), started)
+            }
+        }
+    }
+
+    /// Counts an answer by status; a failure becomes the last one shown.
+    fn record(&self, status: StatusCode, failure: Option<String>) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *stats.by_status.entry(status.as_u16()).or_default() += 1;
+        if failure.is_some() {
+            stats.last_failure = failure;
+        }
+    }
+
+    /// Every check the headers allow, before the body is read: route, timeout, signature,
+    /// nonce freshness, body hash, blacklist.
+    fn admit(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Admitted, Refused> {
+        let started = Instant::now();
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        self.admit_named(&name, headers, peer, started)
+            .map_err(|failure| Refused { failure, name })
+    }
+
+    fn admit_named(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        started: Instant,
+    ) -> Result<Admitted, Failure> {
+        let Some(route) = self.routes.get(name) else {
+            let mut known: Vec<&String> = self.routes.keys().collect();
+            known.sort();
+            return Err(Failure::new(
+                404,
+                format!("Synapse name '{name}' not found. Available synapses {known:?}"),
+            ));
+        };
+        let header = |key: &str| headers.get(key).and_then(|v| v.to_str().ok());
+        let timeout_secs = match header("timeout") {
+            None => DEFAULT_TIMEOUT_SECS,
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or_else(|| {
+                    Failure::new(
+                        400,
+                        format!("timeout header {t:?} is not a positive number"),
+                    )
+                })?,
+        }
+        .min(3600.0);
+        let dendrite = TerminalInfo::from_headers(headers, "dendrite");
+        let hotkey = dendrite
+            .hotkey
+            .clone()
+            .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_hotkey"))?;
+        let public = ss58::decode(&hotkey)
+            .map_err(|e| Failure::new(401, format!("dendrite hotkey {hotkey:?}: {e}")))?;
+        let signature = dendrite.signature.as_deref().ok_or_else(|| {
+            Failure::new(
+                401,
+                "unsigned request refused (no bt_header_dendrite_signature)",
+            )
+        })?;
+        let signature = keypair::parse_signature_hex(signature)
+            .ok_or_else(|| Failure::new(401, "signature is not 64 bytes of hex"))?;
+        let uuid = dendrite
+            .uuid
+            .clone()
+            .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_uuid"))?;
+        let nonce = dendrite
+            .nonce
+            .ok_or_else(|| Failure::new(401, "missing or non-numeric bt_header_dendrite_nonce"))?;
+        let claimed_hash = header("computed_body_hash").unwrap_or("");
+        let message =
+            synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
+        if !keypair::verify(&public, message.as_bytes(), &signature) {
+            return Err(Failure::new(
+                401,
+                format!("Signature mismatch with {message}"),
+            ));
+        }
+        let endpoint = format!("{hotkey}:{uuid}");
+        let now_ns = now_ns();
+        self.nonces
+            .check(
+                &endpoint,
+                Some(nonce),
+                dendrite.version,
+                timeout_secs,
+                now_ns,
+            )
+            .map_err(|e| Failure::new(401, e.to_string()))?;
+        if claimed_hash != synapse::body_hash() {
+            return Err(Failure::new(
+                400,
+                format!(
+                    "computed_body_hash {claimed_hash:?} does not match the body ({})",
+                    synapse::body_hash()
+                ),
+            ));
+        }
+        let caller = Caller {
+            hotkey,
+            ip: peer.map(|p| p.ip()),
+            port: peer.map(|p| p.port()),
+            version: dendrite.version,
+            uuid,
+            timeout_secs,
+        };
+        route
+            .blacklist(&caller)
+            .map_err(|reason| Failure::new(403, reason))?;
+        Ok(Admitted {
+            caller,
+            dendrite: TerminalInfo {
+                ip: peer.map(|p| p.ip().to_string()).or(dendrite.ip.clone()),
+                port: peer.map(|p| i64::from(p.port())),
+                ..dendrite
+            },
+            name: name.to_string(),
+            endpoint,
+            nonce,
+            now_ns,
+            started,
+        })
+    }
+
+    /// The body of an admitted request: parsed, and only then its nonce recorded.
+    fn verify(&self, admitted: Admitted, body: &[u8]) -> Result<Verified, Failure> {
+        let Admitted {
+            caller,
+            dendrite,
+            name,
+            endpoint,
+            nonce,
+            now_ns,
+            ..
+        } = admitted;
+        let mut envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
+        self.nonces
+            .record(&endpoint, nonce, now_ns)
+            .map_err(|e| Failure::new(401, e.to_string()))?;
+        envelope.strip_protocol_keys();
+        envelope.name = Some(name.clone());
+        envelope.timeout = Some(caller.timeout_secs);
+        // The headers are what was signed; they win over the body's copy.
+        envelope.dendrite = dendrite;
+        Ok(Verified {
+            caller,
+            envelope,
+            name,
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        verified: Verified,
+        started: Instant,
+    ) -> Result<Envelope, (Failure, Envelope)> {
+        let Verified {
+            caller,
+            mut envelope,
+            name,
+        } = verified;
+        let Some(route) = self.routes.get(&name).cloned() else {
+            return Err((
+                Failure::new(404, format!("Synapse name '{name}' not found")),
+                envelope,
+            ));
+        };
+        let deadline =
+            tokio::time::Instant::from_std(started + Duration::from_secs_f64(caller.timeout_secs));
+        let fields = std::mem::take(&mut envelope.fields);
+        match route.run(caller, fields, deadline, self.gate.clone()).await {
+            Ok(fields) => {
+                envelope.fields = fields;
+                Ok(envelope)
+            }
+            Err(failure) => Err((failure, envelope)),
+        }
+    }
+
+    /// Stamps our side (`axon` info, signed) and writes body + headers.
+    fn reply(
+        &self,
+        status: StatusCode,
+        mut envelope: Envelope,
+        error: Option<String>,
+        started: Instant,
+    ) -> Response {
+        let nonce = now_ns();
+        let dendrite_hotkey = envelope.dendrite.hotkey.clone().unwrap_or_default();
+        let signature = self
+            .keypair
+            .sign_hex(
+                synapse::axon_message(nonce, &dendrite_hotkey, self.keypair.ss58(), &self.uuid)
+                    .as_bytes(),
+            )
+            .ok();
+        envelope.axon = TerminalInfo {
+            status_code: Some(i64::from(status.as_u16())),
+            status_message: Some(error.clone().unwrap_or_else(|| "Success".into())),
+            process_time: Some(started.elapsed().as_secs_f64()),
+            ip: self.external.as_ref().map(|(ip, _)| ip.clone()),
+            port: self.external.as_ref().map(|(_, port)| i64::from(*port)),
+            version: Some(PROTOCOL_VERSION as i64),
+            nonce: Some(nonce),
+            uuid: Some(self.uuid.clone()),
+            hotkey: Some(self.keypair.ss58().to_string()),
+            signature,
+        };
+        envelope.computed_body_hash = synapse::body_hash().to_string();
+        let body = match &error {
+            Some(message) => json!({ "message": message }),
+            None => serde_json::to_value(&envelope)
+                .unwrap_or_else(|e| json!({ "message": e.to_string() })),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(body.clone().into());
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut pairs = vec![
+            (
+                "name".to_string(),
+                envelope.name.clone().unwrap_or_default(),
+            ),
+            (
+                "timeout".to_string(),
+                synapse::py_float(envelope.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            ),
+        ];
+        pairs.extend(envelope.axon.to_headers("axon"));
+        pairs.extend(envelope.dendrite.to_headers("dendrite"));
+        pairs.push(("total_size".into(), body.len().to_string()));
+        pairs.push(("header_size".into(), "0".into()));
+        pairs.push((
+            "computed_body_hash".into(),
+            envelope.computed_body_hash.clone(),
+        ));
+        for (key, value) in pairs {
+            let value: String = value
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+                headers.insert(k, v);
+            }
+        }
+        response
+    }
+}
+
+/// An axon serving in the background (see `Axon::spawn`).
+pub struct RunningAxon {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningAxon {
+    /// Stops accepting, lets in-flight requests finish, and waits for that.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningAxon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

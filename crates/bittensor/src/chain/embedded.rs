@@ -1,0 +1,998 @@
+//! The embedded chain: an in-process model of the subtensor rules our node depends on —
+//! registrations, stakes, axons, a block clock, the weights rate limit, version key, permits,
+//! commit-reveal with salted hash commits (as runtime spec 218: a commit is revealed in the epoch
+//! `reveal_period_epochs` after its own), serving rate limit and a weight history. It is not a
+//! substrate node.
+//! It starts from a human-editable TOML file (see `config/embedded-chain.example.toml`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::commit::{self, CommitRecord, PendingCommit, WeightsMode};
+use super::epoch;
+use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAxon};
+use crate::keypair::Keypair;
+use crate::ss58;
+
+/// The documented example seed file (also the default when none is configured).
+pub const EXAMPLE: &str = include_str!("../../../embedded-chain.example.toml");
+
+/// The seed file: a block time and subnets with their neurons.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainFile {
+    /// Seconds per block (subtensor: 12; a fast local net: 0.25).
+    #[serde(default = "default_block_time")]
+    pub block_time_secs: f64,
+    #[serde(default)]
+    pub start_block: u64,
+    #[serde(default, rename = "subnet")]
+    pub subnets: Vec<SubnetFile>,
+}
+
+fn default_block_time() -> f64 {
+    12.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetFile {
+    pub netuid: u16,
+    #[serde(default = "default_tempo")]
+    pub tempo: u16,
+    #[serde(default = "default_rate_limit")]
+    pub weights_rate_limit: u64,
+    #[serde(default)]
+    pub weights_version_key: u64,
+    #[serde(default)]
+    pub commit_reveal: bool,
+    /// Epochs between a commit and its reveal.
+    #[serde(default = "default_reveal_period")]
+    pub reveal_period_epochs: u64,
+    #[serde(default = "default_serving_rate_limit")]
+    pub serving_rate_limit: u64,
+    /// Blocks a new registration is protected from deregistration (subtensor: 4096).
+    #[serde(default = "default_immunity_period")]
+    pub immunity_period: u64,
+    /// Tokens burned to register.
+    #[serde(default = "default_registration_cost")]
+    pub registration_cost: f64,
+    /// Tokens of stake a hotkey needs to set weights.
+    #[serde(default)]
+    pub min_stake_to_set_weights: f64,
+    #[serde(default, rename = "neuron")]
+    pub neurons: Vec<NeuronFile>,
+}
+
+fn default_tempo() -> u16 {
+    360
+}
+fn default_rate_limit() -> u64 {
+    100
+}
+fn default_immunity_period() -> u64 {
+    4096
+}
+fn default_registration_cost() -> f64 {
+    1.0
+}
+fn default_reveal_period() -> u64 {
+    1
+}
+fn default_serving_rate_limit() -> u64 {
+    50
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronFile {
+    pub hotkey: String,
+    #[serde(default)]
+    pub coldkey: Option<String>,
+    /// Tokens.
+    #[serde(default)]
+    pub stake: f64,
+    #[serde(default)]
+    pub validator_permit: bool,
+    /// `ip:port` if the axon is already served.
+    #[serde(default)]
+    pub axon: Option<String>,
+}
+
+/// One weights extrinsic the chain accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightRecord {
+    pub block: u64,
+    pub netuid: u16,
+    pub uid: u16,
+    pub uids: Vec<u16>,
+    pub weights: Vec<u16>,
+}
+
+struct Subnet {
+    params: SubnetFile,
+    neurons: Vec<Neuron>,
+    /// Latest weights per validator uid.
+    weights: BTreeMap<u16, Vec<(u16, u16)>>,
+    /// The block each uid registered at (the seed file's neurons: at the start block).
+    registered_at: BTreeMap<u16, u64>,
+    /// Unrevealed hash commits per hotkey.
+    commits: BTreeMap<String, Vec<CommitRecord>>,
+}
+
+/// At most this many unrevealed commits per hotkey, as subtensor.
+const MAX_UNREVEALED: usize = 10;
+
+struct State {
+    subnets: BTreeMap<u16, Subnet>,
+    history: Vec<WeightRecord>,
+    /// Blocks added by `advance` (tests, demos) on top of the clock.
+    skipped: u64,
+}
+
+pub struct EmbeddedChain {
+    started: Instant,
+    block_time: Duration,
+    start_block: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainFileError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl EmbeddedChain {
+    pub fn load(path: &Path) -> Result<Self, ChainFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ChainFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ChainFileError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: ChainFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::new(file)
+    }
+
+    pub fn new(file: ChainFile) -> Result<Self, String> {
+        if file.block_time_secs.is_nan() || file.block_time_secs <= 0.0 {
+            return Err("block_time_secs must be positive".into());
+        }
+        let mut subnets = BTreeMap::new();
+        for subnet in file.subnets {
+            let mut neurons = Vec::new();
+            for (uid, n) in subnet.neurons.iter().enumerate() {
+                ss58::decode(&n.hotkey)
+                    .map_err(|e| format!("subnet {} hotkey {}: {e}", subnet.netuid, n.hotkey))?;
+                let mut axon = AxonInfo::default();
+                if let Some(address) = &n.axon {
+                    let addr: std::net::SocketAddr = address.parse().map_err(|e| {
+                        format!(
+                            "subnet {} axon {address:?}: {e} (want ip:port)",
+                            subnet.netuid
+                        )
+                    })?;
+                    let (ip, ip_type) = AxonInfo::encode_ip(addr.ip());
+                    axon = AxonInfo {
+                        block: file.start_block,
+                        version: 0,
+                        ip,
+                        port: addr.port(),
+                        ip_type,
+                        protocol: 4,
+                    };
+                }
+                neurons.push(Neuron {
+                    uid: uid as u16,
+                    hotkey: n.hotkey.clone(),
+                    coldkey: n.coldkey.clone().unwrap_or_else(|| n.hotkey.clone()),
+                    active: true,
+                    axon,
+                    stake_rao: (n.stake.max(0.0) * 1e9) as u64,
+                    validator_permit: n.validator_permit,
+                    last_update: file.start_block,
+                    ..Default::default()
+                });
+            }
+            if subnets.contains_key(&subnet.netuid) {
+                return Err(format!("subnet {} is listed twice", subnet.netuid));
+            }
+            subnets.insert(
+                subnet.netuid,
+                Subnet {
+                    params: subnet.clone(),
+                    neurons,
+                    weights: BTreeMap::new(),
+                    commits: BTreeMap::new(),
+                    registered_at: BTreeMap::new(),
+                },
+            );
+        }
+        Ok(Self {
+            started: Instant::now(),
+            block_time: Duration::from_secs_f64(file.block_time_secs),
+            start_block: file.start_block,
+            state: Mutex::new(State {
+                subnets,
+                history: Vec::new(),
+                skipped: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current_block(&self, state: &State) -> u64 {
+        let ticks = self.started.elapsed().as_secs_f64() / self.block_time.as_secs_f64();
+        self.start_block + ticks as u64 + state.skipped
+    }
+
+    /// Changes a subnet's hyperparameters (as the owner's or sudo's admin calls do).
+    pub fn configure(
+        &self,
+        netuid: u16,
+        change: impl FnOnce(&mut SubnetFile),
+    ) -> Result<(), ChainError> {
+        let mut state = self.lock();
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        change(&mut subnet.params);
+        Ok(())
+    }
+
+    /// Moves the clock on by `blocks` (tests and demos).
+    pub fn advance(&self, blocks: u64) {
+        self.lock().skipped += blocks;
+    }
+
+    /// Registers a hotkey (a new uid at the end) with `stake` tokens; returns its uid.
+    pub fn register(
+        &self,
+        netuid: u16,
+        hotkey: &str,
+        stake: f64,
+        validator_permit: bool,
+    ) -> Result<u16, ChainError> {
+        ss58::decode(hotkey)
+            .map_err(|e| ChainError::Unsupported(format!("hotkey {hotkey}: {e}")))?;
+        let mut state = self.lock();
+        let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        if subnet.neurons.iter().any(|n| n.hotkey == hotkey) {
+            return Err(ChainError::refused(
+                "HotKeyAlreadyRegisteredInSubNet",
+                hotkey,
+            ));
+        }
+        let uid = subnet.neurons.len() as u16;
+        subnet.registered_at.insert(uid, block);
+        subnet.neurons.push(Neuron {
+            uid,
+            hotkey: hotkey.into(),
+            coldkey: hotkey.into(),
+            active: true,
+            stake_rao: (stake.max(0.0) * 1e9) as u64,
+            validator_permit,
+            last_update: block,
+            ..Default::default()
+        });
+        Ok(uid)
+    }
+
+    /// Every weights extrinsic accepted so far, oldest first.
+    pub fn weight_history(&self) -> Vec<WeightRecord> {
+        self.lock().history.clone()
+    }
+
+    fn neuron_uid(subnet: &Subnet, hotkey: &str) -> Result<u16, ChainError> {
+        subnet
+            .neurons
+            .iter()
+            .find(|n| n.hotkey == hotkey)
+            .map(|n| n.uid)
+            .ok_or_else(|| ChainError::refused("HotKeyNotRegisteredInSubNet", hotkey))
+    }
+
+    fn apply_weights(
+        &self,
+        hotkey: &str,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let mut state = self.lock();
+        Self::set_weights_in(
+            self.current_block(&state),
+            &mut state,
+            hotkey,
+            netuid,
+            uids,
+            weights,
+            version_key,
+            false,
+        )
+    }
+
+    /// A hash commit: refused where commit-reveal is off, or past the unrevealed limit.
+    fn apply_commit(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> Result<PendingCommit, ChainError> {
+        let hotkey = signer.ss58();
+        let salt = commit::new_salt()?;
+        let hash = commit::commit_hash(
+            &signer.public_bytes(),
+            netuid,
+            &uids,
+            &weights,
+            &salt,
+            version_key,
+        );
+        let mut state = self.lock();
+        let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        Self::neuron_uid(subnet, hotkey)?;
+        let p = &subnet.params;
+        if !p.commit_reveal {
+            return Err(ChainError::refused(
+                "CommitRevealDisabled",
+                format!("subnet {netuid}"),
+            ));
+        }
+        let tempo = u64::from(p.tempo);
+        let reveal_epoch =
+            epoch::index(block, netuid, tempo).saturating_add(p.reveal_period_epochs);
+        let first = epoch::first_block(reveal_epoch, netuid, tempo);
+        let last = first.saturating_add(tempo);
+        let mine = subnet.commits.entry(hotkey.to_string()).or_default();
+        // Expired commits no longer count against the limit.
+        mine.retain(|c| c.last_reveal_block >= block);
+        if mine.len() >= MAX_UNREVEALED {
+            return Err(ChainError::refused("TooManyUnrevealedCommits", hotkey));
+        }
+        mine.push(CommitRecord {
+            hash,
+            commit_block: block,
+            first_reveal_block: first,
+            last_reveal_block: last,
+        });
+        Ok(PendingCommit {
+            netuid,
+            hash: hex::encode(hash),
+            uids,
+            weights,
+            salt,
+            version_key,
+            commit_block: block,
+            first_reveal_block: first,
+            last_reveal_block: last,
+        })
+    }
+
+    /// A reveal: the commit must match and be inside its window; then the weights are set by
+    /// the usual rules.
+    fn apply_reveal(&self, signer: &Keypair, c: &PendingCommit) -> Result<(), ChainError> {
+        let hotkey = signer.ss58();
+        let hash = commit::commit_hash(
+            &signer.public_bytes(),
+            c.netuid,
+            &c.uids,
+            &c.weights,
+            &c.salt,
+            c.version_key,
+        );
+        let mut state = self.lock();
+        let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&c.netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {}", c.netuid))
+        })?;
+        let mine = subnet.commits.entry(hotkey.to_string()).or_default();
+        if mine.is_empty() {
+            return Err(ChainError::refused("NoWeightsCommitFound", hotkey));
+        }
+        let Some(at) = mine.iter().position(|m| m.hash == hash) else {
+            return Err(ChainError::refused(
+                "InvalidRevealCommitHashNotMatch",
+                hotkey,
+            ));
+        };
+        let CommitRecord {
+            first_reveal_block: first,
+            last_reveal_block: last,
+            ..
+        } = mine[at];
+        if block < first {
+            return Err(ChainError::refused(
+                "RevealTooEarly",
+                format!("opens at block {first}"),
+            ));
+        }
+        if block > last {
+            mine.remove(at);
+            return Err(ChainError::refused(
+                "ExpiredWeightCommit",
+                format!("closed at block {last}"),
+            ));
+        }
+        mine.remove(at);
+        Self::set_weights_in(
+            block,
+            &mut state,
+            hotkey,
+            c.netuid,
+            c.uids.clone(),
+            c.weights.clone(),
+            c.version_key,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_weights_in(
+        block: u64,
+        state: &mut State,
+        hotkey: &str,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+        revealed: bool,
+    ) -> Result<(), ChainError> {
+        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
+            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+        })?;
+        let uid = Self::neuron_uid(subnet, hotkey)?;
+        let p = &subnet.params;
+        if p.commit_reveal && !revealed {
+            return Err(ChainError::refused(
+                "CommitRevealEnabled",
+                format!("subnet {netuid}"),
+            ));
+        }
+        if version_key < p.weights_version_key {
+            return Err(ChainError::refused(
+                "IncorrectWeightVersionKey",
+                format!(
+                    "sent {version_key}, subnet requires ≥ {}",
+                    p.weights_version_key
+                ),
+            ));
+        }
+        let me = &subnet.neurons[uid as usize];
+        let since = block.saturating_sub(me.last_update);
+        if since < p.weights_rate_limit {
+            return Err(ChainError::refused(
+                "SettingWeightsTooFast",
+                format!(
+                    "{since} of {} blocks since the last update",
+                    p.weights_rate_limit
+                ),
+            ));
+        }
+        let self_only = uids.len() == 1 && uids[0] == uid;
+        if !me.validator_permit && !self_only {
+            return Err(ChainError::refused("NeuronNoValidatorPermit", hotkey));
+        }
+        if me.stake_tokens() < p.min_stake_to_set_weights {
+            return Err(ChainError::refused(
+                "NotEnoughStakeToSetWeights",
+                format!("{} < {}", me.stake_tokens(), p.min_stake_to_set_weights),
+            ));
+        }
+        if uids.len() != weights.len() {
+            return Err(ChainError::refused(
+                "WeightVecNotEqualSize",
+                format!("{} uids, {} weights", uids.len(), weights.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !uids.iter().all(|u| seen.insert(*u)) {
+            return Err(ChainError::refused("DuplicateUids", ""));
+        }
+        if let Some(bad) = uids
+            .iter()
+            .find(|u| usize::from(**u) >= subnet.neurons.len())
+        {
+            return Err(ChainError::refused(
+                "UidVecContainInvalidOne",
+                format!("uid {bad}"),
+            ));
+        }
+        // The chain stores max-upscaled values, as subtensor's `max_upscale_to_u16` does.
+        let max = weights.iter().copied().max().unwrap_or(0).max(1);
+        let stored: Vec<u16> = weights
+            .iter()
+            .map(|w| ((u64::from(*w) * 65535 + u64::from(max) / 2) / u64::from(max)) as u16)
+            .collect();
+        subnet.weights.insert(
+            uid,
+            uids.iter().copied().zip(stored.iter().copied()).collect(),
+        );
+        subnet.neurons[uid as usize].last_update = block;
+        state.history.push(WeightRecord {
+            block,
+            netuid,
+            uid,
+            uids,
+            weights: stored,
+        });
+        Ok(())
+    }
+
+    fn apply_serve(&self, hotkey: &str, axon: ServeAxon) -> Result<(), ChainError> {
+        let mut state = self.lock();
+        let block = self.current_block(&state);
+        let subnet = state.subnets.get_mut(&axon.netuid).ok_or_else(|| {
+            ChainError::refused(
+                "MechanismDoesNotExist",
+                format!("no subnet {}", axon.netuid),
+            )
+        })?;
+        let uid = Self::neuron_uid(subnet, hotkey)?;
+        if axon.port == 0 {
+            return Err(ChainError::refused("InvalidPort", "port 0"));
+        }
+        let (ip, ip_type) = AxonInfo::encode_ip(axon.ip);
+        let limit = subnet.params.serving_rate_limit;
+        let current = &mut subnet.neurons[uid as usize].axon;
+        if current.ip == ip
+            && current.port == axon.port
+            && current.version == axon.version
+            && current.protocol == axon.protocol
+        {
+            return Ok(());
+        }
+        if current.is_served() && block.saturating_sub(current.block) < limit {
+            return Err(ChainError::refused(
+                "ServingRateLimitExceeded",
+                format!("{} of {limit} blocks", block - current.block),
+            ));
+        }
+        *current = AxonInfo {
+            block,
+            version: axon.version,
+            ip,
+            port: axon.port,
+            ip_type,
+            protocol: axon.protocol,
+        };
+        Ok(())
+    }
+
+    /// Incentive, dividends and emission from the latest weights: each validator's stake-weighted
+    /// vote (a simplified Yuma without clipping, enough for a local demo's reward view).
+    fn scores(subnet: &Subnet) -> Vec<(f64, f64)> {
+        let n = subnet.neurons.len();
+        let mut incentive = vec![0.0; n];
+        let mut dividends = vec![0.0; n];
+        let total_stake: f64 = subnet
+            .weights
+            .keys()
+            .map(|v| subnet.neurons[*v as usize].stake_tokens())
+            .sum();
+        if total_stake > 0.0 {
+            for (validator, row) in &subnet.weights {
+                let stake = subnet.neurons[*validator as usize].stake_tokens() / total_stake;
+                let sum: f64 = row.iter().map(|(_, w)| f64::from(*w)).sum();
+                if sum == 0.0 {
+                    continue;
+                }
+                for (uid, w) in row {
+                    if let Some(slot) = incentive.get_mut(*uid as usize) {
+                        *slot += stake * f64::from(*w) / sum;
+                    }
+                }
+                dividends[*validator as usize] = stake;
+            }
+        }
+        incentive.into_iter().zip(dividends).collect()
+    }
+}
+
+impl Chain for EmbeddedChain {
+    fn describe(&self) -> String {
+        format!(
+            "embedded chain ({:.2} s blocks)",
+            self.block_time.as_secs_f64()
+        )
+    }
+
+    fn block(&self) -> BoxFuture<'_, Result<u64, ChainError>> {
+        let block = self.current_block(&self.lock());
+        async move { Ok(block) }.boxed()
+    }
+
+    fn metagraph(&self, netuid: u16) -> BoxFuture<'_, Result<Metagraph, ChainError>> {
+        let state = self.lock();
+        let block = self.current_block(&state);
+        let result = match state.subnets.get(&netuid) {
+            None => Ok(Metagraph {
+                netuid,
+                block,
+                neurons: Vec::new(),
+            }),
+            Some(subnet) => {
+                let scores = Self::scores(subnet);
+                // Half of each block's emission (1 token) goes to miners, half to validators.
+                let per_tempo = 1e9 * f64::from(subnet.params.tempo);
+                let neurons = subnet
+                    .neurons
+                    .iter()
+                    .zip(scores)
+                    .map(|(n, (incentive, dividends))| Neuron {
+                        incentive,
+                        dividends,
+                        consensus: incentive,
+                        trust: if incentive > 0.0 { 1.0 } else { 0.0 },
+                        validator_trust: if dividends > 0.0 { 1.0 } else { 0.0 },
+                        emission_rao: ((incentive + dividends) * per_tempo / 2.0) as u64,
+                        ..n.clone()
+                    })
+                    .collect();
+                Ok(Metagraph {
+                    netuid,
+                    block,
+                    neurons,
+                })
+            }
+        };
+        async move { result }.boxed()
+    }
+
+    fn hyperparams(&self, netuid: u16) -> BoxFuture<'_, Result<Hyperparams, ChainError>> {
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| Hyperparams {
+                tempo: s.params.tempo,
+                weights_rate_limit: s.params.weights_rate_limit,
+                weights_version_key: s.params.weights_version_key,
+                commit_reveal_enabled: s.params.commit_reveal,
+                immunity_period: s.params.immunity_period,
+                registration_cost_rao: (s.params.registration_cost.max(0.0) * 1e9) as u64,
+            })
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
+        async move { result }.boxed()
+    }
+
+    fn serve_axon<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
+        let result = self.apply_serve(signer.ss58(), axon);
+        async move { result }.boxed()
+    }
+
+    fn set_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
+        let result = self.apply_weights(signer.ss58(), netuid, uids, weights, version_key);
+        async move { result }.boxed()
+    }
+
+    fn registration_blocks(
+        &self,
+        netuid: u16,
+        uids: Vec<u16>,
+    ) -> BoxFuture<'_, Result<BTreeMap<u16, u64>, ChainError>> {
+        let start = self.start_block;
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| {
+                uids.iter()
+                    .map(|uid| (*uid, s.registered_at.get(uid).copied().unwrap_or(start)))
+                    .collect()
+            })
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
+        async move { result }.boxed()
+    }
+
+    fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<WeightsMode, ChainError>> {
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| match s.params.commit_reveal {
+                true => WeightsMode::HashCommit,
+                false => WeightsMode::Plain {
+                    call: "set_weights",
+                },
+            })
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
+        async move { result }.boxed()
+    }
+
+    fn commit_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<PendingCommit, ChainError>> {
+        let result = self.apply_commit(signer, netuid, uids, weights, version_key);
+        async move { result }.boxed()
+    }
+
+    fn reveal_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        commit: &'a PendingCommit,
+    ) -> BoxFuture<'a, Result<(), ChainError>> {
+        let result = self.apply_reveal(signer, commit);
+        async move { result }.boxed()
+    }
+
+    /// The embedded chain follows no drand network: its commit-reveal is the hash scheme, and
+    /// `weights_mode` never asks for this.
+    fn commit_timelocked<'a>(
+        &'a self,
+        _: &'a Keypair,
+        netuid: u16,
+        _: Vec<u16>,
+        _: Vec<u16>,
+        _: u64,
+    ) -> BoxFuture<'a, Result<commit::TimelockedCommit, ChainError>> {
+        async move {
+            Err(ChainError::Unsupported(format!(
+                "subnet {netuid}: the embedded chain has no timelocked commits"
+            )))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Keypair {
+        Keypair::from_mini_secret(&[n; 32]).unwrap()
+    }
+
+    fn chain(extra: &str) -> (EmbeddedChain, Keypair, Keypair) {
+        let (validator, miner) = (key(1), key(2));
+        let text = format!(
+            "block_time_secs = 3600\nstart_block = 1000\n[[subnet]]\nnetuid = 23\nweights_rate_limit = 100\nweights_version_key = 10\n{extra}\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\nstake = 20000\nvalidator_permit = true\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\naxon = \"127.0.0.1:8091\"\n",
+            validator.ss58(),
+            miner.ss58()
+        );
+        (EmbeddedChain::from_toml(&text).unwrap(), validator, miner)
+    }
+
+    fn refusal(r: Result<(), ChainError>) -> String {
+        r.unwrap_err()
+            .refusal()
+            .unwrap_or("not a refusal")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn weights_follow_rate_limit_version_key_and_permits() {
+        let (chain, validator, miner) = chain("");
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![65535], 10)
+                    .await
+            ),
+            "SettingWeightsTooFast"
+        );
+        chain.advance(100);
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![65535], 9)
+                    .await
+            ),
+            "IncorrectWeightVersionKey"
+        );
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1, 1], vec![1, 2], 10)
+                    .await
+            ),
+            "DuplicateUids"
+        );
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![7], vec![1], 10)
+                    .await
+            ),
+            "UidVecContainInvalidOne"
+        );
+        chain
+            .set_weights(&validator, 23, vec![1], vec![300], 10)
+            .await
+            .unwrap();
+        let history = chain.weight_history();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].weights, vec![65535], "stored max-upscaled");
+        assert_eq!(
+            refusal(
+                chain
+                    .set_weights(&validator, 23, vec![1], vec![1], 10)
+                    .await
+            ),
+            "SettingWeightsTooFast"
+        );
+        chain.advance(100);
+        assert_eq!(
+            refusal(chain.set_weights(&miner, 23, vec![0], vec![1], 10).await),
+            "NeuronNoValidatorPermit"
+        );
+        chain
+            .set_weights(&miner, 23, vec![1], vec![1], 10)
+            .await
+            .unwrap();
+        let stranger = key(9);
+        assert_eq!(
+            refusal(chain.set_weights(&stranger, 23, vec![1], vec![1], 10).await),
+            "HotKeyNotRegisteredInSubNet"
+        );
+        let graph = chain.metagraph(23).await.unwrap();
+        assert!(graph.neurons[1].incentive > 0.99, "{:?}", graph.neurons[1]);
+        assert!(graph.neurons[0].dividends > 0.0);
+        assert_eq!(graph.block, 1200);
+    }
+
+    #[tokio::test]
+    async fn the_documented_example_loads() {
+        let chain = EmbeddedChain::from_toml(EXAMPLE).unwrap();
+        let graph = chain.metagraph(23).await.unwrap();
+        assert_eq!(graph.neurons.len(), 2);
+        assert!(graph.neurons[0].validator_permit);
+        assert_eq!(graph.neurons[1].axon.port, 8091);
+        assert_eq!(chain.hyperparams(23).await.unwrap().weights_version_key, 10);
+    }
+
+    #[tokio::test]
+    async fn commit_reveal_subnets_refuse_plain_weights() {
+        let (chain, validator, _) = chain("commit_reveal = true");
+        chain.advance(1000);
+        let err = chain
+            .set_weights(&validator, 23, vec![1], vec![1], 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.refusal(), Some("CommitRevealEnabled"));
+        assert!(chain.hyperparams(23).await.unwrap().commit_reveal_enabled);
+    }
+
+    #[tokio::test]
+    async fn hash_commits_are_revealed_in_their_epoch_as_subtensor_does() {
+        // Tempo 4 on netuid 23: epochs are 5 blocks, epoch(b) = (b + 24) / 5.
+        let (plain, _, _) = chain("");
+        let (chain, validator, _) = chain("commit_reveal = true\ntempo = 4");
+        chain.advance(1000);
+        assert_eq!(
+            chain.weights_mode(23).await.unwrap(),
+            WeightsMode::HashCommit
+        );
+        let block = chain.block().await.unwrap();
+        let c = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        assert_eq!(c.commit_block, block);
+        assert_eq!(c.first_reveal_block, ((block + 24) / 5 + 1) * 5 - 24);
+        assert_eq!(c.last_reveal_block, c.first_reveal_block + 4);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &c).await),
+            "RevealTooEarly"
+        );
+        let mut lying = c.clone();
+        lying.weights = vec![1];
+        chain.advance(c.first_reveal_block - block);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &lying).await),
+            "InvalidRevealCommitHashNotMatch"
+        );
+        chain.reveal_weights(&validator, &c).await.unwrap();
+        assert_eq!(chain.weight_history().len(), 1);
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &c).await),
+            "NoWeightsCommitFound"
+        );
+        // A commit left past its window expires.
+        let late = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        chain.advance(late.last_reveal_block + 1 - chain.block().await.unwrap());
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &late).await),
+            "ExpiredWeightCommit"
+        );
+        // Off: commits are refused.
+        assert_eq!(
+            plain
+                .commit_weights(&validator, 23, vec![1], vec![1], 10)
+                .await
+                .unwrap_err()
+                .refusal(),
+            Some("CommitRevealDisabled")
+        );
+    }
+
+    #[tokio::test]
+    async fn serving_is_rate_limited_and_registration_works() {
+        let (chain, _, miner) = chain("");
+        let graph = chain.metagraph(23).await.unwrap();
+        assert_eq!(graph.neurons[1].axon.ip_string(), "127.0.0.1");
+        let serve = |port| ServeAxon {
+            netuid: 23,
+            version: 1,
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+            protocol: 4,
+        };
+        assert_eq!(
+            refusal(chain.serve_axon(&miner, serve(9000)).await),
+            "ServingRateLimitExceeded"
+        );
+        chain.advance(50);
+        chain.serve_axon(&miner, serve(9000)).await.unwrap();
+        chain.serve_axon(&miner, serve(9000)).await.unwrap();
+        assert_eq!(
+            chain.metagraph(23).await.unwrap().neurons[1].axon.port,
+            9000
+        );
+        let newcomer = key(5);
+        assert_eq!(chain.register(23, newcomer.ss58(), 1.0, false).unwrap(), 2);
+        assert!(chain.register(23, newcomer.ss58(), 1.0, false).is_err());
+        assert!(
+            EmbeddedChain::from_toml(
+                "[[subnet]]\nnetuid = 1\n[[subnet.neuron]]\nhotkey = \"nope\"\n"
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! Chain access behind one trait, with two real implementations: `subtensor` (a thin JSON-RPC
+//! client of a live subtensor node) and `embedded` (an in-process model of the pallet rules the
+//! node relies on, for the local demo subnet and tests).
+
+pub mod commit;
+pub mod embedded;
+pub mod epoch;
+pub mod standing;
+pub mod subtensor;
+pub mod timelock;
+pub mod weights;
+
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+
+use super::keypair::Keypair;
+
+/// An axon as the chain stores it (`AxonInfo`). `ip == 0` means never served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AxonInfo {
+    pub block: u64,
+    pub version: u32,
+    pub ip: u128,
+    pub port: u16,
+    pub ip_type: u8,
+    pub protocol: u8,
+}
+
+impl AxonInfo {
+    pub fn is_served(&self) -> bool {
+        self.ip != 0
+    }
+
+    /// The IP in text form (IPv4 is stored as its integer value in the u128).
+    pub fn ip_string(&self) -> String {
+        if self.ip_type == 6 {
+            std::net::Ipv6Addr::from(self.ip).to_string()
+        } else {
+            std::net::Ipv4Addr::from(self.ip as u32).to_string()
+        }
+    }
+
+    pub fn ip_addr(&self) -> IpAddr {
+        self.ip_string()
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// Chain encoding of an address: (value, ip_type).
+    pub fn encode_ip(ip: IpAddr) -> (u128, u8) {
+        match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 4),
+            IpAddr::V6(v6) => (u128::from(v6), 6),
+        }
+    }
+}
+
+/// One registered neuron of a subnet. Scores are fractions (the chain's u16 / 65535).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Neuron {
+    pub uid: u16,
+    pub hotkey: String,
+    pub coldkey: String,
+    pub active: bool,
+    pub axon: AxonInfo,
+    /// Stake on this subnet, in rao (10⁻⁹ of a token; alpha since dTAO).
+    pub stake_rao: u64,
+    pub emission_rao: u64,
+    pub rank: f64,
+    pub incentive: f64,
+    pub consensus: f64,
+    pub trust: f64,
+    pub validator_trust: f64,
+    pub dividends: f64,
+    pub last_update: u64,
+    pub validator_permit: bool,
+    /// The chain deregisters the lowest pruning score first (outside immunity).
+    pub pruning_score: f64,
+}
+
+impl Neuron {
+    pub fn stake_tokens(&self) -> f64 {
+        self.stake_rao as f64 / 1e9
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metagraph {
+    pub netuid: u16,
+    pub block: u64,
+    pub neurons: Vec<Neuron>,
+}
+
+impl Metagraph {
+    pub fn by_hotkey(&self, hotkey: &str) -> Option<&Neuron> {
+        self.neurons.iter().find(|n| n.hotkey == hotkey)
+    }
+}
+
+/// The subnet settings the node's loops depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hyperparams {
+    pub tempo: u16,
+    pub weights_rate_limit: u64,
+    pub weights_version_key: u64,
+    pub commit_reveal_enabled: bool,
+    /// Blocks a new registration is protected from deregistration.
+    pub immunity_period: u64,
+    /// What registering costs now (burned), in rao.
+    pub registration_cost_rao: u64,
+}
+
+/// What a miner publishes with `serve_axon`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeAxon {
+    pub netuid: u16,
+    pub version: u32,
+    pub ip: IpAddr,
+    pub port: u16,
+    /// The SDK sends 4.
+    pub protocol: u8,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ChainError {
+    #[error("chain unreachable at {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    /// The chain refused a transaction; `name` is the pallet error (e.g. `SettingWeightsTooFast`).
+    #[error("{}", explain(name, detail))]
+    Refused { name: String, detail: String },
+    #[error("unexpected chain data: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ChainError {
+    pub fn refused(name: &str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            name: name.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The pallet error's name, if this was a refusal.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Self::Refused { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Says in operator words what the chain's error names mean.
+fn explain(name: &str, detail: &str) -> String {
+    let plain = match name {
+        "CommitRevealEnabled" => {
+            "commit-reveal is enabled on this subnet, so plain set_weights is refused; weights must be committed (timelocked) instead"
+        }
+        "SettingWeightsTooFast" => {
+            "weights were set too recently (the subnet's weights rate limit has not passed)"
+        }
+        "IncorrectWeightVersionKey" => {
+            "the weights version key is below the subnet's required version"
+        }
+        "NeuronNoValidatorPermit" => "this hotkey has no validator permit on the subnet",
+        "NotEnoughStakeToSetWeights" => "this hotkey has too little stake to set weights",
+        "HotKeyNotRegisteredInSubNet" => "this hotkey is not registered on the subnet",
+        "ServingRateLimitExceeded" => "the axon was served too recently (serving rate limit)",
+        "UidVecContainInvalidOne" => "a weight targets a uid that does not exist",
+        "DuplicateUids" => "the weights name a uid twice",
+        "WeightVecNotEqualSize" => "uids and weights differ in length",
+        "InvalidPort" => "the axon port is invalid",
+        "InvalidIpType" => "the axon IP type is invalid",
+        "InvalidIpAddress" => "the axon IP address is invalid",
+        "RevealTooEarly" => "the commit's reveal window has not opened yet",
+        "ExpiredWeightCommit" => "the commit's reveal window has passed; commit again",
+        "NoWeightsCommitFound" => "there is no commit to reveal",
+        "InvalidRevealCommitHashNotMatch" => "the reveal does not match the committed hash",
+        "TooManyUnrevealedCommits" => "too many commits are waiting for their reveal (10 at most)",
+        "CommitRevealDisabled" => "commit-reveal is off on this subnet: set weights directly",
+        _ => "",
+    };
+    let mut text = format!("chain refused: {name}");
+    if !plain.is_empty() {
+        text.push_str(" — ");
+        text.push_str(plain);
+    }
+    if !detail.is_empty() {
+        text.push_str(" (");
+        text.push_str(detail);
+        text.push(')');
+    }
+    text
+}
+
+/// A chain the node reads and writes. Object-safe so the runtime can hold either implementation.
+pub trait Chain: Send + Sync {
+    /// What the operator sees: network name and endpoint.
+    fn describe(&self) -> String;
+    fn block(&self) -> BoxFuture<'_, Result<u64, ChainError>>;
+    fn metagraph(&self, netuid: u16) -> BoxFuture<'_, Result<Metagraph, ChainError>>;
+    fn hyperparams(&self, netuid: u16) -> BoxFuture<'_, Result<Hyperparams, ChainError>>;
+    /// Publishes the signer's axon. Skips the call when the chain already holds the same.
+    fn serve_axon<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        axon: ServeAxon,
+    ) -> BoxFuture<'a, Result<(), ChainError>>;
+    /// The block each of `uids` registered at (for immunity), where the chain knows it.
+    fn registration_blocks(
+        &self,
+        netuid: u16,
+        uids: Vec<u16>,
+    ) -> BoxFuture<'_, Result<std::collections::BTreeMap<u16, u64>, ChainError>>;
+    /// How the subnet wants weights now (plain, hash commit-reveal, timelocked).
+    fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<commit::WeightsMode, ChainError>>;
+    /// Commits weights by their salted hash; what the reveal needs and its window.
+    fn commit_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<commit::PendingCommit, ChainError>>;
+    /// Commits weights timelocked to a drand round (commit-reveal v4) with the runtime's `call`.
+    fn commit_timelocked<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<commit::TimelockedCommit, ChainError>>;
+    /// Reveals a hash commit inside its window.
+    fn reveal_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        commit: &'a commit::PendingCommit,
+    ) -> BoxFuture<'a, Result<(), ChainError>>;
+    /// Sets weights already normalised to u16 (see `weights::normalize_for_emit`).
+    fn set_weights<'a>(
+        &'a self,
+        signer: &'a Keypair,
+        netuid: u16,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
+    ) -> BoxFuture<'a, Result<(), ChainError>>;
+}
+
+/// `--subtensor.network` resolved to what to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Remote { name: String, url: String },
+    Embedded,
+}
+
+/// Network names as bittensor knows them; an explicit endpoint wins.
+pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
+    if network == "embedded" {
+        return Ok(Network::Embedded);
+    }
+    if let Some(url) = chain_endpoint.filter(|u| !u.is_empty()) {
+        return Ok(Network::Remote {
+            name: network.to_string(),
+            url: url.to_string(),
+        });
+    }
+    let url = match network {
+        "finney" => "wss://entrypoint-finney.opentensor.ai:443",
+        "test" => "wss://test.finney.opentensor.ai:443",
+        "archive" => "wss://archive.chain.opentensor.ai:443",
+        "local" => "ws://127.0.0.1:9944",
+        url if url.starts_with("ws://") || url.starts_with("wss://") => url,
+        other => {
+            return Err(format!(
+                "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
+            ));
+        }
+    };
+    Ok(Network::Remote {
+        name: network.to_string(),
+        url: url.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_resolve_like_bittensor() {
+        assert_eq!(resolve_network("embedded", None), Ok(Network::Embedded));
+        assert!(
+            matches!(resolve_network("local", None), Ok(Network::Remote { url, .. }) if url == "ws://127.0.0.1:9944")
+        );
+        assert!(
+            matches!(resolve_network("finney", Some("ws://x:1")), Ok(Network::Remote { url, .. }) if url == "ws://x:1")
+        );
+        assert!(resolve_network("mainnet", None).is_err());
+    }
+
+    #[test]
+    fn axon_ips_encode_like_the_chain() {
+        let (ip, kind) = AxonInfo::encode_ip("1.2.3.4".parse().unwrap());
+        assert_eq!((ip, kind), (0x01020304, 4));
+        let axon = AxonInfo {
+            ip,
+            ip_type: kind,
+            port: 8091,
+            ..Default::default()
+        };
+        assert_eq!(axon.ip_string(), "1.2.3.4");
+        assert!(
+            ChainError::refused("CommitRevealEnabled", "")
+                .to_string()
+                .contains("commit-reveal is enabled")
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! What the node knows about libtorch and models without linking libtorch: the device an
+//! operator asks for, what the start-up probe found, and a model's parameter counts.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// What libtorch says about this machine, probed once at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TorchReport {
+    /// False when built without the `local-infer` feature.
+    pub compiled_in: bool,
+    pub cuda_available: bool,
+    pub cuda_devices: i64,
+    pub cudnn_available: bool,
+    pub cpu_threads: i32,
+    /// The result of a small tensor computation, or why it failed.
+    pub smoke_test: Result<(), String>,
+}
+
+/// Parameters per part of a pipeline, read from the checkpoint's headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ParameterCounts {
+    pub unet: u64,
+    pub vae: u64,
+    pub text_encoders: u64,
+    /// ControlNets, in the pipeline's dtype.
+    pub controlnets: u64,
+    /// The ControlNet annotators (MiDaS, NormalBae), always f32.
+    pub annotators: u64,
+}

@@ -1,0 +1,116 @@
+//! What the node asks of the generation engine. With the `local-infer` feature the node links
+//! `nicheimage-engine` (libtorch); without it, these answer that generation is remote only.
+//! Every `local-infer` switch of the node is in this file (and the replica child's module).
+
+use nicheimage_common::torch::{DeviceChoice, ParameterCounts, TorchReport};
+use std::path::{Path, PathBuf};
+
+#[cfg(feature = "local-infer")]
+pub use local::*;
+#[cfg(not(feature = "local-infer"))]
+pub use remote_only::*;
+
+/// Whether this build generates locally (links the engine).
+pub const LOCAL: bool = cfg!(feature = "local-infer");
+
+/// A checkpoint or ControlNet file the seed's pipeline needs and where to download it.
+pub type MissingFile = (PathBuf, &'static str);
+
+#[cfg(feature = "local-infer")]
+mod local {
+    use super::*;
+    use nicheimage_engine::{annotator, seed_controlnet, tiny, weights};
+
+    /// What libtorch says about this machine.
+    pub fn probe(choice: DeviceChoice) -> TorchReport {
+        nicheimage_engine::probe(choice)
+    }
+
+    /// The parameters a replica loads: the checkpoint's, and with `controlnet_dir` the seed's
+    /// three ControlNets and both annotators.
+    pub fn parameter_counts(
+        checkpoint: &Path,
+        controlnet_dir: Option<&Path>,
+    ) -> anyhow::Result<Option<ParameterCounts>> {
+        let mut params = weights::parameter_counts(checkpoint)?;
+        if let Some(dir) = controlnet_dir {
+            let nets: Vec<PathBuf> = seed_controlnet::NETS
+                .iter()
+                .map(|(name, _)| dir.join(name))
+                .collect();
+            params.controlnets = weights::folder_parameter_count(&nets)?;
+            params.annotators = annotator::midas::PARAMETERS + annotator::normalbae::PARAMETERS;
+        }
+        Ok(Some(params))
+    }
+
+    /// The seed's ControlNet and annotator files missing from `dir`; `None` when this build
+    /// cannot run them at all.
+    pub fn missing_controlnets(dir: &Path) -> Option<Vec<MissingFile>> {
+        Some(seed_controlnet::missing(dir))
+    }
+
+    /// The devnet's tiny SD 1.5 checkpoint in `dir`, written once.
+    pub fn tiny_checkpoint(dir: &Path) -> Result<PathBuf, String> {
+        let file = dir.join("tiny-sd15.safetensors");
+        if file.exists() && dir.join("tiny-sd15").is_dir() {
+            return Ok(file);
+        }
+        tiny::write_tiny_sd15(dir, "tiny-sd15").map_err(|e| e.to_string())
+    }
+
+    /// The seed's three ControlNets for the tiny model, with both annotators at full size and
+    /// random weights (about 400 MB, written once).
+    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+        if seed_controlnet::missing(dir).is_empty() {
+            return Ok(dir.to_path_buf());
+        }
+        tiny::write_tiny_seed_controlnet(dir)
+            .map(|()| dir.to_path_buf())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(not(feature = "local-infer"))]
+mod remote_only {
+    use super::*;
+
+    /// Without `local-infer` there is no libtorch: say so instead of probing.
+    pub fn probe(_choice: DeviceChoice) -> TorchReport {
+        TorchReport {
+            compiled_in: false,
+            cuda_available: false,
+            cuda_devices: 0,
+            cudnn_available: false,
+            cpu_threads: 0,
+            smoke_test: Err(
+                "built without the local-infer feature; generation is remote only".into(),
+            ),
+        }
+    }
+
+    /// No local replicas: nothing to weigh.
+    pub fn parameter_counts(
+        _checkpoint: &Path,
+        _controlnet_dir: Option<&Path>,
+    ) -> anyhow::Result<Option<ParameterCounts>> {
+        Ok(None)
+    }
+
+    /// No local replicas to give ControlNets to.
+    pub fn missing_controlnets(_dir: &Path) -> Option<Vec<MissingFile>> {
+        None
+    }
+
+    pub fn tiny_checkpoint(_dir: &Path) -> Result<PathBuf, String> {
+        Err(
+            "the devnet generates images locally; this build has no local inference \
+             (built without the local-infer feature)"
+                .into(),
+        )
+    }
+
+    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+        Ok(dir.to_path_buf())
+    }
+}

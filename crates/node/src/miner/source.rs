@@ -1,0 +1,32 @@
+//! Where the miner's images come from: the generation endpoint, or on the devnet a wrapper
+//! around it that misbehaves on purpose (`devnet::sabotage`).
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use nicheimage_bittensor::synapse::ImageGenerating;
+
+use super::endpoint_client::EndpointClient;
+
+pub trait ImageSource: Send + Sync {
+    /// The served model's name.
+    fn model_name(&self) -> BoxFuture<'_, Result<String, String>>;
+
+    /// The synapse's image as a base64 PNG.
+    fn generate<'a>(&'a self, synapse: &'a ImageGenerating) -> BoxFuture<'a, Result<String, String>>;
+
+    /// How this source misbehaves on purpose, for the console (`None`: it is honest).
+    fn sabotage(&self) -> Option<String> {
+        None
+    }
+}
+
+impl ImageSource for EndpointClient {
+    fn model_name(&self) -> BoxFuture<'_, Result<String, String>> {
+        EndpointClient::model_name(self).boxed()
+    }
+
+    fn generate<'a>(&'a self, synapse: &'a ImageGenerating) -> BoxFuture<'a, Result<String, String>> {
+        EndpointClient::generate(self, synapse).boxed()
+    }
+}

@@ -1,0 +1,178 @@
+//! The replica process (`nicheimage-tui replica ...`): loads one model and serves jobs from
+//! stdin until stdin closes. A crash here (a CUDA OOM, a libtorch abort) ends only this process.
+
+use super::protocol::{JobLine, ReplyLine};
+use crate::config::DeviceChoice;
+use nicheimage_engine::nsfw::NsfwFilter;
+use nicheimage_engine::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2Img};
+use nicheimage_engine::scheduler::SchedulerKind;
+use nicheimage_engine::seed_controlnet::SeedControlNet;
+use nicheimage_engine::weights::WeightError;
+use nicheimage_engine::{dtype_for, select_device};
+use nicheimage_common::image::RgbImage;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error(transparent)]
+    Setup(#[from] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot talk to the pool: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn send(out: &mut impl Write, line: &ReplyLine) -> std::io::Result<()> {
+    let text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+pub fn run(
+    checkpoint: &Path,
+    config_dir: Option<&Path>,
+    scheduler: &str,
+    device: DeviceChoice,
+    nsfw_classifier: Option<&Path>,
+    controlnet_dir: Option<&Path>,
+) -> Result<(), ChildError> {
+    type Setup = (
+        StableDiffusion,
+        SchedulerKind,
+        tch::Device,
+        Option<NsfwFilter>,
+        Option<Result<SeedControlNet, String>>,
+    );
+    type Failure = (Box<dyn std::error::Error + Send + Sync>, bool);
+    // Which failures a restart cannot mend: everything about the files, not the device.
+    let permanent = |e: Box<dyn std::error::Error + Send + Sync>| -> Failure { (e, true) };
+    let setup = || -> Result<Setup, Failure> {
+        let scheduler: SchedulerKind = scheduler.parse().map_err(|e| permanent(Box::new(e)))?;
+        let device = select_device(device).map_err(|e| (e.into(), false))?;
+        let kind = dtype_for(device);
+        let sd = StableDiffusion::load(checkpoint, config_dir, device, kind).map_err(|e| {
+            let lasting = !matches!(
+                e,
+                PipelineError::Torch(_) | PipelineError::Weights(WeightError::Io { .. })
+            );
+            (
+                Box::new(e) as Box<dyn std::error::Error + Send + Sync>,
+                lasting,
+            )
+        })?;
+        let filter = nsfw_classifier
+            .map(|dir| NsfwFilter::load(dir, device))
+            .transpose()
+            .map_err(|e| permanent(e.into()))?;
+        // A bad ControlNet file costs only that pipeline: its requests get the load error.
+        let controls = controlnet_dir.map(|dir| {
+            SeedControlNet::load(dir, device, kind).map_err(|e| {
+                tracing::error!(error = %e, "controlnet_txt2img unavailable: cannot load its files");
+                e.to_string()
+            })
+        });
+        Ok((sd, scheduler, device, filter, controls))
+    };
+    let (sd, scheduler, device, filter, controls) = match setup() {
+        Ok(s) => s,
+        Err((error, permanent)) => {
+            // The pool learns why (and whether to retry soon) before the process ends.
+            let line = ReplyLine::LoadFailed {
+                error: error.to_string(),
+                permanent,
+            };
+            send(&mut std::io::stdout().lock(), &line)?;
+            return Err(ChildError::Setup(error));
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    send(
+        &mut out,
+        &ReplyLine::Ready {
+            device: format!("{device:?}"),
+        },
+    )?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let reply = match serde_json::from_str::<JobLine>(&line) {
+            Err(e) => ReplyLine::Error {
+                id: 0,
+                error: format!("unreadable job: {e}"),
+            },
+            Ok(JobLine {
+                id,
+                job,
+                deadline_ms,
+            }) => {
+                let started = Instant::now();
+                let _deadline = nicheimage_engine::deadline::until(
+                    deadline_ms.map(|ms| started + std::time::Duration::from_millis(ms)),
+                );
+                let req = Txt2Img {
+                    prompt: job.prompt,
+                    negative_prompt: job.negative_prompt,
+                    seed: job.seed,
+                    num_inference_steps: job.num_inference_steps as usize,
+                    guidance_scale: job.guidance_scale,
+                    width: i64::from(job.width),
+                    height: i64::from(job.height),
+                    scheduler,
+                };
+                let conditional = |png: &str| {
+                    RgbImage::from_base64_png(png).map_err(|e| format!("conditional image: {e}"))
+                };
+                let generated = match (job.img2img, job.controlnet) {
+                    (Some(_), Some(_)) => {
+                        Err("a job cannot be both img2img and controlnet_txt2img".into())
+                    }
+                    (Some(input), None) => conditional(&input.image).and_then(|image| {
+                        let req = Img2Img {
+                            base: req,
+                            image,
+                            strength: input.strength,
+                        };
+                        sd.img2img(&req, false).map_err(|e| e.to_string())
+                    }),
+                    (None, Some(input)) => match &controls {
+                        None => Err("this replica was started without ControlNets".into()),
+                        Some(Err(e)) => Err(format!("controlnet_txt2img unavailable: {e}")),
+                        Some(Ok(c)) => conditional(&input.image).and_then(|image| {
+                            c.generate(&sd, &req, &image, input.scales)
+                                .map_err(|e| e.to_string())
+                        }),
+                    },
+                    (None, None) => sd.txt2img(&req, false).map_err(|e| e.to_string()),
+                };
+                let filtered = generated.map(|g| match &filter {
+                    None => (g.image, false),
+                    Some(f) => {
+                        let verdict = f.apply(g.image);
+                        if verdict.blanked {
+                            tracing::info!(
+                                job = id,
+                                score = verdict.nsfw_score,
+                                "NSFW classifier flagged the image; sending a black one"
+                            );
+                        }
+                        (verdict.image, verdict.blanked)
+                    }
+                });
+                match filtered.and_then(|(image, blanked)| {
+                    let png = image.to_base64_png().map_err(|e| e.to_string())?;
+                    Ok((png, blanked))
+                }) {
+                    Ok((image, nsfw_blanked)) => ReplyLine::Image {
+                        id,
+                        image,
+                        millis: started.elapsed().as_millis() as u64,
+                        nsfw_blanked,
+                    },
+                    Err(error) => ReplyLine::Error { id, error },
+                }
+            }
+        };
+        send(&mut out, &reply)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! A replica on another machine: another endpoint (ours or the seed's) reached over HTTP,
+//! health-checked with `GET /info`, fed through `POST /generate` like a local replica.
+
+use super::{Job, JobError, JobStats, Shared};
+use crate::runtime::event::{Event, ReplicaReport, ReplicaStatus};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) struct RemoteWorker {
+    pub index: usize,
+    /// Base URL, e.g. `http://10.0.0.2:10006`.
+    pub base: String,
+    pub pool: Shared,
+}
+
+impl RemoteWorker {
+    async fn healthy(&self, client: &reqwest::Client) -> Result<(), String> {
+        let r = client
+            .get(format!("{}/info", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("GET /info answered {}", r.status()))
+        }
+    }
+
+    async fn forward(
+        &self,
+        client: &reqwest::Client,
+        job: &super::protocol::GenerateJob,
+    ) -> Result<String, JobError> {
+        let mut body = json!({
+            "prompt": job.prompt, "seed": job.seed, "pipeline_type": "txt2img",
+            "pipeline_params": {
+                "num_inference_steps": job.num_inference_steps, "width": job.width, "height": job.height,
+                "guidance_scale": job.guidance_scale, "negative_prompt": job.negative_prompt,
+            },
+        });
+        if let Some(input) = &job.img2img {
+            // Already resized to a multiple of 64, so the remote's resize leaves it as it is
+            // when both sides use the same condition resolution.
+            body["pipeline_type"] = json!("img2img");
+            body["conditional_image"] = json!(input.image);
+            body["pipeline_params"]["strength"] = json!(input.strength);
+        }
+        if let Some(input) = &job.controlnet {
+            body["pipeline_type"] = json!("controlnet_txt2img");
+            body["conditional_image"] = json!(input.image);
+            body["pipeline_params"]["controlnet_conditioning_scale"] = json!(input.scales);
+        }
+        let died = |reason: String| JobError::ReplicaDied {
+            replica: self.index,
+            reason,
+        };
+        let r = client
+            .post(format!("{}/generate", self.base))
+            .json(&body)
+            .timeout(self.pool.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| died(format!("{} unreachable: {e}", self.base)))?;
+        let status = r.status();
+        let answer: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| died(format!("unreadable answer: {e}")))?;
+        match answer["image"].as_str() {
+            Some(image) if status.is_success() => Ok(image.to_string()),
+            _ => Err(JobError::Failed(format!(
+                "{} answered {status}: {}",
+                self.base, answer["detail"]
+            ))),
+        }
+    }
+
+    pub async fn run(self) {
+        let mut report = ReplicaReport::new(self.index, Vec::new(), Some(self.base.clone()));
+        // Without a client the replica is down (reason shown) and the build is retried.
+        let client = loop {
+            match nicheimage_common::http::client() {
+                Ok(c) => break c,
+                Err(e) => {
+                    report.status = ReplicaStatus::Dead;
+                    report.last_error = Some(e.to_string());
+                    self.pool.events.try_send(Event::Replica(report.clone()));
+                    tokio::select! {
+                        _ = self.pool.cancel.cancelled() => {
+                            report.status = ReplicaStatus::Stopped;
+                            self.pool.events.try_send(Event::Replica(report));
+                            return;
+                        }
+                        _ = tokio::time::sleep(HEALTH_EVERY) => {}
+                    }
+                }
+            }
+        };
+        let mut stats = JobStats::default();
+        loop {
+            // Down until /info answers.
+            if let Err(reason) = self.healthy(&client).await {
+                report.status = ReplicaStatus::Dead;
+                report.last_error = Some(reason);
+                self.pool.events.try_send(Event::Replica(report.clone()));
+                tokio::select! {
+                    _ = self.pool.cancel.cancelled() => break,
+                    _ = tokio::time::sleep(HEALTH_EVERY) => continue,
+                }
+            }
+            report.status = ReplicaStatus::Ready;
+            self.pool.events.try_send(Event::Replica(report.clone()));
+            self.pool.ready.fetch_add(1, Ordering::SeqCst);
+            let mut next_check = tokio::time::Instant::now() + HEALTH_EVERY;
+            let lost = loop {
+                let jobs = self.pool.jobs.clone();
+                let job = tokio::select! {
+                    _ = self.pool.cancel.cancelled() => break false,
+                    _ = tokio::time::sleep_until(next_check) => {
+                        next_check = tokio::time::Instant::now() + HEALTH_EVERY;
+                        match self.healthy(&client).await {
+                            Ok(()) => continue,
+                            Err(reason) => { report.last_error = Some(reason); break true; }
+                        }
+                    }
+                    job = async { jobs.lock().await.recv().await } => job,
+                };
+                let Some(Job { request, reply, .. }) = job else {
+                    break false;
+                };
+                if reply.is_closed() {
+                    continue;
+                }
+                report.status = ReplicaStatus::Busy;
+                self.pool.events.try_send(Event::Replica(report.clone()));
+                let started = Instant::now();
+                let result = self.forward(&client, &request).await;
+                let unreachable = matches!(result, Err(JobError::ReplicaDied { .. }));
+                stats.record(&mut report, started.elapsed().as_millis() as u64, &result);
+                let _ = reply.send(result);
+                if unreachable {
+                    break true;
+                }
+                report.status = ReplicaStatus::Ready;
+                self.pool.events.try_send(Event::Replica(report.clone()));
+            };
+            self.pool.ready.fetch_sub(1, Ordering::SeqCst);
+            if !lost {
+                break;
+            }
+            report.status = ReplicaStatus::Dead;
+            report.restarts += 1;
+            self.pool.events.try_send(Event::Replica(report.clone()));
+        }
+        report.status = ReplicaStatus::Stopped;
+        self.pool.events.try_send(Event::Replica(report));
+    }
+}

@@ -1,0 +1,75 @@
+//! Asking a reward service (ours or the remote `reward_url`) to judge miners' images against
+//! the challenge: the seed's `{"miner_data", "base_data"}` → `{"rewards"}` exchange.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use nicheimage_bittensor::synapse::ImageGenerating;
+use crate::catalogue::ModelSpec;
+
+/// The fields the reward service reads from a synapse.
+fn strip(s: &ImageGenerating) -> Value {
+    json!({
+        "prompt": s.prompt, "seed": s.seed, "image": s.image,
+        "pipeline_type": s.pipeline_type, "pipeline_params": s.pipeline_params,
+        "conditional_image": s.conditional_image,
+    })
+}
+
+/// One `(reward, reason)` per answer, in order. `url_template`'s `{model}` becomes the model's
+/// name. An error means the service could not judge — not the miners' fault.
+pub async fn judge(
+    client: &reqwest::Client,
+    url_template: &str,
+    model: &ModelSpec,
+    challenge: &ImageGenerating,
+    answers: &[&ImageGenerating],
+) -> Result<Vec<(f64, String)>, String> {
+    let body = json!({
+        "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(),
+        "base_data": strip(challenge),
+    });
+    let url = url_template.replace("{model}", &model.name);
+    let timeout = Duration::from_secs_f64((model.timeout_secs * 4.0).max(30.0));
+    let response = client
+        .post(&url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("reward service {url}: {e}"))?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("reward service {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("reward service {url}: HTTP {status}: {answer}"));
+    }
+    let rewards = answer["rewards"]
+        .as_array()
+        .ok_or_else(|| format!("reward service {url}: no rewards in {answer}"))?;
+    if rewards.len() != answers.len() {
+        return Err(format!(
+            "reward service {url}: {} rewards for {} images",
+            rewards.len(),
+            answers.len()
+        ));
+    }
+    Ok(rewards
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let reason = answer["reasons"][i]
+                .as_str()
+                .unwrap_or("judged")
+                .to_string();
+            // The service is remote: its number is brought into the rules' range here.
+            (
+                super::scores::sane_reward(r.as_f64().unwrap_or(0.0)),
+                reason,
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,136 @@
+//! The commands that run the engine in this process: `generate`, `replica` (the pool's child)
+//! and `tiny-checkpoint`.
+
+use super::{CommandError, CommandResult};
+use crate::cli::{GenerateArgs, ReplicaArgs, TinyCheckpointArgs};
+use nicheimage_engine::{dtype_for, pipeline, select_device, tiny};
+use nicheimage_node::catalogue::Arch;
+use nicheimage_node::config::DeviceChoice;
+
+/// Writes a tiny random checkpoint, ControlNet or full-size annotator and prints its path.
+pub fn tiny_checkpoint(a: &TinyCheckpointArgs) -> CommandResult {
+    let written = match (a.annotator, a.controlnet, a.arch) {
+        (Some(net), _, _) => {
+            let file = a.out.join(format!("{}.safetensors", a.name));
+            tiny::write_random_annotator(net, &file, 0)
+                .map(|()| file)
+                .map_err(CommandError::failed)
+        }
+        (None, Some(seed), _) => {
+            let dir = a.out.join(&a.name);
+            tiny::write_tiny_controlnet(&dir, seed)
+                .map(|()| dir)
+                .map_err(CommandError::failed)
+        }
+        (None, None, Arch::Sd15) => {
+            tiny::write_tiny_sd15(&a.out, &a.name).map_err(CommandError::failed)
+        }
+        (None, None, Arch::Sdxl) => {
+            tiny::write_tiny_sdxl(&a.out, &a.name).map_err(CommandError::failed)
+        }
+    }?;
+    println!("{}", written.display());
+    Ok(())
+}
+
+/// One image from the local engine, written as PNG, with the load and generation times.
+pub fn generate(a: &GenerateArgs, device: DeviceChoice) -> CommandResult {
+    let line = generate_image(a, device).map_err(CommandError::failed)?;
+    println!("{line}");
+    Ok(())
+}
+
+fn generate_image(a: &GenerateArgs, device: DeviceChoice) -> Result<String, Box<dyn std::error::Error>> {
+    let scheduler = a.scheduler.parse()?;
+    let device = select_device(device)?;
+    let started = std::time::Instant::now();
+    let sd = pipeline::StableDiffusion::load(
+        &a.checkpoint,
+        a.config_dir.as_deref(),
+        device,
+        dtype_for(device),
+    )?;
+    let loaded = started.elapsed();
+    let req = pipeline::Txt2Img {
+        prompt: a.prompt.clone(),
+        negative_prompt: a.negative_prompt.clone(),
+        seed: a.seed,
+        num_inference_steps: a.steps,
+        guidance_scale: a.guidance_scale,
+        width: a.width,
+        height: a.height,
+        scheduler,
+    };
+    let image = match (&a.image, &a.controlnet_dir) {
+        (None, _) => sd.txt2img(&req, false)?.image,
+        (Some(path), controlnet_dir) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let input = nicheimage_common::image::RgbImage::from_png(&bytes)?
+                .resized_for_condition(a.condition_resolution)?;
+            match controlnet_dir {
+                None => {
+                    let req = pipeline::Img2Img {
+                        base: req,
+                        image: input,
+                        strength: a.strength,
+                    };
+                    sd.img2img(&req, false)?.image
+                }
+                Some(dir) => {
+                    use nicheimage_engine::seed_controlnet::SeedControlNet;
+                    let nets = SeedControlNet::load(dir, device, dtype_for(device))?;
+                    let maps = nets.control_images(&input)?;
+                    for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
+                        let file = a.out.with_extension(format!("{name}.png"));
+                        std::fs::write(&file, map.to_png()?)
+                            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                    }
+                    nets.generate(&sd, &req, &input, [1.0; 3])?.image
+                }
+            }
+        }
+    };
+    let image = match &a.nsfw_classifier {
+        None => image,
+        Some(dir) => {
+            let verdict =
+                nicheimage_engine::nsfw::NsfwFilter::load(dir, device)?.apply(image);
+            println!(
+                "nsfw score {:.3}{}",
+                verdict.nsfw_score,
+                if verdict.blanked { ": blacked out" } else { "" }
+            );
+            verdict.image
+        }
+    };
+    std::fs::write(&a.out, image.to_png()?)
+        .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+    Ok(format!(
+        "{} ({}x{}, {device:?}, loaded in {:.2}s, generated in {:.2}s)",
+        a.out.display(),
+        image.width,
+        image.height,
+        loaded.as_secs_f64(),
+        (started.elapsed() - loaded).as_secs_f64()
+    ))
+}
+
+/// One generation replica: JSON lines on stdio, started by the endpoint's pool.
+pub fn replica(a: &ReplicaArgs) -> CommandResult {
+    // Its log lines go to stderr, where the pool reads them into the node's log.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+    nicheimage_node::replica::child::run(
+        &a.checkpoint,
+        a.config_dir.as_deref(),
+        &a.scheduler,
+        a.device,
+        a.nsfw_classifier.as_deref(),
+        a.controlnet_dir.as_deref(),
+    )
+    .map_err(|e| CommandError::failed(format!("replica: {e}")))
+}

@@ -1,0 +1,102 @@
+//! What frames every view: the header (tabs, health, uptime), the footer (key hints from the
+//! keymap) and the problem line above it.
+
+use super::app::{Popup, Tab, UiState};
+use super::keymap::BINDINGS;
+use super::theme::Theme;
+use super::view::ViewContext;
+use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
+use nicheimage_node::runtime::{ComponentStatus, NodeState};
+use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use super::widgets::{duration};
+
+pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let t = v.theme;
+    let (health, color) = if v.state.healthy() {
+        ("healthy", t.ok)
+    } else {
+        ("degraded", t.warn)
+    };
+    // Views first: on a narrow terminal the tail (version, config) is what gets cut.
+    let mut spans = Vec::new();
+    for (i, tab) in Tab::ALL.iter().enumerate() {
+        let style = if *tab == v.ui.tab {
+            Style::new()
+                .fg(t.selection_fg)
+                .bg(t.accent)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            t.label()
+        };
+        spans.push(Span::styled(format!("{}:{}", i + 1, tab.title()), style));
+        spans.push(Span::raw(" "));
+    }
+    spans.extend([
+        Span::styled("│ ", t.label()),
+        Span::styled(health, Style::new().fg(color).add_modifier(Modifier::BOLD)),
+        Span::styled(" │ up ", t.label()),
+        Span::styled(
+            duration(v.state.uptime_secs(v.now_unix_ms)),
+            t.value(),
+        ),
+        Span::styled(" │ ", t.label()),
+        Span::styled(
+            format!("nicheimage-tui {}", v.state.version),
+            t.highlight().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(" │ config: ", t.label()),
+        Span::styled(v.config_source, t.value()),
+    ]);
+    let line = Line::from(spans);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+pub(super) fn draw_footer(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let t = v.theme;
+    let mut spans = Vec::new();
+    for b in BINDINGS.iter().filter(|b| !b.short.is_empty()) {
+        spans.push(Span::styled(
+            format!(" {} ", b.label),
+            t.badge(t.accent),
+        ));
+        spans.push(Span::styled(
+            format!(" {}  ", b.short),
+            t.label(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The newest warning or error of the last 30 s, for the line above the footer.
+pub(super) fn recent_problem<'a>(v: &ViewContext<'a>) -> Option<&'a nicheimage_node::runtime::event::LogLine> {
+    v.state
+        .logs
+        .iter()
+        .rev()
+        .take_while(|l| l.unix_ms + 30_000 >= v.now_unix_ms)
+        .find(|l| l.level <= tracing::Level::WARN)
+}
+
+/// The newest warning or error, one line above the footer.
+pub(super) fn draw_problem(frame: &mut Frame, area: Rect, p: &LogLine, t: &Theme) {
+    let color = if p.level == tracing::Level::ERROR {
+        t.error
+    } else {
+        t.warn
+    };
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                format!(" {} ", p.level.as_str()),
+                t.badge(color),
+            ),
+            Span::styled(format!(" {}", p.message), Style::new().fg(color)),
+        ])),
+        area,
+    );
+}

@@ -1,0 +1,160 @@
+//! The Miners view: each of the node's miners, its axon, announcement and callers.
+
+use super::app::{Popup, Tab, UiState};
+use super::keymap::BINDINGS;
+use super::theme::Theme;
+use super::view::ViewContext;
+use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
+use nicheimage_node::runtime::{ComponentStatus, NodeState};
+use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use super::widgets::{block};
+
+/// Every miner of the node, one panel each.
+pub(super) fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {
+    let t = v.theme;
+    if v.state.miners.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "no miner in this node (run `nicheimage-tui miner`, or the devnet)",
+                t.label(),
+            ))
+            .block(block("miners", t)),
+            area,
+        );
+        return;
+    }
+    let heights: Vec<Constraint> = v
+        .state
+        .miners
+        .values()
+        .map(|m| Constraint::Length((m.validators.len() as u16).clamp(1, 6) + 4))
+        .chain([Constraint::Min(0)])
+        .collect();
+    let areas = Layout::vertical(heights).split(area);
+    for (m, a) in v.state.miners.values().zip(areas.iter()) {
+        draw_miner(frame, *a, m, v.now_unix_ms, t);
+    }
+}
+
+/// The miner's axon and announcement, then one row per validator that called it.
+pub(super) fn draw_miner(
+    frame: &mut Frame,
+    area: Rect,
+    m: &nicheimage_node::runtime::event::MinerReport,
+    now_unix_ms: u64,
+    t: &Theme,
+) {
+    let muted = t.label();
+    let text = t.value();
+    let answered: String = m
+        .responses
+        .iter()
+        .map(|(code, n)| format!("{code}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let announce_style = if m.announce_result == Some(Announce::OnChain) {
+        t.good()
+    } else {
+        t.warning()
+    };
+    let mut summary = vec![
+        Span::styled("axon ", muted),
+        Span::styled(m.axon.clone(), text),
+        Span::styled("  published ", muted),
+        Span::styled(m.announced.clone().unwrap_or_else(|| "-".into()), text),
+        Span::styled(" ", muted),
+        Span::styled(
+            m.announce_result
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            announce_style,
+        ),
+        Span::styled("  model ", muted),
+        Span::styled(m.model_name.clone().unwrap_or_else(|| "?".into()), text),
+        Span::styled("  answers ", muted),
+        Span::styled(
+            if answered.is_empty() {
+                "none yet".into()
+            } else {
+                answered
+            },
+            text,
+        ),
+    ];
+    if let Some((ok, seen)) = &m.reachability {
+        let style = Style::new().fg(if *ok { t.ok } else { t.error });
+        summary.push(Span::styled(format!("  {seen}"), style));
+    }
+    if let Some(e) = &m.last_error {
+        summary.push(Span::styled(format!("  {e}"), t.bad()));
+    }
+    let [head, table_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)])
+        .areas(area.inner(ratatui::layout::Margin::new(1, 1)));
+    let title = match &m.sabotage {
+        Some(how) => format!("{} (misbehaves on purpose: {how})", m.name),
+        None => m.name.clone(),
+    };
+    frame.render_widget(block(&title, t), area);
+    frame.render_widget(Paragraph::new(Line::from(summary)), head);
+    let rows: Vec<Row> = m
+        .validators
+        .iter()
+        .map(|(hotkey, c)| {
+            let rejected: String = c
+                .rejected
+                .iter()
+                .map(|(why, n)| format!("{why} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Row::new(vec![
+                Cell::from(c.uid.map_or("-".into(), |u| u.to_string())),
+                Cell::from(hotkey.chars().take(12).collect::<String>()),
+                Cell::from(format!("{:.0}", c.stake)),
+                Cell::from(c.requests.to_string()),
+                Cell::from(format!("{}/{}", c.window_count, c.limit)),
+                Cell::from(c.last_request_unix_ms.map_or("-".into(), |at| {
+                    format!("{}s ago", now_unix_ms.saturating_sub(at) / 1000)
+                })),
+                Cell::from(
+                    c.last_latency_ms
+                        .map_or("-".into(), |ms| format!("{ms} ms")),
+                ),
+                Cell::from(rejected).style(t.warning()),
+            ])
+            .style(text)
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(13),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(11),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Min(10),
+        ],
+    )
+    .header(
+        Row::new([
+            "uid",
+            "validator",
+            "stake",
+            "requests",
+            "window",
+            "last",
+            "latency",
+            "refused",
+        ])
+        .style(muted.add_modifier(Modifier::BOLD)),
+    );
+    frame.render_widget(table, table_area);
+}
