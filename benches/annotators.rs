@@ -10,11 +10,11 @@
 mod common;
 use common::{median_seconds, torch_on_all_cores};
 
+use nicheimage_common::image::RgbImage;
 use nicheimage_engine::annotator::canny;
 use nicheimage_engine::annotator::midas::Midas;
 use nicheimage_engine::annotator::normalbae::NormalBae;
 use nicheimage_engine::tiny::{AnnotatorNet, write_random_annotator};
-use nicheimage_common::image::RgbImage;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

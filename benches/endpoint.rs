@@ -12,9 +12,9 @@
 mod common;
 use common::median;
 
+use nicheimage_common::image::RgbImage;
 use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_engine::tiny::write_tiny_sd15;
-use nicheimage_common::image::RgbImage;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -14,8 +14,10 @@ done
 bash scripts/setup-libtorch.sh "${NICHEIMAGE_LIBTORCH_MODE:-auto}"
 
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo clippy --all-targets --locked --no-default-features -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# Without local inference: the node and the console built without the engine (libtorch).
+cargo clippy --all-targets --locked --no-default-features \
+  -p nicheimage-tui -p nicheimage-node -p nicheimage-bittensor -p nicheimage-common -- -D warnings
 # Diffusers-saved folders for tests/folders_parity.rs (the pinned Python reference, once).
 bash scripts/parity/folders.sh
 # Chopsticks for tests/real_chain.rs, which must run here (not skip) when the spec is present.
@@ -23,6 +25,7 @@ bash scripts/chain/setup.sh
 if [ -f ../shared/chain/raonet.json ] || [ -n "${NICHEIMAGE_CHAIN_SPEC:-}" ]; then
   export NICHEIMAGE_REQUIRE_CHAIN=1
 fi
-cargo test --locked
+cargo test --workspace --locked
 # The CPU-only console (no libtorch) must keep working on its own.
-cargo test --locked --no-default-features --lib
+cargo test --locked --no-default-features --lib \
+  -p nicheimage-tui -p nicheimage-node -p nicheimage-bittensor -p nicheimage-common

@@ -1,8 +1,8 @@
 //! Command line: global flags, and one subcommand per piece the seed ran as its own process.
 //! Seed flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case aliases.
 
-use nicheimage_node::config::{Config, DeviceChoice, LogFormat};
 use clap::{Args, Parser, Subcommand};
+use nicheimage_node::config::{Config, DeviceChoice, LogFormat};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]

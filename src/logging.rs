@@ -6,11 +6,8 @@ use nicheimage_node::config::LogFormat;
 use nicheimage_node::runtime::LogSender;
 use nicheimage_node::runtime::event::LogLine;
 use nicheimage_node::runtime::state::unix_ms_now;
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use tracing::field::{Field, Visit};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -240,6 +237,8 @@ impl<W: std::io::Write> std::io::Write for CappedWriter<W> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    static DAY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     fn test_day() -> u64 {
         DAY.load(std::sync::atomic::Ordering::SeqCst)

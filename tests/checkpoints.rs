@@ -1,9 +1,9 @@
 //! Loading checkpoints: both layouts, other dtypes, and clear errors for broken files.
 #![cfg(feature = "local-infer")]
 
+use nicheimage_common::imagehash::{average_hash, distance};
 use nicheimage_engine::pipeline::{PipelineError, StableDiffusion, Txt2Img};
 use nicheimage_engine::tiny::{write_tiny_sd15, write_tiny_sd15_folder};
-use nicheimage_common::imagehash::{average_hash, distance};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -221,9 +221,9 @@ fn run_generate(
 
 #[test]
 fn the_generate_command_does_img2img_and_the_nsfw_filter() {
+    use nicheimage_common::image::RgbImage;
     use nicheimage_engine::nsfw::NsfwFilter;
     use nicheimage_engine::pipeline::Img2Img;
-    use nicheimage_common::image::RgbImage;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny(dir.path());
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -267,8 +267,8 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
 
 #[test]
 fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
-    use nicheimage_engine::seed_controlnet::SeedControlNet;
     use nicheimage_common::image::RgbImage;
+    use nicheimage_engine::seed_controlnet::SeedControlNet;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny(dir.path());
     let controls = dir.path().join("controlnet");

@@ -3,11 +3,11 @@
 //! is regenerated here, deterministically, and must hash to what the fixtures were made from.
 #![cfg(feature = "local-infer")]
 
+use nicheimage_common::image::RgbImage;
+use nicheimage_common::imagehash::{average_hash, to_hex};
 use nicheimage_engine::pipeline::{StableDiffusion, Trace, Txt2Img};
 use nicheimage_engine::tiny::write_tiny_sd15;
 use nicheimage_engine::tokenizer::{ClipTokenizer, END_OF_TEXT};
-use nicheimage_common::image::RgbImage;
-use nicheimage_common::imagehash::{average_hash, to_hex};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 //! replica processes serving the tiny checkpoint.
 #![cfg(feature = "local-infer")]
 
+use nicheimage_common::image::RgbImage;
 use nicheimage_engine::pipeline::{Img2Img, StableDiffusion, Txt2Img};
 use nicheimage_engine::tiny::write_tiny_sd15;
-use nicheimage_common::image::RgbImage;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::Path;
@@ -534,8 +534,7 @@ async fn img2img_resizes_the_conditional_image_and_matches_the_engine() {
 async fn an_sdxl_model_is_served_and_matches_the_engine() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let checkpoint =
-        nicheimage_engine::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
+    let checkpoint = nicheimage_engine::tiny::write_tiny_sdxl(dir.path(), "tiny-sdxl").unwrap();
     let model = format!("arch = \"sdxl\"\ncheckpoint = \"{}\"", checkpoint.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, "").await;
     let (status, body) = node.generate(txt2img(77, 64, 4)).await;
@@ -658,8 +657,7 @@ async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let controls = dir.path().join("controlnet");
     for (i, (name, _)) in NETS.iter().enumerate() {
-        nicheimage_engine::tiny::write_tiny_controlnet(&controls.join(name), i as i64)
-            .unwrap();
+        nicheimage_engine::tiny::write_tiny_controlnet(&controls.join(name), i as i64).unwrap();
     }
     // Present, so the node offers the pipeline, but not loadable: an HTML page and a cut-off zip.
     std::fs::write(

@@ -130,9 +130,9 @@ fn generated() -> Option<std::path::PathBuf> {
 
 mod rendered {
     use super::*;
-    use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
     use nicheimage_common::image::RgbImage;
     use nicheimage_common::imagehash::{average_hash, distance};
+    use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
     use tch::{Device, Kind};
 
     fn ids(v: &Value) -> Vec<i64> {

@@ -142,8 +142,7 @@ fn the_endpoint_refuses_hostile_requests_and_serves_honest_work_right_after() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let checkpoint =
-        nicheimage_engine::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny")
-            .unwrap();
+        nicheimage_engine::tiny::write_tiny_sd15(&dir.path().join("model"), "tiny").unwrap();
     let port = free_port();
     let mut node = start(
         dir.path(),

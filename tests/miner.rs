@@ -15,8 +15,8 @@ use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite};
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::synapse::ImageGenerating;
 use nicheimage_bittensor::wallet::Wallet;
-use nicheimage_engine::tiny::write_tiny_sd15;
 use nicheimage_common::image::RgbImage;
+use nicheimage_engine::tiny::write_tiny_sd15;
 use serde_json::{Value, json};
 
 fn key(n: u8) -> Keypair {

@@ -26,9 +26,9 @@ use nicheimage_bittensor::keypair::{self, Keypair};
 use nicheimage_bittensor::nonce::NonceTracker;
 use nicheimage_bittensor::synapse::{self, Envelope, ImageGenerating, TerminalInfo};
 use nicheimage_bittensor::{PROTOCOL_VERSION, now_ns, ss58};
+use nicheimage_common::image::{self as img, DecodeLimits, ImageError, RgbImage};
 use nicheimage_node::catalogue::{ModelSpec, catalogue};
 use nicheimage_node::endpoint::request::{self, MAX_STEPS};
-use nicheimage_common::image::{self as img, DecodeLimits, ImageError, RgbImage};
 use nicheimage_node::proxy::auth::{self, AuthError, Verifier};
 use nicheimage_node::reward::judge::{self, Reference, Verdict};
 use proptest::prelude::*;
@@ -2132,7 +2132,11 @@ fn proxy_keys_and_legacy_credentials_never_panic() {
 fn proxy_body(body: &[u8], model: &ModelSpec) -> Result<ImageGenerating, String> {
     use nicheimage_node::proxy::handler::{build_synapse, parse_body};
     let payload = parse_body(body)?.payload;
-    build_synapse(payload, model, &mut nicheimage_node::validator::Dice::new(7))
+    build_synapse(
+        payload,
+        model,
+        &mut nicheimage_node::validator::Dice::new(7),
+    )
 }
 
 #[test]

@@ -133,13 +133,14 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         EventChannel::new(),
     );
     runtime.route_proxy_toggle(toggle_tx);
-    runtime.add(Arc::new(Proxy {
-        settings: Arc::new(settings),
-        validator: validator.clone(),
-        keypair: subnet.validator_key.clone(),
-        chain: subnet.chain.clone(),
-        toggle: toggle_rx,
-    }))
+    runtime
+        .add(Arc::new(Proxy {
+            settings: Arc::new(settings),
+            validator: validator.clone(),
+            keypair: subnet.validator_key.clone(),
+            chain: subnet.chain.clone(),
+            toggle: toggle_rx,
+        }))
         .expect("a unique component name");
     let node = runtime.start();
     wait_for(&node, "listening", |p| p.listening.is_some()).await;
@@ -402,18 +403,19 @@ async fn bare_proxy(
     };
     let mut runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
     runtime.route_proxy_toggle(toggle_tx);
-    runtime.add(Arc::new(Proxy {
-        settings: Arc::new(settings),
-        validator: Arc::new(ValidatorShared::with_book(MinerBook::default())),
-        keypair: common::subnet::key(1),
-        chain: Arc::new(
-            nicheimage_bittensor::chain::embedded::EmbeddedChain::from_toml(
-                nicheimage_bittensor::chain::embedded::EXAMPLE,
-            )
-            .unwrap(),
-        ),
-        toggle: toggle_rx,
-    }))
+    runtime
+        .add(Arc::new(Proxy {
+            settings: Arc::new(settings),
+            validator: Arc::new(ValidatorShared::with_book(MinerBook::default())),
+            keypair: common::subnet::key(1),
+            chain: Arc::new(
+                nicheimage_bittensor::chain::embedded::EmbeddedChain::from_toml(
+                    nicheimage_bittensor::chain::embedded::EXAMPLE,
+                )
+                .unwrap(),
+            ),
+            toggle: toggle_rx,
+        }))
         .expect("a unique component name");
     let node = runtime.start();
     wait_for(&node, "listening", |p| p.listening.is_some()).await;

@@ -756,9 +756,14 @@ async fn the_embedded_chain_agrees_with_the_real_runtime() {
         let (real, coldkey, url) = (&real, coldkey.clone(), node.url.clone());
         let sudo = &sudo;
         async move {
-            let settled = |what: &'static str, check: fn(&nicheimage_bittensor::chain::Hyperparams) -> bool| async move {
-                until(what, || async { check(&real.hyperparams(NETUID).await.unwrap()) }).await;
-            };
+            let settled =
+                |what: &'static str,
+                 check: fn(&nicheimage_bittensor::chain::Hyperparams) -> bool| async move {
+                    until(what, || async {
+                        check(&real.hyperparams(NETUID).await.unwrap())
+                    })
+                    .await;
+                };
             match step {
                 Admin::Register(hotkey, permit) => {
                     register(real, &coldkey, &hotkey.public_bytes()).await;

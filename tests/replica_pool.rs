@@ -2,8 +2,8 @@
 //! kill one.
 #![cfg(feature = "local-infer")]
 
-use nicheimage_node::config::SupervisorConfig;
 use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_node::config::SupervisorConfig;
 use nicheimage_node::replica::protocol::GenerateJob;
 use nicheimage_node::replica::{Pool, PoolConfig, ReplicaCommand};
 use nicheimage_node::runtime::event::ReplicaStatus;

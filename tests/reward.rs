@@ -6,8 +6,8 @@
 mod common;
 
 use common::free_port;
-use nicheimage_engine::tiny::write_tiny_sd15;
 use nicheimage_common::image::RgbImage;
+use nicheimage_engine::tiny::write_tiny_sd15;
 use serde_json::{Value, json};
 use std::path::Path;
 

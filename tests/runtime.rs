@@ -98,8 +98,7 @@ async fn failing_component_restarts_with_backoff_and_keeps_its_last_error() {
         drained: AtomicBool::new(false),
     });
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(flaky.clone())
-        .expect("a unique component name");
+    rt.add(flaky.clone()).expect("a unique component name");
     let started = tokio::time::Instant::now();
     let node = rt.start();
     let s = until(&node, "flaky running after 3 failures", |s| {
@@ -129,8 +128,7 @@ async fn failing_component_restarts_with_backoff_and_keeps_its_last_error() {
 #[tokio::test]
 async fn a_panic_is_a_failure_not_a_crash() {
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(Arc::new(Panicky))
-        .expect("a unique component name");
+    rt.add(Arc::new(Panicky)).expect("a unique component name");
     let node = rt.start();
     let s = until(&node, "two panics recorded", |s| {
         s.components.get("panicky").is_some_and(|c| c.restarts >= 2)
@@ -152,8 +150,7 @@ async fn stop_start_and_restart_commands() {
         drained: AtomicBool::new(false),
     });
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(flaky.clone())
-        .expect("a unique component name");
+    rt.add(flaky.clone()).expect("a unique component name");
     let node = rt.start();
     until(&node, "running", |s| {
         s.components
@@ -208,8 +205,7 @@ async fn stop_start_and_restart_commands() {
 #[tokio::test]
 async fn a_component_that_ignores_cancellation_is_aborted_after_the_drain_timeout() {
     let mut rt = Runtime::new(fast(), EventChannel::new());
-    rt.add(Arc::new(Stubborn))
-        .expect("a unique component name");
+    rt.add(Arc::new(Stubborn)).expect("a unique component name");
     let node = rt.start();
     until(&node, "running", |s| {
         s.components

@@ -117,7 +117,9 @@ fn confirm_dialog_and_help() {
 
 #[test]
 fn replicas_are_listed_when_an_endpoint_runs() {
-    use nicheimage_node::runtime::event::{EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus};
+    use nicheimage_node::runtime::event::{
+        EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus,
+    };
     let mut state = seeded();
     state.apply(
         Event::EndpointServing(EndpointInfo {

@@ -83,7 +83,10 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     let now = subnet.chain.block().await.unwrap();
     subnet.chain.advance(kept[0].first_reveal_block - now);
     let done = restarted.set_weights().await.unwrap();
-    assert!(done.text().contains("revealed the commit of block"), "{done}");
+    assert!(
+        done.text().contains("revealed the commit of block"),
+        "{done}"
+    );
     assert_eq!(subnet.chain.weight_history().len(), 2);
     assert!(
         nicheimage_bittensor::chain::commit::load_pending(&commits_path)

@@ -7,7 +7,9 @@ use nicheimage_node::config::Config;
 /// Prints the block, the subnet's settings, the metagraph's size and our hotkey's standing.
 /// Exit 1 when the chain cannot be read: the operator asked for exactly that.
 pub fn run(config: &Config) -> CommandResult {
-    let hotkey = assemble::load_hotkey(config).ok().map(|k| k.ss58().to_string());
+    let hotkey = assemble::load_hotkey(config)
+        .ok()
+        .map(|k| k.ss58().to_string());
     let runtime = one_shot_runtime()?;
     runtime.block_on(async {
         let chain = assemble::open_chain(config, hotkey.as_deref()).map_err(CommandError::usage)?;
@@ -70,4 +72,3 @@ pub fn run(config: &Config) -> CommandResult {
         report.await.map_err(CommandError::failed)
     })
 }
-

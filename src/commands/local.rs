@@ -40,7 +40,10 @@ pub fn generate(a: &GenerateArgs, device: DeviceChoice) -> CommandResult {
     Ok(())
 }
 
-fn generate_image(a: &GenerateArgs, device: DeviceChoice) -> Result<String, Box<dyn std::error::Error>> {
+fn generate_image(
+    a: &GenerateArgs,
+    device: DeviceChoice,
+) -> Result<String, Box<dyn std::error::Error>> {
     let scheduler = a.scheduler.parse()?;
     let device = select_device(device)?;
     let started = std::time::Instant::now();
@@ -64,8 +67,8 @@ fn generate_image(a: &GenerateArgs, device: DeviceChoice) -> Result<String, Box<
     let image = match (&a.image, &a.controlnet_dir) {
         (None, _) => sd.txt2img(&req, false)?.image,
         (Some(path), controlnet_dir) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let input = nicheimage_common::image::RgbImage::from_png(&bytes)?
                 .resized_for_condition(a.condition_resolution)?;
             match controlnet_dir {
@@ -94,8 +97,7 @@ fn generate_image(a: &GenerateArgs, device: DeviceChoice) -> Result<String, Box<
     let image = match &a.nsfw_classifier {
         None => image,
         Some(dir) => {
-            let verdict =
-                nicheimage_engine::nsfw::NsfwFilter::load(dir, device)?.apply(image);
+            let verdict = nicheimage_engine::nsfw::NsfwFilter::load(dir, device)?.apply(image);
             println!(
                 "nsfw score {:.3}{}",
                 verdict.nsfw_score,

@@ -54,10 +54,7 @@ pub fn run(
     };
     // The console asks for an encrypted hotkey's password before it takes the terminal;
     // headless runs read NICHEIMAGE_WALLET_PASSWORD.
-    if !headless
-        && !devnet
-        && std::io::stdin().is_terminal()
-    {
+    if !headless && !devnet && std::io::stdin().is_terminal() {
         password::ask_hotkey_password(&config).map_err(CommandError::usage)?;
     }
     let data_dir = config
@@ -129,7 +126,7 @@ pub fn run(
                 shutdown.cancel();
             });
         }
-        let reload = headless.then(|| reload_on_hup(&cli, node.commands.clone()));
+        let reload = headless.then(|| reload_on_hup(cli, node.commands.clone()));
         if let Err(e) = shutdown::on_signals(node.shutdown.clone(), reload) {
             tracing::error!(error = %e, "cannot install signal handlers");
         }
@@ -175,8 +172,7 @@ pub fn run(
 
 /// SIGHUP in headless mode: read the config file again and apply what can change while running
 /// (today: `[miner.blacklist]`); a bad file is reported and changes nothing.
-fn reload_on_hup(cli: &Cli, commands: tokio::sync::mpsc::Sender<Command>,
-) -> Box<dyn Fn() + Send> {
+fn reload_on_hup(cli: &Cli, commands: tokio::sync::mpsc::Sender<Command>) -> Box<dyn Fn() + Send> {
     let path = cli.config.clone();
     // The same flags again (they override the file on every reload, as at start).
     let cli = Cli::parse_from(std::env::args_os());

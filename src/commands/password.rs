@@ -55,4 +55,3 @@ fn read_hidden(prompt: &str) -> Result<zeroize::Zeroizing<String>, String> {
     let trimmed = line.trim_end_matches(['\r', '\n']).to_string();
     Ok(zeroize::Zeroizing::new(trimmed))
 }
-

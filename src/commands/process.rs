@@ -39,4 +39,3 @@ fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
 fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
     Err(std::io::Error::other("not supported on this platform"))
 }
-

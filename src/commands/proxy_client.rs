@@ -56,4 +56,3 @@ pub fn run(a: &ProxyClientArgs, config: &Config) -> CommandResult {
     );
     Ok(())
 }
-

@@ -3,16 +3,16 @@
 //! salt is kept in `<data dir>/weight-commits.json` (written atomically) until `reveal` (or a
 //! `set --wait`) reveals it inside its window.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use nicheimage_bittensor::chain::commit::commits_path;
 use nicheimage_bittensor::chain::commit::{WeightsMode, Window, load_pending, save_pending};
+use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::weights::normalize_for_emit;
 use nicheimage_bittensor::chain::{Chain, ChainError};
-use nicheimage_bittensor::keypair::Keypair;
-use nicheimage_bittensor::chain::commit::commits_path;
-use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::{Network, resolve_network};
+use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_node::assemble;
 use nicheimage_node::config::{Config, default_data_dir};
 
@@ -276,12 +276,8 @@ pub fn run(action: &WeightsAction, config: &Config) -> CommandResult {
                 };
                 set(&chain, &hotkey, &request, &commits).await
             }
-            WeightsAction::Reveal(_) => {
-                reveal(&chain, &hotkey, netuid, &commits).await
-            }
-            WeightsAction::Status(_) => {
-                status(&chain, &hotkey, netuid, &commits).await
-            }
+            WeightsAction::Reveal(_) => reveal(&chain, &hotkey, netuid, &commits).await,
+            WeightsAction::Status(_) => status(&chain, &hotkey, netuid, &commits).await,
         }
     });
     println!("{}", done.map_err(CommandError::Failed)?);

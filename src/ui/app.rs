@@ -593,7 +593,9 @@ mod tests {
         assert_eq!(ui.tab, Tab::Logs);
         ui.handle(Action::Level, &s);
         assert_eq!(ui.log_level, LogLevel::Info);
-        assert!(!ui.log_level.shows(tracing::Level::DEBUG) && ui.log_level.shows(tracing::Level::WARN));
+        assert!(
+            !ui.log_level.shows(tracing::Level::DEBUG) && ui.log_level.shows(tracing::Level::WARN)
+        );
         ui.handle(Action::Follow, &s);
         assert_eq!(ui.log_paused_at, Some(0));
         ui.handle(Action::Follow, &s);

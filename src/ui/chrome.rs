@@ -1,19 +1,17 @@
 //! What frames every view: the header (tabs, health, uptime), the footer (key hints from the
 //! keymap) and the problem line above it.
 
-use super::app::{Popup, Tab, UiState};
+use super::app::Tab;
 use super::keymap::BINDINGS;
 use super::theme::Theme;
 use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use super::widgets::duration;
+use nicheimage_node::runtime::event::LogLine;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
-use super::widgets::{duration};
+use ratatui::widgets::Paragraph;
 
 pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;
@@ -40,10 +38,7 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
         Span::styled("│ ", t.label()),
         Span::styled(health, Style::new().fg(color).add_modifier(Modifier::BOLD)),
         Span::styled(" │ up ", t.label()),
-        Span::styled(
-            duration(v.state.uptime_secs(v.now_unix_ms)),
-            t.value(),
-        ),
+        Span::styled(duration(v.state.uptime_secs(v.now_unix_ms)), t.value()),
         Span::styled(" │ ", t.label()),
         Span::styled(
             format!("nicheimage-tui {}", v.state.version),
@@ -60,20 +55,16 @@ pub(super) fn draw_footer(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;
     let mut spans = Vec::new();
     for b in BINDINGS.iter().filter(|b| !b.short.is_empty()) {
-        spans.push(Span::styled(
-            format!(" {} ", b.label),
-            t.badge(t.accent),
-        ));
-        spans.push(Span::styled(
-            format!(" {}  ", b.short),
-            t.label(),
-        ));
+        spans.push(Span::styled(format!(" {} ", b.label), t.badge(t.accent)));
+        spans.push(Span::styled(format!(" {}  ", b.short), t.label()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 /// The newest warning or error of the last 30 s, for the line above the footer.
-pub(super) fn recent_problem<'a>(v: &ViewContext<'a>) -> Option<&'a nicheimage_node::runtime::event::LogLine> {
+pub(super) fn recent_problem<'a>(
+    v: &ViewContext<'a>,
+) -> Option<&'a nicheimage_node::runtime::event::LogLine> {
     v.state
         .logs
         .iter()
@@ -91,10 +82,7 @@ pub(super) fn draw_problem(frame: &mut Frame, area: Rect, p: &LogLine, t: &Theme
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(
-                format!(" {} ", p.level.as_str()),
-                t.badge(color),
-            ),
+            Span::styled(format!(" {} ", p.level.as_str()), t.badge(color)),
             Span::styled(format!(" {}", p.message), Style::new().fg(color)),
         ])),
         area,

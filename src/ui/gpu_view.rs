@@ -7,7 +7,6 @@ use nicheimage_node::runtime::NodeState;
 use nicheimage_node::telemetry::gpu::GpuSource;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
-use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph};
 

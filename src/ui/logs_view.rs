@@ -1,18 +1,14 @@
 //! The log view: the newest lines, filtered by level and search, following or paused.
 
-use super::app::{Popup, Tab, UiState};
+use super::app::Tab;
 use super::keymap::{Action, key_for};
-use super::theme::Theme;
 use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use super::widgets::block;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
-use super::widgets::{block};
+use ratatui::widgets::Paragraph;
 
 pub(super) fn draw_logs(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;

@@ -1,18 +1,14 @@
 //! The Miners view: each of the node's miners, its axon, announcement and callers.
 
-use super::app::{Popup, Tab, UiState};
-use super::keymap::BINDINGS;
 use super::theme::Theme;
 use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use super::widgets::block;
+use nicheimage_node::runtime::event::Announce;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
-use super::widgets::{block};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 /// Every miner of the node, one panel each.
 pub(super) fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {

@@ -17,11 +17,11 @@ pub mod validator_view;
 pub mod view;
 mod widgets;
 
-use nicheimage_node::runtime::state::unix_ms_now;
-use nicheimage_node::runtime::{Command, Node};
 use app::{Outcome, UiState};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use futures::StreamExt;
+use nicheimage_node::runtime::state::unix_ms_now;
+use nicheimage_node::runtime::{Command, Node};
 use std::time::{Duration, Instant};
 use theme::Theme;
 use view::ViewContext;

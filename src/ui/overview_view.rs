@@ -1,21 +1,18 @@
 //! The Overview: components, the miner, one line per role (chain, replicas, miners, validator,
 //! proxy, GPU, host) and the log tail.
 
-use super::app::{Popup, Tab, UiState};
-use super::keymap::BINDINGS;
+use super::logs_view::draw_logs;
+use super::miners_view::draw_miner;
 use super::theme::Theme;
 use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
+use super::widgets::{block, bytes, gauge, sparkline, status_style};
+use nicheimage_node::runtime::event::WeightsStatus;
 use nicheimage_node::telemetry::gpu::GpuUnavailable;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
-use super::logs_view::{draw_logs};
-use super::miners_view::{draw_miner};
-use super::widgets::{block, bytes, gauge, sparkline, status_style};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 /// Components, the miner (when there is one), status lines and the log tail.
 pub(super) fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
@@ -209,9 +206,7 @@ pub(super) fn proxy_line<'a>(
     let text = t.value();
     let mut spans = vec![Span::styled("proxy ", muted)];
     match (&p.listening, p.enabled) {
-        (Some(address), _) => {
-            spans.push(Span::styled(format!("ON {address}"), t.good()))
-        }
+        (Some(address), _) => spans.push(Span::styled(format!("ON {address}"), t.good())),
         (None, true) => spans.push(Span::styled("starting", t.warning())),
         (None, false) => spans.push(Span::styled("off (p to switch on)", muted)),
     }
@@ -250,7 +245,10 @@ pub(super) fn proxy_line<'a>(
 }
 
 /// Each GPU in a few words (details in the GPU view), or why there is none.
-pub(super) fn gpu_line<'a>(g: &'a nicheimage_node::telemetry::gpu::GpuReport, t: &Theme) -> Line<'a> {
+pub(super) fn gpu_line<'a>(
+    g: &'a nicheimage_node::telemetry::gpu::GpuReport,
+    t: &Theme,
+) -> Line<'a> {
     let muted = t.label();
     let mut spans = vec![Span::styled("gpu ", muted)];
     if let Some(why) = &g.unavailable {
@@ -307,7 +305,10 @@ pub(super) fn history_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Option<Line<'a
 
 /// Per model: the last round's answer latency p50/p95 against the model's timeout, and the time
 /// penalty a p95 answer pays.
-pub(super) fn latency_lines<'a>(r: &'a nicheimage_node::runtime::event::ValidatorReport, t: &Theme) -> Vec<Line<'a>> {
+pub(super) fn latency_lines<'a>(
+    r: &'a nicheimage_node::runtime::event::ValidatorReport,
+    t: &Theme,
+) -> Vec<Line<'a>> {
     let muted = t.label();
     r.latency_by_model()
         .into_iter()
@@ -334,7 +335,10 @@ pub(super) fn latency_lines<'a>(r: &'a nicheimage_node::runtime::event::Validato
 }
 
 /// Rounds, the best score, the last weights (details in the Validator view).
-pub(super) fn validator_line<'a>(r: &'a nicheimage_node::runtime::event::ValidatorReport, t: &Theme) -> Line<'a> {
+pub(super) fn validator_line<'a>(
+    r: &'a nicheimage_node::runtime::event::ValidatorReport,
+    t: &Theme,
+) -> Line<'a> {
     let muted = t.label();
     let text = t.value();
     let scored = r.scores.values().filter(|s| **s > 0.0).count();
@@ -378,16 +382,10 @@ pub(super) fn replicas_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
         Span::styled(format!("{up} up"), t.good()),
     ];
     if loading > 0 {
-        spans.push(Span::styled(
-            format!(" {loading} loading"),
-            t.warning(),
-        ));
+        spans.push(Span::styled(format!(" {loading} loading"), t.warning()));
     }
     if down > 0 {
-        spans.push(Span::styled(
-            format!(" {down} dead"),
-            t.bad(),
-        ));
+        spans.push(Span::styled(format!(" {down} dead"), t.bad()));
     }
     // A replica that cannot load its model says why, here too.
     let failed: Vec<&str> = v
@@ -407,10 +405,7 @@ pub(super) fn replicas_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
         Span::styled("  images ", t.label()),
         Span::styled(served.to_string(), t.value()),
         Span::styled("  worst p95 ", t.label()),
-        Span::styled(
-            p95.map_or("-".into(), |ms| format!("{ms} ms")),
-            t.value(),
-        ),
+        Span::styled(p95.map_or("-".into(), |ms| format!("{ms} ms")), t.value()),
     ]);
     Line::from(spans)
 }
@@ -429,10 +424,7 @@ pub(super) fn miners_line<'a>(v: &ViewContext<'a>, t: &Theme) -> Line<'a> {
         spans.push(Span::styled(format!("{name} "), t.value()));
         spans.push(Span::styled(format!("{ok} ok"), t.good()));
         if other > 0 {
-            spans.push(Span::styled(
-                format!(" {other} other"),
-                t.warning(),
-            ));
+            spans.push(Span::styled(format!(" {other} other"), t.warning()));
         }
         spans.push(Span::raw("  "));
     }
@@ -479,7 +471,10 @@ pub(super) fn standing_line<'a>(
 }
 
 /// Block, subnet size and our hotkey's standing; the last chain error in place of it if any.
-pub(super) fn chain_line<'a>(c: &'a nicheimage_node::runtime::event::ChainReport, t: &Theme) -> Line<'a> {
+pub(super) fn chain_line<'a>(
+    c: &'a nicheimage_node::runtime::event::ChainReport,
+    t: &Theme,
+) -> Line<'a> {
     let muted = t.label();
     let text = t.value();
     let mut spans = vec![
@@ -508,10 +503,7 @@ pub(super) fn chain_line<'a>(c: &'a nicheimage_node::runtime::event::ChainReport
             Span::styled(format!("{:.3}", c.emission), text),
         ]),
         (None, None) if c.hotkey.is_some() => {
-            spans.push(Span::styled(
-                "  hotkey not registered",
-                t.warning(),
-            ));
+            spans.push(Span::styled("  hotkey not registered", t.warning()));
         }
         (None, None) => spans.push(Span::styled("  no hotkey loaded", muted)),
     }

@@ -1,18 +1,12 @@
 //! Overlays: the help (from the keymap) and the confirmation dialog.
 
-use super::app::{Popup, Tab, UiState};
 use super::keymap::BINDINGS;
 use super::theme::Theme;
-use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
-use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use super::widgets::{block, centered};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 pub(super) fn draw_help(frame: &mut Frame, area: Rect, t: &Theme) {
     let lines: Vec<Line> = BINDINGS

@@ -142,10 +142,7 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
             super::widgets::BARS[(*n * 7 / most) as usize]
         };
         spans.push(Span::styled(label, muted));
-        spans.push(Span::styled(
-            format!("{bar}{n} "),
-            t.highlight(),
-        ));
+        spans.push(Span::styled(format!("{bar}{n} "), t.highlight()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), histogram);
 

@@ -1,18 +1,14 @@
 //! The Replicas view: the local and remote replicas with their load and failures, and downloads.
 
-use super::app::{Popup, Tab, UiState};
+use super::app::Tab;
 use super::keymap::{Action, key_for};
-use super::theme::Theme;
 use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
+use super::widgets::{block, bytes};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
-use super::widgets::{block, bytes};
+use ratatui::widgets::{Cell, Row, Table, TableState};
 
 pub(super) fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
     use nicheimage_node::runtime::event::ReplicaStatus;
@@ -127,9 +123,7 @@ pub(super) fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
         spans.push(Span::styled(format!("{filter} "), Style::new().fg(colour)));
         frame_block = frame_block.title_bottom(Line::from(spans));
     }
-    let table = table
-        .block(frame_block)
-        .row_highlight_style(t.selected());
+    let table = table.block(frame_block).row_highlight_style(t.selected());
     let downloads = v.state.downloads.len() as u16;
     let [table_area, download_area] = Layout::vertical([
         Constraint::Min(4),

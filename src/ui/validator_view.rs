@@ -9,7 +9,7 @@ use super::widgets::block;
 use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsStatus};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use std::collections::BTreeSet;

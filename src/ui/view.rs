@@ -1,21 +1,17 @@
 //! Rendering: a pure function of the node state, the console's own state and the theme.
 
 use super::app::{Popup, Tab, UiState};
-use super::theme::Theme;
-use nicheimage_node::runtime::event::{Announce, WeightsStatus};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
 use super::chrome::{draw_footer, draw_header, draw_problem, recent_problem};
-use super::logs_view::{draw_logs};
-use super::miners_view::{draw_miners};
-use super::overview_view::{draw_overview};
+use super::logs_view::draw_logs;
+use super::miners_view::draw_miners;
+use super::overview_view::draw_overview;
 use super::popups::{draw_confirm, draw_help};
-use super::replicas_view::{draw_replicas};
+use super::replicas_view::draw_replicas;
+use super::theme::Theme;
+use nicheimage_node::runtime::NodeState;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::widgets::{Paragraph, Wrap};
 
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;

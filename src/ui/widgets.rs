@@ -1,17 +1,11 @@
 //! Small pieces the views share: bordered blocks, gauges, sparklines, sizes and durations.
 
-use super::app::{Popup, Tab, UiState};
-use super::keymap::BINDINGS;
 use super::theme::Theme;
-use super::view::ViewContext;
-use nicheimage_node::runtime::event::{Announce, LogLine, WeightsStatus};
-use nicheimage_node::runtime::{ComponentStatus, NodeState};
-use nicheimage_node::telemetry::gpu::GpuUnavailable;
-use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use nicheimage_node::runtime::ComponentStatus;
+use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Borders};
 
 pub(super) fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -75,10 +69,7 @@ pub(super) fn status_style(status: ComponentStatus, t: &Theme) -> (&'static str,
     match status {
         ComponentStatus::Running => ("running", t.good()),
         ComponentStatus::Starting => ("starting", t.highlight()),
-        ComponentStatus::Backoff => (
-            "backoff",
-            t.bad().add_modifier(Modifier::BOLD),
-        ),
+        ComponentStatus::Backoff => ("backoff", t.bad().add_modifier(Modifier::BOLD)),
         ComponentStatus::Stopped => ("stopped", t.label()),
     }
 }

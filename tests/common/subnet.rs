@@ -15,8 +15,8 @@ use nicheimage_bittensor::axon::{AxonBuilder, Caller, Handler, RunningAxon};
 use nicheimage_bittensor::chain::embedded::EmbeddedChain;
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::synapse::ImageGenerating;
-use nicheimage_node::catalogue::{self, Arch, ModelOverride, ModelSpec};
 use nicheimage_engine::tiny::write_tiny_sd15;
+use nicheimage_node::catalogue::{self, Arch, ModelOverride, ModelSpec};
 use nicheimage_node::miner::endpoint_client::EndpointClient;
 use serde_json::Value;
 

@@ -285,7 +285,10 @@ impl Axon {
                     async move { result.map_err(warp::reject::custom) }
                 },
             )
-            .and(nicheimage_common::serve::body(self.max_body, self.limits.body_timeout))
+            .and(nicheimage_common::serve::body(
+                self.max_body,
+                self.limits.body_timeout,
+            ))
             .then(move |admitted: Admitted, body: Bytes| {
                 let axon = handle.clone();
                 async move { axon.handle(admitted, body).await }

@@ -150,6 +150,4 @@ mod tests {
             .unwrap();
         assert_eq!(s.last.chars().count(), MAX_MESSAGE);
     }
-
-    static DAY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 }

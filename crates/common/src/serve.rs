@@ -166,7 +166,6 @@ where
     Ok(out.freeze())
 }
 
-
 /// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
 /// requests in flight finish.
 pub async fn serve<F>(

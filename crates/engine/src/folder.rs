@@ -101,7 +101,8 @@ fn shards(index: &Path) -> Result<Vec<PathBuf>, WeightError> {
     struct Index {
         weight_map: HashMap<String, String>,
     }
-    let parsed: Index = nicheimage_common::pyjson::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let parsed: Index =
+        nicheimage_common::pyjson::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let files: BTreeSet<&String> = parsed.weight_map.values().collect();
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut out = Vec::with_capacity(files.len());

@@ -2,8 +2,8 @@
 //! diffusers, the seed's ControlNet annotators and NSFW classifier. The node links it only with
 //! its `local-infer` feature.
 
-mod blocks;
 pub mod annotator;
+mod blocks;
 pub mod clip;
 pub mod config;
 pub mod controlnet;

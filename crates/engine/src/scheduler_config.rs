@@ -107,7 +107,8 @@ impl BaseScheduler {
     pub fn from_file(path: &Path) -> Result<Self, SchedulerError> {
         let at = |e: String| SchedulerError::Config(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
-        let value: Value = nicheimage_common::pyjson::from_str(&text).map_err(|e| at(e.to_string()))?;
+        let value: Value =
+            nicheimage_common::pyjson::from_str(&text).map_err(|e| at(e.to_string()))?;
         Self::from_json(value).map_err(|e| at(e.to_string()))
     }
 

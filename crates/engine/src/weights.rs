@@ -160,7 +160,9 @@ impl SafetensorsFile {
 
 /// Parameters per pipeline part, read from safetensors headers only (a single file by its key
 /// prefixes, a diffusers folder by the files its loader picks).
-pub fn parameter_counts(path: &Path) -> Result<nicheimage_common::torch::ParameterCounts, WeightError> {
+pub fn parameter_counts(
+    path: &Path,
+) -> Result<nicheimage_common::torch::ParameterCounts, WeightError> {
     use super::folder::Library;
     let mut counts = nicheimage_common::torch::ParameterCounts::default();
     if path.is_dir() {

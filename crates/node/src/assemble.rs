@@ -1,19 +1,20 @@
 //! Builds the node from the effective config: which components run, and with what settings.
 
-use nicheimage_bittensor::chain::embedded::EmbeddedChain;
-use nicheimage_bittensor::chain::subtensor::SubtensorChain;
-use crate::chain_watch::ChainWatch;
-use nicheimage_bittensor::chain::{Chain, Network, resolve_network};
-use nicheimage_bittensor::keypair::Keypair;
-use nicheimage_bittensor::wallet::{self, Wallet};
 use crate::catalogue;
+use crate::chain_watch::ChainWatch;
 use crate::config::{Config, DeviceChoice};
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsServer;
+use crate::miner::source::WrapSource;
 use crate::miner::{EndpointClient, ImageSource, Miner, MinerSettings};
 use crate::replica::{PoolConfig, ReplicaCommand};
 use crate::runtime::{EventChannel, Runtime};
 use crate::telemetry::Telemetry;
+use nicheimage_bittensor::chain::embedded::EmbeddedChain;
+use nicheimage_bittensor::chain::subtensor::SubtensorChain;
+use nicheimage_bittensor::chain::{Chain, Network, resolve_network};
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::wallet::{self, Wallet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,17 +23,19 @@ use std::time::Duration;
 /// join this list as they are built.
 pub fn build(config: &Config, channel: EventChannel) -> Result<Runtime, String> {
     let mut runtime = Runtime::new(config.supervisor.clone(), channel);
-    runtime.add(Arc::new(Telemetry {
-        interval: Duration::from_secs(config.node.telemetry_interval_secs),
-        device: config.node.device,
-    }))
-        .map_err(|e| e.to_string())?;
-    if config.metrics.enabled {
-        runtime.add(Arc::new(MetricsServer {
-            listen: config.metrics.listen,
-            limits: config.limits,
+    runtime
+        .add(Arc::new(Telemetry {
+            interval: Duration::from_secs(config.node.telemetry_interval_secs),
+            device: config.node.device,
         }))
         .map_err(|e| e.to_string())?;
+    if config.metrics.enabled {
+        runtime
+            .add(Arc::new(MetricsServer {
+                listen: config.metrics.listen,
+                limits: config.limits,
+            }))
+            .map_err(|e| e.to_string())?;
     }
     Ok(runtime)
 }
@@ -43,8 +46,7 @@ pub fn add_endpoint(runtime: &mut Runtime, config: &Config, data_dir: &Path) -> 
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let endpoint = endpoint(config, data_dir, rx)?;
     runtime.route_replica_commands(tx);
-    runtime.add(Arc::new(endpoint))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(endpoint)).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -242,15 +244,17 @@ pub fn add_chain_watch(
     config: &Config,
     chain: Arc<dyn Chain>,
     hotkey: Option<String>,
-) {
-    runtime.add(Arc::new(ChainWatch {
-        chain,
-        netuid: config.subtensor.netuid,
-        hotkey,
-        block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
-        metagraph_every: config.subtensor.epoch_length.max(1),
-    }))
+) -> Result<(), String> {
+    runtime
+        .add(Arc::new(ChainWatch {
+            chain,
+            netuid: config.subtensor.netuid,
+            hotkey,
+            block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
+            metagraph_every: config.subtensor.epoch_length.max(1),
+        }))
         .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The address the miner announces: `axon.external_ip` (and `external_port`, else the bound
@@ -271,7 +275,7 @@ fn published_axon(config: &Config) -> Result<Option<(std::net::IpAddr, u16)>, St
 /// around its image source that misbehaves on purpose.
 pub struct MinerRole {
     pub name: String,
-    pub wrap: Option<Box<dyn FnOnce(Arc<dyn ImageSource>) -> Arc<dyn ImageSource>>>,
+    pub wrap: Option<WrapSource>,
 }
 
 impl Default for MinerRole {
@@ -330,11 +334,12 @@ pub fn add_miner(
             .filter(|t| *t > 0.0)
             .unwrap_or(nicheimage_bittensor::axon::DEFAULT_MAX_TIMEOUT_SECS),
     };
-    runtime.add(Arc::new(Miner {
-        settings,
-        chain,
-        keypair: hotkey,
-    }))
+    runtime
+        .add(Arc::new(Miner {
+            settings,
+            chain,
+            keypair: hotkey,
+        }))
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -370,17 +375,18 @@ pub fn add_reward(
             );
         }
     };
-    runtime.add(Arc::new(crate::reward::RewardService {
-        generation,
-        listen: std::net::SocketAddr::new(
-            r.host
-                .parse()
-                .map_err(|e| format!("reward.host `{}`: {e}", r.host))?,
-            r.port,
-        ),
-        allowlist,
-        rate_per_minute: r.rate_limit_per_minute.max(1),
-    }))
+    runtime
+        .add(Arc::new(crate::reward::RewardService {
+            generation,
+            listen: std::net::SocketAddr::new(
+                r.host
+                    .parse()
+                    .map_err(|e| format!("reward.host `{}`: {e}", r.host))?,
+                r.port,
+            ),
+            allowlist,
+            rate_per_minute: r.rate_limit_per_minute.max(1),
+        }))
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -419,12 +425,13 @@ pub fn add_validator(
         version_key: 10,
         set_weights: !v.disable_set_weights,
     };
-    runtime.add(Arc::new(crate::validator::Validator {
-        settings,
-        chain: chain.clone(),
-        keypair: hotkey.clone(),
-        shared: shared.clone(),
-    }))
+    runtime
+        .add(Arc::new(crate::validator::Validator {
+            settings,
+            chain: chain.clone(),
+            keypair: hotkey.clone(),
+            shared: shared.clone(),
+        }))
         .map_err(|e| e.to_string())?;
     add_proxy(runtime, config, data_dir, chain, hotkey, shared, models)
 }
@@ -476,13 +483,14 @@ fn add_proxy(
             .unwrap_or_else(|| data_dir.join("proxy_counter.json")),
         toggle_path,
     };
-    runtime.add(Arc::new(crate::proxy::Proxy {
-        settings: Arc::new(settings),
-        validator,
-        keypair: hotkey,
-        chain,
-        toggle: toggle_rx,
-    }))
+    runtime
+        .add(Arc::new(crate::proxy::Proxy {
+            settings: Arc::new(settings),
+            validator,
+            keypair: hotkey,
+            chain,
+            toggle: toggle_rx,
+        }))
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -522,7 +530,7 @@ pub fn add_chain_roles(
     };
     let address = hotkey.as_ref().map(|k| k.ss58().to_string());
     let chain = open_chain(config, address.as_deref())?;
-    add_chain_watch(runtime, config, chain.clone(), address);
+    add_chain_watch(runtime, config, chain.clone(), address)?;
     if rewards {
         add_reward(runtime, config, data_dir, Some(chain.clone()))?;
     }
@@ -534,4 +542,3 @@ pub fn add_chain_roles(
     }
     Ok(())
 }
-

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use nicheimage_bittensor::chain::{Chain, ChainError, standing};
 use crate::runtime::event::ChainReport;
 use crate::runtime::{Component, ComponentContext, Event};
+use nicheimage_bittensor::chain::{Chain, ChainError, standing};
 
 pub struct ChainWatch {
     pub chain: Arc<dyn Chain>,

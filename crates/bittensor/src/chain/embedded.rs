@@ -21,7 +21,7 @@ use crate::keypair::Keypair;
 use crate::ss58;
 
 /// The documented example seed file (also the default when none is configured).
-pub const EXAMPLE: &str = include_str!("../../../embedded-chain.example.toml");
+pub const EXAMPLE: &str = include_str!("../../../../embedded-chain.example.toml");
 
 /// The seed file: a block time and subnets with their neurons.
 #[derive(Debug, Clone, Deserialize)]

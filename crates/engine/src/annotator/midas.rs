@@ -6,7 +6,7 @@
 //! (the zip-format torch file as published, or the same tensors as safetensors).
 
 use super::{AnnotatorError, check_size, gray_to_rgb, load_network, to_u8};
-use nicheimage_common::image::pixels;
+use crate::image::pixels;
 use crate::nn::{
     Conv2d, ConvSpec, LayerNorm, Linear, attention, double_aligned, pad_same, resize_bilinear,
 };

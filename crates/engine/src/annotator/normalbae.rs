@@ -8,7 +8,7 @@
 //! safetensors.
 
 use super::{AnnotatorError, check_size, load_network, to_u8};
-use nicheimage_common::image::pixels;
+use crate::image::pixels;
 use crate::nn::{BatchNorm, Conv2d, ConvSpec, double_aligned, resize_bilinear};
 use crate::weights::Scope;
 use nicheimage_common::image::RgbImage;

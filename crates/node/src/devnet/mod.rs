@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::assemble;
+use crate::catalogue::{Arch, Defaults, ModelOverride, Pipeline};
+use crate::config::Config;
+use crate::miner::source::WrapSource;
+use crate::runtime::Runtime;
 use nicheimage_bittensor::chain::embedded::EmbeddedChain;
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::wallet::Wallet;
-use crate::catalogue::{Arch, Defaults, ModelOverride, Pipeline};
-use crate::config::Config;
-use crate::assemble;
-use crate::miner::ImageSource;
 pub use sabotage::{Sabotage, Saboteur};
-use crate::runtime::Runtime;
 
 /// The model every devnet miner serves.
 pub const MODEL: &str = "Tiny";
@@ -251,7 +251,7 @@ impl Devnet {
             c,
             chain.clone(),
             Some(self.validator.ss58().to_string()),
-        );
+        )?;
         assemble::add_reward(runtime, c, &self.dir, Some(chain.clone()))?;
         assemble::add_validator(runtime, c, &self.dir, chain.clone(), self.validator.clone())?;
         for m in &self.miners {
@@ -264,22 +264,21 @@ impl Devnet {
                 m.key.clone(),
                 assemble::MinerRole {
                     name: m.name.clone(),
-                    wrap: m.sabotage.map(|sabotage| {
-                        Box::new(move |honest| {
-                            Arc::new(Saboteur { honest, sabotage }) as Arc<dyn ImageSource>
-                        }) as Box<dyn FnOnce(_) -> _>
+                    wrap: m.sabotage.map(|sabotage| -> WrapSource {
+                        Box::new(move |honest| Arc::new(Saboteur { honest, sabotage }))
                     }),
                 },
             )?;
         }
-        runtime.add(Arc::new(owner::OwnerTraffic {
-            url: self.proxy_url(),
-            key: self.owner.clone(),
-            model: MODEL.into(),
-            every: Duration::from_secs_f64(c.devnet.organic_every_secs.max(0.5)),
-            timeout: Duration::from_secs_f64(c.devnet.timeout_secs * 4.0),
-        }))
-        .map_err(|e| e.to_string())?;
+        runtime
+            .add(Arc::new(owner::OwnerTraffic {
+                url: self.proxy_url(),
+                key: self.owner.clone(),
+                model: MODEL.into(),
+                every: Duration::from_secs_f64(c.devnet.organic_every_secs.max(0.5)),
+                timeout: Duration::from_secs_f64(c.devnet.timeout_secs * 4.0),
+            }))
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }

@@ -40,7 +40,10 @@ impl ImageSource for Saboteur {
         self.honest.model_name()
     }
 
-    fn generate<'a>(&'a self, synapse: &'a ImageGenerating) -> BoxFuture<'a, Result<String, String>> {
+    fn generate<'a>(
+        &'a self,
+        synapse: &'a ImageGenerating,
+    ) -> BoxFuture<'a, Result<String, String>> {
         async move {
             match self.sabotage {
                 Sabotage::WrongSeed => {

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use super::{Devnet, NETUID};
-use nicheimage_bittensor::chain::Chain;
 use super::sabotage::Sabotage;
+use super::{Devnet, NETUID};
 use crate::proxy::counters::DayCounters;
 use crate::runtime::NodeState;
+use nicheimage_bittensor::chain::Chain;
 
 #[derive(Debug, Serialize)]
 pub struct MinerSummary {

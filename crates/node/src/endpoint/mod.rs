@@ -133,8 +133,8 @@ impl Endpoint {
                 }
             }
         };
-        let client =
-            nicheimage_common::http::client().map_err(|e| anyhow::anyhow!("cannot download {url}: {e}"))?;
+        let client = nicheimage_common::http::client()
+            .map_err(|e| anyhow::anyhow!("cannot download {url}: {e}"))?;
         let sha = self.model.sha256.as_deref();
         if sha.is_none() {
             tracing::warn!(

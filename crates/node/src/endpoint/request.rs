@@ -1,8 +1,8 @@
 //! `POST /generate` bodies, parsed at the edge into a complete, validated job.
 
 use crate::catalogue::{Arch, ModelSpec, Pipeline};
-use nicheimage_common::image::RgbImage;
 use crate::replica::protocol::{ControlInput, GenerateJob, ImageInput};
+use nicheimage_common::image::RgbImage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 

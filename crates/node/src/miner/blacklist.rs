@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nicheimage_bittensor::chain::Neuron;
 use crate::config::BlacklistConfig;
 use crate::runtime::event::ValidatorCounters;
+use nicheimage_bittensor::chain::Neuron;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

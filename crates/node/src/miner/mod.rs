@@ -15,15 +15,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use nicheimage_bittensor::axon::{Axon, AxonBuilder, Caller, Handler};
-use nicheimage_bittensor::chain::{Chain, Metagraph, ServeAxon};
-use nicheimage_bittensor::keypair::Keypair;
-use nicheimage_bittensor::synapse::ImageGenerating;
 use crate::config::BlacklistConfig;
 use crate::runtime::event::{Announce, MinerReport};
 use crate::runtime::{Component, ComponentContext, Event};
 use blacklist::Blacklist;
 pub use endpoint_client::EndpointClient;
+use nicheimage_bittensor::axon::{Axon, AxonBuilder, Caller, Handler};
+use nicheimage_bittensor::chain::{Chain, Metagraph, ServeAxon};
+use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::synapse::ImageGenerating;
 pub use source::ImageSource;
 
 pub struct MinerSettings {
@@ -242,7 +242,7 @@ impl Component for Miner {
                 let (axon, cancel) = (axon.clone(), ctx.cancel.clone());
                 tokio::spawn(async move { axon.serve(listener, cancel.cancelled_owned()).await })
             };
-            match handler.endpoint.model_name().await {
+            match handler.source.model_name().await {
                 Ok(name) => *lock(&handler.model_name) = Some(name),
                 Err(e) => tracing::warn!("the generation endpoint does not answer yet: {e}"),
             }

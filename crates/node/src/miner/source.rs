@@ -1,6 +1,8 @@
 //! Where the miner's images come from: the generation endpoint, or on the devnet a wrapper
 //! around it that misbehaves on purpose (`devnet::sabotage`).
 
+use std::sync::Arc;
+
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -8,12 +10,18 @@ use nicheimage_bittensor::synapse::ImageGenerating;
 
 use super::endpoint_client::EndpointClient;
 
+/// Puts a source in front of the miner's own (the devnet's saboteurs wrap the endpoint).
+pub type WrapSource = Box<dyn FnOnce(Arc<dyn ImageSource>) -> Arc<dyn ImageSource>>;
+
 pub trait ImageSource: Send + Sync {
     /// The served model's name.
     fn model_name(&self) -> BoxFuture<'_, Result<String, String>>;
 
     /// The synapse's image as a base64 PNG.
-    fn generate<'a>(&'a self, synapse: &'a ImageGenerating) -> BoxFuture<'a, Result<String, String>>;
+    fn generate<'a>(
+        &'a self,
+        synapse: &'a ImageGenerating,
+    ) -> BoxFuture<'a, Result<String, String>>;
 
     /// How this source misbehaves on purpose, for the console (`None`: it is honest).
     fn sabotage(&self) -> Option<String> {
@@ -26,7 +34,10 @@ impl ImageSource for EndpointClient {
         EndpointClient::model_name(self).boxed()
     }
 
-    fn generate<'a>(&'a self, synapse: &'a ImageGenerating) -> BoxFuture<'a, Result<String, String>> {
+    fn generate<'a>(
+        &'a self,
+        synapse: &'a ImageGenerating,
+    ) -> BoxFuture<'a, Result<String, String>> {
         EndpointClient::generate(self, synapse).boxed()
     }
 }

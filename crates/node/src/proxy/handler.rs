@@ -20,11 +20,11 @@ use warp::reply::{Reply, Response};
 
 use super::Shared;
 use super::select::{self, SelectError};
-use nicheimage_bittensor::synapse::ImageGenerating;
 use crate::catalogue::ModelSpec;
 use crate::endpoint::detail;
 use crate::runtime::event::ProxyRequest;
 use crate::validator::{Dice, challenge_params, reward_client};
+use nicheimage_bittensor::synapse::ImageGenerating;
 
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 const MAX_ATTEMPTS: usize = 5;

@@ -24,14 +24,14 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 
-use nicheimage_bittensor::chain::Chain;
-use nicheimage_bittensor::dendrite::Dendrite;
-use nicheimage_bittensor::keypair::Keypair;
 use crate::catalogue::ModelSpec;
 use crate::runtime::event::ProxyReport;
 use crate::runtime::{Component, ComponentContext, Event};
 use crate::validator::ValidatorShared;
 use counters::Counters;
+use nicheimage_bittensor::chain::Chain;
+use nicheimage_bittensor::dendrite::Dendrite;
+use nicheimage_bittensor::keypair::Keypair;
 
 pub struct ProxySettings {
     pub listen: SocketAddr,
@@ -155,7 +155,9 @@ impl Shared {
             c.1 = false;
             c.0.clone()
         };
-        if let Err(e) = nicheimage_common::jsonfile::save_atomic(&self.settings.counter_path, &snapshot) {
+        if let Err(e) =
+            nicheimage_common::jsonfile::save_atomic(&self.settings.counter_path, &snapshot)
+        {
             tracing::warn!(error = %e, path = %self.settings.counter_path.display(), "cannot save the proxy counters");
             self.lock_report().last_error = Some(format!(
                 "saving {}: {e}",
@@ -217,9 +219,10 @@ fn auth_mode(settings: &ProxySettings, verifier: &auth::Verifier) -> String {
 
 impl Proxy {
     fn remember(&self, enabled: bool) {
-        if let Err(e) =
-            nicheimage_common::jsonfile::save_atomic(&self.settings.toggle_path, &Remembered { enabled })
-        {
+        if let Err(e) = nicheimage_common::jsonfile::save_atomic(
+            &self.settings.toggle_path,
+            &Remembered { enabled },
+        ) {
             tracing::warn!(error = %e, "cannot remember the proxy choice");
         }
     }
@@ -232,7 +235,8 @@ impl Proxy {
         shared: &Arc<Shared>,
         toggle: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
-        let listener = crate::listen::bind(ctx, self.settings.listen, "the validator proxy").await?;
+        let listener =
+            crate::listen::bind(ctx, self.settings.listen, "the validator proxy").await?;
         let address = listener.local_addr()?.to_string();
         shared.lock_report().listening = Some(address);
         shared.publish().await;

@@ -3,13 +3,13 @@
 
 use super::protocol::{JobLine, ReplyLine};
 use crate::config::DeviceChoice;
+use nicheimage_common::image::RgbImage;
 use nicheimage_engine::nsfw::NsfwFilter;
 use nicheimage_engine::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2Img};
 use nicheimage_engine::scheduler::SchedulerKind;
 use nicheimage_engine::seed_controlnet::SeedControlNet;
 use nicheimage_engine::weights::WeightError;
 use nicheimage_engine::{dtype_for, select_device};
-use nicheimage_common::image::RgbImage;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Instant;

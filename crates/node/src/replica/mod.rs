@@ -146,7 +146,8 @@ pub(crate) struct Shared {
 /// The local replicas, and what it takes to start another.
 struct Slots {
     /// Each live replica's command line and its placement slot (which GPUs it gets).
-    by_index: std::collections::BTreeMap<usize, (mpsc::UnboundedSender<worker::SlotCommand>, usize)>,
+    by_index:
+        std::collections::BTreeMap<usize, (mpsc::UnboundedSender<worker::SlotCommand>, usize)>,
     /// Replica indices only grow, so a retired replica's last reports never mix with a new one.
     next_index: usize,
     shared: Shared,

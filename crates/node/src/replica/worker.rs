@@ -196,7 +196,10 @@ impl Worker {
                     // Not a stopped replica to show and count: it leaves the state.
                     self.set_failing(false);
                     tracing::info!(replica = self.index, "replica retired");
-                    self.pool.events.send(Event::ReplicaRetired(self.index)).await;
+                    self.pool
+                        .events
+                        .send(Event::ReplicaRetired(self.index))
+                        .await;
                     return;
                 }
                 End::Died(reason) => {

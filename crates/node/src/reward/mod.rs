@@ -26,11 +26,11 @@ static REFUSALS: RefusalCounter =
     RefusalCounter::new("reward requests refused", REFUSAL_SUMMARY_EVERY);
 use warp::reply::{Reply, Response};
 
-use nicheimage_bittensor::chain::Chain;
 use crate::endpoint::{Endpoint, detail, request};
 use crate::replica::Pool;
 use crate::runtime::event::RewardReport;
 use crate::runtime::{Component, ComponentContext, Event};
+use nicheimage_bittensor::chain::Chain;
 
 /// Batches carry one image per miner: a few MB each.
 /// A batch carries every miner's image for one challenge; read only from admitted callers.

@@ -17,15 +17,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
+use crate::catalogue::{ModelSpec, Pipeline};
+use crate::runtime::event::WeightsStatus::{self, Failed, Pending, Set};
+use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
+use crate::runtime::{Component, ComponentContext, Event};
 use nicheimage_bittensor::chain::commit::{self, WeightsMode, Window};
 use nicheimage_bittensor::chain::{Chain, ChainError, weights};
 use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::synapse::ImageGenerating;
-use crate::catalogue::{ModelSpec, Pipeline};
-use crate::runtime::event::WeightsStatus::{self, Failed, Pending, Set};
-use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
-use crate::runtime::{Component, ComponentContext, Event};
 use scores::MinerBook;
 
 pub struct ValidatorSettings {
@@ -190,8 +190,12 @@ async fn thumbnails(
         images
             .iter()
             .map(|b64| {
-                let image = nicheimage_common::image::RgbImage::from_base64_png(b64.as_deref()?).ok()?;
-                Some(nicheimage_common::image::Thumbnail::of(&image, GALLERY_SIDE))
+                let image =
+                    nicheimage_common::image::RgbImage::from_base64_png(b64.as_deref()?).ok()?;
+                Some(nicheimage_common::image::Thumbnail::of(
+                    &image,
+                    GALLERY_SIDE,
+                ))
             })
             .collect()
     })
@@ -343,7 +347,8 @@ impl Validator {
     /// One forward pass: every uid's reward and why, and the judged images for the gallery.
     pub async fn forward(&self, dendrite: &Dendrite, dice: &mut Dice) -> Result<Pass, ChainError> {
         // A pass-level failure: logged by the caller and retried at the next pass.
-        let client = nicheimage_common::http::client().map_err(|e| ChainError::Unsupported(e.to_string()))?;
+        let client = nicheimage_common::http::client()
+            .map_err(|e| ChainError::Unsupported(e.to_string()))?;
         let axons = self.refresh_identities(dendrite).await?;
         let mut outcomes = Vec::new();
         let mut gallery = Vec::new();

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use nicheimage_bittensor::synapse::ImageGenerating;
 use crate::catalogue::ModelSpec;
+use nicheimage_bittensor::synapse::ImageGenerating;
 
 /// The fields the reward service reads from a synapse.
 fn strip(s: &ImageGenerating) -> Value {

@@ -187,7 +187,8 @@ impl MinerBook {
     /// with the reason returned for the operator. One bad uid entry (a `null` score, a wrong
     /// type) is skipped with a warning; the others load. Scores are brought into range.
     pub fn load(path: &Path) -> (Self, Option<String>) {
-        let (raw, note) = nicheimage_common::jsonfile::load_or_aside::<LenientBook>(path, "validator state");
+        let (raw, note) =
+            nicheimage_common::jsonfile::load_or_aside::<LenientBook>(path, "validator state");
         let mut book = MinerBook {
             step: raw.step,
             uids: BTreeMap::new(),
