@@ -13,7 +13,7 @@ done
 
 bash scripts/setup-libtorch.sh "${NICHEIMAGE_LIBTORCH_MODE:-auto}"
 
-cargo fmt --check
+cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Without local inference: the node and the console built without the engine (libtorch).
 cargo clippy --all-targets --locked --no-default-features \

@@ -2,7 +2,10 @@
 //! Seed flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case aliases.
 
 use clap::{Args, Parser, Subcommand};
+use nicheimage_bittensor::chain::NetworkName;
+use nicheimage_common::scheduler::SchedulerKind;
 use nicheimage_node::config::{Config, DeviceChoice, LogFormat};
+pub use nicheimage_node::replica::args::ReplicaArgs;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -68,6 +71,21 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{text}` must be positive"));
     }
     Ok(std::time::Duration::from_secs_f64(n * scale))
+}
+
+/// The seed's `--chain_endpoint`: a network name or a websocket URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainEndpoint {
+    Network(NetworkName),
+    Url(String),
+}
+
+fn parse_chain_endpoint(text: &str) -> Result<ChainEndpoint, String> {
+    if text.contains("://") {
+        Ok(ChainEndpoint::Url(text.to_string()))
+    } else {
+        text.parse().map(ChainEndpoint::Network)
+    }
 }
 
 /// One piece of the node, headless, the way the seed ran separate processes.
@@ -241,32 +259,14 @@ pub struct RewardArgs {
     #[arg(long = "min_stake", alias = "min-stake")]
     pub min_stake: Option<f64>,
     /// The seed's name for the chain network or endpoint.
-    #[arg(long = "chain_endpoint", alias = "chain-endpoint")]
-    pub chain_endpoint: Option<String>,
+    #[arg(long = "chain_endpoint", alias = "chain-endpoint", value_parser = parse_chain_endpoint)]
+    pub chain_endpoint: Option<ChainEndpoint>,
     #[arg(long = "disable_secure", alias = "disable-secure")]
     pub disable_secure: bool,
     #[arg(long = "num_replicas", alias = "num-replicas")]
     pub num_replicas: Option<u32>,
     #[arg(long = "num_gpus", alias = "num-gpus")]
     pub num_gpus: Option<f64>,
-}
-
-#[derive(Debug, Args)]
-pub struct ReplicaArgs {
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    #[arg(long = "config-dir")]
-    pub config_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub scheduler: String,
-    #[arg(long, value_enum)]
-    pub device: DeviceChoice,
-    /// The NSFW classifier folder; images it flags are blacked out.
-    #[arg(long = "nsfw-classifier")]
-    pub nsfw_classifier: Option<PathBuf>,
-    /// The seed's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
-    #[arg(long = "controlnet-dir")]
-    pub controlnet_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -296,7 +296,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 512)]
     pub height: i64,
     #[arg(long, default_value = "dpm++2m_karras")]
-    pub scheduler: String,
+    pub scheduler: SchedulerKind,
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
     /// img2img from this PNG instead of txt2img (resized as the seed does: short side to
@@ -337,7 +337,7 @@ pub struct NeuronArgs {
     #[arg(long = "wallet.path", alias = "wallet-path")]
     pub wallet_path: Option<PathBuf>,
     #[arg(long = "subtensor.network", alias = "subtensor-network")]
-    pub subtensor_network: Option<String>,
+    pub subtensor_network: Option<NetworkName>,
     #[arg(long = "subtensor.chain_endpoint", alias = "subtensor-chain-endpoint")]
     pub subtensor_chain_endpoint: Option<String>,
     #[arg(long = "axon.port", alias = "axon-port")]
@@ -449,13 +449,10 @@ impl Cli {
                 set(&mut c.reward.port, a.port);
                 set(&mut c.subtensor.netuid, a.netuid);
                 set(&mut c.reward.min_stake, a.min_stake);
-                if let Some(e) = a.chain_endpoint.clone() {
-                    // The seed passed either a network name or a URL here.
-                    if e.contains("://") {
-                        c.subtensor.chain_endpoint = Some(e);
-                    } else {
-                        c.subtensor.network = e;
-                    }
+                match a.chain_endpoint.clone() {
+                    Some(ChainEndpoint::Url(url)) => c.subtensor.chain_endpoint = Some(url),
+                    Some(ChainEndpoint::Network(name)) => c.subtensor.network = name,
+                    None => {}
                 }
                 set_flag(&mut c.reward.disable_secure, a.disable_secure);
                 set(&mut c.reward.num_replicas, a.num_replicas);
@@ -597,7 +594,7 @@ mod tests {
             "test",
             "--disable_secure",
         ]);
-        assert_eq!(c.subtensor.network, "test");
+        assert_eq!(c.subtensor.network, NetworkName::Test);
         assert!(c.reward.disable_secure);
         let c = applied(&[
             "nicheimage-tui",

@@ -40,6 +40,34 @@ fn job(seed: u64) -> GenerateJob {
     }
 }
 
+/// A pool of `replicas` real replica processes of the tiny checkpoint on the CPU.
+fn tiny_pool(checkpoint: &std::path::Path, replicas: usize, gpus_per_replica: f64) -> PoolConfig {
+    PoolConfig {
+        replicas,
+        gpus_per_replica,
+        queue_capacity: 8,
+        request_timeout: Duration::from_secs(60),
+        load_timeout: Duration::from_secs(60),
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(500),
+        command: ReplicaCommand {
+            program: env!("CARGO_BIN_EXE_nicheimage-tui").into(),
+            args: [
+                "replica",
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+                "--scheduler",
+                "euler",
+                "--device",
+                "cpu",
+            ]
+            .map(String::from)
+            .to_vec(),
+        },
+        remote: Vec::new(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scale_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,30 +76,7 @@ async fn scale_and_restart() {
     let events = runtime.events();
     let node = runtime.start();
     let pool = Pool::start(
-        PoolConfig {
-            replicas: 1,
-            gpus_per_replica: 0.0,
-            queue_capacity: 8,
-            request_timeout: Duration::from_secs(60),
-            load_timeout: Duration::from_secs(60),
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(500),
-            command: ReplicaCommand {
-                program: env!("CARGO_BIN_EXE_nicheimage-tui").into(),
-                args: [
-                    "replica",
-                    "--checkpoint",
-                    checkpoint.to_str().unwrap(),
-                    "--scheduler",
-                    "euler",
-                    "--device",
-                    "cpu",
-                ]
-                .map(String::from)
-                .to_vec(),
-            },
-            remote: Vec::new(),
-        },
+        tiny_pool(&checkpoint, 1, 0.0),
         events,
         node.shutdown.child_token(),
     );
@@ -133,10 +138,8 @@ async fn scale_and_restart() {
     assert!(pool.generate(job(4)).await.is_ok());
 
     pool.scale(1);
-    until(&node, "replica 1 retired", |s| {
-        status(s, 1) == Some(ReplicaStatus::Stopped)
-    })
-    .await;
+    // Retired, it leaves the state (it is no replica of the pool any more).
+    until(&node, "replica 1 retired", |s| status(s, 1).is_none()).await;
     assert_eq!(pool.replicas(), 1);
     assert!(pool.generate(job(3)).await.is_ok());
 
@@ -152,6 +155,39 @@ async fn scale_and_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_then_up_places_the_new_replica_on_the_freed_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
+    let runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
+    let events = runtime.events();
+    let node = runtime.start();
+    // One GPU each (this machine needs none: the replicas run on the CPU).
+    let pool = Pool::start(
+        tiny_pool(&checkpoint, 2, 1.0),
+        events,
+        node.shutdown.child_token(),
+    );
+    let gpus = |s: &NodeState| -> Vec<(usize, Vec<usize>)> {
+        s.replicas
+            .values()
+            .map(|r| (r.index, r.gpus.clone()))
+            .collect()
+    };
+    until(&node, "two replicas reported", |s| s.replicas.len() == 2).await;
+    assert_eq!(gpus(&node.snapshot()), vec![(0, vec![0]), (1, vec![1])]);
+    pool.scale(1);
+    until(&node, "replica 1 retired", |s| status(s, 1).is_none()).await;
+    pool.scale(2);
+    until(&node, "replica 2 reported", |s| status(s, 2).is_some()).await;
+    // A new index (reports of the retired one never mix with it), on the GPU it left.
+    assert_eq!(gpus(&node.snapshot()), vec![(0, vec![0]), (2, vec![1])]);
+    node.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), node.wait())
+        .await
+        .unwrap();
 }
 
 /// The state letter in `/proc/<pid>/stat`, None once the process is gone. A zombie ('Z') is

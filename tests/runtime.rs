@@ -4,7 +4,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use nicheimage_node::config::SupervisorConfig;
 use nicheimage_node::runtime::{
-    Command, Component, ComponentContext, ComponentStatus, EventChannel, Node, NodeState, Runtime,
+    Command, Component, ComponentChange, ComponentContext, ComponentStatus, Event, EventChannel,
+    LogLine, Node, NodeState, Runtime,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -219,4 +220,65 @@ async fn a_component_that_ignores_cancellation_is_aborted_after_the_drain_timeou
         .await
         .expect("aborted after the 1 s drain timeout");
     assert!(t.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn a_second_component_with_a_taken_name_is_refused() {
+    let mut rt = Runtime::new(fast(), EventChannel::new());
+    rt.add(Arc::new(Stubborn)).expect("a unique component name");
+    let refused = rt.add(Arc::new(Stubborn)).map(|_| ()).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "a component named `stubborn` is already part of the node"
+    );
+}
+
+#[tokio::test]
+async fn a_log_flood_neither_blocks_nor_delays_components() {
+    let channel = EventChannel::new();
+    let logs = channel.logs.clone();
+    let rt = Runtime::new(fast(), channel);
+    let events = rt.events();
+    let node = rt.start();
+    // Far more lines than the log channel holds: the logging layer drops, it never waits.
+    let started = tokio::time::Instant::now();
+    let kept = (0..100_000u64)
+        .filter(|i| {
+            logs.try_send(LogLine {
+                unix_ms: *i,
+                level: tracing::Level::DEBUG,
+                target: "flood".into(),
+                message: "x".into(),
+            })
+        })
+        .count();
+    assert!(
+        kept < 100_000,
+        "some lines are dropped, not queued without bound"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A component's event still goes through at once: its channel is not the log's.
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        events.send(Event::ReplicaRetired(7)),
+    )
+    .await
+    .expect("a component's send is not stuck behind the log lines");
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        events.send(Event::Component {
+            name: "probe".into(),
+            change: ComponentChange::Running,
+        }),
+    )
+    .await
+    .unwrap();
+    until(&node, "the component's event applied", |s| {
+        s.components.contains_key("probe")
+    })
+    .await;
+    node.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), node.wait())
+        .await
+        .unwrap();
 }

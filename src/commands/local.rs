@@ -44,7 +44,7 @@ fn generate_image(
     a: &GenerateArgs,
     device: DeviceChoice,
 ) -> Result<String, Box<dyn std::error::Error>> {
-    let scheduler = a.scheduler.parse()?;
+    let scheduler = a.scheduler;
     let device = select_device(device)?;
     let started = std::time::Instant::now();
     let sd = pipeline::StableDiffusion::load(
@@ -126,13 +126,6 @@ pub fn replica(a: &ReplicaArgs) -> CommandResult {
         .with_ansi(false)
         .without_time()
         .try_init();
-    nicheimage_node::replica::child::run(
-        &a.checkpoint,
-        a.config_dir.as_deref(),
-        &a.scheduler,
-        a.device,
-        a.nsfw_classifier.as_deref(),
-        a.controlnet_dir.as_deref(),
-    )
-    .map_err(|e| CommandError::failed(format!("replica: {e}")))
+    nicheimage_node::replica::child::run(a)
+        .map_err(|e| CommandError::failed(format!("replica: {e}")))
 }

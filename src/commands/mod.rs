@@ -17,11 +17,12 @@ use nicheimage_node::config::{self, Config, ConfigSource};
 /// Why a command failed, and so the process's exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// Bad configuration or flags: nothing was started (exit 2, as clap's own usage errors).
+    /// Bad configuration or flags, or a node the configuration cannot set up (a missing
+    /// hotkey): nothing was started (exit 2, as clap's own usage errors).
     #[error("{0}")]
     Usage(String),
-    /// The command ran and failed: the chain could not be read, a file not written, a component
-    /// not set up (exit 1).
+    /// The command ran and failed: the chain could not be read, a file not written, the
+    /// async runtime not started (exit 1).
     #[error("{0}")]
     Failed(String),
 }

@@ -13,10 +13,12 @@ use nicheimage_node::{assemble, devnet};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-/// A component that could not be set up: logged (the console's log file keeps it) and returned.
+/// A component the configuration cannot set up (a missing hotkey, a model without a checkpoint,
+/// a taken devnet folder): logged (the console's log file keeps it) and returned as a usage
+/// error, since nothing ran.
 fn setup_failed(what: &str, e: impl std::fmt::Display) -> CommandError {
     tracing::error!(error = %e, "cannot set up {what}");
-    CommandError::Failed(format!("cannot set up {what}: {e}"))
+    CommandError::Usage(format!("cannot set up {what}: {e}"))
 }
 
 /// Runs the node until it is stopped (a signal, `q` in the console, `--duration`).

@@ -17,7 +17,7 @@ pub fn run(action: &WalletAction, config: &Config) -> CommandResult {
             let password = wallet::password_from_env();
             let loaded = wallet
                 .load_hotkey(password.as_ref().map(|p| p.as_str()))
-                .map_err(CommandError::failed)?;
+                .map_err(CommandError::usage)?;
             println!(
                 "hotkey  {}  {}",
                 loaded.keypair.ss58(),

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use nicheimage_bittensor::chain::Network;
 use nicheimage_bittensor::chain::commit::commits_path;
 use nicheimage_bittensor::chain::commit::{WeightsMode, Window, load_pending, save_pending};
 use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::weights::normalize_for_emit;
 use nicheimage_bittensor::chain::{Chain, ChainError};
-use nicheimage_bittensor::chain::{Network, resolve_network};
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_node::assemble;
 use nicheimage_node::config::{Config, default_data_dir};
@@ -244,16 +244,15 @@ fn text(e: ChainError) -> String {
 /// `weights set | reveal | status` against the configured subtensor node.
 pub fn run(action: &WeightsAction, config: &Config) -> CommandResult {
     let s = &config.subtensor;
-    let chain = match resolve_network(&s.network, s.chain_endpoint.as_deref()) {
-        Ok(Network::Remote { name, url }) => {
+    let chain = match s.network.resolve(s.chain_endpoint.as_deref()) {
+        Network::Remote { name, url } => {
             SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs)
         }
-        Ok(Network::Embedded) => {
+        Network::Embedded => {
             return Err(CommandError::usage(
                 "weights commands talk to a subtensor node; the embedded chain lives inside a running node",
             ));
         }
-        Err(e) => return Err(CommandError::usage(e)),
     };
     let hotkey = assemble::load_hotkey(config).map_err(CommandError::usage)?;
     let data_dir = config

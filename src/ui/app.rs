@@ -552,6 +552,20 @@ mod tests {
     }
 
     #[test]
+    fn scale_keys_count_the_replicas_the_pool_runs_now() {
+        let mut s = with_replicas(&[0, 1, 2, 1000]);
+        s.apply(Event::ReplicaRetired(2), 0);
+        let mut ui = UiState::default();
+        ui.handle(Action::GoTo(1), &s);
+        ui.handle(Action::ScaleUp, &s);
+        assert_eq!(
+            ui.handle(Action::Yes, &s),
+            Outcome::Send(Command::ScaleReplicas(3)),
+            "two local replicas after the retirement, the remote one not counted"
+        );
+    }
+
+    #[test]
     fn quitting_with_work_in_flight_asks_first() {
         let mut s = with_replicas(&[0]);
         let mut ui = UiState::default();

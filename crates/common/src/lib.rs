@@ -10,5 +10,6 @@ pub mod pyjson;
 pub mod ratelimit;
 pub mod refusal;
 pub mod resample;
+pub mod scheduler;
 pub mod serve;
 pub mod torch;

@@ -166,20 +166,30 @@ where
     Ok(out.freeze())
 }
 
-/// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
-/// requests in flight finish.
-pub async fn serve<F>(
-    listener: TcpListener,
-    routes: F,
-    limits: Limits,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) where
+/// A listener's whole route table: every request answered (refusals included), shareable
+/// across connections.
+pub trait Routes:
+    Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+}
+
+impl<F> Routes for F where
     F: Filter<Extract = (Response,), Error = std::convert::Infallible>
         + Clone
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    routes: impl Routes,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     // At most u32::MAX, so shutdown can wait for every slot with one `acquire_many`.
     let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));

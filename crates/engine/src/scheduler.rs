@@ -6,67 +6,19 @@
 //! numpy parts of `set_timesteps` are reproduced in f64 with numpy's rounding and interpolation.
 
 use serde::Deserialize;
-use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
 pub use super::scheduler_config::{BetaSchedule, FinalSigmas, SamplerConfig};
+pub use nicheimage_common::scheduler::{SchedulerKind, SchedulerNameError};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SchedulerError {
-    #[error(
-        "scheduler `{0}` is not supported by this engine yet (supported: dpm++2m_karras, dpm++2m, euler, euler_a)"
-    )]
-    Unsupported(String),
-    #[error(
-        "unknown scheduler `{0}` (known: dpm++2m_karras, dpm++2m, euler, euler_a, dpm++sde_karras, dpm++sde, lcm)"
-    )]
-    Unknown(String),
+    #[error(transparent)]
+    Name(#[from] SchedulerNameError),
     #[error("num_inference_steps must be at least 1")]
     NoSteps,
     #[error("unsupported scheduler config: {0}")]
     Config(String),
-}
-
-/// The seed's scheduler names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchedulerKind {
-    DpmPp2mKarras,
-    DpmPp2m,
-    Euler,
-    EulerAncestral,
-}
-
-impl FromStr for SchedulerKind {
-    type Err = SchedulerError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "dpm++2m_karras" => Ok(Self::DpmPp2mKarras),
-            "dpm++2m" => Ok(Self::DpmPp2m),
-            "euler" => Ok(Self::Euler),
-            "euler_a" => Ok(Self::EulerAncestral),
-            "dpm++sde_karras" | "dpm++sde" | "lcm" => Err(SchedulerError::Unsupported(s.into())),
-            _ => Err(SchedulerError::Unknown(s.into())),
-        }
-    }
-}
-
-impl SchedulerKind {
-    pub const ALL: [Self; 4] = [
-        Self::DpmPp2mKarras,
-        Self::DpmPp2m,
-        Self::Euler,
-        Self::EulerAncestral,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::DpmPp2mKarras => "dpm++2m_karras",
-            Self::DpmPp2m => "dpm++2m",
-            Self::Euler => "euler",
-            Self::EulerAncestral => "euler_a",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -498,20 +450,6 @@ mod tests {
             );
         }
         assert_eq!(p.init_noise_sigma, 1.0);
-    }
-
-    #[test]
-    fn names_and_unsupported() {
-        assert_eq!(
-            "euler_a".parse::<SchedulerKind>(),
-            Ok(SchedulerKind::EulerAncestral)
-        );
-        let err = "lcm".parse::<SchedulerKind>().unwrap_err().to_string();
-        assert!(err.contains("not supported"), "{err}");
-        assert!(matches!(
-            "ddim".parse::<SchedulerKind>(),
-            Err(SchedulerError::Unknown(_))
-        ));
     }
 
     #[test]

@@ -7,46 +7,72 @@ use crate::endpoint::Endpoint;
 use crate::metrics::MetricsServer;
 use crate::miner::source::WrapSource;
 use crate::miner::{EndpointClient, ImageSource, Miner, MinerSettings};
+use crate::replica::args::ReplicaArgs;
 use crate::replica::{PoolConfig, ReplicaCommand};
-use crate::runtime::{EventChannel, Runtime};
+use crate::runtime::{DuplicateComponent, EventChannel, Runtime};
 use crate::telemetry::Telemetry;
-use nicheimage_bittensor::chain::embedded::EmbeddedChain;
+use nicheimage_bittensor::chain::embedded::{ChainFileError, EmbeddedChain};
 use nicheimage_bittensor::chain::subtensor::SubtensorChain;
-use nicheimage_bittensor::chain::{Chain, Network, resolve_network};
+use nicheimage_bittensor::chain::{Chain, Network, NetworkName};
 use nicheimage_bittensor::keypair::Keypair;
-use nicheimage_bittensor::wallet::{self, Wallet};
+use nicheimage_bittensor::wallet::{self, Wallet, WalletError};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why the configured node cannot be put together (nothing has started yet).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Duplicate(#[from] DuplicateComponent),
+    #[error(transparent)]
+    Catalogue(#[from] catalogue::CatalogueError),
+    #[error("cannot find this program's path: {0}")]
+    ProgramPath(std::io::Error),
+    #[error(transparent)]
+    Hotkey(#[from] WalletError),
+    #[error("the neuron needs its hotkey: {0}")]
+    NeuronHotkey(WalletError),
+    #[error(transparent)]
+    ChainFile(#[from] ChainFileError),
+    #[error("the built-in embedded chain: {0}")]
+    EmbeddedChain(String),
+    #[error(transparent)]
+    Http(#[from] nicheimage_common::http::HttpError),
+    #[error("the reward service needs the chain for its allow-list (or --disable_secure)")]
+    RewardNeedsChain,
+    #[error("proxy.owner_public_key: {0}")]
+    OwnerKey(String),
+}
+
 /// The components available in this build. Roles (endpoint, miner, validator, proxy, reward)
 /// join this list as they are built.
-pub fn build(config: &Config, channel: EventChannel) -> Result<Runtime, String> {
+pub fn build(config: &Config, channel: EventChannel) -> Result<Runtime, SetupError> {
     let mut runtime = Runtime::new(config.supervisor.clone(), channel);
-    runtime
-        .add(Arc::new(Telemetry {
-            interval: Duration::from_secs(config.node.telemetry_interval_secs),
-            device: config.node.device,
-        }))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(Telemetry {
+        interval: Duration::from_secs(config.node.telemetry_interval_secs),
+        device: config.node.device,
+    }))?;
     if config.metrics.enabled {
-        runtime
-            .add(Arc::new(MetricsServer {
-                listen: config.metrics.listen,
-                limits: config.limits,
-            }))
-            .map_err(|e| e.to_string())?;
+        runtime.add(Arc::new(MetricsServer {
+            listen: config.metrics.listen,
+            limits: config.limits,
+        }))?;
     }
     Ok(runtime)
 }
 
 /// Adds the generation endpoint for `config.endpoint.model_name` to `runtime`, with replica
 /// commands routed to it; its replicas run as `<this program> replica ...`.
-pub fn add_endpoint(runtime: &mut Runtime, config: &Config, data_dir: &Path) -> Result<(), String> {
+pub fn add_endpoint(
+    runtime: &mut Runtime,
+    config: &Config,
+    data_dir: &Path,
+) -> Result<(), SetupError> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let endpoint = endpoint(config, data_dir, rx)?;
     runtime.route_replica_commands(tx);
-    runtime.add(Arc::new(endpoint)).map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(endpoint))?;
     Ok(())
 }
 
@@ -54,28 +80,19 @@ fn endpoint(
     config: &Config,
     data_dir: &Path,
     commands: tokio::sync::mpsc::Receiver<crate::runtime::Command>,
-) -> Result<Endpoint, String> {
-    let models = catalogue::catalogue(&config.models).map_err(|e| e.to_string())?;
-    let mut model = catalogue::lookup(&models, &config.endpoint.model_name)
-        .map_err(|e| e.to_string())?
-        .clone();
+) -> Result<Endpoint, SetupError> {
+    let models = catalogue::catalogue(&config.models)?;
+    let mut model = catalogue::lookup(&models, &config.endpoint.model_name)?.clone();
     let checkpoint = under_checkpoints(data_dir, &model.checkpoint);
-    let program =
-        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-    let device = match config.node.device {
-        DeviceChoice::Auto => "auto",
-        DeviceChoice::Cpu => "cpu",
-        DeviceChoice::Cuda => "cuda",
+    let program = std::env::current_exe().map_err(SetupError::ProgramPath)?;
+    let mut args = ReplicaArgs {
+        checkpoint: checkpoint.clone(),
+        config_dir: None,
+        scheduler: model.scheduler,
+        device: config.node.device,
+        nsfw_classifier: None,
+        controlnet_dir: None,
     };
-    let mut args = vec![
-        "replica".to_string(),
-        "--checkpoint".into(),
-        checkpoint.display().to_string(),
-        "--scheduler".into(),
-        model.scheduler.clone(),
-        "--device".into(),
-        device.into(),
-    ];
     let e = &config.endpoint;
     let mut nsfw_filter = false;
     if model.nsfw_filter {
@@ -87,8 +104,7 @@ fn endpoint(
         ];
         if FILES.iter().all(|f| classifier.join(f).is_file()) {
             nsfw_filter = true;
-            args.push("--nsfw-classifier".into());
-            args.push(classifier.display().to_string());
+            args.nsfw_classifier = Some(classifier);
         } else {
             tracing::warn!(
                 model = %model.name,
@@ -104,13 +120,8 @@ fn endpoint(
         .filter(|p| !model.pipelines.contains(p))
         .map(|p| p.name().to_string())
         .collect();
-    if let Some(dir) = &controlnet_dir {
-        args.push("--controlnet-dir".into());
-        args.push(dir.display().to_string());
-    }
-    let listen = format!("{}:{}", e.host, e.port)
-        .parse()
-        .map_err(|err| format!("endpoint.host `{}` is not an IP address: {err}", e.host))?;
+    args.controlnet_dir = controlnet_dir.clone();
+    let listen = std::net::SocketAddr::new(e.host, e.port);
     Ok(Endpoint {
         model,
         commands: Arc::new(tokio::sync::Mutex::new(commands)),
@@ -132,7 +143,10 @@ fn endpoint(
             load_timeout: Duration::from_secs(e.load_timeout_secs),
             backoff_initial: Duration::from_millis(config.supervisor.backoff_initial_ms),
             backoff_max: Duration::from_millis(config.supervisor.backoff_max_ms),
-            command: ReplicaCommand { program, args },
+            command: ReplicaCommand {
+                program,
+                args: args.to_args(),
+            },
             remote: e.remote_endpoints.clone(),
         },
     })
@@ -203,12 +217,11 @@ fn uses_gpus(device: DeviceChoice) -> bool {
 
 /// The operator's hotkey from `[wallet]`; an encrypted one takes its password from
 /// `NICHEIMAGE_WALLET_PASSWORD`. Permission warnings go to the log.
-pub fn load_hotkey(config: &Config) -> Result<Keypair, String> {
+pub fn load_hotkey(config: &Config) -> Result<Keypair, WalletError> {
     let w = &config.wallet;
     let password = wallet::password_from_env();
     let loaded = Wallet::new(&w.path, &w.name, &w.hotkey)
-        .load_hotkey(password.as_ref().map(|p| p.as_str()))
-        .map_err(|e| e.to_string())?;
+        .load_hotkey(password.as_ref().map(|p| p.as_str()))?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -217,16 +230,17 @@ pub fn load_hotkey(config: &Config) -> Result<Keypair, String> {
 
 /// The chain `[subtensor]` names: a subtensor node, or the embedded chain seeded from its file
 /// (with `hotkey` registered on each subnet if missing, so the local node has a uid).
-pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain>, String> {
+pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain>, SetupError> {
     let s = &config.subtensor;
-    match resolve_network(&s.network, s.chain_endpoint.as_deref())? {
+    match s.network.resolve(s.chain_endpoint.as_deref()) {
         Network::Remote { name, url } => Ok(Arc::new(
             SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs),
         )),
         Network::Embedded => {
             let chain = match &s.embedded_chain_file {
-                Some(path) => EmbeddedChain::load(path).map_err(|e| e.to_string())?,
-                None => EmbeddedChain::from_toml(nicheimage_bittensor::chain::embedded::EXAMPLE)?,
+                Some(path) => EmbeddedChain::load(path)?,
+                None => EmbeddedChain::from_toml(nicheimage_bittensor::chain::embedded::EXAMPLE)
+                    .map_err(SetupError::EmbeddedChain)?,
             };
             if let Some(hotkey) = hotkey
                 && chain.register(s.netuid, hotkey, 0.0, false).is_ok()
@@ -244,30 +258,27 @@ pub fn add_chain_watch(
     config: &Config,
     chain: Arc<dyn Chain>,
     hotkey: Option<String>,
-) -> Result<(), String> {
-    runtime
-        .add(Arc::new(ChainWatch {
-            chain,
-            netuid: config.subtensor.netuid,
-            hotkey,
-            block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
-            metagraph_every: config.subtensor.epoch_length.max(1),
-        }))
-        .map_err(|e| e.to_string())?;
+) -> Result<(), SetupError> {
+    runtime.add(Arc::new(ChainWatch {
+        chain,
+        netuid: config.subtensor.netuid,
+        hotkey,
+        block_time: Duration::from_secs_f64(config.subtensor.block_time_secs),
+        metagraph_every: config.subtensor.epoch_length.max(1),
+    }))?;
     Ok(())
 }
 
 /// The address the miner announces: `axon.external_ip` (and `external_port`, else the bound
 /// port); on the embedded chain, loopback by default.
-fn published_axon(config: &Config) -> Result<Option<(std::net::IpAddr, u16)>, String> {
+fn published_axon(config: &Config) -> Option<(std::net::IpAddr, u16)> {
     let port = config.axon.external_port.unwrap_or(config.axon.port);
-    match &config.axon.external_ip {
-        Some(ip) => ip
-            .parse()
-            .map(|ip| Some((ip, port)))
-            .map_err(|e| format!("axon.external_ip {ip:?} is not an IP address: {e}")),
-        None if config.subtensor.network == "embedded" => Ok(Some(([127, 0, 0, 1].into(), port))),
-        None => Ok(None),
+    match config.axon.external_ip {
+        Some(ip) => Some((ip, port)),
+        None if config.subtensor.network == NetworkName::Embedded => {
+            Some(([127, 0, 0, 1].into(), port))
+        }
+        None => None,
     }
 }
 
@@ -294,16 +305,13 @@ pub fn add_miner(
     chain: Arc<dyn Chain>,
     hotkey: Arc<Keypair>,
     role: MinerRole,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let m = &config.miner;
-    let endpoint: Arc<dyn ImageSource> = Arc::new(
-        EndpointClient::new(
-            &m.generate_endpoint,
-            &m.info_endpoint,
-            Duration::from_secs(m.generate_timeout_secs),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let endpoint: Arc<dyn ImageSource> = Arc::new(EndpointClient::new(
+        &m.generate_endpoint,
+        &m.info_endpoint,
+        Duration::from_secs(m.generate_timeout_secs),
+    )?);
     let settings = MinerSettings {
         name: role.name,
         source: match role.wrap {
@@ -311,15 +319,8 @@ pub fn add_miner(
             None => endpoint,
         },
         netuid: config.subtensor.netuid,
-        listen: std::net::SocketAddr::new(
-            config
-                .axon
-                .host
-                .parse()
-                .map_err(|e| format!("axon.host `{}`: {e}", config.axon.host))?,
-            config.axon.port,
-        ),
-        publish: published_axon(config)?,
+        listen: std::net::SocketAddr::new(config.axon.host, config.axon.port),
+        publish: published_axon(config),
         self_test: m.reachability_self_test,
         blacklist: {
             let (tx, rx) = tokio::sync::watch::channel(m.blacklist.clone());
@@ -334,13 +335,11 @@ pub fn add_miner(
             .filter(|t| *t > 0.0)
             .unwrap_or(nicheimage_bittensor::axon::DEFAULT_MAX_TIMEOUT_SECS),
     };
-    runtime
-        .add(Arc::new(Miner {
-            settings,
-            chain,
-            keypair: hotkey,
-        }))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(Miner {
+        settings,
+        chain,
+        keypair: hotkey,
+    }))?;
     Ok(())
 }
 
@@ -351,7 +350,7 @@ pub fn add_reward(
     config: &Config,
     data_dir: &Path,
     chain: Option<Arc<dyn Chain>>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let r = &config.reward;
     let mut generation = config.clone();
     generation.endpoint.model_name = r.model_name.clone();
@@ -368,26 +367,14 @@ pub fn add_reward(
             netuid: config.subtensor.netuid,
             min_stake: r.min_stake,
         }),
-        (false, None) => {
-            return Err(
-                "the reward service needs the chain for its allow-list (or --disable_secure)"
-                    .into(),
-            );
-        }
+        (false, None) => return Err(SetupError::RewardNeedsChain),
     };
-    runtime
-        .add(Arc::new(crate::reward::RewardService {
-            generation,
-            listen: std::net::SocketAddr::new(
-                r.host
-                    .parse()
-                    .map_err(|e| format!("reward.host `{}`: {e}", r.host))?,
-                r.port,
-            ),
-            allowlist,
-            rate_per_minute: r.rate_limit_per_minute.max(1),
-        }))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(crate::reward::RewardService {
+        generation,
+        listen: std::net::SocketAddr::new(r.host, r.port),
+        allowlist,
+        rate_per_minute: r.rate_limit_per_minute.max(1),
+    }))?;
     Ok(())
 }
 
@@ -399,10 +386,9 @@ pub fn add_validator(
     data_dir: &Path,
     chain: Arc<dyn Chain>,
     hotkey: Arc<Keypair>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let v = &config.validator;
-    let models: Vec<catalogue::ModelSpec> = catalogue::catalogue(&config.models)
-        .map_err(|e| e.to_string())?
+    let models: Vec<catalogue::ModelSpec> = catalogue::catalogue(&config.models)?
         .into_values()
         .collect();
     let state_path = v
@@ -425,14 +411,12 @@ pub fn add_validator(
         version_key: 10,
         set_weights: !v.disable_set_weights,
     };
-    runtime
-        .add(Arc::new(crate::validator::Validator {
-            settings,
-            chain: chain.clone(),
-            keypair: hotkey.clone(),
-            shared: shared.clone(),
-        }))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(crate::validator::Validator {
+        settings,
+        chain: chain.clone(),
+        keypair: hotkey.clone(),
+        shared: shared.clone(),
+    }))?;
     add_proxy(runtime, config, data_dir, chain, hotkey, shared, models)
 }
 
@@ -444,18 +428,15 @@ fn add_proxy(
     hotkey: Arc<Keypair>,
     validator: Arc<crate::validator::ValidatorShared>,
     models: Vec<catalogue::ModelSpec>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let p = &config.proxy;
     let owner_public_key = p
         .owner_public_key
         .as_deref()
         .map(crate::proxy::auth::parse_public_key)
         .transpose()
-        .map_err(|e| format!("proxy.owner_public_key: {e}"))?;
-    let host: std::net::IpAddr = p
-        .host
-        .parse()
-        .map_err(|e| format!("proxy.host `{}`: {e}", p.host))?;
+        .map_err(SetupError::OwnerKey)?;
+    let host = p.host;
     let toggle_path = data_dir.join("proxy-enabled.json");
     let enabled = crate::proxy::remembered_choice(&toggle_path).unwrap_or(p.enabled);
     let (toggle_tx, toggle_rx) = tokio::sync::watch::channel(enabled);
@@ -483,15 +464,13 @@ fn add_proxy(
             .unwrap_or_else(|| data_dir.join("proxy_counter.json")),
         toggle_path,
     };
-    runtime
-        .add(Arc::new(crate::proxy::Proxy {
-            settings: Arc::new(settings),
-            validator,
-            keypair: hotkey,
-            chain,
-            toggle: toggle_rx,
-        }))
-        .map_err(|e| e.to_string())?;
+    runtime.add(Arc::new(crate::proxy::Proxy {
+        settings: Arc::new(settings),
+        validator,
+        keypair: hotkey,
+        chain,
+        toggle: toggle_rx,
+    }))?;
     Ok(())
 }
 
@@ -510,7 +489,7 @@ pub fn add_chain_roles(
     config: &Config,
     data_dir: &std::path::Path,
     roles: ChainRoles,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let ChainRoles {
         mines,
         rewards,
@@ -522,7 +501,7 @@ pub fn add_chain_roles(
     }
     let hotkey = match load_hotkey(config) {
         Ok(key) => Some(std::sync::Arc::new(key)),
-        Err(e) if mines || validates => return Err(format!("the neuron needs its hotkey: {e}")),
+        Err(e) if mines || validates => return Err(SetupError::NeuronHotkey(e)),
         Err(e) => {
             tracing::warn!("no hotkey for the chain view: {e}");
             None

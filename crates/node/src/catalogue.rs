@@ -1,6 +1,7 @@
 //! The models the subnet knows (the seed's `model_config.yaml` plus the validator's catalogue),
 //! built in and overridable from config as `[models.<Name>]`.
 
+use nicheimage_common::scheduler::SchedulerKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,7 +65,7 @@ pub struct ModelSpec {
     pub download_url: Option<String>,
     /// None: unknown; a download is then checked structurally, not by hash.
     pub sha256: Option<String>,
-    pub scheduler: String,
+    pub scheduler: SchedulerKind,
     pub pipelines: Vec<Pipeline>,
     pub defaults: Defaults,
     /// Seconds a validator waits for this model (the seed's catalogue).
@@ -108,7 +109,7 @@ pub struct ModelOverride {
     pub checkpoint: Option<PathBuf>,
     pub download_url: Option<String>,
     pub sha256: Option<String>,
-    pub scheduler: Option<String>,
+    pub scheduler: Option<SchedulerKind>,
     pub pipelines: Option<Vec<Pipeline>>,
     pub defaults: Option<Defaults>,
     pub timeout_secs: Option<f64>,
@@ -148,7 +149,7 @@ fn built_in() -> Vec<ModelSpec> {
             download_url: civitai(130_072),
             sha256: None, // unknown (see above)
             // 5430d4f switched this model to plain DPM++ 2M.
-            scheduler: "dpm++2m".into(),
+            scheduler: SchedulerKind::DpmPp2m,
             pipelines: vec![Pipeline::Txt2img],
             defaults: Defaults {
                 num_inference_steps: Some(30),
@@ -168,7 +169,7 @@ fn built_in() -> Vec<ModelSpec> {
             checkpoint: "RealitiesEdgeXL.safetensors".into(),
             download_url: civitai(294_995),
             sha256: None, // unknown (see above)
-            scheduler: "dpm++2m_karras".into(),
+            scheduler: SchedulerKind::DpmPp2mKarras,
             pipelines: vec![Pipeline::Txt2img],
             defaults: Defaults {
                 num_inference_steps: Some(7),
@@ -190,7 +191,7 @@ fn built_in() -> Vec<ModelSpec> {
             checkpoint: "AnimeV3.safetensors".into(),
             download_url: civitai(173_961),
             sha256: None, // unknown (see above)
-            scheduler: "dpm++2m_karras".into(),
+            scheduler: SchedulerKind::DpmPp2mKarras,
             pipelines: vec![Pipeline::Txt2img],
             defaults: Defaults {
                 num_inference_steps: Some(25),
@@ -213,7 +214,7 @@ fn built_in() -> Vec<ModelSpec> {
             checkpoint: "DreamShaperXL.safetensors".into(),
             download_url: civitai(128_713),
             sha256: None, // unknown (see above)
-            scheduler: "dpm++2m_karras".into(),
+            scheduler: SchedulerKind::DpmPp2mKarras,
             pipelines: vec![
                 Pipeline::Txt2img,
                 Pipeline::Img2img,
@@ -262,7 +263,7 @@ pub fn catalogue(
                     })?,
                 download_url: None,
                 sha256: None,
-                scheduler: "dpm++2m_karras".into(),
+                scheduler: SchedulerKind::DpmPp2mKarras,
                 pipelines: vec![Pipeline::Txt2img],
                 defaults: Defaults::default(),
                 timeout_secs: 12.0,
@@ -279,7 +280,7 @@ pub fn catalogue(
             checkpoint: o.checkpoint.clone().unwrap_or(spec.checkpoint),
             download_url: o.download_url.clone().or(spec.download_url),
             sha256: o.sha256.clone().or(spec.sha256),
-            scheduler: o.scheduler.clone().unwrap_or(spec.scheduler),
+            scheduler: o.scheduler.unwrap_or(spec.scheduler),
             pipelines: o.pipelines.clone().unwrap_or(spec.pipelines),
             defaults: o.defaults.clone().unwrap_or(spec.defaults),
             timeout_secs: o.timeout_secs.unwrap_or(spec.timeout_secs),
@@ -313,7 +314,7 @@ mod tests {
         let total: f64 = c.values().map(|m| m.incentive_weight).sum();
         assert!((total - 1.0).abs() < 1e-9);
         assert_eq!(c["DreamShaper"].defaults.height, Some(768));
-        assert_eq!(c["RealisticVision"].scheduler, "dpm++2m");
+        assert_eq!(c["RealisticVision"].scheduler, SchedulerKind::DpmPp2m);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod chain_watch;
 pub mod config;
 pub mod devnet;
+pub mod dice;
 pub mod download;
 pub mod endpoint;
 pub mod engine;

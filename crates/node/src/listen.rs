@@ -2,11 +2,9 @@
 //! panic), announce the address to the state store, serve until the component is cancelled.
 
 use crate::runtime::{ComponentContext, Event};
-use nicheimage_common::serve::{BindError, Limits, serve};
+use nicheimage_common::serve::{BindError, Limits, Routes, serve};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use warp::Filter;
-use warp::reply::Response;
 
 /// Binds `address` and reports it as this component's listener.
 pub async fn bind(
@@ -33,18 +31,12 @@ pub async fn bind(
 
 /// Serves `routes` on `listener` under the node's limits; returns once the component is
 /// cancelled and requests drained.
-pub async fn until_cancelled<F>(
+pub async fn until_cancelled(
     ctx: &ComponentContext,
     listener: TcpListener,
-    routes: F,
+    routes: impl Routes,
     limits: Limits,
-) where
-    F: Filter<Extract = (Response,), Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
+) {
     serve(
         listener,
         routes,

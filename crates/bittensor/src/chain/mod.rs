@@ -258,33 +258,93 @@ pub enum Network {
     Embedded,
 }
 
+/// A subtensor network as the operator names it (`[subtensor] network`, `--subtensor.network`):
+/// bittensor's names, the node's own embedded chain, or a websocket URL. Parsed once, at the
+/// edge; written back as the same words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkName {
+    Finney,
+    Test,
+    Archive,
+    Local,
+    Embedded,
+    Url(String),
+}
+
+impl std::str::FromStr for NetworkName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "finney" => Self::Finney,
+            "test" => Self::Test,
+            "archive" => Self::Archive,
+            "local" => Self::Local,
+            "embedded" => Self::Embedded,
+            url if url.starts_with("ws://") || url.starts_with("wss://") => Self::Url(url.into()),
+            other => {
+                return Err(format!(
+                    "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
+                ));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for NetworkName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Finney => "finney",
+            Self::Test => "test",
+            Self::Archive => "archive",
+            Self::Local => "local",
+            Self::Embedded => "embedded",
+            Self::Url(url) => url,
+        })
+    }
+}
+
+impl serde::Serialize for NetworkName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NetworkName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl NetworkName {
+    /// Where to connect; an explicit endpoint wins over the name's own.
+    pub fn resolve(&self, chain_endpoint: Option<&str>) -> Network {
+        let remote = |url: &str| Network::Remote {
+            name: self.to_string(),
+            url: url.to_string(),
+        };
+        if *self == Self::Embedded {
+            return Network::Embedded;
+        }
+        if let Some(url) = chain_endpoint.filter(|u| !u.is_empty()) {
+            return remote(url);
+        }
+        match self {
+            Self::Finney => remote("wss://entrypoint-finney.opentensor.ai:443"),
+            Self::Test => remote("wss://test.finney.opentensor.ai:443"),
+            Self::Archive => remote("wss://archive.chain.opentensor.ai:443"),
+            Self::Local => remote("ws://127.0.0.1:9944"),
+            Self::Url(url) => remote(url),
+            Self::Embedded => Network::Embedded,
+        }
+    }
+}
+
 /// Network names as bittensor knows them; an explicit endpoint wins.
 pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
-    if network == "embedded" {
-        return Ok(Network::Embedded);
-    }
-    if let Some(url) = chain_endpoint.filter(|u| !u.is_empty()) {
-        return Ok(Network::Remote {
-            name: network.to_string(),
-            url: url.to_string(),
-        });
-    }
-    let url = match network {
-        "finney" => "wss://entrypoint-finney.opentensor.ai:443",
-        "test" => "wss://test.finney.opentensor.ai:443",
-        "archive" => "wss://archive.chain.opentensor.ai:443",
-        "local" => "ws://127.0.0.1:9944",
-        url if url.starts_with("ws://") || url.starts_with("wss://") => url,
-        other => {
-            return Err(format!(
-                "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
-            ));
-        }
-    };
-    Ok(Network::Remote {
-        name: network.to_string(),
-        url: url.to_string(),
-    })
+    Ok(network.parse::<NetworkName>()?.resolve(chain_endpoint))
 }
 
 #[cfg(test)]

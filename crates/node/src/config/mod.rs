@@ -1,15 +1,16 @@
 //! The node's configuration: typed sections with the seed's defaults.
 //!
 //! Layering is CLI > file > defaults: [`load`] reads the file (or takes the defaults), then the
-//! CLI applies its overrides (`nicheimage_tui::cli`). Every key is documented once in
+//! CLI applies its overrides (the binary's `cli`). Every key is documented once in
 //! `config.example.toml`, which a test keeps equal to [`Config::default`].
 
 mod load;
 
 pub use load::{ConfigError, ConfigSource, default_config_path, default_data_dir, load, parse};
 
+use nicheimage_bittensor::chain::NetworkName;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// The sample config shipped with the binary (`--print-config-template`).
@@ -156,8 +157,8 @@ impl Default for WalletConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SubtensorConfig {
-    /// `finney`, `test`, `local` or `embedded`.
-    pub network: String,
+    /// `finney`, `test`, `archive`, `local`, `embedded` or a `ws://` URL.
+    pub network: NetworkName,
     /// Overrides the network's websocket endpoint.
     pub chain_endpoint: Option<String>,
     /// The seed defaults to netuid 1 and its README passes 23; NicheImage is 23.
@@ -174,7 +175,7 @@ pub struct SubtensorConfig {
 impl Default for SubtensorConfig {
     fn default() -> Self {
         Self {
-            network: "finney".into(),
+            network: NetworkName::Finney,
             chain_endpoint: None,
             netuid: 23,
             epoch_length: 100,
@@ -189,17 +190,17 @@ impl Default for SubtensorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AxonConfig {
     /// Address the axon binds (all interfaces by default; the devnet keeps it on loopback).
-    pub host: String,
+    pub host: IpAddr,
     pub port: u16,
     /// Address published on chain; empty means detect it.
-    pub external_ip: Option<String>,
+    pub external_ip: Option<IpAddr>,
     pub external_port: Option<u16>,
 }
 
 impl Default for AxonConfig {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 8091,
             external_ip: None,
             external_port: None,
@@ -214,7 +215,7 @@ pub struct EndpointConfig {
     /// `nicheimage-tui endpoint`.
     pub enabled: bool,
     pub model_name: String,
-    pub host: String,
+    pub host: IpAddr,
     pub port: u16,
     pub num_replicas: u32,
     /// GPUs per replica; fractions share a GPU (0.33 gives three replicas per GPU).
@@ -243,7 +244,7 @@ impl Default for EndpointConfig {
             enabled: false,
             model_name: "RealisticVision".into(),
             // The miner on this machine is its caller; other machines need it opened on purpose.
-            host: "127.0.0.1".into(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 10006,
             num_replicas: 1,
             num_gpus: 1.0,
@@ -354,7 +355,7 @@ pub struct ProxyConfig {
     /// Opt in to the owner's organic traffic at start (switchable at run time; the last choice
     /// made there wins over this).
     pub enabled: bool,
-    pub host: String,
+    pub host: IpAddr,
     pub port: u16,
     /// The owner's Ed25519 public key (base64 or hex); else it comes from the owner API.
     pub owner_public_key: Option<String>,
@@ -386,7 +387,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            host: "0.0.0.0".into(),
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 10003,
             owner_public_key: None,
             owner_api_url: "https://nicheimage.nichetensor.com/proxy_client".into(),
@@ -409,7 +410,7 @@ impl Default for ProxyConfig {
 pub struct RewardConfig {
     pub model_name: String,
     /// Address the service binds.
-    pub host: String,
+    pub host: IpAddr,
     pub port: u16,
     /// Only clients whose axon belongs to a UID above this stake (TAO) are served.
     pub min_stake: f64,
@@ -427,7 +428,7 @@ impl Default for RewardConfig {
     fn default() -> Self {
         Self {
             model_name: "RealisticVision".into(),
-            host: "0.0.0.0".into(),
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 10001,
             min_stake: 100.0,
             disable_secure: false,
@@ -482,12 +483,6 @@ impl Config {
                 format!("{} is not in (0, 64]", self.endpoint.num_gpus),
             );
         }
-        if let Err(e) = nicheimage_bittensor::chain::resolve_network(
-            &self.subtensor.network,
-            self.subtensor.chain_endpoint.as_deref(),
-        ) {
-            return invalid("subtensor.network", e);
-        }
         if self.subtensor.block_time_secs.is_nan() || self.subtensor.block_time_secs < 0.05 {
             return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
         }
@@ -503,20 +498,6 @@ impl Config {
             )
         {
             return invalid("proxy.owner_api_url", e);
-        }
-        for (key, host) in [
-            ("axon.host", &self.axon.host),
-            ("reward.host", &self.reward.host),
-        ] {
-            if host.parse::<std::net::IpAddr>().is_err() {
-                return invalid(key, format!("`{host}` is not an IP address"));
-            }
-        }
-        if self.proxy.host.parse::<std::net::IpAddr>().is_err() {
-            return invalid(
-                "proxy.host",
-                format!("`{}` is not an IP address", self.proxy.host),
-            );
         }
         if !(0.0..=1.0).contains(&self.proxy.checking_probability) {
             return invalid("proxy.checking_probability", "must be in [0, 1]".into());

@@ -19,9 +19,11 @@ use crate::catalogue::{Arch, Defaults, ModelOverride, Pipeline};
 use crate::config::Config;
 use crate::miner::source::WrapSource;
 use crate::runtime::Runtime;
+use nicheimage_bittensor::chain::NetworkName;
 use nicheimage_bittensor::chain::embedded::EmbeddedChain;
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::wallet::Wallet;
+use nicheimage_common::scheduler::SchedulerKind;
 pub use sabotage::{Sabotage, Saboteur};
 
 /// The model every devnet miner serves.
@@ -147,7 +149,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
         ModelOverride {
             arch: Some(Arch::Sd15),
             checkpoint: Some(checkpoint),
-            scheduler: Some("dpm++2m_karras".into()),
+            scheduler: Some(SchedulerKind::DpmPp2mKarras),
             defaults: Some(Defaults {
                 num_inference_steps: Some(4),
                 width: Some(64),
@@ -170,7 +172,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             ..Default::default()
         },
     );
-    c.subtensor.network = "embedded".into();
+    c.subtensor.network = NetworkName::Embedded;
     c.subtensor.chain_endpoint = None;
     c.subtensor.netuid = NETUID;
     c.subtensor.block_time_secs = BLOCK_SECS;
@@ -180,7 +182,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     let endpoint_base = format!("http://127.0.0.1:{endpoint_port}");
     c.endpoint.enabled = true;
     c.endpoint.model_name = MODEL.into();
-    c.endpoint.host = "127.0.0.1".into();
+    c.endpoint.host = std::net::Ipv4Addr::LOCALHOST.into();
     c.endpoint.port = endpoint_port;
     c.endpoint.num_replicas = d.replicas;
     c.endpoint.controlnet_dir = controlnets;
@@ -188,8 +190,8 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     // The reward service regenerates through the same endpoint, over HTTP, instead of loading
     // its own replicas: one model in memory on a laptop.
     // Everything on loopback: a laptop's devnet is nobody else's business.
-    c.axon.host = "127.0.0.1".into();
-    c.reward.host = "127.0.0.1".into();
+    c.axon.host = std::net::Ipv4Addr::LOCALHOST.into();
+    c.reward.host = std::net::Ipv4Addr::LOCALHOST.into();
     c.reward.model_name = MODEL.into();
     c.reward.port = reward_port;
     c.reward.disable_secure = false;
@@ -211,7 +213,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.validator.info_timeout_secs = 5;
     c.validator.state_file = Some(dir.join("validator-state.json"));
     c.validator.disable_set_weights = false;
-    c.proxy.host = "127.0.0.1".into();
+    c.proxy.host = std::net::Ipv4Addr::LOCALHOST.into();
     c.proxy.port = proxy_port;
     c.proxy.enabled = true;
     c.proxy.owner_public_key = Some(owner_public);
@@ -242,7 +244,7 @@ impl Devnet {
 
     /// Adds every devnet component to `runtime` (telemetry and metrics come from
     /// [`assemble::build`]).
-    pub fn add_to(&self, runtime: &mut Runtime) -> Result<(), String> {
+    pub fn add_to(&self, runtime: &mut Runtime) -> Result<(), assemble::SetupError> {
         let c = &self.config;
         let chain: Arc<dyn nicheimage_bittensor::chain::Chain> = self.chain.clone();
         assemble::add_endpoint(runtime, c, &self.dir)?;
@@ -270,15 +272,13 @@ impl Devnet {
                 },
             )?;
         }
-        runtime
-            .add(Arc::new(owner::OwnerTraffic {
-                url: self.proxy_url(),
-                key: self.owner.clone(),
-                model: MODEL.into(),
-                every: Duration::from_secs_f64(c.devnet.organic_every_secs.max(0.5)),
-                timeout: Duration::from_secs_f64(c.devnet.timeout_secs * 4.0),
-            }))
-            .map_err(|e| e.to_string())?;
+        runtime.add(Arc::new(owner::OwnerTraffic {
+            url: self.proxy_url(),
+            key: self.owner.clone(),
+            model: MODEL.into(),
+            every: Duration::from_secs_f64(c.devnet.organic_every_secs.max(0.5)),
+            timeout: Duration::from_secs_f64(c.devnet.timeout_secs * 4.0),
+        }))?;
         Ok(())
     }
 }

@@ -21,9 +21,10 @@ use warp::reply::{Reply, Response};
 use super::Shared;
 use super::select::{self, SelectError};
 use crate::catalogue::ModelSpec;
+use crate::dice::Dice;
 use crate::endpoint::detail;
 use crate::runtime::event::ProxyRequest;
-use crate::validator::{Dice, challenge_params, reward_client};
+use crate::validator::{challenge_params, reward_client};
 use nicheimage_bittensor::synapse::ImageGenerating;
 
 const MAX_BODY: u64 = 16 * 1024 * 1024;

@@ -1,8 +1,8 @@
 //! The replica process (`nicheimage-tui replica ...`): loads one model and serves jobs from
 //! stdin until stdin closes. A crash here (a CUDA OOM, a libtorch abort) ends only this process.
 
+use super::args::ReplicaArgs;
 use super::protocol::{JobLine, ReplyLine};
-use crate::config::DeviceChoice;
 use nicheimage_common::image::RgbImage;
 use nicheimage_engine::nsfw::NsfwFilter;
 use nicheimage_engine::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2Img};
@@ -11,7 +11,6 @@ use nicheimage_engine::seed_controlnet::SeedControlNet;
 use nicheimage_engine::weights::WeightError;
 use nicheimage_engine::{dtype_for, select_device};
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +27,12 @@ fn send(out: &mut impl Write, line: &ReplyLine) -> std::io::Result<()> {
     out.flush()
 }
 
-pub fn run(
-    checkpoint: &Path,
-    config_dir: Option<&Path>,
-    scheduler: &str,
-    device: DeviceChoice,
-    nsfw_classifier: Option<&Path>,
-    controlnet_dir: Option<&Path>,
-) -> Result<(), ChildError> {
+pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
+    let checkpoint = args.checkpoint.as_path();
+    let config_dir = args.config_dir.as_deref();
+    let (scheduler, device) = (args.scheduler, args.device);
+    let nsfw_classifier = args.nsfw_classifier.as_deref();
+    let controlnet_dir = args.controlnet_dir.as_deref();
     type Setup = (
         StableDiffusion,
         SchedulerKind,
@@ -47,7 +44,6 @@ pub fn run(
     // Which failures a restart cannot mend: everything about the files, not the device.
     let permanent = |e: Box<dyn std::error::Error + Send + Sync>| -> Failure { (e, true) };
     let setup = || -> Result<Setup, Failure> {
-        let scheduler: SchedulerKind = scheduler.parse().map_err(|e| permanent(Box::new(e)))?;
         let device = select_device(device).map_err(|e| (e.into(), false))?;
         let kind = dtype_for(device);
         let sd = StableDiffusion::load(checkpoint, config_dir, device, kind).map_err(|e| {

@@ -2,6 +2,7 @@
 //! An idle replica takes the next job, so work goes to whichever is free; a replica that dies
 //! fails its job at once and is started again with backoff.
 
+pub mod args;
 #[cfg(feature = "local-infer")]
 pub mod child;
 pub mod protocol;
@@ -346,7 +347,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_threads_per_replica, gpus_for};
+    use super::{cpu_threads_per_replica, free_slot, gpus_for};
 
     #[test]
     fn cpu_replicas_split_the_cores_and_a_lone_one_keeps_the_default() {
@@ -366,5 +367,15 @@ mod tests {
         let packed: Vec<Vec<usize>> = (0..4).map(|i| gpus_for(i, 0.33)).collect();
         assert_eq!(packed, vec![vec![0], vec![0], vec![0], vec![1]]);
         assert_eq!(gpus_for(3, 0.5), vec![1]);
+    }
+
+    #[test]
+    fn a_new_replica_takes_the_lowest_free_placement() {
+        assert_eq!(free_slot(std::iter::empty()), 0);
+        // Three replicas on one GPU each, the newest retired: the next one gets GPU 2 again,
+        // not GPU 3 (its index, 3, only grows).
+        assert_eq!(free_slot([0, 1].into_iter()), 2);
+        assert_eq!(gpus_for(free_slot([0, 1].into_iter()), 1.0), vec![2]);
+        assert_eq!(free_slot([2, 0].into_iter()), 1);
     }
 }

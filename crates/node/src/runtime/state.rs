@@ -293,4 +293,22 @@ mod tests {
         assert_eq!(s.logs.len(), LOG_RING);
         assert_eq!(s.logs.front().unwrap().message, "10");
     }
+
+    #[test]
+    fn a_retired_replica_leaves_the_state_and_remote_ones_are_not_local() {
+        let mut s = NodeState::new(0);
+        for (index, remote) in [(0, None), (1, None), (1000, Some("http://10.0.0.2:10006"))] {
+            s.apply(
+                Event::Replica(ReplicaReport::new(index, vec![], remote.map(String::from))),
+                1,
+            );
+        }
+        assert_eq!(s.local_replicas().count(), 2);
+        s.apply(Event::ReplicaRetired(1), 2);
+        assert!(!s.replicas.contains_key(&1));
+        assert_eq!(
+            s.local_replicas().map(|r| r.index).collect::<Vec<_>>(),
+            vec![0]
+        );
+    }
 }

@@ -1,0 +1,94 @@
+//! The replica child's command line, from one struct: `nicheimage-tui replica` parses it and
+//! the pool renders it when it starts a replica, so the two cannot drift apart.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use nicheimage_common::scheduler::SchedulerKind;
+use nicheimage_common::torch::DeviceChoice;
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct ReplicaArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long = "config-dir")]
+    pub config_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub scheduler: SchedulerKind,
+    #[arg(long, value_enum)]
+    pub device: DeviceChoice,
+    /// The NSFW classifier folder; images it flags are blacked out.
+    #[arg(long = "nsfw-classifier")]
+    pub nsfw_classifier: Option<PathBuf>,
+    /// The seed's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
+    #[arg(long = "controlnet-dir")]
+    pub controlnet_dir: Option<PathBuf>,
+}
+
+impl ReplicaArgs {
+    /// The `replica` subcommand and the flags that parse back into `self`.
+    pub fn to_args(&self) -> Vec<String> {
+        let path = |p: &PathBuf| p.display().to_string();
+        let mut args = vec![
+            "replica".to_string(),
+            "--checkpoint".into(),
+            path(&self.checkpoint),
+            "--scheduler".into(),
+            self.scheduler.name().into(),
+            "--device".into(),
+            self.device
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string()),
+        ];
+        for (flag, value) in [
+            ("--config-dir", &self.config_dir),
+            ("--nsfw-classifier", &self.nsfw_classifier),
+            ("--controlnet-dir", &self.controlnet_dir),
+        ] {
+            if let Some(v) = value {
+                args.push(flag.into());
+                args.push(path(v));
+            }
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    enum Cli {
+        Replica(ReplicaArgs),
+    }
+
+    fn round_trip(args: &ReplicaArgs) -> ReplicaArgs {
+        let line = std::iter::once("nicheimage-tui".to_string()).chain(args.to_args());
+        match Cli::try_parse_from(line).unwrap() {
+            Cli::Replica(parsed) => parsed,
+        }
+    }
+
+    #[test]
+    fn rendered_flags_parse_back_to_the_same_arguments() {
+        let mut args = ReplicaArgs {
+            checkpoint: "/models/a b.safetensors".into(),
+            config_dir: None,
+            scheduler: SchedulerKind::EulerAncestral,
+            device: DeviceChoice::Cuda,
+            nsfw_classifier: None,
+            controlnet_dir: None,
+        };
+        assert_eq!(round_trip(&args), args);
+        args.config_dir = Some("/models/cfg".into());
+        args.nsfw_classifier = Some("/models/nsfw".into());
+        args.controlnet_dir = Some("/models/controlnet".into());
+        args.device = DeviceChoice::Auto;
+        for scheduler in SchedulerKind::ALL {
+            args.scheduler = scheduler;
+            assert_eq!(round_trip(&args), args);
+        }
+    }
+}
