@@ -80,7 +80,7 @@ pub enum ChainEndpoint {
     Url(String),
 }
 
-fn parse_chain_endpoint(text: &str) -> Result<ChainEndpoint, String> {
+fn parse_chain_endpoint(text: &str) -> Result<ChainEndpoint, std::convert::Infallible> {
     if text.contains("://") {
         Ok(ChainEndpoint::Url(text.to_string()))
     } else {

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use nicheimage_tui::cli::{Cli, Role};
-use nicheimage_tui::commands::{self, CommandResult, local};
+use nicheimage_tui::commands::{self, CommandError, CommandResult, local};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli, nofile) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CommandError::Reported) => ExitCode::from(CommandError::Reported.exit_code()),
         Err(e) => {
             eprintln!("nicheimage-tui: {e}");
             ExitCode::from(e.exit_code())

@@ -126,6 +126,8 @@ pub fn replica(a: &ReplicaArgs) -> CommandResult {
         .with_ansi(false)
         .without_time()
         .try_init();
-    nicheimage_node::replica::child::run(a)
-        .map_err(|e| CommandError::failed(format!("replica: {e}")))
+    nicheimage_node::replica::child::run(a).map_err(|e| {
+        eprintln!("replica: {e}");
+        CommandError::Reported
+    })
 }

@@ -25,13 +25,17 @@ pub enum CommandError {
     /// async runtime not started (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// Failed, and already said so in its own words on stderr (the replica child, whose last
+    /// stderr line its pool shows as the reason); exit 1.
+    #[error("")]
+    Reported,
 }
 
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
-            Self::Failed(_) => 1,
+            Self::Failed(_) | Self::Reported => 1,
         }
     }
 

@@ -244,7 +244,11 @@ fn text(e: ChainError) -> String {
 /// `weights set | reveal | status` against the configured subtensor node.
 pub fn run(action: &WeightsAction, config: &Config) -> CommandResult {
     let s = &config.subtensor;
-    let chain = match s.network.resolve(s.chain_endpoint.as_deref()) {
+    let network = s
+        .network
+        .resolve(s.chain_endpoint.as_deref())
+        .map_err(CommandError::usage)?;
+    let chain = match network {
         Network::Remote { name, url } => {
             SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs)
         }

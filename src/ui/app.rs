@@ -258,7 +258,7 @@ impl UiState {
         let local = state.local_replicas().count();
         let selected = self
             .selected_replica(state)
-            .filter(|i| state.replicas.get(i).is_some_and(|r| r.remote.is_none()));
+            .filter(|i| state.local_replicas().any(|r| r.index == *i));
         match (action, selected) {
             (Action::Restart, Some(i)) => self.confirm(
                 format!("Restart replica {i} after its current job?"),

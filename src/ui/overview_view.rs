@@ -331,6 +331,7 @@ pub(super) fn latency_lines<'a>(
                 Span::styled(format!("  penalty at p95 {:.3}", l.penalty_at_p95), muted),
             ])
         })
+        .take(2)
         .collect()
 }
 

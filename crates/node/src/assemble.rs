@@ -43,6 +43,8 @@ pub enum SetupError {
     RewardNeedsChain,
     #[error("proxy.owner_public_key: {0}")]
     OwnerKey(String),
+    #[error("subtensor.network: {0}")]
+    Network(String),
 }
 
 /// The components available in this build. Roles (endpoint, miner, validator, proxy, reward)
@@ -232,7 +234,11 @@ pub fn load_hotkey(config: &Config) -> Result<Keypair, WalletError> {
 /// (with `hotkey` registered on each subnet if missing, so the local node has a uid).
 pub fn open_chain(config: &Config, hotkey: Option<&str>) -> Result<Arc<dyn Chain>, SetupError> {
     let s = &config.subtensor;
-    match s.network.resolve(s.chain_endpoint.as_deref()) {
+    match s
+        .network
+        .resolve(s.chain_endpoint.as_deref())
+        .map_err(SetupError::Network)?
+    {
         Network::Remote { name, url } => Ok(Arc::new(
             SubtensorChain::new(&name, &url).with_block_time(s.block_time_secs),
         )),

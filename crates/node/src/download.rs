@@ -98,7 +98,7 @@ pub async fn sha256_file(path: &Path) -> Result<String, DownloadError> {
 /// The safetensors crate's own bound on the JSON header: larger is refused before reading it.
 const MAX_HEADER: u64 = 100_000_000;
 
-/// What a single-file SD checkpoint holds (the loader's prefixes, `diffusion::ldm`): the UNet,
+/// What a single-file SD checkpoint holds (the loader's prefixes, `nicheimage_engine::ldm`): the UNet,
 /// the VAE, and a text encoder (SD 1.5's `cond_stage_model.`, SDXL's `conditioner.`).
 const REQUIRED_PREFIXES: [(&str, &[&str]); 3] = [
     ("model.diffusion_model.", &["model.diffusion_model."]),

@@ -269,12 +269,14 @@ pub enum NetworkName {
     Local,
     Embedded,
     Url(String),
+    /// A name bittensor does not know: usable with an explicit `chain_endpoint` only.
+    Other(String),
 }
 
 impl std::str::FromStr for NetworkName {
-    type Err = String;
+    type Err = std::convert::Infallible;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "finney" => Self::Finney,
             "test" => Self::Test,
@@ -282,11 +284,7 @@ impl std::str::FromStr for NetworkName {
             "local" => Self::Local,
             "embedded" => Self::Embedded,
             url if url.starts_with("ws://") || url.starts_with("wss://") => Self::Url(url.into()),
-            other => {
-                return Err(format!(
-                    "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
-                ));
-            }
+            other => Self::Other(other.into()),
         })
     }
 }
@@ -299,7 +297,7 @@ impl std::fmt::Display for NetworkName {
             Self::Archive => "archive",
             Self::Local => "local",
             Self::Embedded => "embedded",
-            Self::Url(url) => url,
+            Self::Url(url) | Self::Other(url) => url,
         })
     }
 }
@@ -312,39 +310,45 @@ impl serde::Serialize for NetworkName {
 
 impl<'de> serde::Deserialize<'de> for NetworkName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        let Ok(name) = String::deserialize(d)?.parse();
+        Ok(name)
     }
 }
 
 impl NetworkName {
-    /// Where to connect; an explicit endpoint wins over the name's own.
-    pub fn resolve(&self, chain_endpoint: Option<&str>) -> Network {
+    /// Where to connect; an explicit endpoint wins over the name's own. Only a name bittensor
+    /// does not know, without an endpoint, has nowhere to go.
+    pub fn resolve(&self, chain_endpoint: Option<&str>) -> Result<Network, String> {
         let remote = |url: &str| Network::Remote {
             name: self.to_string(),
             url: url.to_string(),
         };
         if *self == Self::Embedded {
-            return Network::Embedded;
+            return Ok(Network::Embedded);
         }
         if let Some(url) = chain_endpoint.filter(|u| !u.is_empty()) {
-            return remote(url);
+            return Ok(remote(url));
         }
-        match self {
+        Ok(match self {
             Self::Finney => remote("wss://entrypoint-finney.opentensor.ai:443"),
             Self::Test => remote("wss://test.finney.opentensor.ai:443"),
             Self::Archive => remote("wss://archive.chain.opentensor.ai:443"),
             Self::Local => remote("ws://127.0.0.1:9944"),
             Self::Url(url) => remote(url),
             Self::Embedded => Network::Embedded,
-        }
+            Self::Other(other) => {
+                return Err(format!(
+                    "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
+                ));
+            }
+        })
     }
 }
 
 /// Network names as bittensor knows them; an explicit endpoint wins.
 pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
-    Ok(network.parse::<NetworkName>()?.resolve(chain_endpoint))
+    let Ok(name) = network.parse::<NetworkName>();
+    name.resolve(chain_endpoint)
 }
 
 #[cfg(test)]

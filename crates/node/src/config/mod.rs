@@ -483,6 +483,13 @@ impl Config {
                 format!("{} is not in (0, 64]", self.endpoint.num_gpus),
             );
         }
+        if let Err(e) = self
+            .subtensor
+            .network
+            .resolve(self.subtensor.chain_endpoint.as_deref())
+        {
+            return invalid("subtensor.network", e);
+        }
         if self.subtensor.block_time_secs.is_nan() || self.subtensor.block_time_secs < 0.05 {
             return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
         }

@@ -26,19 +26,19 @@ pub struct ReplicaArgs {
 }
 
 impl ReplicaArgs {
-    /// The `replica` subcommand and the flags that parse back into `self`.
+    /// The `replica` subcommand and the flags that parse back into `self` (`--flag=value`, so
+    /// a path that starts with `-` is not taken for a flag).
     pub fn to_args(&self) -> Vec<String> {
-        let path = |p: &PathBuf| p.display().to_string();
+        let path = |flag: &str, p: &PathBuf| format!("{flag}={}", p.display());
+        let device = self
+            .device
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string());
         let mut args = vec![
             "replica".to_string(),
-            "--checkpoint".into(),
-            path(&self.checkpoint),
-            "--scheduler".into(),
-            self.scheduler.name().into(),
-            "--device".into(),
-            self.device
-                .to_possible_value()
-                .map_or_else(String::new, |v| v.get_name().to_string()),
+            path("--checkpoint", &self.checkpoint),
+            format!("--scheduler={}", self.scheduler.name()),
+            format!("--device={device}"),
         ];
         for (flag, value) in [
             ("--config-dir", &self.config_dir),
@@ -46,8 +46,7 @@ impl ReplicaArgs {
             ("--controlnet-dir", &self.controlnet_dir),
         ] {
             if let Some(v) = value {
-                args.push(flag.into());
-                args.push(path(v));
+                args.push(path(flag, v));
             }
         }
         args
@@ -74,7 +73,7 @@ mod tests {
     #[test]
     fn rendered_flags_parse_back_to_the_same_arguments() {
         let mut args = ReplicaArgs {
-            checkpoint: "/models/a b.safetensors".into(),
+            checkpoint: "-models/a b.safetensors".into(),
             config_dir: None,
             scheduler: SchedulerKind::EulerAncestral,
             device: DeviceChoice::Cuda,

@@ -140,15 +140,17 @@ pub(crate) struct Shared {
     pub failing: Arc<AtomicUsize>,
     /// Local replicas the pool is meant to run (the last scale), for the CPU thread share.
     pub local_replicas: Arc<AtomicUsize>,
+    /// Placement slots held by a local replica process, a retiring one included (it frees its
+    /// slot when its last job is done), so no two replicas are placed on the same GPUs.
+    pub placements: Arc<std::sync::Mutex<std::collections::BTreeSet<usize>>>,
     pub events: EventSender,
     pub cancel: CancellationToken,
 }
 
 /// The local replicas, and what it takes to start another.
 struct Slots {
-    /// Each live replica's command line and its placement slot (which GPUs it gets).
-    by_index:
-        std::collections::BTreeMap<usize, (mpsc::UnboundedSender<worker::SlotCommand>, usize)>,
+    /// Each live replica's command channel.
+    by_index: std::collections::BTreeMap<usize, mpsc::UnboundedSender<worker::SlotCommand>>,
     /// Replica indices only grow, so a retired replica's last reports never mix with a new one.
     next_index: usize,
     shared: Shared,
@@ -164,12 +166,22 @@ impl Slots {
     fn spawn(&mut self) {
         let index = self.next_index;
         self.next_index += 1;
-        let slot = free_slot(self.by_index.values().map(|(_, slot)| *slot));
+        let slot = {
+            let mut taken = self
+                .shared
+                .placements
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let slot = free_slot(taken.iter().copied());
+            taken.insert(slot);
+            slot
+        };
         let (tx, rx) = mpsc::unbounded_channel();
-        self.by_index.insert(index, (tx, slot));
+        self.by_index.insert(index, tx);
         tokio::spawn(
             worker::Worker {
                 index,
+                slot,
                 commands: rx,
                 gpus: gpus_for(slot, self.shared.config.gpus_per_replica),
                 pool: self.shared.clone(),
@@ -197,7 +209,7 @@ pub fn cpu_threads_per_replica(replicas: usize) -> Option<usize> {
 /// Remote replicas take indices from here on, so local ones (0..) never collide with them.
 pub const FIRST_REMOTE_INDEX: usize = 1000;
 
-/// The lowest placement slot no live replica holds: after scaling down and up again, a new
+/// The lowest placement slot no replica process holds: after scaling down and up again, a new
 /// replica takes the GPUs the retired one left, not ones beyond those in use.
 fn free_slot(taken: impl Iterator<Item = usize>) -> usize {
     let taken: std::collections::BTreeSet<usize> = taken.collect();
@@ -234,6 +246,7 @@ impl Pool {
                 ready: ready.clone(),
                 failing: failing.clone(),
                 local_replicas: local.clone(),
+                placements: Default::default(),
                 events,
                 cancel,
             },
@@ -269,7 +282,7 @@ impl Pool {
 
     fn command(&self, index: usize, command: worker::SlotCommand) -> Result<(), ControlError> {
         let slots = self.slots();
-        let (tx, _) = slots
+        let tx = slots
             .by_index
             .get(&index)
             .ok_or(ControlError::NoSuchReplica(index))?;
@@ -297,7 +310,7 @@ impl Pool {
             slots.spawn();
         }
         while slots.by_index.len() > n {
-            if let Some((_, (tx, _))) = slots.by_index.pop_last() {
+            if let Some((_, tx)) = slots.by_index.pop_last() {
                 let _ = tx.send(worker::SlotCommand::Retire);
             }
         }

@@ -26,6 +26,8 @@ pub(crate) enum SlotCommand {
 
 pub(crate) struct Worker {
     pub index: usize,
+    /// Its placement slot (which GPUs it gets), held until the worker ends.
+    pub slot: usize,
     pub commands: mpsc::UnboundedReceiver<SlotCommand>,
     pub gpus: Vec<usize>,
     pub pool: Shared,
@@ -41,6 +43,14 @@ enum End {
     Died(String),
     /// The model cannot be loaded, and trying again cannot help.
     CannotLoad(String),
+}
+
+/// How a restart backoff ended.
+#[derive(PartialEq)]
+enum Pause {
+    Elapsed,
+    Cancelled,
+    Retired,
 }
 
 /// Why a ready replica stopped taking jobs.
@@ -192,16 +202,7 @@ impl Worker {
                     self.report(&report);
                     return;
                 }
-                End::Retired => {
-                    // Not a stopped replica to show and count: it leaves the state.
-                    self.set_failing(false);
-                    tracing::info!(replica = self.index, "replica retired");
-                    self.pool
-                        .events
-                        .send(Event::ReplicaRetired(self.index))
-                        .await;
-                    return;
-                }
+                End::Retired => return self.retire().await,
                 End::Died(reason) => {
                     tracing::warn!(replica = self.index, %reason, "replica died; restarting");
                     report.status = ReplicaStatus::Dead;
@@ -221,9 +222,10 @@ impl Worker {
                         backoff.as_secs()
                     ));
                     self.report(&report);
-                    tokio::select! {
-                        _ = self.pool.cancel.cancelled() => continue,
-                        _ = tokio::time::sleep(backoff) => {}
+                    match self.back_off(backoff).await {
+                        Pause::Retired => return self.retire().await,
+                        Pause::Cancelled => continue,
+                        Pause::Elapsed => {}
                     }
                     report.restarts += 1;
                     continue;
@@ -232,12 +234,47 @@ impl Worker {
             if started.elapsed() > Duration::from_secs(60) {
                 backoff = self.pool.config.backoff_initial;
             }
-            tokio::select! {
-                _ = self.pool.cancel.cancelled() => continue,
-                _ = tokio::time::sleep(backoff) => {}
+            match self.back_off(backoff).await {
+                Pause::Retired => return self.retire().await,
+                Pause::Cancelled => continue,
+                Pause::Elapsed => {}
             }
             backoff = (backoff * 2).min(self.pool.config.backoff_max);
             report.restarts += 1;
+        }
+    }
+
+    /// Scaled away: frees its placement and leaves the state (not a stopped replica to show
+    /// and count).
+    async fn retire(&self) {
+        self.set_failing(false);
+        self.pool
+            .placements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.slot);
+        tracing::info!(replica = self.index, "replica retired");
+        self.pool
+            .events
+            .send(Event::ReplicaRetired(self.index))
+            .await;
+    }
+
+    /// Waits out a restart backoff. A Retire meanwhile ends the slot at once; Restart and Kill
+    /// have no process to act on.
+    async fn back_off(&mut self, delay: Duration) -> Pause {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = self.pool.cancel.cancelled() => return Pause::Cancelled,
+                _ = &mut sleep => return Pause::Elapsed,
+                Some(c) = self.commands.recv() => {
+                    if c == SlotCommand::Retire {
+                        return Pause::Retired;
+                    }
+                }
+            }
         }
     }
 

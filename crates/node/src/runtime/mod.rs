@@ -199,12 +199,12 @@ async fn store(
 ) {
     let mut state = NodeState::clone(&state_tx.borrow());
     loop {
-        // Components first: a log flood must not delay their events.
+        // Shutdown, then components, then logs: a log flood delays neither.
         let first = tokio::select! {
             biased;
+            _ = done.cancelled() => None,
             e = events.recv() => e,
             Some(line) = logs.recv() => Some(Event::Log(line)),
-            _ = done.cancelled() => None,
         };
         let Some(first) = first else {
             // Drain what is left so the final snapshot is complete.
