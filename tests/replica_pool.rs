@@ -190,6 +190,35 @@ async fn scaling_down_then_up_places_the_new_replica_on_the_freed_gpu() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_replica_scaled_away_during_its_restart_backoff_goes_at_once() {
+    let runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
+    let events = runtime.events();
+    let node = runtime.start();
+    let mut config = tiny_pool(std::path::Path::new("/nonexistent"), 1, 0.0);
+    // A process that dies at once, then a long backoff before the next try.
+    config.command = ReplicaCommand {
+        program: "/bin/false".into(),
+        args: Vec::new(),
+    };
+    config.backoff_initial = Duration::from_secs(120);
+    config.backoff_max = Duration::from_secs(120);
+    let pool = Pool::start(config, events, node.shutdown.child_token());
+    until(&node, "replica 0 dead", |s| {
+        status(s, 0) == Some(ReplicaStatus::Dead)
+    })
+    .await;
+    let asked = Instant::now();
+    pool.scale(0);
+    until(&node, "replica 0 retired", |s| status(s, 0).is_none()).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "retired in {:?}, not after its 120 s backoff",
+        asked.elapsed()
+    );
+    node.shutdown.cancel();
+}
+
 /// The state letter in `/proc/<pid>/stat`, None once the process is gone. A zombie ('Z') is
 /// dead too: whoever inherited it may not have reaped it yet.
 fn proc_state(pid: i32) -> Option<char> {

@@ -368,6 +368,35 @@ mod tests {
     }
 
     #[test]
+    fn a_name_bittensor_does_not_know_needs_an_endpoint_and_is_written_back_as_given() {
+        let Ok(name) = "mainnet".parse::<NetworkName>();
+        assert_eq!(name, NetworkName::Other("mainnet".into()));
+        assert_eq!(
+            name.resolve(Some("wss://node.example:443")),
+            Ok(Network::Remote {
+                name: "mainnet".into(),
+                url: "wss://node.example:443".into()
+            })
+        );
+        assert!(
+            name.resolve(None)
+                .unwrap_err()
+                .contains("unknown subtensor network")
+        );
+        for text in [
+            "finney",
+            "test",
+            "archive",
+            "local",
+            "embedded",
+            "ws://127.0.0.1:9944",
+        ] {
+            let Ok(parsed) = text.parse::<NetworkName>();
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[test]
     fn axon_ips_encode_like_the_chain() {
         let (ip, kind) = AxonInfo::encode_ip("1.2.3.4".parse().unwrap());
         assert_eq!((ip, kind), (0x01020304, 4));
