@@ -363,34 +363,10 @@ async fn a_model_that_cannot_load_is_failed_with_its_reason_and_retried_slowly()
     let runtime = Runtime::new(SupervisorConfig::default(), EventChannel::new());
     let events = runtime.events();
     let node = runtime.start();
-    let _pool = Pool::start(
-        PoolConfig {
-            replicas: 1,
-            gpus_per_replica: 0.0,
-            queue_capacity: 8,
-            request_timeout: Duration::from_secs(60),
-            load_timeout: Duration::from_secs(60),
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(30),
-            command: ReplicaCommand {
-                program: env!("CARGO_BIN_EXE_nicheimage-tui").into(),
-                args: [
-                    "replica",
-                    "--checkpoint",
-                    folder.to_str().unwrap(),
-                    "--scheduler",
-                    "euler",
-                    "--device",
-                    "cpu",
-                ]
-                .map(String::from)
-                .to_vec(),
-            },
-            remote: Vec::new(),
-        },
-        events,
-        node.shutdown.child_token(),
-    );
+    let mut config = tiny_pool(&folder, 1, 0.0);
+    config.backoff_initial = Duration::from_millis(10);
+    config.backoff_max = Duration::from_secs(30);
+    let _pool = Pool::start(config, events, node.shutdown.child_token());
     until(&node, "replica 0 failed", |s| {
         status(s, 0) == Some(ReplicaStatus::Failed)
     })

@@ -345,15 +345,14 @@ impl NetworkName {
     }
 }
 
-/// Network names as bittensor knows them; an explicit endpoint wins.
-pub fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
-    let Ok(name) = network.parse::<NetworkName>();
-    name.resolve(chain_endpoint)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
+        let Ok(name) = network.parse::<NetworkName>();
+        name.resolve(chain_endpoint)
+    }
 
     #[test]
     fn networks_resolve_like_bittensor() {
