@@ -114,8 +114,9 @@ pub enum Role {
         #[command(subcommand)]
         action: WalletAction,
     },
-    /// One look at the chain: block, subnet settings, metagraph and our hotkey's place in it.
-    Chain(NeuronArgs),
+    /// One look at the chain: block, subnet settings, epoch schedule, metagraph and our hotkey's
+    /// place in it.
+    Chain(JsonNeuronArgs),
     /// Weights as btcli handles them: set (or commit, when the subnet wants commit-reveal),
     /// reveal kept commits, show the state.
     Weights {
@@ -185,15 +186,27 @@ pub enum WeightsAction {
     Set(WeightsSetArgs),
     /// Reveal the kept hash commits whose window is open.
     Reveal(NeuronArgs),
-    /// Last update, next eligible block, commit-reveal mode and period, pending commits.
-    Status(NeuronArgs),
+    /// Last update, next eligible block, commit-reveal mode and period, epoch schedule, pending
+    /// commits.
+    Status(JsonNeuronArgs),
+}
+
+/// A read-only command's arguments: the neuron's, and whether to print JSON.
+#[derive(Debug, Args)]
+pub struct JsonNeuronArgs {
+    #[command(flatten)]
+    pub neuron: NeuronArgs,
+    /// Print one JSON object (for scripts) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl WeightsAction {
     pub fn neuron(&self) -> &NeuronArgs {
         match self {
             WeightsAction::Set(a) => &a.neuron,
-            WeightsAction::Reveal(n) | WeightsAction::Status(n) => n,
+            WeightsAction::Reveal(n) => n,
+            WeightsAction::Status(a) => &a.neuron,
         }
     }
 }
@@ -496,7 +509,7 @@ impl Cli {
             Role::Generate(a) => set(&mut c.node.device, a.device),
             Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
             Role::Wallet { action } => action.neuron().apply(c),
-            Role::Chain(neuron) => neuron.apply(c),
+            Role::Chain(args) => args.neuron.apply(c),
             Role::Weights { action } => action.neuron().apply(c),
             Role::ProxyClient(_) => {}
         }

@@ -36,7 +36,7 @@ fn run(cli: &Cli, nofile: std::io::Result<(u64, u64)>) -> CommandResult {
         Some(Role::Replica(args)) => local::replica(args),
         Some(Role::TinyCheckpoint(args)) => local::tiny_checkpoint(args),
         Some(Role::Wallet { action, .. }) => commands::wallet::run(action, &config),
-        Some(Role::Chain(_)) => commands::chain::run(&config),
+        Some(Role::Chain(args)) => commands::chain::run(&config, args.json),
         Some(Role::Weights { action }) => commands::weights::run(action, &config),
         Some(Role::ProxyClient(args)) => commands::proxy_client::run(args, &config),
     }

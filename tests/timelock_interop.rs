@@ -1,13 +1,16 @@
-//! Commit-reveal v4 against the real Python library the SDK uses (bittensor-drand 1.3.0, from
-//! `scripts/interop/setup.sh`): what our Rust code encrypts to drand quicknet round 1000 is opened
-//! by `decrypt_with_signature` with the real round-1000 signature, byte for byte, and decodes as
-//! the chain's payload type; what the library encrypts we open; and our reveal rounds equal
-//! `get_encrypted_commit`'s over a few hundred (tempo, block, netuid, period, block time) cases.
+//! Commit-reveal v4 against the real Python libraries the SDKs use, from
+//! `scripts/interop/setup.sh`: bittensor-drand 1.3.0 (bittensor 10.2, the legacy epoch rule) and
+//! 2.0.0 (bittensor 11.3, the stateful dynamic-tempo schedule). What our Rust code encrypts to
+//! drand quicknet round 1000 is opened by both with the real round-1000 signature, byte for byte,
+//! and decodes as the chain's payload type; what 1.3.0 encrypts we open; our legacy reveal rounds
+//! equal `get_encrypted_commit`'s and our stateful ones `get_encrypted_commit_v2`'s over
+//! generated epoch states.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use nicheimage_bittensor::chain::epoch::{EpochState, Rule};
 use nicheimage_bittensor::chain::timelock;
 use parity_scale_codec::Decode;
 use serde_json::{Value, json};
@@ -18,15 +21,29 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// One request to scripts/interop/drand_peer.py under the pinned venv.
-fn drand(request: Value) -> Value {
+/// The pinned reference sets of scripts/interop/setup.sh.
+#[derive(Clone, Copy)]
+enum Set {
+    /// bittensor 10.2.0 with bittensor-drand 1.3.0.
+    Legacy,
+    /// bittensor-drand 2.0.0, as bittensor 11.3 installs it.
+    Today,
+}
+
+/// One request to scripts/interop/drand_peer.py under a pinned venv.
+fn drand_in(set: Set, request: Value) -> Value {
+    let (arg, venv) = match set {
+        Set::Legacy => ("legacy", ".venv-bittensor"),
+        Set::Today => ("today", ".venv-bittensor-today"),
+    };
     let setup = Command::new("bash")
         .arg(root().join("scripts/interop/setup.sh"))
+        .arg(arg)
         .stdout(Stdio::null())
         .status()
         .expect("run scripts/interop/setup.sh");
-    assert!(setup.success(), "scripts/interop/setup.sh failed");
-    let mut child = Command::new(root().join(".venv-bittensor/bin/python"))
+    assert!(setup.success(), "scripts/interop/setup.sh {arg} failed");
+    let mut child = Command::new(root().join(venv).join("bin/python"))
         .arg(root().join("scripts/interop/drand_peer.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -46,6 +63,10 @@ fn drand(request: Value) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn drand(request: Value) -> Value {
+    drand_in(Set::Legacy, request)
 }
 
 #[test]
@@ -115,11 +136,137 @@ fn reveal_rounds_equal_get_encrypted_commit() {
         let theirs = got[0].as_u64().unwrap();
         let (before, after) = (got[1].as_f64().unwrap(), got[2].as_f64().unwrap());
         // Their clock was read between `before` and `after`.
-        let low = timelock::reveal_round(*tempo, *block, *netuid, *period, *block_time, before);
-        let high = timelock::reveal_round(*tempo, *block, *netuid, *period, *block_time, after);
+        let state = EpochState::legacy(*block, *netuid, *tempo as u16, *period, *block_time);
+        let low = state.reveal_round(before).unwrap();
+        let high = state.reveal_round(after).unwrap();
         assert!(
             (low..=high).contains(&theirs),
             "tempo {tempo} block {block} netuid {netuid} period {period} block time {block_time}: theirs {theirs}, ours {low}..={high}"
         );
     }
+}
+
+#[test]
+fn bittensor_drand_2_opens_our_timelocked_weights() {
+    let hotkey = [0xc3; 32];
+    let payload = timelock::payload(&hotkey, &[1, 2, 9], &[7, 65535, 300], 4242);
+    let ours = timelock::encrypt(&payload, 1000).unwrap();
+    let answer = drand_in(
+        Set::Today,
+        json!({"decrypt": hex::encode(&ours), "signature": ROUND_1000}),
+    );
+    let opened = hex::decode(answer["plaintext"].as_str().unwrap()).unwrap();
+    let (who, uids, values, version) =
+        <(Vec<u8>, Vec<u16>, Vec<u16>, u64)>::decode(&mut &opened[..]).unwrap();
+    assert_eq!(
+        (who.as_slice(), uids, values, version),
+        (&hotkey[..], vec![1, 2, 9], vec![7, 65535, 300], 4242)
+    );
+}
+
+/// Epoch states as a chain with dynamic tempo holds them: tempos 1..=1000 (some just changed, so
+/// the last epoch is further back than a tempo, or nearer), owner-triggered epochs pending
+/// before, at and after the commit's block, the 50 400-block safety net about to trip or
+/// tripped, reveal periods 1..=3, any netuid (the stateful rule ignores it) and block times of
+/// finney, fast local nets and odd values.
+fn stateful_states(count: usize) -> Vec<EpochState> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    (0..count)
+        .map(|i| {
+            let tempo = 1 + next(1000);
+            let block = 60_000 + next(9_000_000);
+            // Since the last epoch: within the tempo, or overdue after a tempo change.
+            let since = match i % 5 {
+                0 => next(tempo.max(1) * 3),
+                _ => next(tempo),
+            };
+            let last_epoch_block = block - since;
+            let pending_epoch_at = match i % 4 {
+                0 | 1 => 0,
+                _ => match next(5) {
+                    0 => block,
+                    1 => block + 1,
+                    2 => block + 2,
+                    3 => block - next(since + 1),
+                    _ => block + 1 + next(2 * tempo),
+                },
+            };
+            let blocks_since_last_step = match i % 7 {
+                0 => 50_400 - next(3),
+                1 => 50_398 + next(5),
+                2 => 50_400 - next(tempo + 5).min(50_400),
+                _ => since,
+            };
+            EpochState {
+                netuid: next(65_536) as u16,
+                block,
+                tempo: tempo as u16,
+                last_epoch_block,
+                pending_epoch_at,
+                epoch_index: next(1_000_000),
+                blocks_since_last_step,
+                reveal_period_epochs: 1 + next(3),
+                block_time_secs: [12.0, 0.25, 6.0, 3.7][i % 4],
+                rule: Rule::Stateful,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn reveal_rounds_equal_get_encrypted_commit_v2() {
+    let states = stateful_states(1200);
+    let request: Vec<Value> = states
+        .iter()
+        .map(|s| {
+            json!([
+                s.last_epoch_block,
+                s.pending_epoch_at,
+                s.epoch_index,
+                s.tempo,
+                s.blocks_since_last_step,
+                s.block,
+                s.reveal_period_epochs,
+                s.block_time_secs
+            ])
+        })
+        .collect();
+    let answer = drand_in(Set::Today, json!({ "rounds_v2": request }));
+    let rounds = answer["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), states.len());
+    let (mut widest, mut owner, mut safety_net) = (0, 0, 0);
+    for (state, got) in states.iter().zip(rounds) {
+        let theirs = got[0]
+            .as_u64()
+            .unwrap_or_else(|| panic!("2.0.0 refused {state:?}"));
+        let (before, after) = (got[1].as_f64().unwrap(), got[2].as_f64().unwrap());
+        let low = state.reveal_round(before).unwrap();
+        let high = state.reveal_round(after).unwrap();
+        assert!(
+            (low..=high).contains(&theirs),
+            "{state:?}: theirs {theirs}, ours {low}..={high}"
+        );
+        widest = widest.max(high - low);
+        owner += usize::from(state.pending_epoch_at > 0);
+        safety_net += usize::from(state.blocks_since_last_step >= 50_400);
+    }
+    // Tempo 0 is refused by both.
+    let mut zero = states[0].clone();
+    zero.tempo = 0;
+    assert!(zero.reveal_round(0.0).is_err());
+    let answer = drand_in(
+        Set::Today,
+        json!({ "rounds_v2": [[10, 0, 0, 0, 0, 10, 1, 12.0]] }),
+    );
+    assert!(answer["rounds"][0][0].is_null());
+    eprintln!(
+        "{} states ({owner} with an owner-triggered epoch pending, {safety_net} at the safety net): reveal rounds equal, clock spread at most {widest} round(s)",
+        states.len()
+    );
 }

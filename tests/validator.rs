@@ -69,7 +69,10 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     // window.
     subnet
         .chain
-        .configure(23, |p| p.commit_reveal = true)
+        .configure(23, |p| {
+            p.commit_reveal = true;
+            p.commit_reveal_mode = nicheimage_bittensor::chain::embedded::CommitRevealMode::Hash;
+        })
         .unwrap();
     let done = validator.set_weights().await.unwrap();
     assert!(done.text().starts_with("committed at block"), "{done}");

@@ -1,11 +1,15 @@
 """The Python side of tests/timelock_interop.rs: bittensor-drand 1.3.0 (pinned through
-bittensor 10.2.0 in requirements.txt) on what our Rust code wrote, and the reverse.
+bittensor 10.2.0 in requirements.txt) or 2.0.0 (requirements-today.txt, what bittensor 11.3
+uses) on what our Rust code wrote, and the reverse.
 
 Reads one JSON request on stdin, writes one JSON answer on stdout:
   {"decrypt": hex, "signature": hex}          -> {"plaintext": hex}  (a raw commit, as the chain stores it)
   {"encrypt": hex, "round": n}                -> {"ciphertext": hex} (raw tle bytes, UserData unwrapped)
   {"rounds": [[tempo, block, netuid, period, block_time], ...]}
-                                              -> {"rounds": [[round, t_before, t_after], ...]}
+                                              -> {"rounds": [[round, t_before, t_after], ...]}   (1.3.0)
+  {"rounds_v2": [[last_epoch_block, pending_epoch_at, epoch_index, tempo,
+                  blocks_since_last_step, block, period, block_time], ...]}
+                                              -> {"rounds": [[round or null, t_before, t_after], ...]}  (2.0.0)
 """
 import json
 import sys
@@ -49,6 +53,20 @@ def main():
         data = bytes(data)
         n, k = uncompact(data)
         print(json.dumps({"ciphertext": data[k:k + n].hex()}))
+    elif "rounds_v2" in req:
+        rounds = []
+        for last, pending, index, tempo, since, block, period, block_time in req["rounds_v2"]:
+            before = time.time()
+            try:
+                _, rnd = drand.get_encrypted_commit_v2(
+                    [0, 1], [1, 65535], 10, last, pending, index, tempo, since, block,
+                    period, block_time, bytes(32),
+                )
+            except ValueError:
+                rnd = None
+            after = time.time()
+            rounds.append([rnd, before, after])
+        print(json.dumps({"rounds": rounds}))
     else:
         rounds = []
         for tempo, block, netuid, period, block_time in req["rounds"]:

@@ -1,12 +1,15 @@
 //! `chain`: one look at the chain, as btcli shows it.
 
 use super::{CommandError, CommandResult, one_shot_runtime};
+use nicheimage_bittensor::chain::epoch::{EpochState, Rule};
+use nicheimage_bittensor::chain::{Chain, ChainError, standing};
 use nicheimage_node::assemble;
 use nicheimage_node::config::Config;
 
-/// Prints the block, the subnet's settings, the metagraph's size and our hotkey's standing.
-/// Exit 1 when the chain cannot be read: the operator asked for exactly that.
-pub fn run(config: &Config) -> CommandResult {
+/// Prints the block, the subnet's settings, the epoch schedule, the metagraph's size and our
+/// hotkey's standing (as one JSON object with `json`). Exit 1 when the chain cannot be read: the
+/// operator asked for exactly that.
+pub fn run(config: &Config, json: bool) -> CommandResult {
     let hotkey = assemble::load_hotkey(config)
         .ok()
         .map(|k| k.ss58().to_string());
@@ -14,14 +17,21 @@ pub fn run(config: &Config) -> CommandResult {
     runtime.block_on(async {
         let chain = assemble::open_chain(config, hotkey.as_deref()).map_err(CommandError::usage)?;
         let netuid = config.subtensor.netuid;
+        if json {
+            let value = as_json(chain.as_ref(), netuid, hotkey.as_deref())
+                .await
+                .map_err(CommandError::failed)?;
+            println!("{value}");
+            return Ok(());
+        }
         println!("{}", chain.describe());
         let report = async {
-            use nicheimage_bittensor::chain::standing;
             let block = chain.block().await?;
             println!("block {block}");
             let h = chain.hyperparams(netuid).await?;
             let mode = chain.weights_mode(netuid).await?;
-            let clock = standing::clock(block, netuid, &h);
+            let epoch = chain.epoch(netuid).await?;
+            let clock = standing::clock(&epoch, &h);
             println!(
                 "subnet {netuid}: tempo {}, next epoch in {} blocks, weights rate limit {} blocks, version key {}, {}, registration cost {:.3}, immunity period {} blocks",
                 h.tempo,
@@ -32,6 +42,7 @@ pub fn run(config: &Config) -> CommandResult {
                 clock.registration_cost,
                 h.immunity_period
             );
+            println!("{}", describe_epoch(&epoch));
             let graph = chain.metagraph(netuid).await?;
             let served = graph.neurons.iter().filter(|n| n.axon.is_served()).count();
             let permits = graph.neurons.iter().filter(|n| n.validator_permit).count();
@@ -71,4 +82,77 @@ pub fn run(config: &Config) -> CommandResult {
         };
         report.await.map_err(CommandError::failed)
     })
+}
+
+/// The epoch schedule in one line.
+pub fn describe_epoch(e: &EpochState) -> String {
+    let next = match e.next_epoch_block() {
+        Some(at) => format!(
+            "next at block {at} (in {} blocks)",
+            at.saturating_sub(e.block)
+        ),
+        None => "no epochs (tempo 0)".to_string(),
+    };
+    let rule = match e.rule {
+        Rule::Stateful => format!(
+            "stateful (dynamic tempo): last epoch at block {}, {} blocks since the last step{}",
+            e.last_epoch_block,
+            e.blocks_since_last_step,
+            match e.pending_epoch_at {
+                0 => String::new(),
+                at => format!(", owner-triggered epoch pending at block {at}"),
+            }
+        ),
+        Rule::Legacy => "legacy ((block + netuid + 1) / (tempo + 1))".to_string(),
+    };
+    format!(
+        "epoch {}: {next}; rule {rule}; reveal period {} epoch(s), block time {} s",
+        e.epoch_index, e.reveal_period_epochs, e.block_time_secs
+    )
+}
+
+/// What `chain --json` prints: the block, the subnet's settings, the `epoch` object, the
+/// metagraph's counts and our hotkey's standing with its stake split.
+async fn as_json(
+    chain: &dyn Chain,
+    netuid: u16,
+    hotkey: Option<&str>,
+) -> Result<serde_json::Value, ChainError> {
+    let block = chain.block().await?;
+    let h = chain.hyperparams(netuid).await?;
+    let mode = chain.weights_mode(netuid).await?;
+    let epoch = chain.epoch(netuid).await?;
+    let graph = chain.metagraph(netuid).await?;
+    let me = hotkey.and_then(|k| graph.by_hotkey(k));
+    let standing = match (hotkey, me) {
+        (Some(k), Some(_)) => {
+            let uids = graph.neurons.iter().map(|n| n.uid).collect();
+            let registered = chain.registration_blocks(netuid, uids).await?;
+            standing::standing(&graph, k, block, &h, &|uid| registered.get(&uid).copied())
+        }
+        _ => None,
+    };
+    Ok(serde_json::json!({
+        "network": chain.describe(),
+        "block": block,
+        "netuid": netuid,
+        "tempo": h.tempo,
+        "weights_rate_limit": h.weights_rate_limit,
+        "weights_version_key": h.weights_version_key,
+        "weights_mode": mode.describe(),
+        "immunity_period": h.immunity_period,
+        "registration_cost": h.registration_cost_rao as f64 / 1e9,
+        "epoch": epoch.summary(),
+        "neurons": graph.neurons.len(),
+        "axons_served": graph.neurons.iter().filter(|n| n.axon.is_served()).count(),
+        "validator_permits": graph.neurons.iter().filter(|n| n.validator_permit).count(),
+        "hotkey": hotkey,
+        "registered": me.is_some(),
+        "stake": me.map(|n| serde_json::json!({
+            "alpha": n.stake_tokens(),
+            "root": n.root_stake_rao as f64 / 1e9,
+            "total": n.total_stake_tokens(),
+        })),
+        "standing": standing,
+    }))
 }

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use nicheimage_bittensor::chain::Network;
-use nicheimage_bittensor::chain::commit::commits_path;
-use nicheimage_bittensor::chain::commit::{WeightsMode, Window, load_pending, save_pending};
+use nicheimage_bittensor::chain::commit::{
+    KeptCommit, PendingCommit, TIMELOCKED_KEPT, TimelockedCommit, WeightsMode, Window,
+    commits_path, load_pending, save_pending, timelocked_path,
+};
 use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::weights::normalize_for_emit;
 use nicheimage_bittensor::chain::{Chain, ChainError};
@@ -95,11 +97,19 @@ pub async fn set(
                 .commit_timelocked(signer, netuid, uids, weights, version_key)
                 .await
                 .map_err(text)?;
+            let path = timelocked_path_beside(commits);
+            let mut kept: Vec<TimelockedCommit> = load_kept(&path)?;
+            kept.push(c.clone());
+            let drop = kept.len().saturating_sub(TIMELOCKED_KEPT);
+            kept.drain(..drop);
+            save_kept(&path, &kept)?;
             Ok(format!(
-                "committed {} weights on subnet {netuid} with {call} (commit-reveal v4): block {}, timelocked to drand round {}; the chain reveals them itself at about block {} (`weights status` shows the last update)",
+                "committed {} weights on subnet {netuid} with {call} (commit-reveal v4): block {}, epoch {}, timelocked to drand round {}; the chain reveals them itself in epoch {}, at about block {} (`weights status` shows the last update)",
                 c.uids.len(),
                 c.commit_block,
+                c.commit_epoch,
                 c.reveal_round,
+                c.reveal_epoch,
                 c.reveal_block
             ))
         }
@@ -165,18 +175,113 @@ pub async fn reveal(
     Ok(said.join("\n"))
 }
 
-/// Last update, next eligible block, commit-reveal mode and period, pending commits.
+/// The timelocked commits `weights set` made are kept beside the hash commits' salts.
+fn timelocked_path_beside(commits: &Path) -> std::path::PathBuf {
+    timelocked_path(commits.parent().unwrap_or(Path::new(".")))
+}
+
+fn load_kept(path: &Path) -> Result<Vec<TimelockedCommit>, String> {
+    match nicheimage_common::jsonfile::load_or_aside(path, "the kept timelocked commits") {
+        (kept, None) => Ok(kept),
+        (_, Some(problem)) => Err(problem),
+    }
+}
+
+fn save_kept(path: &Path, kept: &[TimelockedCommit]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    nicheimage_common::jsonfile::save_atomic(path, &kept)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Last update, next eligible block, commit-reveal mode and period, the epoch schedule and the
+/// pending commits (hash commits as the chain holds them, timelocked ones `weights set` made
+/// whose reveal epoch has not ended), as text or one JSON object.
 pub async fn status(
     chain: &SubtensorChain,
     hotkey: &Keypair,
     netuid: u16,
     commits: &Path,
+    json: bool,
 ) -> Result<String, String> {
     let block = chain.block().await.map_err(text)?;
     let hyper = chain.hyperparams(netuid).await.map_err(text)?;
     let mode = chain.weights_mode(netuid).await.map_err(text)?;
+    let epoch = chain.epoch(netuid).await.map_err(text)?;
     let period = chain.reveal_period_epochs(netuid).await.map_err(text)?;
     let graph = chain.metagraph(netuid).await.map_err(text)?;
+    let me = graph.by_hotkey(hotkey.ss58());
+    let on_chain = chain
+        .weight_commits(netuid, &hotkey.public_bytes())
+        .await
+        .or_else(|e| match e {
+            // Runtimes with only timelocked commits have no hash-commit storage.
+            ChainError::Unsupported(_) => Ok(Vec::new()),
+            other => Err(other),
+        })
+        .map_err(text)?;
+    let kept = load_pending(commits)?;
+    let mut pending = Vec::new();
+    for c in &on_chain {
+        let hex = hex::encode(c.hash);
+        let view = match kept.iter().find(|k| k.hash == hex) {
+            Some(k) => k.clone(),
+            None => {
+                let reveal_epoch = c
+                    .commit_epoch
+                    .map(|e| e.saturating_add(epoch.reveal_period_epochs));
+                let (first, last) = match reveal_epoch {
+                    Some(e) => epoch.reveal_window(e).unwrap_or_default(),
+                    None => (c.first_reveal_block, c.last_reveal_block),
+                };
+                PendingCommit {
+                    netuid,
+                    hash: hex.clone(),
+                    uids: Vec::new(),
+                    weights: Vec::new(),
+                    salt: Vec::new(),
+                    version_key: 0,
+                    commit_block: c.commit_block,
+                    first_reveal_block: first,
+                    last_reveal_block: last,
+                    commit_epoch: c.commit_epoch,
+                    reveal_epoch,
+                }
+            }
+        };
+        pending.push((KeptCommit::Hash(view), kept.iter().any(|k| k.hash == hex)));
+    }
+    // Timelocked commits stay listed until their reveal epoch has ended.
+    let path = timelocked_path_beside(commits);
+    let now_epoch = epoch.epoch_before_coinbase(epoch.block.saturating_add(1));
+    let live: Vec<TimelockedCommit> = load_kept(&path)?
+        .into_iter()
+        .filter(|c| c.netuid != netuid || c.reveal_epoch >= now_epoch)
+        .collect();
+    save_kept(&path, &live)?;
+    for c in live.iter().filter(|c| c.netuid == netuid) {
+        pending.push((KeptCommit::Timelocked(c.clone()), true));
+    }
+    if json {
+        let value = serde_json::json!({
+            "netuid": netuid,
+            "block": block,
+            "weights_mode": mode.describe(),
+            "reveal_period_epochs": period,
+            "tempo": hyper.tempo,
+            "weights_rate_limit": hyper.weights_rate_limit,
+            "weights_version_key": hyper.weights_version_key,
+            "epoch": epoch.summary(),
+            "hotkey": hotkey.ss58(),
+            "uid": me.map(|n| n.uid),
+            "last_update": me.map(|n| n.last_update),
+            "next_eligible_block": me.map(|n| n.last_update.saturating_add(hyper.weights_rate_limit)),
+            "pending": pending.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        });
+        return Ok(value.to_string());
+    }
     let mut lines = vec![format!(
         "subnet {netuid} at block {block}: {}{}, tempo {}, weights rate limit {} blocks, version key {}",
         mode.describe(),
@@ -188,7 +293,8 @@ pub async fn status(
         hyper.weights_rate_limit,
         hyper.weights_version_key
     )];
-    match graph.by_hotkey(hotkey.ss58()) {
+    lines.push(super::chain::describe_epoch(&epoch));
+    match me {
         None => lines.push(format!(
             "hotkey {} is not registered on subnet {netuid}",
             hotkey.ss58()
@@ -209,29 +315,27 @@ pub async fn status(
             ));
         }
     }
-    let on_chain = chain
-        .weight_commits(netuid, &hotkey.public_bytes())
-        .await
-        .or_else(|e| match e {
-            // Runtimes with only timelocked commits have no hash-commit storage.
-            ChainError::Unsupported(_) => Ok(Vec::new()),
-            other => Err(other),
-        })
-        .map_err(text)?;
-    let kept = load_pending(commits)?;
-    for c in &on_chain {
-        let (at, first, last) = (c.commit_block, c.first_reveal_block, c.last_reveal_block);
-        let hex = hex::encode(c.hash);
-        let salt = if kept.iter().any(|k| k.hash == hex) {
-            "salt kept"
-        } else {
-            "salt NOT kept here"
-        };
-        lines.push(format!(
-            "pending commit 0x{hex} from block {at}: reveal in {first}..={last} ({salt})"
-        ));
+    for (c, salt_kept) in &pending {
+        lines.push(match c {
+            KeptCommit::Hash(c) => format!(
+                "pending commit 0x{} from block {}{}: reveal in {}..={} ({})",
+                c.hash,
+                c.commit_block,
+                match c.reveal_epoch {
+                    Some(e) => format!(", reveal epoch {e}"),
+                    None => String::new(),
+                },
+                c.first_reveal_block,
+                c.last_reveal_block,
+                if *salt_kept { "salt kept" } else { "salt NOT kept here" }
+            ),
+            KeptCommit::Timelocked(c) => format!(
+                "timelocked commit from block {} (epoch {}): drand round {}, revealed by the chain in epoch {} at about block {}",
+                c.commit_block, c.commit_epoch, c.reveal_round, c.reveal_epoch, c.reveal_block
+            ),
+        });
     }
-    if on_chain.is_empty() {
+    if pending.is_empty() {
         lines.push("no pending commits on chain".into());
     }
     Ok(lines.join("\n"))
@@ -280,7 +384,9 @@ pub fn run(action: &WeightsAction, config: &Config) -> CommandResult {
                 set(&chain, &hotkey, &request, &commits).await
             }
             WeightsAction::Reveal(_) => reveal(&chain, &hotkey, netuid, &commits).await,
-            WeightsAction::Status(_) => status(&chain, &hotkey, netuid, &commits).await,
+            WeightsAction::Status(args) => {
+                status(&chain, &hotkey, netuid, &commits, args.json).await
+            }
         }
     });
     println!("{}", done.map_err(CommandError::Failed)?);

@@ -164,7 +164,7 @@ impl Subnet {
         }
         let validator_key = key(1);
         let mut chain_file = format!(
-            "block_time_secs = 0.05\nstart_block = 1000\n[[subnet]]\nnetuid = 23\nweights_rate_limit = 0\nweights_version_key = 10\n\
+            "block_time_secs = 0.05\nstart_block = 1000\n[[subnet]]\nnetuid = 23\nweights_rate_limit = 0\nweights_version_key = 10\ncommit_reveal = false\n\
              [[subnet.neuron]]\nhotkey = \"{}\"\nstake = 20000\nvalidator_permit = true\n",
             validator_key.ss58()
         );

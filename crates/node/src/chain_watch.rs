@@ -34,7 +34,8 @@ impl ChainWatch {
         report.validator_permit = me.is_some_and(|n| n.validator_permit);
         let hyper = self.chain.hyperparams(self.netuid).await?;
         report.commit_reveal = Some(hyper.commit_reveal_enabled);
-        report.clock = Some(standing::clock(graph.block, self.netuid, &hyper));
+        let epoch = self.chain.epoch(self.netuid).await?;
+        report.clock = Some(standing::clock(&epoch, &hyper));
         report.standing = match self.hotkey.as_deref() {
             Some(hotkey) if me.is_some() => {
                 let uids = graph.neurons.iter().map(|n| n.uid).collect();

@@ -5,6 +5,7 @@ use parity_scale_codec::Encode;
 use serde::{Deserialize, Serialize};
 
 use super::ChainError;
+use super::epoch::{EpochState, EpochSummary, RevealSchedule};
 use super::subtensor::scale::blake2_256;
 
 /// What the chain accepts for a subnet's weights right now.
@@ -42,22 +43,129 @@ pub struct PendingCommit {
     pub salt: Vec<u16>,
     pub version_key: u64,
     pub commit_block: u64,
-    /// The chain accepts the reveal from this block through `last_reveal_block`.
+    /// The chain accepts the reveal from this block through `last_reveal_block` (on a
+    /// dynamic-tempo chain: as predicted when committed; the epochs below decide).
     pub first_reveal_block: u64,
     pub last_reveal_block: u64,
+    /// Dynamic-tempo chains key the commit by epoch: it is revealed while the chain's
+    /// look-ahead epoch equals `reveal_epoch`. `None` on legacy chains (and older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_epoch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal_epoch: Option<u64>,
 }
 
-/// A timelocked (v4) commit: the chain opens it itself when drand publishes `reveal_round`,
-/// expected around `reveal_block`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A timelocked (v4) commit: the chain opens it itself in `reveal_epoch`, once drand's pulse of
+/// `reveal_round` is on chain; expected around `reveal_block`. Carries the epoch state and the
+/// wall clock its round was computed from, so an operator can recompute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelockedCommit {
     pub netuid: u16,
+    /// The head block the commit was computed at (it lands in the next).
     pub commit_block: u64,
+    pub commit_epoch: u64,
+    pub reveal_epoch: u64,
     pub reveal_round: u64,
+    /// The first block of the reveal epoch, as predicted.
+    pub first_reveal_block: u64,
+    /// `first_reveal_block` plus the blocks the SDK allows for the pulse to reach the chain.
     pub reveal_block: u64,
+    pub epoch_state: EpochSummary,
+    /// Unix seconds of the wall clock the round was computed from.
+    pub committed_at: f64,
     pub uids: Vec<u16>,
     pub weights: Vec<u16>,
 }
+
+impl TimelockedCommit {
+    pub fn new(
+        state: &EpochState,
+        schedule: RevealSchedule,
+        reveal_round: u64,
+        committed_at: f64,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+    ) -> Self {
+        Self {
+            netuid: state.netuid,
+            commit_block: state.block,
+            commit_epoch: schedule.commit_epoch,
+            reveal_epoch: schedule.reveal_epoch,
+            reveal_round,
+            first_reveal_block: schedule.first_reveal_block,
+            reveal_block: schedule
+                .first_reveal_block
+                .saturating_add(super::epoch::PULSE_INGEST_BLOCKS),
+            epoch_state: state.summary(),
+            committed_at,
+            uids,
+            weights,
+        }
+    }
+}
+
+/// The round a timelocked commit made now targets, and its schedule.
+pub fn timelocked_round(
+    state: &EpochState,
+    now_secs: f64,
+) -> Result<(u64, RevealSchedule), ChainError> {
+    let refuse = |e: super::epoch::EpochError| ChainError::Unsupported(e.to_string());
+    let schedule = state.reveal_schedule().map_err(refuse)?;
+    Ok((state.reveal_round(now_secs).map_err(refuse)?, schedule))
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// A commit of ours waiting for its reveal, as `weights status --json` and the status JSON list
+/// it: `kind` (`hash` / `timelocked`), `commit_block`, `commit_epoch`, `reveal_epoch`, then
+/// `reveal_window` (hash) or `reveal_round`, `epoch_state` and `committed_at` (timelocked).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeptCommit {
+    Hash(PendingCommit),
+    Timelocked(TimelockedCommit),
+}
+
+impl Serialize for KeptCommit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let value = match self {
+            Self::Hash(c) => serde_json::json!({
+                "kind": "hash",
+                "netuid": c.netuid,
+                "hash": c.hash,
+                "commit_block": c.commit_block,
+                "commit_epoch": c.commit_epoch,
+                "reveal_epoch": c.reveal_epoch,
+                "reveal_window": [c.first_reveal_block, c.last_reveal_block],
+            }),
+            Self::Timelocked(c) => serde_json::json!({
+                "kind": "timelocked",
+                "netuid": c.netuid,
+                "commit_block": c.commit_block,
+                "commit_epoch": c.commit_epoch,
+                "reveal_epoch": c.reveal_epoch,
+                "reveal_round": c.reveal_round,
+                "first_reveal_block": c.first_reveal_block,
+                "epoch_state": c.epoch_state,
+                "committed_at": c.committed_at,
+            }),
+        };
+        value.serialize(s)
+    }
+}
+
+/// Where the timelocked commits made by `weights set` are kept (for `weights status`).
+pub fn timelocked_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("timelocked-commits.json")
+}
+
+/// At most this many timelocked commits are kept in that file (the newest).
+pub const TIMELOCKED_KEPT: usize = 32;
 
 /// Where a block stands against a hash commit's reveal window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +177,22 @@ pub enum Window {
 }
 
 impl PendingCommit {
+    /// Where the chain stands against this commit's window. `epoch` is the subnet's epoch state
+    /// now: on a dynamic-tempo chain, a reveal sent now lands in the next block and is judged by
+    /// the look-ahead epoch there; otherwise the kept block window decides.
+    pub fn window_at(&self, epoch: Option<&EpochState>) -> Option<Window> {
+        let (state, reveal_epoch) = (epoch?, self.reveal_epoch?);
+        if state.rule != super::epoch::Rule::Stateful {
+            return None;
+        }
+        let lands = state.epoch_before_coinbase(state.block.saturating_add(1));
+        Some(match lands.cmp(&reveal_epoch) {
+            std::cmp::Ordering::Less => Window::NotYet,
+            std::cmp::Ordering::Equal => Window::Open,
+            std::cmp::Ordering::Greater => Window::Expired,
+        })
+    }
+
     pub fn window(&self, block: u64) -> Window {
         if block > self.last_reveal_block {
             Window::Expired
@@ -85,8 +209,10 @@ impl PendingCommit {
 pub struct CommitRecord {
     pub hash: [u8; 32],
     pub commit_block: u64,
+    /// Legacy runtimes store the window; dynamic-tempo ones the commit's epoch instead.
     pub first_reveal_block: u64,
     pub last_reveal_block: u64,
+    pub commit_epoch: Option<u64>,
 }
 
 /// The hash `commit_weights` takes: blake2-256 of SCALE (hotkey, netuid, uids, values, salt,

@@ -66,6 +66,11 @@ pub struct Neuron {
     pub axon: AxonInfo,
     /// Stake on this subnet, in rao (10⁻⁹ of a token; alpha since dTAO).
     pub stake_rao: u64,
+    /// Root (TAO) stake counted on this subnet, in rao (0 where the runtime does not say).
+    pub root_stake_rao: u64,
+    /// What today's SDK compares: alpha plus `TaoWeight` × root stake, in rao (the runtime's
+    /// `get_metagraph`; alpha alone where the runtime has no such API).
+    pub total_stake_rao: u64,
     pub emission_rao: u64,
     pub rank: f64,
     pub incentive: f64,
@@ -80,8 +85,14 @@ pub struct Neuron {
 }
 
 impl Neuron {
+    /// Alpha stake, tokens.
     pub fn stake_tokens(&self) -> f64 {
         self.stake_rao as f64 / 1e9
+    }
+
+    /// Total stake as bittensor 11.3's metagraph counts it, tokens.
+    pub fn total_stake_tokens(&self) -> f64 {
+        self.total_stake_rao as f64 / 1e9
     }
 }
 
@@ -216,6 +227,8 @@ pub trait Chain: Send + Sync {
     ) -> BoxFuture<'_, Result<std::collections::BTreeMap<u16, u64>, ChainError>>;
     /// How the subnet wants weights now (plain, hash commit-reveal, timelocked).
     fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<commit::WeightsMode, ChainError>>;
+    /// The subnet's epoch state at the head (stateful or legacy rule), read at one block.
+    fn epoch(&self, netuid: u16) -> BoxFuture<'_, Result<epoch::EpochState, ChainError>>;
     /// Commits weights by their salted hash; what the reveal needs and its window.
     fn commit_weights<'a>(
         &'a self,

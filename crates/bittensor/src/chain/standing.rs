@@ -3,13 +3,18 @@
 
 use serde::Serialize;
 
+use super::epoch::{EpochState, EpochSummary};
 use super::{Hyperparams, Metagraph};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Standing {
     pub uid: u16,
-    /// Tokens (alpha on dTAO subnets).
+    /// Tokens of alpha on this subnet.
     pub stake: f64,
+    /// Root (TAO) stake counted here, tokens.
+    pub root_stake: f64,
+    /// Alpha plus `TaoWeight` × root: what today's SDK and our gates compare.
+    pub total_stake: f64,
     pub rank: f64,
     pub trust: f64,
     pub consensus: f64,
@@ -33,16 +38,19 @@ pub struct Standing {
 pub struct SubnetClock {
     pub tempo: u16,
     pub blocks_to_epoch: u64,
+    /// The schedule the chain runs (stateful or legacy) with its next epoch block.
+    pub epoch: EpochSummary,
     pub weights_rate_limit: u64,
     pub immunity_period: u64,
     /// Tokens to register (burned).
     pub registration_cost: f64,
 }
 
-pub fn clock(block: u64, netuid: u16, h: &Hyperparams) -> SubnetClock {
+pub fn clock(epoch: &EpochState, h: &Hyperparams) -> SubnetClock {
     SubnetClock {
         tempo: h.tempo,
-        blocks_to_epoch: super::epoch::blocks_to_next(block, netuid, u64::from(h.tempo)),
+        blocks_to_epoch: epoch.blocks_to_next_epoch().unwrap_or(0),
+        epoch: epoch.summary(),
         weights_rate_limit: h.weights_rate_limit,
         immunity_period: h.immunity_period,
         registration_cost: h.registration_cost_rao as f64 / 1e9,
@@ -82,6 +90,8 @@ pub fn standing(
     Some(Standing {
         uid: me.uid,
         stake: me.stake_tokens(),
+        root_stake: me.root_stake_rao as f64 / 1e9,
+        total_stake: me.total_stake_tokens(),
         rank: me.rank,
         trust: me.trust,
         consensus: me.consensus,
@@ -129,11 +139,12 @@ mod tests {
 
     #[test]
     fn the_clock_reads_the_hyperparameters() {
-        let c = clock(100, 23, &hyper());
+        let c = clock(&EpochState::legacy(100, 23, 99, 1, 12.0), &hyper());
         assert_eq!(
             (c.blocks_to_epoch, c.registration_cost),
             (99 - 124 % 100, 1.0)
         );
+        assert_eq!(c.epoch.next_epoch_block, Some(100 + 99 - 124 % 100));
     }
 
     #[test]

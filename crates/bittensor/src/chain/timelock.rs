@@ -1,8 +1,10 @@
 //! Commit-reveal v4: weights encrypted to a future drand quicknet round with the `tle` scheme
 //! the chain decrypts (Boneh–Franklin FullIdent on BLS12-381 — identities and round signatures
-//! in G1, the public key and `U` in G2 — wrapping a random AES-256-GCM key), and the reveal
-//! round bittensor-drand 1.3.0 computes. The bytes are laid out as arkworks serialises the
-//! scheme's `TLECiphertext`, which is what `pallet_subtensor` and `bittensor_drand` read.
+//! in G1, the public key and `U` in G2 — wrapping a random AES-256-GCM key). The bytes are laid
+//! out as arkworks serialises the scheme's `TLECiphertext`, which is what `pallet_subtensor` and
+//! `bittensor_drand` read. The round a commit targets comes from the epoch schedule
+//! (`epoch::EpochState::reveal_round`). A [`Beacon`] signs rounds as drand does, for the
+//! embedded chain, whose pulses come from its own key.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -17,7 +19,6 @@ use ark_ff::field_hashers::DefaultFieldHasher;
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use parity_scale_codec::Encode;
 
-use super::epoch;
 use sha2_10::{Digest, Sha256};
 
 /// drand quicknet ("bls-unchained-g1-rfc9380"), the network the chain follows.
@@ -72,11 +73,41 @@ fn h2(g: &<Bls12_381 as Pairing>::TargetField) -> Result<[u8; 32], TimelockError
     Ok(sha256(&[&bytes]))
 }
 
-fn public_key() -> Result<G2Affine, TimelockError> {
+/// drand quicknet's public key, which the live chain's pulses verify against.
+pub fn quicknet_key() -> Result<G2Affine, TimelockError> {
     let bytes =
         hex::decode(QUICKNET_PUBLIC_KEY).map_err(|e| TimelockError::Malformed(e.to_string()))?;
     G2Affine::deserialize_compressed(&bytes[..])
         .map_err(|e| TimelockError::Malformed(e.to_string()))
+}
+
+/// A beacon of our own in drand's quicknet scheme (secret scalar; public key in G2; a round's
+/// pulse is the secret times the round's identity point in G1). The embedded chain's pulses.
+pub struct Beacon {
+    secret: Fr,
+    public: G2Affine,
+}
+
+impl Beacon {
+    /// A beacon keyed by `seed` (hashed to a scalar).
+    pub fn from_seed(seed: &[u8]) -> Self {
+        let secret = Fr::from_be_bytes_mod_order(&sha256(&[b"nicheimage devnet beacon", seed]));
+        let public = (G2Projective::generator() * secret).into_affine();
+        Self { secret, public }
+    }
+
+    pub fn public_key(&self) -> G2Affine {
+        self.public
+    }
+
+    /// The pulse (signature, 48-byte compressed G1) of `round`.
+    pub fn pulse(&self, round: u64) -> Result<Vec<u8>, TimelockError> {
+        let sig = (G1Projective::from(identity(round)?) * self.secret).into_affine();
+        let mut out = Vec::with_capacity(48);
+        sig.serialize_compressed(&mut out)
+            .map_err(|e| TimelockError::Malformed(e.to_string()))?;
+        Ok(out)
+    }
 }
 
 fn r_of(sigma: &[u8; 32], key: &[u8; 32]) -> Fr {
@@ -97,18 +128,37 @@ struct Randomness {
 
 /// Encrypts `message` so that the signature of drand quicknet round `round` opens it.
 pub fn encrypt(message: &[u8], round: u64) -> Result<Vec<u8>, TimelockError> {
+    encrypt_to(&quicknet_key()?, message, round)
+}
+
+/// Encrypts `message` so that the pulse of `round` of the beacon with key `key` opens it.
+pub fn encrypt_to(key: &G2Affine, message: &[u8], round: u64) -> Result<Vec<u8>, TimelockError> {
     let mut random = [0u8; 76];
     getrandom::fill(&mut random).map_err(|e| TimelockError::Random(e.to_string()))?;
     let take = |at: usize| -> [u8; 32] { std::array::from_fn(|i| random[at + i]) };
-    let (key, sigma) = (take(0), take(32));
+    let (aes_key, sigma) = (take(0), take(32));
     let nonce = std::array::from_fn(|i| random[64 + i]);
-    encrypt_with(message, round, &Randomness { key, sigma, nonce })
+    encrypt_with(
+        key,
+        message,
+        round,
+        &Randomness {
+            key: aes_key,
+            sigma,
+            nonce,
+        },
+    )
 }
 
-fn encrypt_with(message: &[u8], round: u64, rnd: &Randomness) -> Result<Vec<u8>, TimelockError> {
+fn encrypt_with(
+    public: &G2Affine,
+    message: &[u8],
+    round: u64,
+    rnd: &Randomness,
+) -> Result<Vec<u8>, TimelockError> {
     let r = r_of(&rnd.sigma, &rnd.key);
     let u = (G2Projective::generator() * r).into_affine();
-    let r_pub = (G2Projective::from(public_key()?) * r).into_affine();
+    let r_pub = (G2Projective::from(*public) * r).into_affine();
     let g_id = Bls12_381::pairing(identity(round)?, r_pub).0;
     let v = xor32(&rnd.sigma, &h2(&g_id)?);
     let w = xor32(&rnd.key, &sha256(&[&rnd.sigma]));
@@ -178,34 +228,10 @@ pub fn payload(hotkey: &[u8; 32], uids: &[u16], values: &[u16], version_key: u64
     (&hotkey[..], uids, values, version_key).encode()
 }
 
-/// The first block of the reveal epoch, plus the three blocks bittensor-drand allows for the
-/// drand pulse to reach the chain: when the chain should have applied the weights.
-pub fn reveal_block(tempo: u64, current_block: u64, netuid: u16, reveal_period_epochs: u64) -> u64 {
-    let reveal_epoch =
-        epoch::index(current_block, netuid, tempo).saturating_add(reveal_period_epochs);
-    epoch::first_block(reveal_epoch, netuid, tempo).saturating_add(3)
-}
-
-/// The drand round bittensor-drand 1.3.0 encrypts to: the round due three blocks after the first
-/// block of the reveal epoch, estimated from the wall clock `now_secs` and the block time.
-pub fn reveal_round(
-    tempo: u64,
-    current_block: u64,
-    netuid: u16,
-    reveal_period_epochs: u64,
-    block_time_secs: f64,
-    now_secs: f64,
-) -> u64 {
-    let blocks = reveal_block(tempo, current_block, netuid, reveal_period_epochs)
-        .saturating_sub(current_block);
-    let target = now_secs + blocks as f64 * block_time_secs;
-    let round = ((target - QUICKNET_GENESIS as f64) / QUICKNET_PERIOD as f64).floor();
-    if round < 1.0 { 1 } else { round as u64 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ark_ec::AffineRepr;
 
     /// drand quicknet's real signature of round 1000.
     const ROUND_1000: &str = "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
@@ -236,26 +262,37 @@ mod tests {
             sigma: [2; 32],
             nonce: [3; 12],
         };
-        let ct = encrypt_with(b"hello", 1000, &rnd).unwrap();
+        let quicknet = quicknet_key().unwrap();
+        let ct = encrypt_with(&quicknet, b"hello", 1000, &rnd).unwrap();
         assert_eq!(&ct[96..104], &32u64.to_le_bytes());
         assert_eq!(&ct[176..184], &((5 + 16 + 8 + 12 + 8) as u64).to_le_bytes());
         assert_eq!(&ct[184..192], &21u64.to_le_bytes());
         assert_eq!(&ct[ct.len() - 16..ct.len() - 8], &8u64.to_le_bytes());
         assert_eq!(&ct[ct.len() - 8..], b"AES_GCM_");
         assert_eq!(
-            encrypt_with(b"hello", 1000, &rnd).unwrap(),
+            encrypt_with(&quicknet, b"hello", 1000, &rnd).unwrap(),
             ct,
             "deterministic"
         );
     }
 
     #[test]
-    fn reveal_rounds_follow_the_reveal_epoch() {
-        // tempo 360, netuid 2, block 1000: epoch 2, reveal epoch 3 starts at block 1080.
-        let now = 1_800_000_000.0;
-        let round = reveal_round(360, 1000, 2, 1, 12.0, now);
-        let expected = ((now + 83.0 * 12.0 - QUICKNET_GENESIS as f64) / 3.0).floor() as u64;
-        assert_eq!(round, expected);
-        assert_eq!(reveal_round(360, 1000, 2, 1, 12.0, 0.0), 1, "never below 1");
+    fn our_beacon_pulses_open_what_is_encrypted_to_it() {
+        let beacon = Beacon::from_seed(b"test");
+        let ct = encrypt_to(&beacon.public_key(), b"weights", 77).unwrap();
+        assert_eq!(
+            decrypt(&ct, &beacon.pulse(77).unwrap()).unwrap(),
+            b"weights"
+        );
+        assert_eq!(
+            decrypt(&ct, &beacon.pulse(78).unwrap()),
+            Err(TimelockError::WrongSignature)
+        );
+        // A pulse verifies as drand's do: e(pulse, g2) = e(H(round), public key).
+        let sig = G1Affine::deserialize_compressed(&beacon.pulse(77).unwrap()[..]).unwrap();
+        assert_eq!(
+            Bls12_381::pairing(sig, G2Affine::generator()),
+            Bls12_381::pairing(identity(77).unwrap(), beacon.public_key())
+        );
     }
 }

@@ -63,7 +63,7 @@ impl Blacklist {
         counters.requests += 1;
         counters.last_request_unix_ms = Some(crate::runtime::state::unix_ms_now());
         counters.uid = neuron.map(|n| n.uid);
-        counters.stake = neuron.map(|n| n.stake_tokens()).unwrap_or(0.0);
+        counters.stake = neuron.map(|n| n.total_stake_tokens()).unwrap_or(0.0);
         let decision = Self::decide(&mut self.windows, rules, hotkey, neuron, now, counters);
         match decision {
             Ok(()) => counters.allowed += 1,
@@ -95,7 +95,8 @@ impl Blacklist {
         if rules.force_validator_permit && !neuron.validator_permit {
             return Err(Refusal::NoPermit);
         }
-        let stake = neuron.stake_tokens();
+        // Total stake (alpha + TaoWeight × root), as bittensor 11.3's metagraph counts it.
+        let stake = neuron.total_stake_tokens();
         if stake < rules.min_stake {
             return Err(Refusal::LowStake);
         }
@@ -135,6 +136,7 @@ mod tests {
         Neuron {
             uid: 3,
             stake_rao: (stake * 1e9) as u64,
+            total_stake_rao: (stake * 1e9) as u64,
             validator_permit: permit,
             ..Default::default()
         }

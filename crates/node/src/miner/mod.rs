@@ -65,7 +65,7 @@ impl MinerHandler {
     fn stake_of(&self, hotkey: &str) -> f64 {
         lock(&self.metagraph)
             .by_hotkey(hotkey)
-            .map(|n| n.stake_tokens())
+            .map(|n| n.total_stake_tokens())
             .unwrap_or(0.0)
     }
 }

@@ -281,7 +281,7 @@ async fn refresh_allowlist(list: &Allowlist, shared: &Shared) {
             let ips: HashSet<IpAddr> = graph
                 .neurons
                 .iter()
-                .filter(|n| n.axon.is_served() && n.stake_tokens() >= list.min_stake)
+                .filter(|n| n.axon.is_served() && n.total_stake_tokens() >= list.min_stake)
                 .map(|n| n.axon.ip_addr())
                 .collect();
             tracing::info!(count = ips.len(), "reward allow-list refreshed");

@@ -337,6 +337,9 @@ pub struct ValidatorReport {
     pub weights: Option<WeightsStatus>,
     /// The first block at which the chain takes our weights again.
     pub next_weights_block: Option<u64>,
+    /// Our commits waiting for their reveal, with the epochs (and, timelocked, the epoch state
+    /// and clock) they were computed from.
+    pub commits: Vec<nicheimage_bittensor::chain::commit::KeptCommit>,
     /// What happened to the saved state at start (e.g. a corrupt file moved aside).
     pub state_note: Option<String>,
     pub last_error: Option<String>,

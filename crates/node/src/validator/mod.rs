@@ -494,10 +494,7 @@ impl Validator {
                         self.settings.version_key,
                     )
                     .await?;
-                let said = Pending(format!(
-                    "committed at block {} (timelocked to drand round {}), the chain reveals it at about block {}",
-                    c.commit_block, c.reveal_round, c.reveal_block
-                ));
+                let said = Pending(waiting_for(&c));
                 *self
                     .shared
                     .timelocked
@@ -519,10 +516,11 @@ impl Validator {
         Ok(Set(format!("set at block {block} for {} uids", uids.len())))
     }
 
-    /// A timelocked commit in flight: before its reveal block, waiting; after it, whether the
-    /// chain applied it (our last update reached the reveal epoch), said once; `None` when no
-    /// commit is in flight.
-    async fn timelocked_landed(&self, block: u64) -> Result<Option<WeightsStatus>, ChainError> {
+    /// A timelocked commit in flight: while its reveal epoch has not ended, waiting (or applied,
+    /// said once); after it, applied or dropped by the chain, said once; `None` when no commit
+    /// is in flight. Judged by the chain's epochs, not by blocks, so an epoch that comes early
+    /// or late moves the verdict as it moves the reveal.
+    async fn timelocked_landed(&self, _block: u64) -> Result<Option<WeightsStatus>, ChainError> {
         let pending = self
             .shared
             .timelocked
@@ -532,24 +530,18 @@ impl Validator {
         let Some(c) = pending else {
             return Ok(None);
         };
-        if block < c.reveal_block {
-            // One commit at a time: the next is made once this one is seen applied.
-            return Ok(Some(Pending(format!(
-                "committed at block {} (timelocked to drand round {}), the chain reveals it at about block {}",
-                c.commit_block, c.reveal_round, c.reveal_block
-            ))));
-        }
+        let epoch = self.chain.epoch(c.netuid).await?;
+        // The epoch a block after the head is judged in: past the reveal epoch, the chain
+        // has revealed the commit or deleted it.
+        let ended = epoch.epoch_before_coinbase(epoch.block.saturating_add(1)) > c.reveal_epoch;
         let graph = self.chain.metagraph(c.netuid).await?;
         let updated = graph
             .by_hotkey(self.keypair.ss58())
             .map_or(0, |n| n.last_update);
-        let landed = updated >= c.reveal_block.saturating_sub(3);
-        let tempo = u64::from(self.chain.hyperparams(c.netuid).await?.tempo);
-        if !landed && block <= c.reveal_block + tempo {
-            return Ok(Some(Pending(format!(
-                "committed at block {} (drand round {}): not revealed yet at block {block}",
-                c.commit_block, c.reveal_round
-            ))));
+        // The reveal sets our last update; a commit is never revealed before its reveal epoch.
+        let landed = updated >= c.first_reveal_block && updated > c.commit_block;
+        if !landed && !ended {
+            return Ok(Some(Pending(waiting_for(&c))));
         }
         *self
             .shared
@@ -559,16 +551,39 @@ impl Validator {
         if landed {
             self.remember_weights(&c.uids, &c.weights);
             Ok(Some(Set(format!(
-                "set at block {updated} for {} uids (the chain revealed the timelocked commit of block {})",
+                "set at block {updated} for {} uids (the chain revealed the timelocked commit of block {} in epoch {})",
                 c.uids.len(),
-                c.commit_block
+                c.commit_block,
+                c.reveal_epoch
             ))))
         } else {
             Ok(Some(Failed(format!(
-                "the timelocked commit of block {} was not revealed by block {block} (dropped by the chain); committing again next pass",
-                c.commit_block
+                "the timelocked commit of block {} was dropped by the chain: not revealed in its reveal epoch {} (the chain deletes a commit whose drand round {} is not on chain before that epoch ends); committing again next pass",
+                c.commit_block, c.reveal_epoch, c.reveal_round
             ))))
         }
+    }
+
+    /// Our commits waiting for their reveal (the kept hash commits of this subnet and the
+    /// timelocked one in flight).
+    pub fn kept_commits(&self) -> Vec<commit::KeptCommit> {
+        let s = &self.settings;
+        let mut kept: Vec<_> = commit::load_pending(&s.commits_path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.netuid == s.netuid)
+            .map(commit::KeptCommit::Hash)
+            .collect();
+        if let Some(c) = self
+            .shared
+            .timelocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            kept.push(commit::KeptCommit::Timelocked(c));
+        }
+        kept
     }
 
     fn remember_weights(&self, uids: &[u16], weights: &[u16]) {
@@ -592,10 +607,18 @@ impl Validator {
         let s = &self.settings;
         let kept = commit::load_pending(&s.commits_path).map_err(ChainError::Unsupported)?;
         let (mine, others): (Vec<_>, Vec<_>) = kept.into_iter().partition(|c| c.netuid == s.netuid);
+        // On a dynamic-tempo chain the window is an epoch: judged by the chain's epoch state.
+        let epoch = match mine.iter().any(|c| c.reveal_epoch.is_some()) {
+            true => Some(self.chain.epoch(s.netuid).await?),
+            false => None,
+        };
+        let window = |c: &commit::PendingCommit| {
+            c.window_at(epoch.as_ref())
+                .unwrap_or_else(|| c.window(block))
+        };
         // Past their window, commits are spent: the chain drops them.
-        let (expired, live): (Vec<_>, Vec<_>) = mine
-            .into_iter()
-            .partition(|c| c.window(block) == Window::Expired);
+        let (expired, live): (Vec<_>, Vec<_>) =
+            mine.into_iter().partition(|c| window(c) == Window::Expired);
         for c in &expired {
             tracing::warn!(hash = %c.hash, last = c.last_reveal_block, "a weights commit expired unrevealed");
         }
@@ -603,7 +626,7 @@ impl Validator {
             let all: Vec<_> = others.iter().chain(live).cloned().collect();
             commit::save_pending(&s.commits_path, &all).map_err(ChainError::Unsupported)
         };
-        if let Some(open) = live.iter().position(|c| c.window(block) == Window::Open) {
+        if let Some(open) = live.iter().position(|c| window(c) == Window::Open) {
             let c = live[open].clone();
             let result = self.chain.reveal_weights(&self.keypair, &c).await;
             let mut rest = live;
@@ -642,6 +665,14 @@ impl Validator {
         save(&[c])?;
         Ok(said)
     }
+}
+
+/// What the validator says while a timelocked commit waits for its reveal.
+fn waiting_for(c: &commit::TimelockedCommit) -> String {
+    format!(
+        "committed at block {} in epoch {} (timelocked to drand round {}), the chain reveals it in epoch {}, at about block {}",
+        c.commit_block, c.commit_epoch, c.reveal_round, c.reveal_epoch, c.reveal_block
+    )
 }
 
 impl Component for Validator {
@@ -696,6 +727,7 @@ impl Component for Validator {
                         }
                     });
                     report.next_weights_block = self.next_weights_block().await.ok().flatten();
+                    report.commits = self.kept_commits();
                 }
                 // Snapshot under the lock, write outside it.
                 let book = {

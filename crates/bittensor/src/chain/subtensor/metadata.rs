@@ -49,8 +49,10 @@ pub struct ChainMetadata {
     pub types: PortableRegistry,
     /// `(pallet, item)` → entry.
     pub storage: HashMap<(String, String), StorageEntry>,
-    /// `Api_method` (the `state_call` name) → its output type; V15 only.
+    /// `Api_method` (the `state_call` name) → its output type; V15 and V16.
     pub apis: HashMap<String, u32>,
+    /// `(pallet, constant)` → its type and SCALE value.
+    pub constants: HashMap<(String, String), (u32, Vec<u8>)>,
 }
 
 impl ChainMetadata {
@@ -79,6 +81,17 @@ impl ChainMetadata {
             .ok_or_else(|| {
                 ChainError::Unsupported(format!("this runtime has no storage {pallet}.{item}"))
             })
+    }
+
+    /// A constant decoded as an unsigned integer (`None` where absent or not a number).
+    pub fn constant_u64(&self, pallet: &str, name: &str) -> Option<u64> {
+        let (ty, value) = self
+            .constants
+            .get(&(pallet.to_string(), name.to_string()))?;
+        super::dynamic::decode_all(&self.types, *ty, value)
+            .ok()?
+            .as_u64()
+            .ok()
     }
 
     /// The error's name for a pallet index and error index.
@@ -144,9 +157,10 @@ fn pallets_of(
 pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
     let prefixed = RuntimeMetadataPrefixed::decode(&mut &bytes[..])
         .map_err(|e| ChainError::Decode(format!("runtime metadata: {e}")))?;
-    // V14 and V15 hold pallets and extensions in fields of the same names but different types.
+    // V14, V15 and V16 hold pallets in fields of the same names but different types; V16 names
+    // the extensions differently (`transaction_extensions`, `implicit`), so the caller lists them.
     macro_rules! read {
-        ($m:expr) => {{
+        ($m:expr, $extensions:expr) => {{
             let types = &$m.types;
             let pallets = $m.pallets.iter().map(|p| {
                 let calls = p.calls.as_ref().map(|c| c.ty.id);
@@ -157,7 +171,15 @@ pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
                     p.error.as_ref().map(|e| e.ty.id),
                 )
             });
-            let extensions = $m.extrinsic.signed_extensions.iter();
+            let constants = $m
+                .pallets
+                .iter()
+                .flat_map(|p| {
+                    p.constants.iter().map(move |c| {
+                        ((p.name.clone(), c.name.clone()), (c.ty.id, c.value.clone()))
+                    })
+                })
+                .collect();
             let storage = $m
                 .pallets
                 .iter()
@@ -189,32 +211,63 @@ pub fn parse(bytes: &[u8]) -> Result<ChainMetadata, ChainError> {
             ChainMetadata {
                 version: prefixed.1.version(),
                 pallets: pallets_of(types, pallets),
-                extensions: extensions
-                    .map(|e| extension(types, &e.identifier, e.ty.id, e.additional_signed.id))
-                    .collect(),
+                extensions: $extensions,
                 types: types.clone(),
                 storage,
                 apis: HashMap::new(),
+                constants,
             }
         }};
     }
-    match &prefixed.1 {
-        RuntimeMetadata::V14(m) => Ok(read!(m)),
-        RuntimeMetadata::V15(m) => {
-            let mut meta = read!(m);
-            meta.apis = m
-                .apis
+    macro_rules! signed_extensions {
+        ($m:expr) => {
+            $m.extrinsic
+                .signed_extensions
+                .iter()
+                .map(|e| extension(&$m.types, &e.identifier, e.ty.id, e.additional_signed.id))
+                .collect()
+        };
+    }
+    macro_rules! apis {
+        ($m:expr) => {
+            $m.apis
                 .iter()
                 .flat_map(|api| {
                     api.methods
                         .iter()
                         .map(move |f| (format!("{}_{}", api.name, f.name), f.output.id))
                 })
-                .collect();
+                .collect()
+        };
+    }
+    match &prefixed.1 {
+        RuntimeMetadata::V14(m) => Ok(read!(m, signed_extensions!(m))),
+        RuntimeMetadata::V15(m) => {
+            let mut meta = read!(m, signed_extensions!(m));
+            meta.apis = apis!(m);
+            Ok(meta)
+        }
+        RuntimeMetadata::V16(m) => {
+            // Signed (v4) extrinsics use the extensions listed for extension version 0, in that
+            // order; without such a list, all of them in metadata order.
+            let all = &m.extrinsic.transaction_extensions;
+            let order: Vec<usize> = match m.extrinsic.transaction_extensions_by_version.get(&0) {
+                Some(list) => list.iter().map(|i| i.0 as usize).collect(),
+                None => (0..all.len()).collect(),
+            };
+            let mut extensions = Vec::with_capacity(order.len());
+            for i in order {
+                let e = all.get(i).ok_or_else(|| {
+                    ChainError::Decode(format!("transaction extension index {i} is not listed"))
+                })?;
+                extensions.push(extension(&m.types, &e.identifier, e.ty.id, e.implicit.id));
+            }
+            let mut meta = read!(m, extensions);
+            meta.apis = apis!(m);
             Ok(meta)
         }
         other => Err(ChainError::Unsupported(format!(
-            "runtime metadata version {} (need 14 or 15)",
+            "runtime metadata version {} (need 14, 15 or 16)",
             other.version()
         ))),
     }

@@ -18,6 +18,7 @@ use parity_scale_codec::{Decode, Encode};
 use serde_json::{Value, json};
 
 use super::commit::{self as shared_commit, CommitRecord, PendingCommit, WeightsMode};
+use super::epoch::{self, EpochState};
 use super::{Chain, ChainError, Hyperparams, Metagraph, ServeAxon};
 use crate::keypair::Keypair;
 use metadata::ChainMetadata;
@@ -58,8 +59,9 @@ impl SubtensorChain {
         self
     }
 
-    /// Encrypts the weights to the drand round bittensor-drand picks for this subnet's next
-    /// reveal epoch and submits the runtime's timelocked commit call (version 4).
+    /// Encrypts the weights to the drand round today's SDK picks for this subnet's reveal epoch
+    /// (bittensor-drand 2.0 on a dynamic-tempo runtime, 1.3 on an older one) and submits the
+    /// runtime's timelocked commit call (version 4).
     pub async fn commit_timelocked(
         &self,
         signer: &Keypair,
@@ -79,14 +81,9 @@ impl SubtensorChain {
             }
         };
         let meta = self.current_metadata().await?;
-        let block = self.block_number().await?;
-        let tempo = u64::from(self.subnet_value(&meta, "Tempo", netuid).await?.as_u16()?);
-        let period = self.reveal_period_epochs(netuid).await?.unwrap_or(1);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        let round = timelock::reveal_round(tempo, block, netuid, period, self.block_time_secs, now);
+        let state = self.epoch_state(netuid).await?;
+        let committed_at = shared_commit::unix_now();
+        let (round, schedule) = shared_commit::timelocked_round(&state, committed_at)?;
         let payload = timelock::payload(&signer.public_bytes(), &uids, &weights, version_key);
         let ciphertext = timelock::encrypt(&payload, round)
             .map_err(|e| ChainError::Unsupported(format!("timelock encryption: {e}")))?;
@@ -101,13 +98,112 @@ impl SubtensorChain {
         };
         let args = commit::timelocked_args(call, netuid, &ciphertext, round, version);
         self.submit(signer, call, args).await?;
-        Ok(shared_commit::TimelockedCommit {
-            netuid,
-            commit_block: block,
-            reveal_round: round,
-            reveal_block: timelock::reveal_block(tempo, block, netuid, period),
+        Ok(shared_commit::TimelockedCommit::new(
+            &state,
+            schedule,
+            round,
+            committed_at,
             uids,
             weights,
+        ))
+    }
+
+    /// Alpha, root and total stake per uid from `get_metagraph`, where the runtime has it typed
+    /// (dTAO runtimes); otherwise the neurons keep alpha as their total.
+    async fn stake_split(
+        &self,
+        meta: &ChainMetadata,
+        netuid: u16,
+        neurons: &mut [super::Neuron],
+    ) -> Result<(), ChainError> {
+        const API: &str = "SubnetInfoRuntimeApi_get_metagraph";
+        match meta.apis.get(API) {
+            Some(&out) if !is_byte_vec(&meta.types, out) => {}
+            _ => return Ok(()),
+        }
+        let value = self
+            .runtime_api(meta, API, &netuid.encode(), scale::wrapped_neurons_layout)
+            .await?;
+        let Some(graph) = value.as_option()? else {
+            return Ok(());
+        };
+        let column = |name: &str| -> Result<Vec<u64>, ChainError> {
+            graph
+                .field(name)?
+                .as_list()?
+                .iter()
+                .map(|v| v.as_u64())
+                .collect()
+        };
+        let (alpha, tao, total) = (
+            column("alpha_stake")?,
+            column("tao_stake")?,
+            column("total_stake")?,
+        );
+        for n in neurons {
+            let at = usize::from(n.uid);
+            if let (Some(a), Some(t), Some(all)) = (alpha.get(at), tao.get(at), total.get(at)) {
+                n.stake_rao = *a;
+                n.root_stake_rao = *t;
+                n.total_stake_rao = *all;
+            }
+        }
+        Ok(())
+    }
+
+    /// The subnet's epoch state read at one pinned block: the stateful items where the runtime
+    /// has them (dynamic tempo), else the legacy rule; the block time from `Aura.SlotDuration`
+    /// where the metadata carries it, else `subtensor.block_time_secs`.
+    pub async fn epoch_state(&self, netuid: u16) -> Result<EpochState, ChainError> {
+        let meta = self.current_metadata().await?;
+        let hash = self.rpc.call("chain_getBlockHash", json!([])).await?;
+        let header = self.rpc.call("chain_getHeader", json!([hash])).await?;
+        let block = parse_hex_number(&header["number"])?;
+        let at = Some(&hash);
+        let key = netuid.encode();
+        let read = |item: &'static str| {
+            let key = key.clone();
+            let meta = meta.clone();
+            async move {
+                self.storage_value_at(&meta, PALLET, item, &[&key], at)
+                    .await?
+                    .ok_or_else(|| {
+                        ChainError::Decode(format!("{PALLET}.{item}({netuid}) is not set"))
+                    })
+            }
+        };
+        let tempo = read("Tempo").await?.as_u16()?;
+        let period = match meta.storage_entry(PALLET, "RevealPeriodEpochs") {
+            Ok(_) => read("RevealPeriodEpochs").await?.as_u64()?,
+            Err(_) => 1,
+        };
+        let block_time_secs = meta
+            .constant_u64("Aura", "SlotDuration")
+            .filter(|ms| *ms > 0)
+            .map_or(self.block_time_secs, |ms| ms as f64 / 1000.0);
+        let stateful = epoch::STATEFUL_ITEMS
+            .iter()
+            .all(|item| meta.storage_entry(PALLET, item).is_ok());
+        if !stateful {
+            return Ok(EpochState::legacy(
+                block,
+                netuid,
+                tempo,
+                period,
+                block_time_secs,
+            ));
+        }
+        Ok(EpochState {
+            netuid,
+            block,
+            tempo,
+            last_epoch_block: read("LastEpochBlock").await?.as_u64()?,
+            pending_epoch_at: read("PendingEpochAt").await?.as_u64()?,
+            epoch_index: read("SubnetEpochIndex").await?.as_u64()?,
+            blocks_since_last_step: read("BlocksSinceLastStep").await?.as_u64()?,
+            reveal_period_epochs: period,
+            block_time_secs,
+            rule: epoch::Rule::Stateful,
         })
     }
 
@@ -196,18 +292,31 @@ impl SubtensorChain {
         else {
             return Ok(Vec::new());
         };
+        // Dynamic-tempo runtimes key commits by epoch: (hash, commit_epoch, commit_block, 0).
+        let by_epoch = epoch::STATEFUL_ITEMS
+            .iter()
+            .all(|item| meta.storage_entry(PALLET, item).is_ok());
         commits
             .as_list()?
             .iter()
-            .map(|c| match c.as_list()? {
-                [hash, block, first, last] => Ok(CommitRecord {
+            .map(|c| match (by_epoch, c.as_list()?) {
+                (false, [hash, block, first, last]) => Ok(CommitRecord {
                     hash: hash.as_bytes32()?,
                     commit_block: block.as_u64()?,
                     first_reveal_block: first.as_u64()?,
                     last_reveal_block: last.as_u64()?,
+                    commit_epoch: None,
+                }),
+                (true, [hash, epoch, block, _]) => Ok(CommitRecord {
+                    hash: hash.as_bytes32()?,
+                    commit_block: block.as_u64()?,
+                    first_reveal_block: 0,
+                    last_reveal_block: 0,
+                    commit_epoch: Some(epoch.as_u64()?),
                 }),
                 _ => Err(ChainError::Decode(
-                    "WeightCommits: not (hash, block, first, last)".into(),
+                    "WeightCommits: not (hash, block, first, last) nor (hash, epoch, block, _)"
+                        .into(),
                 )),
             })
             .collect()
@@ -236,7 +345,7 @@ impl SubtensorChain {
                 |commits| commits.iter().find(|c| c.hash == hash).copied(),
             )
             .await?;
-        Ok(PendingCommit {
+        let mut pending = PendingCommit {
             netuid,
             hash: hex::encode(hash),
             uids,
@@ -246,7 +355,22 @@ impl SubtensorChain {
             commit_block: held.commit_block,
             first_reveal_block: held.first_reveal_block,
             last_reveal_block: held.last_reveal_block,
-        })
+            commit_epoch: None,
+            reveal_epoch: None,
+        };
+        if let Some(commit_epoch) = held.commit_epoch {
+            // The chain keeps only the epoch; the blocks are our prediction of its window.
+            let state = self.epoch_state(netuid).await?;
+            let reveal_epoch = commit_epoch.saturating_add(state.reveal_period_epochs);
+            let (first, last) = state
+                .reveal_window(reveal_epoch)
+                .map_err(|e| ChainError::Unsupported(e.to_string()))?;
+            pending.first_reveal_block = first;
+            pending.last_reveal_block = last;
+            pending.commit_epoch = Some(commit_epoch);
+            pending.reveal_epoch = Some(reveal_epoch);
+        }
+        Ok(pending)
     }
 
     /// Polls the signer's commits on a subnet (a few blocks at most) until `found` picks its
@@ -674,6 +798,10 @@ impl Chain for SubtensorChain {
         SubtensorChain::commit_timelocked(self, signer, netuid, uids, weights, version_key).boxed()
     }
 
+    fn epoch(&self, netuid: u16) -> BoxFuture<'_, Result<EpochState, ChainError>> {
+        self.epoch_state(netuid).boxed()
+    }
+
     fn describe(&self) -> String {
         format!("subtensor {} at {}", self.network, self.rpc.url())
     }
@@ -694,7 +822,10 @@ impl Chain for SubtensorChain {
                     scale::wrapped_neurons_layout,
                 )
                 .await?;
-            let neurons = scale::neurons(&value)?;
+            let mut neurons = scale::neurons(&value)?;
+            if let Err(e) = self.stake_split(&meta, netuid, &mut neurons).await {
+                tracing::debug!(error = %e, "get_metagraph unreadable; stake is alpha alone");
+            }
             Ok(Metagraph {
                 netuid,
                 block,

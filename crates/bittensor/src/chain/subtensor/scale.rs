@@ -112,6 +112,8 @@ pub fn neuron(v: &Value) -> Result<Neuron, ChainError> {
             protocol: a.field("protocol")?.as_u8()?,
         },
         stake_rao: stake,
+        root_stake_rao: 0,
+        total_stake_rao: stake,
         emission_rao: named("emission")?.as_u64()?,
         rank: unit(named("rank")?)?,
         incentive: unit(named("incentive")?)?,

@@ -1,8 +1,11 @@
 //! The embedded chain: an in-process model of the subtensor rules our node depends on —
 //! registrations, stakes, axons, a block clock, the weights rate limit, version key, permits,
-//! commit-reveal with salted hash commits (as runtime spec 218: a commit is revealed in the epoch
-//! `reveal_period_epochs` after its own), serving rate limit and a weight history. It is not a
-//! substrate node.
+//! today's stateful epochs (dynamic tempo: `epoch::EpochState` stepped every block, tempo changes
+//! resetting the cycle, owner-triggered epochs), commit-reveal as today's chain runs it by
+//! default (v4: weights timelocked to a beacon round, revealed by the chain in the reveal epoch
+//! with the round's pulse, dropped when the pulse is late — `timelocked.rs`) or with salted hash
+//! commits, the legacy epoch rule of older runtimes on request, serving rate limit and a weight
+//! history. It is not a substrate node.
 //! It starts from a human-editable TOML file (see `config/embedded-chain.example.toml`).
 
 use std::collections::BTreeMap;
@@ -15,13 +18,14 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::commit::{self, CommitRecord, PendingCommit, WeightsMode};
-use super::epoch;
+use super::epoch::{self, EpochState, Rule};
+use super::timelock::Beacon;
 use super::{AxonInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, ServeAxon};
 use crate::keypair::Keypair;
 use crate::ss58;
 
 /// The documented example seed file (also the default when none is configured).
-pub const EXAMPLE: &str = include_str!("../../../../embedded-chain.example.toml");
+pub const EXAMPLE: &str = include_str!("../../../../../embedded-chain.example.toml");
 
 /// The seed file: a block time and subnets with their neurons.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,8 +36,27 @@ pub struct ChainFile {
     pub block_time_secs: f64,
     #[serde(default)]
     pub start_block: u64,
+    /// Seconds the beacon's pulses reach the chain late (0: as soon as drand would publish
+    /// them). A delay past an epoch shows timelocked commits dropped, as the chain drops them.
+    #[serde(default)]
+    pub beacon_delay_secs: f64,
+    /// The share of root stake counted in a neuron's total stake (subtensor's `TaoWeight`;
+    /// finney: 0.18).
+    #[serde(default = "default_tao_weight")]
+    pub tao_weight: f64,
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetFile>,
+}
+
+/// How a commit-reveal subnet takes weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitRevealMode {
+    /// Commit-reveal v4, today's default: encrypted to a beacon round, revealed by the chain.
+    #[default]
+    Timelocked,
+    /// Salted hash commits, revealed by the validator (commit-reveal v2).
+    Hash,
 }
 
 fn default_block_time() -> f64 {
@@ -50,8 +73,14 @@ pub struct SubnetFile {
     pub weights_rate_limit: u64,
     #[serde(default)]
     pub weights_version_key: u64,
-    #[serde(default)]
+    /// Commit-reveal on (today's default) or off (plain `set_weights`).
+    #[serde(default = "default_true")]
     pub commit_reveal: bool,
+    #[serde(default)]
+    pub commit_reveal_mode: CommitRevealMode,
+    /// `stateful` (dynamic tempo, today's chain) or `legacy` (runtimes before mid 2026).
+    #[serde(default = "default_rule")]
+    pub epoch_rule: Rule,
     /// Epochs between a commit and its reveal.
     #[serde(default = "default_reveal_period")]
     pub reveal_period_epochs: u64,
@@ -70,6 +99,19 @@ pub struct SubnetFile {
     pub neurons: Vec<NeuronFile>,
 }
 
+fn default_tao_weight() -> f64 {
+    0.18
+}
+/// Tokens to rao (negative: 0).
+fn rao(tokens: f64) -> u64 {
+    (tokens.max(0.0) * 1e9) as u64
+}
+fn default_true() -> bool {
+    true
+}
+fn default_rule() -> Rule {
+    Rule::Stateful
+}
 fn default_tempo() -> u16 {
     360
 }
@@ -95,9 +137,12 @@ pub struct NeuronFile {
     pub hotkey: String,
     #[serde(default)]
     pub coldkey: Option<String>,
-    /// Tokens.
+    /// Alpha tokens on this subnet.
     #[serde(default)]
     pub stake: f64,
+    /// Root (TAO) tokens; count `tao_weight` of them towards the total.
+    #[serde(default)]
+    pub root_stake: f64,
     #[serde(default)]
     pub validator_permit: bool,
     /// `ip:port` if the axon is already served.
@@ -124,22 +169,44 @@ struct Subnet {
     registered_at: BTreeMap<u16, u64>,
     /// Unrevealed hash commits per hotkey.
     commits: BTreeMap<String, Vec<CommitRecord>>,
+    /// The epoch state after the last block whose hooks ran.
+    epoch: EpochState,
+    /// Timelocked commits by the look-ahead epoch they were made in.
+    timelocked: BTreeMap<u64, Vec<timelocked::Sealed>>,
 }
 
 /// At most this many unrevealed commits per hotkey, as subtensor.
 const MAX_UNREVEALED: usize = 10;
+/// Blocks between an owner's `trigger_epoch` and its epoch (subtensor's `AdminFreezeWindow`).
+pub const ADMIN_FREEZE_WINDOW: u64 = 10;
+
+mod timelocked;
+pub use timelocked::Dropped;
+
+fn subnet_mut(state: &mut State, netuid: u16) -> Result<&mut Subnet, ChainError> {
+    state
+        .subnets
+        .get_mut(&netuid)
+        .ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}")))
+}
 
 struct State {
     subnets: BTreeMap<u16, Subnet>,
     history: Vec<WeightRecord>,
     /// Blocks added by `advance` (tests, demos) on top of the clock.
     skipped: u64,
+    /// The last block whose hooks (timelocked reveals, epochs) ran.
+    processed: u64,
+    /// Timelocked commits the chain deleted unrevealed, newest last (bounded).
+    dropped: std::collections::VecDeque<timelocked::Dropped>,
 }
 
 pub struct EmbeddedChain {
     started: Instant,
     block_time: Duration,
     start_block: u64,
+    beacon: Beacon,
+    beacon_delay_secs: f64,
     state: Mutex<State>,
 }
 
@@ -172,8 +239,15 @@ impl EmbeddedChain {
     }
 
     pub fn new(file: ChainFile) -> Result<Self, String> {
-        if file.block_time_secs.is_nan() || file.block_time_secs <= 0.0 {
-            return Err("block_time_secs must be positive".into());
+        // Every block's hooks run, so the clock may not outrun them.
+        if file.block_time_secs.is_nan() || file.block_time_secs < 0.01 {
+            return Err("block_time_secs must be at least 0.01".into());
+        }
+        if !(0.0..=1.0).contains(&file.tao_weight) {
+            return Err("tao_weight must be between 0 and 1".into());
+        }
+        if !(0.0..=86_400.0).contains(&file.beacon_delay_secs) {
+            return Err("beacon_delay_secs must be between 0 and 86400".into());
         }
         let mut subnets = BTreeMap::new();
         for subnet in file.subnets {
@@ -205,7 +279,10 @@ impl EmbeddedChain {
                     coldkey: n.coldkey.clone().unwrap_or_else(|| n.hotkey.clone()),
                     active: true,
                     axon,
-                    stake_rao: (n.stake.max(0.0) * 1e9) as u64,
+                    stake_rao: rao(n.stake),
+                    root_stake_rao: rao(n.root_stake),
+                    total_stake_rao: rao(n.stake)
+                        .saturating_add(rao(n.root_stake * file.tao_weight)),
                     validator_permit: n.validator_permit,
                     last_update: file.start_block,
                     ..Default::default()
@@ -214,6 +291,28 @@ impl EmbeddedChain {
             if subnets.contains_key(&subnet.netuid) {
                 return Err(format!("subnet {} is listed twice", subnet.netuid));
             }
+            if subnet.reveal_period_epochs == 0
+                || subnet.reveal_period_epochs > epoch::MAX_REVEAL_PERIOD
+            {
+                return Err(format!(
+                    "subnet {}: reveal_period_epochs must be 1..={}",
+                    subnet.netuid,
+                    epoch::MAX_REVEAL_PERIOD
+                ));
+            }
+            let legacy = EpochState::legacy(
+                file.start_block,
+                subnet.netuid,
+                subnet.tempo,
+                subnet.reveal_period_epochs,
+                file.block_time_secs,
+            );
+            // A stateful subnet starts where the migration to dynamic tempo seeded it: its
+            // last epoch where the legacy rule last fired, the index the legacy rule gives.
+            let epoch = EpochState {
+                rule: subnet.epoch_rule,
+                ..legacy
+            };
             subnets.insert(
                 subnet.netuid,
                 Subnet {
@@ -222,6 +321,8 @@ impl EmbeddedChain {
                     weights: BTreeMap::new(),
                     commits: BTreeMap::new(),
                     registered_at: BTreeMap::new(),
+                    epoch,
+                    timelocked: BTreeMap::new(),
                 },
             );
         }
@@ -229,16 +330,86 @@ impl EmbeddedChain {
             started: Instant::now(),
             block_time: Duration::from_secs_f64(file.block_time_secs),
             start_block: file.start_block,
+            // The devnet's own beacon: pulses are real BLS signatures of quicknet-numbered
+            // rounds, so commits are opened by the real tle decryption.
+            beacon: Beacon::from_seed(b"embedded chain"),
+            beacon_delay_secs: file.beacon_delay_secs,
             state: Mutex::new(State {
                 subnets,
                 history: Vec::new(),
                 skipped: 0,
+                processed: file.start_block,
+                dropped: Default::default(),
             }),
         })
     }
 
+    /// The state with every block up to the clock's processed (reveals, then epochs).
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.current_block(&state);
+        timelocked::run_blocks(self, &mut state, now);
+        state
+    }
+
+    /// The newest round whose pulse is on chain now.
+    fn last_stored_round(&self) -> u64 {
+        epoch::round_due(commit::unix_now() - self.beacon_delay_secs)
+    }
+
+    /// Timelocked commits deleted unrevealed, with the reason, oldest first.
+    pub fn dropped_commits(&self) -> Vec<timelocked::Dropped> {
+        self.lock().dropped.iter().cloned().collect()
+    }
+
+    /// An owner's `sudo_set_tempo`: the new tempo counts from this block (the cycle resets).
+    pub fn set_tempo(&self, netuid: u16, tempo: u16) -> Result<(), ChainError> {
+        let mut state = self.lock();
+        let subnet = subnet_mut(&mut state, netuid)?;
+        subnet.params.tempo = tempo;
+        subnet.epoch.tempo = tempo;
+        if subnet.epoch.rule == Rule::Stateful {
+            subnet.epoch.last_epoch_block = subnet.epoch.block;
+        }
+        Ok(())
+    }
+
+    /// The owner's `trigger_epoch`: an epoch fires `ADMIN_FREEZE_WINDOW` blocks from now,
+    /// refused as subtensor refuses it (commit-reveal on, one already pending, or the automatic
+    /// epoch about to fire anyway).
+    pub fn trigger_epoch(&self, netuid: u16) -> Result<u64, ChainError> {
+        let mut state = self.lock();
+        let subnet = subnet_mut(&mut state, netuid)?;
+        let e = &mut subnet.epoch;
+        if e.rule != Rule::Stateful {
+            return Err(ChainError::Unsupported(
+                "owner-triggered epochs need the stateful epoch rule".into(),
+            ));
+        }
+        if subnet.params.commit_reveal {
+            return Err(ChainError::refused(
+                "DynamicTempoBlockedByCommitReveal",
+                format!("subnet {netuid}"),
+            ));
+        }
+        if e.pending_epoch_at > 0 {
+            return Err(ChainError::refused(
+                "EpochTriggerAlreadyPending",
+                format!("at block {}", e.pending_epoch_at),
+            ));
+        }
+        let auto = e
+            .last_epoch_block
+            .saturating_add(u64::from(e.tempo))
+            .saturating_sub(e.block);
+        if auto < ADMIN_FREEZE_WINDOW {
+            return Err(ChainError::refused(
+                "AutoEpochAlreadyImminent",
+                format!("{auto} blocks to the next epoch"),
+            ));
+        }
+        e.pending_epoch_at = e.block.saturating_add(ADMIN_FREEZE_WINDOW);
+        Ok(e.pending_epoch_at)
     }
 
     fn current_block(&self, state: &State) -> u64 {
@@ -256,7 +427,18 @@ impl EmbeddedChain {
         let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
             ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
         })?;
+        let tempo = subnet.params.tempo;
         change(&mut subnet.params);
+        let p = &subnet.params;
+        let e = &mut subnet.epoch;
+        e.reveal_period_epochs = p.reveal_period_epochs;
+        if p.tempo != tempo {
+            // As `sudo_set_tempo`: the new tempo counts from this block.
+            e.tempo = p.tempo;
+            if e.rule == Rule::Stateful {
+                e.last_epoch_block = e.block;
+            }
+        }
         Ok(())
     }
 
@@ -293,7 +475,8 @@ impl EmbeddedChain {
             hotkey: hotkey.into(),
             coldkey: hotkey.into(),
             active: true,
-            stake_rao: (stake.max(0.0) * 1e9) as u64,
+            stake_rao: rao(stake),
+            total_stake_rao: rao(stake),
             validator_permit,
             last_update: block,
             ..Default::default()
@@ -362,20 +545,39 @@ impl EmbeddedChain {
         })?;
         Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
-        if !p.commit_reveal {
+        if !p.commit_reveal || p.commit_reveal_mode != CommitRevealMode::Hash {
             return Err(ChainError::refused(
                 "CommitRevealDisabled",
-                format!("subnet {netuid}"),
+                format!("subnet {netuid} does not take hash commits"),
             ));
         }
-        let tempo = u64::from(p.tempo);
-        let reveal_epoch =
-            epoch::index(block, netuid, tempo).saturating_add(p.reveal_period_epochs);
-        let first = epoch::first_block(reveal_epoch, netuid, tempo);
-        let last = first.saturating_add(tempo);
+        let (commit_epoch, reveal_epoch, first, last) = match subnet.epoch.rule {
+            Rule::Legacy => {
+                let tempo = u64::from(p.tempo);
+                let reveal_epoch = epoch::legacy_index(block, netuid, tempo)
+                    .saturating_add(p.reveal_period_epochs);
+                let first = epoch::legacy_first_block(reveal_epoch, netuid, tempo);
+                (None, None, first, first.saturating_add(tempo))
+            }
+            Rule::Stateful => {
+                // The extrinsic counts in the block after the head, by its look-ahead epoch.
+                let e = &subnet.epoch;
+                let commit_epoch = e.epoch_before_coinbase(block.saturating_add(1));
+                let reveal_epoch = commit_epoch.saturating_add(e.reveal_period_epochs);
+                let (first, last) = e
+                    .reveal_window(reveal_epoch)
+                    .map_err(|err| ChainError::Unsupported(err.to_string()))?;
+                (Some(commit_epoch), Some(reveal_epoch), first, last)
+            }
+        };
+        let lands = subnet.epoch.epoch_before_coinbase(block.saturating_add(1));
+        let period = subnet.params.reveal_period_epochs;
         let mine = subnet.commits.entry(hotkey.to_string()).or_default();
         // Expired commits no longer count against the limit.
-        mine.retain(|c| c.last_reveal_block >= block);
+        mine.retain(|c| match c.commit_epoch {
+            Some(at) => at.saturating_add(period) >= lands,
+            None => c.last_reveal_block >= block,
+        });
         if mine.len() >= MAX_UNREVEALED {
             return Err(ChainError::refused("TooManyUnrevealedCommits", hotkey));
         }
@@ -384,6 +586,7 @@ impl EmbeddedChain {
             commit_block: block,
             first_reveal_block: first,
             last_reveal_block: last,
+            commit_epoch,
         });
         Ok(PendingCommit {
             netuid,
@@ -395,6 +598,8 @@ impl EmbeddedChain {
             commit_block: block,
             first_reveal_block: first,
             last_reveal_block: last,
+            commit_epoch,
+            reveal_epoch,
         })
     }
 
@@ -428,19 +633,29 @@ impl EmbeddedChain {
         let CommitRecord {
             first_reveal_block: first,
             last_reveal_block: last,
+            commit_epoch,
             ..
         } = mine[at];
-        if block < first {
+        let (early, late) = match commit_epoch {
+            // Dynamic tempo: judged by the look-ahead epoch of the block the reveal lands in.
+            Some(at_epoch) => {
+                let lands = subnet.epoch.epoch_before_coinbase(block.saturating_add(1));
+                let due = at_epoch.saturating_add(subnet.params.reveal_period_epochs);
+                (lands < due, lands > due)
+            }
+            None => (block < first, block > last),
+        };
+        if early {
             return Err(ChainError::refused(
                 "RevealTooEarly",
-                format!("opens at block {first}"),
+                format!("opens at about block {first}"),
             ));
         }
-        if block > last {
+        if late {
             mine.remove(at);
             return Err(ChainError::refused(
                 "ExpiredWeightCommit",
-                format!("closed at block {last}"),
+                format!("closed at about block {last}"),
             ));
         }
         mine.remove(at);
@@ -502,10 +717,14 @@ impl EmbeddedChain {
         if !me.validator_permit && !self_only {
             return Err(ChainError::refused("NeuronNoValidatorPermit", hotkey));
         }
-        if me.stake_tokens() < p.min_stake_to_set_weights {
+        if me.total_stake_tokens() < p.min_stake_to_set_weights {
             return Err(ChainError::refused(
                 "NotEnoughStakeToSetWeights",
-                format!("{} < {}", me.stake_tokens(), p.min_stake_to_set_weights),
+                format!(
+                    "{} < {}",
+                    me.total_stake_tokens(),
+                    p.min_stake_to_set_weights
+                ),
             ));
         }
         if uids.len() != weights.len() {
@@ -734,12 +953,17 @@ impl Chain for EmbeddedChain {
             .lock()
             .subnets
             .get(&netuid)
-            .map(|s| match s.params.commit_reveal {
-                true => WeightsMode::HashCommit,
-                false => WeightsMode::Plain {
-                    call: "set_weights",
+            .map(
+                |s| match (s.params.commit_reveal, s.params.commit_reveal_mode) {
+                    (true, CommitRevealMode::Hash) => WeightsMode::HashCommit,
+                    (true, CommitRevealMode::Timelocked) => WeightsMode::Timelocked {
+                        call: "commit_timelocked_mechanism_weights",
+                    },
+                    (false, _) => WeightsMode::Plain {
+                        call: "set_weights",
+                    },
                 },
-            })
+            )
             .ok_or_else(|| {
                 ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
             });
@@ -767,22 +991,28 @@ impl Chain for EmbeddedChain {
         async move { result }.boxed()
     }
 
-    /// The embedded chain follows no drand network: its commit-reveal is the hash scheme, and
-    /// `weights_mode` never asks for this.
     fn commit_timelocked<'a>(
         &'a self,
-        _: &'a Keypair,
+        signer: &'a Keypair,
         netuid: u16,
-        _: Vec<u16>,
-        _: Vec<u16>,
-        _: u64,
+        uids: Vec<u16>,
+        weights: Vec<u16>,
+        version_key: u64,
     ) -> BoxFuture<'a, Result<commit::TimelockedCommit, ChainError>> {
-        async move {
-            Err(ChainError::Unsupported(format!(
-                "subnet {netuid}: the embedded chain has no timelocked commits"
-            )))
-        }
-        .boxed()
+        let result = self.apply_timelocked(signer, netuid, uids, weights, version_key);
+        async move { result }.boxed()
+    }
+
+    fn epoch(&self, netuid: u16) -> BoxFuture<'_, Result<EpochState, ChainError>> {
+        let result = self
+            .lock()
+            .subnets
+            .get(&netuid)
+            .map(|s| s.epoch.clone())
+            .ok_or_else(|| {
+                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+            });
+        async move { result }.boxed()
     }
 }
 
@@ -795,6 +1025,10 @@ mod tests {
     }
 
     fn chain(extra: &str) -> (EmbeddedChain, Keypair, Keypair) {
+        let extra = match extra.contains("commit_reveal =") {
+            true => extra.to_string(),
+            false => format!("commit_reveal = false\n{extra}"),
+        };
         let (validator, miner) = (key(1), key(2));
         let text = format!(
             "block_time_secs = 3600\nstart_block = 1000\n[[subnet]]\nnetuid = 23\nweights_rate_limit = 100\nweights_version_key = 10\n{extra}\n\
@@ -910,7 +1144,9 @@ mod tests {
     async fn hash_commits_are_revealed_in_their_epoch_as_subtensor_does() {
         // Tempo 4 on netuid 23: epochs are 5 blocks, epoch(b) = (b + 24) / 5.
         let (plain, _, _) = chain("");
-        let (chain, validator, _) = chain("commit_reveal = true\ntempo = 4");
+        let (chain, validator, _) = chain(
+            "commit_reveal = true\ncommit_reveal_mode = \"hash\"\nepoch_rule = \"legacy\"\ntempo = 4",
+        );
         chain.advance(1000);
         assert_eq!(
             chain.weights_mode(23).await.unwrap(),
@@ -994,5 +1230,153 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn stateful_hash_commits_are_keyed_by_the_epoch_index() {
+        // Tempo 5, stateful: epochs every 5 blocks from the seeded last epoch.
+        let (chain, validator, _) =
+            chain("commit_reveal = true\ncommit_reveal_mode = \"hash\"\ntempo = 5");
+        chain.advance(100);
+        let e = chain.epoch(23).await.unwrap();
+        assert_eq!(e.rule, Rule::Stateful);
+        let c = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        let (commit_epoch, reveal_epoch) = (c.commit_epoch.unwrap(), c.reveal_epoch.unwrap());
+        assert_eq!(reveal_epoch, commit_epoch + 1);
+        assert_eq!(
+            c.last_reveal_block - c.first_reveal_block,
+            4,
+            "one epoch of 5 blocks"
+        );
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &c).await),
+            "RevealTooEarly"
+        );
+        // A reveal sent one block before the window lands in its first block.
+        let now = chain.block().await.unwrap();
+        chain.advance(c.first_reveal_block - 1 - now);
+        let e = chain.epoch(23).await.unwrap();
+        assert_eq!(c.window_at(Some(&e)), Some(commit::Window::Open));
+        chain.reveal_weights(&validator, &c).await.unwrap();
+        let late = chain
+            .commit_weights(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        let now = chain.block().await.unwrap();
+        chain.advance(late.last_reveal_block - now);
+        let e = chain.epoch(23).await.unwrap();
+        assert_eq!(late.window_at(Some(&e)), Some(commit::Window::Expired));
+        assert_eq!(
+            refusal(chain.reveal_weights(&validator, &late).await),
+            "ExpiredWeightCommit"
+        );
+    }
+
+    #[tokio::test]
+    async fn tempo_changes_reset_the_cycle_and_owners_trigger_epochs() {
+        let (on, _, _) = chain("commit_reveal = true");
+        let (chain, _, _) = chain("tempo = 100");
+        let e = chain.epoch(23).await.unwrap();
+        chain.set_tempo(23, 50).unwrap();
+        let e2 = chain.epoch(23).await.unwrap();
+        assert_eq!((e2.last_epoch_block, e2.tempo), (e.block, 50));
+        assert_eq!(e2.next_epoch_block(), Some(e.block + 50));
+        let at = chain.trigger_epoch(23).unwrap();
+        assert_eq!(at, e2.block + ADMIN_FREEZE_WINDOW);
+        assert_eq!(
+            chain.trigger_epoch(23).unwrap_err().refusal(),
+            Some("EpochTriggerAlreadyPending")
+        );
+        chain.advance(ADMIN_FREEZE_WINDOW);
+        let fired = chain.epoch(23).await.unwrap();
+        assert_eq!(
+            (
+                fired.epoch_index,
+                fired.last_epoch_block,
+                fired.pending_epoch_at
+            ),
+            (e.epoch_index + 1, at, 0)
+        );
+        assert_eq!(
+            on.trigger_epoch(23).unwrap_err().refusal(),
+            Some("DynamicTempoBlockedByCommitReveal")
+        );
+    }
+
+    #[tokio::test]
+    async fn timelocked_commits_are_opened_with_the_beacons_pulse() {
+        // 50 ms blocks, tempo 20: the reveal epoch is a second away and the pulse due in it.
+        let text = format!(
+            "block_time_secs = 0.05\nstart_block = 1000\n[[subnet]]\nnetuid = 23\ntempo = 20\nweights_rate_limit = 0\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\nstake = 20000\nvalidator_permit = true\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\n",
+            key(1).ss58(),
+            key(2).ss58()
+        );
+        let chain = EmbeddedChain::from_toml(&text).unwrap();
+        assert!(matches!(
+            chain.weights_mode(23).await.unwrap(),
+            WeightsMode::Timelocked { .. }
+        ));
+        assert_eq!(
+            refusal(chain.set_weights(&key(1), 23, vec![1], vec![1], 0).await),
+            "CommitRevealEnabled"
+        );
+        let c = chain
+            .commit_timelocked(&key(1), 23, vec![1], vec![65535], 0)
+            .await
+            .unwrap();
+        assert_eq!(c.reveal_epoch, c.commit_epoch + 1);
+        assert_eq!(c.epoch_state.state.rule, Rule::Stateful);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while chain.weight_history().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let history = chain.weight_history();
+        assert_eq!(history.len(), 1, "revealed: {:?}", chain.dropped_commits());
+        let revealed_at = history[0].block;
+        assert!(
+            revealed_at >= c.first_reveal_block && revealed_at < c.first_reveal_block + 20,
+            "revealed at {revealed_at}, reveal epoch from {}",
+            c.first_reveal_block
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_pulse_drops_the_commit_and_owner_epochs_move_the_reveal() {
+        // Hour-long blocks: the round a commit targets is hours away, so its pulse is late for
+        // any epoch the test makes pass by advancing blocks.
+        let (chain, validator, _) = chain("commit_reveal = false\ntempo = 100");
+        let pending = chain.trigger_epoch(23).unwrap();
+        chain.configure(23, |p| p.commit_reveal = true).unwrap();
+        let c = chain
+            .commit_timelocked(&validator, 23, vec![1], vec![65535], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            c.first_reveal_block, pending,
+            "the owner's epoch opens the reveal"
+        );
+        assert_eq!(c.epoch_state.state.pending_epoch_at, pending);
+        chain.advance(pending - chain.block().await.unwrap());
+        assert!(
+            chain.dropped_commits().is_empty(),
+            "retried while the epoch lasts"
+        );
+        chain.advance(100);
+        let dropped = chain.dropped_commits();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].reveal_round, c.reveal_round);
+        assert!(
+            dropped[0].reason.contains("passed before the pulse"),
+            "{:?}",
+            dropped[0]
+        );
+        assert!(chain.weight_history().is_empty());
+        // A round already on chain is refused at commit time.
+        assert!(c.reveal_round > chain.last_stored_round());
     }
 }
