@@ -49,6 +49,40 @@ fn with_no_config_the_node_runs_a_living_local_subnet() {
     assert!(rounds >= 2, "{summary}");
     assert!(summary["weights_set"].as_u64().unwrap() >= 1, "{summary}");
 
+    // Today's defaults: stateful epochs, and the validator's weights go through commit-reveal
+    // v4 — committed timelocked (with the epoch state its round came from), then revealed by
+    // the chain in the reveal epoch.
+    let statuses: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "status")
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["chain"]["clock"]["epoch"]["rule"] == "stateful"),
+        "no stateful epoch object in the status lines"
+    );
+    let committed = statuses.iter().find_map(|s| {
+        s["validator"]["commits"]
+            .as_array()?
+            .iter()
+            .find(|c| c["kind"] == "timelocked")
+            .cloned()
+    });
+    let committed = committed.unwrap_or_else(|| panic!("no timelocked commit shown:\n{stdout}"));
+    assert_eq!(committed["epoch_state"]["rule"], "stateful", "{committed}");
+    assert!(
+        committed["reveal_round"].as_u64().unwrap() > 0,
+        "{committed}"
+    );
+    assert!(
+        statuses.iter().any(|s| s["validator"]["weights"]
+            .as_str()
+            .is_some_and(|w| w.contains("revealed the timelocked commit"))),
+        "no reveal seen:\n{stdout}"
+    );
+
     let honest = miner(&summary, "miner-1");
     let wrong_seed = miner(&summary, "miner-2");
     let slow = miner(&summary, "miner-3");

@@ -805,7 +805,9 @@ async fn the_embedded_chain_agrees_with_the_real_runtime() {
     eprintln!("the sequence on the real runtime: {}", took(t));
 
     let embedded = EmbeddedChain::from_toml(&format!(
-        "block_time_secs = 3600\nstart_block = 100\n[[subnet]]\nnetuid = {NETUID}\ntempo = 100\n"
+        "block_time_secs = 3600\nstart_block = 100\n[[subnet]]\nnetuid = {NETUID}\ntempo = 100\n\
+         # Spec 218's rules: the legacy epoch rule, hash commits, commit-reveal off at first.\n\
+         epoch_rule = \"legacy\"\ncommit_reveal = false\ncommit_reveal_mode = \"hash\"\n"
     ))
     .unwrap();
     let embedded_admin = |step: Admin| {

@@ -97,6 +97,53 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
             .is_empty()
     );
 
+    // Commit-reveal v4, today's default: the validator commits timelocked, reporting the epoch
+    // state and clock its drand round came from. Blocks are skipped here faster than the
+    // beacon's rounds come, so the pulse reaches the chain after the reveal epoch: the chain
+    // drops the commit, and the validator says so with the reason.
+    subnet
+        .chain
+        .configure(23, |p| {
+            p.commit_reveal_mode =
+                nicheimage_bittensor::chain::embedded::CommitRevealMode::Timelocked;
+        })
+        .unwrap();
+    let done = validator.set_weights().await.unwrap();
+    assert!(done.text().contains("timelocked to drand round"), "{done}");
+    let kept = serde_json::to_value(validator.kept_commits()).unwrap();
+    let c = &kept[0];
+    assert_eq!(c["kind"], "timelocked", "{kept}");
+    assert_eq!(c["epoch_state"]["rule"], "stateful", "{kept}");
+    assert_eq!(
+        c["reveal_epoch"].as_u64().unwrap(),
+        c["commit_epoch"].as_u64().unwrap() + 1,
+        "{kept}"
+    );
+    assert!(c["committed_at"].as_f64().unwrap() > 1.7e9, "{kept}");
+    let first = c["first_reveal_block"].as_u64().unwrap();
+    let again = validator.set_weights().await.unwrap();
+    assert!(
+        again.text().starts_with("committed at block"),
+        "waiting: {again}"
+    );
+    let now = subnet.chain.block().await.unwrap();
+    subnet.chain.advance(first + 361 - now);
+    let dropped = validator.set_weights().await.unwrap();
+    assert!(
+        matches!(
+            dropped,
+            nicheimage_node::runtime::event::WeightsStatus::Failed(_)
+        ) && dropped.text().contains("dropped by the chain"),
+        "{dropped}"
+    );
+    let on_chain = subnet.chain.dropped_commits();
+    assert_eq!(on_chain.len(), 1, "{on_chain:?}");
+    assert!(
+        on_chain[0].reason.contains("before the pulse"),
+        "{on_chain:?}"
+    );
+    assert_eq!(subnet.chain.weight_history().len(), 2, "nothing applied");
+
     let book = {
         let mut book = validator.shared.book();
         book.step += 1;

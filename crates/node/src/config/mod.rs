@@ -454,6 +454,9 @@ pub struct DevnetConfig {
     pub organic_every_secs: f64,
     /// The tiny model's timeout, seconds (the slow miner answers 2 s after it).
     pub timeout_secs: f64,
+    /// Seconds the embedded chain's beacon pulses arrive late. Past an epoch (10 s), timelocked
+    /// weights are dropped by the chain, as a late drand pulse drops them on a real one.
+    pub beacon_delay_secs: f64,
 }
 
 impl Default for DevnetConfig {
@@ -464,6 +467,7 @@ impl Default for DevnetConfig {
             round_secs: 5,
             organic_every_secs: 3.0,
             timeout_secs: 4.0,
+            beacon_delay_secs: 0.0,
         }
     }
 }

@@ -84,11 +84,13 @@ fn hotkey(wallets: &Path, name: &str) -> Result<Arc<Keypair>, String> {
 }
 
 /// The embedded chain's seed file: the validator with stake and a permit, the miners with a
-/// little stake and no axon yet (they announce their own).
-fn chain_file(validator: &Keypair, miners: &[DevnetMiner]) -> String {
+/// little stake and no axon yet (they announce their own). The subnet runs today's defaults:
+/// stateful epochs and commit-reveal v4 (timelocked to the chain's beacon), with the beacon's
+/// pulses `beacon_delay_secs` late.
+fn chain_file(validator: &Keypair, miners: &[DevnetMiner], beacon_delay_secs: f64) -> String {
     let mut text = format!(
         "# Written by the devnet at every start; edit [devnet] in the config instead.\n\
-         block_time_secs = {BLOCK_SECS}\nstart_block = 1000\n\n\
+         block_time_secs = {BLOCK_SECS}\nstart_block = 1000\nbeacon_delay_secs = {beacon_delay_secs:?}\n\n\
          [[subnet]]\nnetuid = {NETUID}\ntempo = 20\nweights_rate_limit = {WEIGHTS_RATE_LIMIT}\n\
          weights_version_key = 10\nserving_rate_limit = 0\nmin_stake_to_set_weights = 1000.0\n\n\
          [[subnet.neuron]]\n# validator\nhotkey = \"{}\"\nstake = 100000.0\nvalidator_permit = true\n",
@@ -137,7 +139,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
         base64::engine::general_purpose::STANDARD.encode(owner.verifying_key().as_bytes())
     };
 
-    let seed = chain_file(&validator, &miners);
+    let seed = chain_file(&validator, &miners, d.beacon_delay_secs);
     let chain_path = dir.join("chain.toml");
     std::fs::write(&chain_path, &seed)
         .map_err(|e| format!("cannot write {}: {e}", chain_path.display()))?;
@@ -309,7 +311,7 @@ mod tests {
                 sabotage: None,
             })
             .collect();
-        let text = chain_file(&key(1), &miners);
+        let text = chain_file(&key(1), &miners, 0.0);
         let chain = EmbeddedChain::from_toml(&text).unwrap();
         let uid = chain.register(NETUID, key(9).ss58(), 0.0, false).unwrap();
         assert_eq!(uid, 4, "validator + 3 miners come first");

@@ -114,6 +114,8 @@ mod tests {
             identifier: id.into(),
             extra_empty: empty,
             additional_empty: empty,
+            extra_ty: 0,
+            additional_ty: 0,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct ExtensionInfo {
     pub extra_empty: bool,
     /// The implicit part (only signed over) encodes to nothing.
     pub additional_empty: bool,
+    /// The two parts' types.
+    pub extra_ty: u32,
+    pub additional_ty: u32,
 }
 
 /// A storage item: how its key is hashed, its types, and the value an absent entry reads as.
@@ -283,6 +286,8 @@ fn extension(
         identifier: identifier.to_string(),
         extra_empty: is_empty(types, extra),
         additional_empty: is_empty(types, additional),
+        extra_ty: extra,
+        additional_ty: additional,
     }
 }
 
@@ -436,13 +441,14 @@ pub(crate) mod tests {
             meta.error_name(7, 29),
             "SubtensorModule::SettingWeightsTooFast"
         );
+        let first = &meta.extensions[0];
         assert_eq!(
-            meta.extensions[0],
-            ExtensionInfo {
-                identifier: "CheckNonZeroSender".into(),
-                extra_empty: true,
-                additional_empty: true
-            }
+            (
+                first.identifier.as_str(),
+                first.extra_empty,
+                first.additional_empty
+            ),
+            ("CheckNonZeroSender", true, true)
         );
         assert!(!meta.extensions[7].extra_empty);
         assert!(meta.extensions[9].extra_empty && meta.extensions[9].additional_empty);
