@@ -533,6 +533,47 @@ async fn weights_commands_set_commit_and_reveal_from_a_shell() {
             && said.contains("salt kept"),
         "{said}"
     );
+    // The same as one JSON object: the runtime stores the window; it is the legacy rule's for
+    // the commit's block (this runtime has no dynamic tempo).
+    let (ok, said) = run(dir, &with(&["weights", "status", "--json"]));
+    assert!(ok, "{said}");
+    let json_line = said
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(json_line).expect(&said);
+    assert_eq!(v["epoch"]["rule"], "legacy", "{v}");
+    let pending = &v["pending"][0];
+    assert_eq!(pending["kind"], "hash", "{v}");
+    let (tempo, at) = (
+        v["tempo"].as_u64().unwrap(),
+        pending["commit_block"].as_u64().unwrap(),
+    );
+    use nicheimage_bittensor::chain::epoch::{legacy_first_block, legacy_index};
+    let first = legacy_first_block(legacy_index(at, NETUID, tempo) + 1, NETUID, tempo);
+    assert_eq!(
+        (
+            pending["reveal_window"][0].as_u64(),
+            pending["reveal_window"][1].as_u64()
+        ),
+        (Some(first), Some(first + tempo)),
+        "{v}"
+    );
+    let (ok, said) = run(dir, &with(&["chain", "--json"]));
+    let json_line = said
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(json_line).expect(&said);
+    assert!(ok && v["epoch"]["rule"] == "legacy", "{v}");
+    let block = v["epoch"]["block"].as_u64().unwrap();
+    assert_eq!(
+        v["epoch"]["next_epoch_block"].as_u64(),
+        Some(
+            block + nicheimage_bittensor::chain::epoch::legacy_blocks_to_next(block, NETUID, tempo)
+        ),
+        "{v}"
+    );
     let (ok, said) = run(dir, &with(&["weights", "reveal"]));
     assert!(ok && said.contains("opens at block"), "{said}");
     new_blocks(&node.url, 5).await;

@@ -509,10 +509,12 @@ pub(super) fn chain_line<'a>(
         (None, None) => spans.push(Span::styled("  no hotkey loaded", muted)),
     }
     if let Some(clock) = &c.clock {
-        spans.push(Span::styled(
-            format!("  epoch in {}", clock.blocks_to_epoch),
-            muted,
-        ));
+        // Counted from the live block to the schedule's next epoch (read with the metagraph).
+        let left = match (clock.epoch.next_epoch_block, c.block) {
+            (Some(next), Some(block)) => next.saturating_sub(block),
+            _ => clock.blocks_to_epoch,
+        };
+        spans.push(Span::styled(format!("  epoch in {left}"), muted));
     }
     if let Some(s) = &c.standing {
         let place = match (s.immunity_left, s.pruning_place) {

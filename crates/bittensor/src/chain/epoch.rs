@@ -114,7 +114,8 @@ impl EpochState {
         match self.rule {
             Rule::Legacy => {
                 let t = u64::from(self.tempo);
-                b.saturating_add(u64::from(self.netuid) + 1) % (t + 1) == 0
+                b.saturating_add(u64::from(self.netuid) + 1)
+                    .is_multiple_of(t + 1)
             }
             Rule::Stateful => {
                 (self.pending_epoch_at > 0 && b >= self.pending_epoch_at)
@@ -429,5 +430,62 @@ mod tests {
         s.tempo = u16::MAX;
         assert!(s.reveal_schedule().is_ok());
         assert_eq!(round_due(0.0), 1);
+    }
+
+    /// Why the legacy rule cannot stay: after the migration aligned the two schedules once, they
+    /// drift a block per epoch. For some heads the legacy rule's round is due after today's
+    /// reveal epoch has ended, and the chain then deletes the commit; for others the round comes
+    /// long before the reveal epoch (the weights are public early).
+    #[test]
+    fn after_the_migration_the_legacy_round_can_miss_the_reveal_epoch() {
+        let (netuid, tempo) = (1u16, 360u16);
+        // `migrate_dynamic_tempo` seeded LastEpochBlock and SubnetEpochIndex from the legacy
+        // rule, as `EpochState::legacy` derives them.
+        let seeded = EpochState::legacy(7_000_000, netuid, tempo, 1, 12.0);
+        let (mut lost, mut early, mut total, mut example) = (0, 0, 0, None);
+        // The drift is a block an epoch, so 361 epochs cover every phase; heads near the end
+        // of an epoch are where the legacy round can come too late.
+        for k in 1..=722u64 {
+            let last = seeded.last_epoch_block + 360 * k;
+            for offset in (0..360).step_by(7).chain(340..360) {
+                let head = last + offset;
+                let today = EpochState {
+                    netuid,
+                    block: head,
+                    tempo,
+                    last_epoch_block: last,
+                    pending_epoch_at: 0,
+                    epoch_index: seeded.epoch_index + k,
+                    blocks_since_last_step: offset,
+                    reveal_period_epochs: 1,
+                    block_time_secs: 12.0,
+                    rule: Rule::Stateful,
+                };
+                let old = EpochState::legacy(head, netuid, tempo, 1, 12.0);
+                let due_today = today.reveal_schedule().unwrap();
+                let (_, end) = today.reveal_window(due_today.reveal_epoch).unwrap();
+                let pulse_old =
+                    old.reveal_schedule().unwrap().first_reveal_block + PULSE_INGEST_BLOCKS;
+                total += 1;
+                if pulse_old > end {
+                    lost += 1;
+                    example.get_or_insert((k, head, due_today, end, pulse_old));
+                } else if pulse_old < due_today.first_reveal_block {
+                    early += 1;
+                }
+            }
+        }
+        let (k, head, due, end, pulse_old) =
+            example.expect("a head where the legacy round is lost");
+        eprintln!(
+            "{lost} of {total} heads lose the commit under the legacy rule, {early} publish it early; \
+             e.g. {k} epochs after the migration, head {head}: today's reveal epoch {} runs blocks \
+             {}..={end}, the legacy round is due at block {pulse_old}; the stateful round is due at \
+             block {}",
+            due.reveal_epoch,
+            due.first_reveal_block,
+            due.first_reveal_block + PULSE_INGEST_BLOCKS
+        );
+        assert!(lost > 0 && early > 0);
     }
 }
