@@ -61,8 +61,8 @@ pub fn run(config: &Config, json: bool) -> CommandResult {
                 return Ok(());
             };
             println!(
-                "hotkey {h_key}: uid {}, stake {:.3}, rank {:.4}, trust {:.4}, consensus {:.4}, incentive {:.4}, dividends {:.4}, emission {:.4}/tempo, validator trust {:.4}, validator permit {}",
-                s.uid, s.stake, s.rank, s.trust, s.consensus, s.incentive, s.dividends, s.emission,
+                "hotkey {h_key}: uid {}, stake {:.3} alpha + {:.3} root = {:.3} total (alpha + TaoWeight × root), rank {:.4}, trust {:.4}, consensus {:.4}, incentive {:.4}, dividends {:.4}, emission {:.4}/tempo, validator trust {:.4}, validator permit {}",
+                s.uid, s.stake, s.root_stake, s.total_stake, s.rank, s.trust, s.consensus, s.incentive, s.dividends, s.emission,
                 s.validator_trust, if s.validator_permit { "yes" } else { "no" }
             );
             let immunity = match s.immunity_left {

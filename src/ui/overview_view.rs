@@ -498,6 +498,14 @@ pub(super) fn chain_line<'a>(
             Span::styled(uid.to_string(), t.good()),
             Span::styled("  stake ", muted),
             Span::styled(format!("{:.2}", c.stake), text),
+            // With root stake, the total the gates compare (alpha + TaoWeight × root).
+            Span::styled(
+                match &c.standing {
+                    Some(s) if s.root_stake > 0.0 => format!(" (total {:.2})", s.total_stake),
+                    _ => String::new(),
+                },
+                muted,
+            ),
             Span::styled("  incentive ", muted),
             Span::styled(format!("{:.4}", c.incentive), text),
             Span::styled("  emission ", muted),

@@ -1379,4 +1379,26 @@ mod tests {
         // A round already on chain is refused at commit time.
         assert!(c.reveal_round > chain.last_stored_round());
     }
+
+    #[tokio::test]
+    async fn total_stake_is_alpha_plus_tao_weight_of_root() {
+        // The README's example: 800 alpha and 10 000 root at TaoWeight 0.18 make 2 600.
+        let text = format!(
+            "tao_weight = 0.18\n[[subnet]]\nnetuid = 23\ncommit_reveal = false\nmin_stake_to_set_weights = 1000\nweights_rate_limit = 0\n\
+             [[subnet.neuron]]\nhotkey = \"{}\"\nstake = 800\nroot_stake = 10000\nvalidator_permit = true\n",
+            key(1).ss58()
+        );
+        let chain = EmbeddedChain::from_toml(&text).unwrap();
+        let graph = chain.metagraph(23).await.unwrap();
+        let n = &graph.neurons[0];
+        assert_eq!(
+            (n.stake_tokens(), n.root_stake_rao, n.total_stake_tokens()),
+            (800.0, 10_000_000_000_000, 2600.0)
+        );
+        // Its alpha alone is under the subnet's minimum; its total is not.
+        chain
+            .set_weights(&key(1), 23, vec![0], vec![1], 0)
+            .await
+            .unwrap();
+    }
 }
