@@ -183,11 +183,27 @@ pub const ADMIN_FREEZE_WINDOW: u64 = 10;
 mod timelocked;
 pub use timelocked::Dropped;
 
+impl EmbeddedChain {
+    /// `f` of a subnet, or the chain's refusal when there is no such subnet.
+    fn with_subnet<T>(&self, netuid: u16, f: impl FnOnce(&Subnet) -> T) -> Result<T, ChainError> {
+        let state = self.lock();
+        let subnet = state
+            .subnets
+            .get(&netuid)
+            .ok_or_else(|| no_subnet(netuid))?;
+        Ok(f(subnet))
+    }
+}
+
+fn no_subnet(netuid: u16) -> ChainError {
+    ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
+}
+
 fn subnet_mut(state: &mut State, netuid: u16) -> Result<&mut Subnet, ChainError> {
     state
         .subnets
         .get_mut(&netuid)
-        .ok_or_else(|| ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}")))
+        .ok_or_else(|| no_subnet(netuid))
 }
 
 struct State {
@@ -424,9 +440,7 @@ impl EmbeddedChain {
         change: impl FnOnce(&mut SubnetFile),
     ) -> Result<(), ChainError> {
         let mut state = self.lock();
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
-            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-        })?;
+        let subnet = subnet_mut(&mut state, netuid)?;
         let tempo = subnet.params.tempo;
         change(&mut subnet.params);
         let p = &subnet.params;
@@ -459,9 +473,7 @@ impl EmbeddedChain {
             .map_err(|e| ChainError::Unsupported(format!("hotkey {hotkey}: {e}")))?;
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
-            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-        })?;
+        let subnet = subnet_mut(&mut state, netuid)?;
         if subnet.neurons.iter().any(|n| n.hotkey == hotkey) {
             return Err(ChainError::refused(
                 "HotKeyAlreadyRegisteredInSubNet",
@@ -540,9 +552,7 @@ impl EmbeddedChain {
         );
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
-            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-        })?;
+        let subnet = subnet_mut(&mut state, netuid)?;
         Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
         if !p.commit_reveal || p.commit_reveal_mode != CommitRevealMode::Hash {
@@ -617,9 +627,7 @@ impl EmbeddedChain {
         );
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&c.netuid).ok_or_else(|| {
-            ChainError::refused("MechanismDoesNotExist", format!("no subnet {}", c.netuid))
-        })?;
+        let subnet = subnet_mut(&mut state, c.netuid)?;
         let mine = subnet.commits.entry(hotkey.to_string()).or_default();
         if mine.is_empty() {
             return Err(ChainError::refused("NoWeightsCommitFound", hotkey));
@@ -682,9 +690,7 @@ impl EmbeddedChain {
         version_key: u64,
         revealed: bool,
     ) -> Result<(), ChainError> {
-        let subnet = state.subnets.get_mut(&netuid).ok_or_else(|| {
-            ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-        })?;
+        let subnet = subnet_mut(state, netuid)?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
         if p.commit_reveal && !revealed {
@@ -770,12 +776,7 @@ impl EmbeddedChain {
     fn apply_serve(&self, hotkey: &str, axon: ServeAxon) -> Result<(), ChainError> {
         let mut state = self.lock();
         let block = self.current_block(&state);
-        let subnet = state.subnets.get_mut(&axon.netuid).ok_or_else(|| {
-            ChainError::refused(
-                "MechanismDoesNotExist",
-                format!("no subnet {}", axon.netuid),
-            )
-        })?;
+        let subnet = subnet_mut(&mut state, axon.netuid)?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         if axon.port == 0 {
             return Err(ChainError::refused("InvalidPort", "port 0"));
@@ -888,21 +889,14 @@ impl Chain for EmbeddedChain {
     }
 
     fn hyperparams(&self, netuid: u16) -> BoxFuture<'_, Result<Hyperparams, ChainError>> {
-        let result = self
-            .lock()
-            .subnets
-            .get(&netuid)
-            .map(|s| Hyperparams {
-                tempo: s.params.tempo,
-                weights_rate_limit: s.params.weights_rate_limit,
-                weights_version_key: s.params.weights_version_key,
-                commit_reveal_enabled: s.params.commit_reveal,
-                immunity_period: s.params.immunity_period,
-                registration_cost_rao: (s.params.registration_cost.max(0.0) * 1e9) as u64,
-            })
-            .ok_or_else(|| {
-                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-            });
+        let result = self.with_subnet(netuid, |s| Hyperparams {
+            tempo: s.params.tempo,
+            weights_rate_limit: s.params.weights_rate_limit,
+            weights_version_key: s.params.weights_version_key,
+            commit_reveal_enabled: s.params.commit_reveal,
+            immunity_period: s.params.immunity_period,
+            registration_cost_rao: (s.params.registration_cost.max(0.0) * 1e9) as u64,
+        });
         async move { result }.boxed()
     }
 
@@ -933,40 +927,26 @@ impl Chain for EmbeddedChain {
         uids: Vec<u16>,
     ) -> BoxFuture<'_, Result<BTreeMap<u16, u64>, ChainError>> {
         let start = self.start_block;
-        let result = self
-            .lock()
-            .subnets
-            .get(&netuid)
-            .map(|s| {
-                uids.iter()
-                    .map(|uid| (*uid, s.registered_at.get(uid).copied().unwrap_or(start)))
-                    .collect()
-            })
-            .ok_or_else(|| {
-                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-            });
+        let result = self.with_subnet(netuid, |s| {
+            uids.iter()
+                .map(|uid| (*uid, s.registered_at.get(uid).copied().unwrap_or(start)))
+                .collect()
+        });
         async move { result }.boxed()
     }
 
     fn weights_mode(&self, netuid: u16) -> BoxFuture<'_, Result<WeightsMode, ChainError>> {
-        let result = self
-            .lock()
-            .subnets
-            .get(&netuid)
-            .map(
-                |s| match (s.params.commit_reveal, s.params.commit_reveal_mode) {
-                    (true, CommitRevealMode::Hash) => WeightsMode::HashCommit,
-                    (true, CommitRevealMode::Timelocked) => WeightsMode::Timelocked {
-                        call: "commit_timelocked_mechanism_weights",
-                    },
-                    (false, _) => WeightsMode::Plain {
-                        call: "set_weights",
-                    },
+        let result = self.with_subnet(netuid, |s| {
+            match (s.params.commit_reveal, s.params.commit_reveal_mode) {
+                (true, CommitRevealMode::Hash) => WeightsMode::HashCommit,
+                (true, CommitRevealMode::Timelocked) => WeightsMode::Timelocked {
+                    call: "commit_timelocked_mechanism_weights",
                 },
-            )
-            .ok_or_else(|| {
-                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-            });
+                (false, _) => WeightsMode::Plain {
+                    call: "set_weights",
+                },
+            }
+        });
         async move { result }.boxed()
     }
 
@@ -1004,14 +984,7 @@ impl Chain for EmbeddedChain {
     }
 
     fn epoch(&self, netuid: u16) -> BoxFuture<'_, Result<EpochState, ChainError>> {
-        let result = self
-            .lock()
-            .subnets
-            .get(&netuid)
-            .map(|s| s.epoch.clone())
-            .ok_or_else(|| {
-                ChainError::refused("MechanismDoesNotExist", format!("no subnet {netuid}"))
-            });
+        let result = self.with_subnet(netuid, |s| s.epoch.clone());
         async move { result }.boxed()
     }
 }
