@@ -82,7 +82,7 @@ pub async fn set(
                 pending.last_reveal_block
             );
             if wait {
-                wait_for_block(chain, pending.first_reveal_block).await?;
+                wait_for_window(chain, &pending).await?;
                 said.push('\n');
                 said.push_str(&reveal(chain, signer, netuid, commits).await?);
             } else {
@@ -93,12 +93,13 @@ pub async fn set(
             Ok(said)
         }
         WeightsMode::Timelocked { call } => {
+            // Read the kept file first: a file we cannot read must stop us before the commit.
+            let path = timelocked_path_beside(commits);
+            let mut kept: Vec<TimelockedCommit> = load_kept(&path)?;
             let c = chain
                 .commit_timelocked(signer, netuid, uids, weights, version_key)
                 .await
                 .map_err(text)?;
-            let path = timelocked_path_beside(commits);
-            let mut kept: Vec<TimelockedCommit> = load_kept(&path)?;
             kept.push(c.clone());
             let drop = kept.len().saturating_sub(TIMELOCKED_KEPT);
             kept.drain(..drop);
@@ -116,13 +117,24 @@ pub async fn set(
     }
 }
 
-async fn wait_for_block(chain: &SubtensorChain, block: u64) -> Result<(), String> {
+/// Waits until a hash commit's reveal window is open (by the chain's epochs where it keys
+/// commits by epoch, else by the blocks it stored).
+async fn wait_for_window(chain: &SubtensorChain, pending: &PendingCommit) -> Result<(), String> {
     loop {
         let now = chain.block().await.map_err(text)?;
-        if now >= block {
-            return Ok(());
+        let epoch = chain.epoch(pending.netuid).await.map_err(text)?;
+        match pending
+            .window_at(Some(&epoch))
+            .unwrap_or_else(|| pending.window(now))
+        {
+            Window::Open => return Ok(()),
+            Window::Expired => return Err(format!("the window closed at block {now}")),
+            Window::NotYet => {}
         }
-        eprintln!("block {now}: waiting for {block}");
+        eprintln!(
+            "block {now}: waiting for the reveal window (from about block {})",
+            pending.first_reveal_block
+        );
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
@@ -136,6 +148,7 @@ pub async fn reveal(
     commits: &Path,
 ) -> Result<String, String> {
     let block = chain.block().await.map_err(text)?;
+    let epoch = chain.epoch(netuid).await.map_err(text)?;
     let mut kept = Vec::new();
     let mut said = Vec::new();
     for pending in load_pending(commits)? {
@@ -143,7 +156,11 @@ pub async fn reveal(
             kept.push(pending);
             continue;
         }
-        match pending.window(block) {
+        // Dynamic tempo: the window is the reveal epoch, judged where the reveal lands.
+        let window = pending
+            .window_at(Some(&epoch))
+            .unwrap_or_else(|| pending.window(block));
+        match window {
             Window::Expired => said.push(format!(
                 "commit 0x{} expired at block {} (now {block}); dropped",
                 pending.hash, pending.last_reveal_block
@@ -232,8 +249,9 @@ pub async fn status(
                 let reveal_epoch = c
                     .commit_epoch
                     .map(|e| e.saturating_add(epoch.reveal_period_epochs));
+                // A window that cannot be predicted (already passed) shows as unknown.
                 let (first, last) = match reveal_epoch {
-                    Some(e) => epoch.reveal_window(e).unwrap_or_default(),
+                    Some(e) => epoch.reveal_window(e).unwrap_or((0, 0)),
                     None => (c.first_reveal_block, c.last_reveal_block),
                 };
                 PendingCommit {
@@ -256,11 +274,15 @@ pub async fn status(
     // Timelocked commits stay listed until their reveal epoch has ended.
     let path = timelocked_path_beside(commits);
     let now_epoch = epoch.epoch_before_coinbase(epoch.block.saturating_add(1));
-    let live: Vec<TimelockedCommit> = load_kept(&path)?
+    let all = load_kept(&path)?;
+    let count = all.len();
+    let live: Vec<TimelockedCommit> = all
         .into_iter()
         .filter(|c| c.netuid != netuid || c.reveal_epoch >= now_epoch)
         .collect();
-    save_kept(&path, &live)?;
+    if live.len() != count {
+        save_kept(&path, &live)?;
+    }
     for c in live.iter().filter(|c| c.netuid == netuid) {
         pending.push((KeptCommit::Timelocked(c.clone()), true));
     }
@@ -318,15 +340,17 @@ pub async fn status(
     for (c, salt_kept) in &pending {
         lines.push(match c {
             KeptCommit::Hash(c) => format!(
-                "pending commit 0x{} from block {}{}: reveal in {}..={} ({})",
+                "pending commit 0x{} from block {}{}: {} ({})",
                 c.hash,
                 c.commit_block,
                 match c.reveal_epoch {
                     Some(e) => format!(", reveal epoch {e}"),
                     None => String::new(),
                 },
-                c.first_reveal_block,
-                c.last_reveal_block,
+                match c.first_reveal_block {
+                    0 => "reveal window passed or unknown".to_string(),
+                    first => format!("reveal in {first}..={}", c.last_reveal_block),
+                },
                 if *salt_kept { "salt kept" } else { "salt NOT kept here" }
             ),
             KeptCommit::Timelocked(c) => format!(

@@ -141,7 +141,9 @@ impl Serialize for KeptCommit {
                 "commit_block": c.commit_block,
                 "commit_epoch": c.commit_epoch,
                 "reveal_epoch": c.reveal_epoch,
-                "reveal_window": [c.first_reveal_block, c.last_reveal_block],
+                // `null` where the window could not be predicted (it has passed).
+                "reveal_window": (c.first_reveal_block > 0)
+                    .then_some([c.first_reveal_block, c.last_reveal_block]),
             }),
             Self::Timelocked(c) => serde_json::json!({
                 "kind": "timelocked",

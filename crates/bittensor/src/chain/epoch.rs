@@ -7,7 +7,10 @@
 //!   Firing sets `LastEpochBlock = b`, `PendingEpochAt = 0`, `SubnetEpochIndex += 1` and
 //!   `BlocksSinceLastStep = 0`. Read from storage at one pinned block.
 //! - **legacy** (runtimes without those items, spec 218 among them): the epoch index is
-//!   `(block + netuid + 1) / (tempo + 1)` and epochs fire where that division is exact.
+//!   `(block + netuid + 1) / (tempo + 1)`. The epoch itself runs one block before the index moves
+//!   (where subtensor's `blocks_until_next_epoch` is 0); commit-reveal follows the index, so here
+//!   "fires" means the block where the index moves, and `last_epoch_block` is that block — what
+//!   `migrate_dynamic_tempo` seeded `LastEpochBlock` with.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +46,8 @@ pub enum EpochError {
     TempoIsZero(u16),
     #[error("reveal period of {0} epochs is beyond the {MAX_REVEAL_PERIOD} this node simulates")]
     RevealPeriodTooLong(u64),
+    #[error("the epoch asked for is {0} epochs ahead, beyond what this node simulates")]
+    TooFarAhead(u64),
     #[error("no reveal block found within the simulated span")]
     NoRevealBlock,
 }
@@ -194,7 +199,7 @@ impl EpochState {
     }
 
     fn check(&self) -> Result<(), EpochError> {
-        if self.tempo == 0 && self.rule == Rule::Stateful {
+        if self.tempo == 0 {
             return Err(EpochError::TempoIsZero(self.netuid));
         }
         if self.reveal_period_epochs > MAX_REVEAL_PERIOD && self.rule == Rule::Stateful {
@@ -212,8 +217,9 @@ impl EpochState {
         let landing = self.block.saturating_add(INCLUSION_OFFSET);
         match self.rule {
             Rule::Legacy => {
+                // The chain keys the commit by the epoch of the block it lands in.
                 let t = u64::from(self.tempo);
-                let commit_epoch = legacy_index(self.block, self.netuid, t);
+                let commit_epoch = legacy_index(landing, self.netuid, t);
                 let reveal_epoch = commit_epoch.saturating_add(period);
                 Ok(RevealSchedule {
                     commit_epoch,
@@ -239,7 +245,7 @@ impl EpochState {
         // An epoch is at most SAFETY_NET_BLOCKS + 1 blocks long.
         let epochs = target.saturating_sub(self.epoch_index).saturating_add(1);
         if epochs > MAX_REVEAL_PERIOD + 2 {
-            return Err(EpochError::RevealPeriodTooLong(epochs));
+            return Err(EpochError::TooFarAhead(epochs));
         }
         let span = epochs.saturating_mul(SAFETY_NET_BLOCKS + 1);
         let mut state = self.clone();
@@ -277,9 +283,21 @@ impl EpochState {
     /// bittensor-drand 2.0's `get_encrypted_commit_v2` under the stateful rule, 1.3's
     /// `get_encrypted_commit` under the legacy one).
     pub fn reveal_round(&self, now_secs: f64) -> Result<u64, EpochError> {
-        let schedule = self.reveal_schedule()?;
-        let blocks = schedule
-            .first_reveal_block
+        let first_reveal_block = match self.rule {
+            Rule::Stateful => self.reveal_schedule()?.first_reveal_block,
+            // bittensor-drand 1.3 counts from the head's own epoch, not the landing block's.
+            Rule::Legacy => {
+                self.check()?;
+                let t = u64::from(self.tempo);
+                let epoch = legacy_index(self.block, self.netuid, t);
+                legacy_first_block(
+                    epoch.saturating_add(self.reveal_period_epochs),
+                    self.netuid,
+                    t,
+                )
+            }
+        };
+        let blocks = first_reveal_block
             .saturating_add(PULSE_INGEST_BLOCKS)
             .saturating_sub(self.block);
         Ok(round_due(now_secs + blocks as f64 * self.block_time_secs))
@@ -461,11 +479,12 @@ mod tests {
                     block_time_secs: 12.0,
                     rule: Rule::Stateful,
                 };
-                let old = EpochState::legacy(head, netuid, tempo, 1, 12.0);
+                // bittensor-drand 1.3 aims at the legacy reveal epoch's first block, plus 3.
+                let t = u64::from(tempo);
+                let old_first = legacy_first_block(legacy_index(head, netuid, t) + 1, netuid, t);
+                let pulse_old = old_first + PULSE_INGEST_BLOCKS;
                 let due_today = today.reveal_schedule().unwrap();
                 let (_, end) = today.reveal_window(due_today.reveal_epoch).unwrap();
-                let pulse_old =
-                    old.reveal_schedule().unwrap().first_reveal_block + PULSE_INGEST_BLOCKS;
                 total += 1;
                 if pulse_old > end {
                     lost += 1;

@@ -538,8 +538,8 @@ impl Validator {
         let updated = graph
             .by_hotkey(self.keypair.ss58())
             .map_or(0, |n| n.last_update);
-        // The reveal sets our last update; a commit is never revealed before its reveal epoch.
-        let landed = updated >= c.first_reveal_block && updated > c.commit_block;
+        // Under commit-reveal only a reveal moves our last update, wherever the epoch fell.
+        let landed = updated > c.commit_block;
         if !landed && !ended {
             return Ok(Some(Pending(waiting_for(&c))));
         }

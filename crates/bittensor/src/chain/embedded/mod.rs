@@ -373,6 +373,19 @@ impl EmbeddedChain {
         epoch::round_due(commit::unix_now() - self.beacon_delay_secs)
     }
 
+    /// The newest round whose pulse was on chain at block `b`: its round at the block's wall
+    /// time, which is never later than now. Blocks skipped by `advance` come faster than the
+    /// beacon's rounds, as on a chain whose pulses are late.
+    fn stored_round_at(&self, state: &State, b: u64) -> u64 {
+        let now = commit::unix_now();
+        let since_start = b
+            .saturating_sub(self.start_block)
+            .saturating_sub(state.skipped) as f64
+            * self.block_time.as_secs_f64();
+        let at = (now - self.started.elapsed().as_secs_f64() + since_start).min(now);
+        epoch::round_due(at - self.beacon_delay_secs)
+    }
+
     /// Timelocked commits deleted unrevealed, with the reason, oldest first.
     pub fn dropped_commits(&self) -> Vec<timelocked::Dropped> {
         self.lock().dropped.iter().cloned().collect()
@@ -444,6 +457,12 @@ impl EmbeddedChain {
         let tempo = subnet.params.tempo;
         change(&mut subnet.params);
         let p = &subnet.params;
+        if p.reveal_period_epochs == 0 || p.reveal_period_epochs > epoch::MAX_REVEAL_PERIOD {
+            return Err(ChainError::Unsupported(format!(
+                "reveal_period_epochs must be 1..={}",
+                epoch::MAX_REVEAL_PERIOD
+            )));
+        }
         let e = &mut subnet.epoch;
         e.reveal_period_epochs = p.reveal_period_epochs;
         if p.tempo != tempo {
@@ -472,7 +491,7 @@ impl EmbeddedChain {
         ss58::decode(hotkey)
             .map_err(|e| ChainError::Unsupported(format!("hotkey {hotkey}: {e}")))?;
         let mut state = self.lock();
-        let block = self.current_block(&state);
+        let block = state.processed;
         let subnet = subnet_mut(&mut state, netuid)?;
         if subnet.neurons.iter().any(|n| n.hotkey == hotkey) {
             return Err(ChainError::refused(
@@ -520,7 +539,7 @@ impl EmbeddedChain {
     ) -> Result<(), ChainError> {
         let mut state = self.lock();
         Self::set_weights_in(
-            self.current_block(&state),
+            state.processed,
             &mut state,
             hotkey,
             netuid,
@@ -551,7 +570,7 @@ impl EmbeddedChain {
             version_key,
         );
         let mut state = self.lock();
-        let block = self.current_block(&state);
+        let block = state.processed;
         let subnet = subnet_mut(&mut state, netuid)?;
         Self::neuron_uid(subnet, hotkey)?;
         let p = &subnet.params;
@@ -626,7 +645,7 @@ impl EmbeddedChain {
             c.version_key,
         );
         let mut state = self.lock();
-        let block = self.current_block(&state);
+        let block = state.processed;
         let subnet = subnet_mut(&mut state, c.netuid)?;
         let mine = subnet.commits.entry(hotkey.to_string()).or_default();
         if mine.is_empty() {
@@ -775,7 +794,7 @@ impl EmbeddedChain {
 
     fn apply_serve(&self, hotkey: &str, axon: ServeAxon) -> Result<(), ChainError> {
         let mut state = self.lock();
-        let block = self.current_block(&state);
+        let block = state.processed;
         let subnet = subnet_mut(&mut state, axon.netuid)?;
         let uid = Self::neuron_uid(subnet, hotkey)?;
         if axon.port == 0 {
@@ -847,13 +866,13 @@ impl Chain for EmbeddedChain {
     }
 
     fn block(&self) -> BoxFuture<'_, Result<u64, ChainError>> {
-        let block = self.current_block(&self.lock());
+        let block = self.lock().processed;
         async move { Ok(block) }.boxed()
     }
 
     fn metagraph(&self, netuid: u16) -> BoxFuture<'_, Result<Metagraph, ChainError>> {
         let state = self.lock();
-        let block = self.current_block(&state);
+        let block = state.processed;
         let result = match state.subnets.get(&netuid) {
             None => Ok(Metagraph {
                 netuid,

@@ -47,10 +47,9 @@ pub(super) fn run_blocks(chain: &EmbeddedChain, state: &mut State, now: u64) {
         return;
     }
     let netuids: Vec<u16> = state.subnets.keys().copied().collect();
-    let stored_round = chain.last_stored_round();
     for b in state.processed.saturating_add(1)..=now {
         for netuid in &netuids {
-            reveal(chain, state, *netuid, b, stored_round);
+            reveal(chain, state, *netuid, b);
             if let Some(subnet) = state.subnets.get_mut(netuid) {
                 subnet.epoch = subnet.epoch.after_block(b);
             }
@@ -60,13 +59,18 @@ pub(super) fn run_blocks(chain: &EmbeddedChain, state: &mut State, now: u64) {
 }
 
 /// `reveal_crv3_commits_for_subnet` at block `b`, before the block's coinbase.
-fn reveal(chain: &EmbeddedChain, state: &mut State, netuid: u16, b: u64, stored_round: u64) {
+fn reveal(chain: &EmbeddedChain, state: &mut State, netuid: u16, b: u64) {
+    if state
+        .subnets
+        .get(&netuid)
+        .is_none_or(|s| s.timelocked.is_empty())
+    {
+        return;
+    }
+    let stored_round = chain.stored_round_at(state, b);
     let Some(subnet) = state.subnets.get_mut(&netuid) else {
         return;
     };
-    if subnet.timelocked.is_empty() {
-        return;
-    }
     let looking = subnet.epoch.epoch_before_coinbase(b);
     let period = subnet.params.reveal_period_epochs;
     let Some(due) = looking.checked_sub(period) else {
