@@ -240,7 +240,7 @@ fn reveal_rounds_equal_get_encrypted_commit_v2() {
     let answer = drand_in(Set::Today, json!({ "rounds_v2": request }));
     let rounds = answer["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), states.len());
-    let (mut widest, mut owner, mut safety_net) = (0, 0, 0);
+    let (mut widest, mut owner, mut safety_net, mut legacy_differs) = (0, 0, 0, 0);
     for (state, got) in states.iter().zip(rounds) {
         let theirs = got[0]
             .as_u64()
@@ -253,6 +253,15 @@ fn reveal_rounds_equal_get_encrypted_commit_v2() {
             "{state:?}: theirs {theirs}, ours {low}..={high}"
         );
         widest = widest.max(high - low);
+        // What the legacy rule (our code before dynamic tempo) would have sent.
+        let legacy = EpochState::legacy(
+            state.block,
+            state.netuid,
+            state.tempo,
+            state.reveal_period_epochs,
+            state.block_time_secs,
+        );
+        legacy_differs += usize::from(legacy.reveal_round(before).unwrap() != theirs);
         owner += usize::from(state.pending_epoch_at > 0);
         safety_net += usize::from(state.blocks_since_last_step >= 50_400);
     }
@@ -266,7 +275,7 @@ fn reveal_rounds_equal_get_encrypted_commit_v2() {
     );
     assert!(answer["rounds"][0][0].is_null());
     eprintln!(
-        "{} states ({owner} with an owner-triggered epoch pending, {safety_net} at the safety net): reveal rounds equal, clock spread at most {widest} round(s)",
+        "{} states ({owner} with an owner-triggered epoch pending, {safety_net} at the safety net): reveal rounds equal, clock spread at most {widest} round(s); the legacy rule would differ on {legacy_differs}",
         states.len()
     );
 }
