@@ -205,3 +205,82 @@ async fn reachability_tells_a_live_axon_from_a_dead_address() {
         dead.summary()
     );
 }
+
+/// Work before the signature check is bounded by the header's shape, not its size: 24 requests
+/// with 60 000-character hotkeys (8 at a time) are each refused at once by name, as are huge
+/// uuids, and a signed call is served right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_identity_headers_are_refused_before_any_decoding() {
+    let node = start(1 << 20).await;
+    let client = nicheimage_common::http::client().unwrap();
+    let url = format!("http://127.0.0.1:{}/ImageGenerating", node.target.port);
+    let long_hotkey = "5".repeat(60_000);
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        let batch = (0..8).map(|_| {
+            let (client, url, hotkey) = (client.clone(), url.clone(), long_hotkey.clone());
+            async move {
+                let t = std::time::Instant::now();
+                let r = client
+                    .post(url)
+                    .header("bt_header_dendrite_hotkey", hotkey)
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                (status, body, t.elapsed())
+            }
+        });
+        for (status, body, took) in futures::future::join_all(batch).await {
+            assert_eq!(status, 401, "{body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("60000 characters"), "{message}");
+            assert!(message.len() < 300, "the reason does not echo the header");
+            slowest = slowest.max(took);
+        }
+    }
+    eprintln!(
+        "24 long-hotkey requests refused in {:?} (slowest {slowest:?})",
+        started.elapsed()
+    );
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+
+    let signer = Keypair::generate().0;
+    let huge_uuid = client
+        .post(&url)
+        .header("bt_header_dendrite_hotkey", signer.ss58())
+        .header(
+            "bt_header_dendrite_signature",
+            format!("0x{}", "ab".repeat(64)),
+        )
+        .header("bt_header_dendrite_uuid", "f".repeat(60_000))
+        .header("bt_header_dendrite_nonce", "1")
+        .header("bt_header_dendrite_version", "10002000")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge_uuid.status(), 400);
+    let body: Value = huge_uuid.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("bt_header_dendrite_uuid"),
+        "{body}"
+    );
+
+    // Honest work right after.
+    let done = dendrite()
+        .call(
+            &node.target,
+            &ImageGenerating::default(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done.status_code, 200, "{done:?}");
+    assert_eq!(node.axon.stats().by_status.get(&401), Some(&24));
+}

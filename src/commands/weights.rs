@@ -204,12 +204,9 @@ fn load_kept(path: &Path) -> Result<Vec<TimelockedCommit>, String> {
     }
 }
 
+/// Owner-only: the weights are in it before the chain reveals them.
 fn save_kept(path: &Path, kept: &[TimelockedCommit]) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    nicheimage_common::jsonfile::save_atomic(path, &kept)
+    nicheimage_common::jsonfile::save_private(path, &kept)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

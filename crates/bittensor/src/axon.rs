@@ -19,7 +19,7 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::keypair::{self, Keypair};
-use super::nonce::NonceTracker;
+use super::nonce::{NonceError, NonceTracker};
 use super::priority::PriorityGate;
 use super::synapse::{self, Envelope, Synapse, TerminalInfo};
 use super::{PROTOCOL_VERSION, now_ns, ss58};
@@ -27,6 +27,17 @@ use super::{PROTOCOL_VERSION, now_ns, ss58};
 /// Bodies above this are refused: SN23 images are a few MB of base64.
 pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT_SECS: f64 = 12.0;
+/// At most the first 64 characters of what a peer sent, for a reason we send back or keep.
+fn clip(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
+/// A dendrite uuid is 36 characters (`uuid1`); anything past this is not one.
+pub const MAX_UUID_CHARS: usize = 64;
 /// The largest request timeout that widens the nonce window (every SN23 model asks for 12 s).
 pub const DEFAULT_MAX_TIMEOUT_SECS: f64 = 12.0;
 
@@ -445,7 +456,7 @@ impl Axon {
                 .ok_or_else(|| {
                     Failure::new(
                         400,
-                        format!("timeout header {t:?} is not a positive number"),
+                        format!("timeout header {:?} is not a positive number", clip(t)),
                     )
                 })?,
         }
@@ -456,7 +467,7 @@ impl Axon {
             .clone()
             .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_hotkey"))?;
         let public = ss58::decode(&hotkey)
-            .map_err(|e| Failure::new(401, format!("dendrite hotkey {hotkey:?}: {e}")))?;
+            .map_err(|e| Failure::new(401, format!("dendrite hotkey {:?}: {e}", clip(&hotkey))))?;
         let signature = dendrite.signature.as_deref().ok_or_else(|| {
             Failure::new(
                 401,
@@ -469,10 +480,32 @@ impl Axon {
             .uuid
             .clone()
             .ok_or_else(|| Failure::new(401, "missing bt_header_dendrite_uuid"))?;
+        // Kept per caller in the nonce table: a uuid's shape, not any string.
+        if uuid.is_empty()
+            || uuid.len() > MAX_UUID_CHARS
+            || !uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Failure::new(
+                400,
+                format!(
+                    "bt_header_dendrite_uuid must be 1 to {MAX_UUID_CHARS} letters, digits or '-'"
+                ),
+            ));
+        }
         let nonce = dendrite
             .nonce
             .ok_or_else(|| Failure::new(401, "missing or non-numeric bt_header_dendrite_nonce"))?;
         let claimed_hash = header("computed_body_hash").unwrap_or("");
+        // A sha3-256 in hex, or nothing: it goes into the signed message and into replies.
+        if claimed_hash.len() > 66 {
+            return Err(Failure::new(
+                400,
+                format!(
+                    "computed_body_hash of {} characters is not a hash",
+                    claimed_hash.len()
+                ),
+            ));
+        }
         let message =
             synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
         if !keypair::verify(&public, message.as_bytes(), &signature) {
@@ -540,9 +573,13 @@ impl Axon {
         } = admitted;
         let mut envelope: Envelope = serde_json::from_slice(body)
             .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
-        self.nonces
-            .record(&endpoint, nonce, now_ns)
-            .map_err(|e| Failure::new(401, e.to_string()))?;
+        self.nonces.record(&endpoint, nonce, now_ns).map_err(|e| {
+            let status = match e {
+                NonceError::Full => 503,
+                _ => 401,
+            };
+            Failure::new(status, e.to_string())
+        })?;
         envelope.strip_protocol_keys();
         envelope.name = Some(name.clone());
         envelope.timeout = Some(caller.timeout_secs);

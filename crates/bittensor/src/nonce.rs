@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 /// bittensor allows `4 s + timeout` of age for a nonce.
 const ALLOWED_DELTA_NS: u64 = 4_000_000_000;
+/// How far ahead of our clock a nonce may be (callers' clocks drift a little). A nonce from
+/// further ahead would stay "fresh" and block its endpoint's expiry for as long as it claims.
+pub const MAX_AHEAD_NS: u64 = 5_000_000_000;
 /// Callers from version 7.2.0 on send wall-clock nonces.
 pub const WALL_CLOCK_NONCE_VERSION: i64 = 7_002_000;
 
@@ -32,6 +35,10 @@ pub enum NonceError {
         "nonce {nonce} is not greater than the last one seen for this hotkey and uuid ({last})"
     )]
     Reused { nonce: u64, last: u64 },
+    #[error("nonce is {ahead_secs:.2} s ahead of this axon's clock (at most 5 s is accepted)")]
+    Ahead { ahead_secs: f64 },
+    #[error("too many callers inside the nonce window; try again in a few seconds")]
+    Full,
 }
 
 /// Last nonce per `hotkey:uuid`, for callers the blacklist admitted. Bounded: past `capacity`
@@ -98,6 +105,11 @@ impl NonceTracker {
             Some(_) => {}
         }
         let allowed = self.window_ns(timeout_secs);
+        if nonce > now_ns.saturating_add(MAX_AHEAD_NS) {
+            return Err(NonceError::Ahead {
+                ahead_secs: nonce.saturating_sub(now_ns) as f64 / 1e9,
+            });
+        }
         if nonce <= now_ns.saturating_sub(allowed) {
             return Err(NonceError::Stale {
                 allowed_secs: allowed as f64 / 1e9,
@@ -120,14 +132,13 @@ impl NonceTracker {
             return Err(NonceError::Reused { nonce, last: *last });
         }
         // Kept until the nonce itself is too old: one from a clock running ahead stays fresh
-        // past its recording, and must not be forgotten while a replay of it would pass.
-        let kept_from = nonce.max(now_ns);
-        table.last.insert(endpoint.to_string(), (nonce, kept_from));
-        table.order.push_back((endpoint.to_string(), kept_from));
+        // past its recording (at most MAX_AHEAD_NS), and must not be forgotten while a replay
+        // of it would pass. Only entries past the widest window are ever forgotten: a full
+        // table refuses new callers rather than reopening replay for those inside it.
+        let kept_from = nonce.max(now_ns).min(now_ns.saturating_add(MAX_AHEAD_NS));
         let expired = now_ns.saturating_sub(widest);
         while let Some((_, seen)) = table.order.front() {
-            let seen = *seen;
-            if table.order.len() <= self.capacity && seen >= expired {
+            if *seen >= expired {
                 break;
             }
             let Some((key, seen)) = table.order.pop_front() else {
@@ -137,6 +148,16 @@ impl NonceTracker {
                 table.last.remove(&key);
             }
         }
+        if !table.last.contains_key(endpoint) && table.last.len() >= self.capacity {
+            return Err(NonceError::Full);
+        }
+        // Re-recordings leave stale order entries behind; drop them before they pile up.
+        if table.order.len() >= self.capacity.saturating_mul(2) {
+            let Table { last, order } = &mut *table;
+            order.retain(|(key, seen)| last.get(key).is_some_and(|(_, s)| s == seen));
+        }
+        table.last.insert(endpoint.to_string(), (nonce, kept_from));
+        table.order.push_back((endpoint.to_string(), kept_from));
         Ok(())
     }
 
@@ -214,30 +235,46 @@ mod tests {
     }
 
     #[test]
-    fn stays_bounded_and_forgets_what_freshness_covers() {
+    fn stays_bounded_without_reopening_replay() {
         let t = NonceTracker::new(2, 60.0);
         t.record("a", NOW, NOW).unwrap();
         t.record("b", NOW, NOW + 1).unwrap();
-        t.record("c", NOW, NOW + 2).unwrap();
+        // Full of callers inside their window: a new one is refused, nobody is evicted.
+        assert_eq!(t.record("c", NOW, NOW + 2), Err(NonceError::Full));
         assert_eq!(t.len(), 2);
-        // The entry recorded longest ago went.
-        assert!(t.check("a", Some(NOW), V10, 0.0, NOW + 3).is_ok());
-        assert!(t.check("b", Some(NOW), V10, 0.0, NOW + 3).is_err());
-        // The bound counts recordings, so a busy caller pushes out others first.
-        t.record("c", NOW + 5, NOW + 5).unwrap();
-        assert_eq!(t.len(), 1);
+        assert!(matches!(
+            t.check("a", Some(NOW), V10, 0.0, NOW + 3),
+            Err(NonceError::Reused { .. })
+        ));
+        // A known caller records again (and its stale order entries do not pile up).
+        for i in 0..10 {
+            t.record("a", NOW + 10 + i, NOW + 10 + i).unwrap();
+        }
+        assert_eq!(t.len(), 2);
         // Past the widest window (4 s + 60 s) old entries go: freshness refuses their nonces.
         let later = NOW + 65 * SEC;
         t.record("d", later, later).unwrap();
         assert_eq!(t.len(), 1);
-        // A nonce from a clock 100 s ahead is kept until it is itself too old, so its replay
-        // is caught even after the window has passed since it was recorded.
+    }
+
+    #[test]
+    fn nonces_from_the_future_are_refused() {
         let t = NonceTracker::new(10, 12.0);
-        let ahead = NOW + 100 * SEC;
-        t.record("e", ahead, NOW).unwrap();
-        t.record("f", NOW + 30 * SEC, NOW + 30 * SEC).unwrap();
+        assert!(t.check("e", Some(NOW + 4 * SEC), V10, 12.0, NOW).is_ok());
         assert!(matches!(
-            t.check("e", Some(ahead), V10, 12.0, NOW + 30 * SEC),
+            t.check("e", Some(u64::MAX), V10, 12.0, NOW),
+            Err(NonceError::Ahead { .. })
+        ));
+        assert!(matches!(
+            t.check("e", Some(NOW + 100 * SEC), V10, 12.0, NOW),
+            Err(NonceError::Ahead { .. })
+        ));
+        // One slightly ahead is kept until it is itself too old, so its replay is caught.
+        let ahead = NOW + 4 * SEC;
+        t.record("e", ahead, NOW).unwrap();
+        let later = NOW + 18 * SEC;
+        assert!(matches!(
+            t.check("e", Some(ahead), V10, 12.0, later),
             Err(NonceError::Reused { .. })
         ));
     }

@@ -11,6 +11,8 @@ pub enum Ss58Error {
     Base58(String),
     #[error("wrong length {0} (a single-byte-prefix address of a 32-byte key decodes to 35 bytes)")]
     Length(usize),
+    #[error("{0} characters: a prefix-42 address is at most {MAX_CHARS}")]
+    TooLong(usize),
     #[error("checksum mismatch (a typo in the address?)")]
     Checksum,
     #[error("address prefix {0}, expected {BITTENSOR_PREFIX} (bittensor)")]
@@ -35,9 +37,17 @@ pub fn encode(key: &[u8; 32]) -> String {
     bs58::encode(raw).into_string()
 }
 
+/// The longest base58 text of 35 bytes (a prefix-42 address is 47 or 48 characters). Longer
+/// input is refused before decoding: base58 decoding costs the square of its length.
+pub const MAX_CHARS: usize = 48;
+
 /// Decodes a prefix-42 address into its public key.
 pub fn decode(address: &str) -> Result<[u8; 32], Ss58Error> {
-    let raw = bs58::decode(address.trim())
+    let address = address.trim();
+    if address.len() > MAX_CHARS {
+        return Err(Ss58Error::TooLong(address.len()));
+    }
+    let raw = bs58::decode(address)
         .into_vec()
         .map_err(|e| Ss58Error::Base58(e.to_string()))?;
     if raw.len() != 35 {
@@ -70,5 +80,16 @@ mod tests {
         let typo: String = typo.into_iter().collect();
         assert!(decode(&typo).is_err());
         assert!(matches!(decode("0OIl"), Err(Ss58Error::Base58(_))));
+    }
+
+    #[test]
+    fn long_input_is_refused_before_decoding() {
+        let long = "1".repeat(64_000);
+        let started = std::time::Instant::now();
+        assert_eq!(decode(&long), Err(Ss58Error::TooLong(64_000)));
+        assert!(started.elapsed() < std::time::Duration::from_millis(5));
+        let key = [7u8; 32];
+        assert_eq!(encode(&key).len(), 48);
+        assert_eq!(decode(&encode(&key)), Ok(key));
     }
 }

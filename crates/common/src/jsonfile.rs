@@ -38,11 +38,26 @@ fn temp_path(path: &Path, name: &OsStr) -> PathBuf {
 
 /// Writes `value` as pretty JSON to `path` atomically.
 pub fn save_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    save(path, value, false)
+}
+
+/// As [`save_atomic`], for files holding secrets (salts, weights before their reveal): the file
+/// is 0600 from its first byte, and folders it has to create are 0700.
+pub fn save_private<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    save(path, value, true)
+}
+
+fn save<T: Serialize>(path: &Path, value: &T, private: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(std::io::Error::other)
         .map_err(context("encoding", path))?;
     let dir = folder(path);
-    std::fs::create_dir_all(dir).map_err(context("creating", dir))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(if private { 0o700 } else { 0o777 })
+        .create(dir)
+        .map_err(context("creating", dir))?;
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -50,10 +65,16 @@ pub fn save_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> 
         )
     })?;
     let tmp = temp_path(path, name);
-    let written = std::fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(&bytes)?;
-        file.sync_all()
-    });
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o666 })
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        });
     let renamed = written
         .map_err(context("writing", &tmp))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(context("replacing", path)));
@@ -158,6 +179,24 @@ pub fn load_or_aside<T: DeserializeOwned + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_are_owner_only_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/secrets.json");
+        std::fs::create_dir_all(dir.path().join("old")).unwrap();
+        let old = dir.path().join("old/secrets.json");
+        std::fs::write(&old, "[]").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for p in [&path, &old] {
+            save_private(p, &vec![1, 2, 3]).unwrap();
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let folder = std::fs::metadata(dir.path().join("new")).unwrap();
+        assert_eq!(folder.permissions().mode() & 0o777, 0o700);
+    }
 
     #[test]
     fn temp_names_are_unique_and_nothing_is_left_behind() {

@@ -256,13 +256,10 @@ pub fn load_pending(path: &std::path::Path) -> Result<Vec<PendingCommit>, String
     }
 }
 
-/// Writes the kept commits atomically.
+/// Writes the kept commits atomically, readable by the owner only (salts and weights before
+/// their reveal are what a weight copier wants).
 pub fn save_pending(path: &std::path::Path, commits: &[PendingCommit]) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    nicheimage_common::jsonfile::save_atomic(path, &commits)
+    nicheimage_common::jsonfile::save_private(path, &commits)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

@@ -31,6 +31,9 @@ impl Refusal {
     }
 }
 
+/// The one counter every caller the metagraph does not know is counted under.
+pub const NOT_REGISTERED: &str = "(not registered)";
+
 struct Window {
     started: Instant,
     count: u32,
@@ -59,7 +62,13 @@ impl Blacklist {
         neuron: Option<&Neuron>,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let counters = self.counters.entry(hotkey.to_string()).or_default();
+        // Counters exist per registered neuron; every stranger shares one, so keys made up by
+        // the thousand leave no state behind.
+        let key = match neuron {
+            Some(_) => hotkey,
+            None => NOT_REGISTERED,
+        };
+        let counters = self.counters.entry(key.to_string()).or_default();
         counters.requests += 1;
         counters.last_request_unix_ms = Some(crate::runtime::state::unix_ms_now());
         counters.uid = neuron.map(|n| n.uid);
@@ -172,7 +181,24 @@ mod tests {
             (22, 21, 20, 1)
         );
         assert_eq!(c.rejected["Limit exceeded"], 1);
-        assert_eq!(b.counters["stranger"].rejected["Unrecognized hotkey"], 1);
+        assert_eq!(
+            b.counters[NOT_REGISTERED].rejected["Unrecognized hotkey"],
+            1
+        );
+        assert!(!b.counters.contains_key("stranger"));
+    }
+
+    #[test]
+    fn strangers_leave_no_state_of_their_own() {
+        let rules = BlacklistConfig::default();
+        let mut b = Blacklist::default();
+        let now = Instant::now();
+        for i in 0..10_000 {
+            let _ = b.check(&rules, &format!("junk-{i}"), None, now);
+        }
+        assert_eq!(b.counters.len(), 1);
+        assert_eq!(b.counters[NOT_REGISTERED].requests, 10_000);
+        assert!(b.windows.is_empty());
     }
 
     #[test]
