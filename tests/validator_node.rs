@@ -28,7 +28,7 @@ fn start(dir: &Path, proxy_port: u16, owner: &SigningKey) -> Headless {
     let config = format!(
         "[node]\nstatus_interval_secs = 1\ndevice = \"cpu\"\n[metrics]\nenabled = false\n\
          [wallet]\npath = \"{}\"\n[subtensor]\nnetwork = \"embedded\"\nblock_time_secs = 0.1\n\
-         [validator]\nfast_loop_secs = 0\nfast_steps = 1000000000\ninfo_timeout_secs = 1\n\
+         [validator]\nfast_loop_secs = 0\nfast_steps = 1000000000\ninfo_timeout_secs = 1\ndial_private_axons = true\n\
          [proxy]\nenabled = true\nhost = \"127.0.0.1\"\nport = {proxy_port}\nowner_api_url = \"\"\n\
          owner_public_key = \"{public}\"\n",
         dir.join("wallets").display()

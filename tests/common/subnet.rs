@@ -221,6 +221,7 @@ impl Subnet {
                 commits_path: self.dir.path().join("weight-commits.json"),
                 version_key: 10,
                 set_weights,
+                dial_private_axons: true,
             },
             chain: self.chain.clone(),
             keypair: self.validator_key.clone(),

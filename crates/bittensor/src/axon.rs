@@ -29,11 +29,7 @@ pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT_SECS: f64 = 12.0;
 /// At most the first 64 characters of what a peer sent, for a reason we send back or keep.
 fn clip(text: &str) -> String {
-    const SHOWN: usize = 64;
-    match text.char_indices().nth(SHOWN) {
-        None => text.to_string(),
-        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
-    }
+    nicheimage_common::text::clip(text, 64)
 }
 
 /// A dendrite uuid is 36 characters (`uuid1`); anything past this is not one.

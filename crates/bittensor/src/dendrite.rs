@@ -11,6 +11,9 @@ use super::keypair::Keypair;
 use super::synapse::{self, Envelope, Synapse, TerminalInfo};
 use super::{PROTOCOL_VERSION, now_ns};
 
+/// The longest status message kept from an axon's answer, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 256;
+
 /// Where to send: an axon's address and hotkey, as the metagraph lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AxonTarget {
@@ -238,6 +241,10 @@ impl Dendrite {
             Envelope::default()
         };
         merge_present(&mut axon_info, TerminalInfo::from_headers(&headers, "axon"));
+        // The axon's words go into our reasons, state and status lines: capped here.
+        axon_info.status_message = axon_info
+            .status_message
+            .map(|m| nicheimage_common::text::clip(&m, MAX_MESSAGE_CHARS));
         axon_info.status_code = Some(i64::from(status));
         if axon_info.status_message.is_none() && status == 200 {
             axon_info.status_message = Some("Success".into());

@@ -12,4 +12,5 @@ pub mod refusal;
 pub mod resample;
 pub mod scheduler;
 pub mod serve;
+pub mod text;
 pub mod torch;

@@ -416,6 +416,7 @@ pub fn add_validator(
         commits_path: nicheimage_bittensor::chain::commit::commits_path(data_dir),
         version_key: 10,
         set_weights: !v.disable_set_weights,
+        dial_private_axons: v.dial_private_axons,
     };
     runtime.add(Arc::new(crate::validator::Validator {
         settings,

@@ -32,21 +32,62 @@ impl AxonInfo {
         self.ip != 0
     }
 
-    /// The IP in text form (IPv4 is stored as its integer value in the u128).
+    /// The IP in text form (IPv4 is stored as its integer value in the u128), or what is wrong
+    /// with it.
     pub fn ip_string(&self) -> String {
-        if self.ip_type == 6 {
-            std::net::Ipv6Addr::from(self.ip).to_string()
-        } else {
-            std::net::Ipv4Addr::from(self.ip as u32).to_string()
+        match self.address() {
+            Ok(ip) => ip.to_string(),
+            Err(e) => e,
         }
     }
 
-    pub fn ip_addr(&self) -> IpAddr {
-        self.ip_string()
-            .parse()
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    /// The announced address, strictly: an IPv4 value above 2³² or an unknown type is refused,
+    /// not truncated (truncated, a lie would read as 0.0.0.0: this machine).
+    pub fn address(&self) -> Result<IpAddr, String> {
+        match self.ip_type {
+            4 => u32::try_from(self.ip)
+                .map(|v4| IpAddr::from(std::net::Ipv4Addr::from(v4)))
+                .map_err(|_| format!("invalid IPv4 value {}", self.ip)),
+            6 => Ok(IpAddr::from(std::net::Ipv6Addr::from(self.ip))),
+            other => Err(format!("invalid IP type {other}")),
+        }
     }
+}
 
+/// Whether an address is one a validator on a public network should dial: public unicast
+/// (not loopback, private, shared/CGNAT, link-local, unspecified, broadcast, multicast,
+/// documentation or unique-local ranges).
+pub fn is_public_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_unicast(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            }
+        },
+    }
+}
+
+impl AxonInfo {
     /// Chain encoding of an address: (value, ip_type).
     pub fn encode_ip(ip: IpAddr) -> (u128, u8) {
         match ip {
@@ -424,5 +465,44 @@ mod tests {
                 .to_string()
                 .contains("commit-reveal is enabled")
         );
+    }
+
+    #[test]
+    fn announced_addresses_are_read_strictly_and_only_public_ones_are_dialled() {
+        let axon = |ip: u128, ip_type: u8| AxonInfo {
+            ip,
+            ip_type,
+            port: 1,
+            ..Default::default()
+        };
+        // An IPv4 value past 2^32 used to truncate to 0.0.0.0 (this machine).
+        assert!(axon(1 << 32, 4).address().is_err());
+        assert!(axon(1, 5).address().is_err());
+        assert_eq!(
+            axon(0x0808_0808, 4).address(),
+            Ok("8.8.8.8".parse().unwrap())
+        );
+        for private in [
+            "127.0.0.2",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.51.100.7",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::",
+        ] {
+            assert!(!is_public_unicast(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.2.3.4", "2606:4700::1111", "::ffff:8.8.4.4"] {
+            assert!(is_public_unicast(public.parse().unwrap()), "{public}");
+        }
     }
 }

@@ -330,6 +330,9 @@ pub struct ValidatorConfig {
     pub reward_url: String,
     /// Scores and step, saved after every pass; unset: `<data dir>/validator-state.json`.
     pub state_file: Option<PathBuf>,
+    /// Dial miners that announce private, loopback or link-local addresses. Off: only public
+    /// unicast addresses are dialled (a local subnet or the devnet turns it on).
+    pub dial_private_axons: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -345,6 +348,7 @@ impl Default for ValidatorConfig {
             challenge_image_url: "http://nicheimage.nichetensor.com/challenge/image".into(),
             reward_url: "http://nicheimage.nichetensor.com/reward/{model}".into(),
             state_file: None,
+            dial_private_axons: false,
         }
     }
 }

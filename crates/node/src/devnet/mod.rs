@@ -215,6 +215,8 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.validator.info_timeout_secs = 5;
     c.validator.state_file = Some(dir.join("validator-state.json"));
     c.validator.disable_set_weights = false;
+    // Everything is on loopback here.
+    c.validator.dial_private_axons = true;
     c.proxy.host = std::net::Ipv4Addr::LOCALHOST.into();
     c.proxy.port = proxy_port;
     c.proxy.enabled = true;

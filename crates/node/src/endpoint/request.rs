@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 /// The seed's limit (`limit_params`), enforced here for every caller.
 pub const MAX_STEPS: u32 = 50;
+/// The longest prompt or negative prompt taken, in bytes. The text encoders read 77 tokens
+/// (a few hundred characters); the cap keeps tokenizing a request's text small, whatever the
+/// tokenizer's cost per byte.
+pub const MAX_PROMPT_BYTES: usize = 4096;
 
 /// The seed's request; other top-level keys (the rest of a synapse) are ignored.
 #[derive(Debug, Deserialize)]
@@ -56,6 +60,12 @@ const PARAMS: [&str; 5] = [
 pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> {
     let raw: RawGenerate =
         serde_json::from_slice(body).map_err(|e| BadRequest(format!("invalid JSON body: {e}")))?;
+    if raw.prompt.len() > MAX_PROMPT_BYTES {
+        return bad(format!(
+            "prompt of {} bytes is above the limit of {MAX_PROMPT_BYTES}",
+            raw.prompt.len()
+        ));
+    }
     let seed = match raw.seed.as_u64() {
         Some(s) if s <= i64::MAX as u64 => s,
         _ => {
@@ -137,8 +147,14 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
     let negative_prompt = match params.get("negative_prompt") {
         None => d.negative_prompt.clone(),
         Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > MAX_PROMPT_BYTES => {
+            return bad(format!(
+                "negative_prompt of {} bytes is above the limit of {MAX_PROMPT_BYTES}",
+                s.len()
+            ));
+        }
         Some(Value::String(s)) => Some(s.clone()),
-        Some(v) => return bad(format!("negative_prompt must be a string, got {v}")),
+        Some(_) => return bad("negative_prompt must be a string"),
     };
     let mut job = GenerateJob {
         prompt: raw.prompt,
@@ -286,6 +302,27 @@ mod tests {
 
     fn err(body: &str, m: &ModelSpec) -> String {
         parse(body.as_bytes(), m).unwrap_err().0
+    }
+
+    #[test]
+    fn long_prompts_are_refused_with_the_limit() {
+        let model = model("RealisticVision");
+        let long = "a".repeat(1 << 20);
+        let body = serde_json::json!({"prompt": long, "seed": 1, "pipeline_type": "txt2img"});
+        let started = std::time::Instant::now();
+        let refused = parse(body.to_string().as_bytes(), &model).unwrap_err();
+        assert!(refused.0.contains("above the limit of 4096"), "{refused}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        let body = serde_json::json!({"prompt": "a", "seed": 1, "pipeline_type": "txt2img",
+            "pipeline_params": {"negative_prompt": "b".repeat(5000)}});
+        let refused = parse(body.to_string().as_bytes(), &model).unwrap_err();
+        assert!(
+            refused.0.starts_with("negative_prompt of 5000 bytes"),
+            "{refused}"
+        );
+        let body =
+            serde_json::json!({"prompt": "a".repeat(4096), "seed": 1, "pipeline_type": "txt2img"});
+        assert!(parse(body.to_string().as_bytes(), &model).is_ok());
     }
 
     #[test]

@@ -282,7 +282,7 @@ async fn refresh_allowlist(list: &Allowlist, shared: &Shared) {
                 .neurons
                 .iter()
                 .filter(|n| n.axon.is_served() && n.total_stake_tokens() >= list.min_stake)
-                .map(|n| n.axon.ip_addr())
+                .filter_map(|n| n.axon.address().ok())
                 .collect();
             tracing::info!(count = ips.len(), "reward allow-list refreshed");
             *shared.allowed.lock().unwrap_or_else(|p| p.into_inner()) = Some(ips);

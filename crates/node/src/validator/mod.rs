@@ -23,11 +23,14 @@ use crate::runtime::event::WeightsStatus::{self, Failed, Pending, Set};
 use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
 use crate::runtime::{Component, ComponentContext, Event};
 use nicheimage_bittensor::chain::commit::{self, WeightsMode, Window};
-use nicheimage_bittensor::chain::{Chain, ChainError, weights};
+use nicheimage_bittensor::chain::{Chain, ChainError, is_public_unicast, weights};
 use nicheimage_bittensor::dendrite::{AxonTarget, Dendrite, Response};
 use nicheimage_bittensor::keypair::Keypair;
 use nicheimage_bittensor::synapse::ImageGenerating;
 use scores::MinerBook;
+
+/// The longest model name a miner's answer may claim (catalogue names are a few words).
+pub const MAX_MODEL_NAME_BYTES: usize = 64;
 
 pub struct ValidatorSettings {
     pub netuid: u16,
@@ -50,6 +53,8 @@ pub struct ValidatorSettings {
     /// Sent with weights: the seed's spec version, 10.
     pub version_key: u64,
     pub set_weights: bool,
+    /// Dial miners announcing private, loopback or link-local addresses (local subnets only).
+    pub dial_private_axons: bool,
 }
 
 pub struct Validator {
@@ -217,21 +222,35 @@ impl Validator {
         self.shared
             .book()
             .retain(|uid, hotkey| hotkeys.get(&uid) == Some(&hotkey));
+        // Only what a public network should dial: an announced private, loopback or invalid
+        // address is skipped (unless this subnet is local), never truncated into one of ours.
+        let dial_private = self.settings.dial_private_axons;
+        let mut skipped = 0usize;
         let axons: BTreeMap<u16, AxonTarget> = graph
             .neurons
             .iter()
             .filter(|n| n.axon.is_served() && n.hotkey != self.keypair.ss58())
-            .map(|n| {
-                (
+            .filter_map(|n| match n.axon.address() {
+                Ok(ip) if dial_private || is_public_unicast(ip) => Some((
                     n.uid,
                     AxonTarget {
-                        ip: n.axon.ip_string(),
+                        ip: ip.to_string(),
                         port: n.axon.port,
                         hotkey: n.hotkey.clone(),
                     },
-                )
+                )),
+                _ => {
+                    skipped += 1;
+                    None
+                }
             })
             .collect();
+        if skipped > 0 {
+            tracing::debug!(
+                skipped,
+                "axons announcing a non-public or invalid address were not dialled"
+            );
+        }
         let mut info = ImageGenerating::default();
         info.request_dict
             .insert("get_miner_info".into(), Value::Bool(true));
@@ -249,6 +268,8 @@ impl Validator {
                         .response_dict
                         .get("model_name")
                         .and_then(Value::as_str)
+                        // No model is named that long: a longer claim identifies nothing.
+                        .filter(|name| name.len() <= MAX_MODEL_NAME_BYTES)
                         .map(str::to_string)
                 })
                 .flatten();
