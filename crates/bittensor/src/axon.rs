@@ -229,6 +229,9 @@ impl AxonBuilder {
             limits: self.limits,
             external: self.external,
             stats: Mutex::new(AxonStats::default()),
+            parsing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
+            )),
         })
     }
 }
@@ -243,6 +246,9 @@ pub struct Axon {
     limits: nicheimage_common::serve::Limits,
     external: Option<(String, u16)>,
     stats: Mutex<AxonStats>,
+    /// Body parsing runs on blocking threads, at most one per core at a time, so a large body
+    /// never holds an async worker (other listeners in the process stay responsive).
+    parsing: Arc<tokio::sync::Semaphore>,
 }
 
 /// A request whose headers passed every check; its body is not read yet.
@@ -366,10 +372,22 @@ impl Axon {
         nicheimage_common::serve::serve(listener, self.routes(), self.limits, shutdown).await;
     }
 
-    async fn handle(&self, admitted: Admitted, body: Bytes) -> Response {
+    async fn handle(self: Arc<Self>, admitted: Admitted, body: Bytes) -> Response {
         let started = admitted.started;
         let name = admitted.name.clone();
-        let outcome = match self.verify(admitted, &body) {
+        let verified = match self.parsing.clone().acquire_owned().await {
+            Ok(permit) => {
+                let axon = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    axon.verify(admitted, &body)
+                })
+                .await
+                .unwrap_or_else(|e| Err(Failure::new(500, format!("reading the body: {e}"))))
+            }
+            Err(_) => Err(Failure::new(503, "the axon is shutting down")),
+        };
+        let outcome = match verified {
             Ok(verified) => self.dispatch(verified, started).await,
             Err(failure) => Err((
                 failure,

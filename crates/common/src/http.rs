@@ -44,10 +44,21 @@ pub async fn read_capped(
     Ok(out.freeze())
 }
 
+/// A JSON answer read through [`read_capped`]: every remote service we call is read this way.
+pub async fn json_capped<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<T, ReadError> {
+    let bytes = read_capped(response, limit).await?;
+    serde_json::from_slice(&bytes).map_err(ReadError::Json)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("answer is over the {limit} byte limit")]
     TooLarge { limit: usize },
     #[error(transparent)]
     Transport(reqwest::Error),
+    #[error("answer is not JSON: {0}")]
+    Json(serde_json::Error),
 }

@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use nicheimage_bittensor::synapse::ImageGenerating;
 
+/// The endpoint answers with one image (base64) or its info.
+const MAX_ANSWER: usize = 32 << 20;
+
 pub struct EndpointClient {
     pub generate_url: String,
     pub info_url: String,
@@ -37,10 +40,9 @@ impl EndpointClient {
             }
         })?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        let body: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
             .await
-            .map_err(|e| format!("{what}: answer is not JSON: {e}"))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         if !status.is_success() {
             let reason = body
                 .get("error")

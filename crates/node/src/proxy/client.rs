@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use super::auth;
 
+/// The proxy answers with one image (base64).
+const MAX_ANSWER: usize = 32 << 20;
+
 /// What the proxy answered: the base64 image, or the status and its reason.
 pub async fn request(
     client: &reqwest::Client,
@@ -35,8 +38,7 @@ pub async fn request(
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
-    let answer: Value = response
-        .json()
+    let answer: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
         .await
         .map_err(|e| format!("{url}: HTTP {status}, unreadable answer: {e}"))?;
     match answer {

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use super::auth::{LegacyCredentials, parse_public_key};
 
+/// The owner API answers with credentials and a signature.
+const MAX_ANSWER: usize = 1 << 20;
+
 pub struct Credentials {
     pub legacy: LegacyCredentials,
     pub owner_key: Option<VerifyingKey>,
@@ -80,8 +83,7 @@ pub async fn fetch(
     if status != reqwest::StatusCode::OK {
         return Err(format!("owner API {url}: HTTP {status}"));
     }
-    let answer: Answer = response
-        .json()
+    let answer: Answer = nicheimage_common::http::json_capped(response, MAX_ANSWER)
         .await
         .map_err(|e| format!("owner API {url}: {e}"))?;
     let signature = B64

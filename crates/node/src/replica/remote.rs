@@ -7,6 +7,9 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// An image answer from another machine's endpoint (base64 PNG).
+const MAX_ANSWER: usize = 32 << 20;
+
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) struct RemoteWorker {
@@ -67,8 +70,7 @@ impl RemoteWorker {
             .await
             .map_err(|e| died(format!("{} unreachable: {e}", self.base)))?;
         let status = r.status();
-        let answer: serde_json::Value = r
-            .json()
+        let answer: serde_json::Value = nicheimage_common::http::json_capped(r, MAX_ANSWER)
             .await
             .map_err(|e| died(format!("unreadable answer: {e}")))?;
         match answer["image"].as_str() {

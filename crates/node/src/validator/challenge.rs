@@ -10,6 +10,9 @@
 
 use super::Dice;
 
+/// A prompt, or a conditional image as base64: a few MiB at most.
+const MAX_ANSWER: usize = 16 << 20;
+
 const SUBJECTS: &[&str] = &[
     "an old lighthouse",
     "a red fox",
@@ -105,8 +108,7 @@ async fn post_json(
         .await
         .map_err(|e| format!("{what} {url}: {e}"))?;
     let status = response.status();
-    let answer = response
-        .json()
+    let answer = nicheimage_common::http::json_capped(response, MAX_ANSWER)
         .await
         .map_err(|e| format!("{what} {url}: {e}"))?;
     Ok((status, answer))

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 use crate::catalogue::ModelSpec;
 use nicheimage_bittensor::synapse::ImageGenerating;
 
+/// A reward service answers with a few numbers and reasons.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// The fields the reward service reads from a synapse.
 fn strip(s: &ImageGenerating) -> Value {
     json!({
@@ -40,8 +43,7 @@ pub async fn judge(
         .await
         .map_err(|e| format!("reward service {url}: {e}"))?;
     let status = response.status();
-    let answer: Value = response
-        .json()
+    let answer: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
         .await
         .map_err(|e| format!("reward service {url}: {e}"))?;
     if !status.is_success() {
