@@ -52,6 +52,34 @@ struct TensorRef {
 /// Every tensor of the checkpoint, keyed by its path through nested dicts joined with `.`
 /// (a `{"model": {"conv.weight": t}}` file gives `model.conv.weight`), on the CPU in the
 /// stored dtype.
+/// A state dict's pickle is a few MiB at most (names, shapes, storage keys).
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+/// One storage (one tensor's data): larger than any diffusion model's biggest tensor.
+const MAX_STORAGE_BYTES: u64 = 16 << 30;
+
+/// One zip entry, read no further than `limit` bytes whatever its header declares (a deflated
+/// entry can inflate past its declared size).
+fn read_entry<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    let entry = zip.by_name(name).map_err(|e| e.to_string())?;
+    let declared = entry.size();
+    if declared > limit {
+        return Err(format!("{declared} bytes, over the {limit} byte limit"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(1 << 20));
+    entry
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("inflates past the {limit} byte limit"));
+    }
+    Ok(bytes)
+}
+
 pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileError> {
     let io = |source| TorchFileError::Io {
         path: path.to_path_buf(),
@@ -77,17 +105,13 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
             reason: "no data.pkl inside".into(),
         })?;
     let root = pickle_name.trim_end_matches("data.pkl").to_string();
-    let mut pickle = Vec::new();
-    zip.by_name(&pickle_name)
-        .map_err(|e| malformed(e.to_string()))?
-        .read_to_end(&mut pickle)
-        .map_err(io)?;
+    let pickle = read_entry(&mut zip, &pickle_name, MAX_PICKLE_BYTES)
+        .map_err(|e| malformed(format!("{pickle_name}: {e}")))?;
     let value = Unpickler::new(&pickle).run().map_err(malformed)?;
 
-    let mut byteorder = String::new();
-    if let Ok(mut f) = zip.by_name(&format!("{root}byteorder")) {
-        f.read_to_string(&mut byteorder).map_err(io)?;
-    }
+    let byteorder = read_entry(&mut zip, &format!("{root}byteorder"), 16)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     if byteorder.trim() == "big" {
         return Err(malformed(
             "saved on a big-endian machine, which is not supported".into(),
@@ -105,11 +129,12 @@ pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileEr
     let mut tensors = Vec::with_capacity(refs.len());
     for (name, r) in refs {
         if !storages.contains_key(&r.storage) {
-            let mut bytes = Vec::new();
-            zip.by_name(&format!("{root}data/{}", r.storage))
-                .map_err(|e| malformed(format!("storage {} of {name}: {e}", r.storage)))?
-                .read_to_end(&mut bytes)
-                .map_err(io)?;
+            let bytes = read_entry(
+                &mut zip,
+                &format!("{root}data/{}", r.storage),
+                MAX_STORAGE_BYTES,
+            )
+            .map_err(|e| malformed(format!("storage {} of {name}: {e}", r.storage)))?;
             let elements = bytes.len() / r.kind.elt_size_in_bytes();
             let storage = Tensor::f_from_data_size(&bytes, &[elements as i64], r.kind)
                 .map_err(|e| malformed(format!("storage {}: {e}", r.storage)))?;
@@ -492,13 +517,16 @@ const MAX_NESTING: usize = 32;
 /// take unbounded memory.
 const MAX_MEMO_NODES: usize = 256;
 
-/// How many nodes `v` has (counting stops past `limit`) and how deep it nests (stops past
-/// [`MAX_NESTING`]), without recursion.
+/// How many nodes `v` has (counting stops past `limit`; a string counts one node per KiB) and
+/// how deep it nests (stops past [`MAX_NESTING`]), without recursion.
 fn measure(v: &Value, limit: usize) -> (usize, usize) {
-    let (mut nodes, mut deepest) = (0, 0);
+    let (mut nodes, mut deepest) = (0usize, 0);
     let mut todo = vec![(v, 1usize)];
     while let Some((v, depth)) = todo.pop() {
-        nodes += 1;
+        nodes = nodes.saturating_add(match v {
+            Value::Str(s) | Value::Global(s, _) => 1 + s.len() / 1024,
+            _ => 1,
+        });
         deepest = deepest.max(depth);
         if nodes > limit || deepest > MAX_NESTING {
             break;
@@ -530,6 +558,7 @@ fn check_nesting(items: &[Value]) -> Result<(), String> {
 }
 
 fn memo_copy(v: &Value) -> Value {
+    // Text counts one node per KiB, so a memoised value holds at most 256 KiB of it.
     if measure(v, MAX_MEMO_NODES).0 > MAX_MEMO_NODES {
         Value::Opaque
     } else {
@@ -723,5 +752,27 @@ mod tests {
             assert!(err.contains("not a torch checkpoint we can read"), "{err}");
             assert!(err.contains(reason), "{reason}: {err}");
         }
+    }
+
+    #[test]
+    fn zip_entries_are_read_no_further_than_their_limit() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
+        let stored =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("big", stored).unwrap();
+        std::io::Write::write_all(&mut zip, &[7u8; 2000]).unwrap();
+        zip.finish().unwrap();
+        let mut archive = zip::ZipArchive::new(file.reopen().unwrap()).unwrap();
+        let refused = read_entry(&mut archive, "big", 1000).unwrap_err();
+        assert!(refused.contains("over the 1000 byte limit"), "{refused}");
+        assert_eq!(read_entry(&mut archive, "big", 2000).unwrap().len(), 2000);
+    }
+
+    #[test]
+    fn a_huge_memoised_string_is_not_copied() {
+        let big = Value::Str("x".repeat(1 << 20));
+        assert!(matches!(memo_copy(&big), Value::Opaque));
+        assert!(matches!(memo_copy(&Value::Str("w".into())), Value::Str(_)));
     }
 }

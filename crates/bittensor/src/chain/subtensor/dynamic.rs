@@ -1,7 +1,9 @@
 //! SCALE values decoded by a type registry (the runtime's own, from its metadata, or ours for
 //! layouts a runtime does not describe), so a field that moves or grows between runtime specs is
-//! read by name instead of by position. Decoding is bounded: nesting depth, and sequence lengths
-//! by the bytes that are left, so a lying length costs nothing.
+//! read by name instead of by position. Decoding is bounded: nesting depth, sequence lengths by
+//! the bytes that are left, so a lying length costs nothing, and the number of values produced
+//! in all (zero-sized ones included: a metadata declaring arrays of them nested deep would
+//! otherwise multiply without consuming a byte).
 
 use parity_scale_codec::{Compact, Decode};
 use scale_info::{PortableRegistry, TypeDef, TypeDefPrimitive};
@@ -9,6 +11,8 @@ use scale_info::{PortableRegistry, TypeDef, TypeDefPrimitive};
 use crate::chain::ChainError;
 
 const MAX_DEPTH: usize = 48;
+/// The most values one decode produces (a 4096-uid metagraph is about 10⁵).
+pub const MAX_VALUES: usize = 2_000_000;
 
 /// A decoded value. Named and unnamed fields keep their order; numbers keep their width's range.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,12 +77,18 @@ pub fn decode_all(types: &PortableRegistry, id: u32, bytes: &[u8]) -> Result<Val
 }
 
 pub fn decode(types: &PortableRegistry, id: u32, input: &mut &[u8]) -> Result<Value, ChainError> {
-    Decoder { types, depth: 0 }.value(id, input)
+    Decoder {
+        types,
+        depth: 0,
+        values: 0,
+    }
+    .value(id, input)
 }
 
 struct Decoder<'a> {
     types: &'a PortableRegistry,
     depth: usize,
+    values: usize,
 }
 
 impl Decoder<'_> {
@@ -93,6 +103,10 @@ impl Decoder<'_> {
             .ok_or_else(|| self.fail(id, "not in the registry"))?;
         if self.depth >= MAX_DEPTH {
             return Err(self.fail(id, format!("nested deeper than {MAX_DEPTH}")));
+        }
+        self.values = self.values.saturating_add(1);
+        if self.values > MAX_VALUES {
+            return Err(self.fail(id, format!("more than {MAX_VALUES} values")));
         }
         self.depth += 1;
         let value = match &ty.type_def {
@@ -391,6 +405,19 @@ impl Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_zero_sized_arrays_cannot_multiply_without_bound() {
+        let mut registry = scale_info::Registry::new();
+        let id = registry
+            .register_type(&scale_info::meta_type::<[[[(); 65536]; 65536]; 65536]>())
+            .id;
+        let types: PortableRegistry = registry.into();
+        let started = std::time::Instant::now();
+        let refused = decode_all(&types, id, &[]).unwrap_err();
+        assert!(refused.to_string().contains("values"), "{refused}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
     use parity_scale_codec::Encode;
     use scale_info::{MetaType, Registry, TypeInfo};
 
