@@ -284,3 +284,81 @@ async fn oversized_identity_headers_are_refused_before_any_decoding() {
     assert_eq!(done.status_code, 200, "{done:?}");
     assert_eq!(node.axon.stats().by_status.get(&401), Some(&24));
 }
+
+/// A connection from `from` (a loopback address of its own) to the axon at `port`.
+async fn connect_from(from: &str, port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+}
+
+/// Sends one unsigned request and reads the status line, or `None` when the axon closed the
+/// connection without answering (no seat).
+async fn status_from(from: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_from(from, port).await;
+    let request = "POST /ImageGenerating HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return None;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    match read {
+        Ok(Ok(_)) if !answer.is_empty() => String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Seats for validators: eight addresses holding every connection they may (header-incomplete,
+/// as a slow-loris would) leave strangers without a seat, but a validator the metagraph knows
+/// still gets one of the reserved connections and an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_holding_connections_cannot_lock_validators_out() {
+    use tokio::io::AsyncWriteExt;
+    let validator: std::net::IpAddr = "127.0.0.10".parse().unwrap();
+    let seats: nicheimage_common::serve::Preferred = Default::default();
+    seats.write().unwrap().insert(validator);
+    let limits = nicheimage_common::serve::Limits {
+        max_connections: 12,
+        reserved_connections: 4,
+        max_connections_per_address: 2,
+        limit_loopback: true,
+        ..Default::default()
+    };
+    let axon = AxonBuilder::new(Arc::new(Keypair::generate().0))
+        .limits(limits)
+        .seats(seats)
+        .attach::<ImageGenerating, _>(Arc::new(Slow))
+        .build();
+    let server = axon.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = server.address.port();
+
+    // 8 addresses × 4 tries: at most 2 each are taken, and only 8 shared seats exist.
+    let mut held = Vec::new();
+    for attacker in 2..=9 {
+        for _ in 0..4 {
+            let mut s = connect_from(&format!("127.0.0.{attacker}"), port).await;
+            let _ = s
+                .write_all(b"POST /ImageGenerating HTTP/1.1\r\nHost: x\r\n")
+                .await;
+            held.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        status_from("127.0.0.11", port).await,
+        None,
+        "strangers get no seat"
+    );
+    for _ in 0..3 {
+        let answer = status_from("127.0.0.10", port).await;
+        assert!(
+            answer.as_deref().is_some_and(|l| l.contains("401")),
+            "the validator is answered: {answer:?}"
+        );
+    }
+    drop(held);
+}

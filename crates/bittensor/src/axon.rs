@@ -161,6 +161,7 @@ pub struct AxonBuilder {
     limits: nicheimage_common::serve::Limits,
     slots: usize,
     external: Option<(String, u16)>,
+    preferred: Option<nicheimage_common::serve::Preferred>,
 }
 
 impl AxonBuilder {
@@ -173,6 +174,7 @@ impl AxonBuilder {
             limits: nicheimage_common::serve::Limits::default(),
             slots: 16,
             external: None,
+            preferred: None,
         }
     }
 
@@ -213,6 +215,13 @@ impl AxonBuilder {
     }
 
     /// The address published on chain, echoed in replies' `axon` info.
+    /// Keep `limits.reserved_connections` of the listener's connections for these addresses
+    /// (validators the caller knows from the metagraph).
+    pub fn seats(mut self, preferred: nicheimage_common::serve::Preferred) -> Self {
+        self.preferred = Some(preferred);
+        self
+    }
+
     pub fn external(mut self, ip: String, port: u16) -> Self {
         self.external = Some((ip, port));
         self
@@ -228,6 +237,7 @@ impl AxonBuilder {
             max_body: self.max_body,
             limits: self.limits,
             external: self.external,
+            preferred: self.preferred,
             stats: Mutex::new(AxonStats::default()),
             parsing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)),
@@ -245,6 +255,7 @@ pub struct Axon {
     max_body: u64,
     limits: nicheimage_common::serve::Limits,
     external: Option<(String, u16)>,
+    preferred: Option<nicheimage_common::serve::Preferred>,
     stats: Mutex<AxonStats>,
     /// Body parsing runs on blocking threads, at most one per core at a time, so a large body
     /// never holds an async worker (other listeners in the process stay responsive).
@@ -369,7 +380,14 @@ impl Axon {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        nicheimage_common::serve::serve(listener, self.routes(), self.limits, shutdown).await;
+        nicheimage_common::serve::serve_with_seats(
+            listener,
+            self.routes(),
+            self.limits,
+            self.preferred.clone(),
+            shutdown,
+        )
+        .await;
     }
 
     async fn handle(self: Arc<Self>, admitted: Admitted, body: Bytes) -> Response {

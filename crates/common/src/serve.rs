@@ -30,9 +30,14 @@ pub struct BindError {
 pub struct Limits {
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
-    /// Connections from one address (IPv6: one /64; loopback is not limited) at once, so one
-    /// peer cannot take them all.
+    /// Connections from one address (IPv6: one /64; loopback is not limited unless
+    /// `limit_loopback`) at once, so one peer cannot take them all.
     pub max_connections_per_address: usize,
+    /// Of `max_connections`, how many only callers the listener prefers may take (the axon:
+    /// validators the metagraph knows), so strangers holding connections cannot lock them out.
+    pub reserved_connections: usize,
+    /// Count loopback addresses per address too (tests attack from 127.0.0.2–127.0.0.9).
+    pub limit_loopback: bool,
     /// A request's headers must arrive within this (also the idle keep-alive limit).
     #[serde(with = "secs")]
     pub header_timeout: Duration,
@@ -49,6 +54,8 @@ impl Default for Limits {
         Self {
             max_connections: 256,
             max_connections_per_address: 32,
+            reserved_connections: 64,
+            limit_loopback: false,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_image_side: crate::image::DEFAULT_MAX_SIDE,
@@ -182,6 +189,9 @@ impl<F> Routes for F where
 {
 }
 
+/// The addresses a listener keeps its reserved connections for (kept current by its owner).
+pub type Preferred = Arc<std::sync::RwLock<std::collections::HashSet<std::net::IpAddr>>>;
+
 /// Serves `routes` on `listener` under `limits` until `shutdown` resolves, then lets the
 /// requests in flight finish.
 pub async fn serve(
@@ -190,9 +200,29 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    serve_with_seats(listener, routes, limits, None, shutdown).await
+}
+
+/// As [`serve`], keeping `limits.reserved_connections` of the connections for `preferred`
+/// addresses: everyone else shares the rest.
+pub async fn serve_with_seats(
+    listener: TcpListener,
+    routes: impl Routes,
+    limits: Limits,
+    preferred: Option<Preferred>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     // At most u32::MAX, so shutdown can wait for every slot with one `acquire_many`.
     let max = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
+    let reserved = match &preferred {
+        Some(_) => u32::try_from(limits.reserved_connections)
+            .unwrap_or(u32::MAX)
+            .min(max - 1),
+        None => 0,
+    };
+    let shared_max = max - reserved;
+    let slots = Arc::new(tokio::sync::Semaphore::new(shared_max as usize));
+    let seats = Arc::new(tokio::sync::Semaphore::new(reserved as usize));
     let closing = tokio_util::sync::CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     // One summary line a minute, however many connections a flood brings.
@@ -215,14 +245,22 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(mine) =
-            PerAddress::take(&per_address, address, limits.max_connections_per_address)
-        else {
+        let Some(mine) = PerAddress::take(&per_address, address, &limits) else {
             refused.record("max_connections_per_address", "one address is at its limit");
             drop(stream);
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let is_preferred = preferred.as_ref().is_some_and(|set| {
+            set.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&address.ip())
+        });
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) if is_preferred => seats.clone().try_acquire_owned().ok(),
+            Err(_) => None,
+        };
+        let Some(slot) = slot else {
             refused.record("max_connections", "the listener is full");
             drop(stream);
             continue;
@@ -266,7 +304,11 @@ pub async fn serve(
     drop(listener);
     closing.cancel();
     // Every slot back means every connection is done; none takes longer than DRAIN.
-    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), slots.acquire_many(max)).await;
+    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), async {
+        let _all = slots.acquire_many(shared_max).await;
+        let _reserved = seats.acquire_many(reserved).await;
+    })
+    .await;
 }
 
 /// How long requests in flight get to finish when the listener closes.
@@ -367,10 +409,11 @@ struct PerAddress {
 }
 
 impl PerAddress {
-    /// `None` when `peer`'s address is at its limit. Loopback is not limited: it is this
-    /// machine (the miner calling its endpoint, the devnet), not a stranger.
-    fn take(counts: &Counts, peer: SocketAddr, limit: usize) -> Option<Option<Self>> {
-        if peer.ip().is_loopback() {
+    /// `None` when `peer`'s address is at its limit. Loopback is not limited unless the limits
+    /// say so: it is this machine (the miner calling its endpoint, the devnet), not a stranger.
+    fn take(counts: &Counts, peer: SocketAddr, limits: &Limits) -> Option<Option<Self>> {
+        let limit = limits.max_connections_per_address;
+        if peer.ip().is_loopback() && !limits.limit_loopback {
             return Some(None);
         }
         let key = crate::ratelimit::key(peer.ip());
@@ -422,25 +465,35 @@ mod tests {
     fn connections_are_counted_per_address_and_given_back() {
         let counts: Counts = Default::default();
         let peer = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 4000);
-        let first = PerAddress::take(&counts, peer("203.0.113.7"), 2).unwrap();
-        let second = PerAddress::take(&counts, peer("203.0.113.7"), 2).unwrap();
-        assert!(PerAddress::take(&counts, peer("203.0.113.7"), 2).is_none());
+        let limits = |n: usize, limit_loopback: bool| Limits {
+            max_connections_per_address: n,
+            limit_loopback,
+            ..Limits::default()
+        };
+        let (two, one) = (limits(2, false), limits(1, false));
+        let first = PerAddress::take(&counts, peer("203.0.113.7"), &two).unwrap();
+        let second = PerAddress::take(&counts, peer("203.0.113.7"), &two).unwrap();
+        assert!(PerAddress::take(&counts, peer("203.0.113.7"), &two).is_none());
         // The same /64 is the same peer; another address has its own count.
-        let v6 = PerAddress::take(&counts, peer("2001:db8::1"), 1).unwrap();
+        let v6 = PerAddress::take(&counts, peer("2001:db8::1"), &one).unwrap();
         assert!(v6.is_some());
-        assert!(PerAddress::take(&counts, peer("2001:db8::2"), 1).is_none());
+        assert!(PerAddress::take(&counts, peer("2001:db8::2"), &one).is_none());
         drop(v6);
-        assert!(PerAddress::take(&counts, peer("203.0.113.8"), 2).is_some());
+        assert!(PerAddress::take(&counts, peer("203.0.113.8"), &two).is_some());
         drop(first);
-        assert!(PerAddress::take(&counts, peer("203.0.113.7"), 2).is_some());
+        assert!(PerAddress::take(&counts, peer("203.0.113.7"), &two).is_some());
         drop(second);
-        // Loopback is this machine: never limited, never counted.
+        // Loopback is this machine: never limited, never counted...
         for _ in 0..5 {
             assert!(matches!(
-                PerAddress::take(&counts, peer("127.0.0.1"), 1),
+                PerAddress::take(&counts, peer("127.0.0.1"), &one),
                 Some(None)
             ));
         }
+        // ...unless the limits say so (tests attacking from 127.0.0.2–9).
+        let held = PerAddress::take(&counts, peer("127.0.0.2"), &limits(1, true)).unwrap();
+        assert!(held.is_some());
+        assert!(PerAddress::take(&counts, peer("127.0.0.2"), &limits(1, true)).is_none());
     }
 
     #[tokio::test]

@@ -59,6 +59,8 @@ struct MinerHandler {
     metagraph: Mutex<Metagraph>,
     source: Arc<dyn ImageSource>,
     model_name: Mutex<Option<String>>,
+    /// Validators' addresses (permit and enough stake), for the axon's reserved connections.
+    seats: nicheimage_common::serve::Preferred,
 }
 
 impl MinerHandler {
@@ -134,6 +136,14 @@ impl Miner {
                 } else {
                     report.last_error = None;
                 }
+                let rules = handler.rules.borrow().clone();
+                let validators = graph
+                    .neurons
+                    .iter()
+                    .filter(|n| n.validator_permit && n.total_stake_tokens() >= rules.min_stake)
+                    .filter_map(|n| n.axon.address().ok())
+                    .collect();
+                *handler.seats.write().unwrap_or_else(|p| p.into_inner()) = validators;
                 *lock(&handler.metagraph) = graph;
             }
             Err(e) => {
@@ -218,9 +228,11 @@ impl Component for Miner {
                 metagraph: Mutex::new(Metagraph::default()),
                 source: s.source.clone(),
                 model_name: Mutex::new(None),
+                seats: Default::default(),
             });
             let mut builder = AxonBuilder::new(self.keypair.clone())
                 .limits(s.limits)
+                .seats(handler.seats.clone())
                 .max_timeout(s.max_timeout_secs)
                 .attach::<ImageGenerating, _>(handler.clone());
             if let Some((ip, port)) = s.publish {
