@@ -362,3 +362,63 @@ async fn strangers_holding_connections_cannot_lock_validators_out() {
     }
     drop(held);
 }
+
+/// Peak resident memory of this process, MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+/// A miner answering with a JSON bomb (8 MiB of tiny objects, which serde_json would build into
+/// a tree of about a gigabyte) is refused by the dendrite after a walk that builds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_bomb_answer_costs_the_validator_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bomb = format!(r#"{{"image":"x","junk":[{}{{}}]}}"#, "{},".repeat(4 << 20));
+    let server = tokio::spawn(async move {
+        for _ in 0..4 {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = stream.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bomb.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(bomb.as_bytes()).await;
+        }
+    });
+    let before = peak_rss_mib();
+    let target = AxonTarget {
+        ip: "127.0.0.1".into(),
+        port,
+        hotkey: Keypair::generate().0.ss58().into(),
+    };
+    let targets = vec![target; 4];
+    let answers = dendrite()
+        .call_many(
+            &targets,
+            &ImageGenerating::default(),
+            Duration::from_secs(20),
+        )
+        .await;
+    for a in &answers {
+        assert_eq!(a.status_code, 422, "{}", a.status_message);
+        assert!(
+            a.status_message.contains("more than 10000"),
+            "{}",
+            a.status_message
+        );
+    }
+    let grown = peak_rss_mib() - before;
+    eprintln!("four 8 MiB JSON bombs: peak RSS grew {grown:.0} MiB");
+    assert!(grown < 150.0, "{grown} MiB");
+    server.abort();
+}

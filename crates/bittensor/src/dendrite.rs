@@ -229,6 +229,13 @@ impl Dendrite {
             })?;
         let mut axon_info = TerminalInfo::default();
         let envelope = if status == 200 {
+            // Walked once without building it first: many small objects would cost 100× their
+            // size as a tree.
+            nicheimage_common::json_budget::check(
+                &bytes,
+                nicheimage_common::json_budget::MAX_VALUES,
+            )
+            .map_err(|e| (422, format!("Failed to parse response: {e}")))?;
             let envelope: Envelope = serde_json::from_slice(&bytes)
                 .map_err(|e| (422, format!("Failed to parse response: {e}")))?;
             axon_info = envelope.axon.clone();

@@ -50,6 +50,8 @@ pub async fn json_capped<T: serde::de::DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ReadError> {
     let bytes = read_capped(response, limit).await?;
+    crate::json_budget::check(&bytes, crate::json_budget::MAX_VALUES)
+        .map_err(|e| ReadError::Json(serde::de::Error::custom(e)))?;
     serde_json::from_slice(&bytes).map_err(ReadError::Json)
 }
 

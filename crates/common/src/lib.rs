@@ -5,6 +5,7 @@
 pub mod http;
 pub mod image;
 pub mod imagehash;
+pub mod json_budget;
 pub mod jsonfile;
 pub mod pyjson;
 pub mod ratelimit;
