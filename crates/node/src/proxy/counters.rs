@@ -29,6 +29,11 @@ pub struct DayCounters {
     pub latency_ms: Vec<u64>,
     #[serde(default)]
     pub latency_ms_sum: u64,
+    /// Requests refused before they were authenticated (bad or forged signatures, too many of
+    /// them, too many unverified bodies at once): a stranger's noise, kept out of the figures
+    /// above, which are the owner's traffic.
+    #[serde(default)]
+    pub unauthenticated: u64,
 }
 
 impl DayCounters {
@@ -55,6 +60,7 @@ impl DayCounters {
     }
 
     pub fn add(&mut self, other: &DayCounters) {
+        self.unauthenticated += other.unauthenticated;
         self.success += other.success;
         self.fail += other.fail;
         for (k, v) in &other.fail_reasons {

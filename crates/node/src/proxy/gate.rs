@@ -47,6 +47,22 @@ impl Gate {
         Ok(())
     }
 
+    /// `Err` when `ip` is over this minute's limit of failed authentications; counts nothing.
+    /// Lets a request that can only authenticate by its body be refused before it is read.
+    pub fn check_unsigned(&self, ip: IpAddr) -> Result<(), String> {
+        let over = self
+            .windows
+            .with(ip, Create::No, |w| w.unsigned >= self.unsigned_limit)
+            .unwrap_or(false);
+        if over {
+            return Err(format!(
+                "more than {} unauthenticated requests a minute from {ip}",
+                self.unsigned_limit
+            ));
+        }
+        Ok(())
+    }
+
     /// Counts one authenticated request from `ip`; `Err` with the reason when over the limit.
     pub fn admit_signed(&self, ip: IpAddr) -> Result<(), String> {
         // Only the owner gets here, so a window is always made (the cap is for junk).

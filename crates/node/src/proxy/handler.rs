@@ -31,6 +31,14 @@ const MAX_BODY: u64 = 16 * 1024 * 1024;
 const MAX_ATTEMPTS: usize = 5;
 const MAX_STEPS: u64 = 50;
 const RECENT: usize = 20;
+/// Bodies read before their signature is verified, at once (see `Shared::verifying`).
+pub(super) const MAX_UNVERIFIED: usize = 4;
+/// Failure kinds of requests not (yet) authenticated: counted apart from the owner's traffic.
+const UNAUTHENTICATED: [&str; 3] = [
+    "unauthorized",
+    "unauthenticated_rate_limited",
+    "verifying_busy",
+];
 
 pub(super) fn routes(
     shared: Arc<Shared>,
@@ -49,10 +57,17 @@ pub(super) fn routes(
         .and(warp::header::headers_cloned())
         .and_then(
             |shared: Arc<Shared>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
-                match precheck(&shared, peer, &headers) {
-                    Ok((ip, pre)) => Ok((shared, ip, pre)),
-                    Err(failure) => Err(warp::reject::custom(Early(failure))),
-                }
+                let (ip, pre) = precheck(&shared, peer, &headers)
+                    .map_err(|f| warp::reject::custom(Early(f)))?;
+                // A seat among the bodies read before verification, or a refusal now, unread.
+                let verifying = shared.verifying.clone().try_acquire_owned().map_err(|_| {
+                    warp::reject::custom(Early(Failure(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "verifying_busy",
+                        format!("{MAX_UNVERIFIED} requests are being verified already; try again"),
+                    )))
+                })?;
+                Ok::<_, warp::Rejection>((shared, ip, (pre, verifying)))
             },
         )
         .untuple_one()
@@ -126,6 +141,15 @@ fn precheck(
         .check_signed(ip)
         .map_err(|e| Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e))?;
     if shared.settings.legacy_auth && headers.get(super::auth::SIGNATURE_HEADER).is_none() {
+        // Unauthenticated until its body is read: an address over its limit for those is
+        // refused before that.
+        shared.gate.check_unsigned(ip).map_err(|over| {
+            Failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                "unauthenticated_rate_limited",
+                over,
+            )
+        })?;
         return Ok((ip, Pre::Legacy));
     }
     let header = |name: &'static str| {
@@ -194,11 +218,16 @@ enum Served {
     Rechecked,
 }
 
-async fn handle(shared: Arc<Shared>, ip: IpAddr, pre: Pre, body: Bytes) -> Response {
+async fn handle(
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    (pre, verifying): (Pre, tokio::sync::OwnedSemaphorePermit),
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     shared.publish().await;
-    let outcome = serve(&shared, ip, pre, &body).await;
+    let outcome = serve(&shared, ip, pre, verifying, &body).await;
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     record(&shared, outcome, started).await
 }
@@ -222,7 +251,7 @@ async fn record(shared: &Shared, outcome: Result<Served, Failed>, started: Insta
                     outcome: "credentials rechecked".into(),
                 };
                 let reply = warp::reply::json(&serde_json::json!({"message": "Rechecked"}));
-                (reply.into_response(), entry)
+                (reply.into_response(), Some(entry))
             }
             Ok(Served::Image {
                 image,
@@ -246,7 +275,12 @@ async fn record(shared: &Shared, outcome: Result<Served, Failed>, started: Insta
                         "served".into()
                     },
                 };
-                (warp::reply::json(&image).into_response(), entry)
+                (warp::reply::json(&image).into_response(), Some(entry))
+            }
+            Err((Failure(status, kind, why), _, _)) if UNAUTHENTICATED.contains(&kind) => {
+                // A stranger's noise: its own counter, not the owner's figures or recent list.
+                day.unauthenticated += 1;
+                (detail(status, why), None)
             }
             Err((Failure(status, kind, why), model, checks)) => {
                 day.failed(kind, ms);
@@ -260,14 +294,16 @@ async fn record(shared: &Shared, outcome: Result<Served, Failed>, started: Insta
                     latency_ms: ms,
                     outcome: why.clone(),
                 };
-                (detail(status, why), entry)
+                (detail(status, why), Some(entry))
             }
         }
     };
     {
         let mut report = shared.lock_report();
-        report.recent.insert(0, entry);
-        report.recent.truncate(RECENT);
+        if let Some(entry) = entry {
+            report.recent.insert(0, entry);
+            report.recent.truncate(RECENT);
+        }
     }
     shared.publish().await;
     response
@@ -275,7 +311,13 @@ async fn record(shared: &Shared, outcome: Result<Served, Failed>, started: Insta
 
 type Failed = (Failure, String, (u64, u64));
 
-async fn serve(shared: &Shared, ip: IpAddr, pre: Pre, body: &[u8]) -> Result<Served, Failed> {
+async fn serve(
+    shared: &Shared,
+    ip: IpAddr,
+    pre: Pre,
+    verifying: tokio::sync::OwnedSemaphorePermit,
+    body: &[u8],
+) -> Result<Served, Failed> {
     let plain = |f: Failure| (f, String::new(), (0, 0));
     let parse = || parse_body(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", e));
     let request = match pre {
@@ -309,6 +351,7 @@ async fn serve(shared: &Shared, ip: IpAddr, pre: Pre, body: &[u8]) -> Result<Ser
             request
         }
     };
+    drop(verifying);
     // Only authenticated requests count against the owner's allowance.
     shared
         .gate

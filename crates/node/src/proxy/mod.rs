@@ -98,6 +98,9 @@ struct Shared {
     verifier: auth::Verifier,
     gate: gate::Gate,
     permits: Semaphore,
+    /// Bodies read before their signature is checked, at most this many at a time: forged
+    /// requests with fresh headers cannot make the proxy read and hash without bound.
+    verifying: Arc<Semaphore>,
     counters: Mutex<(Counters, bool)>,
     report: Mutex<ProxyReport>,
     events: crate::runtime::EventSender,
@@ -329,6 +332,7 @@ impl Component for Proxy {
                 verifier,
                 gate: gate::Gate::new(s.rate_limit_per_minute, s.unauthenticated_per_minute),
                 permits: Semaphore::new(s.max_concurrent.max(1)),
+                verifying: Arc::new(Semaphore::new(handler::MAX_UNVERIFIED)),
                 counters: Mutex::new((counters, false)),
                 events: ctx.events.clone(),
                 chain: self.chain.clone(),
