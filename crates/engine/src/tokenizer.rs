@@ -115,25 +115,34 @@ fn split_added(
     ids: &mut Vec<i64>,
     mut plain: impl FnMut(&str, &mut Vec<i64>),
 ) {
-    let mut rest = text;
-    while !rest.is_empty() {
-        let next = tokens
+    // Each token's next occurrence is remembered and searched for again only once the cursor
+    // has passed it, so every token scans the text once: linear in the text, however many
+    // special tokens a prompt repeats.
+    let tokens: Vec<&(String, i64)> = tokens.iter().filter(|(t, _)| !t.is_empty()).collect();
+    let mut next: Vec<Option<usize>> = tokens.iter().map(|(t, _)| text.find(t.as_str())).collect();
+    let mut at = 0;
+    while at < text.len() {
+        for (k, (t, _)) in tokens.iter().enumerate() {
+            if let Some(p) = next[k]
+                && p < at
+            {
+                next[k] = text[at..].find(t.as_str()).map(|i| i + at);
+            }
+        }
+        let best = tokens
             .iter()
-            .filter(|(t, _)| !t.is_empty())
-            .filter_map(|(t, id)| {
-                rest.find(t.as_str())
-                    .map(|i| (i, std::cmp::Reverse(t.len()), *id))
-            })
+            .zip(&next)
+            .filter_map(|((t, id), p)| p.map(|p| (p, std::cmp::Reverse(t.len()), *id)))
             .min();
-        match next {
-            Some((i, std::cmp::Reverse(len), id)) => {
-                plain(&rest[..i], ids);
+        match best {
+            Some((p, std::cmp::Reverse(len), id)) => {
+                plain(&text[at..p], ids);
                 ids.push(id);
-                rest = &rest[i + len..];
+                at = p + len;
             }
             None => {
-                plain(rest, ids);
-                rest = "";
+                plain(&text[at..], ids);
+                at = text.len();
             }
         }
     }
@@ -142,6 +151,36 @@ fn split_added(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cutting_at_added_tokens_is_linear_in_the_text() {
+        let tokens = vec![
+            ("<|endoftext|>".to_string(), 1),
+            ("<|startoftext|>".to_string(), 2),
+            ("never".to_string(), 3),
+        ];
+        let text = "<|endoftext|>".repeat(200_000) + "tail";
+        let started = std::time::Instant::now();
+        let mut ids = Vec::new();
+        let mut plain_bytes = 0;
+        split_added(&text, &tokens, &mut ids, |t, _| plain_bytes += t.len());
+        assert_eq!(ids.len(), 200_000);
+        assert_eq!(plain_bytes, 4);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // Leftmost, then longest, as before.
+        let mut ids = Vec::new();
+        let tokens = vec![
+            ("ab".to_string(), 1),
+            ("abc".to_string(), 2),
+            ("bc".to_string(), 3),
+        ];
+        split_added("xabcbc", &tokens, &mut ids, |_, _| {});
+        assert_eq!(ids, vec![2, 3]);
+    }
 
     #[test]
     fn reference_prompt() {
