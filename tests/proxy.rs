@@ -558,22 +558,28 @@ async fn bodies_are_bounded_before_and_while_they_are_read() {
     node.wait().await;
 }
 
-/// Forged requests with fresh signature headers are read before their signature can fail, so
-/// only a few bodies are read unverified at once: a fifth is refused 503 before its body, and
-/// counted as a stranger's, not in the owner's figures.
+/// Forged requests with fresh signature headers are read before their signature can fail. Once
+/// an address is over its junk limit (it may still be the owner's, so it is not refused
+/// outright), only a few of such bodies are read at once: a fifth is refused 503 before its
+/// body, and counted as a stranger's, not in the owner's figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_few_bodies_are_read_before_their_signature_is_checked() {
     use tokio::io::AsyncWriteExt;
     let owner = SigningKey::from_bytes(&[42; 32]);
     let forger = SigningKey::from_bytes(&[43; 32]);
     let dir = tempfile::tempdir().unwrap();
-    let (node, port) = bare_proxy(&owner, dir.path(), 100, 100).await;
+    let (node, port) = bare_proxy(&owner, dir.path(), 100, 2).await;
     let body = vec![b' '; 1 << 20];
     let head = format!(
         "content-length: {}\r\n{}",
         body.len(),
         header_lines(&auth::sign(&forger, &body, now()))
     );
+    // Two forged requests read in full and refused: the address is now over its junk limit.
+    for _ in 0..2 {
+        let (status, answer) = raw(port, &head, &body, Duration::from_secs(5)).await;
+        assert_eq!(status, 401, "{answer}");
+    }
     // Four forged requests whose bodies trickle in: each holds a seat while it is read.
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -590,7 +596,7 @@ async fn only_a_few_bodies_are_read_before_their_signature_is_checked() {
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("being verified"), "{answer}");
     drop(held);
-    let p = wait_for(&node, "counted apart", |p| p.today.unauthenticated >= 1).await;
+    let p = wait_for(&node, "counted apart", |p| p.today.unauthenticated >= 3).await;
     assert_eq!(p.today.fail, 0, "{:?}", p.today);
     node.shutdown.cancel();
     node.wait().await;

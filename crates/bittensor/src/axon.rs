@@ -214,7 +214,6 @@ impl AxonBuilder {
         self
     }
 
-    /// The address published on chain, echoed in replies' `axon` info.
     /// Keep `limits.reserved_connections` of the listener's connections for these addresses
     /// (validators the caller knows from the metagraph).
     pub fn seats(mut self, preferred: nicheimage_common::serve::Preferred) -> Self {
@@ -222,6 +221,7 @@ impl AxonBuilder {
         self
     }
 
+    /// The address published on chain, echoed in replies' `axon` info.
     pub fn external(mut self, ip: String, port: u16) -> Self {
         self.external = Some((ip, port));
         self

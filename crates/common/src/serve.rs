@@ -253,7 +253,7 @@ pub async fn serve_with_seats(
         let is_preferred = preferred.as_ref().is_some_and(|set| {
             set.read()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(&address.ip())
+                .contains(&address.ip().to_canonical())
         });
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),

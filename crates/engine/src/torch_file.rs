@@ -49,9 +49,6 @@ struct TensorRef {
     stride: Vec<i64>,
 }
 
-/// Every tensor of the checkpoint, keyed by its path through nested dicts joined with `.`
-/// (a `{"model": {"conv.weight": t}}` file gives `model.conv.weight`), on the CPU in the
-/// stored dtype.
 /// A state dict's pickle is a few MiB at most (names, shapes, storage keys).
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
 /// One storage (one tensor's data): larger than any diffusion model's biggest tensor.
@@ -80,6 +77,9 @@ fn read_entry<R: Read + std::io::Seek>(
     Ok(bytes)
 }
 
+/// Every tensor of the checkpoint, keyed by its path through nested dicts joined with `.`
+/// (a `{"model": {"conv.weight": t}}` file gives `model.conv.weight`), on the CPU in the
+/// stored dtype.
 pub fn read_torch_file(path: &Path) -> Result<Vec<(String, Tensor)>, TorchFileError> {
     let io = |source| TorchFileError::Io {
         path: path.to_path_buf(),

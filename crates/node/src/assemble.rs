@@ -416,7 +416,13 @@ pub fn add_validator(
         commits_path: nicheimage_bittensor::chain::commit::commits_path(data_dir),
         version_key: 10,
         set_weights: !v.disable_set_weights,
-        dial_private_axons: v.dial_private_axons,
+        // A local chain's miners are on private addresses by nature.
+        dial_private_axons: v.dial_private_axons
+            || matches!(
+                config.subtensor.network,
+                nicheimage_bittensor::chain::NetworkName::Local
+                    | nicheimage_bittensor::chain::NetworkName::Embedded
+            ),
     };
     runtime.add(Arc::new(crate::validator::Validator {
         settings,

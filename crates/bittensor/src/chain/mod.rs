@@ -70,9 +70,11 @@ pub fn is_public_unicast(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (18..20).contains(&b))
                 || a >= 240)
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| embedded_v4(v6)) {
             Some(v4) => is_public_unicast(IpAddr::V4(v4)),
             None => {
                 let first = v6.segments()[0];
@@ -84,6 +86,20 @@ pub fn is_public_unicast(ip: IpAddr) -> bool {
                     || first == 0x2001 && v6.segments()[1] == 0x0db8)
             }
         },
+    }
+}
+
+/// The IPv4 address inside a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let pair = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    match v6.segments() {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(pair(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(pair(hi, lo)),
+        _ => None,
     }
 }
 
@@ -498,6 +514,10 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::",
+            "192.0.0.8",
+            "198.18.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
         ] {
             assert!(!is_public_unicast(private.parse().unwrap()), "{private}");
         }

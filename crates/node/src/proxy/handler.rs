@@ -34,9 +34,10 @@ const RECENT: usize = 20;
 /// Bodies read before their signature is verified, at once (see `Shared::verifying`).
 pub(super) const MAX_UNVERIFIED: usize = 4;
 /// Failure kinds of requests not (yet) authenticated: counted apart from the owner's traffic.
-const UNAUTHENTICATED: [&str; 3] = [
+const UNAUTHENTICATED: [&str; 4] = [
     "unauthorized",
     "unauthenticated_rate_limited",
+    "unauthenticated_bad_request",
     "verifying_busy",
 ];
 
@@ -59,14 +60,20 @@ pub(super) fn routes(
             |shared: Arc<Shared>, peer: Option<SocketAddr>, headers: HeaderMap| async move {
                 let (ip, pre) = precheck(&shared, peer, &headers)
                     .map_err(|f| warp::reject::custom(Early(f)))?;
-                // A seat among the bodies read before verification, or a refusal now, unread.
-                let verifying = shared.verifying.clone().try_acquire_owned().map_err(|_| {
-                    warp::reject::custom(Early(Failure(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "verifying_busy",
-                        format!("{MAX_UNVERIFIED} requests are being verified already; try again"),
-                    )))
-                })?;
+                // An address over its junk limit has its bodies read only a few at a time (it
+                // may be the owner's, so it is not refused outright); others read freely.
+                let verifying = match shared.gate.check_unsigned(ip) {
+                    Ok(()) => None,
+                    Err(_) => Some(shared.verifying.clone().try_acquire_owned().map_err(|_| {
+                        warp::reject::custom(Early(Failure(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "verifying_busy",
+                            format!(
+                                "{MAX_UNVERIFIED} requests from addresses over their junk limit are being verified already; try again"
+                            ),
+                        )))
+                    })?),
+                };
                 Ok::<_, warp::Rejection>((shared, ip, (pre, verifying)))
             },
         )
@@ -221,7 +228,7 @@ enum Served {
 async fn handle(
     shared: Arc<Shared>,
     ip: IpAddr,
-    (pre, verifying): (Pre, tokio::sync::OwnedSemaphorePermit),
+    (pre, verifying): (Pre, Option<tokio::sync::OwnedSemaphorePermit>),
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
@@ -315,7 +322,7 @@ async fn serve(
     shared: &Shared,
     ip: IpAddr,
     pre: Pre,
-    verifying: tokio::sync::OwnedSemaphorePermit,
+    verifying: Option<tokio::sync::OwnedSemaphorePermit>,
     body: &[u8],
 ) -> Result<Served, Failed> {
     let plain = |f: Failure| (f, String::new(), (0, 0));
@@ -330,6 +337,11 @@ async fn serve(
             parse().map_err(plain)?
         }
         Pre::Legacy => {
+            // Not authenticated yet: a body that does not parse is a stranger's noise.
+            let parse = || {
+                parse_body(body)
+                    .map_err(|e| Failure(StatusCode::BAD_REQUEST, "unauthenticated_bad_request", e))
+            };
             let request = parse().map_err(|f| {
                 // Not yet authenticated: counted as a failed attempt.
                 plain(match shared.gate.note_unsigned(ip) {

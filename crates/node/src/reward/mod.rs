@@ -53,6 +53,10 @@ pub struct Allowlist {
     pub min_stake: f64,
 }
 
+/// JSON values a reward batch may hold: a whole subnet's answers, each with the synapse's
+/// dendrite and axon info (about 80 values a miner), with room to spare.
+const BATCH_MAX_VALUES: usize = 400_000;
+
 #[derive(Deserialize)]
 struct RawBatch {
     miner_data: Vec<Value>,
@@ -69,7 +73,7 @@ pub struct Batch {
 
 /// Parses a reward request against the service's model; `Err` is the reason for a 400.
 pub fn parse_batch(body: &[u8], model: &crate::catalogue::ModelSpec) -> Result<Batch, String> {
-    nicheimage_common::json_budget::check(body, nicheimage_common::json_budget::MAX_VALUES)
+    nicheimage_common::json_budget::check(body, BATCH_MAX_VALUES)
         .map_err(|e| format!("body: {e}"))?;
     let raw: RawBatch = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
     let base = serde_json::to_vec(&raw.base_data).map_err(|e| e.to_string())?;

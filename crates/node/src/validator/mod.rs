@@ -245,7 +245,12 @@ impl Validator {
                 }
             })
             .collect();
-        if skipped > 0 {
+        if skipped > 0 && axons.is_empty() {
+            tracing::warn!(
+                skipped,
+                "no miner dialled: every axon announces a non-public or invalid address (set [validator] dial_private_axons = true on a local subnet)"
+            );
+        } else if skipped > 0 {
             tracing::debug!(
                 skipped,
                 "axons announcing a non-public or invalid address were not dialled"
