@@ -206,6 +206,41 @@ fn chain_standing_is_shown_when_watched() {
         &Theme::default_theme(),
     );
     insta::assert_snapshot!(terminal.backend());
+    // The countdown runs from the live block to the schedule's next epoch, and an epoch the
+    // owner triggered is named.
+    let mut epoch = nicheimage_bittensor::chain::epoch::EpochState {
+        block: 1000,
+        tempo: 99,
+        last_epoch_block: 990,
+        pending_epoch_at: 1050,
+        ..Default::default()
+    };
+    epoch.blocks_since_last_step = 10;
+    state.apply(
+        Event::Chain(ChainReport {
+            clock: Some(nicheimage_bittensor::chain::standing::SubnetClock {
+                tempo: 99,
+                blocks_to_epoch: 50,
+                epoch: epoch.summary(),
+                ..Default::default()
+            }),
+            ..report.clone()
+        }),
+        T0,
+    );
+    let text = draw_state(
+        &state,
+        200,
+        26,
+        &UiState::default(),
+        &Theme::default_theme(),
+    )
+    .backend()
+    .to_string();
+    assert!(
+        text.contains("epoch in 8 (owner-triggered at block 1050)"),
+        "{text}"
+    );
     state.apply(
         Event::Chain(ChainReport {
             last_error: Some("chain unreachable at ws://127.0.0.1:9944: Connection refused".into()),

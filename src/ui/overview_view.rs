@@ -523,6 +523,16 @@ pub(super) fn chain_line<'a>(
             _ => clock.blocks_to_epoch,
         };
         spans.push(Span::styled(format!("  epoch in {left}"), muted));
+        let e = &clock.epoch.state;
+        if e.pending_epoch_at > 0 {
+            spans.push(Span::styled(
+                format!(" (owner-triggered at block {})", e.pending_epoch_at),
+                t.warning(),
+            ));
+        }
+        if e.rule == nicheimage_bittensor::chain::epoch::Rule::Legacy {
+            spans.push(Span::styled(" (legacy epochs)", muted));
+        }
     }
     if let Some(s) = &c.standing {
         let place = match (s.immunity_left, s.pruning_place) {

@@ -610,6 +610,7 @@ impl Axon {
         self.nonces.record(&endpoint, nonce, now_ns).map_err(|e| {
             let status = match e {
                 NonceError::Full => 503,
+                NonceError::TooManyUuids => 429,
                 _ => 401,
             };
             Failure::new(status, e.to_string())

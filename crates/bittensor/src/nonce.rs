@@ -40,6 +40,17 @@ pub enum NonceError {
     Ahead { ahead_secs: f64 },
     #[error("too many callers inside the nonce window; try again in a few seconds")]
     Full,
+    #[error("more than {MAX_UUIDS_PER_HOTKEY} uuids of this hotkey inside the nonce window")]
+    TooManyUuids,
+}
+
+/// Live `hotkey:uuid` entries one hotkey may hold: a dendrite uses one uuid, a validator a few;
+/// one caller rotating uuids cannot fill the table.
+pub const MAX_UUIDS_PER_HOTKEY: usize = 64;
+
+/// The hotkey part of a `hotkey:uuid` endpoint.
+fn hotkey_of(endpoint: &str) -> &str {
+    endpoint.split(':').next().unwrap_or(endpoint)
 }
 
 /// Last nonce per `hotkey:uuid`, for callers the blacklist admitted. Bounded: at `capacity`
@@ -58,6 +69,23 @@ struct Table {
     last: HashMap<String, (u64, u64)>,
     /// Recordings oldest first; one is current when its time matches `last`'s.
     order: VecDeque<(String, u64)>,
+    /// Live endpoints per hotkey.
+    per_hotkey: HashMap<String, usize>,
+}
+
+impl Table {
+    fn forget(&mut self, key: &str) {
+        if self.last.remove(key).is_none() {
+            return;
+        }
+        let hotkey = hotkey_of(key);
+        if let Some(n) = self.per_hotkey.get_mut(hotkey) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_hotkey.remove(hotkey);
+            }
+        }
+    }
 }
 
 impl Default for NonceTracker {
@@ -147,15 +175,25 @@ impl NonceTracker {
                 break;
             };
             if table.last.get(&key).is_some_and(|(_, s)| *s == seen) {
-                table.last.remove(&key);
+                table.forget(&key);
             }
         }
-        if !table.last.contains_key(endpoint) && table.last.len() >= self.capacity {
-            return Err(NonceError::Full);
+        if !table.last.contains_key(endpoint) {
+            if table.last.len() >= self.capacity {
+                return Err(NonceError::Full);
+            }
+            let hotkey = hotkey_of(endpoint);
+            let live = table.per_hotkey.get(hotkey).copied().unwrap_or(0);
+            if live >= MAX_UUIDS_PER_HOTKEY {
+                return Err(NonceError::TooManyUuids);
+            }
+            table
+                .per_hotkey
+                .insert(hotkey.to_string(), live.saturating_add(1));
         }
         // Re-recordings leave stale order entries behind; drop them before they pile up.
         if table.order.len() >= self.capacity.saturating_mul(2) {
-            let Table { last, order } = &mut *table;
+            let Table { last, order, .. } = &mut *table;
             order.retain(|(key, seen)| last.get(key).is_some_and(|(_, s)| s == seen));
         }
         table.last.insert(endpoint.to_string(), (nonce, kept_from));
@@ -279,5 +317,24 @@ mod tests {
             t.check("e", Some(ahead), V10, 12.0, later),
             Err(NonceError::Reused { .. })
         ));
+    }
+
+    #[test]
+    fn one_hotkey_rotating_uuids_cannot_fill_the_table() {
+        let t = NonceTracker::new(1000, 12.0);
+        for i in 0..MAX_UUIDS_PER_HOTKEY {
+            t.record(&format!("5Ab:{i}"), NOW, NOW).unwrap();
+        }
+        assert_eq!(
+            t.record("5Ab:one-more", NOW, NOW),
+            Err(NonceError::TooManyUuids)
+        );
+        // Known uuids go on; other hotkeys are untouched.
+        t.record("5Ab:0", NOW + 1, NOW + 1).unwrap();
+        t.record("5Cd:x", NOW, NOW).unwrap();
+        // Once the window has passed, the hotkey's entries go and so does its count.
+        let later = NOW + 17 * SEC;
+        t.record("5Ab:fresh", later, later).unwrap();
+        assert_eq!(t.len(), 1);
     }
 }
