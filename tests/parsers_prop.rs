@@ -1256,8 +1256,10 @@ fn arb_signed_request() -> impl Strategy<Value = SignedRequest> {
 fn axon_survives_signed_requests_with_arbitrary_headers_and_bodies() {
     let axon = live_axon();
     let client = http_client();
-    let caller = Keypair::generate().0;
     run(4, arb_signed_request(), |r| {
+        // A caller per case: each case is a fresh dendrite (its own uuid), and one hotkey may
+        // hold only 64 live uuids.
+        let caller = Keypair::generate().0;
         let nonce = (now_ns() as i128 + i128::from(r.nonce_offset_secs) * 1_000_000_000)
             .clamp(0, i128::from(u64::MAX)) as u64;
         let uuid = uuid::Uuid::new_v4().to_string();
