@@ -1258,7 +1258,7 @@ fn axon_survives_signed_requests_with_arbitrary_headers_and_bodies() {
     let client = http_client();
     run(4, arb_signed_request(), |r| {
         // A caller per case: each case is a fresh dendrite (its own uuid), and one hotkey may
-        // hold only 64 live uuids.
+        // hold only so many live uuids.
         let caller = Keypair::generate().0;
         let nonce = (now_ns() as i128 + i128::from(r.nonce_offset_secs) * 1_000_000_000)
             .clamp(0, i128::from(u64::MAX)) as u64;

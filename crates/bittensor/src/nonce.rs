@@ -44,9 +44,10 @@ pub enum NonceError {
     TooManyUuids,
 }
 
-/// Live `hotkey:uuid` entries one hotkey may hold: a dendrite uses one uuid, a validator a few;
-/// one caller rotating uuids cannot fill the table.
-pub const MAX_UUIDS_PER_HOTKEY: usize = 64;
+/// Live `hotkey:uuid` entries one hotkey may hold: a dendrite uses one uuid, and a validator
+/// with a busy proxy one per request in flight (ours: up to `max_concurrent`, 64 by default);
+/// one caller rotating uuids holds at most 1% of the table.
+pub const MAX_UUIDS_PER_HOTKEY: usize = 1024;
 
 /// The hotkey part of a `hotkey:uuid` endpoint.
 fn hotkey_of(endpoint: &str) -> &str {
@@ -321,7 +322,7 @@ mod tests {
 
     #[test]
     fn one_hotkey_rotating_uuids_cannot_fill_the_table() {
-        let t = NonceTracker::new(1000, 12.0);
+        let t = NonceTracker::new(4 * MAX_UUIDS_PER_HOTKEY, 12.0);
         for i in 0..MAX_UUIDS_PER_HOTKEY {
             t.record(&format!("5Ab:{i}"), NOW, NOW).unwrap();
         }
