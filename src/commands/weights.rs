@@ -9,7 +9,7 @@ use std::time::Duration;
 use nicheimage_bittensor::chain::Network;
 use nicheimage_bittensor::chain::commit::{
     KeptCommit, PendingCommit, TIMELOCKED_KEPT, TimelockedCommit, WeightsMode, Window,
-    commits_path, load_pending, save_pending, timelocked_path,
+    commits_path, load_pending, load_timelocked, save_pending, save_timelocked, timelocked_path,
 };
 use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::weights::normalize_for_emit;
@@ -95,7 +95,7 @@ pub async fn set(
         WeightsMode::Timelocked { call } => {
             // Read the kept file first: a file we cannot read must stop us before the commit.
             let path = timelocked_path_beside(commits);
-            let mut kept: Vec<TimelockedCommit> = load_kept(&path)?;
+            let mut kept: Vec<TimelockedCommit> = load_timelocked(&path)?;
             let c = chain
                 .commit_timelocked(signer, netuid, uids, weights, version_key)
                 .await
@@ -103,7 +103,7 @@ pub async fn set(
             kept.push(c.clone());
             let drop = kept.len().saturating_sub(TIMELOCKED_KEPT);
             kept.drain(..drop);
-            save_kept(&path, &kept)?;
+            save_timelocked(&path, &kept)?;
             Ok(format!(
                 "committed {} weights on subnet {netuid} with {call} (commit-reveal v4): block {}, epoch {}, timelocked to drand round {}; the chain reveals them itself in epoch {}, at about block {} (`weights status` shows the last update)",
                 c.uids.len(),
@@ -197,19 +197,6 @@ fn timelocked_path_beside(commits: &Path) -> std::path::PathBuf {
     timelocked_path(commits.parent().unwrap_or(Path::new(".")))
 }
 
-fn load_kept(path: &Path) -> Result<Vec<TimelockedCommit>, String> {
-    match nicheimage_common::jsonfile::load_or_aside(path, "the kept timelocked commits") {
-        (kept, None) => Ok(kept),
-        (_, Some(problem)) => Err(problem),
-    }
-}
-
-/// Owner-only: the weights are in it before the chain reveals them.
-fn save_kept(path: &Path, kept: &[TimelockedCommit]) -> Result<(), String> {
-    nicheimage_common::jsonfile::save_private(path, &kept)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 /// Last update, next eligible block, commit-reveal mode and period, the epoch schedule and the
 /// pending commits (hash commits as the chain holds them, timelocked ones `weights set` made
 /// whose reveal epoch has not ended), as text or one JSON object.
@@ -271,14 +258,14 @@ pub async fn status(
     // Timelocked commits stay listed until their reveal epoch has ended.
     let path = timelocked_path_beside(commits);
     let now_epoch = epoch.epoch_before_coinbase(epoch.block.saturating_add(1));
-    let all = load_kept(&path)?;
+    let all = load_timelocked(&path)?;
     let count = all.len();
     let live: Vec<TimelockedCommit> = all
         .into_iter()
         .filter(|c| c.netuid != netuid || c.reveal_epoch >= now_epoch)
         .collect();
     if live.len() != count {
-        save_kept(&path, &live)?;
+        save_timelocked(&path, &live)?;
     }
     for c in live.iter().filter(|c| c.netuid == netuid) {
         pending.push((KeptCommit::Timelocked(c.clone()), true));

@@ -603,10 +603,11 @@ impl Axon {
             now_ns,
             ..
         } = admitted;
-        nicheimage_common::json_budget::check(body, nicheimage_common::json_budget::MAX_VALUES)
-            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
-        let mut envelope: Envelope = serde_json::from_slice(body)
-            .map_err(|e| Failure::new(400, format!("body is not a synapse JSON object: {e}")))?;
+        let mut envelope: Envelope =
+            nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
+                .map_err(|e| {
+                    Failure::new(400, format!("body is not a synapse JSON object: {e}"))
+                })?;
         self.nonces.record(&endpoint, nonce, now_ns).map_err(|e| {
             let status = match e {
                 NonceError::Full => 503,

@@ -231,13 +231,11 @@ impl Dendrite {
         let envelope = if status == 200 {
             // Walked once without building it first: many small objects would cost 100× their
             // size as a tree.
-            nicheimage_common::json_budget::check(
+            let envelope: Envelope = nicheimage_common::json_budget::parse(
                 &bytes,
                 nicheimage_common::json_budget::MAX_VALUES,
             )
             .map_err(|e| (422, format!("Failed to parse response: {e}")))?;
-            let envelope: Envelope = serde_json::from_slice(&bytes)
-                .map_err(|e| (422, format!("Failed to parse response: {e}")))?;
             axon_info = envelope.axon.clone();
             envelope
         } else {

@@ -50,9 +50,7 @@ pub async fn json_capped<T: serde::de::DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ReadError> {
     let bytes = read_capped(response, limit).await?;
-    crate::json_budget::check(&bytes, crate::json_budget::MAX_VALUES)
-        .map_err(|e| ReadError::Json(serde::de::Error::custom(e)))?;
-    serde_json::from_slice(&bytes).map_err(ReadError::Json)
+    crate::json_budget::parse(&bytes, crate::json_budget::MAX_VALUES).map_err(ReadError::Json)
 }
 
 #[derive(Debug, thiserror::Error)]

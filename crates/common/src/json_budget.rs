@@ -28,6 +28,16 @@ pub fn check(bytes: &[u8], max_values: usize) -> Result<(), OverBudget> {
     .map_err(|e| OverBudget(e.to_string()))
 }
 
+/// `bytes` parsed as `T` after [`check`]: the one way a peer's JSON is read. The budget's
+/// refusal comes back as a JSON error with its reason.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max_values: usize,
+) -> Result<T, serde_json::Error> {
+    check(bytes, max_values).map_err(|e| serde::de::Error::custom(e.0))?;
+    serde_json::from_slice(bytes)
+}
+
 #[derive(Clone, Copy)]
 struct Counter<'a> {
     seen: &'a Cell<usize>,

@@ -109,17 +109,14 @@ pub fn timelocked_round(
     state: &EpochState,
     now_secs: f64,
 ) -> Result<(u64, RevealSchedule), ChainError> {
-    let refuse = |e: super::epoch::EpochError| ChainError::Unsupported(e.to_string());
-    let schedule = state.reveal_schedule().map_err(refuse)?;
-    Ok((state.reveal_round(now_secs).map_err(refuse)?, schedule))
+    state
+        .timelocked_target(now_secs)
+        .map_err(|e| ChainError::Unsupported(e.to_string()))
 }
 
-/// Unix seconds now (0 if the clock is before 1970).
+/// Unix seconds now, from the crate's one clock read (0 if the clock is before 1970).
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    crate::now_ns() as f64 / 1e9
 }
 
 /// A commit of ours waiting for its reveal, as `weights status --json` and the status JSON list
@@ -247,20 +244,41 @@ pub fn commits_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("weight-commits.json")
 }
 
-/// The kept commits at `path` (none if the file is missing; an unreadable or corrupt file is
-/// an error, moved aside when corrupt, so a salt is never silently lost).
-pub fn load_pending(path: &std::path::Path) -> Result<Vec<PendingCommit>, String> {
-    match nicheimage_common::jsonfile::load_or_aside(path, "the pending weight commits") {
+/// Commits kept at `path` (none if the file is missing; an unreadable or corrupt file is an
+/// error, moved aside when corrupt, so a salt is never silently lost).
+fn load_kept<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<Vec<T>, String> {
+    match nicheimage_common::jsonfile::load_or_aside(path, what) {
         (commits, None) => Ok(commits),
         (_, Some(problem)) => Err(problem),
     }
 }
 
-/// Writes the kept commits atomically, readable by the owner only (salts and weights before
-/// their reveal are what a weight copier wants).
-pub fn save_pending(path: &std::path::Path, commits: &[PendingCommit]) -> Result<(), String> {
+/// Writes kept commits atomically, readable by the owner only (salts, and weights before their
+/// reveal, are what a weight copier wants).
+fn save_kept<T: Serialize>(path: &std::path::Path, commits: &[T]) -> Result<(), String> {
     nicheimage_common::jsonfile::save_private(path, &commits)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The kept hash commits at `path`.
+pub fn load_pending(path: &std::path::Path) -> Result<Vec<PendingCommit>, String> {
+    load_kept(path, "the pending weight commits")
+}
+
+pub fn save_pending(path: &std::path::Path, commits: &[PendingCommit]) -> Result<(), String> {
+    save_kept(path, commits)
+}
+
+/// The kept timelocked commits at `path` (see [`timelocked_path`]).
+pub fn load_timelocked(path: &std::path::Path) -> Result<Vec<TimelockedCommit>, String> {
+    load_kept(path, "the kept timelocked commits")
+}
+
+pub fn save_timelocked(path: &std::path::Path, commits: &[TimelockedCommit]) -> Result<(), String> {
+    save_kept(path, commits)
 }
 
 #[cfg(test)]

@@ -283,11 +283,16 @@ impl EpochState {
     /// bittensor-drand 2.0's `get_encrypted_commit_v2` under the stateful rule, 1.3's
     /// `get_encrypted_commit` under the legacy one).
     pub fn reveal_round(&self, now_secs: f64) -> Result<u64, EpochError> {
+        self.timelocked_target(now_secs).map(|(round, _)| round)
+    }
+
+    /// [`Self::reveal_round`] with the schedule it came from, simulated once.
+    pub fn timelocked_target(&self, now_secs: f64) -> Result<(u64, RevealSchedule), EpochError> {
+        let schedule = self.reveal_schedule()?;
         let first_reveal_block = match self.rule {
-            Rule::Stateful => self.reveal_schedule()?.first_reveal_block,
+            Rule::Stateful => schedule.first_reveal_block,
             // bittensor-drand 1.3 counts from the head's own epoch, not the landing block's.
             Rule::Legacy => {
-                self.check()?;
                 let t = u64::from(self.tempo);
                 let epoch = legacy_index(self.block, self.netuid, t);
                 legacy_first_block(
@@ -300,7 +305,10 @@ impl EpochState {
         let blocks = first_reveal_block
             .saturating_add(PULSE_INGEST_BLOCKS)
             .saturating_sub(self.block);
-        Ok(round_due(now_secs + blocks as f64 * self.block_time_secs))
+        Ok((
+            round_due(now_secs + blocks as f64 * self.block_time_secs),
+            schedule,
+        ))
     }
 
     /// Everything the `epoch` JSON object carries.

@@ -58,10 +58,9 @@ const PARAMS: [&str; 5] = [
 
 /// Parses and validates a body against the served model, filling the model's defaults.
 pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> {
-    nicheimage_common::json_budget::check(body, nicheimage_common::json_budget::MAX_VALUES)
-        .map_err(|e| BadRequest(format!("invalid JSON body: {e}")))?;
     let raw: RawGenerate =
-        serde_json::from_slice(body).map_err(|e| BadRequest(format!("invalid JSON body: {e}")))?;
+        nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
+            .map_err(|e| BadRequest(format!("invalid JSON body: {e}")))?;
     if raw.prompt.len() > MAX_PROMPT_BYTES {
         return bad(format!(
             "prompt of {} bytes is above the limit of {MAX_PROMPT_BYTES}",

@@ -198,9 +198,8 @@ pub struct Body {
 
 /// Parses a request body (after its signature has been checked).
 pub fn parse_body(body: &[u8]) -> Result<Body, String> {
-    nicheimage_common::json_budget::check(body, nicheimage_common::json_budget::MAX_VALUES)
-        .map_err(|e| format!("body: {e}"))?;
-    serde_json::from_slice(body).map_err(|e| format!("body: {e}"))
+    nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
+        .map_err(|e| format!("body: {e}"))
 }
 
 fn any_miner() -> i64 {

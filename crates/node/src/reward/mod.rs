@@ -73,9 +73,8 @@ pub struct Batch {
 
 /// Parses a reward request against the service's model; `Err` is the reason for a 400.
 pub fn parse_batch(body: &[u8], model: &crate::catalogue::ModelSpec) -> Result<Batch, String> {
-    nicheimage_common::json_budget::check(body, BATCH_MAX_VALUES)
+    let raw: RawBatch = nicheimage_common::json_budget::parse(body, BATCH_MAX_VALUES)
         .map_err(|e| format!("body: {e}"))?;
-    let raw: RawBatch = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
     let base = serde_json::to_vec(&raw.base_data).map_err(|e| e.to_string())?;
     let job = request::parse(&base, model).map_err(|e| format!("base_data: {e}"))?;
     let miner_images = raw
@@ -149,10 +148,9 @@ impl Shared {
     /// The seed's image challenge service: a conditional image for `prompt`, drawn by this
     /// service's replicas at the model's defaults (seeded, unlike the seed's).
     async fn challenge_image(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
-        nicheimage_common::json_budget::check(body, nicheimage_common::json_budget::MAX_VALUES)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
-        let request: Value = serde_json::from_slice(body)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+        let request: Value =
+            nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("body: {e}")))?;
         let prompt = request["prompt"]
             .as_str()
             .filter(|p| !p.trim().is_empty())

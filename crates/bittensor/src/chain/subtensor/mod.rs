@@ -181,9 +181,7 @@ impl SubtensorChain {
             .constant_u64("Aura", "SlotDuration")
             .filter(|ms| *ms > 0)
             .map_or(self.block_time_secs, |ms| ms as f64 / 1000.0);
-        let stateful = epoch::STATEFUL_ITEMS
-            .iter()
-            .all(|item| meta.storage_entry(PALLET, item).is_ok());
+        let stateful = has_stateful_epochs(&meta);
         if !stateful {
             return Ok(EpochState::legacy(
                 block,
@@ -293,9 +291,7 @@ impl SubtensorChain {
             return Ok(Vec::new());
         };
         // Dynamic-tempo runtimes key commits by epoch: (hash, commit_epoch, commit_block, 0).
-        let by_epoch = epoch::STATEFUL_ITEMS
-            .iter()
-            .all(|item| meta.storage_entry(PALLET, item).is_ok());
+        let by_epoch = has_stateful_epochs(&meta);
         commits
             .as_list()?
             .iter()
@@ -689,6 +685,13 @@ impl SubtensorChain {
 }
 
 /// Whether a type is `Vec<u8>` (a runtime API that returns its result as bare bytes).
+/// Whether the runtime keeps dynamic tempo's per-subnet epoch state (else: the legacy rule).
+fn has_stateful_epochs(meta: &ChainMetadata) -> bool {
+    epoch::STATEFUL_ITEMS
+        .iter()
+        .all(|item| meta.storage_entry(PALLET, item).is_ok())
+}
+
 fn is_byte_vec(types: &scale_info::PortableRegistry, id: u32) -> bool {
     use scale_info::{TypeDef, TypeDefPrimitive};
     match types.resolve(id).map(|t| &t.type_def) {
