@@ -548,12 +548,9 @@ async fn bodies_are_bounded_before_and_while_they_are_read() {
         "{:?}",
         started.elapsed()
     );
-    let p = wait_for(&node, "all counted", |p| p.today.fail == 3).await;
-    assert_eq!(
-        p.today.fail_reasons["bad_body"], 3,
-        "{:?}",
-        p.today.fail_reasons
-    );
+    // None of them could be authenticated: counted apart from the owner's figures.
+    let p = wait_for(&node, "all counted", |p| p.today.unauthenticated == 3).await;
+    assert_eq!(p.today.fail, 0, "{:?}", p.today);
     node.shutdown.cancel();
     node.wait().await;
 }
@@ -596,7 +593,8 @@ async fn only_a_few_bodies_are_read_before_their_signature_is_checked() {
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("being verified"), "{answer}");
     drop(held);
-    let p = wait_for(&node, "counted apart", |p| p.today.unauthenticated >= 3).await;
+    // 2 forged, 1 busy and the 4 bodies cut short: all a stranger's.
+    let p = wait_for(&node, "counted apart", |p| p.today.unauthenticated == 7).await;
     assert_eq!(p.today.fail, 0, "{:?}", p.today);
     node.shutdown.cancel();
     node.wait().await;

@@ -34,10 +34,11 @@ const RECENT: usize = 20;
 /// Bodies read before their signature is verified, at once (see `Shared::verifying`).
 pub(super) const MAX_UNVERIFIED: usize = 4;
 /// Failure kinds of requests not (yet) authenticated: counted apart from the owner's traffic.
-const UNAUTHENTICATED: [&str; 4] = [
+const UNAUTHENTICATED: [&str; 5] = [
     "unauthorized",
     "unauthenticated_rate_limited",
     "unauthenticated_bad_request",
+    "unauthenticated_body",
     "verifying_busy",
 ];
 
@@ -92,7 +93,12 @@ async fn refused(shared: &Shared, rejection: warp::Rejection) -> Response {
     let failure = if let Some(Early(failure)) = rejection.find::<Early>() {
         failure.clone()
     } else if let Some(refusal) = rejection.find::<nicheimage_common::serve::BodyRefusal>() {
-        Failure(refusal.status(), "bad_body", refusal.to_string())
+        // A body that never arrived whole cannot have its signature checked: a stranger's.
+        Failure(
+            refusal.status(),
+            "unauthenticated_body",
+            refusal.to_string(),
+        )
     } else if rejection.is_not_found() {
         return detail(
             StatusCode::NOT_FOUND,
