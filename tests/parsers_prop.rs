@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "common/cases.rs"]
+mod cases;
+use cases::{arb_mutation, mutate, run};
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::FutureExt;
@@ -32,7 +36,7 @@ use nicheimage_node::endpoint::request::{self, MAX_STEPS};
 use nicheimage_node::proxy::auth::{self, AuthError, Verifier};
 use nicheimage_node::reward::judge::{self, Reference, Verdict};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -105,46 +109,6 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers.
-
-/// Cases when `PROPTEST_CASES` is not set: about 10 s for the whole file in a debug build.
-const DEFAULT_CASES: u32 = 1024;
-
-/// `PROPTEST_CASES` (or [`DEFAULT_CASES`]) divided by `slowness`, at least 8.
-fn config(slowness: u32) -> ProptestConfig {
-    let base = ProptestConfig::default();
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
-        base.cases
-    } else {
-        DEFAULT_CASES
-    };
-    ProptestConfig {
-        cases: (cases / slowness).max(8),
-        failure_persistence: None,
-        ..base
-    }
-}
-
-fn run<S: Strategy>(
-    slowness: u32,
-    strategy: S,
-    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) where
-    S::Value: std::fmt::Debug,
-{
-    let config = config(slowness);
-    let cases = config.cases;
-    let started = Instant::now();
-    let mut runner = TestRunner::new(config);
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
-    // Shown with `--nocapture`: what a long run reports.
-    eprintln!(
-        "{}: {cases} cases in {:.1} s",
-        std::thread::current().name().unwrap_or("?"),
-        started.elapsed().as_secs_f64()
-    );
-}
 
 fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -298,47 +262,6 @@ fn budget(limits: &DecodeLimits) -> u64 {
 
 /// What refusing an image by its header may allocate.
 const REFUSAL_BUDGET: u64 = 4 << 20;
-
-/// One mutation of an encoded image.
-#[derive(Debug, Clone)]
-enum Mutation {
-    FlipBit(usize, u8),
-    SetByte(usize, u8),
-    Truncate(usize),
-    Insert(usize, Vec<u8>),
-    Remove(usize, usize),
-}
-
-fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        4 => (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Mutation::SetByte(i, v)),
-        1 => any::<usize>().prop_map(Mutation::Truncate),
-        1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => (any::<usize>(), 1usize..32).prop_map(|(i, n)| Mutation::Remove(i, n)),
-    ]
-}
-
-fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
-    if bytes.is_empty() {
-        return;
-    }
-    let n = bytes.len();
-    match m {
-        Mutation::FlipBit(i, b) => bytes[i % n] ^= 1 << b,
-        Mutation::SetByte(i, v) => bytes[i % n] = *v,
-        Mutation::Truncate(i) => bytes.truncate(i % n),
-        Mutation::Insert(i, b) => {
-            let at = i % n;
-            bytes.splice(at..at, b.iter().copied());
-        }
-        Mutation::Remove(i, k) => {
-            let at = i % n;
-            bytes.drain(at..(at + k).min(n));
-        }
-    }
-}
 
 /// Decodes under `limits` and checks the bounds every outcome must keep.
 fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<RgbImage>, TestCaseError> {
