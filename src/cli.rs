@@ -235,13 +235,39 @@ pub enum WalletAction {
     Show(NeuronArgs),
     /// Write a new unencrypted hotkey (mode 0600) where [wallet] points; refuses to overwrite.
     #[command(name = "new-hotkey")]
-    NewHotkey(NeuronArgs),
+    NewHotkey(NewHotkeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewHotkeyArgs {
+    #[command(flatten)]
+    pub neuron: NeuronArgs,
+    /// The key's signature scheme. ed25519 keys sign extrinsics and btauth/1 requests but not
+    /// legacy synapses (those are sr25519 only).
+    #[arg(long, value_enum, default_value_t = CryptoArg::Sr25519)]
+    pub crypto: CryptoArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CryptoArg {
+    Sr25519,
+    Ed25519,
+}
+
+impl From<CryptoArg> for nicheimage_bittensor::keypair::CryptoType {
+    fn from(c: CryptoArg) -> Self {
+        match c {
+            CryptoArg::Sr25519 => Self::Sr25519,
+            CryptoArg::Ed25519 => Self::Ed25519,
+        }
+    }
 }
 
 impl WalletAction {
     fn neuron(&self) -> &NeuronArgs {
         match self {
-            WalletAction::Show(n) | WalletAction::NewHotkey(n) => n,
+            WalletAction::Show(n) => n,
+            WalletAction::NewHotkey(a) => &a.neuron,
         }
     }
 }

@@ -28,7 +28,7 @@ async fn a_miner_serves_validators_by_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(&dir.path().join("model"), "tiny-sd15").unwrap();
     let miner_key = Wallet::new(&dir.path().join("wallets"), "miner", "default")
-        .create_hotkey()
+        .create_hotkey(nicheimage_bittensor::keypair::CryptoType::Sr25519)
         .unwrap();
     let (rich, poor, stranger) = (key(1), key(2), key(3));
     let chain_file = dir.path().join("chain.toml");

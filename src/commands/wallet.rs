@@ -9,9 +9,16 @@ pub fn run(action: &WalletAction, config: &Config) -> CommandResult {
     let w = &config.wallet;
     let wallet = Wallet::new(&w.path, &w.name, &w.hotkey);
     match action {
-        WalletAction::NewHotkey(_) => {
-            let key = wallet.create_hotkey().map_err(CommandError::failed)?;
-            println!("hotkey {}  {}", key.ss58(), wallet.hotkey_path().display());
+        WalletAction::NewHotkey(args) => {
+            let key = wallet
+                .create_hotkey(args.crypto.into())
+                .map_err(CommandError::failed)?;
+            println!(
+                "hotkey {} ({})  {}",
+                key.ss58(),
+                key.crypto(),
+                wallet.hotkey_path().display()
+            );
         }
         WalletAction::Show(_) => {
             let password = wallet::password_from_env();

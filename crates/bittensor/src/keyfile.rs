@@ -7,7 +7,7 @@ use crypto_secretbox::{Nonce, XSalsa20Poly1305};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::keypair::{KeyError, Keypair};
+use super::keypair::{CryptoType, KeyError, Keypair};
 
 const NACL_PREFIX: &[u8] = b"$NACL";
 /// btwallet's fixed Argon2 salt (bittensor keyfiles are not salted per file).
@@ -40,18 +40,46 @@ pub enum KeyfileError {
 #[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyfileJson {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_phrase: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_seed: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ss58_address: Option<String>,
+    /// bittensor-wallet 4: 0 ed25519, 1 sr25519; absent (older files) means sr25519.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto_type: Option<serde_json::Value>,
+}
+
+impl KeyfileJson {
+    /// `cryptoType` as a number (what 4.1 writes) or its digits or name as a string.
+    fn crypto(&self) -> Result<CryptoType, KeyfileError> {
+        let Some(value) = &self.crypto_type else {
+            return Ok(CryptoType::Sr25519);
+        };
+        let parsed = match value {
+            serde_json::Value::Null => Some(CryptoType::Sr25519),
+            serde_json::Value::Number(n) => n.as_u64().and_then(CryptoType::from_code),
+            serde_json::Value::String(s) => {
+                let s = s.trim().to_ascii_lowercase();
+                CryptoType::from_name(&s)
+                    .or_else(|| s.parse::<u64>().ok().and_then(CryptoType::from_code))
+            }
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            KeyfileError::Format(format!(
+                "cryptoType {} is neither 0 (ed25519) nor 1 (sr25519)",
+                nicheimage_common::text::clip(&value.to_string(), 32)
+            ))
+        })
+    }
 }
 
 impl Drop for KeyfileJson {
@@ -166,14 +194,15 @@ fn seed_bytes(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 fn keypair_from_json(data: &[u8]) -> Result<Keypair, KeyfileError> {
     let json: KeyfileJson = serde_json::from_slice(data)
         .map_err(|e| KeyfileError::Format(format!("keyfile JSON: {e}")))?;
+    let crypto = json.crypto()?;
     let keypair = if let Some(phrase) = json.secret_phrase.as_deref() {
-        Keypair::from_phrase(phrase)?
+        Keypair::from_phrase_as(crypto, phrase)?
     } else if let Some(seed) = json.secret_seed.as_deref().and_then(seed_bytes) {
-        Keypair::from_mini_secret(&seed)?
+        Keypair::from_seed(crypto, &seed)?
     } else if let Some(private) = json.private_key.as_deref() {
-        Keypair::from_private_key(&hex32("privateKey", private)?)?
+        Keypair::from_private_key(crypto, &hex32("privateKey", private)?)?
     } else if let Some(address) = json.ss58_address.as_deref() {
-        Keypair::public_only(address)?
+        Keypair::public_only_as(crypto, address)?
     } else {
         return Err(KeyfileError::Format(
             "no secretPhrase, secretSeed, privateKey or ss58Address".into(),
@@ -190,20 +219,36 @@ fn keypair_from_json(data: &[u8]) -> Result<Keypair, KeyfileError> {
     Ok(keypair)
 }
 
-/// The keyfile JSON for a fresh key made from a phrase (what `btcli wallet new_hotkey` writes).
+/// The keyfile JSON for a fresh sr25519 key made from a phrase.
 pub fn json_for_phrase(phrase: &str) -> Result<(Keypair, Zeroizing<String>), KeyfileError> {
-    let keypair = Keypair::from_phrase(phrase)?;
-    let public = format!("0x{}", hex::encode(keypair.public_bytes()));
-    let json = KeyfileJson {
-        account_id: Some(public.clone()),
-        public_key: Some(public),
-        secret_phrase: Some(phrase.to_string()),
-        ss58_address: Some(keypair.ss58().to_string()),
-        private_key: None,
-        secret_seed: None,
-    };
+    json_for_phrase_as(CryptoType::Sr25519, phrase)
+}
+
+/// The keyfile JSON for a fresh key of either kind made from a phrase, as bittensor-wallet 4
+/// writes it (with `cryptoType`).
+pub fn json_for_phrase_as(
+    crypto: CryptoType,
+    phrase: &str,
+) -> Result<(Keypair, Zeroizing<String>), KeyfileError> {
+    let keypair = Keypair::from_phrase_as(crypto, phrase)?;
+    let mut json = public_json(&keypair);
+    json.secret_phrase = Some(phrase.to_string());
     let text = serde_json::to_string(&json).map_err(|e| KeyfileError::Format(e.to_string()))?;
     Ok((keypair, Zeroizing::new(text)))
+}
+
+/// The public half as a keyfile holds it (a `pub.txt`, or the base of a full keyfile).
+pub fn public_json(keypair: &Keypair) -> KeyfileJson {
+    let public = format!("0x{}", hex::encode(keypair.public_bytes()));
+    KeyfileJson {
+        account_id: Some(public.clone()),
+        public_key: Some(public),
+        ss58_address: Some(keypair.ss58().to_string()),
+        crypto_type: Some(serde_json::Value::from(keypair.crypto().code())),
+        private_key: None,
+        secret_phrase: None,
+        secret_seed: None,
+    }
 }
 
 /// A new random 12-word phrase.

@@ -2,6 +2,7 @@
 //! dendrite = client) and chain access. Wire facts are in `../shared/spec/bittensor.md`.
 
 pub mod axon;
+pub mod btauth;
 pub mod chain;
 pub mod dendrite;
 pub mod keyfile;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::keyfile::{self, KeyfileError};
-use super::keypair::Keypair;
+use super::keypair::{CryptoType, Keypair};
 
 /// Where an encrypted hotkey's password comes from when the operator is not prompted.
 pub const PASSWORD_ENV: &str = "NICHEIMAGE_WALLET_PASSWORD";
@@ -164,7 +164,7 @@ impl Wallet {
     }
 
     /// Writes a fresh unencrypted hotkey (mode 0600) and its `pub.txt`, like btcli does.
-    pub fn create_hotkey(&self) -> Result<Keypair, WalletError> {
+    pub fn create_hotkey(&self, crypto: CryptoType) -> Result<Keypair, WalletError> {
         let path = self.hotkey_path();
         if path.exists() {
             return Err(WalletError::Exists { path });
@@ -174,7 +174,8 @@ impl Wallet {
             source,
         };
         let phrase = keyfile::new_phrase().map_err(&keyfile_error)?;
-        let (keypair, json) = keyfile::json_for_phrase(&phrase).map_err(&keyfile_error)?;
+        let (keypair, json) =
+            keyfile::json_for_phrase_as(crypto, &phrase).map_err(&keyfile_error)?;
         let io = |source| WalletError::Io {
             path: path.clone(),
             source,
@@ -183,11 +184,8 @@ impl Wallet {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         write_private(&path, json.as_bytes()).map_err(io)?;
-        let public = format!(
-            r#"{{"accountId":"0x{0}","publicKey":"0x{0}","ss58Address":"{1}"}}"#,
-            hex::encode(keypair.public_bytes()),
-            keypair.ss58()
-        );
+        let public = serde_json::to_string(&keyfile::public_json(&keypair))
+            .map_err(|e| keyfile_error(keyfile::KeyfileError::Format(e.to_string())))?;
         let pub_path = path.with_file_name(format!("{}pub.txt", self.hotkey));
         std::fs::write(&pub_path, public).map_err(|source| WalletError::Io {
             path: pub_path,
@@ -250,12 +248,12 @@ mod tests {
             wallet.load_hotkey(None),
             Err(WalletError::Missing { .. })
         ));
-        let made = wallet.create_hotkey().unwrap();
+        let made = wallet.create_hotkey(CryptoType::Sr25519).unwrap();
         let loaded = wallet.load_hotkey(None).unwrap();
         assert_eq!(loaded.keypair.ss58(), made.ss58());
         assert!(loaded.warnings.is_empty());
         assert!(matches!(
-            wallet.create_hotkey(),
+            wallet.create_hotkey(CryptoType::Sr25519),
             Err(WalletError::Exists { .. })
         ));
         use std::os::unix::fs::PermissionsExt;

@@ -77,7 +77,7 @@ fn hotkey(wallets: &Path, name: &str) -> Result<Arc<Keypair>, String> {
     let key = if wallet.hotkey_path().exists() {
         wallet.load_hotkey(None).map(|l| l.keypair)
     } else {
-        wallet.create_hotkey()
+        wallet.create_hotkey(nicheimage_bittensor::keypair::CryptoType::Sr25519)
     };
     key.map(Arc::new)
         .map_err(|e| format!("devnet hotkey {name}: {e}"))
