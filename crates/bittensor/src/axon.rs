@@ -18,6 +18,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use warp::reply::Response;
 
+use super::btauth;
 use super::keypair::{self, Keypair};
 use super::nonce::{NonceError, NonceTracker};
 use super::priority::PriorityGate;
@@ -52,8 +53,15 @@ pub struct Caller {
 
 /// An axon route's hooks for one synapse type.
 pub trait Handler<S: Synapse>: Send + Sync + 'static {
-    /// `Err(reason)` refuses with 403, before the body is read.
+    /// `Err(reason)` refuses with 403, before the body is read (legacy requests) or once the
+    /// signature over the body verified (btauth/1).
     fn blacklist(&self, _caller: &Caller) -> Result<(), String> {
+        Ok(())
+    }
+    /// A check of a hotkey that is claimed but not verified yet, which must change nothing
+    /// (no counters, no rate windows): `Err(reason)` refuses a btauth/1 request with 403 before
+    /// its body is read, so strangers cost no body reads.
+    fn admissible(&self, _hotkey: &str) -> Result<(), String> {
         Ok(())
     }
     /// Higher is admitted first when the handler slots are busy.
@@ -95,6 +103,7 @@ impl Failure {
 
 trait Route: Send + Sync {
     fn blacklist(&self, caller: &Caller) -> Result<(), String>;
+    fn admissible(&self, hotkey: &str) -> Result<(), String>;
     fn run(
         &self,
         caller: Caller,
@@ -112,6 +121,10 @@ struct TypedRoute<S, H> {
 impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
     fn blacklist(&self, caller: &Caller) -> Result<(), String> {
         self.handler.blacklist(caller)
+    }
+
+    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+        self.handler.admissible(hotkey)
     }
 
     fn run(
@@ -233,6 +246,7 @@ impl AxonBuilder {
             uuid: uuid::Uuid::new_v4().to_string(),
             routes: self.routes,
             nonces: NonceTracker::new(100_000, self.max_timeout_secs),
+            replays: btauth::ReplayCache::new(100_000),
             gate: PriorityGate::new(self.slots),
             max_body: self.max_body,
             limits: self.limits,
@@ -251,6 +265,8 @@ pub struct Axon {
     uuid: String,
     routes: HashMap<String, Arc<dyn Route>>,
     nonces: NonceTracker,
+    /// btauth/1's seen `(hotkey, nonce)` pairs.
+    replays: btauth::ReplayCache,
     gate: PriorityGate,
     max_body: u64,
     limits: nicheimage_common::serve::Limits,
@@ -267,10 +283,30 @@ struct Admitted {
     caller: Caller,
     dendrite: TerminalInfo,
     name: String,
-    endpoint: String,
-    nonce: u64,
+    auth: Auth,
     now_ns: u64,
     started: Instant,
+}
+
+/// What the admission checks read of a request.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    peer: Option<SocketAddr>,
+}
+
+/// How an admitted request is authenticated once its body is here.
+enum Auth {
+    /// `bt_header_*`: the signature is checked already; the nonce is recorded with the body.
+    Legacy { endpoint: String, nonce: u64 },
+    /// btauth/1: the signature covers the body, so it is checked with it.
+    BtAuth {
+        claim: btauth::Claim,
+        method: String,
+        target: String,
+    },
 }
 
 /// A request that has passed signature, nonce, body-hash and blacklist checks.
@@ -300,12 +336,26 @@ impl Axon {
         let admit = self.clone();
         let handle = self.clone();
         let refused = self.clone();
-        warp::path::full()
+        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+        warp::method()
+            .and(warp::path::full())
+            .and(query)
             .and(warp::header::headers_cloned())
             .and(nicheimage_common::serve::peer())
             .and_then(
-                move |path: warp::path::FullPath, headers: HeaderMap, peer: Option<SocketAddr>| {
-                    let result = admit.admit(path.as_str(), &headers, peer);
+                move |method: warp::http::Method,
+                      path: warp::path::FullPath,
+                      query: String,
+                      headers: HeaderMap,
+                      peer: Option<SocketAddr>| {
+                    let request = Request {
+                        method: method.as_str(),
+                        path: path.as_str(),
+                        query: &query,
+                        headers: &headers,
+                        peer,
+                    };
+                    let result = admit.admit(&request);
                     async move { result.map_err(warp::reject::custom) }
                 },
             )
@@ -443,32 +493,28 @@ impl Axon {
         }
     }
 
-    /// Every check the headers allow, before the body is read: route, timeout, signature,
-    /// nonce freshness, body hash, blacklist.
-    fn admit(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
-    ) -> Result<Admitted, Refused> {
+    /// Every check the headers allow, before the body is read: route, timeout, then the
+    /// scheme the headers carry (btauth/1 when `X-Bittensor-Version` is present, else legacy).
+    fn admit(&self, request: &Request<'_>) -> Result<Admitted, Refused> {
         let started = Instant::now();
-        let name = path
+        let name = request
+            .path
             .trim_start_matches('/')
             .split('/')
             .next()
             .unwrap_or("")
             .to_string();
-        self.admit_named(&name, headers, peer, started)
+        self.admit_named(&name, request, started)
             .map_err(|failure| Refused { failure, name })
     }
 
     fn admit_named(
         &self,
         name: &str,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
+        request: &Request<'_>,
         started: Instant,
     ) -> Result<Admitted, Failure> {
+        let (headers, peer) = (request.headers, request.peer);
         let Some(route) = self.routes.get(name) else {
             let mut known: Vec<&String> = self.routes.keys().collect();
             known.sort();
@@ -493,6 +539,10 @@ impl Axon {
                 })?,
         }
         .min(3600.0);
+        let text_header = |key: &str| header(key).map(str::to_string);
+        if btauth::is_btauth(text_header) {
+            return self.admit_btauth(route.as_ref(), name, request, timeout_secs, started);
+        }
         let dendrite = TerminalInfo::from_headers(headers, "dendrite");
         let hotkey = dendrite
             .hotkey
@@ -585,37 +635,115 @@ impl Axon {
                 ..dendrite
             },
             name: name.to_string(),
-            endpoint,
-            nonce,
+            auth: Auth::Legacy { endpoint, nonce },
             now_ns,
             started,
         })
     }
 
-    /// The body of an admitted request: parsed, and only then its nonce recorded.
+    /// btauth/1 headers: shape, receiver and freshness as the SDK checks them, then whether
+    /// the claimed hotkey could be admitted at all; the signature waits for the body.
+    fn admit_btauth(
+        &self,
+        route: &dyn Route,
+        name: &str,
+        request: &Request<'_>,
+        timeout_secs: f64,
+        started: Instant,
+    ) -> Result<Admitted, Failure> {
+        let now_ns = now_ns();
+        let header = |key: &str| {
+            request
+                .headers
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let claim = btauth::Claim::from_headers(header, self.keypair.ss58(), now_ns)
+            .map_err(|e| Failure::new(e.status(), e.to_string()))?;
+        route
+            .admissible(&claim.hotkey)
+            .map_err(|reason| Failure::new(403, reason))?;
+        let target = if request.query.is_empty() {
+            request.path.to_string()
+        } else {
+            format!("{}?{}", request.path, request.query)
+        };
+        let peer = request.peer;
+        let caller = Caller {
+            hotkey: claim.hotkey.clone(),
+            ip: peer.map(|p| p.ip()),
+            port: peer.map(|p| p.port()),
+            version: None,
+            uuid: String::new(),
+            timeout_secs,
+        };
+        Ok(Admitted {
+            caller,
+            dendrite: TerminalInfo {
+                ip: peer.map(|p| p.ip().to_string()),
+                port: peer.map(|p| i64::from(p.port())),
+                hotkey: Some(claim.hotkey.clone()),
+                nonce: Some(claim.nonce),
+                ..Default::default()
+            },
+            name: name.to_string(),
+            auth: Auth::BtAuth {
+                claim,
+                method: request.method.to_string(),
+                target,
+            },
+            now_ns,
+            started,
+        })
+    }
+
+    /// The body of an admitted request: authenticated where the scheme needs the body
+    /// (btauth/1: signature, replay, then the blacklist), parsed, and only then a legacy
+    /// nonce recorded.
     fn verify(&self, admitted: Admitted, body: &[u8]) -> Result<Verified, Failure> {
         let Admitted {
             caller,
             dendrite,
             name,
-            endpoint,
-            nonce,
+            auth,
             now_ns,
             ..
         } = admitted;
+        if let Auth::BtAuth {
+            claim,
+            method,
+            target,
+        } = &auth
+        {
+            let refused = |e: btauth::AuthError| Failure::new(e.status(), e.to_string());
+            claim.verify(method, target, body).map_err(refused)?;
+            self.replays
+                .accept(&claim.hotkey, claim.nonce, now_ns)
+                .map_err(refused)?;
+            let route = self
+                .routes
+                .get(&name)
+                .ok_or_else(|| Failure::new(404, format!("Synapse name '{name}' not found")))?;
+            route
+                .blacklist(&caller)
+                .map_err(|reason| Failure::new(403, reason))?;
+        }
         let mut envelope: Envelope =
             nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
                 .map_err(|e| {
                     Failure::new(400, format!("body is not a synapse JSON object: {e}"))
                 })?;
-        self.nonces.record(&endpoint, nonce, now_ns).map_err(|e| {
-            let status = match e {
-                NonceError::Full => 503,
-                NonceError::TooManyUuids => 429,
-                _ => 401,
-            };
-            Failure::new(status, e.to_string())
-        })?;
+        if let Auth::Legacy { endpoint, nonce } = &auth {
+            self.nonces.record(endpoint, *nonce, now_ns).map_err(|e| {
+                let status = match e {
+                    NonceError::Full => 503,
+                    NonceError::TooManyUuids => 429,
+                    _ => 401,
+                };
+                Failure::new(status, e.to_string())
+            })?;
+        }
         envelope.strip_protocol_keys();
         envelope.name = Some(name.clone());
         envelope.timeout = Some(caller.timeout_secs);
@@ -687,7 +815,8 @@ impl Axon {
         };
         envelope.computed_body_hash = synapse::body_hash().to_string();
         let body = match &error {
-            Some(message) => json!({ "message": message }),
+            // `message` for legacy dendrites, `detail` as btauth/1 servers answer.
+            Some(message) => json!({ "message": message, "detail": message }),
             None => serde_json::to_value(&envelope)
                 .unwrap_or_else(|e| json!({ "message": e.to_string() })),
         };

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::keypair::Keypair;
+use super::btauth;
+use super::keypair::{CryptoType, Keypair};
 use super::synapse::{self, Envelope, Synapse, TerminalInfo};
 use super::{PROTOCOL_VERSION, now_ns};
 
@@ -54,12 +55,46 @@ impl<S> Response<S> {
 /// Largest answer read from an axon: an SN23 image is a few MB of base64.
 pub const MAX_RESPONSE: usize = 32 * 1024 * 1024;
 
+/// How a request is signed: bittensor ≤ 10's `bt_header_*` synapse headers, or bittensor 11's
+/// btauth/1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Legacy,
+    #[serde(rename = "btauth")]
+    BtAuth,
+}
+
+impl Scheme {
+    fn other(self) -> Self {
+        match self {
+            Scheme::Legacy => Scheme::BtAuth,
+            Scheme::BtAuth => Scheme::Legacy,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Legacy => "legacy",
+            Scheme::BtAuth => "btauth/1",
+        }
+    }
+}
+
+/// How many axons' schemes are remembered (a metagraph's worth; past it the memory restarts).
+const MAX_REMEMBERED: usize = 4096;
+
 #[derive(Clone)]
 pub struct Dendrite {
     keypair: Arc<Keypair>,
     uuid: String,
     external_ip: Option<String>,
     client: reqwest::Client,
+    /// `None`: each axon is tried with the scheme it last accepted (legacy first), and a 401
+    /// is retried once with the other scheme. `Some`: that scheme only.
+    fixed: Option<Scheme>,
+    /// Target hotkey → the scheme it accepted.
+    schemes: Arc<std::sync::Mutex<std::collections::HashMap<String, Scheme>>>,
 }
 
 impl Dendrite {
@@ -73,7 +108,29 @@ impl Dendrite {
             uuid: uuid::Uuid::new_v4().to_string(),
             external_ip: None,
             client,
+            fixed: None,
+            schemes: Arc::default(),
         })
+    }
+
+    /// Signs every request with `scheme` (`None`: per axon, as it answers).
+    pub fn with_scheme(mut self, scheme: Option<Scheme>) -> Self {
+        self.fixed = scheme;
+        self
+    }
+
+    /// The scheme `target` is known to accept, if it answered before.
+    pub fn known_scheme(&self, target: &AxonTarget) -> Option<Scheme> {
+        let known = self.schemes.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&target.hotkey).copied()
+    }
+
+    fn remember(&self, target: &AxonTarget, scheme: Scheme) {
+        let mut known = self.schemes.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_REMEMBERED && !known.contains_key(&target.hotkey) {
+            known.clear();
+        }
+        known.insert(target.hotkey.clone(), scheme);
     }
 
     /// Another dendrite on the same connection pool with its own uuid. Peers require nonces to
@@ -104,7 +161,7 @@ impl Dendrite {
         timeout: Duration,
     ) -> Response<S> {
         let started = Instant::now();
-        let outcome = self.exchange(target, synapse, timeout).await;
+        let outcome = self.exchange_any(target, synapse, timeout, started).await;
         let process_time = started.elapsed().as_secs_f64();
         let (status, envelope, axon) = match outcome {
             Ok(exchanged) => exchanged,
@@ -149,20 +206,95 @@ impl Dendrite {
         futures::future::join_all(targets.iter().map(|t| self.call(t, synapse, timeout))).await
     }
 
+    /// One exchange in the scheme the axon is known to speak; an axon that refuses it as
+    /// unauthenticated (401) is asked once more in the other scheme, with a fresh nonce.
+    async fn exchange_any<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        synapse: &S,
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<(u16, Envelope, TerminalInfo), (u16, String)> {
+        // Legacy synapse signatures are sr25519: an ed25519 hotkey speaks btauth/1 only.
+        let sr25519 = self.keypair.crypto() == CryptoType::Sr25519;
+        let first = match self.fixed {
+            Some(Scheme::Legacy) if !sr25519 => {
+                return Err((
+                    500,
+                    "legacy synapse signatures are sr25519 only; this hotkey is ed25519 (use btauth/1)"
+                        .into(),
+                ));
+            }
+            Some(fixed) => fixed,
+            None if !sr25519 => Scheme::BtAuth,
+            None => self.known_scheme(target).unwrap_or(Scheme::Legacy),
+        };
+        let outcome = self.exchange(target, synapse, timeout, first).await;
+        let unauthenticated = matches!(&outcome, Ok((401, _, _)));
+        let left = timeout.saturating_sub(started.elapsed());
+        if !unauthenticated {
+            if outcome.is_ok() {
+                self.remember(target, first);
+            }
+            return outcome;
+        }
+        if self.fixed.is_some() || !sr25519 || left.is_zero() {
+            return outcome;
+        }
+        let second = first.other();
+        let retried = self.exchange(target, synapse, left, second).await;
+        match retried {
+            Ok((401, envelope, mut axon)) => {
+                // Both refused: say what each scheme was told.
+                let told = |o: &Result<(u16, Envelope, TerminalInfo), (u16, String)>| match o {
+                    Ok((_, _, axon)) => axon.status_message.clone().unwrap_or_default(),
+                    Err((_, m)) => m.clone(),
+                };
+                let both = format!(
+                    "{}: {}; {}: {}",
+                    first.name(),
+                    told(&outcome),
+                    second.name(),
+                    axon.status_message.clone().unwrap_or_default()
+                );
+                axon.status_message = Some(nicheimage_common::text::clip(&both, MAX_MESSAGE_CHARS));
+                Ok((401, envelope, axon))
+            }
+            Ok(answer) => {
+                self.remember(target, second);
+                Ok(answer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn exchange<S: Synapse>(
         &self,
         target: &AxonTarget,
         synapse: &S,
         timeout: Duration,
+        scheme: Scheme,
     ) -> Result<(u16, Envelope, TerminalInfo), (u16, String)> {
         let nonce = now_ns();
         let hash = synapse::body_hash();
-        let message =
-            synapse::dendrite_message(nonce, self.keypair.ss58(), &target.hotkey, &self.uuid, hash);
-        let signature = self
-            .keypair
-            .sign_hex(message.as_bytes())
-            .map_err(|e| (500, format!("cannot sign: {e}")))?;
+        let signature = match scheme {
+            Scheme::Legacy => {
+                let message = synapse::dendrite_message(
+                    nonce,
+                    self.keypair.ss58(),
+                    &target.hotkey,
+                    &self.uuid,
+                    hash,
+                );
+                Some(
+                    self.keypair
+                        .sign_hex(message.as_bytes())
+                        .map_err(|e| (500, format!("cannot sign: {e}")))?,
+                )
+            }
+            // Signed over the body below.
+            Scheme::BtAuth => None,
+        };
         let timeout_secs = timeout.as_secs_f64();
         let dendrite = TerminalInfo {
             ip: self.external_ip.clone(),
@@ -170,7 +302,7 @@ impl Dendrite {
             nonce: Some(nonce),
             uuid: Some(self.uuid.clone()),
             hotkey: Some(self.keypair.ss58().to_string()),
-            signature: Some(signature),
+            signature,
             ..Default::default()
         };
         let axon = TerminalInfo {
@@ -201,16 +333,36 @@ impl Dendrite {
             .timeout(timeout)
             .header("content-type", "application/json")
             .header("name", S::NAME)
-            .header("timeout", synapse::py_float(timeout_secs))
-            .header("total_size", body.len().to_string())
-            .header("header_size", "0")
-            .header("computed_body_hash", hash);
-        for (key, value) in axon
-            .to_headers("axon")
-            .into_iter()
-            .chain(dendrite.to_headers("dendrite"))
-        {
-            request = request.header(key, value);
+            .header("timeout", synapse::py_float(timeout_secs));
+        match scheme {
+            Scheme::Legacy => {
+                request = request
+                    .header("total_size", body.len().to_string())
+                    .header("header_size", "0")
+                    .header("computed_body_hash", hash);
+                for (key, value) in axon
+                    .to_headers("axon")
+                    .into_iter()
+                    .chain(dendrite.to_headers("dendrite"))
+                {
+                    request = request.header(key, value);
+                }
+            }
+            Scheme::BtAuth => {
+                let path = format!("/{}", S::NAME);
+                let signed = btauth::sign(
+                    &self.keypair,
+                    "POST",
+                    &path,
+                    &body,
+                    Some(&target.hotkey),
+                    nonce,
+                )
+                .map_err(|e| (500, format!("cannot sign: {e}")))?;
+                for (key, value) in signed {
+                    request = request.header(key, value);
+                }
+            }
         }
         let response = request
             .body(body)

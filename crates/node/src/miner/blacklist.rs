@@ -86,14 +86,9 @@ impl Blacklist {
         decision
     }
 
-    fn decide(
-        windows: &mut HashMap<String, Window>,
-        rules: &BlacklistConfig,
-        hotkey: &str,
-        neuron: Option<&Neuron>,
-        now: Instant,
-        counters: &mut ValidatorCounters,
-    ) -> Result<(), Refusal> {
+    /// The rules that need no state (registration, permit, stake): what a claimed hotkey is
+    /// judged by before its request is authenticated. Counts nothing.
+    pub fn admissible(rules: &BlacklistConfig, neuron: Option<&Neuron>) -> Result<(), Refusal> {
         let Some(neuron) = neuron else {
             return if rules.allow_non_registered {
                 Ok(())
@@ -105,10 +100,25 @@ impl Blacklist {
             return Err(Refusal::NoPermit);
         }
         // Total stake (alpha + TaoWeight × root), as bittensor 11.3's metagraph counts it.
-        let stake = neuron.total_stake_tokens();
-        if stake < rules.min_stake {
+        if neuron.total_stake_tokens() < rules.min_stake {
             return Err(Refusal::LowStake);
         }
+        Ok(())
+    }
+
+    fn decide(
+        windows: &mut HashMap<String, Window>,
+        rules: &BlacklistConfig,
+        hotkey: &str,
+        neuron: Option<&Neuron>,
+        now: Instant,
+        counters: &mut ValidatorCounters,
+    ) -> Result<(), Refusal> {
+        Self::admissible(rules, neuron)?;
+        let Some(neuron) = neuron else {
+            return Ok(());
+        };
+        let stake = neuron.total_stake_tokens();
         let units = if rules.stake_per_unit > 0.0 {
             (stake / rules.stake_per_unit).floor()
         } else {

@@ -85,6 +85,12 @@ impl Handler<ImageGenerating> for MinerHandler {
             .map_err(|r| r.text().to_string())
     }
 
+    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+        let graph = lock(&self.metagraph);
+        Blacklist::admissible(&self.rules.borrow(), graph.by_hotkey(hotkey))
+            .map_err(|r| r.text().to_string())
+    }
+
     fn priority(&self, caller: &Caller, _: &ImageGenerating) -> f64 {
         self.stake_of(&caller.hotkey)
     }
