@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the pinned Python references the interop tests talk to (no torch; about a minute):
 #   setup.sh         .venv-bittensor        bittensor 10.2.0 (axon/dendrite, bittensor-drand 1.3.0)
-#   setup.sh today   .venv-bittensor-today  today's SDK pieces (bittensor-drand 2.0.0)
+#   setup.sh today   .venv-bittensor-today  today's SDK: bittensor 11.3.0, bittensor-wallet 4.1.1, bittensor-drand 2.0.0
 # Prints the venv's path.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
