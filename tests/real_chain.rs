@@ -14,7 +14,7 @@ use common::chopsticks::Chopsticks;
 use nicheimage_bittensor::chain::commit::WeightsMode;
 use nicheimage_bittensor::chain::subtensor::SubtensorChain;
 use nicheimage_bittensor::chain::{Chain, ServeAxon};
-use nicheimage_bittensor::keypair::Keypair;
+use nicheimage_bittensor::keypair::{CryptoType, Keypair};
 use parity_scale_codec::Encode;
 
 const NETUID: u16 = 1;
@@ -95,9 +95,16 @@ fn took(start: Instant) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_reads_and_writes_a_real_subtensor_runtime() {
     let (coldkey, validator, miner) = (key(11), key(12), key(13));
+    // A bittensor-wallet 4 ed25519 hotkey: its extrinsics carry MultiSignature::Ed25519.
+    let ed_miner = Arc::new(Keypair::from_seed(CryptoType::Ed25519, &[14; 32]).unwrap());
     let Some(node) = Chopsticks::start(
         coldkey.ss58(),
-        &[coldkey.ss58(), validator.ss58(), miner.ss58()],
+        &[
+            coldkey.ss58(),
+            validator.ss58(),
+            miner.ss58(),
+            ed_miner.ss58(),
+        ],
     ) else {
         return;
     };
@@ -252,6 +259,29 @@ async fn our_client_reads_and_writes_a_real_subtensor_runtime() {
         ("198.51.100.7", 8091)
     );
     eprintln!("serve_axon landed ({})", took(t));
+
+    // The ed25519 hotkey registers and announces its axon, signing serve_axon itself.
+    let t = Instant::now();
+    register(ed_miner.clone()).await.unwrap();
+    until("the ed25519 hotkey registered", || async {
+        let graph = chain.metagraph(NETUID).await.unwrap();
+        graph.by_hotkey(ed_miner.ss58()).is_some()
+    })
+    .await;
+    let ed_axon = ServeAxon {
+        port: 8092,
+        ..axon.clone()
+    };
+    chain.serve_axon(&ed_miner, ed_axon).await.unwrap();
+    until("the ed25519 hotkey's axon in storage", || async {
+        let graph = chain.metagraph(NETUID).await.unwrap();
+        graph.by_hotkey(ed_miner.ss58()).map(|n| n.axon.port) == Some(8092)
+    })
+    .await;
+    eprintln!(
+        "an ed25519 hotkey registered and its serve_axon landed ({})",
+        took(t)
+    );
 
     // Weights: too fast right after registration (rate limit 100 blocks) ...
     let miner_uid = graph.by_hotkey(miner.ss58()).unwrap().uid;

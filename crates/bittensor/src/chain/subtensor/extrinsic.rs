@@ -72,7 +72,8 @@ pub fn extension_parts(
     Ok((extra, additional))
 }
 
-/// A signed v4 extrinsic: `len ‖ 0x84 ‖ MultiAddress::Id ‖ MultiSignature::Sr25519 ‖ extra ‖ call`.
+/// A signed v4 extrinsic: `len ‖ 0x84 ‖ MultiAddress::Id ‖ MultiSignature ‖ extra ‖ call`, the
+/// signature's variant the signer's scheme (`Ed25519` = 0, `Sr25519` = 1).
 pub fn signed(
     call: &[u8],
     signer: &Keypair,
@@ -96,7 +97,10 @@ pub fn signed(
     body.push(0x84);
     body.push(0x00);
     body.extend_from_slice(&signer.public_bytes());
-    body.push(0x01);
+    body.push(match signer.crypto() {
+        crate::keypair::CryptoType::Ed25519 => 0x00,
+        crate::keypair::CryptoType::Sr25519 => 0x01,
+    });
     body.extend_from_slice(&signature);
     body.extend_from_slice(&extra);
     body.extend_from_slice(call);
