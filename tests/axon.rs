@@ -422,3 +422,131 @@ async fn a_json_bomb_answer_costs_the_validator_nothing() {
     assert!(grown < 150.0, "{grown} MiB");
     server.abort();
 }
+
+/// Admits only `known` (a stand-in for the metagraph).
+struct Known {
+    known: String,
+}
+
+impl Handler<ImageGenerating> for Known {
+    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+        if hotkey == self.known {
+            Ok(())
+        } else {
+            Err("Unrecognized hotkey".into())
+        }
+    }
+
+    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+        self.admissible(&caller.hotkey)
+    }
+
+    fn forward(
+        self: Arc<Self>,
+        _: Caller,
+        mut s: ImageGenerating,
+    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+        async move {
+            s.image = Value::String("done".into());
+            Ok(s)
+        }
+        .boxed()
+    }
+}
+
+/// btauth/1 signs the body, so its signature waits for it; everything before is bounded by the
+/// headers: oversized values are refused by their length, a request claiming a hotkey the
+/// miner would not serve is refused (403) before a byte of its 30 MB body is read, forged
+/// signatures and replays are refused, and an honest btauth/1 call is served right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btauth_requests_cost_nothing_before_their_hotkey_could_be_served() {
+    use nicheimage_bittensor::btauth;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let axon_key = Arc::new(Keypair::generate().0);
+    let caller = Keypair::generate().0;
+    let axon = AxonBuilder::new(axon_key.clone())
+        .attach::<ImageGenerating, _>(Arc::new(Known {
+            known: caller.ss58().into(),
+        }))
+        .build();
+    let server = axon.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let port = server.address.port();
+    let url = format!("http://127.0.0.1:{port}/ImageGenerating");
+    let client = nicheimage_common::http::client().unwrap();
+    let signed = |key: &Keypair, body: &[u8]| {
+        btauth::sign(
+            key,
+            "POST",
+            "/ImageGenerating",
+            body,
+            Some(axon_key.ss58()),
+            nicheimage_bittensor::now_ns(),
+        )
+        .unwrap()
+    };
+    let send = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut request = client.post(url).body(body);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    // A 60 000-character hotkey: refused by its length, with a short reason.
+    let mut long = signed(&caller, b"{}");
+    long.retain(|(k, _)| *k != btauth::HEADER_HOTKEY);
+    long.push((btauth::HEADER_HOTKEY, "5".repeat(60_000)));
+    let started = std::time::Instant::now();
+    let (status, body) = send(long, b"{}".to_vec()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().len() < 100, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // A stranger's well-signed headers and a 30 MB body it never sends: 403 at once.
+    let stranger = Keypair::generate().0;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut head = format!(
+        "POST /ImageGenerating HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n",
+        30 << 20
+    );
+    for (k, v) in signed(&stranger, b"whatever") {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("Unrecognized hotkey"), "{answer}");
+    // The known hotkey with a forged signature: the body is read, then refused.
+    let body = serde_json::to_vec(&ImageGenerating::default()).unwrap();
+    let mut forged = signed(&caller, &body);
+    forged.retain(|(k, _)| *k != btauth::HEADER_SIGNATURE);
+    forged.push((btauth::HEADER_SIGNATURE, format!("0x{}", "ab".repeat(64))));
+    let (status, answer) = send(forged, body.clone()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["detail"],
+        "signature does not verify against the claimed hotkey"
+    );
+    // Honest, then replayed.
+    let honest = signed(&caller, &body);
+    let (status, answer) = send(honest.clone(), body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["image"], "done");
+    let (status, answer) = send(honest, body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["detail"],
+        "this nonce was already accepted from this hotkey"
+    );
+}

@@ -121,6 +121,7 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         max_concurrent: 256,
         rate_limit_per_minute: 100_000,
         unauthenticated_per_minute: 100_000,
+        scheme: None,
         limits: Default::default(),
         counter_path: dir.join("proxy_counter.json"),
         toggle_path: dir.join("proxy-enabled.json"),
@@ -394,6 +395,7 @@ async fn bare_proxy(
         max_concurrent: 4,
         rate_limit_per_minute,
         unauthenticated_per_minute,
+        scheme: None,
         limits: nicheimage_common::serve::Limits {
             max_connections: 16,
             header_timeout: Duration::from_secs(5),

@@ -222,6 +222,7 @@ impl Subnet {
                 version_key: 10,
                 set_weights,
                 dial_private_axons: true,
+                scheme: None,
             },
             chain: self.chain.clone(),
             keypair: self.validator_key.clone(),

@@ -591,9 +591,12 @@ impl Axon {
         let message =
             synapse::dendrite_message(nonce, &hotkey, self.keypair.ss58(), &uuid, claimed_hash);
         if !keypair::verify(&public, message.as_bytes(), &signature) {
+            // Legacy synapse signatures are sr25519; an ed25519 hotkey fails here by nature.
             return Err(Failure::new(
                 401,
-                format!("Signature mismatch with {message}"),
+                format!(
+                    "Signature mismatch with {message} (legacy signatures are sr25519; an ed25519 hotkey signs btauth/1)"
+                ),
             ));
         }
         let endpoint = format!("{hotkey}:{uuid}");

@@ -363,6 +363,40 @@ mod tests {
     }
 
     #[test]
+    fn the_guides_sr25519_vector_verifies() {
+        // sr25519 signatures are randomised: one the SDK made over the guide's payload.
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        let signature = "0x528c47ae81a24baf73bce310164f7769d23b0680d722730bc13da540dd1fea25cc1f42d5406b2ad96d8955aa943662eac268b20f47c40e2908d08e2deec07384";
+        let headers = vec![
+            (HEADER_VERSION, "1".to_string()),
+            (HEADER_HOTKEY, alice.to_string()),
+            (HEADER_NONCE, NONCE.to_string()),
+            (HEADER_SIGNATURE, signature.to_string()),
+            (HEADER_RECEIVER, BOB.to_string()),
+        ];
+        let body = br#"{"prompt": "hello"}"#;
+        let expected = "btauth/1\nsr25519\nPOST\n/generate?stream=false\n341c57448e531310fbbe83f44cea2a5e838bd9e8a6b82b269f01d0dbbc23c3cc\n1752076800000000000\n5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\n5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
+        let ours = payload(
+            CryptoType::Sr25519,
+            "POST",
+            "/generate?stream=false",
+            body,
+            NONCE,
+            alice,
+            Some(BOB),
+        );
+        assert_eq!(ours, expected);
+        let claim = Claim::from_headers(lookup(&headers), BOB, NONCE).unwrap();
+        claim
+            .verify("POST", "/generate?stream=false", body)
+            .unwrap();
+        assert_eq!(
+            claim.verify("POST", "/generate?stream=false", b"{}"),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
     fn checks_run_in_the_sdks_order_and_name_their_reason() {
         let key = alice_ed25519();
         let headers = sign(&key, "POST", "/x", b"{}", Some(BOB), NONCE).unwrap();

@@ -423,6 +423,7 @@ pub fn add_validator(
                 nicheimage_bittensor::chain::NetworkName::Local
                     | nicheimage_bittensor::chain::NetworkName::Embedded
             ),
+        scheme: v.signed_requests.scheme(),
     };
     runtime.add(Arc::new(crate::validator::Validator {
         settings,
@@ -470,6 +471,7 @@ fn add_proxy(
         max_concurrent: p.max_concurrent.max(1),
         rate_limit_per_minute: p.rate_limit_per_minute,
         unauthenticated_per_minute: p.unauthenticated_per_minute,
+        scheme: config.validator.signed_requests.scheme(),
         limits: config.limits,
         counter_path: p
             .counter_file

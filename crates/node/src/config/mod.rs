@@ -333,6 +333,32 @@ pub struct ValidatorConfig {
     /// Dial miners that announce private, loopback or link-local addresses. Off: only public
     /// unicast addresses are dialled (a local subnet or the devnet turns it on).
     pub dial_private_axons: bool,
+    /// How the validator and proxy sign requests to miners: `auto` (each miner in the scheme it
+    /// last accepted, legacy first, a 401 retried once in the other), `legacy` (bittensor ≤ 10
+    /// synapse headers) or `btauth` (bittensor 11's btauth/1). An ed25519 hotkey always uses
+    /// btauth/1.
+    pub signed_requests: SignedRequests,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignedRequests {
+    #[default]
+    Auto,
+    Legacy,
+    Btauth,
+}
+
+impl SignedRequests {
+    /// The dendrite's fixed scheme (`None`: per miner).
+    pub fn scheme(self) -> Option<nicheimage_bittensor::dendrite::Scheme> {
+        use nicheimage_bittensor::dendrite::Scheme;
+        match self {
+            SignedRequests::Auto => None,
+            SignedRequests::Legacy => Some(Scheme::Legacy),
+            SignedRequests::Btauth => Some(Scheme::BtAuth),
+        }
+    }
 }
 
 impl Default for ValidatorConfig {
@@ -349,6 +375,7 @@ impl Default for ValidatorConfig {
             reward_url: "http://nicheimage.nichetensor.com/reward/{model}".into(),
             state_file: None,
             dial_private_axons: false,
+            signed_requests: SignedRequests::Auto,
         }
     }
 }

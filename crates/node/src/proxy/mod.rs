@@ -54,6 +54,8 @@ pub struct ProxySettings {
     pub rate_limit_per_minute: u32,
     /// Failed authentications a minute per address, counted apart from the above.
     pub unauthenticated_per_minute: u32,
+    /// How requests to miners are signed (`None`: per miner, as each accepts).
+    pub scheme: Option<nicheimage_bittensor::dendrite::Scheme>,
     /// Connection limits and body timeout of the listener.
     pub limits: nicheimage_common::serve::Limits,
     pub counter_path: PathBuf,
@@ -327,7 +329,7 @@ impl Component for Proxy {
                 settings: s.clone(),
                 validator: self.validator.clone(),
                 dendrites: Mutex::new(Vec::new()),
-                dendrite: Dendrite::new(self.keypair.clone())?,
+                dendrite: Dendrite::new(self.keypair.clone())?.with_scheme(s.scheme),
                 http: nicheimage_common::http::client()?,
                 verifier,
                 gate: gate::Gate::new(s.rate_limit_per_minute, s.unauthenticated_per_minute),

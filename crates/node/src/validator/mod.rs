@@ -55,6 +55,8 @@ pub struct ValidatorSettings {
     pub set_weights: bool,
     /// Dial miners announcing private, loopback or link-local addresses (local subnets only).
     pub dial_private_axons: bool,
+    /// How requests to miners are signed (`None`: per miner, as each accepts).
+    pub scheme: Option<nicheimage_bittensor::dendrite::Scheme>,
 }
 
 pub struct Validator {
@@ -709,7 +711,7 @@ impl Component for Validator {
     fn run(self: Arc<Self>, ctx: ComponentContext) -> BoxFuture<'static, anyhow::Result<()>> {
         async move {
             let s = &self.settings;
-            let dendrite = Dendrite::new(self.keypair.clone())?;
+            let dendrite = Dendrite::new(self.keypair.clone())?.with_scheme(s.scheme);
             let mut report = ValidatorReport {
                 timeouts: s
                     .models
