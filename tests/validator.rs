@@ -48,6 +48,16 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     assert_eq!(by_uid[&3].reward, Some(0.0));
     assert!(by_uid[&3].reason.starts_with("timeout"), "{outcomes:#?}");
 
+    // The same round signed with bittensor 11's btauth/1: the same verdicts.
+    let btauth = Dendrite::new(subnet.validator_key.clone())
+        .unwrap()
+        .with_scheme(Some(nicheimage_bittensor::dendrite::Scheme::BtAuth));
+    let again = validator.forward(&btauth, &mut Dice::new(7)).await.unwrap();
+    let again: BTreeMap<u16, _> = again.outcomes.iter().map(|o| (o.uid, o.clone())).collect();
+    assert!(again[&1].reward.unwrap() > 0.9, "{again:#?}");
+    assert_eq!(again[&2].reward, Some(0.0), "{again:#?}");
+    assert!(again[&3].reason.starts_with("timeout"), "{again:#?}");
+
     let done = validator.set_weights().await.unwrap();
     assert!(done.text().contains("set at block"), "{done}");
     let history = subnet.chain.weight_history();
