@@ -246,7 +246,8 @@ impl AxonBuilder {
             uuid: uuid::Uuid::new_v4().to_string(),
             routes: self.routes,
             nonces: NonceTracker::new(100_000, self.max_timeout_secs),
-            replays: btauth::ReplayCache::new(100_000),
+            // 1024 per hotkey: 100 requests a second from one validator, the window being 10 s.
+            replays: btauth::ReplayCache::new(100_000, 1024),
             gate: PriorityGate::new(self.slots),
             max_body: self.max_body,
             limits: self.limits,
@@ -292,7 +293,7 @@ struct Admitted {
 struct Request<'a> {
     method: &'a str,
     path: &'a str,
-    query: &'a str,
+    query: Option<&'a str>,
     headers: &'a HeaderMap,
     peer: Option<SocketAddr>,
 }
@@ -336,7 +337,11 @@ impl Axon {
         let admit = self.clone();
         let handle = self.clone();
         let refused = self.clone();
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+        // `None` without a `?`; `Some("")` for a bare `?` (signed as sent).
+        let query = warp::query::raw()
+            .map(Some)
+            .or(warp::any().map(|| None::<String>))
+            .unify();
         warp::method()
             .and(warp::path::full())
             .and(query)
@@ -345,13 +350,13 @@ impl Axon {
             .and_then(
                 move |method: warp::http::Method,
                       path: warp::path::FullPath,
-                      query: String,
+                      query: Option<String>,
                       headers: HeaderMap,
                       peer: Option<SocketAddr>| {
                     let request = Request {
                         method: method.as_str(),
                         path: path.as_str(),
-                        query: &query,
+                        query: query.as_deref(),
                         headers: &headers,
                         peer,
                     };
@@ -667,10 +672,9 @@ impl Axon {
         route
             .admissible(&claim.hotkey)
             .map_err(|reason| Failure::new(403, reason))?;
-        let target = if request.query.is_empty() {
-            request.path.to_string()
-        } else {
-            format!("{}?{}", request.path, request.query)
+        let target = match request.query {
+            None => request.path.to_string(),
+            Some(query) => format!("{}?{query}", request.path),
         };
         let peer = request.peer;
         let caller = Caller {
@@ -721,8 +725,9 @@ impl Axon {
         {
             let refused = |e: btauth::AuthError| Failure::new(e.status(), e.to_string());
             claim.verify(method, target, body).map_err(refused)?;
+            // The clock read again: the body may have taken a while.
             self.replays
-                .accept(&claim.hotkey, claim.nonce, now_ns)
+                .accept(&claim.hotkey, claim.nonce, super::now_ns())
                 .map_err(refused)?;
             let route = self
                 .routes

@@ -11,7 +11,7 @@
 //! under the declared scheme only, and [`ReplayCache::accept`] records the nonce only after the
 //! signature verified.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
@@ -243,53 +243,71 @@ impl Claim {
 }
 
 /// The seen-nonce memory: `(hotkey, nonce)` pairs accepted inside the freshness window. Written
-/// only after a signature verified; bounded, and full means "try again", never an eviction of a
-/// pair still inside its window (which would reopen a replay).
+/// only after a signature verified; bounded in all and per hotkey, and full means "try again"
+/// (to that hotkey alone when it is its own share that is full), never an eviction of a pair
+/// that could still pass as fresh (which would reopen a replay).
 pub struct ReplayCache {
     inner: Mutex<Seen>,
     capacity: usize,
+    per_hotkey: usize,
 }
 
 #[derive(Default)]
 struct Seen {
-    pairs: HashMap<(String, u64), u64>,
-    /// `(expiry, key)` in insertion order; expiries rise with the clock.
-    order: VecDeque<(u64, (String, u64))>,
+    pairs: std::collections::HashSet<(String, u64)>,
+    /// `(expiry, hotkey, nonce)`: a pair expires once its nonce can no longer be fresh.
+    by_expiry: std::collections::BTreeSet<(u64, String, u64)>,
+    per_hotkey: HashMap<String, usize>,
 }
 
 impl ReplayCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, per_hotkey: usize) -> Self {
         Self {
             inner: Mutex::new(Seen::default()),
             capacity,
+            per_hotkey,
         }
     }
 
-    /// Records `(hotkey, nonce)`; `Replayed` if it was accepted before.
+    /// Records `(hotkey, nonce)` at `now_ns` (read after the body arrived): `Stale` if the
+    /// nonce is no longer fresh — a body may take longer than the window, and the SDK checks
+    /// freshness after reading it too —, `Replayed` if it was accepted before.
     pub fn accept(&self, hotkey: &str, nonce: u64, now_ns: u64) -> Result<(), AuthError> {
+        if now_ns.saturating_sub(nonce) > MAX_AGE_NS {
+            return Err(AuthError::Stale(
+                "nonce is older than the 10s freshness window".into(),
+            ));
+        }
         let mut seen = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while seen
-            .order
-            .front()
-            .is_some_and(|(expiry, _)| *expiry <= now_ns)
-        {
-            if let Some((_, key)) = seen.order.pop_front() {
-                seen.pairs.remove(&key);
+        while let Some(first) = seen.by_expiry.first().cloned() {
+            if first.0 > now_ns {
+                break;
+            }
+            seen.by_expiry.remove(&first);
+            let (_, key, n) = first;
+            let pair = (key, n);
+            seen.pairs.remove(&pair);
+            let (key, _) = pair;
+            if let Some(count) = seen.per_hotkey.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    seen.per_hotkey.remove(&key);
+                }
             }
         }
-        let key = (hotkey.to_string(), nonce);
-        if seen.pairs.contains_key(&key) {
+        let pair = (hotkey.to_string(), nonce);
+        if seen.pairs.contains(&pair) {
             return Err(AuthError::Replayed);
         }
-        if seen.pairs.len() >= self.capacity {
+        let mine = seen.per_hotkey.get(hotkey).copied().unwrap_or(0);
+        if seen.pairs.len() >= self.capacity || mine >= self.per_hotkey {
             return Err(AuthError::Busy);
         }
-        // Kept past the whole window the nonce could be fresh in.
-        let expiry = now_ns
-            .saturating_add(MAX_AGE_NS)
-            .saturating_add(ALLOWED_SKEW_NS);
-        seen.pairs.insert(key.clone(), expiry);
-        seen.order.push_back((expiry, key));
+        // Fresh until `nonce + MAX_AGE`: kept one nanosecond past that.
+        let expiry = nonce.saturating_add(MAX_AGE_NS).saturating_add(1);
+        seen.by_expiry.insert((expiry, hotkey.to_string(), nonce));
+        seen.pairs.insert(pair);
+        *seen.per_hotkey.entry(hotkey.to_string()).or_default() += 1;
         Ok(())
     }
 
@@ -423,14 +441,29 @@ mod tests {
 
     #[test]
     fn the_replay_cache_refuses_repeats_and_when_full_never_evicts() {
-        let cache = ReplayCache::new(2);
+        let cache = ReplayCache::new(3, 2);
         cache.accept("a", 1, 0).unwrap();
         assert_eq!(cache.accept("a", 1, 5), Err(AuthError::Replayed));
+        cache.accept("a", 2, 5).unwrap();
+        // One hotkey's share is full: only it waits.
+        assert_eq!(cache.accept("a", 3, 5), Err(AuthError::Busy));
         cache.accept("b", 1, 5).unwrap();
         assert_eq!(cache.accept("c", 1, 5), Err(AuthError::Busy));
-        // Past the window the first pair expires and makes room.
-        let later = MAX_AGE_NS + ALLOWED_SKEW_NS;
-        cache.accept("c", 1, later).unwrap();
+        // A pair expires only once its nonce can no longer be fresh, whenever it arrived.
+        let late = 1 + MAX_AGE_NS;
+        assert_eq!(cache.accept("a", 1, late), Err(AuthError::Replayed));
+        cache.accept("c", late, late + 1).unwrap();
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_body_that_arrives_after_the_window_is_stale() {
+        let cache = ReplayCache::new(8, 8);
+        let nonce = 1_000;
+        assert!(matches!(
+            cache.accept("a", nonce, nonce + MAX_AGE_NS + 1),
+            Err(AuthError::Stale(_))
+        ));
+        cache.accept("a", nonce, nonce + MAX_AGE_NS).unwrap();
     }
 }

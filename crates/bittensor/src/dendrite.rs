@@ -233,7 +233,8 @@ impl Dendrite {
         let unauthenticated = matches!(&outcome, Ok((401, _, _)));
         let left = timeout.saturating_sub(started.elapsed());
         if !unauthenticated {
-            if outcome.is_ok() {
+            // Served, or refused by policy after authenticating: the scheme works there.
+            if matches!(&outcome, Ok((200 | 403, _, _))) {
                 self.remember(target, first);
             }
             return outcome;
@@ -261,7 +262,9 @@ impl Dendrite {
                 Ok((401, envelope, axon))
             }
             Ok(answer) => {
-                self.remember(target, second);
+                if matches!(answer.0, 200 | 403) {
+                    self.remember(target, second);
+                }
                 Ok(answer)
             }
             Err(e) => Err(e),
@@ -391,9 +394,12 @@ impl Dendrite {
             axon_info = envelope.axon.clone();
             envelope
         } else {
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string));
+            // `message` from legacy axons, `detail` from btauth/1 servers.
+            let message = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+                ["message", "detail"]
+                    .iter()
+                    .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+            });
             axon_info.status_message = message;
             Envelope::default()
         };

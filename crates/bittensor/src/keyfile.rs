@@ -175,19 +175,17 @@ fn hex32(field: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyfileError> {
     Ok(Zeroizing::new(bytes))
 }
 
-/// A `secretSeed` value: `0x` + hex, or — as bittensor_wallet 4.0.1 writes it for keys made with
-/// `create_from_seed` — `0x` followed by the 32 raw bytes as characters. Anything else: `None`
-/// (the loader then falls back to `privateKey`).
+/// A `secretSeed` value: `0x` + hex of 32 bytes, or — as bittensor_wallet writes it when the
+/// seed's bytes happen to be valid UTF-8 — `0x` followed by the 32 bytes as text. Anything else:
+/// `None` (the loader then falls back to `privateKey`, and the `ss58Address` check stands guard).
 fn seed_bytes(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     let body = text.strip_prefix("0x").unwrap_or(text);
-    if let Ok(bytes) = hex::decode(body) {
+    if let Ok(bytes) = hex::decode(body)
+        && bytes.len() == 32
+    {
         return Some(Zeroizing::new(bytes));
     }
-    let raw: Option<Vec<u8>> = body
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
-    raw.filter(|r| r.len() == 32).map(Zeroizing::new)
+    (body.len() == 32).then(|| Zeroizing::new(body.as_bytes().to_vec()))
 }
 
 /// btwallet's loading priority: phrase, then seed, then private key, then address only.
@@ -244,7 +242,10 @@ pub fn public_json(keypair: &Keypair) -> KeyfileJson {
         account_id: Some(public.clone()),
         public_key: Some(public),
         ss58_address: Some(keypair.ss58().to_string()),
-        crypto_type: Some(serde_json::Value::from(keypair.crypto().code())),
+        // Only where it is not the default: bittensor-wallet ≤ 4.0 cannot read a numeric
+        // cryptoType, and 4.1 reads its absence as sr25519.
+        crypto_type: (keypair.crypto() != CryptoType::Sr25519)
+            .then(|| serde_json::Value::from(keypair.crypto().code())),
         private_key: None,
         secret_phrase: None,
         secret_seed: None,
