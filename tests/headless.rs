@@ -47,6 +47,12 @@ async fn serves_health_and_metrics_reports_status_and_exits_zero_on_sigterm() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["components"]["telemetry"]["status"], "running");
 
+    // Ready: nothing here generates, and every component runs.
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(

@@ -5,7 +5,7 @@
 use nicheimage_engine::tiny::write_tiny_sd15;
 use nicheimage_node::config::SupervisorConfig;
 use nicheimage_node::replica::protocol::GenerateJob;
-use nicheimage_node::replica::{Pool, PoolConfig, ReplicaCommand};
+use nicheimage_node::replica::{JobError, Pool, PoolConfig, ReplicaCommand};
 use nicheimage_node::runtime::event::ReplicaStatus;
 use nicheimage_node::runtime::{EventChannel, Node, NodeState, Runtime};
 use std::time::{Duration, Instant};
@@ -366,11 +366,37 @@ async fn a_model_that_cannot_load_is_failed_with_its_reason_and_retried_slowly()
     let mut config = tiny_pool(&folder, 1, 0.0);
     config.backoff_initial = Duration::from_millis(10);
     config.backoff_max = Duration::from_secs(30);
-    let _pool = Pool::start(config, events, node.shutdown.child_token());
+    let pool = Pool::start(config, events, node.shutdown.child_token());
+    // A job queued while the only replica is still loading: released with the reason as soon
+    // as that replica fails, not after the 60 s request timeout.
+    let queued = Instant::now();
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.generate(job(1)).await }
+    });
     until(&node, "replica 0 failed", |s| {
         status(s, 0) == Some(ReplicaStatus::Failed)
     })
     .await;
+    let failed_after = queued.elapsed();
+    let released = waiting.await.unwrap();
+    assert_eq!(released, Err(JobError::NoReplica));
+    eprintln!(
+        "queued job released {:?} after queueing; the replica was seen failed at {failed_after:?}",
+        queued.elapsed()
+    );
+    assert!(
+        queued.elapsed() < failed_after + Duration::from_secs(2),
+        "released {:?} after queueing, the replica failed after {failed_after:?}",
+        queued.elapsed()
+    );
+    assert_eq!(
+        node.snapshot()
+            .readiness()
+            .map_err(|e| e.contains("1 failing")),
+        Err(true),
+        "/readyz says why"
+    );
     let report = node.snapshot().replicas[&0].clone();
     let reason = report.last_error.unwrap();
     assert!(

@@ -1,4 +1,5 @@
-//! `GET /healthz` and `GET /metrics` on a loopback listener.
+//! `GET /healthz` (alive: every component running), `GET /readyz` (able to serve: a replica is
+//! ready where the node generates) and `GET /metrics`, on a loopback listener.
 
 mod exposition;
 
@@ -49,6 +50,18 @@ pub fn routes(
         });
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
     });
+    let ready_state = state.clone();
+    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+        let s = ready_state.borrow().clone();
+        let (status, body) = match s.readiness() {
+            Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
+            Err(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "status": "not ready", "reason": reason }),
+            ),
+        };
+        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    });
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
         let s = state.borrow().clone();
         warp::reply::with_header(
@@ -59,12 +72,14 @@ pub fn routes(
         .into_response()
     });
     healthz
+        .or(readyz)
+        .unify()
         .or(metrics)
         .unify()
         .recover(|_| async {
             Ok::<_, std::convert::Infallible>(
                 warp::reply::with_status(
-                    "not found; try /healthz or /metrics\n",
+                    "not found; try /healthz, /readyz or /metrics\n",
                     StatusCode::NOT_FOUND,
                 )
                 .into_response(),

@@ -43,7 +43,9 @@ pub struct PoolConfig {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum JobError {
-    #[error("every replica is down")]
+    #[error(
+        "no replica can serve: every replica is failing (the reasons are in /healthz and /readyz)"
+    )]
     NoReplica,
     #[error("the queue is full ({0} waiting)")]
     QueueFull(usize),
@@ -206,6 +208,9 @@ pub fn cpu_threads_per_replica(replicas: usize) -> Option<usize> {
     Some((cores / replicas).max(1))
 }
 
+/// How often a waiting job looks whether any replica can still serve it.
+const NO_REPLICA_CHECK: Duration = Duration::from_millis(200);
+
 /// Remote replicas take indices from here on, so local ones (0..) never collide with them.
 pub const FIRST_REMOTE_INDEX: usize = 1000;
 
@@ -332,10 +337,7 @@ impl Pool {
     /// are still starting the job waits for one; only when every one is failing (or there is
     /// none) is it refused at once.
     pub async fn generate(&self, request: GenerateJob) -> Result<String, JobError> {
-        let local = self.local.load(Ordering::SeqCst);
-        if self.ready_replicas() == 0
-            && (local == 0 || self.failing.load(Ordering::SeqCst) >= local)
-        {
+        if self.none_can_serve() {
             return Err(JobError::NoReplica);
         }
         let (reply, answer) = oneshot::channel();
@@ -350,11 +352,32 @@ impl Pool {
                 mpsc::error::TrySendError::Full(_) => JobError::QueueFull(self.capacity),
                 mpsc::error::TrySendError::Closed(_) => JobError::ShuttingDown,
             })?;
-        match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(JobError::ShuttingDown),
-            Err(_) => Err(JobError::Timeout(self.timeout)),
+        // A queued job is released as soon as no replica can serve it (the last one failed to
+        // load, say), not at its deadline; a replica that takes it later finds nobody waiting.
+        let mut answer = std::pin::pin!(answer);
+        let mut check = tokio::time::interval(NO_REPLICA_CHECK);
+        loop {
+            tokio::select! {
+                result = &mut answer => {
+                    return result.unwrap_or(Err(JobError::ShuttingDown));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(JobError::Timeout(self.timeout));
+                }
+                _ = check.tick() => {
+                    if self.none_can_serve() {
+                        return Err(JobError::NoReplica);
+                    }
+                }
+            }
         }
+    }
+
+    /// No replica is ready and every local one is failing (or there is none): nothing will
+    /// take a job until one recovers, which its backoff puts seconds to minutes away.
+    fn none_can_serve(&self) -> bool {
+        let local = self.local.load(Ordering::SeqCst);
+        self.ready_replicas() == 0 && (local == 0 || self.failing.load(Ordering::SeqCst) >= local)
     }
 }
 

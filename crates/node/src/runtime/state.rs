@@ -224,6 +224,36 @@ impl NodeState {
             )
         })
     }
+
+    /// Whether the node can do its work now (`/readyz`): healthy, and where it generates, at
+    /// least one replica ready to serve; otherwise the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.healthy() {
+            return Err("a component is not running".into());
+        }
+        if self.replicas.is_empty() || self.replicas.values().any(|r| r.status.health() == "ready")
+        {
+            return Ok(());
+        }
+        let count = |health: &str| {
+            self.replicas
+                .values()
+                .filter(|r| r.status.health() == health)
+                .count()
+        };
+        let last = self
+            .replicas
+            .values()
+            .filter_map(|r| r.last_error.as_deref())
+            .next_back()
+            .map(|e| format!("; last error: {}", nicheimage_common::text::clip(e, 200)))
+            .unwrap_or_default();
+        Err(format!(
+            "no replica can serve yet: {} starting, {} failing{last}",
+            count("starting"),
+            count("failing")
+        ))
+    }
 }
 
 #[cfg(test)]
