@@ -127,6 +127,22 @@ pub enum Role {
     /// it, write the PNG. For operators testing their proxy.
     #[command(name = "proxy-client")]
     ProxyClient(ProxyClientArgs),
+    /// Ask a running node whether it is ready (`/readyz`) or, with `--live`, alive (`/healthz`):
+    /// exit 0 when it says so, 1 otherwise. For container and Kubernetes probes (no curl needed).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The node's metrics address (`metrics.listen`); default: the configured one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
+    /// Check liveness (`/healthz`) instead of readiness (`/readyz`).
+    #[arg(long)]
+    pub live: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -537,7 +553,7 @@ impl Cli {
             Role::Wallet { action } => action.neuron().apply(c),
             Role::Chain(args) => args.neuron.apply(c),
             Role::Weights { action } => action.neuron().apply(c),
-            Role::ProxyClient(_) => {}
+            Role::ProxyClient(_) | Role::Healthcheck(_) => {}
         }
     }
 }

@@ -39,5 +39,6 @@ fn run(cli: &Cli, nofile: std::io::Result<(u64, u64)>) -> CommandResult {
         Some(Role::Chain(args)) => commands::chain::run(&config, args.json),
         Some(Role::Weights { action }) => commands::weights::run(action, &config),
         Some(Role::ProxyClient(args)) => commands::proxy_client::run(args, &config),
+        Some(Role::Healthcheck(args)) => commands::healthcheck::run(args, &config),
     }
 }

@@ -52,6 +52,15 @@ async fn serves_health_and_metrics_reports_status_and_exits_zero_on_sigterm() {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    // The probe command containers use says the same, by its exit code.
+    for extra in [&[][..], &["--live"][..]] {
+        let probe = std::process::Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
+            .args(["healthcheck", "--address", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(probe.status.success(), "{probe:?}");
+    }
 
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);

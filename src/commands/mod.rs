@@ -2,6 +2,7 @@
 //! Every command returns a [`CommandError`], which `main` turns into the exit code.
 
 pub mod chain;
+pub mod healthcheck;
 #[cfg_attr(feature = "local-infer", path = "local.rs")]
 #[cfg_attr(not(feature = "local-infer"), path = "remote_only.rs")]
 pub mod local;
