@@ -26,6 +26,12 @@ if [ -f ../shared/chain/raonet.json ] || [ -n "${NICHEIMAGE_CHAIN_SPEC:-}" ]; th
   export NICHEIMAGE_REQUIRE_CHAIN=1
 fi
 cargo test --workspace --locked
+# deploy/k8s: rendered, validated against Kubernetes' schemas, probes checked against the node.
+if command -v kubectl >/dev/null; then
+  bash scripts/k8s/check.sh target/debug/nicheimage-tui
+else
+  echo "test.sh: no kubectl here, so deploy/k8s is not rendered or validated" >&2
+fi
 # The CPU-only console (no libtorch) must keep working on its own.
 cargo test --locked --no-default-features --lib \
   -p nicheimage-tui -p nicheimage-node -p nicheimage-bittensor -p nicheimage-common
