@@ -5,6 +5,7 @@
 pub mod args;
 #[cfg(feature = "local-infer")]
 pub mod child;
+mod discover;
 pub mod protocol;
 mod remote;
 pub mod vram;
@@ -260,15 +261,32 @@ impl Pool {
             slots.spawn();
         }
         // Remote replicas take indices after the first local ones; scaling leaves them alone.
-        for (i, base) in config.remote.iter().enumerate() {
-            tokio::spawn(
-                remote::RemoteWorker {
-                    index: FIRST_REMOTE_INDEX + i,
-                    base: base.trim_end_matches('/').to_string(),
-                    pool: slots.shared.clone(),
+        // An address is one replica; a name is followed, one replica per address it resolves to.
+        let next_remote = Arc::new(AtomicUsize::new(FIRST_REMOTE_INDEX));
+        for base in &config.remote {
+            let shared = slots.shared.clone();
+            match discover::Target::parse(base) {
+                discover::Target::Fixed(base) => {
+                    tokio::spawn(
+                        remote::RemoteWorker {
+                            index: next_remote.fetch_add(1, Ordering::SeqCst),
+                            base,
+                            cancel: shared.cancel.child_token(),
+                            pool: shared,
+                        }
+                        .run(),
+                    );
                 }
-                .run(),
-            );
+                discover::Target::Named { scheme, host, port } => {
+                    tokio::spawn(discover::follow(
+                        scheme,
+                        host,
+                        port,
+                        shared,
+                        next_remote.clone(),
+                    ));
+                }
+            }
         }
         Pool {
             jobs: tx,

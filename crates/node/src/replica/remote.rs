@@ -17,6 +17,8 @@ pub(crate) struct RemoteWorker {
     /// Base URL, e.g. `http://10.0.0.2:10006`.
     pub base: String,
     pub pool: Shared,
+    /// Stops this replica alone (its address left a followed name's answer), or with the pool.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl RemoteWorker {
@@ -93,7 +95,7 @@ impl RemoteWorker {
                     report.last_error = Some(e.to_string());
                     self.pool.events.try_send(Event::Replica(report.clone()));
                     tokio::select! {
-                        _ = self.pool.cancel.cancelled() => {
+                        _ = self.cancel.cancelled() => {
                             report.status = ReplicaStatus::Stopped;
                             self.pool.events.try_send(Event::Replica(report));
                             return;
@@ -111,7 +113,7 @@ impl RemoteWorker {
                 report.last_error = Some(reason);
                 self.pool.events.try_send(Event::Replica(report.clone()));
                 tokio::select! {
-                    _ = self.pool.cancel.cancelled() => break,
+                    _ = self.cancel.cancelled() => break,
                     _ = tokio::time::sleep(HEALTH_EVERY) => continue,
                 }
             }
@@ -122,7 +124,7 @@ impl RemoteWorker {
             let lost = loop {
                 let jobs = self.pool.jobs.clone();
                 let job = tokio::select! {
-                    _ = self.pool.cancel.cancelled() => break false,
+                    _ = self.cancel.cancelled() => break false,
                     _ = tokio::time::sleep_until(next_check) => {
                         next_check = tokio::time::Instant::now() + HEALTH_EVERY;
                         match self.healthy(&client).await {
@@ -158,6 +160,14 @@ impl RemoteWorker {
             report.status = ReplicaStatus::Dead;
             report.restarts += 1;
             self.pool.events.try_send(Event::Replica(report.clone()));
+        }
+        if self.cancel.is_cancelled() && !self.pool.cancel.is_cancelled() {
+            // Its address left the followed name: gone from the state, not kept as stopped.
+            self.pool
+                .events
+                .send(Event::ReplicaRetired(self.index))
+                .await;
+            return;
         }
         report.status = ReplicaStatus::Stopped;
         self.pool.events.try_send(Event::Replica(report));
