@@ -25,6 +25,15 @@ bash scripts/chain/setup.sh
 if [ -f ../shared/chain/raonet.json ] || [ -n "${NICHEIMAGE_CHAIN_SPEC:-}" ]; then
   export NICHEIMAGE_REQUIRE_CHAIN=1
 fi
+# dnsmasq for tests/dns_replicas.rs (real DNS in a network namespace of the test's own; root).
+if [ "$(id -u)" = 0 ] && ! command -v dnsmasq >/dev/null; then
+  (apt-get install -y -q dnsmasq-base >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dnsmasq-base >/dev/null 2>&1; }) \
+    || echo "test.sh: could not install dnsmasq-base" >&2
+fi
+if [ "$(id -u)" = 0 ] && command -v dnsmasq >/dev/null && command -v unshare >/dev/null; then
+  export NICHEIMAGE_REQUIRE_NETNS=1
+fi
 cargo test --workspace --locked
 # deploy/k8s: rendered, validated against Kubernetes' schemas, probes checked against the node.
 if command -v kubectl >/dev/null; then
