@@ -33,7 +33,7 @@ endpoint = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["
 config["data"]["endpoint.toml"] += (
     '\n[models.Tiny]\narch = "sd15"\ncheckpoint = "/models/tiny-sd15.safetensors"\n'
     '[models.Tiny.defaults]\nnum_inference_steps = 2\nwidth = 64\nheight = 64\n'
-).replace("", "")
+)
 config["data"]["endpoint.toml"] = config["data"]["endpoint.toml"].replace(
     'model_name = "RealisticVision"', 'model_name = "Tiny"')
 for d in (config, endpoint):

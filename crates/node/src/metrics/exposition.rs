@@ -34,7 +34,8 @@ impl Exposition {
 }
 
 impl Exposition {
-    /// One family with a sample per replica, labelled by its index.
+    /// One family with a sample per replica, labelled by its index (and a remote replica by
+    /// its address too, e.g. each address a followed DNS name gave).
     fn per_replica(
         &mut self,
         state: &NodeState,
@@ -43,7 +44,13 @@ impl Exposition {
     ) {
         self.family(name, kind, help);
         for (i, r) in &state.replicas {
-            self.sample(name, &[("replica", &i.to_string())], value(r));
+            let index = i.to_string();
+            match &r.remote {
+                Some(remote) => {
+                    self.sample(name, &[("replica", &index), ("remote", remote)], value(r))
+                }
+                None => self.sample(name, &[("replica", &index)], value(r)),
+            }
         }
     }
 }
@@ -360,5 +367,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE nicheimage_component_restarts_total counter\n"));
+    }
+
+    #[test]
+    fn remote_replicas_carry_their_address() {
+        use crate::runtime::event::{ReplicaReport, ReplicaStatus};
+        let mut s = NodeState::new(0);
+        let mut remote = ReplicaReport::new(1000, vec![], Some("http://10.0.0.7:10006".into()));
+        remote.status = ReplicaStatus::Ready;
+        s.apply(Event::Replica(remote), 1);
+        s.apply(Event::Replica(ReplicaReport::new(0, vec![], None)), 1);
+        let text = render(&s, 5_000);
+        assert!(
+            text.contains(
+                "nicheimage_replica_up{replica=\"1000\",remote=\"http://10.0.0.7:10006\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("nicheimage_replica_up{replica=\"0\"} 0\n"),
+            "{text}"
+        );
     }
 }
