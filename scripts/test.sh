@@ -31,7 +31,8 @@ if [ "$(id -u)" = 0 ] && ! command -v dnsmasq >/dev/null; then
     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dnsmasq-base >/dev/null 2>&1; }) \
     || echo "test.sh: could not install dnsmasq-base" >&2
 fi
-if [ "$(id -u)" = 0 ] && command -v dnsmasq >/dev/null && command -v unshare >/dev/null; then
+if [ "$(id -u)" = 0 ] && command -v dnsmasq >/dev/null && command -v ip >/dev/null \
+  && unshare --net --mount true 2>/dev/null; then
   export NICHEIMAGE_REQUIRE_NETNS=1
 fi
 cargo test --workspace --locked

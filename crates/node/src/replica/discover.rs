@@ -31,7 +31,8 @@ pub enum Target {
 
 impl Target {
     /// `http://10.0.0.2:10006` is fixed; `http://endpoint-pods.ns.svc:10006` is followed.
-    /// `localhost` is fixed too (its two addresses are one endpoint).
+    /// `localhost` is fixed too (its two addresses are one endpoint), and so is every `https`
+    /// name: its certificate names the host, not an address.
     pub fn parse(base: &str) -> Target {
         let base = base.trim_end_matches('/');
         let Ok(url) = reqwest::Url::parse(base) else {
@@ -39,11 +40,13 @@ impl Target {
         };
         // `domain()` is `None` for IP literals.
         match (url.domain(), url.port_or_known_default()) {
-            (Some(name), Some(port)) if name != "localhost" => Target::Named {
-                scheme: url.scheme().to_string(),
-                host: name.to_string(),
-                port,
-            },
+            (Some(name), Some(port)) if name != "localhost" && url.scheme() == "http" => {
+                Target::Named {
+                    scheme: url.scheme().to_string(),
+                    host: name.to_string(),
+                    port,
+                }
+            }
             _ => Target::Fixed(base.to_string()),
         }
     }
@@ -61,8 +64,14 @@ impl Followed {
         answer: &[SocketAddr],
         mut start: impl FnMut(SocketAddr) -> CancellationToken,
     ) -> (usize, usize) {
-        let wanted: std::collections::BTreeSet<SocketAddr> =
-            answer.iter().copied().take(MAX_ADDRESSES).collect();
+        // A dual-stack pod answers with both families: one replica for it, over IPv4.
+        let any_v4 = answer.iter().any(SocketAddr::is_ipv4);
+        let wanted: std::collections::BTreeSet<SocketAddr> = answer
+            .iter()
+            .copied()
+            .filter(|a| !any_v4 || a.is_ipv4())
+            .take(MAX_ADDRESSES)
+            .collect();
         let gone: Vec<SocketAddr> = self
             .workers
             .keys()
@@ -151,6 +160,7 @@ mod tests {
             "http://10.0.0.2:10006",
             "http://[::1]:10006",
             "http://localhost:10006",
+            "https://gpu-box.example:10006",
         ] {
             assert_eq!(Target::parse(fixed), Target::Fixed(fixed.into()), "{fixed}");
         }
@@ -178,6 +188,13 @@ mod tests {
         assert!(token_b.is_cancelled());
         assert!(!followed.workers[&a].is_cancelled());
         assert_eq!(started, vec![a, b, c]);
+        // Both families from one pod: the IPv4 one only.
+        let mut dual = Followed {
+            workers: BTreeMap::new(),
+        };
+        let v6: SocketAddr = "[fd00::2]:1".parse().unwrap();
+        assert_eq!(dual.apply(&[v6, a], |_| CancellationToken::new()), (1, 0));
+        assert!(dual.workers.contains_key(&a));
         // An answer of thousands keeps MAX_ADDRESSES.
         let many: Vec<SocketAddr> = (0..1000u16)
             .map(|p| SocketAddr::from(([127, 0, 0, 9], p)))

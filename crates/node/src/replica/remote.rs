@@ -95,11 +95,7 @@ impl RemoteWorker {
                     report.last_error = Some(e.to_string());
                     self.pool.events.try_send(Event::Replica(report.clone()));
                     tokio::select! {
-                        _ = self.cancel.cancelled() => {
-                            report.status = ReplicaStatus::Stopped;
-                            self.pool.events.try_send(Event::Replica(report));
-                            return;
-                        }
+                        _ = self.cancel.cancelled() => return self.finish(report).await,
                         _ = tokio::time::sleep(HEALTH_EVERY) => {}
                     }
                 }
@@ -124,6 +120,8 @@ impl RemoteWorker {
             let lost = loop {
                 let jobs = self.pool.jobs.clone();
                 let job = tokio::select! {
+                    // Stopping wins over a queued job: a retired address takes no more work.
+                    biased;
                     _ = self.cancel.cancelled() => break false,
                     _ = tokio::time::sleep_until(next_check) => {
                         next_check = tokio::time::Instant::now() + HEALTH_EVERY;
@@ -137,6 +135,14 @@ impl RemoteWorker {
                 let Some(Job { request, reply, .. }) = job else {
                     break false;
                 };
+                if self.cancel.is_cancelled() {
+                    // Taken as the stop came: its caller hears at once, not at its deadline.
+                    let _ = reply.send(Err(JobError::ReplicaDied {
+                        replica: self.index,
+                        reason: format!("{} left the endpoint name's addresses", self.base),
+                    }));
+                    break false;
+                }
                 if reply.is_closed() {
                     continue;
                 }
@@ -161,8 +167,13 @@ impl RemoteWorker {
             report.restarts += 1;
             self.pool.events.try_send(Event::Replica(report.clone()));
         }
+        self.finish(report).await;
+    }
+
+    /// The last report: retired (gone from the state) when its address left a followed name,
+    /// else stopped with the pool.
+    async fn finish(&self, mut report: ReplicaReport) {
         if self.cancel.is_cancelled() && !self.pool.cancel.is_cancelled() {
-            // Its address left the followed name: gone from the state, not kept as stopped.
             self.pool
                 .events
                 .send(Event::ReplicaRetired(self.index))

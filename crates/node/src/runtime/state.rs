@@ -231,8 +231,10 @@ impl NodeState {
         if !self.healthy() {
             return Err("a component is not running".into());
         }
-        if self.replicas.is_empty() || self.replicas.values().any(|r| r.status.health() == "ready")
-        {
+        // A node that generates (an endpoint or a reward service) needs a replica that can;
+        // none at all (a followed name that resolves to nothing yet) is not ready either.
+        let generates = self.endpoint.is_some() || self.reward.is_some();
+        if !generates || self.replicas.values().any(|r| r.status.health() == "ready") {
             return Ok(());
         }
         let count = |health: &str| {
@@ -260,6 +262,22 @@ impl NodeState {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn ready_means_a_replica_can_serve_where_the_node_generates() {
+        use crate::runtime::event::{ReplicaReport, ReplicaStatus};
+        let mut s = NodeState::new(0);
+        assert_eq!(s.readiness(), Ok(()), "a validator: nothing to generate");
+        s.endpoint = Some(Default::default());
+        // An endpoint following a name that resolves to nothing yet has no replicas at all.
+        assert!(s.readiness().unwrap_err().contains("0 starting, 0 failing"));
+        s.apply(Event::Replica(ReplicaReport::new(0, vec![], None)), 1);
+        assert!(s.readiness().unwrap_err().contains("1 starting"));
+        let mut ready = ReplicaReport::new(1000, vec![], Some("http://10.0.0.7:10006".into()));
+        ready.status = ReplicaStatus::Busy;
+        s.apply(Event::Replica(ready), 2);
+        assert_eq!(s.readiness(), Ok(()), "a busy remote replica serves");
+    }
 
     fn change(state: &mut NodeState, change: ComponentChange, t: u64) {
         state.apply(
