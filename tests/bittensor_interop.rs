@@ -2,10 +2,14 @@
 //! which these tests run first): Python dendrite → our axon, our dendrite → Python axon, crypto
 //! vectors both ways, and keyfiles written by bittensor_wallet. Loopback only.
 
-use std::path::{Path, PathBuf};
+#[path = "common/interop.rs"]
+mod interop;
+
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use interop::{Set, peer_command, peer_lines};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,52 +24,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const PY_SEED: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 const STRANGER_SEED: &str = "0x2222222222222222222222222222222222222222222222222222222222222222";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The pinned SDK's interpreter, set up once per test run (a no-op when already in place).
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/interop/setup.sh"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run scripts/interop/setup.sh");
-        assert!(
-            status.success(),
-            "scripts/interop/setup.sh failed: the Python bittensor SDK is needed"
-        );
-        root().join(".venv-bittensor/bin/python")
-    })
-}
-
 fn seed_key(hex_seed: &str) -> Keypair {
     Keypair::from_mini_secret(&hex::decode(&hex_seed[2..]).unwrap()).unwrap()
 }
 
 /// Runs the peer script to completion and returns its JSON lines.
 async fn peer(args: &[&str]) -> Vec<Value> {
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python())
-            .arg(root().join("scripts/interop/bt_peer.py"))
-            .args(args)
-            .output(),
-    )
-    .await
-    .expect("python peer finished in time")
-    .expect("python peer ran");
-    assert!(
-        output.status.success(),
-        "peer {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    peer_lines(Set::Legacy, "bt_peer.py", args, Duration::from_secs(120)).await
 }
 
 /// Our test miner: answers known hotkeys, blacklists the rest.
@@ -157,14 +122,15 @@ async fn our_dendrite_is_accepted_by_the_python_axon() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let mut child = tokio::process::Command::new(python())
-        .arg(root().join("scripts/interop/bt_peer.py"))
-        .args(["axon", "--port", &port.to_string(), "--seed", PY_SEED])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = peer_command(
+        Set::Legacy,
+        "bt_peer.py",
+        &["axon", "--port", &port.to_string(), "--seed", PY_SEED],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {

@@ -5,11 +5,15 @@
 //! speaks btauth/1 only); keyfiles written by bittensor-wallet 4.1.1, ed25519 ones included,
 //! load with the same addresses. Loopback only.
 
+#[path = "common/interop.rs"]
+mod interop;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use interop::{Set, peer_lines};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -27,49 +31,19 @@ const ALICE_ED25519: &str = "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu";
 const CHARLIE_SR25519: &str = "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y";
 const BOB_SR25519: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Today's pinned SDK, set up once per test run (a no-op when already in place).
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/interop/setup.sh"))
-            .arg("today")
-            .stdout(Stdio::null())
-            .status()
-            .expect("run scripts/interop/setup.sh today");
-        assert!(status.success(), "scripts/interop/setup.sh today failed");
-        root().join(".venv-bittensor-today/bin/python")
-    })
-}
-
 fn peer_command(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(python());
-    command
-        .arg(root().join("scripts/interop/bt_today_peer.py"))
-        .args(args)
-        .kill_on_drop(true);
-    command
+    interop::peer_command(Set::Today, "bt_today_peer.py", args)
 }
 
 /// Runs the peer to completion; its JSON lines.
 async fn peer(args: &[&str]) -> Vec<Value> {
-    let output = tokio::time::timeout(Duration::from_secs(180), peer_command(args).output())
-        .await
-        .expect("python peer finished in time")
-        .expect("python peer ran");
-    assert!(
-        output.status.success(),
-        "peer {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    peer_lines(
+        Set::Today,
+        "bt_today_peer.py",
+        args,
+        Duration::from_secs(180),
+    )
+    .await
 }
 
 /// A miner whose metagraph knows Alice (both keys, staked) and Charlie (too little stake).

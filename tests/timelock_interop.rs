@@ -6,9 +6,13 @@
 //! equal `get_encrypted_commit`'s and our stateful ones `get_encrypted_commit_v2`'s over
 //! generated epoch states.
 
+#[path = "common/interop.rs"]
+mod interop;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+use interop::Set;
 
 use nicheimage_bittensor::chain::epoch::{EpochState, Rule};
 use nicheimage_bittensor::chain::timelock;
@@ -17,34 +21,10 @@ use serde_json::{Value, json};
 
 const ROUND_1000: &str = "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The pinned reference sets of scripts/interop/setup.sh.
-#[derive(Clone, Copy)]
-enum Set {
-    /// bittensor 10.2.0 with bittensor-drand 1.3.0.
-    Legacy,
-    /// bittensor-drand 2.0.0, as bittensor 11.3 installs it.
-    Today,
-}
-
 /// One request to scripts/interop/drand_peer.py under a pinned venv.
 fn drand_in(set: Set, request: Value) -> Value {
-    let (arg, venv) = match set {
-        Set::Legacy => ("legacy", ".venv-bittensor"),
-        Set::Today => ("today", ".venv-bittensor-today"),
-    };
-    let setup = Command::new("bash")
-        .arg(root().join("scripts/interop/setup.sh"))
-        .arg(arg)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run scripts/interop/setup.sh");
-    assert!(setup.success(), "scripts/interop/setup.sh {arg} failed");
-    let mut child = Command::new(root().join(venv).join("bin/python"))
-        .arg(root().join("scripts/interop/drand_peer.py"))
+    let mut child = Command::new(interop::python(set))
+        .arg(interop::script("drand_peer.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
