@@ -243,6 +243,7 @@ fn values_of_every_runtime_type_never_panic() {
 #[cfg(feature = "local-infer")]
 mod model_files {
     use super::*;
+    use nicheimage_engine::tiny::{state_dict_pickle, torch_zip};
     use nicheimage_engine::tokenizer::ClipTokenizer;
     use nicheimage_engine::tokenizer_files::TokenizerFiles;
     use nicheimage_engine::torch_file::read_torch_file;
@@ -288,42 +289,11 @@ mod model_files {
 
     /// A pickle of `{"w": tensor}` over a 4-float storage, as torch.save writes a state dict.
     fn pickle_seed() -> Vec<u8> {
-        let mut p: Vec<u8> = vec![0x80, 2, b'}'];
-        let unicode = |p: &mut Vec<u8>, s: &str| {
-            p.push(b'X');
-            p.extend((s.len() as u32).to_le_bytes());
-            p.extend(s.as_bytes());
-        };
-        unicode(&mut p, "w");
-        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
-        unicode(&mut p, "storage");
-        p.extend(b"ctorch\nFloatStorage\n");
-        unicode(&mut p, "0");
-        unicode(&mut p, "cpu");
-        p.extend([
-            b'K', 4, b't', b'Q', b'K', 0, b'K', 2, 0x85, b'K', 2, 0x85, 0x89,
-        ]);
-        p.extend(b"ccollections\nOrderedDict\n)Rt");
-        p.extend([b'R', b's', b'.']);
-        p
+        state_dict_pickle(2, 2)
     }
 
-    /// torch.save stores its entries uncompressed.
     fn checkpoint(pickle: &[u8], storage: &[u8]) -> Vec<u8> {
-        let mut out = std::io::Cursor::new(Vec::new());
-        let mut zip = zip::ZipWriter::new(&mut out);
-        let options =
-            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        let write = |zip: &mut zip::ZipWriter<_>, name: &str, bytes: &[u8]| {
-            zip.start_file(name, options).expect("a zip entry");
-            std::io::Write::write_all(zip, bytes).expect("zip bytes");
-        };
-        write(&mut zip, "archive/data.pkl", pickle);
-        write(&mut zip, "archive/byteorder", b"little");
-        write(&mut zip, "archive/data/0", storage);
-        zip.finish().expect("the zip closes");
-        drop(zip);
-        out.into_inner()
+        torch_zip(pickle, storage).expect("a zip in memory")
     }
 
     fn floats() -> Vec<u8> {

@@ -15,6 +15,50 @@ use tch::{Device, Kind, Tensor};
 
 pub const TINY_SEED: i64 = 20_240_229;
 
+/// The pickle `torch.save` writes for the state dict `{"w": tensor}`: a view of `size`
+/// floats at `stride` over storage `"0"` of 4 floats (for the checkpoint reader's tests).
+pub fn state_dict_pickle(size: u8, stride: u8) -> Vec<u8> {
+    let mut p: Vec<u8> = vec![0x80, 2, b'}'];
+    let unicode = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    unicode(&mut p, "w");
+    p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+    unicode(&mut p, "storage");
+    p.extend(b"ctorch\nFloatStorage\n");
+    unicode(&mut p, "0");
+    unicode(&mut p, "cpu");
+    p.extend([
+        b'K', 4, b't', b'Q', b'K', 0, b'K', size, 0x85, b'K', stride, 0x85, 0x89,
+    ]);
+    p.extend(b"ccollections\nOrderedDict\n)Rt");
+    p.extend([b'R', b's', b'.']);
+    p
+}
+
+/// A zip-format checkpoint as `torch.save` stores one (entries uncompressed): `pickle` as
+/// `archive/data.pkl`, `storage` as `archive/data/0`, a little-endian byte order.
+pub fn torch_zip(pickle: &[u8], storage: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let stored =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in [
+        ("archive/data.pkl", pickle),
+        ("archive/byteorder", b"little".as_slice()),
+        ("archive/data/0", storage),
+    ] {
+        zip.start_file(name, stored)?;
+        zip.write_all(bytes)?;
+    }
+    zip.finish()?;
+    drop(zip);
+    Ok(out.into_inner())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TinyError {
     #[error("cannot write {path}: {source}")]

@@ -683,36 +683,14 @@ mod tests {
     /// A zip-format checkpoint holding `{"w": tensor}` whose view is `size` over a 4-float
     /// storage, written by hand.
     fn checkpoint(size: u8, stride: u8) -> tempfile::NamedTempFile {
-        let mut p: Vec<u8> = vec![0x80, 2, b'}'];
-        let unicode = |p: &mut Vec<u8>, s: &str| {
-            p.push(b'X');
-            p.extend((s.len() as u32).to_le_bytes());
-            p.extend(s.as_bytes());
-        };
-        unicode(&mut p, "w");
-        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
-        unicode(&mut p, "storage");
-        p.extend(b"ctorch\nFloatStorage\n");
-        unicode(&mut p, "0");
-        unicode(&mut p, "cpu");
-        p.extend([
-            b'K', 4, b't', b'Q', b'K', 0, b'K', size, 0x85, b'K', stride, 0x85, 0x89,
-        ]);
-        p.extend(b"ccollections\nOrderedDict\n)Rt");
-        p.extend([b'R', b's', b'.']);
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
-        let stored =
-            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("archive/data.pkl", stored).unwrap();
-        std::io::Write::write_all(&mut zip, &p).unwrap();
-        zip.start_file("archive/data/0", stored).unwrap();
         let floats: Vec<u8> = [1f32, 2.0, 3.0, 4.0]
             .iter()
             .flat_map(|f| f.to_le_bytes())
             .collect();
-        std::io::Write::write_all(&mut zip, &floats).unwrap();
-        zip.finish().unwrap();
+        let bytes =
+            crate::tiny::torch_zip(&crate::tiny::state_dict_pickle(size, stride), &floats).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
         file
     }
 
