@@ -61,6 +61,13 @@ fn render(width: u16, height: u16, ui: &UiState, theme: &Theme) -> Terminal<Test
     draw_state(&seeded(), width, height, ui, theme)
 }
 
+/// What the console shows for `state`, as text, in the default theme.
+fn screen(state: &NodeState, width: u16, height: u16, ui: &UiState) -> String {
+    draw_state(state, width, height, ui, &Theme::default_theme())
+        .backend()
+        .to_string()
+}
+
 fn draw_state(
     state: &NodeState,
     width: u16,
@@ -228,15 +235,7 @@ fn chain_standing_is_shown_when_watched() {
         }),
         T0,
     );
-    let text = draw_state(
-        &state,
-        200,
-        26,
-        &UiState::default(),
-        &Theme::default_theme(),
-    )
-    .backend()
-    .to_string();
+    let text = screen(&state, 200, 26, &UiState::default());
     assert!(
         text.contains("epoch in 8 (owner-triggered at block 1050)"),
         "{text}"
@@ -248,15 +247,7 @@ fn chain_standing_is_shown_when_watched() {
         }),
         T0,
     );
-    let text = draw_state(
-        &state,
-        120,
-        26,
-        &UiState::default(),
-        &Theme::default_theme(),
-    )
-    .backend()
-    .to_string();
+    let text = screen(&state, 120, 26, &UiState::default());
     assert!(
         text.contains("chain unreachable at ws://127.0.0.1:9944"),
         "{text}"
@@ -628,18 +619,14 @@ fn the_validator_table_sorts_and_filters() {
     ui.handle(Action::GoTo(3), &state);
     ui.handle(Action::Sort, &state);
     ui.handle(Action::Sort, &state); // latency: the slow miner first
-    let text = draw_state(&state, 160, 20, &ui, &Theme::default_theme())
-        .backend()
-        .to_string();
+    let text = screen(&state, 160, 20, &ui);
     let at = |needle: &str| {
         text.find(needle)
             .unwrap_or_else(|| panic!("{needle}: {text}"))
     };
     assert!(at("timeout (4.0 s)") < at("hash distance 0"), "{text}");
     ui.filter = "timeout".into();
-    let text = draw_state(&state, 160, 20, &ui, &Theme::default_theme())
-        .backend()
-        .to_string();
+    let text = screen(&state, 160, 20, &ui);
     assert!(
         text.contains("timeout (4.0 s)") && !text.contains("hash distance 0"),
         "{text}"

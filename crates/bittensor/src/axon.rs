@@ -544,8 +544,8 @@ impl Axon {
                 })?,
         }
         .min(3600.0);
-        let text_header = |key: &str| header(key).map(str::to_string);
-        if btauth::is_btauth(text_header) {
+        // btauth/1 when its version header is there; its headers are judged by that scheme.
+        if headers.contains_key(btauth::HEADER_VERSION) {
             return self.admit_btauth(route.as_ref(), name, request, timeout_secs, started);
         }
         let dendrite = TerminalInfo::from_headers(headers, "dendrite");

@@ -124,11 +124,6 @@ pub fn sign(
     Ok(headers)
 }
 
-/// Whether a request carries btauth/1 headers (and so is judged by them, not the legacy ones).
-pub fn is_btauth(header: impl Fn(&str) -> Option<String>) -> bool {
-    header(HEADER_VERSION).is_some()
-}
-
 /// A request's btauth/1 headers, checked for shape, receiver and freshness; the signature is
 /// checked with the body.
 #[derive(Debug, Clone)]
@@ -279,21 +274,21 @@ impl ReplayCache {
             ));
         }
         let mut seen = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(first) = seen.by_expiry.first().cloned() {
-            if first.0 > now_ns {
+        while seen
+            .by_expiry
+            .first()
+            .is_some_and(|(expiry, ..)| *expiry <= now_ns)
+        {
+            let Some((_, key, n)) = seen.by_expiry.pop_first() else {
                 break;
-            }
-            seen.by_expiry.remove(&first);
-            let (_, key, n) = first;
-            let pair = (key, n);
-            seen.pairs.remove(&pair);
-            let (key, _) = pair;
+            };
             if let Some(count) = seen.per_hotkey.get_mut(&key) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
                     seen.per_hotkey.remove(&key);
                 }
             }
+            seen.pairs.remove(&(key, n));
         }
         let pair = (hotkey.to_string(), nonce);
         if seen.pairs.contains(&pair) {

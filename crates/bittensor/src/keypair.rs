@@ -188,21 +188,22 @@ impl Keypair {
     }
 
     fn from_sr25519(secret: SecretKey) -> Self {
-        let public = secret.to_public().to_bytes();
-        Self {
-            crypto: CryptoType::Sr25519,
-            public,
-            secret: Some(Secret::Sr25519(secret)),
-            ss58: ss58::encode(&public),
-        }
+        Self::with_secret(Secret::Sr25519(secret))
     }
 
     fn from_ed25519(secret: ed25519_dalek::SigningKey) -> Self {
-        let public = secret.verifying_key().to_bytes();
+        Self::with_secret(Secret::Ed25519(secret))
+    }
+
+    fn with_secret(secret: Secret) -> Self {
+        let (crypto, public) = match &secret {
+            Secret::Sr25519(s) => (CryptoType::Sr25519, s.to_public().to_bytes()),
+            Secret::Ed25519(s) => (CryptoType::Ed25519, s.verifying_key().to_bytes()),
+        };
         Self {
-            crypto: CryptoType::Ed25519,
+            crypto,
             public,
-            secret: Some(Secret::Ed25519(secret)),
+            secret: Some(secret),
             ss58: ss58::encode(&public),
         }
     }
