@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use nicheimage_bittensor::chain::NetworkName;
 use nicheimage_common::scheduler::SchedulerKind;
-use nicheimage_node::config::{Config, DeviceChoice, LogFormat};
+use nicheimage_node::config::{Config, DeviceChoice, DtypeChoice, LogFormat};
 pub use nicheimage_node::replica::args::ReplicaArgs;
 use std::path::PathBuf;
 
@@ -332,8 +332,8 @@ pub struct GenerateArgs {
     /// diffusers config folder for a single file (default: a folder named like the file).
     #[arg(long = "config-dir")]
     pub config_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(long, required_unless_present = "batch")]
+    pub prompt: Option<String>,
     #[arg(long = "negative-prompt", alias = "negative_prompt")]
     pub negative_prompt: Option<String>,
     #[arg(long, default_value_t = 0)]
@@ -354,6 +354,15 @@ pub struct GenerateArgs {
     pub scheduler: SchedulerKind,
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
+    /// The pipeline's precision (default: `[node] dtype`, auto = fp16 on CUDA, fp32 on CPU).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeChoice>,
+    /// Many images from one load: a JSON-lines file, one request per line (`out`, `prompt`,
+    /// `seed`, `steps`, `guidance_scale`, `width`, `height`, `scheduler`, and optionally
+    /// `negative_prompt`, `image` with `strength` and `condition_resolution` for img2img). Prints
+    /// one JSON line per image with its generation time. Used by the GPU proof kit.
+    #[arg(long, value_name = "JSONL", conflicts_with_all = ["prompt", "image", "out", "controlnet_dir"])]
+    pub batch: Option<PathBuf>,
     /// img2img from this PNG instead of txt2img (resized as the seed does: short side to
     /// --condition-resolution, sides to multiples of 64); width and height then come from it.
     #[arg(long, value_name = "PNG")]
@@ -376,8 +385,8 @@ pub struct GenerateArgs {
     #[arg(long = "nsfw-classifier", value_name = "DIR")]
     pub nsfw_classifier: Option<PathBuf>,
     /// Where the PNG goes.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "batch")]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags every neuron shares (bittensor's wallet and subtensor flags).
@@ -548,7 +557,10 @@ impl Cli {
                 );
             }
             Role::TinyCheckpoint { .. } => {}
-            Role::Generate(a) => set(&mut c.node.device, a.device),
+            Role::Generate(a) => {
+                set(&mut c.node.device, a.device);
+                set(&mut c.node.dtype, a.dtype);
+            }
             Role::Replica(a) => set(&mut c.node.device, Some(a.device)),
             Role::Wallet { action } => action.neuron().apply(c),
             Role::Chain(args) => args.neuron.apply(c),

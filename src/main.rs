@@ -32,7 +32,7 @@ fn run(cli: &Cli, nofile: std::io::Result<(u64, u64)>) -> CommandResult {
         | Some(Role::Reward(_))
         | Some(Role::Miner(_))
         | Some(Role::Validator(_)) => commands::node::run(cli, config, source, nofile),
-        Some(Role::Generate(args)) => local::generate(args, config.node.device),
+        Some(Role::Generate(args)) => local::generate(args, config.node.device, config.node.dtype),
         Some(Role::Replica(args)) => local::replica(args),
         Some(Role::TinyCheckpoint(args)) => local::tiny_checkpoint(args),
         Some(Role::Wallet { action, .. }) => commands::wallet::run(action, &config),

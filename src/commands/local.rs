@@ -1,11 +1,13 @@
 //! The commands that run the engine in this process: `generate`, `replica` (the pool's child)
 //! and `tiny-checkpoint`.
 
-use super::{CommandError, CommandResult};
+use std::time::Instant;
+
+use super::{CommandError, CommandResult, batch};
 use crate::cli::{GenerateArgs, ReplicaArgs, TinyCheckpointArgs};
-use nicheimage_engine::{dtype_for, pipeline, select_device, tiny};
+use nicheimage_engine::{pipeline, resolve_dtype, select_device, tiny};
 use nicheimage_node::catalogue::Arch;
-use nicheimage_node::config::DeviceChoice;
+use nicheimage_node::config::{DeviceChoice, DtypeChoice};
 
 /// Writes a tiny random checkpoint, ControlNet or full-size annotator and prints its path.
 pub fn tiny_checkpoint(a: &TinyCheckpointArgs) -> CommandResult {
@@ -33,44 +35,60 @@ pub fn tiny_checkpoint(a: &TinyCheckpointArgs) -> CommandResult {
     Ok(())
 }
 
-/// One image from the local engine, written as PNG, with the load and generation times.
-pub fn generate(a: &GenerateArgs, device: DeviceChoice) -> CommandResult {
-    let line = generate_image(a, device).map_err(CommandError::failed)?;
-    println!("{line}");
+/// One image from the local engine, written as PNG, with the load and generation times; or,
+/// with `--batch`, every request of a JSON-lines file from one load.
+pub fn generate(a: &GenerateArgs, device: DeviceChoice, dtype: DtypeChoice) -> CommandResult {
+    let device = select_device(device).map_err(CommandError::failed)?;
+    let kind = resolve_dtype(device, dtype);
+    let started = Instant::now();
+    let sd = pipeline::StableDiffusion::load(&a.checkpoint, a.config_dir.as_deref(), device, kind)
+        .map_err(CommandError::failed)?;
+    let loaded = started.elapsed();
+    if let Some(file) = &a.batch {
+        let lines = batch::read(file).map_err(CommandError::failed)?;
+        eprintln!(
+            "generate: {} loaded on {device:?} as {kind:?} in {:.2}s; {} requests",
+            a.checkpoint.display(),
+            loaded.as_secs_f64(),
+            lines.len()
+        );
+        for line in &lines {
+            let report = batch::run(&sd, line).map_err(CommandError::failed)?;
+            println!("{report}");
+        }
+        return Ok(());
+    }
+    let line = generate_image(a, &sd, kind).map_err(CommandError::failed)?;
+    println!(
+        "{line} ({device:?}, {kind:?}, loaded in {:.2}s, generated in {:.2}s)",
+        loaded.as_secs_f64(),
+        (started.elapsed() - loaded).as_secs_f64()
+    );
     Ok(())
 }
 
 fn generate_image(
     a: &GenerateArgs,
-    device: DeviceChoice,
+    sd: &pipeline::StableDiffusion,
+    kind: tch::Kind,
 ) -> Result<String, Box<dyn std::error::Error>> {
-    let scheduler = a.scheduler;
-    let device = select_device(device)?;
-    let started = std::time::Instant::now();
-    let sd = pipeline::StableDiffusion::load(
-        &a.checkpoint,
-        a.config_dir.as_deref(),
-        device,
-        dtype_for(device),
-    )?;
-    let loaded = started.elapsed();
+    let (Some(prompt), Some(out)) = (&a.prompt, &a.out) else {
+        return Err("--prompt and --out are required without --batch".into());
+    };
     let req = pipeline::Txt2Img {
-        prompt: a.prompt.clone(),
+        prompt: prompt.clone(),
         negative_prompt: a.negative_prompt.clone(),
         seed: a.seed,
         num_inference_steps: a.steps,
         guidance_scale: a.guidance_scale,
         width: a.width,
         height: a.height,
-        scheduler,
+        scheduler: a.scheduler,
     };
     let image = match (&a.image, &a.controlnet_dir) {
         (None, _) => sd.txt2img(&req, false)?.image,
         (Some(path), controlnet_dir) => {
-            let bytes =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let input = nicheimage_common::image::RgbImage::from_png(&bytes)?
-                .resized_for_condition(a.condition_resolution)?;
+            let input = batch::condition_image(path, a.condition_resolution)?;
             match controlnet_dir {
                 None => {
                     let req = pipeline::Img2Img {
@@ -82,14 +100,14 @@ fn generate_image(
                 }
                 Some(dir) => {
                     use nicheimage_engine::seed_controlnet::SeedControlNet;
-                    let nets = SeedControlNet::load(dir, device, dtype_for(device))?;
+                    let nets = SeedControlNet::load(dir, sd.device(), kind)?;
                     let maps = nets.control_images(&input)?;
                     for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
-                        let file = a.out.with_extension(format!("{name}.png"));
+                        let file = out.with_extension(format!("{name}.png"));
                         std::fs::write(&file, map.to_png()?)
                             .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
                     }
-                    nets.generate(&sd, &req, &input, [1.0; 3])?.image
+                    nets.generate(sd, &req, &input, [1.0; 3])?.image
                 }
             }
         }
@@ -97,7 +115,7 @@ fn generate_image(
     let image = match &a.nsfw_classifier {
         None => image,
         Some(dir) => {
-            let verdict = nicheimage_engine::nsfw::NsfwFilter::load(dir, device)?.apply(image);
+            let verdict = nicheimage_engine::nsfw::NsfwFilter::load(dir, sd.device())?.apply(image);
             println!(
                 "nsfw score {:.3}{}",
                 verdict.nsfw_score,
@@ -106,15 +124,13 @@ fn generate_image(
             verdict.image
         }
     };
-    std::fs::write(&a.out, image.to_png()?)
-        .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+    std::fs::write(out, image.to_png()?)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(format!(
-        "{} ({}x{}, {device:?}, loaded in {:.2}s, generated in {:.2}s)",
-        a.out.display(),
+        "{} ({}x{})",
+        out.display(),
         image.width,
-        image.height,
-        loaded.as_secs_f64(),
-        (started.elapsed() - loaded).as_secs_f64()
+        image.height
     ))
 }
 

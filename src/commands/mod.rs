@@ -1,6 +1,8 @@
 //! The operator commands, one file each; `main` matches the subcommand and calls one of them.
 //! Every command returns a [`CommandError`], which `main` turns into the exit code.
 
+#[cfg(feature = "local-infer")]
+mod batch;
 pub mod chain;
 pub mod healthcheck;
 #[cfg_attr(feature = "local-infer", path = "local.rs")]

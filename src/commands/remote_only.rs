@@ -2,7 +2,7 @@
 
 use super::{CommandError, CommandResult};
 use crate::cli::{GenerateArgs, ReplicaArgs, TinyCheckpointArgs};
-use nicheimage_node::config::DeviceChoice;
+use nicheimage_node::config::{DeviceChoice, DtypeChoice};
 
 fn absent() -> CommandError {
     CommandError::usage("this build has no local inference (built without the local-infer feature)")
@@ -12,7 +12,7 @@ pub fn tiny_checkpoint(_args: &TinyCheckpointArgs) -> CommandResult {
     Err(absent())
 }
 
-pub fn generate(_args: &GenerateArgs, _device: DeviceChoice) -> CommandResult {
+pub fn generate(_args: &GenerateArgs, _device: DeviceChoice, _dtype: DtypeChoice) -> CommandResult {
     Err(absent())
 }
 

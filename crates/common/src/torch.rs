@@ -11,6 +11,18 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+/// The pipeline's precision: `auto` is what the seed runs (fp16 on CUDA, fp32 on the CPU);
+/// the others force one (fp32 on CUDA for a parity check, bf16 where fp16 overflows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DtypeChoice {
+    #[default]
+    Auto,
+    Fp16,
+    Bf16,
+    Fp32,
+}
+
 /// What libtorch says about this machine, probed once at start-up.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TorchReport {

@@ -1,7 +1,7 @@
 //! Device choice and the libtorch start-up probe.
 
-use nicheimage_common::torch::DeviceChoice;
 use nicheimage_common::torch::TorchReport;
+use nicheimage_common::torch::{DeviceChoice, DtypeChoice};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,16 @@ pub fn dtype_for(device: Device) -> Kind {
         Kind::Half
     } else {
         Kind::Float
+    }
+}
+
+/// The operator's precision on `device`: `auto` is [`dtype_for`].
+pub fn resolve_dtype(device: Device, choice: DtypeChoice) -> Kind {
+    match choice {
+        DtypeChoice::Auto => dtype_for(device),
+        DtypeChoice::Fp16 => Kind::Half,
+        DtypeChoice::Bf16 => Kind::BFloat16,
+        DtypeChoice::Fp32 => Kind::Float,
     }
 }
 

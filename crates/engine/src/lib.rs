@@ -27,4 +27,4 @@ pub mod vae;
 pub mod vit;
 pub mod weights;
 
-pub use device::{dtype_for, probe, select_device};
+pub use device::{dtype_for, probe, resolve_dtype, select_device};

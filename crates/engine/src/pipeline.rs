@@ -313,6 +313,11 @@ impl StableDiffusion {
     }
 
     /// The padded token ids of `text` from the first tokenizer and, for SDXL, the second.
+    /// Where the pipeline runs.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     pub fn token_ids(&self, text: &str) -> (Vec<i64>, Option<Vec<i64>>) {
         (
             self.tokenizer.encode_padded(text),

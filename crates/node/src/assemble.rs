@@ -92,6 +92,7 @@ fn endpoint(
         config_dir: None,
         scheduler: model.scheduler,
         device: config.node.device,
+        dtype: config.node.dtype,
         nsfw_classifier: None,
         controlnet_dir: None,
     };

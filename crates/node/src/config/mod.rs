@@ -46,7 +46,7 @@ pub enum LogFormat {
     Json,
 }
 
-pub use nicheimage_common::torch::DeviceChoice;
+pub use nicheimage_common::torch::{DeviceChoice, DtypeChoice};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +61,8 @@ pub struct NodeConfig {
     /// Seconds between host telemetry samples.
     pub telemetry_interval_secs: u64,
     pub device: DeviceChoice,
+    /// The pipelines' precision (replicas and `generate`).
+    pub dtype: DtypeChoice,
 }
 
 impl Default for NodeConfig {
@@ -72,6 +74,7 @@ impl Default for NodeConfig {
             status_interval_secs: 10,
             telemetry_interval_secs: 2,
             device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
         }
     }
 }

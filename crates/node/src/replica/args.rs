@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use nicheimage_common::scheduler::SchedulerKind;
-use nicheimage_common::torch::DeviceChoice;
+use nicheimage_common::torch::{DeviceChoice, DtypeChoice};
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct ReplicaArgs {
@@ -17,6 +17,8 @@ pub struct ReplicaArgs {
     pub scheduler: SchedulerKind,
     #[arg(long, value_enum)]
     pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DtypeChoice::Auto)]
+    pub dtype: DtypeChoice,
     /// The NSFW classifier folder; images it flags are blacked out.
     #[arg(long = "nsfw-classifier")]
     pub nsfw_classifier: Option<PathBuf>,
@@ -30,15 +32,17 @@ impl ReplicaArgs {
     /// a path that starts with `-` is not taken for a flag).
     pub fn to_args(&self) -> Vec<String> {
         let path = |flag: &str, p: &PathBuf| format!("{flag}={}", p.display());
-        let device = self
-            .device
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string());
+        let name = |v: Option<clap::builder::PossibleValue>| {
+            v.map_or_else(String::new, |v| v.get_name().to_string())
+        };
+        let device = name(self.device.to_possible_value());
+        let dtype = name(self.dtype.to_possible_value());
         let mut args = vec![
             "replica".to_string(),
             path("--checkpoint", &self.checkpoint),
             format!("--scheduler={}", self.scheduler.name()),
             format!("--device={device}"),
+            format!("--dtype={dtype}"),
         ];
         for (flag, value) in [
             ("--config-dir", &self.config_dir),
@@ -77,6 +81,7 @@ mod tests {
             config_dir: None,
             scheduler: SchedulerKind::EulerAncestral,
             device: DeviceChoice::Cuda,
+            dtype: DtypeChoice::Fp32,
             nsfw_classifier: None,
             controlnet_dir: None,
         };
@@ -85,6 +90,7 @@ mod tests {
         args.nsfw_classifier = Some("/models/nsfw".into());
         args.controlnet_dir = Some("/models/controlnet".into());
         args.device = DeviceChoice::Auto;
+        args.dtype = DtypeChoice::Auto;
         for scheduler in SchedulerKind::ALL {
             args.scheduler = scheduler;
             assert_eq!(round_trip(&args), args);

@@ -9,7 +9,7 @@ use nicheimage_engine::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2I
 use nicheimage_engine::scheduler::SchedulerKind;
 use nicheimage_engine::seed_controlnet::SeedControlNet;
 use nicheimage_engine::weights::WeightError;
-use nicheimage_engine::{dtype_for, select_device};
+use nicheimage_engine::{resolve_dtype, select_device};
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
@@ -45,7 +45,7 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
     let permanent = |e: Box<dyn std::error::Error + Send + Sync>| -> Failure { (e, true) };
     let setup = || -> Result<Setup, Failure> {
         let device = select_device(device).map_err(|e| (e.into(), false))?;
-        let kind = dtype_for(device);
+        let kind = resolve_dtype(device, args.dtype);
         let sd = StableDiffusion::load(checkpoint, config_dir, device, kind).map_err(|e| {
             let lasting = !matches!(
                 e,
