@@ -36,6 +36,8 @@ if [ "$(id -u)" = 0 ] && command -v dnsmasq >/dev/null && command -v ip >/dev/nu
   export NICHEIMAGE_REQUIRE_NETNS=1
 fi
 cargo test --workspace --locked
+# The GPU proof kit at tiny sizes on the CPU: same stages and report as on a GPU (README).
+bash scripts/gpu/smoke.sh target/debug/nicheimage-tui
 # deploy/k8s: rendered, validated against Kubernetes' schemas, probes checked against the node.
 if command -v kubectl >/dev/null; then
   bash scripts/k8s/check.sh target/debug/nicheimage-tui

@@ -106,6 +106,21 @@ pub fn condition_image(
     Ok(RgbImage::from_png(&bytes)?.resized_for_condition(resolution)?)
 }
 
+/// The first line a batch prints: what was loaded where, and how long it took.
+pub fn loaded(
+    device: tch::Device,
+    kind: tch::Kind,
+    took: std::time::Duration,
+    requests: usize,
+) -> serde_json::Value {
+    json!({
+        "device": format!("{device:?}"),
+        "dtype": format!("{kind:?}"),
+        "load_secs": took.as_secs_f64(),
+        "requests": requests,
+    })
+}
+
 /// Runs one request, writes its PNG and answers the JSON line that reports it.
 pub fn run(
     sd: &pipeline::StableDiffusion,

@@ -46,12 +46,7 @@ pub fn generate(a: &GenerateArgs, device: DeviceChoice, dtype: DtypeChoice) -> C
     let loaded = started.elapsed();
     if let Some(file) = &a.batch {
         let lines = batch::read(file).map_err(CommandError::failed)?;
-        eprintln!(
-            "generate: {} loaded on {device:?} as {kind:?} in {:.2}s; {} requests",
-            a.checkpoint.display(),
-            loaded.as_secs_f64(),
-            lines.len()
-        );
+        println!("{}", batch::loaded(device, kind, loaded, lines.len()));
         for line in &lines {
             let report = batch::run(&sd, line).map_err(CommandError::failed)?;
             println!("{report}");
