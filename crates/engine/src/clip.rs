@@ -100,6 +100,17 @@ impl ClipTextModel {
     }
 }
 
+impl ClipTextModel {
+    /// transformers' `pooler_output`: the last hidden state at the first end-of-text token
+    /// (the highest id; argmax returns the first maximum, as transformers does).
+    pub fn pooled(&self, ids: &Tensor) -> Tensor {
+        let last = self.encode(ids).last;
+        let eos = ids.argmax(-1, false).to_device(last.device());
+        let rows = Tensor::arange(ids.size()[0], (Kind::Int64, last.device()));
+        last.index(&[Some(rows), Some(eos)])
+    }
+}
+
 pub struct ClipOutput {
     /// `hidden_states[-2]`: the input of the last layer.
     pub penultimate: Tensor,

@@ -169,6 +169,11 @@ pub struct VaeConfig {
     pub scaling_factor: f64,
     /// SDXL's VAE overflows in fp16: diffusers' SDXL pipeline decodes in f32 when this is set.
     pub force_upcast: bool,
+    /// FLUX's: latents are `z / scaling_factor + shift_factor` before decoding.
+    pub shift_factor: Option<f64>,
+    /// FLUX's VAE has neither 1×1 convolution around the latents.
+    pub use_quant_conv: bool,
+    pub use_post_quant_conv: bool,
 }
 
 impl Default for VaeConfig {
@@ -182,6 +187,9 @@ impl Default for VaeConfig {
             norm_num_groups: 32,
             scaling_factor: 0.18215,
             force_upcast: true,
+            shift_factor: None,
+            use_quant_conv: true,
+            use_post_quant_conv: true,
         }
     }
 }
@@ -236,7 +244,7 @@ struct ModelIndex {
     force_zeros_for_empty_prompt: Option<bool>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de> + Default>(
+pub(crate) fn read_json<T: for<'de> Deserialize<'de> + Default>(
     path: &Path,
 ) -> Result<Option<T>, ConfigError> {
     if !path.is_file() {

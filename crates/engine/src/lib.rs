@@ -9,6 +9,7 @@ pub mod config;
 pub mod controlnet;
 pub mod deadline;
 mod device;
+pub mod flux;
 pub mod folder;
 pub mod image;
 pub mod ldm;

@@ -3,7 +3,7 @@
 //! (TensorFlow "same" padding, weight-standardised convolutions, batch norm, bilinear resizes).
 
 use super::weights::Scope;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub struct Linear {
     weight: Tensor,
@@ -219,6 +219,26 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, causal: bool) -
         false,
     );
     out.transpose(1, 2).reshape([b, n, inner])
+}
+
+/// diffusers' `get_timestep_embedding` (`Timesteps`): sinusoidal embeddings `[values, dim]` of
+/// (possibly fractional) values, computed in f32 on the values' device.
+pub fn timestep_sinusoids(
+    values: &Tensor,
+    dim: i64,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+) -> Tensor {
+    let half = dim / 2;
+    let exponent = Tensor::arange(half, (Kind::Float, values.device())) * (-(10000f64).ln())
+        / (half as f64 - freq_shift);
+    let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
+    let (sin, cos) = (emb.sin(), emb.cos());
+    if flip_sin_to_cos {
+        Tensor::cat(&[cos, sin], -1)
+    } else {
+        Tensor::cat(&[sin, cos], -1)
+    }
 }
 
 /// timm's `pad_same`: pads so a `kernel`/`stride` window covers ceil(size / stride) outputs,

@@ -50,6 +50,8 @@ pub enum PipelineError {
     Deadline(#[from] super::deadline::DeadlinePassed),
     #[error(transparent)]
     Tokenizer(#[from] super::tokenizer_files::TokenizerError),
+    #[error(transparent)]
+    T5Tokenizer(#[from] super::flux::tokenizer::T5TokenizerError),
 }
 
 /// One txt2img request, with the seed's parameter names.
@@ -312,12 +314,12 @@ impl StableDiffusion {
         })
     }
 
-    /// The padded token ids of `text` from the first tokenizer and, for SDXL, the second.
     /// Where the pipeline runs.
     pub fn device(&self) -> Device {
         self.device
     }
 
+    /// The padded token ids of `text` from the first tokenizer and, for SDXL, the second.
     pub fn token_ids(&self, text: &str) -> (Vec<i64>, Option<Vec<i64>>) {
         (
             self.tokenizer.encode_padded(text),

@@ -4,9 +4,9 @@
 
 use super::blocks::{Downsample, ResnetBlock, Transformer2D, Upsample};
 use super::config::UNetConfig;
-use super::nn::{Conv2d, GroupNorm, Linear};
+use super::nn::{Conv2d, GroupNorm, Linear, timestep_sinusoids};
 use super::weights::Scope;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 struct Level {
     resnets: Vec<ResnetBlock>,
@@ -43,20 +43,13 @@ impl Stem {
         }
     }
 
-    /// diffusers' `Timesteps`: sinusoidal embeddings `[values, dim]` of (possibly fractional)
-    /// values, computed in f32 on the values' device (as diffusers does, and without a copy
-    /// back to the host).
     fn sinusoidal(&self, values: &Tensor, dim: i64) -> Tensor {
-        let half = dim / 2;
-        let exponent = Tensor::arange(half, (Kind::Float, values.device())) * (-(10000f64).ln())
-            / (half as f64 - self.config.freq_shift);
-        let emb = values.to_kind(Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
-        let (sin, cos) = (emb.sin(), emb.cos());
-        if self.config.flip_sin_to_cos {
-            Tensor::cat(&[cos, sin], -1)
-        } else {
-            Tensor::cat(&[sin, cos], -1)
-        }
+        timestep_sinusoids(
+            values,
+            dim,
+            self.config.flip_sin_to_cos,
+            self.config.freq_shift,
+        )
     }
 
     /// The embedding of timestep `t` for a batch like `sample`, with SDXL's `added`

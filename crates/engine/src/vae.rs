@@ -93,7 +93,7 @@ fn levels<T>(
 }
 
 pub struct Decoder {
-    post_quant_conv: Conv2d,
+    post_quant_conv: Option<Conv2d>,
     conv_in: Conv2d,
     mid: MidBlock,
     up: Vec<(Vec<ResnetBlock>, Option<Upsample>)>,
@@ -117,14 +117,16 @@ impl Decoder {
             |b, out, last| (!last).then(|| Upsample::new(&b.at("upsamplers.0"), out)),
         );
         Self {
-            post_quant_conv: Conv2d::new(
-                &w.at("post_quant_conv"),
-                c.latent_channels,
-                c.latent_channels,
-                1,
-                1,
-                0,
-            ),
+            post_quant_conv: c.use_post_quant_conv.then(|| {
+                Conv2d::new(
+                    &w.at("post_quant_conv"),
+                    c.latent_channels,
+                    c.latent_channels,
+                    1,
+                    1,
+                    0,
+                )
+            }),
             conv_in: Conv2d::new(&d.at("conv_in"), c.latent_channels, reversed[0], 3, 1, 1),
             mid: MidBlock::new(&d.at("mid_block"), reversed[0], g),
             up,
@@ -136,9 +138,15 @@ impl Decoder {
 
     /// Scaled latents to an image in [-1, 1] (before clamping).
     pub fn decode(&self, latents: &Tensor) -> Tensor {
-        let z = self
-            .post_quant_conv
-            .forward(&(latents / self.scaling_factor));
+        self.decode_unscaled(&(latents / self.scaling_factor))
+    }
+
+    /// Latents already unscaled (FLUX also shifts them) to an image in [-1, 1].
+    pub fn decode_unscaled(&self, z: &Tensor) -> Tensor {
+        let z = match &self.post_quant_conv {
+            Some(conv) => conv.forward(z),
+            None => z.shallow_clone(),
+        };
         let mut x = self.mid.forward(&self.conv_in.forward(&z));
         for (resnets, upsample) in &self.up {
             for r in resnets {
@@ -158,7 +166,7 @@ pub struct Encoder {
     mid: MidBlock,
     norm_out: GroupNorm,
     conv_out: Conv2d,
-    quant_conv: Conv2d,
+    quant_conv: Option<Conv2d>,
 }
 
 impl Encoder {
@@ -183,7 +191,9 @@ impl Encoder {
             mid: MidBlock::new(&e.at("mid_block"), last, g),
             norm_out: GroupNorm::new(&e.at("conv_norm_out"), g, last, EPS),
             conv_out: Conv2d::new(&e.at("conv_out"), last, moments, 3, 1, 1),
-            quant_conv: Conv2d::new(&w.at("quant_conv"), moments, moments, 1, 1, 0),
+            quant_conv: c
+                .use_quant_conv
+                .then(|| Conv2d::new(&w.at("quant_conv"), moments, moments, 1, 1, 0)),
         }
     }
 
@@ -201,7 +211,11 @@ impl Encoder {
         let x = self
             .conv_out
             .forward(&self.norm_out.forward(&self.mid.forward(&x)).silu());
-        let moments = self.quant_conv.forward(&x).chunk(2, 1);
+        let x = match &self.quant_conv {
+            Some(conv) => conv.forward(&x),
+            None => x,
+        };
+        let moments = x.chunk(2, 1);
         (moments[0].shallow_clone(), moments[1].clamp(-30.0, 20.0))
     }
 }

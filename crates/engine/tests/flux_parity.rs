@@ -1,0 +1,103 @@
+//! FLUX.1-schnell against diffusers 0.42.1: tiny random pipelines saved by diffusers itself
+//! (scripts/parity/flux.py, run by scripts/parity/flux.sh into target/parity-flux), rendered by
+//! our engine from the folder as diffusers rendered them: the same CLIP and T5 token ids, the
+//! same schedule, at most 2/255 a channel and average-hash distance 0.
+
+use std::path::{Path, PathBuf};
+
+use nicheimage_common::image::RgbImage;
+use nicheimage_common::imagehash::{average_hash, distance};
+use nicheimage_engine::flux::sampler::FlowMatchPlan;
+use nicheimage_engine::flux::{FluxPipeline, FluxRequest};
+use serde_json::Value;
+use tch::{Device, Kind};
+
+fn generated() -> Option<PathBuf> {
+    let dir = std::env::var_os("NICHEIMAGE_PARITY_FLUX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/parity-flux"));
+    dir.join("manifest.json").is_file().then_some(dir)
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn tiny_flux_pipelines_render_as_diffusers_does() {
+    let Some(dir) = generated() else {
+        assert!(
+            std::env::var_os("NICHEIMAGE_REQUIRE_PARITY").is_none(),
+            "no generated FLUX folders, and scripts/test.sh requires them"
+        );
+        eprintln!("skipped: no generated FLUX folders (bash scripts/parity/flux.sh writes them)");
+        return;
+    };
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let (mut requests, mut worst, mut long_prompts) = (0, 0u8, 0);
+    for case in manifest["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let pipe = FluxPipeline::load(&dir.join("folders").join(name), Device::Cpu, Kind::Float)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (i, r) in case["requests"].as_array().unwrap().iter().enumerate() {
+            let what = format!("{name} request {i}");
+            let prompt = r["prompt"].as_str().unwrap();
+            let (clip, t5) = pipe.token_ids(prompt).unwrap();
+            assert_eq!(clip, ids(&r["clip_ids"]), "{what}: CLIP ids");
+            assert_eq!(t5, ids(&r["t5_ids"]), "{what}: T5 ids");
+            long_prompts += usize::from(t5.last() != Some(&0));
+            let steps = r["steps"].as_u64().unwrap() as usize;
+            let plan = FlowMatchPlan::new(&pipe.config.scheduler, steps);
+            let sigmas: Vec<f32> = r["sigmas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(plan.sigmas, sigmas, "{what}: sigmas");
+            let ours = pipe
+                .txt2img(&FluxRequest {
+                    prompt: prompt.into(),
+                    seed: r["seed"].as_u64().unwrap(),
+                    steps,
+                    width: r["width"].as_i64().unwrap(),
+                    height: r["height"].as_i64().unwrap(),
+                })
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let png = std::fs::read(dir.join(format!("images/{name}/{i}.png"))).unwrap();
+            let theirs = RgbImage::from_png(&png).unwrap();
+            assert_eq!(
+                (ours.width, ours.height),
+                (theirs.width, theirs.height),
+                "{what}: size"
+            );
+            let max = ours
+                .data
+                .iter()
+                .zip(&theirs.data)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap_or(0);
+            let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
+            assert!(
+                max <= 2 && d == 0,
+                "{what}: max diff {max}, hash distance {d}"
+            );
+            worst = worst.max(max);
+            requests += 1;
+        }
+    }
+    assert!(requests >= 16, "{requests} requests");
+    assert!(long_prompts >= 1, "no prompt reached T5's 256 tokens");
+    eprintln!(
+        "{requests} FLUX requests over {} pipelines: max diff {worst}/255, hash distance 0, {:.1}s",
+        manifest["cases"].as_array().unwrap().len(),
+        started.elapsed().as_secs_f64()
+    );
+}
