@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use nicheimage_common::image::RgbImage;
 use nicheimage_common::scheduler::SchedulerKind;
+use nicheimage_engine::model::Model;
 use nicheimage_engine::pipeline;
 use serde::Deserialize;
 use serde_json::json;
@@ -107,25 +108,18 @@ pub fn condition_image(
 }
 
 /// The first line a batch prints: what was loaded where, and how long it took.
-pub fn loaded(
-    device: tch::Device,
-    kind: tch::Kind,
-    took: std::time::Duration,
-    requests: usize,
-) -> serde_json::Value {
+pub fn loaded(model: &Model, took: std::time::Duration, requests: usize) -> serde_json::Value {
     json!({
-        "device": format!("{device:?}"),
-        "dtype": format!("{kind:?}"),
+        "architecture": model.architecture(),
+        "device": format!("{:?}", model.device()),
+        "dtype": model.dtype_name(),
         "load_secs": took.as_secs_f64(),
         "requests": requests,
     })
 }
 
 /// Runs one request, writes its PNG and answers the JSON line that reports it.
-pub fn run(
-    sd: &pipeline::StableDiffusion,
-    line: &Line,
-) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+pub fn run(model: &Model, line: &Line) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let base = pipeline::Txt2Img {
         prompt: line.prompt.clone(),
         negative_prompt: line.negative_prompt.clone(),
@@ -138,8 +132,11 @@ pub fn run(
     };
     let started = Instant::now();
     let image = match &line.image {
-        None => sd.txt2img(&base, false)?.image,
+        None => model.txt2img(&base)?,
         Some(path) => {
+            let sd = model
+                .stable_diffusion()
+                .ok_or("img2img: this model serves txt2img only")?;
             let image = condition_image(path, line.condition_resolution)?;
             let req = pipeline::Img2Img {
                 base,

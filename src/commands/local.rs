@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::{CommandError, CommandResult, batch};
 use crate::cli::{GenerateArgs, ReplicaArgs, TinyCheckpointArgs};
-use nicheimage_engine::{pipeline, resolve_dtype, select_device, tiny};
+use nicheimage_engine::model::Model;
+use nicheimage_engine::{pipeline, select_device, tiny};
 use nicheimage_node::catalogue::Arch;
 use nicheimage_node::config::{DeviceChoice, DtypeChoice};
 
@@ -30,6 +31,12 @@ pub fn tiny_checkpoint(a: &TinyCheckpointArgs) -> CommandResult {
         (None, None, Arch::Sdxl) => {
             tiny::write_tiny_sdxl(&a.out, &a.name).map_err(CommandError::failed)
         }
+        (None, None, Arch::Flux) => {
+            let dir = a.out.join(&a.name);
+            nicheimage_engine::flux::tiny::write_tiny_flux(&dir)
+                .map(|()| dir)
+                .map_err(CommandError::failed)
+        }
     }?;
     println!("{}", written.display());
     Ok(())
@@ -39,34 +46,31 @@ pub fn tiny_checkpoint(a: &TinyCheckpointArgs) -> CommandResult {
 /// with `--batch`, every request of a JSON-lines file from one load.
 pub fn generate(a: &GenerateArgs, device: DeviceChoice, dtype: DtypeChoice) -> CommandResult {
     let device = select_device(device).map_err(CommandError::failed)?;
-    let kind = resolve_dtype(device, dtype);
     let started = Instant::now();
-    let sd = pipeline::StableDiffusion::load(&a.checkpoint, a.config_dir.as_deref(), device, kind)
+    let model = Model::load(&a.checkpoint, a.config_dir.as_deref(), device, dtype)
         .map_err(CommandError::failed)?;
     let loaded = started.elapsed();
     if let Some(file) = &a.batch {
         let lines = batch::read(file).map_err(CommandError::failed)?;
-        println!("{}", batch::loaded(device, kind, loaded, lines.len()));
+        println!("{}", batch::loaded(&model, loaded, lines.len()));
         for line in &lines {
-            let report = batch::run(&sd, line).map_err(CommandError::failed)?;
+            let report = batch::run(&model, line).map_err(CommandError::failed)?;
             println!("{report}");
         }
         return Ok(());
     }
-    let line = generate_image(a, &sd, kind).map_err(CommandError::failed)?;
+    let line = generate_image(a, &model).map_err(CommandError::failed)?;
     println!(
-        "{line} ({device:?}, {kind:?}, loaded in {:.2}s, generated in {:.2}s)",
+        "{line} ({} on {device:?} in {}, loaded in {:.2}s, generated in {:.2}s)",
+        model.architecture(),
+        model.dtype_name(),
         loaded.as_secs_f64(),
         (started.elapsed() - loaded).as_secs_f64()
     );
     Ok(())
 }
 
-fn generate_image(
-    a: &GenerateArgs,
-    sd: &pipeline::StableDiffusion,
-    kind: tch::Kind,
-) -> Result<String, Box<dyn std::error::Error>> {
+fn generate_image(a: &GenerateArgs, model: &Model) -> Result<String, Box<dyn std::error::Error>> {
     let (Some(prompt), Some(out)) = (&a.prompt, &a.out) else {
         return Err("--prompt and --out are required without --batch".into());
     };
@@ -81,8 +85,11 @@ fn generate_image(
         scheduler: a.scheduler,
     };
     let image = match (&a.image, &a.controlnet_dir) {
-        (None, _) => sd.txt2img(&req, false)?.image,
+        (None, _) => model.txt2img(&req)?,
         (Some(path), controlnet_dir) => {
+            let sd = model
+                .stable_diffusion()
+                .ok_or("--image: this model serves txt2img only")?;
             let input = batch::condition_image(path, a.condition_resolution)?;
             match controlnet_dir {
                 None => {
@@ -95,7 +102,7 @@ fn generate_image(
                 }
                 Some(dir) => {
                     use nicheimage_engine::seed_controlnet::SeedControlNet;
-                    let nets = SeedControlNet::load(dir, sd.device(), kind)?;
+                    let nets = SeedControlNet::load(dir, sd.device(), sd.kind())?;
                     let maps = nets.control_images(&input)?;
                     for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
                         let file = out.with_extension(format!("{name}.png"));
@@ -110,7 +117,8 @@ fn generate_image(
     let image = match &a.nsfw_classifier {
         None => image,
         Some(dir) => {
-            let verdict = nicheimage_engine::nsfw::NsfwFilter::load(dir, sd.device())?.apply(image);
+            let verdict =
+                nicheimage_engine::nsfw::NsfwFilter::load(dir, model.device())?.apply(image);
             println!(
                 "nsfw score {:.3}{}",
                 verdict.nsfw_score,

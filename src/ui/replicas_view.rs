@@ -38,6 +38,12 @@ pub(super) fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
                 Cell::from(label).style(Style::new().fg(color)),
                 Cell::from(r.restarts.to_string()),
                 Cell::from(place),
+                Cell::from(
+                    r.runs
+                        .as_ref()
+                        .map(|m| format!("{} {}", m.architecture, m.dtype))
+                        .unwrap_or_default(),
+                ),
                 Cell::from(r.served.to_string()),
                 Cell::from(failed.to_string()),
                 Cell::from(r.nsfw_blanked.to_string()),
@@ -57,6 +63,7 @@ pub(super) fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             Constraint::Length(7),
             Constraint::Length(3),
             Constraint::Length(8),
+            Constraint::Length(9),
             Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Length(4),
@@ -73,6 +80,7 @@ pub(super) fn draw_replicas(frame: &mut Frame, area: Rect, v: &ViewContext) {
             "status",
             "rst",
             "on",
+            "runs",
             "images",
             "failed",
             "nsfw",

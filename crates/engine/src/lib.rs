@@ -13,6 +13,7 @@ pub mod flux;
 pub mod folder;
 pub mod image;
 pub mod ldm;
+pub mod model;
 pub(crate) mod nn;
 pub mod nsfw;
 pub mod pipeline;

@@ -319,6 +319,11 @@ impl StableDiffusion {
         self.device
     }
 
+    /// The pipeline's dtype (its VAE may run in f32).
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// The padded token ids of `text` from the first tokenizer and, for SDXL, the second.
     pub fn token_ids(&self, text: &str) -> (Vec<i64>, Option<Vec<i64>>) {
         (

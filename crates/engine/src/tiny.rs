@@ -73,7 +73,7 @@ pub enum TinyError {
     },
 }
 
-fn write(path: &Path, text: &str) -> Result<(), TinyError> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), TinyError> {
     std::fs::write(path, text).map_err(|source| TinyError::Io {
         path: path.to_path_buf(),
         source,
@@ -477,7 +477,7 @@ pub fn write_random_annotator(net: AnnotatorNet, file: &Path, seed: i64) -> Resu
 }
 
 /// One network whose architecture `build` makes, with random weights drawn from `seed`.
-fn random_network(model: &str, seed: i64, build: impl FnOnce(&Weights)) -> Weights {
+pub(crate) fn random_network(model: &str, seed: i64, build: impl FnOnce(&Weights)) -> Weights {
     let _no_grad = tch::no_grad_guard();
     let _generator = super::pipeline::lock_generator();
     tch::manual_seed(seed);
@@ -487,7 +487,7 @@ fn random_network(model: &str, seed: i64, build: impl FnOnce(&Weights)) -> Weigh
 }
 
 /// Writes `tensors` as a safetensors `file`, making its folder first.
-fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<(), TinyError> {
+pub(crate) fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<(), TinyError> {
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).map_err(|source| TinyError::Io {
             path: dir.to_path_buf(),

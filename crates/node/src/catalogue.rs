@@ -15,6 +15,9 @@ worst quality, low quality, artificial, texture artifacts, jpeg artifacts";
 pub enum Arch {
     Sd15,
     Sdxl,
+    /// FLUX.1-schnell: a diffusers folder (or the model's own transformer file beside one);
+    /// txt2img only, its folder's flow-matching scheduler, no guidance.
+    Flux,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,8 +90,13 @@ impl Arch {
     pub fn native_side(self) -> u32 {
         match self {
             Arch::Sd15 => 512,
-            Arch::Sdxl => 1024,
+            Arch::Sdxl | Arch::Flux => 1024,
         }
+    }
+
+    /// The pipelines the architecture can serve.
+    pub fn serves(self, pipeline: Pipeline) -> bool {
+        self != Arch::Flux || pipeline == Pipeline::Txt2img
     }
 }
 
@@ -96,7 +104,7 @@ impl ModelSpec {
     pub fn condition_resolution(&self) -> u32 {
         self.condition_resolution.unwrap_or(match self.arch {
             Arch::Sd15 => 512,
-            Arch::Sdxl => 768,
+            Arch::Sdxl | Arch::Flux => 768,
         })
     }
 }
@@ -123,11 +131,19 @@ pub struct ModelOverride {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CatalogueError {
     #[error(
-        "model `{0}` is not in the catalogue (built in: RealisticVision, RealitiesEdgeXL, AnimeV3, DreamShaper; add others as [models.{0}] with arch and checkpoint)"
+        "model `{0}` is not in the catalogue (built in: RealisticVision, RealitiesEdgeXL, AnimeV3, DreamShaper, FluxSchnell; add others as [models.{0}] with arch and checkpoint)"
     )]
     Unknown(String),
     #[error("[models.{name}] is a new model and needs `{key}`")]
     Incomplete { name: String, key: &'static str },
+    #[error(
+        "[models.{name}]: a {arch:?} model cannot serve {pipeline} (FLUX.1-schnell serves txt2img)"
+    )]
+    Unservable {
+        name: String,
+        arch: Arch,
+        pipeline: &'static str,
+    },
 }
 
 fn civitai(version: u32) -> Option<String> {
@@ -234,6 +250,35 @@ fn built_in() -> Vec<ModelSpec> {
             condition_resolution: None,
             nsfw_filter: true,
         },
+        // Not in the seed: what an image subnet run today serves first (Apache-2.0). Its
+        // weight is 0 so the seed's four models keep their shares: a subnet owner who wants it
+        // challenged sets `[models.FluxSchnell] incentive_weight`.
+        ModelSpec {
+            name: "FluxSchnell".into(),
+            arch: Arch::Flux,
+            // black-forest-labs/FLUX.1-schnell as `huggingface-cli download` lays it out.
+            checkpoint: "FLUX.1-schnell".into(),
+            download_url: None,
+            sha256: None,
+            // Unused: FLUX runs its folder's flow-matching Euler scheduler.
+            scheduler: SchedulerKind::DpmPp2mKarras,
+            pipelines: vec![Pipeline::Txt2img],
+            // The model card: 4 steps, no guidance, 1024².
+            defaults: Defaults {
+                num_inference_steps: Some(4),
+                width: Some(1024),
+                height: Some(1024),
+                guidance_scale: Some(0.0),
+                negative_prompt: None,
+            },
+            timeout_secs: 16.0,
+            incentive_weight: 0.0,
+            // bf16: transformer 23.8 GB, T5-XXL 9.5 GB, CLIP and VAE; one GPU holds them all.
+            min_vram_gb: 40,
+            max_side: 1536,
+            condition_resolution: None,
+            nsfw_filter: true,
+        },
     ]
 }
 
@@ -290,6 +335,13 @@ pub fn catalogue(
             condition_resolution: o.condition_resolution.or(spec.condition_resolution),
             nsfw_filter: o.nsfw_filter.unwrap_or(spec.nsfw_filter),
         };
+        if let Some(p) = merged.pipelines.iter().find(|p| !merged.arch.serves(**p)) {
+            return Err(CatalogueError::Unservable {
+                name: name.clone(),
+                arch: merged.arch,
+                pipeline: p.name(),
+            });
+        }
         models.insert(name.clone(), merged);
     }
     Ok(models)

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod sampler;
 pub mod t5;
+pub mod tiny;
 pub mod tokenizer;
 pub mod transformer;
 
@@ -148,6 +149,10 @@ impl FluxPipeline {
         self.device
     }
 
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// The padded CLIP (77) and T5 (256) ids of `text`.
     pub fn token_ids(&self, text: &str) -> Result<(Vec<i64>, Vec<i64>), PipelineError> {
         Ok((
@@ -182,10 +187,13 @@ impl FluxPipeline {
         let text = self.t5.forward(&ids(t5_ids)).to_kind(self.kind);
 
         let channels = self.config.vae.latent_channels;
-        tch::manual_seed(req.seed as i64);
         // Drawn on the CPU generator in the pipeline's dtype, as randn_tensor does.
-        let noise =
-            Tensor::randn([1, channels, h, w], (self.kind, Device::Cpu)).to_device(self.device);
+        let noise = {
+            let _generator = crate::pipeline::lock_generator();
+            tch::manual_seed(req.seed as i64);
+            Tensor::randn([1, channels, h, w], (self.kind, Device::Cpu))
+        }
+        .to_device(self.device);
         let mut latents = pack(&noise);
         let text_ids = Tensor::zeros([text.size()[1], 3], (self.kind, self.device));
         let rope = self.transformer.rope(&Tensor::cat(
@@ -195,6 +203,7 @@ impl FluxPipeline {
 
         let plan = FlowMatchPlan::new(&self.config.scheduler, req.steps);
         for (i, t) in plan.timesteps.iter().enumerate() {
+            crate::deadline::check()?;
             let timestep = Tensor::from_slice(&[*t])
                 .to_device(self.device)
                 .to_kind(self.kind)
@@ -204,6 +213,7 @@ impl FluxPipeline {
                 .forward(&latents, &text, &pooled, &timestep, &rope);
             latents = plan.step(i, &velocity, &latents);
         }
+        crate::deadline::check()?;
         let vae = &self.config.vae;
         let latents = unpack(&latents, h, w) / vae.scaling_factor + vae.shift_factor.unwrap_or(0.0);
         let decoded = self.decoder.decode_unscaled(&latents);

@@ -240,7 +240,7 @@ fn conditioning_scales(params: &Map<String, Value>) -> Result<[f64; 3], BadReque
 /// img2img's `strength`: diffusers' default is 0.8 for SD 1.5, 0.3 for SDXL.
 fn strength(params: &Map<String, Value>, model: &ModelSpec, steps: u32) -> Result<f64, BadRequest> {
     let default_strength = match model.arch {
-        Arch::Sd15 => 0.8,
+        Arch::Sd15 | Arch::Flux => 0.8,
         Arch::Sdxl => 0.3,
     };
     let strength = match params.get(STRENGTH) {

@@ -4,12 +4,13 @@
 use super::args::ReplicaArgs;
 use super::protocol::{JobLine, ReplyLine};
 use nicheimage_common::image::RgbImage;
+use nicheimage_engine::model::Model;
 use nicheimage_engine::nsfw::NsfwFilter;
-use nicheimage_engine::pipeline::{Img2Img, PipelineError, StableDiffusion, Txt2Img};
+use nicheimage_engine::pipeline::{Img2Img, PipelineError, Txt2Img};
 use nicheimage_engine::scheduler::SchedulerKind;
 use nicheimage_engine::seed_controlnet::SeedControlNet;
+use nicheimage_engine::select_device;
 use nicheimage_engine::weights::WeightError;
-use nicheimage_engine::{resolve_dtype, select_device};
 use std::io::{BufRead, Write};
 use std::time::Instant;
 
@@ -34,7 +35,7 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
     let nsfw_classifier = args.nsfw_classifier.as_deref();
     let controlnet_dir = args.controlnet_dir.as_deref();
     type Setup = (
-        StableDiffusion,
+        Model,
         SchedulerKind,
         tch::Device,
         Option<NsfwFilter>,
@@ -45,8 +46,7 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
     let permanent = |e: Box<dyn std::error::Error + Send + Sync>| -> Failure { (e, true) };
     let setup = || -> Result<Setup, Failure> {
         let device = select_device(device).map_err(|e| (e.into(), false))?;
-        let kind = resolve_dtype(device, args.dtype);
-        let sd = StableDiffusion::load(checkpoint, config_dir, device, kind).map_err(|e| {
+        let model = Model::load(checkpoint, config_dir, device, args.dtype).map_err(|e| {
             let lasting = !matches!(
                 e,
                 PipelineError::Torch(_) | PipelineError::Weights(WeightError::Io { .. })
@@ -61,15 +61,16 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
             .transpose()
             .map_err(|e| permanent(e.into()))?;
         // A bad ControlNet file costs only that pipeline: its requests get the load error.
+        let kind = model.kind();
         let controls = controlnet_dir.map(|dir| {
             SeedControlNet::load(dir, device, kind).map_err(|e| {
                 tracing::error!(error = %e, "controlnet_txt2img unavailable: cannot load its files");
                 e.to_string()
             })
         });
-        Ok((sd, scheduler, device, filter, controls))
+        Ok((model, scheduler, device, filter, controls))
     };
-    let (sd, scheduler, device, filter, controls) = match setup() {
+    let (model, scheduler, device, filter, controls) = match setup() {
         Ok(s) => s,
         Err((error, permanent)) => {
             // The pool learns why (and whether to retry soon) before the process ends.
@@ -87,6 +88,8 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
         &mut out,
         &ReplyLine::Ready {
             device: format!("{device:?}"),
+            pipeline: Some(model.architecture().into()),
+            dtype: Some(model.dtype_name().into()),
         },
     )?;
     for line in std::io::stdin().lock().lines() {
@@ -122,28 +125,36 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
                     (Some(_), Some(_)) => {
                         Err("a job cannot be both img2img and controlnet_txt2img".into())
                     }
-                    (Some(input), None) => conditional(&input.image).and_then(|image| {
-                        let req = Img2Img {
-                            base: req,
-                            image,
-                            strength: input.strength,
-                        };
-                        sd.img2img(&req, false).map_err(|e| e.to_string())
-                    }),
-                    (None, Some(input)) => match &controls {
-                        None => Err("this replica was started without ControlNets".into()),
-                        Some(Err(e)) => Err(format!("controlnet_txt2img unavailable: {e}")),
-                        Some(Ok(c)) => conditional(&input.image).and_then(|image| {
-                            c.generate(&sd, &req, &image, input.scales)
+                    (Some(input), None) => match model.stable_diffusion() {
+                        None => Err("this model serves txt2img only".into()),
+                        Some(sd) => conditional(&input.image).and_then(|image| {
+                            let req = Img2Img {
+                                base: req,
+                                image,
+                                strength: input.strength,
+                            };
+                            sd.img2img(&req, false)
+                                .map(|g| g.image)
                                 .map_err(|e| e.to_string())
                         }),
                     },
-                    (None, None) => sd.txt2img(&req, false).map_err(|e| e.to_string()),
+                    (None, Some(input)) => match (&controls, model.stable_diffusion()) {
+                        (None, _) | (_, None) => {
+                            Err("this replica was started without ControlNets".into())
+                        }
+                        (Some(Err(e)), _) => Err(format!("controlnet_txt2img unavailable: {e}")),
+                        (Some(Ok(c)), Some(sd)) => conditional(&input.image).and_then(|image| {
+                            c.generate(sd, &req, &image, input.scales)
+                                .map(|g| g.image)
+                                .map_err(|e| e.to_string())
+                        }),
+                    },
+                    (None, None) => model.txt2img(&req).map_err(|e| e.to_string()),
                 };
-                let filtered = generated.map(|g| match &filter {
-                    None => (g.image, false),
+                let filtered = generated.map(|image| match &filter {
+                    None => (image, false),
                     Some(f) => {
-                        let verdict = f.apply(g.image);
+                        let verdict = f.apply(image);
                         if verdict.blanked {
                             tracing::info!(
                                 job = id,

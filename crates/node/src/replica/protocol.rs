@@ -51,6 +51,11 @@ pub enum ReplyLine {
     /// First line: the model is loaded.
     Ready {
         device: String,
+        /// `sd15`, `sdxl` or `flux`, and the dtype it runs in (absent from older replicas).
+        #[serde(default)]
+        pipeline: Option<String>,
+        #[serde(default)]
+        dtype: Option<String>,
     },
     /// A base64 PNG.
     Image {

@@ -35,7 +35,7 @@ pub fn estimate(
     // SDXL's VAE runs in f32 under fp16 (diffusers' upcast).
     let vae_bytes = match arch {
         Arch::Sdxl => 4,
-        Arch::Sd15 => dtype_bytes,
+        Arch::Sd15 | Arch::Flux => dtype_bytes,
     };
     let weights = (params.unet + params.text_encoders + params.controlnets) * dtype_bytes
         + params.vae * vae_bytes
@@ -44,7 +44,12 @@ pub fn estimate(
     // The UNet's widest level is 320 channels wide in SD 1.5 and SDXL; with its skip
     // connections, attention projections and GEGLU about 20 such tensors live at once, for a
     // batch of 2 (guidance).
-    let unet = 2 * latent_tokens * 320 * dtype_bytes * 20;
+    let unet = match arch {
+        // FLUX: one sequence (no guidance batch) of 2×2-packed latent tokens and schnell's 256
+        // text tokens, 3 072 wide, its 4× MLP and joint attention: about 24 such tensors live.
+        Arch::Flux => (latent_tokens / 4 + 256) * 3072 * dtype_bytes * 24,
+        Arch::Sd15 | Arch::Sdxl => 2 * latent_tokens * 320 * dtype_bytes * 20,
+    };
     // The VAE decoder's last level: 128 channels at full resolution, about 3 tensors live.
     let vae = u64::from(width) * u64::from(height) * 128 * 3 * vae_bytes;
     Estimate {

@@ -373,7 +373,20 @@ impl Worker {
             .flatten()
             .and_then(|l| serde_json::from_str::<ReplyLine>(&l).ok())
         {
-            Some(ReplyLine::Ready { device }) => {
+            Some(ReplyLine::Ready {
+                device,
+                pipeline,
+                dtype,
+            }) => {
+                // Kept only as short labels: the replica is ours, but its words are capped.
+                let short = |s: String| s.chars().take(16).collect::<String>();
+                report.runs =
+                    pipeline
+                        .zip(dtype)
+                        .map(|(a, d)| crate::runtime::event::ReplicaRuns {
+                            architecture: short(a),
+                            dtype: short(d),
+                        });
                 let threads = cpu_threads.map(|n| n.to_string()).or_else(|| {
                     std::env::var("OMP_NUM_THREADS")
                         .ok()

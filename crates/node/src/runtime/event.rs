@@ -413,6 +413,14 @@ pub struct ReplicaReport {
     pub vram_share_bytes: Option<u64>,
     /// Images per second over the last minute, at the last report.
     pub images_per_sec: f64,
+    /// What the replica said it runs once loaded (`sdxl` in `fp16`, `flux` in `bf16`...).
+    pub runs: Option<ReplicaRuns>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaRuns {
+    pub architecture: String,
+    pub dtype: String,
 }
 
 impl ReplicaReport {
@@ -435,6 +443,7 @@ impl ReplicaReport {
             vram_bytes: None,
             vram_share_bytes: None,
             images_per_sec: 0.0,
+            runs: None,
         }
     }
 }
