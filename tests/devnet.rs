@@ -13,8 +13,13 @@ use serde_json::Value;
 
 /// Runs the binary with no config for `secs`; its exit success and the summary line.
 fn run_devnet(home: &Path, secs: u64) -> (bool, Value, String) {
+    run_devnet_with(home, secs, &[])
+}
+
+fn run_devnet_with(home: &Path, secs: u64, args: &[&str]) -> (bool, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_nicheimage-tui"))
         .args(["--no-ui", "--duration", &format!("{secs}s")])
+        .args(args)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
@@ -133,4 +138,26 @@ fn with_no_config_the_node_runs_a_living_local_subnet() {
     assert!(ok, "{stdout}");
     assert!(again["rounds"].as_u64().unwrap() > rounds, "{again}");
     assert_eq!(miner(&again, "miner-1")["hotkey"], honest["hotkey"]);
+}
+
+/// The same subnet on a tiny FLUX.1-schnell (`[devnet] model = "flux"`): the miners serve it
+/// through the endpoint, the validator challenges it, the reward service regenerates it, and the
+/// honest miner is the one paid.
+#[test]
+fn a_tiny_flux_subnet_pays_the_honest_miner() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("flux.toml");
+    std::fs::write(&config, "[devnet]\nmodel = \"flux\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let (ok, summary, stdout) = run_devnet_with(home.path(), 35, &["--devnet", "--config", config]);
+    assert!(ok, "exit status not 0:\n{stdout}");
+    assert!(summary["rounds"].as_u64().unwrap() >= 2, "{summary}");
+    let honest = miner(&summary, "miner-1");
+    let wrong_seed = miner(&summary, "miner-2");
+    assert!(honest["score"].as_f64().unwrap() > 0.5, "{summary}");
+    assert_eq!(wrong_seed["score"].as_f64(), Some(0.0), "{summary}");
+    let dir = home
+        .path()
+        .join("data/nicheimage-tui/devnet/model/tiny-flux");
+    assert!(dir.join("tokenizer_2/tokenizer.json").is_file());
 }

@@ -2,6 +2,7 @@
 //! `nicheimage-engine` (libtorch); without it, these answer that generation is remote only.
 //! Every `local-infer` switch of the node is in this file (and the replica child's module).
 
+use crate::catalogue::Arch;
 use nicheimage_common::torch::{DeviceChoice, ParameterCounts, TorchReport};
 use std::path::{Path, PathBuf};
 
@@ -51,12 +52,30 @@ mod local {
     }
 
     /// The devnet's tiny SD 1.5 checkpoint in `dir`, written once.
-    pub fn tiny_checkpoint(dir: &Path) -> Result<PathBuf, String> {
-        let file = dir.join("tiny-sd15.safetensors");
-        if file.exists() && dir.join("tiny-sd15").is_dir() {
-            return Ok(file);
+    pub fn tiny_checkpoint(dir: &Path, arch: Arch) -> Result<PathBuf, String> {
+        let name = match arch {
+            Arch::Sd15 => "tiny-sd15",
+            Arch::Sdxl => "tiny-sdxl",
+            Arch::Flux => "tiny-flux",
+        };
+        let file = dir.join(format!("{name}.safetensors"));
+        match arch {
+            _ if file.exists() && dir.join(name).is_dir() => Ok(file),
+            Arch::Sd15 => tiny::write_tiny_sd15(dir, name).map_err(|e| e.to_string()),
+            Arch::Sdxl => tiny::write_tiny_sdxl(dir, name).map_err(|e| e.to_string()),
+            Arch::Flux => {
+                let folder = dir.join(name);
+                // Its weights are written last: a folder cut short is written again.
+                if !folder
+                    .join("vae/diffusion_pytorch_model.safetensors")
+                    .is_file()
+                {
+                    nicheimage_engine::flux::tiny::write_tiny_flux(&folder)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(folder)
+            }
         }
-        tiny::write_tiny_sd15(dir, "tiny-sd15").map_err(|e| e.to_string())
     }
 
     /// The seed's three ControlNets for the tiny model, with both annotators at full size and
@@ -102,7 +121,7 @@ mod remote_only {
         None
     }
 
-    pub fn tiny_checkpoint(_dir: &Path) -> Result<PathBuf, String> {
+    pub fn tiny_checkpoint(_dir: &Path, _arch: Arch) -> Result<PathBuf, String> {
         Err(
             "the devnet generates images locally; this build has no local inference \
              (built without the local-infer feature)"

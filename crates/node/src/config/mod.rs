@@ -491,6 +491,9 @@ pub struct DevnetConfig {
     /// Seconds the embedded chain's beacon pulses arrive late. Past an epoch (10 s), timelocked
     /// weights are dropped by the chain, as a late drand pulse drops them on a real one.
     pub beacon_delay_secs: f64,
+    /// The tiny model's architecture: `sd15` (every pipeline, the seed's ControlNets), `sdxl`
+    /// (txt2img, img2img) or `flux` (FLUX.1-schnell's shape, txt2img).
+    pub model: crate::catalogue::Arch,
 }
 
 impl Default for DevnetConfig {
@@ -502,6 +505,7 @@ impl Default for DevnetConfig {
             organic_every_secs: 3.0,
             timeout_secs: 4.0,
             beacon_delay_secs: 0.0,
+            model: crate::catalogue::Arch::Sd15,
         }
     }
 }

@@ -115,8 +115,26 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     }
     let dir = data_dir.join("devnet");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let checkpoint = crate::engine::tiny_checkpoint(&dir.join("model"))?;
-    let controlnets = crate::engine::tiny_controlnets(&dir.join("model").join("controlnet"))?;
+    let checkpoint = crate::engine::tiny_checkpoint(&dir.join("model"), d.model)?;
+    // The seed's ControlNets are SD 1.5 nets; FLUX serves txt2img only.
+    let (controlnets, pipelines) = match d.model {
+        Arch::Sd15 => (
+            crate::engine::tiny_controlnets(&dir.join("model").join("controlnet"))?,
+            vec![
+                Pipeline::Txt2img,
+                Pipeline::Img2img,
+                Pipeline::ControlnetTxt2img,
+            ],
+        ),
+        Arch::Sdxl => (
+            base.endpoint.controlnet_dir.clone(),
+            vec![Pipeline::Txt2img, Pipeline::Img2img],
+        ),
+        Arch::Flux => (
+            base.endpoint.controlnet_dir.clone(),
+            vec![Pipeline::Txt2img],
+        ),
+    };
     let wallets = dir.join("wallets");
     let validator = hotkey(&wallets, "validator")?;
     let mut miners = Vec::new();
@@ -149,13 +167,15 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.models.insert(
         MODEL.into(),
         ModelOverride {
-            arch: Some(Arch::Sd15),
+            arch: Some(d.model),
             checkpoint: Some(checkpoint),
             scheduler: Some(SchedulerKind::DpmPp2mKarras),
             defaults: Some(Defaults {
                 num_inference_steps: Some(4),
                 width: Some(64),
                 height: Some(64),
+                // schnell runs without guidance.
+                guidance_scale: (d.model == Arch::Flux).then_some(0.0),
                 ..Default::default()
             }),
             timeout_secs: Some(d.timeout_secs),
@@ -163,13 +183,10 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
             // There is no real classifier offline, and a random tiny one would black out
             // random images.
             nsfw_filter: Some(false),
-            // Every pipeline, the conditional images of img2img and ControlNet challenges drawn
-            // by the reward service's /challenge/image, at the tiny model's size.
-            pipelines: Some(vec![
-                Pipeline::Txt2img,
-                Pipeline::Img2img,
-                Pipeline::ControlnetTxt2img,
-            ]),
+            // Every pipeline the architecture serves, the conditional images of img2img and
+            // ControlNet challenges drawn by the reward service's /challenge/image, at the tiny
+            // model's size.
+            pipelines: Some(pipelines),
             condition_resolution: Some(64),
             ..Default::default()
         },
