@@ -123,9 +123,14 @@ pub fn parse(body: &[u8], model: &ModelSpec) -> Result<GenerateJob, BadRequest> 
     );
     let width = asked.0.or(d.width).unwrap_or(native);
     let height = asked.1.or(d.height).unwrap_or(native);
+    // FLUX packs 2×2 latents of 8 pixels into one token.
+    let multiple = match model.arch {
+        Arch::Flux => 16,
+        Arch::Sd15 | Arch::Sdxl => 8,
+    };
     for (name, v) in [("width", width), ("height", height)] {
-        if v % 8 != 0 {
-            return bad(format!("{name} {v} is not a multiple of 8"));
+        if v % multiple != 0 {
+            return bad(format!("{name} {v} is not a multiple of {multiple}"));
         }
         if v > model.max_side {
             return bad(format!(
