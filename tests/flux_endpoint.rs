@@ -84,7 +84,10 @@ async fn the_endpoint_serves_flux_as_diffusers_draws_it() {
                 .max()
                 .unwrap_or(0);
             let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
-            assert!(max <= 2 && d == 0, "{name} request {i}: max diff {max}, hash distance {d}");
+            assert!(
+                max <= 2 && d == 0,
+                "{name} request {i}: max diff {max}, hash distance {d}"
+            );
             worst = worst.max(max);
             served += 1;
         }

@@ -125,7 +125,7 @@ fn confirm_dialog_and_help() {
 #[test]
 fn replicas_are_listed_when_an_endpoint_runs() {
     use nicheimage_node::runtime::event::{
-        EndpointInfo, Percentiles, ReplicaReport, ReplicaStatus,
+        EndpointInfo, Percentiles, ReplicaReport, ReplicaRuns, ReplicaStatus,
     };
     let mut state = seeded();
     state.apply(
@@ -160,6 +160,10 @@ fn replicas_are_listed_when_an_endpoint_runs() {
                 vram_bytes: (index == 0).then_some(9 << 30),
                 vram_share_bytes: Some(40 << 30),
                 images_per_sec: 0.35,
+                runs: (index == 0).then(|| ReplicaRuns {
+                    architecture: "flux".into(),
+                    dtype: "bf16".into(),
+                }),
             }),
             T0,
         );

@@ -12,6 +12,10 @@ unigram model trained here on a fixed corpus and converted by transformers to th
 
 OUT_DIR gets:
   folders/<case>/            one diffusers folder per case
+  folders/<case>-transformer.safetensors
+                             its transformer as the model repository ships it (Black Forest
+                             Labs' names), checked: diffusers' own converter maps it back
+                             tensor for tensor
   images/<case>/<i>.png      diffusers' FluxPipeline image for request i
   manifest.json              every case and request: prompt, seed, steps, size, both token id
                              lists, sigmas, timesteps, average hash
@@ -32,6 +36,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
 sys.dont_write_bytecode = True
@@ -141,6 +146,74 @@ def build(case, vocab_dir, folder, t5_tokenizer_dir):
     return FluxPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
 
 
+def to_bfl(state):
+    """diffusers' transformer names -> the model repository's single file (Black Forest Labs'
+    names): our own inverse of diffusers' convert_flux_transformer_checkpoint_to_diffusers."""
+    out, cat = {}, lambda *ts: torch.cat(ts, dim=0)
+    fixed = {"time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+             "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+             "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+             "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+             "context_embedder": "txt_in", "x_embedder": "img_in", "proj_out": "final_layer.linear"}
+    for leaf in ("weight", "bias"):
+        for d, b in fixed.items():
+            out[f"{b}.{leaf}"] = state[f"{d}.{leaf}"]
+        scale, shift = state[f"norm_out.linear.{leaf}"].chunk(2)
+        out[f"final_layer.adaLN_modulation.1.{leaf}"] = cat(shift, scale)
+    doubles = {k.split(".")[1] for k in state if k.startswith("transformer_blocks.")}
+    for i in doubles:
+        d, b = f"transformer_blocks.{i}", f"double_blocks.{i}"
+        for leaf in ("weight", "bias"):
+            g = lambda n: state[f"{d}.{n}.{leaf}"]  # noqa: E731
+            out[f"{b}.img_attn.qkv.{leaf}"] = cat(g("attn.to_q"), g("attn.to_k"), g("attn.to_v"))
+            out[f"{b}.txt_attn.qkv.{leaf}"] = cat(g("attn.add_q_proj"), g("attn.add_k_proj"), g("attn.add_v_proj"))
+            for dn, bn in [("norm1.linear", "img_mod.lin"), ("norm1_context.linear", "txt_mod.lin"),
+                           ("attn.to_out.0", "img_attn.proj"), ("attn.to_add_out", "txt_attn.proj"),
+                           ("ff.net.0.proj", "img_mlp.0"), ("ff.net.2", "img_mlp.2"),
+                           ("ff_context.net.0.proj", "txt_mlp.0"), ("ff_context.net.2", "txt_mlp.2")]:
+                out[f"{b}.{bn}.{leaf}"] = g(dn)
+        for dn, bn in [("norm_q", "img_attn.norm.query_norm"), ("norm_k", "img_attn.norm.key_norm"),
+                       ("norm_added_q", "txt_attn.norm.query_norm"), ("norm_added_k", "txt_attn.norm.key_norm")]:
+            out[f"{b}.{bn}.scale"] = state[f"{d}.attn.{dn}.weight"]
+    singles = {k.split(".")[1] for k in state if k.startswith("single_transformer_blocks.")}
+    for i in singles:
+        d, b = f"single_transformer_blocks.{i}", f"single_blocks.{i}"
+        for leaf in ("weight", "bias"):
+            g = lambda n: state[f"{d}.{n}.{leaf}"]  # noqa: E731
+            out[f"{b}.linear1.{leaf}"] = cat(g("attn.to_q"), g("attn.to_k"), g("attn.to_v"), g("proj_mlp"))
+            out[f"{b}.linear2.{leaf}"] = g("proj_out")
+            out[f"{b}.modulation.lin.{leaf}"] = g("norm.linear")
+        out[f"{b}.norm.query_norm.scale"] = state[f"{d}.attn.norm_q.weight"]
+        out[f"{b}.norm.key_norm.scale"] = state[f"{d}.attn.norm_k.weight"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def diffusers_converter(inner_dim):
+    """diffusers' own convert_flux_transformer_checkpoint_to_diffusers, whose only tie to the
+    real model's size is a hard-coded `inner_dim = 3072`, made for `inner_dim` (in memory)."""
+    import inspect
+    from diffusers.loaders import single_file_utils as suf
+
+    source = inspect.getsource(suf.convert_flux_transformer_checkpoint_to_diffusers)
+    assert source.count("inner_dim = 3072") == 1
+    namespace = dict(vars(suf))
+    exec(source.replace("inner_dim = 3072", f"inner_dim = {inner_dim}"), namespace)  # noqa: S102
+    return namespace["convert_flux_transformer_checkpoint_to_diffusers"]
+
+
+def write_single_file(pipe, path):
+    """The transformer as the model repository ships it; diffusers' converter must map it back
+    to every original tensor."""
+    state = pipe.transformer.state_dict()
+    bfl = to_bfl(state)
+    save_file(bfl, path)
+    c = pipe.transformer.config
+    back = diffusers_converter(c.num_attention_heads * c.attention_head_dim)(dict(bfl))
+    assert set(back) == set(state), sorted(set(back) ^ set(state))[:5]
+    for k, v in state.items():
+        assert torch.equal(v, back[k]), k
+
+
 def requests(rng, n):
     out = []
     for i in range(n):
@@ -181,7 +254,10 @@ def main():
             r["timesteps"] = [float(x) for x in s.timesteps]
             r["average_hash"] = str(imagehash.average_hash(image))
             r["pixel_std"] = float(np.asarray(image, dtype=np.float64).std())
-        manifest["cases"].append(dict(name=case["name"], config=case, requests=reqs))
+        single = os.path.join(out, "folders", case["name"] + "-transformer.safetensors")
+        write_single_file(pipe, single)
+        manifest["cases"].append(dict(name=case["name"], config=case, requests=reqs,
+                                      transformer_single_file=os.path.basename(single)))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
 

@@ -12,13 +12,30 @@ use crate::flux::{FluxPipeline, FluxRequest};
 use crate::pipeline::{PipelineError, StableDiffusion, Txt2Img};
 
 pub enum Model {
-    StableDiffusion(StableDiffusion),
-    Flux(FluxPipeline),
+    StableDiffusion(Box<StableDiffusion>),
+    Flux(Box<FluxPipeline>),
 }
 
 /// Whether `checkpoint` is a FLUX folder.
 pub fn is_flux(checkpoint: &Path) -> bool {
     checkpoint.is_dir() && FluxConfig::is_flux_folder(checkpoint)
+}
+
+/// The FLUX folder and the transformer file, when `checkpoint` is FLUX: a folder, or the
+/// model's own transformer file with a FLUX folder as its config (given, or named like it).
+fn flux_layout<'a>(
+    checkpoint: &'a Path,
+    config_dir: Option<&'a Path>,
+) -> Option<(std::borrow::Cow<'a, Path>, Option<&'a Path>)> {
+    use std::borrow::Cow;
+    if is_flux(checkpoint) {
+        return Some((Cow::Borrowed(checkpoint), None));
+    }
+    let folder = match config_dir {
+        Some(dir) => Cow::Borrowed(dir),
+        None => Cow::Owned(checkpoint.with_extension("")),
+    };
+    (checkpoint.is_file() && is_flux(&folder)).then_some((folder, Some(checkpoint)))
 }
 
 impl Model {
@@ -31,17 +48,22 @@ impl Model {
         device: Device,
         dtype: DtypeChoice,
     ) -> Result<Self, PipelineError> {
-        if is_flux(checkpoint) {
+        if let Some((folder, transformer)) = flux_layout(checkpoint, config_dir) {
             let kind = match (dtype, device.is_cuda()) {
                 (DtypeChoice::Auto, true) => Kind::BFloat16,
                 _ => crate::resolve_dtype(device, dtype),
             };
-            return Ok(Self::Flux(FluxPipeline::load(checkpoint, device, kind)?));
+            return Ok(Self::Flux(Box::new(FluxPipeline::load_with(
+                &folder,
+                transformer,
+                device,
+                kind,
+            )?)));
         }
         let kind = crate::resolve_dtype(device, dtype);
-        Ok(Self::StableDiffusion(StableDiffusion::load(
+        Ok(Self::StableDiffusion(Box::new(StableDiffusion::load(
             checkpoint, config_dir, device, kind,
-        )?))
+        )?)))
     }
 
     /// `sd15`, `sdxl` or `flux`.

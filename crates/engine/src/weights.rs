@@ -242,19 +242,33 @@ pub type KeyMap = Arc<dyn Fn(&str) -> String + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pick {
     Whole,
-    /// Part `index` of `of` equal row blocks.
+    /// Blocks `index .. index + span` of `of` equal row blocks.
     Part {
         index: i64,
+        span: i64,
         of: i64,
     },
     Transposed,
+    /// The two row halves swapped (FLUX's original files hold (shift, scale) where diffusers
+    /// holds (scale, shift)).
+    SwapHalves,
 }
 
 const PICK_MARK: char = '#';
 
 /// The file key for part `index` of `of` row blocks of `key`.
 pub fn pick_part(key: &str, index: i64, of: i64) -> String {
-    format!("{key}{PICK_MARK}{index}/{of}")
+    pick_parts(key, index, 1, of)
+}
+
+/// The file key for blocks `index .. index + span` of `of` row blocks of `key`.
+pub fn pick_parts(key: &str, index: i64, span: i64, of: i64) -> String {
+    format!("{key}{PICK_MARK}{index}+{span}/{of}")
+}
+
+/// The file key for `key` with its row halves swapped.
+pub fn pick_swapped(key: &str) -> String {
+    format!("{key}{PICK_MARK}S")
 }
 
 /// The file key for the transpose of `key`.
@@ -270,10 +284,18 @@ impl Pick {
         };
         let pick = match pick.split_once('/') {
             _ if pick == "T" => Pick::Transposed,
-            Some((i, n)) => match (i.parse(), n.parse()) {
-                (Ok(index), Ok(of)) if index < of => Pick::Part { index, of },
-                _ => Pick::Whole,
-            },
+            _ if pick == "S" => Pick::SwapHalves,
+            Some((i, n)) => {
+                let (i, s) = i.split_once('+').unwrap_or((i, "1"));
+                match (i.parse::<i64>(), s.parse::<i64>(), n.parse::<i64>()) {
+                    (Ok(index), Ok(span), Ok(of))
+                        if index >= 0 && span >= 1 && index.saturating_add(span) <= of =>
+                    {
+                        Pick::Part { index, span, of }
+                    }
+                    _ => Pick::Whole,
+                }
+            }
             None => Pick::Whole,
         };
         (name, pick)
@@ -284,9 +306,19 @@ impl Pick {
         match self {
             Pick::Whole => Some(t),
             Pick::Transposed => (t.dim() == 2).then(|| t.transpose(0, 1).contiguous()),
-            Pick::Part { index, of } => {
+            Pick::Part { index, span, of } => {
                 let rows = t.size().first().copied()?;
-                (rows % of == 0).then(|| t.narrow(0, index * rows / of, rows / of).contiguous())
+                (rows % of == 0).then(|| {
+                    t.narrow(0, index * rows / of, span * rows / of)
+                        .contiguous()
+                })
+            }
+            Pick::SwapHalves => {
+                let rows = t.size().first().copied()?;
+                (rows % 2 == 0).then(|| {
+                    let h = t.chunk(2, 0);
+                    Tensor::cat(&[&h[1], &h[0]], 0)
+                })
             }
         }
     }
@@ -300,6 +332,10 @@ impl Pick {
             match pick {
                 Pick::Whole => out.push((name.to_string(), t)),
                 Pick::Transposed => out.push((name.to_string(), t.transpose(0, 1).contiguous())),
+                Pick::SwapHalves => {
+                    let h = t.chunk(2, 0);
+                    out.push((name.to_string(), Tensor::cat(&[&h[1], &h[0]], 0)));
+                }
                 Pick::Part { index, .. } => match parts.iter_mut().find(|(n, _)| n == name) {
                     Some((_, v)) => v.push((index, t)),
                     None => parts.push((name.to_string(), vec![(index, t)])),

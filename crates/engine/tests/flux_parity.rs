@@ -1,7 +1,8 @@
 //! FLUX.1-schnell against diffusers 0.42.1: tiny random pipelines saved by diffusers itself
 //! (scripts/parity/flux.py, run by scripts/parity/flux.sh into target/parity-flux), rendered by
-//! our engine from the folder as diffusers rendered them: the same CLIP and T5 token ids, the
-//! same schedule, at most 2/255 a channel and average-hash distance 0.
+//! our engine from the folder (and from the transformer's original single file beside it) as
+//! diffusers rendered them: the same CLIP and T5 token ids, the same schedule, at most 2/255 a
+//! channel and average-hash distance 0.
 
 use std::path::{Path, PathBuf};
 
@@ -43,9 +44,18 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
     let (mut requests, mut worst, mut long_prompts) = (0, 0u8, 0);
     for case in manifest["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let pipe = FluxPipeline::load(&dir.join("folders").join(name), Device::Cpu, Kind::Float)
+        let folder = dir.join("folders").join(name);
+        let from_folder = FluxPipeline::load(&folder, Device::Cpu, Kind::Float)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The transformer from the repository's own single file, the rest from the folder.
+        let single = dir
+            .join("folders")
+            .join(case["transformer_single_file"].as_str().unwrap());
+        let from_single = FluxPipeline::load_with(&folder, Some(&single), Device::Cpu, Kind::Float)
+            .unwrap_or_else(|e| panic!("{name} single file: {e}"));
         for (i, r) in case["requests"].as_array().unwrap().iter().enumerate() {
+            // Every request from the folder, the first also through the single file.
+            let pipe = if i == 0 { &from_single } else { &from_folder };
             let what = format!("{name} request {i}");
             let prompt = r["prompt"].as_str().unwrap();
             let (clip, t5) = pipe.token_ids(prompt).unwrap();

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod sampler;
+pub mod single_file;
 pub mod t5;
 pub mod tiny;
 pub mod tokenizer;
@@ -22,7 +23,7 @@ use crate::pipeline::PipelineError;
 use crate::tokenizer::ClipTokenizer;
 use crate::tokenizer_files::{TokenizerError, TokenizerFiles};
 use crate::vae::{Decoder, Encoder};
-use crate::weights::KeyMap;
+use crate::weights::{KeyMap, SafetensorsFile, Weights};
 use config::FluxConfig;
 use sampler::FlowMatchPlan;
 use t5::T5Encoder;
@@ -60,6 +61,17 @@ impl FluxPipeline {
     /// A diffusers FLUX folder (transformer shards, both text encoders and tokenizers, VAE,
     /// scheduler), every weight in `kind` on `device`.
     pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, PipelineError> {
+        Self::load_with(dir, None, device, kind)
+    }
+
+    /// As [`load`](Self::load), the transformer from `transformer_file` (the model's own
+    /// single file, Black Forest Labs' names) when given, the rest from the folder.
+    pub fn load_with(
+        dir: &Path,
+        transformer_file: Option<&Path>,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self, PipelineError> {
         let config = FluxConfig::from_folder(dir)?;
         let open = |sub: &str, library| -> Result<Opened, PipelineError> {
             Ok(Opened::open(&weight_files(&dir.join(sub), library)?)?)
@@ -83,12 +95,22 @@ impl FluxPipeline {
             }),
         };
         let t5_weights = t5_files.weights("text_encoder_2", t5_key, kind, device);
-        let transformer_weights = open("transformer", Library::Diffusers)?.weights(
-            "transformer",
-            same.clone(),
-            kind,
-            device,
-        );
+        let transformer_weights = match transformer_file {
+            Some(file) => Weights::from_file(
+                "transformer",
+                SafetensorsFile::open(file)?,
+                Arc::new(single_file::bfl_key),
+                "",
+                kind,
+                device,
+            ),
+            None => open("transformer", Library::Diffusers)?.weights(
+                "transformer",
+                same.clone(),
+                kind,
+                device,
+            ),
+        };
         let vae_weights = open("vae", Library::Diffusers)?.weights("vae", same, kind, device);
 
         let clip = ClipTextModel::new(&clip_weights.root(), &config.text_encoder);
