@@ -74,9 +74,11 @@ PROFILES = {
         tiny=False,
         layouts=[("fp16", "single_file"), ("fp32", "folder")],
         parity={"sd15": dict(width=512, height=512, steps=10, resolution=512),
-                "sdxl": dict(width=512, height=768, steps=8, resolution=512)},
+                "sdxl": dict(width=512, height=768, steps=8, resolution=512),
+                "flux": dict(width=512, height=384, steps=4, resolution=0)},
         speed={"sd15": dict(width=512, height=768, steps=30, requests=6),
-               "sdxl": dict(width=1024, height=1024, steps=25, requests=4)},
+               "sdxl": dict(width=1024, height=1024, steps=25, requests=4),
+               "flux": dict(width=1024, height=1024, steps=4, requests=4)},
         replicas=[1, 2],
         judges=3,
     ),
@@ -84,9 +86,11 @@ PROFILES = {
         tiny=True,
         layouts=[("fp32", "single_file"), ("fp32", "folder")],
         parity={"sd15": dict(width=64, height=128, steps=4, resolution=64),
-                "sdxl": dict(width=96, height=64, steps=4, resolution=64)},
+                "sdxl": dict(width=96, height=64, steps=4, resolution=64),
+                "flux": dict(width=64, height=48, steps=4, resolution=0)},
         speed={"sd15": dict(width=64, height=128, steps=4, requests=4),
-               "sdxl": dict(width=96, height=64, steps=4, requests=4)},
+               "sdxl": dict(width=96, height=64, steps=4, requests=4),
+               "flux": dict(width=64, height=64, steps=4, requests=4)},
         replicas=[1, 2],
         judges=2,
     ),
@@ -131,10 +135,13 @@ def make_models(args, profile, vocab):
         started = time.time()
         pipe = models.build(arch, profile["tiny"], vocab, args.device)
         info = models.save(pipe, args.work, arch)
-        loaded = models.load(arch, info["single_file"], info["folder"], torch.float16, args.device)
-        info["single_file_mismatches"] = models.check_single_file(pipe, loaded)[:20]
+        info["single_file_mismatches"] = []
+        if info["single_file"]:
+            loaded = models.load(arch, info["single_file"], info["folder"], torch.float16, args.device)
+            info["single_file_mismatches"] = models.check_single_file(pipe, loaded)[:20]
+            del loaded
         info["build_secs"] = round(time.time() - started, 1)
-        del pipe, loaded
+        del pipe
         free(args.device)
         made[arch] = info
         log(arch, "saved:", info["params"], "mismatches:", len(info["single_file_mismatches"]))
@@ -152,7 +159,12 @@ def free(device):
 # --- 2. parity -----------------------------------------------------------------------------------
 
 def parity_cases(arch, size, work):
-    """Every sampler, txt2img and img2img; seeds, prompts and guidance vary between cases."""
+    """Every sampler, txt2img and img2img; seeds, prompts and guidance vary between cases.
+    FLUX.1-schnell: txt2img with its own sampler, no guidance, 1 to 4 steps."""
+    if arch == "flux":
+        return [dict(name=f"flux-txt2img-{steps}", arch=arch, sampler="dpm++2m_karras", mode="txt2img",
+                     prompt=PROMPTS[i], negative_prompt=None, seed=2000 + 31 * i, steps=steps, guidance_scale=0.0,
+                     width=size["width"] + 16 * i, height=size["height"]) for i, steps in enumerate([1, 2, 4])]
     cases = []
     for i, sampler in enumerate(SCHEDULERS):
         for mode in ("txt2img", "img2img"):
@@ -171,6 +183,10 @@ def parity_cases(arch, size, work):
 
 
 def diffusers_image(pipe, case):
+    if case["arch"] == "flux":
+        return pipe(prompt=case["prompt"], width=case["width"], height=case["height"],
+                    num_inference_steps=case["steps"], guidance_scale=0.0, max_sequence_length=256,
+                    generator=torch.manual_seed(case["seed"])).images[0]
     base = pipe.scheduler_base
     cls, extra = SCHEDULERS[case["sampler"]]
     pipe.scheduler = cls.from_config(base, **extra)
@@ -229,7 +245,7 @@ def parity(args, profile, made):
     dtypes = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
     for arch, size in profile["parity"].items():
         cases = parity_cases(arch, size, args.work)
-        for dtype, layout in profile["layouts"]:
+        for dtype, layout in layouts(profile, arch):
             if args.remaining() < 30:
                 rows.append(dict(arch=arch, dtype=dtype, layout=layout, skipped="time budget"))
                 continue
@@ -290,11 +306,22 @@ def post(url, body, timeout):
         return json.loads(r.read())
 
 
+def layouts(profile, arch):
+    """FLUX is served from its folder, in bf16 on a GPU."""
+    if arch != "flux":
+        return profile["layouts"]
+    return [("bf16", "folder"), ("fp32", "folder")] if not profile["tiny"] else [("fp32", "folder")]
+
+
+def guidance(arch):
+    return 0.0 if arch == "flux" else 7.5
+
+
 def model_toml(name, arch, checkpoint, size):
     return (f'[models.{name}]\narch = "{arch}"\ncheckpoint = "{checkpoint}"\nscheduler = "dpm++2m_karras"\n'
             f'nsfw_filter = false\ntimeout_secs = 600.0\nmax_side = {max(size["width"], size["height"])}\n'
             f'[models.{name}.defaults]\nnum_inference_steps = {size["steps"]}\nwidth = {size["width"]}\n'
-            f'height = {size["height"]}\nguidance_scale = 7.5\n')
+            f'height = {size["height"]}\nguidance_scale = {guidance(arch)}\n')
 
 
 class Node:
@@ -345,10 +372,12 @@ def per_replica(before, after, replicas):
     return None if before is None else round((before - after) / replicas)
 
 
-def requests_for(size, count):
+def requests_for(arch, size, count):
+    negative = None if arch == "flux" else NEGATIVE
     return [dict(prompt=PROMPTS[i % len(PROMPTS)], seed=5000 + i, pipeline_type="txt2img",
                  pipeline_params=dict(num_inference_steps=size["steps"], width=size["width"], height=size["height"],
-                                      guidance_scale=7.5, negative_prompt=NEGATIVE)) for i in range(count)]
+                                      guidance_scale=guidance(arch), negative_prompt=negative))
+            for i in range(count)]
 
 
 def drive(workers, work, jobs):
@@ -413,9 +442,10 @@ def speed_diffusers(args, arch, info, size, replicas, jobs):
     started = time.time()
     pipes = []
     for _ in range(replicas):
-        pipe = models.load(arch, info["folder"], info["folder"], dtype_served(args), args.device)
-        cls, extra = SCHEDULERS["dpm++2m_karras"]
-        pipe.scheduler = cls.from_config(pipe.scheduler.config, **extra)
+        pipe = models.load(arch, info["folder"], info["folder"], dtype_served(args, arch), args.device)
+        if arch != "flux":
+            cls, extra = SCHEDULERS["dpm++2m_karras"]
+            pipe.scheduler = cls.from_config(pipe.scheduler.config, **extra)
         pipes.append(pipe)
     sync(args.device)
     load = (time.time() - started) / replicas
@@ -425,6 +455,10 @@ def speed_diffusers(args, arch, info, size, replicas, jobs):
         # A generator per request (equal to the seed's torch.manual_seed draw): threads share
         # the global one.
         generator = torch.Generator().manual_seed(job["seed"])
+        if arch == "flux":
+            return pipes[worker](prompt=job["prompt"], num_inference_steps=p["num_inference_steps"], guidance_scale=0.0,
+                                 width=p["width"], height=p["height"], max_sequence_length=256,
+                                 generator=generator).images[0]
         return pipes[worker](prompt=job["prompt"], negative_prompt=p["negative_prompt"],
                              num_inference_steps=p["num_inference_steps"], guidance_scale=p["guidance_scale"],
                              width=p["width"], height=p["height"], generator=generator).images[0]
@@ -438,14 +472,16 @@ def speed_diffusers(args, arch, info, size, replicas, jobs):
     return result, images
 
 
-def dtype_served(args):
-    return torch.float16 if args.device == "cuda" else torch.float32
+def dtype_served(args, arch):
+    if args.device != "cuda":
+        return torch.float32
+    return torch.bfloat16 if arch == "flux" else torch.float16
 
 
 def speed(args, profile, made):
     rows, endpoint_parity, kept = [], [], {}
     for arch, size in profile["speed"].items():
-        jobs = requests_for(size, size["requests"])
+        jobs = requests_for(arch, size, size["requests"])
         for replicas in profile["replicas"]:
             if args.remaining() < 60:
                 rows.append(dict(arch=arch, replicas=replicas, skipped="time budget"))
@@ -575,7 +611,7 @@ def main():
     ap.add_argument("--work", help="scratch space for the models (default: a temporary directory)")
     ap.add_argument("--vocab", default=os.path.join(HERE, "vocab"), help="CLIP's vocab.json and merges.txt")
     ap.add_argument("--budget-secs", type=float, default=330.0)
-    ap.add_argument("--only", choices=["sd15", "sdxl"], help="one architecture")
+    ap.add_argument("--only", choices=["sd15", "sdxl", "flux"], help="one architecture")
     ap.add_argument("--keep-images", action="store_true")
     ap.add_argument("--check", action="store_true", help="exit 1 when parity or the judge disagree")
     args = ap.parse_args()
@@ -597,7 +633,7 @@ def main():
                                                     text=True).stdout.strip(),
                               gpu=torch.cuda.get_device_name(0) if args.device == "cuda" else None,
                               cpu_threads=torch.get_num_threads(),
-                              served_dtype="fp16" if args.device == "cuda" else "fp32")
+                              served_dtype="fp16, FLUX bf16" if args.device == "cuda" else "fp32")
     torch.set_grad_enabled(False)
     kept = {}
     try:

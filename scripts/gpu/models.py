@@ -1,4 +1,5 @@
-"""Random-weight SD 1.5 and SDXL pipelines for the GPU proof kit, made and saved by diffusers.
+"""Random-weight SD 1.5, SDXL and FLUX.1-schnell pipelines for the GPU proof kit, made and saved
+by diffusers (FLUX as a bf16 folder only: it is served from its folder).
 
 Each model is built from diffusers' and transformers' own classes (real architectures, or tiny
 ones for the CPU smoke run), seeded, rounded to fp16 and written twice:
@@ -96,6 +97,61 @@ TINY = {
 }
 
 
+# FLUX.1-schnell at its real widths (3 072-wide blocks, 24 heads of 128, rope axes 16/56/56,
+# T5-XXL's 4 096-wide layers, CLIP-L, its 16-channel VAE) with fewer blocks: 2 double and 4
+# single instead of 19 and 38, 2 T5 layers instead of 24 (the weights of the real depth would
+# take the whole call to make and save; the work per block is the real one).
+FLUX_VAE = dict(block_out_channels=[128, 256, 512, 512], latent_channels=16, layers_per_block=2, sample_size=1024,
+                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
+                down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+ARCHS["flux"] = dict(
+    transformer=dict(num_layers=2, num_single_layers=4, attention_head_dim=128, num_attention_heads=24,
+                     joint_attention_dim=4096, pooled_projection_dim=768, axes_dims_rope=[16, 56, 56]),
+    t5=dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=2, num_heads=64),
+    vae=FLUX_VAE,
+    text_encoder=CLIP_L,
+)
+TINY["flux"] = dict(
+    transformer=dict(num_layers=1, num_single_layers=2, attention_head_dim=16, num_attention_heads=2,
+                     joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 6, 6]),
+    t5=dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4),
+    vae=dict(FLUX_VAE, block_out_channels=[32, 32, 64, 64], layers_per_block=1, norm_num_groups=32, sample_size=64),
+    text_encoder=TINY_CLIP,
+)
+
+
+def t5_tokenizer():
+    """A T5-style Unigram vocabulary (specials, the word boundary, letters, digits, some words),
+    as transformers' T5 tokenizer builds one from pieces and scores."""
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    for c in "abcdefghijklmnopqrstuvwxyz0123456789":
+        pieces += [(c, -5.0), ("▁" + c, -4.5)]
+    for w in "the of and in photo cat portrait sailor city night lighthouse bowl ramen light".split():
+        pieces.append(("▁" + w, -3.0))
+    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def build_flux(tiny, vocab_dir, device, seed=0):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    spec = (TINY if tiny else ARCHS)["flux"]
+    torch.manual_seed(seed)
+    t5_tok = t5_tokenizer()
+    bf16 = lambda m: m.to(torch.bfloat16).float()  # noqa: E731 - the values bf16 holds
+    with torch.device(device):
+        transformer = bf16(FluxTransformer2DModel(**spec["transformer"]))
+        t5 = bf16(T5EncoderModel(T5Config(vocab_size=len(t5_tok), feed_forward_proj="gated-gelu",
+                                          is_encoder_decoder=False, use_cache=False, **spec["t5"])))
+        clip = bf16(CLIPTextModel(CLIPTextConfig(**spec["text_encoder"])))
+        vae = bf16(AutoencoderKL(**spec["vae"]))
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=tokenizer(vocab_dir, "<|endoftext|>"),
+                        text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
+
+
 def scheduler_for(arch):
     """The base scheduler each repository ships (the seed swaps it per request)."""
     if arch == "sdxl":
@@ -115,6 +171,8 @@ def fp16_rounded(module):
 
 def build(arch, tiny, vocab_dir, device, seed=0):
     """A random pipeline of `arch` (fp32 values that fp16 represents exactly), on `device`."""
+    if arch == "flux":
+        return build_flux(tiny, vocab_dir, device, seed)
     spec = (TINY if tiny else ARCHS)[arch]
     torch.manual_seed(seed)
     with torch.device(device):
@@ -264,17 +322,30 @@ def save(pipe, work, name):
     """Writes the folder and the single file; answers their paths and what it took."""
     started = time.time()
     folder, single = os.path.join(work, name), os.path.join(work, name + ".safetensors")
-    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
-    save_file(single_file_state(pipe), single)
+    if name == "flux":  # FLUX is served from its folder, in bf16
+        pipe.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+        single = None
+    else:
+        pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+        save_file(single_file_state(pipe), single)
     pipe.to(torch.float32)
+    parts = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
     params = {part: sum(p.numel() for p in getattr(pipe, part).parameters())
-              for part in ("unet", "vae", "text_encoder", "text_encoder_2") if getattr(pipe, part, None) is not None}
-    return dict(folder=folder, single_file=single, params=params, file_bytes=os.path.getsize(single),
+              for part in parts if getattr(pipe, part, None) is not None}
+    size = os.path.getsize(single) if single else sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+    return dict(folder=folder, single_file=single, params=params, file_bytes=size,
                 save_secs=round(time.time() - started, 2))
 
 
 def load(arch, path, folder, dtype, device):
     """diffusers' pipeline from the single file (with the folder as its config) or the folder."""
+    if arch == "flux":
+        from diffusers import FluxPipeline
+
+        pipe = FluxPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
     cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
     extra = {} if arch == "sdxl" else dict(safety_checker=None, requires_safety_checker=False)
     if path.endswith(".safetensors"):
