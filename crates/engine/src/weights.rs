@@ -168,6 +168,8 @@ pub fn parameter_counts(
     if path.is_dir() {
         for (sub, library) in [
             ("unet", Library::Diffusers),
+            // FLUX's denoiser.
+            ("transformer", Library::Diffusers),
             ("vae", Library::Diffusers),
             ("text_encoder", Library::Transformers),
             ("text_encoder_2", Library::Transformers),
@@ -178,7 +180,7 @@ pub fn parameter_counts(
             }
             let n = files_parameter_count(&super::folder::weight_files(&dir, library)?)?;
             match sub {
-                "unet" => counts.unet += n,
+                "unet" | "transformer" => counts.unet += n,
                 "vae" => counts.vae += n,
                 _ => counts.text_encoders += n,
             }
@@ -186,6 +188,14 @@ pub fn parameter_counts(
         return Ok(counts);
     }
     let f = SafetensorsFile::open(path)?;
+    // FLUX's own transformer file: the rest of the pipeline is the folder named like it.
+    if f.contains("final_layer.linear.weight") {
+        let beside = parameter_counts(&path.with_extension(""))?;
+        return Ok(nicheimage_common::torch::ParameterCounts {
+            unet: f.parameter_count(),
+            ..beside
+        });
+    }
     for name in f.names() {
         let n = f.numel(name);
         if name.starts_with("model.diffusion_model.") {

@@ -370,6 +370,26 @@ mod tests {
     }
 
     #[test]
+    fn flux_schnell_is_built_in_and_serves_txt2img_only() {
+        let c = catalogue(&BTreeMap::new()).unwrap();
+        let flux = &c["FluxSchnell"];
+        assert_eq!(flux.arch, Arch::Flux);
+        assert_eq!(flux.defaults.num_inference_steps, Some(4));
+        assert_eq!(flux.defaults.guidance_scale, Some(0.0));
+        assert_eq!(flux.incentive_weight, 0.0);
+        let mut o = BTreeMap::new();
+        o.insert(
+            "FluxSchnell".to_string(),
+            ModelOverride {
+                pipelines: Some(vec![Pipeline::Txt2img, Pipeline::Img2img]),
+                ..Default::default()
+            },
+        );
+        let err = catalogue(&o).unwrap_err();
+        assert!(err.to_string().contains("cannot serve img2img"), "{err}");
+    }
+
+    #[test]
     fn overrides_merge_and_new_models_need_arch_and_checkpoint() {
         let mut o = BTreeMap::new();
         o.insert(

@@ -262,5 +262,18 @@ mod tests {
         assert_eq!(pipe.txt2img(&req).unwrap().data, a.data, "deterministic");
         let other = pipe.txt2img(&FluxRequest { seed: 8, ..req }).unwrap();
         assert_ne!(other.data, a.data);
+
+        // The VRAM estimate counts the transformer as the denoiser, and both text encoders.
+        let counts = crate::weights::parameter_counts(dir.path()).unwrap();
+        let transformer = crate::tiny::random_network("t", 0, |w| {
+            FluxTransformer::new(&w.root(), &transformer());
+        });
+        let n: i64 = transformer
+            .created()
+            .iter()
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(counts.unet, n as u64);
+        assert!(counts.text_encoders > 0 && counts.vae > 0, "{counts:?}");
     }
 }

@@ -120,6 +120,24 @@ mod tests {
     }
 
     #[test]
+    fn flux_schnell_needs_most_of_a_40_gb_share() {
+        // black-forest-labs/FLUX.1-schnell: transformer, VAE, CLIP-L + T5-XXL.
+        let flux = ParameterCounts {
+            unet: 11_901_408_320,
+            vae: 83_819_683,
+            text_encoders: 123_060_480 + 4_762_310_656,
+            controlnets: 0,
+            annotators: 0,
+        };
+        let gib = 1u64 << 30;
+        let e = estimate(flux, Arch::Flux, 1024, 1024, 2);
+        assert!((31.0..36.0).contains(&(e.total() as f64 / GIB)), "{e:?}");
+        assert!(check_fit("FluxSchnell", &e, 24 * gib, 1.0).is_err());
+        assert!(check_fit("FluxSchnell", &e, 80 * gib, 0.5).is_ok());
+        assert!(check_fit("FluxSchnell", &e, 80 * gib, 0.33).is_err());
+    }
+
+    #[test]
     fn the_seeds_controlnets_and_annotators_count_and_still_fit_a_third_of_an_a100() {
         let gib = 1u64 << 30;
         let with = ParameterCounts {
