@@ -17,6 +17,9 @@ OUT_DIR gets:
                              Labs' names), checked: diffusers' own converter maps it back
                              tensor for tensor
   images/<case>/<i>.png      diffusers' FluxPipeline image for request i
+  images/<case>/fp16-<i>.png and bf16-<i>.png
+                             the same in half precision (two cases, two requests each), on the
+                             CPU: what each part runs in under fp16 and bf16
   manifest.json              every case and request: prompt, seed, steps, size, both token id
                              lists, sigmas, timesteps, average hash
 
@@ -254,6 +257,18 @@ def main():
             r["timesteps"] = [float(x) for x in s.timesteps]
             r["average_hash"] = str(imagehash.average_hash(image))
             r["pixel_std"] = float(np.asarray(image, dtype=np.float64).std())
+        # Half precision on the CPU (the same libtorch kernels as ours): how diffusers and
+        # transformers hold each part in fp16 and bf16 (T5's `wo` stays f32 under fp16).
+        if case["name"] in ("flux_0", "flux_2"):
+            for dtype, torch_dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+                half = FluxPipeline.from_pretrained(folder, torch_dtype=torch_dtype, local_files_only=True)
+                half.set_progress_bar_config(disable=True)
+                for i, r in enumerate(reqs[:2]):
+                    image = half(prompt=r["prompt"], height=r["height"], width=r["width"],
+                                 num_inference_steps=r["steps"], guidance_scale=0.0, max_sequence_length=256,
+                                 generator=torch.manual_seed(r["seed"])).images[0]
+                    image.save(os.path.join(images, f"{dtype}-{i}.png"))
+                    r.setdefault("half", []).append(dtype)
         single = os.path.join(out, "folders", case["name"] + "-transformer.safetensors")
         write_single_file(pipe, single)
         manifest["cases"].append(dict(name=case["name"], config=case, requests=reqs,

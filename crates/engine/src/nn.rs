@@ -21,6 +21,18 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// The same layer held in `kind` (transformers keeps some layers in f32 under fp16).
+    pub fn to_kind(&self, kind: Kind) -> Self {
+        Self {
+            weight: self.weight.to_kind(kind),
+            bias: self.bias.as_ref().map(|b| b.to_kind(kind)),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.weight.kind()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -41,7 +41,7 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let started = std::time::Instant::now();
-    let (mut requests, mut worst, mut long_prompts) = (0, 0u8, 0);
+    let (mut requests, mut worst, mut long_prompts, mut half_requests) = (0, 0u8, 0, 0);
     for case in manifest["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let folder = dir.join("folders").join(name);
@@ -101,12 +101,54 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
             );
             worst = worst.max(max);
             requests += 1;
+            // Half precision, on the CPU as diffusers rendered it there.
+            for dtype in r["half"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let dtype = dtype.as_str().unwrap();
+                let kind = if dtype == "fp16" {
+                    Kind::Half
+                } else {
+                    Kind::BFloat16
+                };
+                let pipe = FluxPipeline::load(&folder, Device::Cpu, kind).unwrap();
+                let ours = pipe
+                    .txt2img(&FluxRequest {
+                        prompt: prompt.into(),
+                        seed: r["seed"].as_u64().unwrap(),
+                        steps,
+                        width: r["width"].as_i64().unwrap(),
+                        height: r["height"].as_i64().unwrap(),
+                    })
+                    .unwrap();
+                let png =
+                    std::fs::read(dir.join(format!("images/{name}/{dtype}-{i}.png"))).unwrap();
+                let theirs = RgbImage::from_png(&png).unwrap();
+                let max = ours
+                    .data
+                    .iter()
+                    .zip(&theirs.data)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap_or(0);
+                // Rounding in half precision can move a pixel by one level, which can flip an
+                // average-hash bit where a cell sits on the mean: at most one bit here.
+                let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
+                assert!(
+                    max <= 2 && d <= 1,
+                    "{what} in {dtype}: max diff {max}, hash distance {d}"
+                );
+                eprintln!("{what} in {dtype}: max diff {max}, hash distance {d}");
+                half_requests += 1;
+            }
         }
     }
+    assert!(
+        half_requests >= 8,
+        "{half_requests} half-precision requests"
+    );
     assert!(requests >= 16, "{requests} requests");
     assert!(long_prompts >= 1, "no prompt reached T5's 256 tokens");
     eprintln!(
-        "{requests} FLUX requests over {} pipelines: max diff {worst}/255, hash distance 0, {:.1}s",
+        "{requests} FLUX requests over {} pipelines (and {half_requests} in fp16 and bf16): max diff {worst}/255, hash distance 0, {:.1}s",
         manifest["cases"].as_array().unwrap().len(),
         started.elapsed().as_secs_f64()
     );

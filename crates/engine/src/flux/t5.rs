@@ -67,6 +67,12 @@ impl T5Encoder {
     pub fn new(w: &Scope, c: &T5Config) -> Self {
         let (d, inner) = (c.d_model, c.num_heads * c.d_kv);
         let e = w.at("encoder");
+        // transformers loads T5 in fp16 with `wo` kept in f32 (`_keep_in_fp32_modules`; not
+        // in bf16): its output, and so the residual stream from the first feed-forward on, is f32.
+        let wo_kind = match w.kind() {
+            Kind::Half => Some(Kind::Float),
+            _ => None,
+        };
         let layers = (0..c.num_layers)
             .map(|i| {
                 let block = e.at("block").at(i);
@@ -83,7 +89,13 @@ impl T5Encoder {
                     ff_norm: RmsNorm::new(&ff.at("layer_norm"), d, c.layer_norm_epsilon),
                     wi_0: Linear::new(&dense.at("wi_0"), d, c.d_ff, false),
                     wi_1: Linear::new(&dense.at("wi_1"), d, c.d_ff, false),
-                    wo: Linear::new(&dense.at("wo"), c.d_ff, d, false),
+                    wo: {
+                        let wo = Linear::new(&dense.at("wo"), c.d_ff, d, false);
+                        match wo_kind {
+                            Some(k) => wo.to_kind(k),
+                            None => wo,
+                        }
+                    },
                 }
             })
             .collect();
@@ -135,7 +147,6 @@ impl T5Encoder {
             .view([n, n, heads])
             .permute([2, 0, 1])
             .unsqueeze(0);
-        let half = x.kind() == Kind::Half;
         for l in &self.layers {
             let h = l.attention_norm.forward(&x);
             let split = |t: Tensor| t.view([b, n, heads, -1]).transpose(1, 2);
@@ -149,23 +160,21 @@ impl T5Encoder {
                 Some(1.0),
                 false,
             );
-            x = &x + l.o.forward(&attended.transpose(1, 2).reshape([b, n, -1]));
-            if half {
-                x = clamp_half(&x);
-            }
+            x = clamp_half(&x + l.o.forward(&attended.transpose(1, 2).reshape([b, n, -1])));
             let h = l.ff_norm.forward(&x);
             let h = gelu_new(&l.wi_0.forward(&h)) * l.wi_1.forward(&h);
-            x = &x + l.wo.forward(&h);
-            if half {
-                x = clamp_half(&x);
-            }
+            // `x + wo(h)` promotes to f32 when `wo` is held in f32, as in torch.
+            x = clamp_half(&x + l.wo.forward(&h.to_kind(l.wo.kind())));
         }
         self.final_norm.forward(&x)
     }
 }
 
-/// transformers keeps fp16 activations finite between T5's sublayers.
-fn clamp_half(x: &Tensor) -> Tensor {
+/// transformers keeps fp16 activations finite between T5's sublayers (f32 ones as they are).
+fn clamp_half(x: Tensor) -> Tensor {
+    if x.kind() != Kind::Half {
+        return x;
+    }
     let max = 65504.0;
     let bound = if x.isinf().any().int64_value(&[]) != 0 {
         max - 1000.0
