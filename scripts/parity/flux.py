@@ -67,6 +67,7 @@ PROMPTS = [
     "",
     " ".join(CORPUS) * 3,  # past both CLIP's 77 and T5's 256 tokens
     "a futuristic city at night, neon, flying cars, rain, reflections, cinematic, highly detailed",
+    "  a  cat\t on a\nred   sofa  ",  # runs of spaces, tabs, newlines, leading and trailing
 ]
 
 
@@ -119,6 +120,20 @@ def case_configs(rng):
     return cases
 
 
+def as_transformers_4_file(folder):
+    """Rewrites tokenizer_2/tokenizer.json the way transformers 4 wrote T5's (the file
+    FLUX.1-schnell ships): Precompiled then a space-run Replace, a plain Metaspace. transformers
+    5 rebuilds its own pipeline around the vocabulary when it loads it; ids must follow that."""
+    path = os.path.join(folder, "tokenizer_2", "tokenizer.json")
+    with open(path) as f:
+        t = json.load(f)
+    t["normalizer"] = {"type": "Sequence", "normalizers": [
+        t["normalizer"], {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+    t["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    with open(path, "w") as f:
+        json.dump(t, f, ensure_ascii=False)
+
+
 def build(case, vocab_dir, folder, t5_tokenizer_dir):
     torch.manual_seed(int(case["name"].split("_")[1]))
     t5_tokenizer = T5TokenizerFast.from_pretrained(t5_tokenizer_dir)
@@ -146,6 +161,8 @@ def build(case, vocab_dir, folder, t5_tokenizer_dir):
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tokenizer,
                         text_encoder_2=t5, tokenizer_2=t5_tokenizer, transformer=transformer)
     pipe.save_pretrained(folder, safe_serialization=True)
+    if case["name"] in ("flux_1", "flux_3"):
+        as_transformers_4_file(folder)
     return FluxPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
 
 
@@ -271,7 +288,10 @@ def main():
                     r.setdefault("half", []).append(dtype)
         single = os.path.join(out, "folders", case["name"] + "-transformer.safetensors")
         write_single_file(pipe, single)
-        manifest["cases"].append(dict(name=case["name"], config=case, requests=reqs,
+        tokens = [dict(prompt=p, clip=pipe.tokenizer(p, padding="max_length", max_length=77, truncation=True).input_ids,
+                       t5=pipe.tokenizer_2(p, padding="max_length", max_length=256, truncation=True).input_ids)
+                  for p in PROMPTS]
+        manifest["cases"].append(dict(name=case["name"], config=case, requests=reqs, tokens=tokens,
                                       transformer_single_file=os.path.basename(single)))
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)

@@ -189,7 +189,7 @@ pub fn parameter_counts(
     }
     let f = SafetensorsFile::open(path)?;
     // FLUX's own transformer file: the rest of the pipeline is the folder named like it.
-    if f.contains("final_layer.linear.weight") {
+    if super::flux::single_file::find_prefix(&f).is_some() {
         let beside = parameter_counts(&path.with_extension(""))?;
         return Ok(nicheimage_common::torch::ParameterCounts {
             unet: f.parameter_count(),

@@ -53,6 +53,13 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
             .join(case["transformer_single_file"].as_str().unwrap());
         let from_single = FluxPipeline::load_with(&folder, Some(&single), Device::Cpu, Kind::Float)
             .unwrap_or_else(|e| panic!("{name} single file: {e}"));
+        // Every prompt's ids, the folder's T5 tokenizer.json as transformers 5 or 4 wrote it.
+        for t in case["tokens"].as_array().unwrap() {
+            let prompt = t["prompt"].as_str().unwrap();
+            let (clip, t5) = from_folder.token_ids(prompt).unwrap();
+            assert_eq!(clip, ids(&t["clip"]), "{name}: CLIP ids of {prompt:?}");
+            assert_eq!(t5, ids(&t["t5"]), "{name}: T5 ids of {prompt:?}");
+        }
         for (i, r) in case["requests"].as_array().unwrap().iter().enumerate() {
             // Every request from the folder, the first also through the single file.
             let pipe = if i == 0 { &from_single } else { &from_folder };

@@ -96,14 +96,14 @@ impl FluxPipeline {
         };
         let t5_weights = t5_files.weights("text_encoder_2", t5_key, kind, device);
         let transformer_weights = match transformer_file {
-            Some(file) => Weights::from_file(
-                "transformer",
-                SafetensorsFile::open(file)?,
-                Arc::new(single_file::bfl_key),
-                "",
-                kind,
-                device,
-            ),
+            Some(file) => {
+                let file = SafetensorsFile::open(file)?;
+                // Files repackaged for ComfyUI put everything under `model.diffusion_model.`.
+                let prefix = single_file::prefix(&file);
+                let key: KeyMap =
+                    Arc::new(move |n: &str| format!("{prefix}{}", single_file::bfl_key(n)));
+                Weights::from_file("transformer", file, key, prefix, kind, device)
+            }
             None => open("transformer", Library::Diffusers)?.weights(
                 "transformer",
                 same.clone(),

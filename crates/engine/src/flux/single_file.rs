@@ -3,7 +3,22 @@
 //! modulation as (shift, scale)), read under diffusers' names, as diffusers'
 //! `convert_flux_transformer_checkpoint_to_diffusers` maps them.
 
-use crate::weights::{pick_part, pick_parts, pick_swapped};
+use crate::weights::{SafetensorsFile, pick_part, pick_parts, pick_swapped};
+
+/// Where a file holds FLUX's transformer: at the top, or under ComfyUI's `model.diffusion_model.`.
+const PREFIXES: [&str; 2] = ["", "model.diffusion_model."];
+
+/// The prefix of `file`'s transformer keys, or None when it holds no FLUX transformer.
+pub fn find_prefix(file: &SafetensorsFile) -> Option<&'static str> {
+    PREFIXES
+        .into_iter()
+        .find(|p| file.contains(&format!("{p}final_layer.linear.weight")))
+}
+
+/// [`find_prefix`], top level when there is none (the load then names what is missing).
+pub fn prefix(file: &SafetensorsFile) -> &'static str {
+    find_prefix(file).unwrap_or("")
+}
 
 /// A diffusers transformer parameter name -> the original file's key (with a pick).
 pub fn bfl_key(name: &str) -> String {

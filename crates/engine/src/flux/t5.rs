@@ -110,12 +110,14 @@ impl T5Encoder {
         }
     }
 
-    /// The bidirectional bucket of every (query, key) pair: `[n, n]` in int64.
+    /// The bidirectional bucket of every (query, key) pair: `[n, n]` in int64, computed on the
+    /// model's device as transformers computes it (the log's rounding decides buckets at the
+    /// exact powers of two).
     fn buckets(&self, n: i64) -> Tensor {
         let c = &self.config;
         let half = c.relative_attention_num_buckets / 2;
         let max_exact = half / 2;
-        let opts = (Kind::Int64, tch::Device::Cpu);
+        let opts = (Kind::Int64, self.embedding.device());
         let relative = Tensor::arange(n, opts).unsqueeze(0) - Tensor::arange(n, opts).unsqueeze(1);
         let mut buckets = relative.gt(0).to_kind(Kind::Int64) * half;
         let distance = relative.abs();
@@ -143,10 +145,11 @@ impl T5Encoder {
             .view([b, n, -1]);
         let bias = self
             .relative_bias
-            .index_select(0, &self.buckets(n).flatten(0, -1).to_device(device))
+            .index_select(0, &self.buckets(n).flatten(0, -1))
             .view([n, n, heads])
             .permute([2, 0, 1])
-            .unsqueeze(0);
+            .unsqueeze(0)
+            .contiguous();
         for l in &self.layers {
             let h = l.attention_norm.forward(&x);
             let split = |t: Tensor| t.view([b, n, heads, -1]).transpose(1, 2);

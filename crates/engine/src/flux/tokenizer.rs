@@ -1,10 +1,15 @@
 //! FLUX's T5 tokenizer: the folder's `tokenizer_2/tokenizer.json` (a SentencePiece Unigram with
-//! its Precompiled normalizer and Metaspace), read by Hugging Face's `tokenizers`, the library
-//! that wrote it and that transformers' T5TokenizerFast runs. Truncated and padded as
-//! FluxPipeline asks: `max_length` tokens, the last one `</s>`, padded with `<pad>`.
+//! its Precompiled normalizer), run by Hugging Face's `tokenizers`, the library that wrote it and
+//! that transformers' T5TokenizerFast runs. transformers 5 rebuilds the pipeline around the
+//! file's vocabulary whatever the file says (only the Precompiled normalizer kept, whitespace
+//! split then Metaspace, `$A </s>`); so do we, so that a transformers-4-era file (the one
+//! FLUX.1-schnell ships) splits spaces, tabs and newlines as a validator's transformers 5 does.
+//! Truncated and padded as FluxPipeline asks: `max_length` tokens, the last one `</s>`, padded
+//! with `<pad>`.
 
 use std::path::{Path, PathBuf};
 
+use serde_json::{Value, json};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +39,14 @@ impl T5Tokenizer {
         if size > MAX_FILE_BYTES {
             return Err(load(format!("{size} bytes is above {MAX_FILE_BYTES}")));
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|e| load(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| load(e.to_string()))?;
+        let file: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| load(e.to_string()))?;
+        let rebuilt = as_transformers_5(file).map_err(load)?;
+        let mut inner: Tokenizer = rebuilt
+            .to_string()
+            .parse()
+            .map_err(|e: tokenizers::Error| load(e.to_string()))?;
         let pad_id = inner
             .token_to_id("<pad>")
             .ok_or_else(|| load("no <pad> token".into()))?;
@@ -66,4 +78,47 @@ impl T5Tokenizer {
     pub fn max_id(&self) -> i64 {
         i64::from(self.inner.get_vocab_size(true) as u32).saturating_sub(1)
     }
+}
+
+/// transformers 5's `T5Tokenizer` pipeline around the file's Unigram vocabulary: the file's
+/// Precompiled normalizer only, whitespace split then Metaspace (`▁`, prepended, split), and
+/// `$A </s>`.
+fn as_transformers_5(mut file: Value) -> Result<Value, String> {
+    if file["model"]["type"] != "Unigram" {
+        return Err("not a Unigram (SentencePiece) model".into());
+    }
+    let normalizer = match &file["normalizer"] {
+        n if n["type"] == "Precompiled" => n.clone(),
+        n if n["type"] == "Sequence" => n["normalizers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|x| x["type"] == "Precompiled"))
+            .cloned()
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let eos = file["model"]["vocab"]
+        .as_array()
+        .and_then(|v| v.iter().position(|p| p[0] == "</s>"))
+        .ok_or("no </s> in the vocabulary")?;
+    let metaspace = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                           "split": true});
+    file["model"]["unk_id"] = json!(2);
+    file["model"]["byte_fallback"] = json!(false);
+    file["normalizer"] = normalizer;
+    file["pre_tokenizer"] = json!({"type": "Sequence",
+                                   "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]});
+    file["post_processor"] = json!({
+        "type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "</s>", "type_id": 0}},
+                 {"Sequence": {"id": "B", "type_id": 0}},
+                 {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+        "special_tokens": {"</s>": {"id": "</s>", "ids": [eos], "tokens": ["</s>"]}}
+    });
+    file["decoder"] = metaspace;
+    file["truncation"] = Value::Null;
+    file["padding"] = Value::Null;
+    Ok(file)
 }
