@@ -113,6 +113,25 @@ mod tests {
     use crate::weights::Pick;
 
     #[test]
+    fn the_transformer_is_found_at_the_top_or_under_comfyuis_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tch::Tensor::zeros([2, 2], (tch::Kind::Float, tch::Device::Cpu));
+        for (name, expected) in [
+            ("final_layer.linear.weight", Some("")),
+            (
+                "model.diffusion_model.final_layer.linear.weight",
+                Some("model.diffusion_model."),
+            ),
+            ("model.diffusion_model.out.2.weight", None),
+        ] {
+            let path = dir.path().join("t.safetensors");
+            tch::Tensor::write_safetensors(&[(name, &t)], &path).unwrap();
+            let file = SafetensorsFile::open(&path).unwrap();
+            assert_eq!(find_prefix(&file), expected, "{name}");
+        }
+    }
+
+    #[test]
     fn names_follow_diffusers_conversion() {
         assert_eq!(bfl_key("x_embedder.weight"), "img_in.weight");
         assert_eq!(
