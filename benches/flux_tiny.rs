@@ -8,7 +8,7 @@
 //! Prints median seconds per image for both and the ratio ours / diffusers (lower is better).
 
 mod common;
-use common::{median, torch_on_all_cores};
+use common::{median, python_median, torch_on_all_cores};
 
 use nicheimage_engine::flux::{FluxPipeline, FluxRequest};
 use std::path::Path;
@@ -51,22 +51,13 @@ fn main() {
                 })
                 .collect(),
         );
-        let out = Command::new(&python)
-            .arg(root.join("scripts/parity/bench_flux.py"))
-            .arg(&folder)
-            .args([size, size, 4, runs as i64, threads as i64].map(|v| v.to_string()))
-            .output()
-            .expect("run the Python reference");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let theirs = serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap_or(""))
-            .ok()
-            .and_then(|v| {
-                v["seconds"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
-            })
-            .map(median)
-            .expect("diffusers' timings");
+        let theirs = python_median(
+            Command::new(&python)
+                .arg(root.join("scripts/parity/bench_flux.py"))
+                .arg(&folder)
+                .args([size, size, 4, runs as i64, threads as i64].map(|v| v.to_string())),
+        )
+        .expect("diffusers' timings");
         println!(
             "{:<16} {ours:>12.4} {theirs:>12.4} {:>8.2}",
             format!("{size}x{size}/4"),

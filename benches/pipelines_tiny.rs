@@ -7,7 +7,7 @@
 //! Prints median seconds per image for both and the ratio ours / diffusers (lower is better).
 
 mod common;
-use common::{median, torch_on_all_cores};
+use common::{median, python_median, torch_on_all_cores};
 
 use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
 use nicheimage_engine::tiny::{write_tiny_sd15, write_tiny_sdxl};
@@ -65,27 +65,17 @@ fn main() {
                 .collect();
             let ours = median(ours);
             let theirs = python.exists().then(|| {
-                let out = Command::new(&python)
-                    .arg(root.join("scripts/parity/bench_pipeline.py"))
-                    .arg(arch)
-                    .arg(&file)
-                    .arg(dir.join(&name))
-                    .args(
-                        [size, size, steps as i64, runs as i64, threads as i64]
-                            .map(|v| v.to_string()),
-                    )
-                    .output()
-                    .expect("run the Python reference");
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let line = stdout.lines().last().unwrap_or("").to_string();
-                serde_json::from_str::<serde_json::Value>(&line)
-                    .ok()
-                    .and_then(|v| {
-                        v["seconds"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
-                    })
-                    .map(median)
+                python_median(
+                    Command::new(&python)
+                        .arg(root.join("scripts/parity/bench_pipeline.py"))
+                        .arg(arch)
+                        .arg(&file)
+                        .arg(dir.join(&name))
+                        .args(
+                            [size, size, steps as i64, runs as i64, threads as i64]
+                                .map(|v| v.to_string()),
+                        ),
+                )
             });
             let label = format!("{size}x{size}/{steps}");
             match theirs.flatten() {

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use nicheimage_common::image::RgbImage;
-use nicheimage_common::imagehash::{average_hash, distance};
+use nicheimage_common::imagehash::{Difference, difference};
 use serde_json::{Value, json};
 
 fn generated() -> Option<PathBuf> {
@@ -16,18 +16,6 @@ fn generated() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/parity-flux"));
     dir.join("manifest.json").is_file().then_some(dir)
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
-    for _ in 0..240 {
-        if let Ok(r) = client.post(url).json(body).send().await
-            && r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
-        {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    panic!("{url} never became ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,19 +59,17 @@ async fn the_endpoint_serves_flux_as_diffusers_draws_it() {
                     "height": r["height"],
                 },
             });
-            let answer: Value = post(&client, &url, &body).await.json().await.unwrap();
+            let answer: Value = common::post_when_ready(&client, &url, &body)
+                .await
+                .json()
+                .await
+                .unwrap();
             let ours = RgbImage::from_base64_png(answer["image"].as_str().unwrap()).unwrap();
             let png = std::fs::read(dir.join(format!("images/{name}/{i}.png"))).unwrap();
-            let theirs = RgbImage::from_png(&png).unwrap();
-            assert_eq!((ours.width, ours.height), (theirs.width, theirs.height));
-            let max = ours
-                .data
-                .iter()
-                .zip(&theirs.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap_or(0);
-            let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
+            let Difference {
+                max_channel: max,
+                hash_distance: d,
+            } = difference(&ours, &RgbImage::from_png(&png).unwrap()).expect("the same size");
             assert!(
                 max <= 2 && d == 0,
                 "{name} request {i}: max diff {max}, hash distance {d}"
@@ -96,7 +82,7 @@ async fn the_endpoint_serves_flux_as_diffusers_draws_it() {
             let client = client.clone();
             let url = url.clone();
             async move {
-                let r = post(&client, &url, &body).await;
+                let r = common::post_when_ready(&client, &url, &body).await;
                 (r.status(), r.text().await.unwrap())
             }
         };

@@ -131,7 +131,7 @@ fn generated() -> Option<std::path::PathBuf> {
 mod rendered {
     use super::*;
     use nicheimage_common::image::RgbImage;
-    use nicheimage_common::imagehash::{average_hash, distance};
+    use nicheimage_common::imagehash::{Difference, difference};
     use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
     use tch::{Device, Kind};
 
@@ -208,19 +208,13 @@ mod rendered {
                 };
                 let png = std::fs::read(dir.join(req["png"].as_str().unwrap())).unwrap();
                 let want = RgbImage::from_png(&png).unwrap();
-                assert_eq!(
-                    (ours.width, ours.height),
-                    (want.width, want.height),
-                    "{what}"
-                );
-                let worst = ours
-                    .data
-                    .iter()
-                    .zip(&want.data)
-                    .map(|(a, b)| a.abs_diff(*b))
-                    .max()
-                    .unwrap_or(0);
-                let distance = distance(&average_hash(&ours, 8), &average_hash(&want, 8));
+                let Some(Difference {
+                    max_channel: worst,
+                    hash_distance: distance,
+                }) = difference(&ours, &want)
+                else {
+                    panic!("{what}: not the size diffusers drew");
+                };
                 if worst > 2 || distance > 0 {
                     failures.push(format!(
                         "{what}: max difference {worst}/255, distance {distance}"

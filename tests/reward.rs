@@ -28,17 +28,7 @@ fn request(seed: u64) -> Value {
     })
 }
 
-async fn until_ok(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
-    for _ in 0..240 {
-        if let Ok(r) = client.post(url).json(body).send().await
-            && r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
-        {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    panic!("{url} never became ready");
-}
+use common::post_when_ready as until_ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_are_judged_against_the_regenerated_reference() {

@@ -30,3 +30,19 @@ pub fn torch_on_all_cores() -> usize {
     tch::set_num_threads(threads as i32);
     threads
 }
+
+/// Runs a Python reference that prints `{"seconds": [...]}` as its last line; the median.
+pub fn python_median(command: &mut std::process::Command) -> Option<f64> {
+    let out = command.output().expect("run the Python reference");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| {
+            v["seconds"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
+        })
+        .filter(|v| !v.is_empty())
+        .map(median)
+}

@@ -6,11 +6,14 @@ Called by `cargo bench --bench flux_tiny`, which times our pipeline on the same 
 """
 
 import json
+import os
 import sys
-import time
 
 import torch
 from diffusers import FluxPipeline
+
+sys.path.insert(0, os.path.dirname(__file__))
+from timing import median_seconds  # noqa: E402
 
 
 def main():
@@ -24,13 +27,8 @@ def main():
         pipe(prompt="a photo of a cat", width=width, height=height, num_inference_steps=steps, guidance_scale=0.0,
              max_sequence_length=256, generator=torch.manual_seed(seed))
 
-    once(0)  # warm-up
-    times = []
-    for i in range(runs):
-        t = time.perf_counter()
-        once(i + 1)
-        times.append(time.perf_counter() - t)
-    print(json.dumps({"seconds": times}))
+    seeds = iter(range(runs + 1))
+    print(json.dumps({"seconds": [median_seconds(lambda: once(next(seeds)), runs)]}))
 
 
 if __name__ == "__main__":

@@ -128,3 +128,21 @@ impl Headless {
 pub mod chopsticks;
 #[cfg(feature = "local-infer")]
 pub mod subnet;
+
+/// POSTs `body` until the answer is not a 503 (a node still loading its replicas), for up to
+/// a minute.
+pub async fn post_when_ready(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    for _ in 0..240 {
+        if let Ok(r) = client.post(url).json(body).send().await
+            && r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{url} never became ready");
+}

@@ -45,6 +45,33 @@ pub fn distance(a: &[bool], b: &[bool]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x != y).count()
 }
 
+/// How far apart two pictures are, as the parity suites and the GPU kit measure it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference {
+    /// The largest difference of one channel of one pixel, in levels of 255.
+    pub max_channel: u8,
+    /// The distance of their 8×8 average hashes (what the reward check compares).
+    pub hash_distance: usize,
+}
+
+/// None when the sizes differ.
+pub fn difference(a: &RgbImage, b: &RgbImage) -> Option<Difference> {
+    if (a.width, a.height) != (b.width, b.height) {
+        return None;
+    }
+    let max_channel = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0);
+    Some(Difference {
+        max_channel,
+        hash_distance: distance(&average_hash(a, 8), &average_hash(b, 8)),
+    })
+}
+
 /// ImageHash's hex form (row-major, first pixel most significant).
 pub fn to_hex(bits: &[bool]) -> String {
     let mut s = String::new();

@@ -244,24 +244,7 @@ impl StableDiffusion {
             ),
         };
         let tokenizer =
-            |sub: &str, vocab_size: i64| -> Result<Option<ClipTokenizer>, PipelineError> {
-                use super::tokenizer_files::{TokenizerError, TokenizerFiles};
-                let Some(files) = TokenizerFiles::read(&dir.join(sub))? else {
-                    return Ok(None);
-                };
-                // An id past the embedding table would index out of it.
-                if files.max_id() >= vocab_size {
-                    return Err(TokenizerError::Invalid {
-                        path: dir.join(sub),
-                        reason: format!(
-                            "token id {} is past the text encoder's {vocab_size} embeddings",
-                            files.max_id()
-                        ),
-                    }
-                    .into());
-                }
-                Ok(Some(ClipTokenizer::from_files(files)))
-            };
+            |sub: &str, vocab_size: i64| ClipTokenizer::from_folder(&dir.join(sub), vocab_size);
         let first = tokenizer("tokenizer", config.text_encoder.vocab_size)?;
         let second = match &config.text_encoder_2 {
             Some(c) => tokenizer("tokenizer_2", c.vocab_size)?,

@@ -29,6 +29,29 @@ enum Bpe {
 }
 
 impl ClipTokenizer {
+    /// The tokenizer a diffusers folder's `dir` holds; None when it holds none (the built-in
+    /// vocabulary then). Refused when one of its ids is past the text encoder's `vocab_size`
+    /// embeddings (it would index out of the table).
+    pub fn from_folder(
+        dir: &std::path::Path,
+        vocab_size: i64,
+    ) -> Result<Option<Self>, super::tokenizer_files::TokenizerError> {
+        use super::tokenizer_files::{TokenizerError, TokenizerFiles};
+        let Some(files) = TokenizerFiles::read(dir)? else {
+            return Ok(None);
+        };
+        if files.max_id() >= vocab_size {
+            return Err(TokenizerError::Invalid {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "token id {} is past the text encoder's {vocab_size} embeddings",
+                    files.max_id()
+                ),
+            });
+        }
+        Ok(Some(Self::from_files(files)))
+    }
+
     /// `pad` is what fills the sequence after `<|endoftext|>`: itself for SD 1.5, `!` (0) for
     /// SDXL's second tokenizer, whose repositories make `!` a special token (so `!!` is two).
     pub fn new(pad: i64) -> Self {

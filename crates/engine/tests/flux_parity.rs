@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use nicheimage_common::image::RgbImage;
-use nicheimage_common::imagehash::{average_hash, distance};
+use nicheimage_common::imagehash::{Difference, difference};
 use nicheimage_engine::flux::sampler::FlowMatchPlan;
 use nicheimage_engine::flux::{FluxPipeline, FluxRequest};
 use serde_json::Value;
@@ -18,6 +18,13 @@ fn generated() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/parity-flux"));
     dir.join("manifest.json").is_file().then_some(dir)
+}
+
+/// Our image against diffusers' `images/<image>.png`.
+fn against(dir: &Path, image: &str, ours: &RgbImage, what: &str) -> Difference {
+    let png = std::fs::read(dir.join(format!("images/{image}.png"))).unwrap();
+    difference(ours, &RgbImage::from_png(&png).unwrap())
+        .unwrap_or_else(|| panic!("{what}: not the size diffusers drew"))
 }
 
 fn ids(v: &Value) -> Vec<i64> {
@@ -87,21 +94,10 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
                     height: r["height"].as_i64().unwrap(),
                 })
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let png = std::fs::read(dir.join(format!("images/{name}/{i}.png"))).unwrap();
-            let theirs = RgbImage::from_png(&png).unwrap();
-            assert_eq!(
-                (ours.width, ours.height),
-                (theirs.width, theirs.height),
-                "{what}: size"
-            );
-            let max = ours
-                .data
-                .iter()
-                .zip(&theirs.data)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap_or(0);
-            let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
+            let Difference {
+                max_channel: max,
+                hash_distance: d,
+            } = against(&dir, &format!("{name}/{i}"), &ours, &what);
             assert!(
                 max <= 2 && d == 0,
                 "{what}: max diff {max}, hash distance {d}"
@@ -126,19 +122,12 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
                         height: r["height"].as_i64().unwrap(),
                     })
                     .unwrap();
-                let png =
-                    std::fs::read(dir.join(format!("images/{name}/{dtype}-{i}.png"))).unwrap();
-                let theirs = RgbImage::from_png(&png).unwrap();
-                let max = ours
-                    .data
-                    .iter()
-                    .zip(&theirs.data)
-                    .map(|(a, b)| a.abs_diff(*b))
-                    .max()
-                    .unwrap_or(0);
                 // Rounding in half precision can move a pixel by one level, which can flip an
                 // average-hash bit where a cell sits on the mean: at most one bit here.
-                let d = distance(&average_hash(&ours, 8), &average_hash(&theirs, 8));
+                let Difference {
+                    max_channel: max,
+                    hash_distance: d,
+                } = against(&dir, &format!("{name}/{dtype}-{i}"), &ours, &what);
                 assert!(
                     max <= 2 && d <= 1,
                     "{what} in {dtype}: max diff {max}, hash distance {d}"

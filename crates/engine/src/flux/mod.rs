@@ -21,7 +21,6 @@ use crate::folder::{Library, Opened, weight_files};
 use crate::image::rgb_from_decoded;
 use crate::pipeline::PipelineError;
 use crate::tokenizer::ClipTokenizer;
-use crate::tokenizer_files::{TokenizerError, TokenizerFiles};
 use crate::vae::{Decoder, Encoder};
 use crate::weights::{KeyMap, SafetensorsFile, Weights};
 use config::FluxConfig;
@@ -128,23 +127,9 @@ impl FluxPipeline {
             w.finish()?;
         }
 
-        let clip_tokenizer = match TokenizerFiles::read(&dir.join("tokenizer"))? {
-            Some(files) if files.max_id() < config.text_encoder.vocab_size => {
-                ClipTokenizer::from_files(files)
-            }
-            Some(files) => {
-                return Err(TokenizerError::Invalid {
-                    path: dir.join("tokenizer"),
-                    reason: format!(
-                        "token id {} is past the text encoder's {} embeddings",
-                        files.max_id(),
-                        config.text_encoder.vocab_size
-                    ),
-                }
-                .into());
-            }
-            None => ClipTokenizer::new(crate::tokenizer::END_OF_TEXT),
-        };
+        let clip_tokenizer =
+            ClipTokenizer::from_folder(&dir.join("tokenizer"), config.text_encoder.vocab_size)?
+                .unwrap_or_else(|| ClipTokenizer::new(crate::tokenizer::END_OF_TEXT));
         let t5_tokenizer =
             T5Tokenizer::from_file(&dir.join("tokenizer_2/tokenizer.json"), T5_TOKENS)?;
         if t5_tokenizer.max_id() >= config.text_encoder_2.vocab_size {

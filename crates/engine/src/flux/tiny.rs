@@ -89,32 +89,20 @@ fn t5_vocabulary() -> Vec<(String, f64)> {
     v
 }
 
-fn t5_tokenizer_json(vocab: &[(String, f64)]) -> Value {
+/// The tokenizer.json of that vocabulary: transformers 5's T5 pipeline around a Unigram model.
+fn t5_tokenizer_json(vocab: &[(String, f64)]) -> Result<Value, TinyError> {
     let special = |id: usize, content: &str| {
         json!({"id": id, "content": content, "single_word": false, "lstrip": false,
                "rstrip": false, "normalized": false, "special": true})
     };
-    let metaspace = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
-                           "split": true});
-    json!({
+    let file = json!({
         "version": "1.0",
-        "truncation": null,
-        "padding": null,
         "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}
-        },
-        "decoder": metaspace,
         "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": false}
+    });
+    super::tokenizer::as_transformers_5(file).map_err(|reason| TinyError::Io {
+        path: "tokenizer_2/tokenizer.json".into(),
+        source: std::io::Error::other(reason),
     })
 }
 
@@ -193,7 +181,7 @@ pub fn write_tiny_flux(dir: &Path) -> Result<(), TinyError> {
     )?;
     write_json(
         &dir.join("tokenizer_2/tokenizer.json"),
-        &t5_tokenizer_json(&vocab),
+        &t5_tokenizer_json(&vocab)?,
     )?;
 
     let parts = [

@@ -83,7 +83,7 @@ impl T5Tokenizer {
 /// transformers 5's `T5Tokenizer` pipeline around the file's Unigram vocabulary: the file's
 /// Precompiled normalizer only, whitespace split then Metaspace (`▁`, prepended, split), and
 /// `$A </s>`.
-fn as_transformers_5(mut file: Value) -> Result<Value, String> {
+pub(crate) fn as_transformers_5(mut file: Value) -> Result<Value, String> {
     if file["model"]["type"] != "Unigram" {
         return Err("not a Unigram (SentencePiece) model".into());
     }
