@@ -88,7 +88,6 @@ const MAX_REMEMBERED: usize = 4096;
 pub struct Dendrite {
     keypair: Arc<Keypair>,
     uuid: String,
-    external_ip: Option<String>,
     client: reqwest::Client,
     /// `None`: each axon is tried with the scheme it last accepted (legacy first), and a 401
     /// is retried once with the other scheme. `Some`: that scheme only.
@@ -106,7 +105,6 @@ impl Dendrite {
         Ok(Self {
             keypair,
             uuid: uuid::Uuid::new_v4().to_string(),
-            external_ip: None,
             client,
             fixed: None,
             schemes: Arc::default(),
@@ -141,12 +139,6 @@ impl Dendrite {
             uuid: uuid::Uuid::new_v4().to_string(),
             ..self.clone()
         }
-    }
-
-    /// Our public IP as we announce it in `bt_header_dendrite_ip` (informational).
-    pub fn with_external_ip(mut self, ip: String) -> Self {
-        self.external_ip = Some(ip);
-        self
     }
 
     pub fn hotkey(&self) -> &str {
@@ -300,7 +292,8 @@ impl Dendrite {
         };
         let timeout_secs = timeout.as_secs_f64();
         let dendrite = TerminalInfo {
-            ip: self.external_ip.clone(),
+            // `bt_header_dendrite_ip` is informational; the axon sees our address anyway.
+            ip: None,
             version: Some(PROTOCOL_VERSION as i64),
             nonce: Some(nonce),
             uuid: Some(self.uuid.clone()),

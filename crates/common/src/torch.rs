@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     Auto,
@@ -11,9 +12,21 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+impl DeviceChoice {
+    /// The name in configs and on command lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
 /// The pipeline's precision: `auto` is what the seed runs (fp16 on CUDA, fp32 on the CPU);
 /// the others force one (fp32 on CUDA for a parity check, bf16 where fp16 overflows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DtypeChoice {
     #[default]
@@ -21,6 +34,18 @@ pub enum DtypeChoice {
     Fp16,
     Bf16,
     Fp32,
+}
+
+impl DtypeChoice {
+    /// The name in configs and on command lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fp16 => "fp16",
+            Self::Bf16 => "bf16",
+            Self::Fp32 => "fp32",
+        }
+    }
 }
 
 /// What libtorch says about this machine, probed once at start-up.

@@ -450,7 +450,8 @@ mod tests {
 }
 
 /// Which annotator network a random full-size checkpoint is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum AnnotatorNet {
     Midas,
     Normalbae,

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub const NEGATIVE_PROMPT: &str = "out of frame, nude, duplicate, watermark, signature, mutated, text, blurry, \
 worst quality, low quality, artificial, texture artifacts, jpeg artifacts";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     Sd15,

@@ -3,27 +3,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
 use nicheimage_common::scheduler::SchedulerKind;
 use nicheimage_common::torch::{DeviceChoice, DtypeChoice};
 
-#[derive(Debug, Clone, PartialEq, Args)]
+// The parsing half (clap's derive) exists with the `cli` feature, which the binary enables.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ReplicaArgs {
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub checkpoint: PathBuf,
-    #[arg(long = "config-dir")]
+    #[cfg_attr(feature = "cli", arg(long = "config-dir"))]
     pub config_dir: Option<PathBuf>,
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub scheduler: SchedulerKind,
-    #[arg(long, value_enum)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub device: DeviceChoice,
-    #[arg(long, value_enum, default_value_t = DtypeChoice::Auto)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = DtypeChoice::Auto))]
     pub dtype: DtypeChoice,
     /// The NSFW classifier folder; images it flags are blacked out.
-    #[arg(long = "nsfw-classifier")]
+    #[cfg_attr(feature = "cli", arg(long = "nsfw-classifier"))]
     pub nsfw_classifier: Option<PathBuf>,
     /// The seed's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
-    #[arg(long = "controlnet-dir")]
+    #[cfg_attr(feature = "cli", arg(long = "controlnet-dir"))]
     pub controlnet_dir: Option<PathBuf>,
 }
 
@@ -32,11 +33,7 @@ impl ReplicaArgs {
     /// a path that starts with `-` is not taken for a flag).
     pub fn to_args(&self) -> Vec<String> {
         let path = |flag: &str, p: &PathBuf| format!("{flag}={}", p.display());
-        let name = |v: Option<clap::builder::PossibleValue>| {
-            v.map_or_else(String::new, |v| v.get_name().to_string())
-        };
-        let device = name(self.device.to_possible_value());
-        let dtype = name(self.dtype.to_possible_value());
+        let (device, dtype) = (self.device.name(), self.dtype.name());
         let mut args = vec![
             "replica".to_string(),
             path("--checkpoint", &self.checkpoint),
@@ -57,7 +54,7 @@ impl ReplicaArgs {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
     use clap::Parser;

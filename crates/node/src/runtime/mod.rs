@@ -108,10 +108,6 @@ impl Runtime {
         self.channel.sender.clone()
     }
 
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Adds a component to supervise. Names route commands and label the state, so a second
     /// component with a name already taken is refused.
     pub fn add(&mut self, component: Arc<dyn Component>) -> Result<&mut Self, DuplicateComponent> {
