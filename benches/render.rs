@@ -62,7 +62,7 @@ fn big_state() -> NodeState {
                 .map(|uid| RoundOutcome {
                     uid,
                     model: "RealisticVision".into(),
-                    pipeline: "txt2img".into(),
+                    pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     reward: Some(f64::from(uid % 2)),
                     reason: "hash distance 3 (match); 2.10 s → 0.998".into(),
                     latency_ms: Some(2100 + u64::from(uid)),

@@ -6,7 +6,6 @@ use nicheimage_common::image::RgbImage;
 use nicheimage_engine::pipeline::{Img2Img, StableDiffusion, Txt2Img};
 use nicheimage_engine::tiny::write_tiny_sd15;
 use serde_json::{Value, json};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,13 +13,8 @@ use std::time::{Duration, Instant};
 /// These tests start several processes each; on a 2-core CI machine they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::free_port;
 
 struct Node {
     child: Child,

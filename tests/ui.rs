@@ -467,7 +467,7 @@ fn devnet_state() -> NodeState {
             last_round: vec![
                 RoundOutcome {
                     uid: 1,
-                    pipeline: "txt2img".into(),
+                    pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.9998),
                     reason: "hash distance 0 ≤ 6 → 1; 0.31 s → 0.9998".into(),
@@ -475,7 +475,7 @@ fn devnet_state() -> NodeState {
                 },
                 RoundOutcome {
                     uid: 2,
-                    pipeline: "txt2img".into(),
+                    pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.0),
                     reason: "hash distance 31 > 6 → 0".into(),
@@ -483,7 +483,7 @@ fn devnet_state() -> NodeState {
                 },
                 RoundOutcome {
                     uid: 3,
-                    pipeline: "txt2img".into(),
+                    pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.0),
                     reason: "timeout (4.0 s)".into(),

@@ -6,6 +6,7 @@ use super::app::{SortBy, UiState};
 use super::keymap::{Action, key_for};
 use super::theme::Theme;
 use super::widgets::block;
+use nicheimage_node::catalogue::Pipeline;
 use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsStatus};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
@@ -182,9 +183,9 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
                 Cell::from(latency),
                 Cell::from(reward).style(style),
                 // txt2img is the common case; other pipelines are named.
-                Cell::from(l.last.map_or(String::new(), |o| match o.pipeline.as_str() {
-                    "txt2img" | "" => o.reason.clone(),
-                    other => format!("[{other}] {}", o.reason),
+                Cell::from(l.last.map_or(String::new(), |o| match o.pipeline {
+                    Pipeline::Txt2img => o.reason.clone(),
+                    other => format!("[{}] {}", other.name(), o.reason),
                 })),
             ])
             .style(text)

@@ -21,12 +21,26 @@ impl Drop for Headless {
     }
 }
 
+/// A loopback port nothing listens on, for a node this test starts. Taken below the kernel's
+/// ephemeral range (32768 and up), where the test's own outgoing connections and other
+/// `bind(0)`s cannot take it between this check and the node's bind, and never the same twice
+/// in one test process (tests run in parallel).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each test process starts at its own offset in 20000..32000.
+    let base = 20_000 + (std::process::id() % 400) * 30;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
 }
 
 /// Runs `nicheimage-tui <args> --no-ui --config <dir>/config.toml` with `config` written there.

@@ -284,8 +284,8 @@ impl Serialize for WeightsStatus {
 pub struct RoundOutcome {
     pub uid: u16,
     pub model: String,
-    /// What the miner was asked: txt2img, img2img, controlnet_txt2img.
-    pub pipeline: String,
+    /// What the miner was asked (txt2img when a conditional image could not be had).
+    pub pipeline: crate::catalogue::Pipeline,
     pub reward: Option<f64>,
     pub reason: String,
     /// How long the miner took to answer (None when not asked, e.g. the judge failed first).

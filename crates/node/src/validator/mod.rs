@@ -408,7 +408,8 @@ impl Validator {
                             outcomes.push(RoundOutcome {
                                 uid: *uid,
                                 model: model.name.clone(),
-                                pipeline: challenge.pipeline_type.clone(),
+                                pipeline: Pipeline::parse(&challenge.pipeline_type)
+                                    .unwrap_or(pipeline),
                                 reward: None,
                                 reason: e.clone(),
                                 latency_ms: None,
@@ -450,7 +451,7 @@ impl Validator {
                     outcomes.push(RoundOutcome {
                         uid: *uid,
                         model: model.name.clone(),
-                        pipeline: challenge.pipeline_type.clone(),
+                        pipeline: Pipeline::parse(&challenge.pipeline_type).unwrap_or(pipeline),
                         reward: Some(reward),
                         reason,
                         latency_ms: Some(latency_ms),
