@@ -140,7 +140,7 @@ def build_flux(tiny, vocab_dir, device, seed=0):
     spec = (TINY if tiny else ARCHS)["flux"]
     torch.manual_seed(seed)
     t5_tok = t5_tokenizer()
-    bf16 = lambda m: m.to(torch.bfloat16).float()  # noqa: E731 - the values bf16 holds
+    bf16 = lambda m: rounded(m, torch.bfloat16)  # noqa: E731 - FLUX's files are bf16
     with torch.device(device):
         transformer = bf16(FluxTransformer2DModel(**spec["transformer"]))
         t5 = bf16(T5EncoderModel(T5Config(vocab_size=len(t5_tok), feed_forward_proj="gated-gelu",
@@ -164,9 +164,9 @@ def tokenizer(vocab_dir, pad):
                          pad_token=pad, model_max_length=77)
 
 
-def fp16_rounded(module):
-    """The weights as the fp16 files hold them, kept in fp32 (so every layout holds the same)."""
-    return module.half().float()
+def rounded(module, dtype=torch.float16):
+    """The weights as `dtype` files hold them, kept in fp32 (so every layout holds the same)."""
+    return module.to(dtype).float()
 
 
 def build(arch, tiny, vocab_dir, device, seed=0):
@@ -176,13 +176,13 @@ def build(arch, tiny, vocab_dir, device, seed=0):
     spec = (TINY if tiny else ARCHS)[arch]
     torch.manual_seed(seed)
     with torch.device(device):
-        unet = fp16_rounded(UNet2DConditionModel(**spec["unet"]))
-        vae = fp16_rounded(AutoencoderKL(**spec["vae"]))
-        text_encoder = fp16_rounded(CLIPTextModel(CLIPTextConfig(**spec["text_encoder"])))
+        unet = rounded(UNet2DConditionModel(**spec["unet"]))
+        vae = rounded(AutoencoderKL(**spec["vae"]))
+        text_encoder = rounded(CLIPTextModel(CLIPTextConfig(**spec["text_encoder"])))
         parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, scheduler=scheduler_for(arch),
                      tokenizer=tokenizer(vocab_dir, "<|endoftext|>"))
         if arch == "sdxl":
-            parts["text_encoder_2"] = fp16_rounded(
+            parts["text_encoder_2"] = rounded(
                 CLIPTextModelWithProjection(CLIPTextConfig(**spec["text_encoder_2"])))
             parts["tokenizer_2"] = tokenizer(vocab_dir, "!")
             return StableDiffusionXLPipeline(**parts)

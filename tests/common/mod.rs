@@ -29,13 +29,10 @@ pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     // Each test process starts at its own offset in 20000..32000.
-    let base = 20_000 + (std::process::id() % 400) * 30;
+    let offset = (std::process::id() % 400) * 30;
     for _ in 0..12_000 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (base - 20_000 + n) % 12_000;
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
+        let port = 20_000 + ((offset + n) % 12_000) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

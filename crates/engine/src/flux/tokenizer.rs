@@ -76,7 +76,9 @@ impl T5Tokenizer {
 
     /// The largest id it can produce (checked against the encoder's embedding table).
     pub fn max_id(&self) -> i64 {
-        i64::from(self.inner.get_vocab_size(true) as u32).saturating_sub(1)
+        i64::try_from(self.inner.get_vocab_size(true))
+            .unwrap_or(i64::MAX)
+            .saturating_sub(1)
     }
 }
 
