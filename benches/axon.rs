@@ -30,11 +30,13 @@ const PY_SEED: &str = "0x3333333333333333333333333333333333333333333333333333333
 struct Echo;
 
 impl Handler<ImageGenerating> for Echo {
+    type Error = std::io::Error;
+
     fn forward(
         self: Arc<Self>,
         _: Caller,
         synapse: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move { Ok(synapse) }.boxed()
     }
 }

@@ -49,8 +49,19 @@ pub struct Cli {
     pub command: Option<Role>,
 }
 
+/// A `--for` value that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("`{0}` is not a duration like 60s, 5m or 1h")]
+    NotANumber(String),
+    #[error("`{0}`: unit must be ms, s, m or h")]
+    Unit(String),
+    #[error("`{0}` must be positive")]
+    NotPositive(String),
+}
+
 /// `90`, `90s`, `2m`, `1h`, `1.5m`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, BadDuration> {
     let t = text.trim();
     let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => t.split_at(i),
@@ -59,16 +70,16 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let n: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 60s, 5m or 1h"))?;
+        .map_err(|_| BadDuration::NotANumber(text.to_string()))?;
     let scale = match unit {
         "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+        _ => return Err(BadDuration::Unit(text.to_string())),
     };
     if !(n.is_finite() && n > 0.0) {
-        return Err(format!("`{text}` must be positive"));
+        return Err(BadDuration::NotPositive(text.to_string()));
     }
     Ok(std::time::Duration::from_secs_f64(n * scale))
 }

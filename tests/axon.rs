@@ -18,14 +18,16 @@ use serde_json::Value;
 struct Slow;
 
 impl Handler<ImageGenerating> for Slow {
+    type Error = std::io::Error;
+
     fn forward(
         self: Arc<Self>,
         _: Caller,
         mut s: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move {
             if s.prompt == "fail" {
-                return Err("generation failed: out of memory".into());
+                return Err(std::io::Error::other("generation failed: out of memory"));
             }
             tokio::time::sleep(Duration::from_millis(s.seed.max(0) as u64)).await;
             s.image = Value::String("done".into());
@@ -429,15 +431,17 @@ struct Known {
 }
 
 impl Handler<ImageGenerating> for Known {
-    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+    type Error = std::io::Error;
+
+    fn admissible(&self, hotkey: &str) -> Result<(), std::io::Error> {
         if hotkey == self.known {
             Ok(())
         } else {
-            Err("Unrecognized hotkey".into())
+            Err(std::io::Error::other("Unrecognized hotkey"))
         }
     }
 
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), std::io::Error> {
         self.admissible(&caller.hotkey)
     }
 
@@ -445,7 +449,7 @@ impl Handler<ImageGenerating> for Known {
         self: Arc<Self>,
         _: Caller,
         mut s: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move {
             s.image = Value::String("done".into());
             Ok(s)

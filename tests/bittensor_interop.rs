@@ -39,11 +39,13 @@ struct Miner {
 }
 
 impl Handler<ImageGenerating> for Miner {
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+    type Error = std::io::Error;
+
+    fn blacklist(&self, caller: &Caller) -> Result<(), std::io::Error> {
         if caller.hotkey == self.allowed {
             Ok(())
         } else {
-            Err("Unrecognized hotkey".into())
+            Err(std::io::Error::other("Unrecognized hotkey"))
         }
     }
 
@@ -51,7 +53,7 @@ impl Handler<ImageGenerating> for Miner {
         self: Arc<Self>,
         _: Caller,
         mut synapse: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move {
             synapse.image = Value::String(format!("rust:{}", synapse.prompt));
             Ok(synapse)

@@ -966,11 +966,13 @@ fn nonce_checks_never_panic_on_extreme_values() {
 struct Echo;
 
 impl Handler<ImageGenerating> for Echo {
+    type Error = std::io::Error;
+
     fn forward(
         self: Arc<Self>,
         _: Caller,
         synapse: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move { Ok(synapse) }.boxed()
     }
 }
@@ -1728,7 +1730,7 @@ fn generate_bodies_with_lying_conditional_images_are_refused_quickly() {
 /// What the reward service does with a batch body: [`reward::parse_batch`], then each miner's
 /// `image` judged against `reference` (a stand-in for the regenerated one).
 fn reward_batch(body: &[u8], model: &ModelSpec, reference: &str) -> Result<Vec<Verdict>, String> {
-    let batch = nicheimage_node::reward::parse_batch(body, model)?;
+    let batch = nicheimage_node::reward::parse_batch(body, model).map_err(|e| e.to_string())?;
     let images: Vec<Option<&str>> = batch.miner_images.iter().map(|i| i.as_deref()).collect();
     judge::judge_batch(reference, &images).map_err(|e| e.to_string())
 }
@@ -2054,7 +2056,10 @@ fn proxy_keys_and_legacy_credentials_never_panic() {
 }
 
 /// What the proxy makes of a body: its parser, then the synapse it sends to miners.
-fn proxy_body(body: &[u8], model: &ModelSpec) -> Result<ImageGenerating, String> {
+fn proxy_body(
+    body: &[u8],
+    model: &ModelSpec,
+) -> Result<ImageGenerating, nicheimage_node::proxy::handler::BadRequest> {
     use nicheimage_node::proxy::handler::{build_synapse, parse_body};
     let payload = parse_body(body)?.payload;
     build_synapse(

@@ -213,14 +213,16 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         .await
         .unwrap_err();
     assert!(
-        err.starts_with("HTTP 400") && err.contains("score is 0"),
+        matches!(&err, nicheimage_common::http::ServiceError::Refused { status, detail, .. }
+            if status.as_u16() == 400 && detail.contains("score is 0")),
         "{err}"
     );
     // The organic check catches uid 3's wrong image and scores it 0.
     let wrong = json!({"payload": {"model_name": "Tiny", "prompt": "a boat"}, "miner_uid": 3});
     let err = client::request(&http, &url, &owner, &wrong, long)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("organic check failed"), "{err}");
     assert_eq!(
         validator.book().uids[&3]
@@ -293,7 +295,8 @@ async fn the_proxy_serves_owners_refuses_strangers_checks_miners_and_counts_ever
         }
     });
     let answers = futures::future::join_all(requests).await;
-    let lost: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    let lost: Vec<&nicheimage_common::http::ServiceError> =
+        answers.iter().filter_map(|a| a.as_ref().err()).collect();
     assert!(
         lost.is_empty(),
         "{} lost: {:?}",

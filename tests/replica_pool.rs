@@ -7,7 +7,7 @@ use nicheimage_node::config::SupervisorConfig;
 use nicheimage_node::replica::protocol::GenerateJob;
 use nicheimage_node::replica::{JobError, Pool, PoolConfig, ReplicaCommand};
 use nicheimage_node::runtime::event::ReplicaStatus;
-use nicheimage_node::runtime::{EventChannel, Node, NodeState, Runtime};
+use nicheimage_node::runtime::{EventChannel, Node, NodeState, NotReady, Runtime};
 use std::time::{Duration, Instant};
 
 async fn until(node: &Node, what: &str, pred: impl Fn(&NodeState) -> bool) {
@@ -394,7 +394,9 @@ async fn a_model_that_cannot_load_is_failed_with_its_reason_and_retried_slowly()
     let mut state = (*node.snapshot()).clone();
     state.endpoint = Some(Default::default());
     assert_eq!(
-        state.readiness().map_err(|e| e.contains("1 failing")),
+        state
+            .readiness()
+            .map_err(|e| matches!(e, NotReady::NoReplica { failing: 1, .. })),
         Err(true),
         "/readyz says why"
     );

@@ -52,21 +52,23 @@ struct Miner {
 }
 
 impl Miner {
-    fn rule(&self, hotkey: &str) -> Result<(), String> {
+    fn rule(&self, hotkey: &str) -> Result<(), std::io::Error> {
         match self.stakes.get(hotkey) {
-            None => Err("Unrecognized hotkey".into()),
-            Some(stake) if *stake < 100.0 => Err("Not enough stake".into()),
+            None => Err(std::io::Error::other("Unrecognized hotkey")),
+            Some(stake) if *stake < 100.0 => Err(std::io::Error::other("Not enough stake")),
             Some(_) => Ok(()),
         }
     }
 }
 
 impl Handler<ImageGenerating> for Miner {
-    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+    type Error = std::io::Error;
+
+    fn admissible(&self, hotkey: &str) -> Result<(), std::io::Error> {
         self.rule(hotkey)
     }
 
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), std::io::Error> {
         self.rule(&caller.hotkey)
     }
 
@@ -74,7 +76,7 @@ impl Handler<ImageGenerating> for Miner {
         self: Arc<Self>,
         caller: Caller,
         mut synapse: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move {
             synapse.image = Value::String(format!("rust:{}:{}", caller.hotkey, synapse.prompt));
             Ok(synapse)

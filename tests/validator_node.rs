@@ -57,7 +57,8 @@ async fn the_validator_serves_its_proxy_and_its_state_survives_kill_9() {
     .await
     .unwrap_err();
     assert!(
-        err.starts_with("HTTP 503") && err.contains("no miner with a non-zero score"),
+        matches!(&err, nicheimage_common::http::ServiceError::Refused { status, detail, .. }
+            if status.as_u16() == 503 && detail.contains("no miner with a non-zero score")),
         "{err}"
     );
     let v = node.status_where("the failure counted", |v| {

@@ -39,16 +39,16 @@ pub fn run(a: &ProxyClientArgs, config: &Config) -> CommandResult {
         &body,
         Duration::from_secs(a.timeout),
     ));
-    let written = answer.and_then(|image| {
+    let image = answer.map_err(CommandError::failed)?;
+    let png = {
         use base64::Engine;
-        let png = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(image.trim())
-            .map_err(|e| format!("the answer is not base64: {e}"))?;
-        std::fs::write(&a.out, &png)
-            .map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
-        Ok(png.len())
-    });
-    let bytes = written.map_err(CommandError::Failed)?;
+            .map_err(|e| CommandError::failed(format!("the answer is not base64: {e}")))?
+    };
+    std::fs::write(&a.out, &png)
+        .map_err(|e| CommandError::failed(format!("cannot write {}: {e}", a.out.display())))?;
+    let bytes = png.len();
     println!(
         "{} ({bytes} bytes) in {:.2} s",
         a.out.display(),

@@ -40,26 +40,32 @@ pub async fn set(
     signer: &Keypair,
     request: &SetRequest,
     commits: &Path,
-) -> Result<String, String> {
+) -> Result<String, WeightsCommandError> {
     let SetRequest {
         netuid,
         version_key,
         wait,
         ..
     } = *request;
-    let (uids, weights) =
-        normalize_for_emit(&request.uids, &request.weights).map_err(|e| e.to_string())?;
+    let (uids, weights) = normalize_for_emit(&request.uids, &request.weights)?;
     if uids.is_empty() {
-        return Err("every weight is 0: nothing to set".into());
+        return Err(WeightsCommandError::AllZero);
     }
-    let hyper = chain.hyperparams(netuid).await.map_err(text)?;
+    let hyper = chain
+        .hyperparams(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
     let version_key = version_key.unwrap_or(hyper.weights_version_key);
-    match chain.weights_mode(netuid).await.map_err(text)? {
+    match chain
+        .weights_mode(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?
+    {
         WeightsMode::Plain { call } => {
             chain
                 .set_weights(signer, netuid, uids.clone(), weights, version_key)
                 .await
-                .map_err(text)?;
+                .map_err(WeightsCommandError::Chain)?;
             Ok(format!(
                 "set {} weights on subnet {netuid} with {call} (commit-reveal is off)",
                 uids.len()
@@ -69,7 +75,7 @@ pub async fn set(
             let pending = chain
                 .commit_weights(signer, netuid, uids, weights, version_key)
                 .await
-                .map_err(text)?;
+                .map_err(WeightsCommandError::Chain)?;
             let mut all = load_pending(commits)?;
             all.push(pending.clone());
             save_pending(commits, &all)?;
@@ -99,7 +105,7 @@ pub async fn set(
             let c = chain
                 .commit_timelocked(signer, netuid, uids, weights, version_key)
                 .await
-                .map_err(text)?;
+                .map_err(WeightsCommandError::Chain)?;
             kept.push(c.clone());
             let drop = kept.len().saturating_sub(TIMELOCKED_KEPT);
             kept.drain(..drop);
@@ -119,16 +125,22 @@ pub async fn set(
 
 /// Waits until a hash commit's reveal window is open (by the chain's epochs where it keys
 /// commits by epoch, else by the blocks it stored).
-async fn wait_for_window(chain: &SubtensorChain, pending: &PendingCommit) -> Result<(), String> {
+async fn wait_for_window(
+    chain: &SubtensorChain,
+    pending: &PendingCommit,
+) -> Result<(), WeightsCommandError> {
     loop {
-        let now = chain.block().await.map_err(text)?;
-        let epoch = chain.epoch(pending.netuid).await.map_err(text)?;
+        let now = chain.block().await.map_err(WeightsCommandError::Chain)?;
+        let epoch = chain
+            .epoch(pending.netuid)
+            .await
+            .map_err(WeightsCommandError::Chain)?;
         match pending
             .window_at(Some(&epoch))
             .unwrap_or_else(|| pending.window(now))
         {
             Window::Open => return Ok(()),
-            Window::Expired => return Err(format!("the window closed at block {now}")),
+            Window::Expired => return Err(WeightsCommandError::WindowClosed(now)),
             Window::NotYet => {}
         }
         eprintln!(
@@ -146,9 +158,12 @@ pub async fn reveal(
     signer: &Keypair,
     netuid: u16,
     commits: &Path,
-) -> Result<String, String> {
-    let block = chain.block().await.map_err(text)?;
-    let epoch = chain.epoch(netuid).await.map_err(text)?;
+) -> Result<String, WeightsCommandError> {
+    let block = chain.block().await.map_err(WeightsCommandError::Chain)?;
+    let epoch = chain
+        .epoch(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
     let mut kept = Vec::new();
     let mut said = Vec::new();
     for pending in load_pending(commits)? {
@@ -206,13 +221,28 @@ pub async fn status(
     netuid: u16,
     commits: &Path,
     json: bool,
-) -> Result<String, String> {
-    let block = chain.block().await.map_err(text)?;
-    let hyper = chain.hyperparams(netuid).await.map_err(text)?;
-    let mode = chain.weights_mode(netuid).await.map_err(text)?;
-    let epoch = chain.epoch(netuid).await.map_err(text)?;
-    let period = chain.reveal_period_epochs(netuid).await.map_err(text)?;
-    let graph = chain.metagraph(netuid).await.map_err(text)?;
+) -> Result<String, WeightsCommandError> {
+    let block = chain.block().await.map_err(WeightsCommandError::Chain)?;
+    let hyper = chain
+        .hyperparams(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
+    let mode = chain
+        .weights_mode(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
+    let epoch = chain
+        .epoch(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
+    let period = chain
+        .reveal_period_epochs(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
+    let graph = chain
+        .metagraph(netuid)
+        .await
+        .map_err(WeightsCommandError::Chain)?;
     let me = graph.by_hotkey(hotkey.ss58());
     let on_chain = chain
         .weight_commits(netuid, &hotkey.public_bytes())
@@ -222,7 +252,7 @@ pub async fn status(
             ChainError::Unsupported(_) => Ok(Vec::new()),
             other => Err(other),
         })
-        .map_err(text)?;
+        .map_err(WeightsCommandError::Chain)?;
     let kept = load_pending(commits)?;
     let mut pending = Vec::new();
     for c in &on_chain {
@@ -349,8 +379,19 @@ pub async fn status(
     Ok(lines.join("\n"))
 }
 
-fn text(e: ChainError) -> String {
-    e.to_string()
+/// Why a `weights` command did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsCommandError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Kept(#[from] nicheimage_bittensor::chain::commit::KeptError),
+    #[error(transparent)]
+    Weights(#[from] nicheimage_bittensor::chain::weights::WeightsError),
+    #[error("every weight is 0: nothing to set")]
+    AllZero,
+    #[error("the window closed at block {0}")]
+    WindowClosed(u64),
 }
 
 /// `weights set | reveal | status` against the configured subtensor node.
@@ -397,6 +438,6 @@ pub fn run(action: &WeightsAction, config: &Config) -> CommandResult {
             }
         }
     });
-    println!("{}", done.map_err(CommandError::Failed)?);
+    println!("{}", done.map_err(CommandError::failed)?);
     Ok(())
 }

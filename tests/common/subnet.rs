@@ -41,15 +41,17 @@ pub struct TestMiner {
 }
 
 impl Handler<ImageGenerating> for TestMiner {
+    type Error = std::io::Error;
+
     /// As a real miner's blacklist: only the subnet's validator (uid 0) is served.
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+    fn blacklist(&self, caller: &Caller) -> Result<(), std::io::Error> {
         if caller.hotkey == key(1).ss58() {
             Ok(())
         } else {
-            Err(format!(
+            Err(std::io::Error::other(format!(
                 "{} is not a validator of this subnet",
                 caller.hotkey
-            ))
+            )))
         }
     }
 
@@ -57,7 +59,7 @@ impl Handler<ImageGenerating> for TestMiner {
         self: Arc<Self>,
         _: Caller,
         mut s: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, std::io::Error>> {
         async move {
             if !s.request_dict.is_empty() {
                 s.response_dict
@@ -77,7 +79,12 @@ impl Handler<ImageGenerating> for TestMiner {
                     return Ok(s);
                 }
             }
-            s.image = Value::String(self.endpoint.generate(&request).await?);
+            s.image = Value::String(
+                self.endpoint
+                    .generate(&request)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            );
             Ok(s)
         }
         .boxed()

@@ -53,27 +53,31 @@ pub struct Caller {
 
 /// An axon route's hooks for one synapse type.
 pub trait Handler<S: Synapse>: Send + Sync + 'static {
-    /// `Err(reason)` refuses with 403, before the body is read (legacy requests) or once the
+    /// Why a caller is turned away or forwarding failed; its `Display` is the reason the caller
+    /// reads (403 from the two checks, 500 from `forward`).
+    type Error: std::error::Error + Send + 'static;
+
+    /// `Err` refuses with 403, before the body is read (legacy requests) or once the
     /// signature over the body verified (btauth/1).
-    fn blacklist(&self, _caller: &Caller) -> Result<(), String> {
+    fn blacklist(&self, _caller: &Caller) -> Result<(), Self::Error> {
         Ok(())
     }
     /// A check of a hotkey that is claimed but not verified yet, which must change nothing
-    /// (no counters, no rate windows): `Err(reason)` refuses a btauth/1 request with 403 before
-    /// its body is read, so strangers cost no body reads.
-    fn admissible(&self, _hotkey: &str) -> Result<(), String> {
+    /// (no counters, no rate windows): `Err` refuses a btauth/1 request with 403 before its
+    /// body is read, so strangers cost no body reads.
+    fn admissible(&self, _hotkey: &str) -> Result<(), Self::Error> {
         Ok(())
     }
     /// Higher is admitted first when the handler slots are busy.
     fn priority(&self, _caller: &Caller, _synapse: &S) -> f64 {
         0.0
     }
-    /// The answer, or an error message (500).
+    /// The answer, or why there is none (500).
     fn forward(
         self: Arc<Self>,
         caller: Caller,
         synapse: S,
-    ) -> BoxFuture<'static, Result<S, String>>;
+    ) -> BoxFuture<'static, Result<S, Self::Error>>;
 }
 
 /// A refusal: the status code and the reason the caller reads.
@@ -101,9 +105,10 @@ impl Failure {
     }
 }
 
+/// A handler with its synapse type erased: refusals arrive as the 403 they become.
 trait Route: Send + Sync {
-    fn blacklist(&self, caller: &Caller) -> Result<(), String>;
-    fn admissible(&self, hotkey: &str) -> Result<(), String>;
+    fn blacklist(&self, caller: &Caller) -> Result<(), Failure>;
+    fn admissible(&self, hotkey: &str) -> Result<(), Failure>;
     fn run(
         &self,
         caller: Caller,
@@ -119,12 +124,16 @@ struct TypedRoute<S, H> {
 }
 
 impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
-        self.handler.blacklist(caller)
+    fn blacklist(&self, caller: &Caller) -> Result<(), Failure> {
+        self.handler
+            .blacklist(caller)
+            .map_err(|e| Failure::new(403, e.to_string()))
     }
 
-    fn admissible(&self, hotkey: &str) -> Result<(), String> {
-        self.handler.admissible(hotkey)
+    fn admissible(&self, hotkey: &str) -> Result<(), Failure> {
+        self.handler
+            .admissible(hotkey)
+            .map_err(|e| Failure::new(403, e.to_string()))
     }
 
     fn run(
@@ -148,7 +157,7 @@ impl<S: Synapse, H: Handler<S>> Route for TypedRoute<S, H> {
                 .map_err(|_| {
                     Failure::new(408, format!("forward timed out after {timeout} seconds"))
                 })?
-                .map_err(|e| Failure::new(500, e))?;
+                .map_err(|e| Failure::new(500, e.to_string()))?;
             match serde_json::to_value(answer) {
                 Ok(Value::Object(map)) => Ok(map),
                 Ok(_) => Err(Failure::new(500, "handler answer is not a JSON object")),
@@ -632,9 +641,7 @@ impl Axon {
             uuid,
             timeout_secs,
         };
-        route
-            .blacklist(&caller)
-            .map_err(|reason| Failure::new(403, reason))?;
+        route.blacklist(&caller)?;
         Ok(Admitted {
             caller,
             dendrite: TerminalInfo {
@@ -669,9 +676,7 @@ impl Axon {
         };
         let claim = btauth::Claim::from_headers(header, self.keypair.ss58(), now_ns)
             .map_err(|e| Failure::new(e.status(), e.to_string()))?;
-        route
-            .admissible(&claim.hotkey)
-            .map_err(|reason| Failure::new(403, reason))?;
+        route.admissible(&claim.hotkey)?;
         let target = match request.query {
             None => request.path.to_string(),
             Some(query) => format!("{}?{query}", request.path),
@@ -733,9 +738,7 @@ impl Axon {
                 .routes
                 .get(&name)
                 .ok_or_else(|| Failure::new(404, format!("Synapse name '{name}' not found")))?;
-            route
-                .blacklist(&caller)
-                .map_err(|reason| Failure::new(403, reason))?;
+            route.blacklist(&caller)?;
         }
         let mut envelope: Envelope =
             nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)

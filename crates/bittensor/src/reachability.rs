@@ -12,7 +12,17 @@ pub struct Reachability {
     /// Whether the published port is the one we bind (a NAT or proxy may map it; then says so).
     pub same_port: bool,
     /// `Ok(status)` if something answered HTTP at the published address.
-    pub answer: Result<u16, String>,
+    pub answer: Result<u16, NoAnswer>,
+}
+
+/// Why nothing answered at the published address.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoAnswer {
+    #[error("timed out after 5 s")]
+    Timeout,
+    /// Refused, unroutable, not HTTP... (the HTTP client's sentence).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Reachability {
@@ -45,7 +55,7 @@ pub async fn check(
         let client = nicheimage_common::http::client_builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| NoAnswer::Failed(e.to_string()))?;
         let response = client
             .post(format!("http://{published}/{synapse}"))
             .header("content-type", "application/json")
@@ -54,9 +64,9 @@ pub async fn check(
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    "timed out after 5 s".to_string()
+                    NoAnswer::Timeout
                 } else {
-                    e.to_string()
+                    NoAnswer::Failed(e.to_string())
                 }
             })?;
         Ok(response.status().as_u16())

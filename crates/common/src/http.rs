@@ -53,6 +53,96 @@ pub async fn json_capped<T: serde::de::DeserializeOwned>(
     crate::json_budget::parse(&bytes, crate::json_budget::MAX_VALUES).map_err(ReadError::Json)
 }
 
+/// Why a JSON service the node calls (generation endpoint, reward service, prompt and image
+/// services, the proxy) gave no usable answer. `service` names it for the operator, with its
+/// URL; only [`ServiceError::is_transient`] failures are worth trying again soon.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{service}: no answer within {secs} s")]
+    Timeout { service: String, secs: u64 },
+    #[error("{service}: {source}")]
+    Transport {
+        service: String,
+        source: reqwest::Error,
+    },
+    #[error("{service}: HTTP {status}, unreadable answer: {source}")]
+    Unreadable {
+        service: String,
+        status: reqwest::StatusCode,
+        source: ReadError,
+    },
+    /// It answered with an error status; `detail` is its reason, clipped.
+    #[error("{service}: HTTP {status}: {detail}")]
+    Refused {
+        service: String,
+        status: reqwest::StatusCode,
+        detail: String,
+    },
+    /// It answered, but not what was asked for.
+    #[error("{service}: {problem}")]
+    Malformed { service: String, problem: String },
+}
+
+impl ServiceError {
+    /// Whether the service was not reached or too slow (rather than saying no).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::Transport { .. })
+    }
+
+    pub fn malformed(service: &str, problem: impl Into<String>) -> Self {
+        Self::Malformed {
+            service: service.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Sends `request` (its timeout set, `secs` for the message) and reads a JSON answer of at most
+/// `limit` bytes: its status and body. An error status comes back as [`ServiceError::Refused`]
+/// with the answer's `detail` or `error`.
+pub async fn call_json(
+    service: &str,
+    request: reqwest::RequestBuilder,
+    timeout: std::time::Duration,
+    limit: usize,
+) -> Result<serde_json::Value, ServiceError> {
+    let response = request.timeout(timeout).send().await.map_err(|e| {
+        if e.is_timeout() {
+            ServiceError::Timeout {
+                service: service.to_string(),
+                secs: timeout.as_secs(),
+            }
+        } else {
+            ServiceError::Transport {
+                service: service.to_string(),
+                source: e,
+            }
+        }
+    })?;
+    let status = response.status();
+    let body: serde_json::Value =
+        json_capped(response, limit)
+            .await
+            .map_err(|source| ServiceError::Unreadable {
+                service: service.to_string(),
+                status,
+                source,
+            })?;
+    if !status.is_success() {
+        let detail = match body.get("detail").or(body.get("error")) {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => body.to_string(),
+        };
+        return Err(ServiceError::Refused {
+            service: service.to_string(),
+            status,
+            detail: crate::text::clip(&detail, 300),
+        });
+    }
+    Ok(body)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("answer is over the {limit} byte limit")]

@@ -104,22 +104,36 @@ impl PerMinute {
     }
 
     /// Counts one request from `ip`; `Err` with the reason when it is over the limit.
-    pub fn admit(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn admit(&self, ip: IpAddr) -> Result<(), Limited> {
         let count = self.windows.with(ip, Create::UnderCap, |n| {
             *n = n.saturating_add(1);
             *n
         });
         match count {
             Some(n) if n <= self.limit => Ok(()),
-            Some(_) => Err(format!(
-                "more than {} requests a minute from {ip}",
-                self.limit
-            )),
-            None => Err(format!(
-                "too many clients this minute; {ip} cannot be tracked"
-            )),
+            Some(_) => Err(Limited::Over {
+                limit: self.limit,
+                what: "requests",
+                ip,
+            }),
+            None => Err(Limited::Untracked { who: "clients", ip }),
         }
     }
+}
+
+/// Why a client's request is not admitted this minute (429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Limited {
+    /// `what`: the kind of request counted ("requests", "signed requests"...).
+    #[error("more than {limit} {what} a minute from {ip}")]
+    Over {
+        limit: u32,
+        what: &'static str,
+        ip: IpAddr,
+    },
+    /// The table of windows is full: a new client cannot be counted, so it is refused.
+    #[error("too many {who} this minute; {ip} cannot be tracked")]
+    Untracked { who: &'static str, ip: IpAddr },
 }
 
 #[cfg(test)]
@@ -132,7 +146,14 @@ mod tests {
         let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
         assert!(limit.admit(a).is_ok());
         assert!(limit.admit(a).is_ok());
-        assert!(limit.admit(a).unwrap_err().contains("more than 2"));
+        assert_eq!(
+            limit.admit(a),
+            Err(Limited::Over {
+                limit: 2,
+                what: "requests",
+                ip: a
+            })
+        );
         assert!(limit.admit(b).is_ok());
     }
 
@@ -147,6 +168,6 @@ mod tests {
             let _ = limit.admit(IpAddr::V4(i.into()));
         }
         let late: IpAddr = "2001:db9::1".parse().unwrap();
-        assert!(limit.admit(late).unwrap_err().contains("cannot be tracked"));
+        assert!(matches!(limit.admit(late), Err(Limited::Untracked { .. })));
     }
 }

@@ -58,7 +58,28 @@ pub struct TorchReport {
     pub cudnn_available: bool,
     pub cpu_threads: i32,
     /// The result of a small tensor computation, or why it failed.
-    pub smoke_test: Result<(), String>,
+    pub smoke_test: Result<(), SmokeFailure>,
+}
+
+/// Why libtorch cannot compute here (serialised as its sentence).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SmokeFailure {
+    #[error("built without the local-infer feature; generation is remote only")]
+    NotCompiledIn,
+    /// The chosen device cannot be used (libtorch's sentence).
+    #[error("{0}")]
+    Device(String),
+    #[error("2x2 matmul gave sum {0}, expected 52")]
+    WrongAnswer(f64),
+    /// libtorch failed while computing (its sentence).
+    #[error("{0}")]
+    Torch(String),
+}
+
+impl Serialize for SmokeFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Parameters per part of a pipeline, read from the checkpoint's headers.

@@ -1,7 +1,7 @@
 //! Device choice and the libtorch start-up probe.
 
-use nicheimage_common::torch::TorchReport;
 use nicheimage_common::torch::{DeviceChoice, DtypeChoice};
+use nicheimage_common::torch::{SmokeFailure, TorchReport};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub fn resolve_dtype(device: Device, choice: DtypeChoice) -> Kind {
 }
 
 /// A small computation with a known answer on the chosen device.
-fn smoke_test(device: Device) -> Result<(), String> {
+fn smoke_test(device: Device) -> Result<(), SmokeFailure> {
     let run = || -> Result<f64, tch::TchError> {
         let _guard = tch::no_grad_guard();
         let a = Tensor::f_from_slice(&[1.0f32, 2.0, 3.0, 4.0])?
@@ -53,14 +53,14 @@ fn smoke_test(device: Device) -> Result<(), String> {
     };
     match run() {
         Ok(v) if (v - 52.0).abs() < 1e-9 => Ok(()),
-        Ok(v) => Err(format!("2x2 matmul gave sum {v}, expected 52")),
-        Err(e) => Err(e.to_string()),
+        Ok(v) => Err(SmokeFailure::WrongAnswer(v)),
+        Err(e) => Err(SmokeFailure::Torch(e.to_string())),
     }
 }
 
 pub fn probe(choice: DeviceChoice) -> TorchReport {
     let smoke = select_device(choice)
-        .map_err(|e| e.to_string())
+        .map_err(|e| SmokeFailure::Device(e.to_string()))
         .and_then(smoke_test);
     TorchReport {
         compiled_in: true,

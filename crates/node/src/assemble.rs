@@ -36,15 +36,15 @@ pub enum SetupError {
     #[error(transparent)]
     ChainFile(#[from] ChainFileError),
     #[error("the built-in embedded chain: {0}")]
-    EmbeddedChain(String),
+    EmbeddedChain(nicheimage_bittensor::chain::embedded::InvalidChain),
     #[error(transparent)]
     Http(#[from] nicheimage_common::http::HttpError),
     #[error("the reward service needs the chain for its allow-list (or --disable_secure)")]
     RewardNeedsChain,
     #[error("proxy.owner_public_key: {0}")]
-    OwnerKey(String),
+    OwnerKey(crate::proxy::auth::BadPublicKey),
     #[error("subtensor.network: {0}")]
-    Network(String),
+    Network(nicheimage_bittensor::chain::UnknownNetwork),
 }
 
 /// The components available in this build. Roles (endpoint, miner, validator, proxy, reward)

@@ -17,6 +17,19 @@ pub const LOCAL: bool = cfg!(feature = "local-infer");
 /// A checkpoint or ControlNet file the seed's pipeline needs and where to download it.
 pub type MissingFile = (PathBuf, &'static str);
 
+/// Why the devnet's tiny model could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TinyModelError {
+    #[cfg(feature = "local-infer")]
+    #[error(transparent)]
+    Write(#[from] nicheimage_engine::tiny::TinyError),
+    #[error(
+        "the devnet generates images locally; this build has no local inference (built without \
+         the local-infer feature)"
+    )]
+    NoLocalInference,
+}
+
 #[cfg(feature = "local-infer")]
 mod local {
     use super::*;
@@ -52,7 +65,7 @@ mod local {
     }
 
     /// The devnet's tiny SD 1.5 checkpoint in `dir`, written once.
-    pub fn tiny_checkpoint(dir: &Path, arch: Arch) -> Result<PathBuf, String> {
+    pub fn tiny_checkpoint(dir: &Path, arch: Arch) -> Result<PathBuf, TinyModelError> {
         let name = match arch {
             Arch::Sd15 => "tiny-sd15",
             Arch::Sdxl => "tiny-sdxl",
@@ -61,8 +74,8 @@ mod local {
         let file = dir.join(format!("{name}.safetensors"));
         match arch {
             _ if file.exists() && dir.join(name).is_dir() => Ok(file),
-            Arch::Sd15 => tiny::write_tiny_sd15(dir, name).map_err(|e| e.to_string()),
-            Arch::Sdxl => tiny::write_tiny_sdxl(dir, name).map_err(|e| e.to_string()),
+            Arch::Sd15 => Ok(tiny::write_tiny_sd15(dir, name)?),
+            Arch::Sdxl => Ok(tiny::write_tiny_sdxl(dir, name)?),
             Arch::Flux => {
                 let folder = dir.join(name);
                 // Its weights are written last: a folder cut short is written again.
@@ -70,8 +83,7 @@ mod local {
                     .join("vae/diffusion_pytorch_model.safetensors")
                     .is_file()
                 {
-                    nicheimage_engine::flux::tiny::write_tiny_flux(&folder)
-                        .map_err(|e| e.to_string())?;
+                    nicheimage_engine::flux::tiny::write_tiny_flux(&folder)?;
                 }
                 Ok(folder)
             }
@@ -80,13 +92,12 @@ mod local {
 
     /// The seed's three ControlNets for the tiny model, with both annotators at full size and
     /// random weights (about 400 MB, written once).
-    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, TinyModelError> {
         if seed_controlnet::missing(dir).is_empty() {
             return Ok(dir.to_path_buf());
         }
-        tiny::write_tiny_seed_controlnet(dir)
-            .map(|()| dir.to_path_buf())
-            .map_err(|e| e.to_string())
+        tiny::write_tiny_seed_controlnet(dir)?;
+        Ok(dir.to_path_buf())
     }
 }
 
@@ -102,9 +113,7 @@ mod remote_only {
             cuda_devices: 0,
             cudnn_available: false,
             cpu_threads: 0,
-            smoke_test: Err(
-                "built without the local-infer feature; generation is remote only".into(),
-            ),
+            smoke_test: Err(nicheimage_common::torch::SmokeFailure::NotCompiledIn),
         }
     }
 
@@ -121,15 +130,11 @@ mod remote_only {
         None
     }
 
-    pub fn tiny_checkpoint(_dir: &Path, _arch: Arch) -> Result<PathBuf, String> {
-        Err(
-            "the devnet generates images locally; this build has no local inference \
-             (built without the local-infer feature)"
-                .into(),
-        )
+    pub fn tiny_checkpoint(_dir: &Path, _arch: Arch) -> Result<PathBuf, TinyModelError> {
+        Err(TinyModelError::NoLocalInference)
     }
 
-    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, String> {
+    pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, TinyModelError> {
         Ok(dir.to_path_buf())
     }
 }

@@ -244,40 +244,59 @@ pub fn commits_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("weight-commits.json")
 }
 
+/// Why kept commits could not be read or written: either way a salt may be lost, so callers
+/// stop rather than carry on without them.
+#[derive(Debug, thiserror::Error)]
+pub enum KeptError {
+    /// Unreadable, or corrupt and moved aside (the operator's sentence says which).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Commits kept at `path` (none if the file is missing; an unreadable or corrupt file is an
 /// error, moved aside when corrupt, so a salt is never silently lost).
 fn load_kept<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
     what: &str,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, KeptError> {
     match nicheimage_common::jsonfile::load_or_aside(path, what) {
         (commits, None) => Ok(commits),
-        (_, Some(problem)) => Err(problem),
+        (_, Some(problem)) => Err(KeptError::Unreadable(problem)),
     }
 }
 
 /// Writes kept commits atomically, readable by the owner only (salts, and weights before their
 /// reveal, are what a weight copier wants).
-fn save_kept<T: Serialize>(path: &std::path::Path, commits: &[T]) -> Result<(), String> {
-    nicheimage_common::jsonfile::save_private(path, &commits)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn save_kept<T: Serialize>(path: &std::path::Path, commits: &[T]) -> Result<(), KeptError> {
+    nicheimage_common::jsonfile::save_private(path, &commits).map_err(|source| KeptError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The kept hash commits at `path`.
-pub fn load_pending(path: &std::path::Path) -> Result<Vec<PendingCommit>, String> {
+pub fn load_pending(path: &std::path::Path) -> Result<Vec<PendingCommit>, KeptError> {
     load_kept(path, "the pending weight commits")
 }
 
-pub fn save_pending(path: &std::path::Path, commits: &[PendingCommit]) -> Result<(), String> {
+pub fn save_pending(path: &std::path::Path, commits: &[PendingCommit]) -> Result<(), KeptError> {
     save_kept(path, commits)
 }
 
 /// The kept timelocked commits at `path` (see [`timelocked_path`]).
-pub fn load_timelocked(path: &std::path::Path) -> Result<Vec<TimelockedCommit>, String> {
+pub fn load_timelocked(path: &std::path::Path) -> Result<Vec<TimelockedCommit>, KeptError> {
     load_kept(path, "the kept timelocked commits")
 }
 
-pub fn save_timelocked(path: &std::path::Path, commits: &[TimelockedCommit]) -> Result<(), String> {
+pub fn save_timelocked(
+    path: &std::path::Path,
+    commits: &[TimelockedCommit],
+) -> Result<(), KeptError> {
     save_kept(path, commits)
 }
 

@@ -37,21 +37,30 @@ impl AxonInfo {
     pub fn ip_string(&self) -> String {
         match self.address() {
             Ok(ip) => ip.to_string(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 
     /// The announced address, strictly: an IPv4 value above 2³² or an unknown type is refused,
     /// not truncated (truncated, a lie would read as 0.0.0.0: this machine).
-    pub fn address(&self) -> Result<IpAddr, String> {
+    pub fn address(&self) -> Result<IpAddr, BadAddress> {
         match self.ip_type {
             4 => u32::try_from(self.ip)
                 .map(|v4| IpAddr::from(std::net::Ipv4Addr::from(v4)))
-                .map_err(|_| format!("invalid IPv4 value {}", self.ip)),
+                .map_err(|_| BadAddress::Ipv4(self.ip)),
             6 => Ok(IpAddr::from(std::net::Ipv6Addr::from(self.ip))),
-            other => Err(format!("invalid IP type {other}")),
+            other => Err(BadAddress::IpType(other)),
         }
     }
+}
+
+/// An announced address that is no address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadAddress {
+    #[error("invalid IPv4 value {0}")]
+    Ipv4(u128),
+    #[error("invalid IP type {0}")]
+    IpType(u8),
 }
 
 /// Whether an address is one a validator on a public network should dial: public unicast
@@ -385,10 +394,17 @@ impl<'de> serde::Deserialize<'de> for NetworkName {
     }
 }
 
+/// A network name bittensor does not know, given without an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown subtensor network {0:?}: use finney, test, archive, local, embedded or a ws:// URL"
+)]
+pub struct UnknownNetwork(pub String);
+
 impl NetworkName {
     /// Where to connect; an explicit endpoint wins over the name's own. Only a name bittensor
     /// does not know, without an endpoint, has nowhere to go.
-    pub fn resolve(&self, chain_endpoint: Option<&str>) -> Result<Network, String> {
+    pub fn resolve(&self, chain_endpoint: Option<&str>) -> Result<Network, UnknownNetwork> {
         let remote = |url: &str| Network::Remote {
             name: self.to_string(),
             url: url.to_string(),
@@ -406,11 +422,7 @@ impl NetworkName {
             Self::Local => remote("ws://127.0.0.1:9944"),
             Self::Url(url) => remote(url),
             Self::Embedded => Network::Embedded,
-            Self::Other(other) => {
-                return Err(format!(
-                    "unknown subtensor network {other:?}: use finney, test, archive, local, embedded or a ws:// URL"
-                ));
-            }
+            Self::Other(other) => return Err(UnknownNetwork(other.clone())),
         })
     }
 }
@@ -419,7 +431,10 @@ impl NetworkName {
 mod tests {
     use super::*;
 
-    fn resolve_network(network: &str, chain_endpoint: Option<&str>) -> Result<Network, String> {
+    fn resolve_network(
+        network: &str,
+        chain_endpoint: Option<&str>,
+    ) -> Result<Network, UnknownNetwork> {
         let Ok(name) = network.parse::<NetworkName>();
         name.resolve(chain_endpoint)
     }
@@ -447,11 +462,7 @@ mod tests {
                 url: "wss://node.example:443".into()
             })
         );
-        assert!(
-            name.resolve(None)
-                .unwrap_err()
-                .contains("unknown subtensor network")
-        );
+        assert_eq!(name.resolve(None), Err(UnknownNetwork("mainnet".into())));
         for text in [
             "finney",
             "test",

@@ -42,7 +42,7 @@ impl T5Tokenizer {
         let text = std::fs::read_to_string(path).map_err(|e| load(e.to_string()))?;
         let file: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| load(e.to_string()))?;
-        let rebuilt = as_transformers_5(file).map_err(load)?;
+        let rebuilt = as_transformers_5(file).map_err(|e| load(e.to_string()))?;
         let mut inner: Tokenizer = rebuilt
             .to_string()
             .parse()
@@ -82,12 +82,21 @@ impl T5Tokenizer {
     }
 }
 
+/// A tokenizer file that is not a T5 (SentencePiece Unigram) one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotT5 {
+    #[error("not a Unigram (SentencePiece) model")]
+    NotUnigram,
+    #[error("no </s> in the vocabulary")]
+    NoEos,
+}
+
 /// transformers 5's `T5Tokenizer` pipeline around the file's Unigram vocabulary: the file's
 /// Precompiled normalizer only, whitespace split then Metaspace (`▁`, prepended, split), and
 /// `$A </s>`.
-pub(crate) fn as_transformers_5(mut file: Value) -> Result<Value, String> {
+pub(crate) fn as_transformers_5(mut file: Value) -> Result<Value, NotT5> {
     if file["model"]["type"] != "Unigram" {
-        return Err("not a Unigram (SentencePiece) model".into());
+        return Err(NotT5::NotUnigram);
     }
     let normalizer = match &file["normalizer"] {
         n if n["type"] == "Precompiled" => n.clone(),
@@ -101,7 +110,7 @@ pub(crate) fn as_transformers_5(mut file: Value) -> Result<Value, String> {
     let eos = file["model"]["vocab"]
         .as_array()
         .and_then(|v| v.iter().position(|p| p[0] == "</s>"))
-        .ok_or("no </s> in the vocabulary")?;
+        .ok_or(NotT5::NoEos)?;
     let metaspace = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
                            "split": true});
     file["model"]["unk_id"] = json!(2);

@@ -531,7 +531,7 @@ impl Config {
             .network
             .resolve(self.subtensor.chain_endpoint.as_deref())
         {
-            return invalid("subtensor.network", e);
+            return invalid("subtensor.network", e.to_string());
         }
         if self.subtensor.block_time_secs.is_nan() || self.subtensor.block_time_secs < 0.05 {
             return invalid("subtensor.block_time_secs", "must be at least 0.05".into());
@@ -539,7 +539,7 @@ impl Config {
         if let Some(key) = &self.proxy.owner_public_key
             && let Err(e) = crate::proxy::auth::parse_public_key(key)
         {
-            return invalid("proxy.owner_public_key", e);
+            return invalid("proxy.owner_public_key", e.to_string());
         }
         if !self.proxy.owner_api_url.is_empty()
             && let Err(e) = crate::proxy::owner_api::check_url(
@@ -547,7 +547,7 @@ impl Config {
                 self.proxy.allow_insecure_owner_api,
             )
         {
-            return invalid("proxy.owner_api_url", e);
+            return invalid("proxy.owner_api_url", e.to_string());
         }
         if !(0.0..=1.0).contains(&self.proxy.checking_probability) {
             return invalid("proxy.checking_probability", "must be in [0, 1]".into());

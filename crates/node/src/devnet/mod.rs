@@ -64,23 +64,53 @@ pub fn sabotage_for(i: usize, timeout_secs: f64) -> Option<Sabotage> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// Why the devnet could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    #[error("devnet.miners must be at least 1")]
+    NoMiners,
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find a free loopback port: {0}")]
+    Port(std::io::Error),
+    #[error(transparent)]
+    Model(#[from] crate::engine::TinyModelError),
+    #[error("devnet hotkey {name}: {source}")]
+    Hotkey {
+        name: String,
+        source: nicheimage_bittensor::wallet::WalletError,
+    },
+    #[error(transparent)]
+    OwnerKey(#[from] crate::proxy::auth::OwnerKeyError),
+    #[error("the devnet's chain: {0}")]
+    Chain(#[from] nicheimage_bittensor::chain::embedded::InvalidChain),
+    #[error("devnet config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+fn free_port() -> Result<u16, DevnetError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free loopback port: {e}"))
+        .map_err(DevnetError::Port)
 }
 
 /// The hotkey `name` of the devnet wallet, created on first use.
-fn hotkey(wallets: &Path, name: &str) -> Result<Arc<Keypair>, String> {
+fn hotkey(wallets: &Path, name: &str) -> Result<Arc<Keypair>, DevnetError> {
     let wallet = Wallet::new(wallets, "devnet", name);
     let key = if wallet.hotkey_path().exists() {
         wallet.load_hotkey(None).map(|l| l.keypair)
     } else {
         wallet.create_hotkey(nicheimage_bittensor::keypair::CryptoType::Sr25519)
     };
-    key.map(Arc::new)
-        .map_err(|e| format!("devnet hotkey {name}: {e}"))
+    key.map(Arc::new).map_err(|source| DevnetError::Hotkey {
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// The embedded chain's seed file: the validator with stake and a permit, the miners with a
@@ -108,13 +138,17 @@ fn chain_file(validator: &Keypair, miners: &[DevnetMiner], beacon_delay_secs: f6
 
 /// Makes (or reuses) the devnet's files under `<data_dir>/devnet` and derives the config its
 /// components run with from `base`.
-pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
+pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, DevnetError> {
     let d = &base.devnet;
     if d.miners == 0 {
-        return Err("devnet.miners must be at least 1".into());
+        return Err(DevnetError::NoMiners);
     }
     let dir = data_dir.join("devnet");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| DevnetError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
     let checkpoint = crate::engine::tiny_checkpoint(&dir.join("model"), d.model)?;
     // The seed's ControlNets are SD 1.5 nets; FLUX serves txt2img only.
     let (controlnets, pipelines) = match d.model {
@@ -159,8 +193,11 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
 
     let seed = chain_file(&validator, &miners, d.beacon_delay_secs);
     let chain_path = dir.join("chain.toml");
-    std::fs::write(&chain_path, &seed)
-        .map_err(|e| format!("cannot write {}: {e}", chain_path.display()))?;
+    std::fs::write(&chain_path, &seed).map_err(|source| DevnetError::Io {
+        action: "write",
+        path: chain_path.clone(),
+        source,
+    })?;
     let chain = Arc::new(EmbeddedChain::from_toml(&seed)?);
 
     let mut c = base.clone();
@@ -244,7 +281,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, String> {
     c.proxy.checking_probability = 0.25;
     c.proxy.counter_file = Some(dir.join("proxy_counter.json"));
     c.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    c.validate().map_err(|e| format!("devnet config: {e}"))?;
+    c.validate()?;
     Ok(Devnet {
         dir,
         config: c,

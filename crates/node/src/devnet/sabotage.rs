@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use nicheimage_bittensor::synapse::ImageGenerating;
 
 use crate::miner::ImageSource;
+use nicheimage_common::http::ServiceError;
 
 /// How a devnet miner misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,14 +37,14 @@ pub struct Saboteur {
 }
 
 impl ImageSource for Saboteur {
-    fn model_name(&self) -> BoxFuture<'_, Result<String, String>> {
+    fn model_name(&self) -> BoxFuture<'_, Result<String, ServiceError>> {
         self.honest.model_name()
     }
 
     fn generate<'a>(
         &'a self,
         synapse: &'a ImageGenerating,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<String, ServiceError>> {
         async move {
             match self.sabotage {
                 Sabotage::WrongSeed => {

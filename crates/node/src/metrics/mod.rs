@@ -57,7 +57,7 @@ pub fn routes(
             Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
             Err(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "status": "not ready", "reason": reason }),
+                serde_json::json!({ "status": "not ready", "reason": reason.to_string() }),
             ),
         };
         warp::reply::with_status(warp::reply::json(&body), status).into_response()

@@ -11,24 +11,17 @@ use crate::config::BlacklistConfig;
 use crate::runtime::event::ValidatorCounters;
 use nicheimage_bittensor::chain::Neuron;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a caller is turned away; `Display` is the seed miner's wording (validators' logs show it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    #[error("Unrecognized hotkey")]
     Unrecognized,
+    #[error("No validator permit")]
     NoPermit,
+    #[error("Not enough stake")]
     LowStake,
+    #[error("Limit exceeded")]
     LimitExceeded,
-}
-
-impl Refusal {
-    /// The reason as the seed's miner worded it (what validators' logs show).
-    pub fn text(self) -> &'static str {
-        match self {
-            Refusal::Unrecognized => "Unrecognized hotkey",
-            Refusal::NoPermit => "No validator permit",
-            Refusal::LowStake => "Not enough stake",
-            Refusal::LimitExceeded => "Limit exceeded",
-        }
-    }
 }
 
 /// The one counter every caller the metagraph does not know is counted under.
@@ -76,12 +69,7 @@ impl Blacklist {
         let decision = Self::decide(&mut self.windows, rules, hotkey, neuron, now, counters);
         match decision {
             Ok(()) => counters.allowed += 1,
-            Err(refusal) => {
-                *counters
-                    .rejected
-                    .entry(refusal.text().to_string())
-                    .or_default() += 1
-            }
+            Err(refusal) => *counters.rejected.entry(refusal.to_string()).or_default() += 1,
         }
         decision
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use nicheimage_bittensor::synapse::ImageGenerating;
+use nicheimage_common::http::{ServiceError, call_json};
 
 /// The endpoint answers with one image (base64) or its info.
 const MAX_ANSWER: usize = 32 << 20;
@@ -31,42 +32,19 @@ impl EndpointClient {
         })
     }
 
-    async fn json(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
-        let response = request.timeout(self.timeout).send().await.map_err(|e| {
-            if e.is_timeout() {
-                format!("{what}: no answer within {} s", self.timeout.as_secs())
-            } else {
-                format!("{what}: {e}")
-            }
-        })?;
-        let status = response.status();
-        let body: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-        if !status.is_success() {
-            let reason = body
-                .get("error")
-                .or(body.get("detail"))
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| body.to_string());
-            return Err(format!("{what}: HTTP {status}: {reason}"));
-        }
-        Ok(body)
-    }
-
     /// The served model's name (`GET /info`).
-    pub async fn model_name(&self) -> Result<String, String> {
-        let body = self
-            .json(self.client.get(&self.info_url), "endpoint /info")
-            .await?;
+    pub async fn model_name(&self) -> Result<String, ServiceError> {
+        let service = format!("endpoint {}", self.info_url);
+        let request = self.client.get(&self.info_url);
+        let body = call_json(&service, request, self.timeout, MAX_ANSWER).await?;
         body.get("model_name")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| format!("endpoint /info: no model_name in {body}"))
+            .ok_or_else(|| ServiceError::malformed(&service, "no model_name in the answer"))
     }
 
     /// Generates the synapse's image (`POST /generate`) as a base64 PNG.
-    pub async fn generate(&self, synapse: &ImageGenerating) -> Result<String, String> {
+    pub async fn generate(&self, synapse: &ImageGenerating) -> Result<String, ServiceError> {
         let request = json!({
             "prompt": synapse.prompt,
             "seed": synapse.seed,
@@ -75,15 +53,12 @@ impl EndpointClient {
             "pipeline_params": synapse.pipeline_params,
             "conditional_image": synapse.conditional_image,
         });
-        let body = self
-            .json(
-                self.client.post(&self.generate_url).json(&request),
-                "endpoint /generate",
-            )
-            .await?;
+        let service = format!("endpoint {}", self.generate_url);
+        let request = self.client.post(&self.generate_url).json(&request);
+        let body = call_json(&service, request, self.timeout, MAX_ANSWER).await?;
         body.get("image")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| "endpoint /generate: no image in the answer".to_string())
+            .ok_or_else(|| ServiceError::malformed(&service, "no image in the answer"))
     }
 }

@@ -76,19 +76,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why the miner's axon answers a validator with no image.
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    #[error(transparent)]
+    Refused(#[from] blacklist::Refusal),
+    #[error(transparent)]
+    Endpoint(#[from] nicheimage_common::http::ServiceError),
+}
+
 impl Handler<ImageGenerating> for MinerHandler {
-    fn blacklist(&self, caller: &Caller) -> Result<(), String> {
+    type Error = MinerError;
+
+    fn blacklist(&self, caller: &Caller) -> Result<(), MinerError> {
         let graph = lock(&self.metagraph);
         let neuron = graph.by_hotkey(&caller.hotkey);
         lock(&self.blacklist)
             .check(&self.rules.borrow(), &caller.hotkey, neuron, Instant::now())
-            .map_err(|r| r.text().to_string())
+            .map_err(MinerError::Refused)
     }
 
-    fn admissible(&self, hotkey: &str) -> Result<(), String> {
+    fn admissible(&self, hotkey: &str) -> Result<(), MinerError> {
         let graph = lock(&self.metagraph);
         Blacklist::admissible(&self.rules.borrow(), graph.by_hotkey(hotkey))
-            .map_err(|r| r.text().to_string())
+            .map_err(MinerError::Refused)
     }
 
     fn priority(&self, caller: &Caller, _: &ImageGenerating) -> f64 {
@@ -99,7 +110,7 @@ impl Handler<ImageGenerating> for MinerHandler {
         self: Arc<Self>,
         caller: Caller,
         mut synapse: ImageGenerating,
-    ) -> BoxFuture<'static, Result<ImageGenerating, String>> {
+    ) -> BoxFuture<'static, Result<ImageGenerating, MinerError>> {
         async move {
             if !synapse.request_dict.is_empty() {
                 // An info query: who we are (cached, as the seed did).

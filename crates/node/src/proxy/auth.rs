@@ -36,7 +36,50 @@ pub enum AuthError {
     #[error("no owner key is known yet (set proxy.owner_public_key or reach proxy.owner_api_url)")]
     NoOwnerKey,
     #[error("legacy credentials rejected: {0}")]
-    Legacy(String),
+    Legacy(LegacyRefusal),
+}
+
+/// Why the seed's `authorization` check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyRefusal {
+    #[error("no credentials from the owner API yet")]
+    NoCredentials,
+    #[error(transparent)]
+    Key(#[from] BadPublicKey),
+    #[error("the stored signature is not one")]
+    StoredSignature,
+    /// The seed's wording.
+    #[error("Error getting authentication token")]
+    Mismatch,
+}
+
+/// A public key that is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadPublicKey {
+    #[error("not 32 bytes of base64 or hex")]
+    NotKeyBytes,
+    #[error("not an Ed25519 public key")]
+    NotEd25519,
+}
+
+/// Why the owner's signing key could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerKeyError {
+    #[error("owner key {}: cannot {action}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("owner key {}: not hex: {source}", path.display())]
+    NotHex {
+        path: std::path::PathBuf,
+        source: hex::FromHexError,
+    },
+    #[error("owner key {}: not 32 bytes", path.display())]
+    NotSeed { path: std::path::PathBuf },
+    #[error("no randomness: {0}")]
+    Random(getrandom::Error),
 }
 
 impl AuthError {
@@ -59,51 +102,63 @@ pub fn message(timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// A public key as base64 or hex of its 32 bytes.
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, BadPublicKey> {
     let text = text.trim();
     let bytes = hex::decode(text.trim_start_matches("0x"))
         .ok()
         .filter(|b| b.len() == 32)
         .or_else(|| B64.decode(text).ok())
-        .ok_or_else(|| "not 32 bytes of base64 or hex".to_string())?;
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| "not 32 bytes of base64 or hex".to_string())?;
-    VerifyingKey::from_bytes(&array).map_err(|e| format!("not an Ed25519 public key: {e}"))
+        .ok_or(BadPublicKey::NotKeyBytes)?;
+    let array: [u8; 32] = bytes.try_into().map_err(|_| BadPublicKey::NotKeyBytes)?;
+    VerifyingKey::from_bytes(&array).map_err(|_| BadPublicKey::NotEd25519)
+}
+
+fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> OwnerKeyError {
+    let path = path.to_path_buf();
+    move |source| OwnerKeyError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// The owner's signing key from a file holding its 32-byte seed in hex.
-pub fn load_signing_key(path: &std::path::Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the owner key {}: {e}", path.display()))?;
-    let bytes = hex::decode(text.trim().trim_start_matches("0x"))
-        .map_err(|e| format!("owner key {}: not hex: {e}", path.display()))?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| format!("owner key {}: not 32 bytes", path.display()))?;
+pub fn load_signing_key(path: &std::path::Path) -> Result<SigningKey, OwnerKeyError> {
+    let text = std::fs::read_to_string(path).map_err(io("read", path))?;
+    let bytes = hex::decode(text.trim().trim_start_matches("0x")).map_err(|source| {
+        OwnerKeyError::NotHex {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| OwnerKeyError::NotSeed {
+        path: path.to_path_buf(),
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Writes a fresh owner key (hex seed, mode 0600); refuses to overwrite. Returns the public
 /// key as base64, for `proxy.owner_public_key`.
-pub fn create_signing_key(path: &std::path::Path) -> Result<String, String> {
+pub fn create_signing_key(path: &std::path::Path) -> Result<String, OwnerKeyError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+    getrandom::fill(&mut seed).map_err(OwnerKeyError::Random)?;
     let key = SigningKey::from_bytes(&seed);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io("create its folder", path))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(io("create", path))?;
     file.write_all(hex::encode(seed).as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(io("write", path))?;
     Ok(B64.encode(key.verifying_key().as_bytes()))
 }
 
@@ -251,12 +306,13 @@ impl Verifier {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| AuthError::Legacy("no credentials from the owner API yet".into()))?;
-        let key = parse_public_key(authorization).map_err(AuthError::Legacy)?;
+            .ok_or(AuthError::Legacy(LegacyRefusal::NoCredentials))?;
+        let key = parse_public_key(authorization)
+            .map_err(|e| AuthError::Legacy(LegacyRefusal::Key(e)))?;
         let signature = Signature::from_slice(&legacy.signature)
-            .map_err(|e| AuthError::Legacy(format!("stored signature: {e}")))?;
+            .map_err(|_| AuthError::Legacy(LegacyRefusal::StoredSignature))?;
         key.verify(legacy.message.as_bytes(), &signature)
-            .map_err(|_| AuthError::Legacy("Error getting authentication token".into()))
+            .map_err(|_| AuthError::Legacy(LegacyRefusal::Mismatch))
     }
 }
 

@@ -8,6 +8,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
 use super::auth;
+use nicheimage_common::http::{ServiceError, call_json};
 
 /// The proxy answers with one image (base64).
 const MAX_ANSWER: usize = 32 << 20;
@@ -19,33 +20,23 @@ pub async fn request(
     key: &SigningKey,
     body: &Value,
     timeout: Duration,
-) -> Result<String, String> {
-    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+) -> Result<String, ServiceError> {
+    let service = format!("proxy {url}");
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ServiceError::malformed(&service, format!("request: {e}")))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    let mut builder = client
-        .post(url)
-        .timeout(timeout)
-        .header("content-type", "application/json");
+    let mut builder = client.post(url).header("content-type", "application/json");
     for (name, value) in auth::sign(key, &bytes, now) {
         builder = builder.header(name, value);
     }
-    let response = builder
-        .body(bytes)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status();
-    let answer: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
-        .await
-        .map_err(|e| format!("{url}: HTTP {status}, unreadable answer: {e}"))?;
-    match answer {
-        Value::String(image) if status.is_success() => Ok(image),
-        other => Err(format!(
-            "HTTP {status}: {}",
-            other["detail"].as_str().unwrap_or(&other.to_string())
+    match call_json(&service, builder.body(bytes), timeout, MAX_ANSWER).await? {
+        Value::String(image) => Ok(image),
+        _ => Err(ServiceError::malformed(
+            &service,
+            "the answer is not an image",
         )),
     }
 }

@@ -2,7 +2,7 @@
 //! count against `rate_limit_per_minute`, failed attempts against their own limit. Junk from
 //! an address (the owner's included) therefore never uses up that address's signed allowance.
 
-use nicheimage_common::ratelimit::{Create, Windows};
+use nicheimage_common::ratelimit::{Create, Limited, Windows};
 use std::net::IpAddr;
 
 /// A minute's counts for one address.
@@ -27,16 +27,25 @@ impl Gate {
         }
     }
 
-    fn over_signed(&self, ip: IpAddr) -> String {
-        format!(
-            "more than {} signed requests a minute from {ip}",
-            self.signed_limit
-        )
+    fn over_signed(&self, ip: IpAddr) -> Limited {
+        Limited::Over {
+            limit: self.signed_limit,
+            what: "signed requests",
+            ip,
+        }
+    }
+
+    fn over_unsigned(&self, ip: IpAddr) -> Limited {
+        Limited::Over {
+            limit: self.unsigned_limit,
+            what: "unauthenticated requests",
+            ip,
+        }
     }
 
     /// `Err` when `ip` has used up this minute's signed requests; counts nothing. Lets a
     /// request that would be refused anyway be refused before its body is read.
-    pub fn check_signed(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_signed(&self, ip: IpAddr) -> Result<(), Limited> {
         let full = self
             .windows
             .with(ip, Create::No, |w| w.signed >= self.signed_limit)
@@ -49,22 +58,19 @@ impl Gate {
 
     /// `Err` when `ip` is over this minute's limit of failed authentications; counts nothing.
     /// Lets a request that can only authenticate by its body be refused before it is read.
-    pub fn check_unsigned(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_unsigned(&self, ip: IpAddr) -> Result<(), Limited> {
         let over = self
             .windows
             .with(ip, Create::No, |w| w.unsigned >= self.unsigned_limit)
             .unwrap_or(false);
         if over {
-            return Err(format!(
-                "more than {} unauthenticated requests a minute from {ip}",
-                self.unsigned_limit
-            ));
+            return Err(self.over_unsigned(ip));
         }
         Ok(())
     }
 
     /// Counts one authenticated request from `ip`; `Err` with the reason when over the limit.
-    pub fn admit_signed(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn admit_signed(&self, ip: IpAddr) -> Result<(), Limited> {
         // Only the owner gets here, so a window is always made (the cap is for junk).
         let count = self.windows.with(ip, Create::Always, |w| {
             w.signed = w.signed.saturating_add(1);
@@ -77,20 +83,18 @@ impl Gate {
     }
 
     /// Counts one failed authentication from `ip`; `Err` with the reason once over its limit.
-    pub fn note_unsigned(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn note_unsigned(&self, ip: IpAddr) -> Result<(), Limited> {
         let count = self.windows.with(ip, Create::UnderCap, |w| {
             w.unsigned = w.unsigned.saturating_add(1);
             w.unsigned
         });
         match count {
             Some(n) if n <= self.unsigned_limit => Ok(()),
-            Some(_) => Err(format!(
-                "more than {} unauthenticated requests a minute from {ip}",
-                self.unsigned_limit
-            )),
-            None => Err(format!(
-                "too many clients are failing authentication; {ip} cannot be tracked"
-            )),
+            Some(_) => Err(self.over_unsigned(ip)),
+            None => Err(Limited::Untracked {
+                who: "clients failing authentication",
+                ip,
+            }),
         }
     }
 }
@@ -106,16 +110,19 @@ mod tests {
         for _ in 0..3 {
             assert!(gate.note_unsigned(owner).is_ok());
         }
-        let refused = gate.note_unsigned(owner).unwrap_err();
+        let refused = gate.note_unsigned(owner).unwrap_err().to_string();
         assert!(refused.contains("more than 3 unauthenticated"), "{refused}");
         // The owner's signed requests still pass, up to their own limit.
         assert!(gate.check_signed(owner).is_ok());
         assert!(gate.admit_signed(owner).is_ok());
         assert!(gate.admit_signed(owner).is_ok());
-        assert!(
-            gate.check_signed(owner)
-                .unwrap_err()
-                .contains("more than 2 signed")
+        assert_eq!(
+            gate.check_signed(owner),
+            Err(Limited::Over {
+                limit: 2,
+                what: "signed requests",
+                ip: owner
+            })
         );
         assert!(gate.admit_signed(owner).is_err());
         // Another address has its own windows.

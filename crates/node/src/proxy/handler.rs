@@ -152,7 +152,7 @@ fn precheck(
     shared
         .gate
         .check_signed(ip)
-        .map_err(|e| Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e))?;
+        .map_err(|e| Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()))?;
     if shared.settings.legacy_auth && headers.get(super::auth::SIGNATURE_HEADER).is_none() {
         // Unauthenticated until its body is read: an address over its limit for those is
         // refused before that.
@@ -160,7 +160,7 @@ fn precheck(
             Failure(
                 StatusCode::TOO_MANY_REQUESTS,
                 "unauthenticated_rate_limited",
-                over,
+                over.to_string(),
             )
         })?;
         return Ok((ip, Pre::Legacy));
@@ -202,10 +202,19 @@ pub struct Body {
     pub authorization: Option<String>,
 }
 
+/// A body or payload that is not the seed's request.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("body: {0}")]
+    Body(serde_json::Error),
+    #[error("payload: {0}")]
+    Payload(serde_json::Error),
+}
+
 /// Parses a request body (after its signature has been checked).
-pub fn parse_body(body: &[u8]) -> Result<Body, String> {
+pub fn parse_body(body: &[u8]) -> Result<Body, BadRequest> {
     nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)
-        .map_err(|e| format!("body: {e}"))
+        .map_err(BadRequest::Body)
 }
 
 fn any_miner() -> i64 {
@@ -331,7 +340,9 @@ async fn serve(
     body: &[u8],
 ) -> Result<Served, Failed> {
     let plain = |f: Failure| (f, String::new(), (0, 0));
-    let parse = || parse_body(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", e));
+    let parse = || {
+        parse_body(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    };
     let request = match pre {
         Pre::Signed(signed) => {
             // The signature first: unauthenticated bodies are never parsed.
@@ -344,8 +355,13 @@ async fn serve(
         Pre::Legacy => {
             // Not authenticated yet: a body that does not parse is a stranger's noise.
             let parse = || {
-                parse_body(body)
-                    .map_err(|e| Failure(StatusCode::BAD_REQUEST, "unauthenticated_bad_request", e))
+                parse_body(body).map_err(|e| {
+                    Failure(
+                        StatusCode::BAD_REQUEST,
+                        "unauthenticated_bad_request",
+                        e.to_string(),
+                    )
+                })
             };
             let request = parse().map_err(|f| {
                 // Not yet authenticated: counted as a failed attempt.
@@ -354,7 +370,7 @@ async fn serve(
                     Err(over) => Failure(
                         StatusCode::TOO_MANY_REQUESTS,
                         "unauthenticated_rate_limited",
-                        over,
+                        over.to_string(),
                     ),
                 })
             })?;
@@ -370,14 +386,21 @@ async fn serve(
     };
     drop(verifying);
     // Only authenticated requests count against the owner's allowance.
-    shared
-        .gate
-        .admit_signed(ip)
-        .map_err(|e| plain(Failure(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e)))?;
+    shared.gate.admit_signed(ip).map_err(|e| {
+        plain(Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+        ))
+    })?;
     if request.payload.contains_key("recheck") {
         return match shared.refresh_credentials().await {
             Ok(()) => Ok(Served::Rechecked),
-            Err(e) => Err(plain(Failure(StatusCode::BAD_GATEWAY, "recheck_failed", e))),
+            Err(e) => Err(plain(Failure(
+                StatusCode::BAD_GATEWAY,
+                "recheck_failed",
+                e.to_string(),
+            ))),
         };
     }
     let model = request
@@ -408,8 +431,13 @@ async fn serve(
                 .fetch_add(1, Ordering::Relaxed)
                 .rotate_left(32),
     );
-    let synapse = build_synapse(request.payload, spec, &mut dice)
-        .map_err(|e| with_model(Failure(StatusCode::BAD_REQUEST, "bad_request", e)))?;
+    let synapse = build_synapse(request.payload, spec, &mut dice).map_err(|e| {
+        with_model(Failure(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.to_string(),
+        ))
+    })?;
     let timeout = Duration::from_secs_f64(spec.timeout_secs * 2.0);
     // Queue for a slot at most as long as a miner may take.
     let _permit = tokio::time::timeout(timeout, shared.permits.acquire())
@@ -548,12 +576,12 @@ pub fn build_synapse(
     mut payload: Map<String, Value>,
     spec: &ModelSpec,
     dice: &mut Dice,
-) -> Result<ImageGenerating, String> {
+) -> Result<ImageGenerating, BadRequest> {
     if !payload.get("seed").is_some_and(Value::is_i64) {
         payload.insert("seed".into(), Value::from(dice.below(1_000_000_000)));
     }
     let mut synapse: ImageGenerating =
-        serde_json::from_value(Value::Object(payload)).map_err(|e| format!("payload: {e}"))?;
+        serde_json::from_value(Value::Object(payload)).map_err(BadRequest::Payload)?;
     for (key, value) in challenge_params(spec) {
         synapse.pipeline_params.entry(key).or_insert(value);
     }

@@ -172,10 +172,10 @@ impl Shared {
     }
 
     /// Asks the owner API for credentials (and possibly the owner's key).
-    async fn refresh_credentials(&self) -> Result<(), String> {
+    async fn refresh_credentials(&self) -> Result<(), CredentialsError> {
         let url = &self.settings.owner_api_url;
         if url.is_empty() {
-            return Err("no proxy.owner_api_url configured".into());
+            return Err(CredentialsError::NotConfigured);
         }
         // Also checked at config validation; settings built in code come through here too.
         owner_api::check_url(url, self.settings.allow_insecure_owner_api)?;
@@ -207,6 +207,17 @@ impl Shared {
         self.lock_report().auth = auth_mode(&self.settings, &self.verifier);
         Ok(())
     }
+}
+
+/// Why the proxy has no fresh credentials from the owner API.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("no proxy.owner_api_url configured")]
+    NotConfigured,
+    #[error(transparent)]
+    Url(#[from] owner_api::BadOwnerUrl),
+    #[error(transparent)]
+    Api(#[from] owner_api::OwnerApiError),
 }
 
 fn auth_mode(settings: &ProxySettings, verifier: &auth::Verifier) -> String {
@@ -268,7 +279,7 @@ impl Proxy {
                 loop {
                     if let Err(e) = shared.refresh_credentials().await {
                         tracing::warn!(error = %e, "proxy credentials");
-                        shared.lock_report().last_error = Some(e);
+                        shared.lock_report().last_error = Some(e.to_string());
                     }
                     shared.publish().await;
                     tokio::select! {

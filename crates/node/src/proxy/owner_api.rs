@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{LegacyCredentials, parse_public_key};
+use super::auth::{BadPublicKey, LegacyCredentials, parse_public_key};
 
 /// The owner API answers with credentials and a signature.
 const MAX_ANSWER: usize = 1 << 20;
@@ -31,9 +31,11 @@ struct Answer {
 /// Why an owner API URL is refused: the owner's key comes from its answer, so a plain-http
 /// one lets anyone on the path choose who may use the proxy. `https://` passes; plain
 /// `http://` only to a loopback host (tests, a local owner) or with `allow_insecure`.
-pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("owner API `{url}` is not a URL: {e}"))?;
+pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), BadOwnerUrl> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| BadOwnerUrl::NotUrl {
+        url: url.to_string(),
+        source,
+    })?;
     // The parser has normalised the host: IPv6 in brackets, IPv4 in dotted form.
     let loopback = parsed.host_str().is_some_and(|host| {
         host.eq_ignore_ascii_case("localhost")
@@ -46,12 +48,55 @@ pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), String> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback || allow_insecure => Ok(()),
-        "http" => Err(format!(
-            "owner API `{url}` is plain http: the owner's key would come unprotected; use \
-             https:// (or set proxy.allow_insecure_owner_api = true)"
-        )),
-        other => Err(format!("owner API `{url}`: scheme {other} is not http(s)")),
+        "http" => Err(BadOwnerUrl::PlainHttp(url.to_string())),
+        other => Err(BadOwnerUrl::Scheme {
+            url: url.to_string(),
+            scheme: other.to_string(),
+        }),
     }
+}
+
+/// An owner API URL the proxy will not use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadOwnerUrl {
+    #[error("owner API `{url}` is not a URL: {source}")]
+    NotUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "owner API `{0}` is plain http: the owner's key would come unprotected; use https:// \
+         (or set proxy.allow_insecure_owner_api = true)"
+    )]
+    PlainHttp(String),
+    #[error("owner API `{url}`: scheme {scheme} is not http(s)")]
+    Scheme { url: String, scheme: String },
+}
+
+/// Why the owner API gave no credentials (the proxy keeps its last ones and asks again).
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerApiError {
+    #[error("owner API {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("owner API {url} redirected: {source}")]
+    Redirected { url: String, source: BadOwnerUrl },
+    #[error("owner API {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("owner API {url}: {source}")]
+    Answer {
+        url: String,
+        source: nicheimage_common::http::ReadError,
+    },
+    #[error("owner API {url}: signature is not base64: {source}")]
+    Signature {
+        url: String,
+        source: base64::DecodeError,
+    },
+    #[error("owner API {url}: public_key: {source}")]
+    PublicKey { url: String, source: BadPublicKey },
 }
 
 pub async fn fetch(
@@ -61,7 +106,7 @@ pub async fn fetch(
     port: u16,
     uid: Option<u16>,
     miners: Value,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, OwnerApiError> {
     let url = format!("{}/get_credentials", base_url.trim_end_matches('/'));
     let body = json!({
         "postfix": format!(":{port}/validator_proxy"),
@@ -75,26 +120,39 @@ pub async fn fetch(
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("owner API {url}: {e}"))?;
+        .map_err(|source| OwnerApiError::Transport {
+            url: url.clone(),
+            source,
+        })?;
     // A redirect may have left https: the answer must come over what the URL promised.
-    check_url(response.url().as_str(), allow_insecure)
-        .map_err(|e| format!("owner API {url} redirected: {e}"))?;
+    check_url(response.url().as_str(), allow_insecure).map_err(|source| {
+        OwnerApiError::Redirected {
+            url: url.clone(),
+            source,
+        }
+    })?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
-        return Err(format!("owner API {url}: HTTP {status}"));
+        return Err(OwnerApiError::Status { url, status });
     }
     let answer: Answer = nicheimage_common::http::json_capped(response, MAX_ANSWER)
         .await
-        .map_err(|e| format!("owner API {url}: {e}"))?;
-    let signature = B64
-        .decode(answer.signature.trim())
-        .map_err(|e| format!("owner API {url}: signature is not base64: {e}"))?;
+        .map_err(|source| OwnerApiError::Answer {
+            url: url.clone(),
+            source,
+        })?;
+    let signature =
+        B64.decode(answer.signature.trim())
+            .map_err(|source| OwnerApiError::Signature {
+                url: url.clone(),
+                source,
+            })?;
     let owner_key = answer
         .public_key
         .as_deref()
         .map(parse_public_key)
         .transpose()
-        .map_err(|e| format!("owner API {url}: public_key: {e}"))?;
+        .map_err(|source| OwnerApiError::PublicKey { url, source })?;
     Ok(Credentials {
         legacy: LegacyCredentials {
             message: answer.message,
@@ -119,7 +177,9 @@ mod tests {
         ] {
             assert!(check_url(local, false).is_ok(), "{local}");
         }
-        let refused = check_url("http://owner.example/proxy_client", false).unwrap_err();
+        let refused = check_url("http://owner.example/proxy_client", false)
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("allow_insecure_owner_api"), "{refused}");
         assert!(check_url("http://owner.example/proxy_client", true).is_ok());
         // Not fooled by a loopback-looking name.

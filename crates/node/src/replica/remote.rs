@@ -21,18 +21,27 @@ pub(crate) struct RemoteWorker {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+/// Why a remote replica is not taking work.
+#[derive(Debug, thiserror::Error)]
+enum Unhealthy {
+    #[error("unreachable: {0}")]
+    Unreachable(reqwest::Error),
+    #[error("GET /info answered {0}")]
+    Status(reqwest::StatusCode),
+}
+
 impl RemoteWorker {
-    async fn healthy(&self, client: &reqwest::Client) -> Result<(), String> {
+    async fn healthy(&self, client: &reqwest::Client) -> Result<(), Unhealthy> {
         let r = client
             .get(format!("{}/info", self.base))
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .map_err(|e| format!("unreachable: {e}"))?;
+            .map_err(Unhealthy::Unreachable)?;
         if r.status().is_success() {
             Ok(())
         } else {
-            Err(format!("GET /info answered {}", r.status()))
+            Err(Unhealthy::Status(r.status()))
         }
     }
 
@@ -106,7 +115,7 @@ impl RemoteWorker {
             // Down until /info answers.
             if let Err(reason) = self.healthy(&client).await {
                 report.status = ReplicaStatus::Dead;
-                report.last_error = Some(reason);
+                report.last_error = Some(reason.to_string());
                 self.pool.events.try_send(Event::Replica(report.clone()));
                 tokio::select! {
                     _ = self.cancel.cancelled() => break,
@@ -127,7 +136,7 @@ impl RemoteWorker {
                         next_check = tokio::time::Instant::now() + HEALTH_EVERY;
                         match self.healthy(&client).await {
                             Ok(()) => continue,
-                            Err(reason) => { report.last_error = Some(reason); break true; }
+                            Err(reason) => { report.last_error = Some(reason.to_string()); break true; }
                         }
                     }
                     job = async { jobs.lock().await.recv().await } => job,

@@ -61,20 +61,37 @@ pub fn estimate(
 
 /// Refuses a placement whose estimate exceeds the replica's share of a GPU of `gpu_total`
 /// bytes (shares of 1 or more get one whole GPU each: a replica runs on one device).
-pub fn check_fit(model: &str, e: &Estimate, gpu_total: u64, share: f64) -> Result<(), String> {
+pub fn check_fit(model: &str, e: &Estimate, gpu_total: u64, share: f64) -> Result<(), TooLarge> {
     let budget = (gpu_total as f64 * share.min(1.0)) as u64;
     if e.total() <= budget {
         return Ok(());
     }
-    Err(format!(
-        "model {model} needs about {:.1} GiB per replica (weights {:.1}, activations {:.1}, runtime {:.1}) but num_gpus = {share} of a {:.1} GiB GPU gives it {:.1} GiB; raise endpoint.num_gpus or lower num_replicas",
-        e.total() as f64 / GIB,
-        e.weights as f64 / GIB,
-        e.activations as f64 / GIB,
-        e.overhead as f64 / GIB,
-        gpu_total as f64 / GIB,
-        budget as f64 / GIB,
-    ))
+    Err(TooLarge {
+        model: model.to_string(),
+        estimate: *e,
+        gpu_total,
+        share,
+        budget,
+    })
+}
+
+/// A placement that does not fit: the numbers, for the refusal and for a smarter planner.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "model {model} needs about {:.1} GiB per replica (weights {:.1}, activations {:.1}, runtime {:.1}) but num_gpus = {share} of a {:.1} GiB GPU gives it {:.1} GiB; raise endpoint.num_gpus or lower num_replicas",
+    estimate.total() as f64 / GIB,
+    estimate.weights as f64 / GIB,
+    estimate.activations as f64 / GIB,
+    estimate.overhead as f64 / GIB,
+    *gpu_total as f64 / GIB,
+    *budget as f64 / GIB
+)]
+pub struct TooLarge {
+    pub model: String,
+    pub estimate: Estimate,
+    pub gpu_total: u64,
+    pub share: f64,
+    pub budget: u64,
 }
 
 #[cfg(test)]
@@ -112,7 +129,9 @@ mod tests {
             (7.0..10.0).contains(&(sdxl.total() as f64 / GIB)),
             "{sdxl:?}"
         );
-        let err = check_fit("AnimeV3", &sdxl, 24 * gib, 0.33).unwrap_err();
+        let err = check_fit("AnimeV3", &sdxl, 24 * gib, 0.33)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("AnimeV3") && err.contains("7.9 GiB"), "{err}");
         assert!(check_fit("AnimeV3", &sdxl, 24 * gib, 1.0).is_ok());
         // Two GPUs per replica still means one device's memory.

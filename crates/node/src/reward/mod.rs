@@ -71,12 +71,21 @@ pub struct Batch {
     pub miner_images: Vec<Option<String>>,
 }
 
-/// Parses a reward request against the service's model; `Err` is the reason for a 400.
-pub fn parse_batch(body: &[u8], model: &crate::catalogue::ModelSpec) -> Result<Batch, String> {
-    let raw: RawBatch = nicheimage_common::json_budget::parse(body, BATCH_MAX_VALUES)
-        .map_err(|e| format!("body: {e}"))?;
-    let base = serde_json::to_vec(&raw.base_data).map_err(|e| e.to_string())?;
-    let job = request::parse(&base, model).map_err(|e| format!("base_data: {e}"))?;
+/// A reward request that is not one (400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadBatch {
+    #[error("body: {0}")]
+    Body(serde_json::Error),
+    #[error("base_data: {0}")]
+    Base(request::BadRequest),
+}
+
+/// Parses a reward request against the service's model.
+pub fn parse_batch(body: &[u8], model: &crate::catalogue::ModelSpec) -> Result<Batch, BadBatch> {
+    let raw: RawBatch =
+        nicheimage_common::json_budget::parse(body, BATCH_MAX_VALUES).map_err(BadBatch::Body)?;
+    let base = serde_json::to_vec(&raw.base_data).map_err(BadBatch::Body)?;
+    let job = request::parse(&base, model).map_err(BadBatch::Base)?;
     let miner_images = raw
         .miner_data
         .iter()
@@ -113,13 +122,13 @@ impl Shared {
         }
         self.rate
             .admit(ip)
-            .map_err(|e| (StatusCode::TOO_MANY_REQUESTS, e))?;
+            .map_err(|e| (StatusCode::TOO_MANY_REQUESTS, e.to_string()))?;
         Ok(())
     }
 
     async fn reward(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
         let Batch { job, miner_images } =
-            parse_batch(body, &self.model).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+            parse_batch(body, &self.model).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         let reference = self.pool.generate(job).await.map_err(|e| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,

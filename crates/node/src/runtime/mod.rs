@@ -9,7 +9,7 @@ mod supervisor;
 
 pub use component::{Component, ComponentContext, EventSender, LogSender};
 pub use event::{Command, ComponentChange, ComponentStatus, Event, LogLine};
-pub use state::NodeState;
+pub use state::{NodeState, NotReady};
 pub use supervisor::Backoff;
 
 use crate::config::SupervisorConfig;

@@ -227,9 +227,9 @@ impl NodeState {
 
     /// Whether the node can do its work now (`/readyz`): healthy, and where it generates, at
     /// least one replica ready to serve; otherwise the reason.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         if !self.healthy() {
-            return Err("a component is not running".into());
+            return Err(NotReady::ComponentDown);
         }
         // A node that generates (an endpoint or a reward service) needs a replica that can;
         // none at all (a followed name that resolves to nothing yet) is not ready either.
@@ -243,19 +243,34 @@ impl NodeState {
                 .filter(|r| r.status.health() == health)
                 .count()
         };
-        let last = self
+        let last_error = self
             .replicas
             .values()
             .filter_map(|r| r.last_error.as_deref())
             .next_back()
-            .map(|e| format!("; last error: {}", nicheimage_common::text::clip(e, 200)))
-            .unwrap_or_default();
-        Err(format!(
-            "no replica can serve yet: {} starting, {} failing{last}",
-            count("starting"),
-            count("failing")
-        ))
+            .map(|e| nicheimage_common::text::clip(e, 200));
+        Err(NotReady::NoReplica {
+            starting: count("starting"),
+            failing: count("failing"),
+            last_error,
+        })
     }
+}
+
+/// Why the node cannot do its work now (`/readyz` answers 503 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("a component is not running")]
+    ComponentDown,
+    #[error(
+        "no replica can serve yet: {starting} starting, {failing} failing{}",
+        last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    NoReplica {
+        starting: usize,
+        failing: usize,
+        last_error: Option<String>,
+    },
 }
 
 #[cfg(test)]
@@ -270,9 +285,21 @@ mod tests {
         assert_eq!(s.readiness(), Ok(()), "a validator: nothing to generate");
         s.endpoint = Some(Default::default());
         // An endpoint following a name that resolves to nothing yet has no replicas at all.
-        assert!(s.readiness().unwrap_err().contains("0 starting, 0 failing"));
+        assert_eq!(
+            s.readiness(),
+            Err(NotReady::NoReplica {
+                starting: 0,
+                failing: 0,
+                last_error: None
+            })
+        );
         s.apply(Event::Replica(ReplicaReport::new(0, vec![], None)), 1);
-        assert!(s.readiness().unwrap_err().contains("1 starting"));
+        assert!(
+            s.readiness()
+                .unwrap_err()
+                .to_string()
+                .contains("1 starting")
+        );
         let mut ready = ReplicaReport::new(1000, vec![], Some("http://10.0.0.7:10006".into()));
         ready.status = ReplicaStatus::Busy;
         s.apply(Event::Replica(ready), 2);

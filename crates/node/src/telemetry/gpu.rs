@@ -150,22 +150,22 @@ impl serde::Serialize for GpuUnavailable {
     }
 }
 
+use nvml_wrapper::error::NvmlError;
+
 /// The NVML handle, opened once (opening loads the driver library).
-fn nvml() -> Result<&'static nvml_wrapper::Nvml, String> {
-    static NVML: std::sync::OnceLock<Result<nvml_wrapper::Nvml, String>> =
+fn nvml() -> Result<&'static nvml_wrapper::Nvml, &'static NvmlError> {
+    static NVML: std::sync::OnceLock<Result<nvml_wrapper::Nvml, NvmlError>> =
         std::sync::OnceLock::new();
-    NVML.get_or_init(|| nvml_wrapper::Nvml::init().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(Clone::clone)
+    NVML.get_or_init(nvml_wrapper::Nvml::init).as_ref()
 }
 
-fn sample_nvml(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuDevice>, String> {
+fn sample_nvml(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuDevice>, NvmlError> {
     use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
     use nvml_wrapper::enums::device::UsedGpuMemory;
-    let count = nvml.device_count().map_err(|e| e.to_string())?;
+    let count = nvml.device_count()?;
     let mut devices = Vec::new();
     for index in 0..count {
-        let d = nvml.device_by_index(index).map_err(|e| e.to_string())?;
+        let d = nvml.device_by_index(index)?;
         let memory = d.memory_info().ok();
         devices.push(GpuDevice {
             index: index as usize,
@@ -237,15 +237,16 @@ pub fn sample() -> GpuReport {
 }
 
 fn read() -> GpuReport {
-    let nvml_error = match nvml().and_then(sample_nvml) {
-        Ok(devices) => {
+    let nvml_error = match nvml().map(sample_nvml) {
+        Ok(Ok(devices)) => {
             return GpuReport {
                 source: GpuSource::Nvml,
                 devices,
                 unavailable: None,
             };
         }
-        Err(e) => e,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
     };
     let Some(text) = query(&[
         "--query-gpu=index,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw,power.limit",

@@ -9,6 +9,7 @@
 //! prompt as the fallback when it fails.
 
 use super::Dice;
+use nicheimage_common::http::{ServiceError, call_json};
 
 /// A prompt, or a conditional image as base64: a few MiB at most.
 const MAX_ANSWER: usize = 16 << 20;
@@ -92,28 +93,6 @@ pub fn prompt(seed: u64) -> String {
     )
 }
 
-/// POSTs `body` to a challenge service; its status and JSON answer (errors name `what`).
-async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    what: &str,
-    body: &serde_json::Value,
-    timeout: std::time::Duration,
-) -> Result<(reqwest::StatusCode, serde_json::Value), String> {
-    let response = client
-        .post(url)
-        .timeout(timeout)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("{what} {url}: {e}"))?;
-    let status = response.status();
-    let answer = nicheimage_common::http::json_capped(response, MAX_ANSWER)
-        .await
-        .map_err(|e| format!("{what} {url}: {e}"))?;
-    Ok((status, answer))
-}
-
 /// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
 /// `{"prompt": ...}` out) to continue `start` for `seed`.
 pub async fn remote_prompt(
@@ -122,12 +101,13 @@ pub async fn remote_prompt(
     start: &str,
     seed: u64,
     timeout: std::time::Duration,
-) -> Result<String, String> {
+) -> Result<String, ServiceError> {
+    let service = format!("prompt service {url}");
     let body = serde_json::json!({ "prompt": start, "seed": seed, "max_length": 77 });
-    let (status, answer) = post_json(client, url, "prompt service", &body, timeout).await?;
+    let answer = call_json(&service, client.post(url).json(&body), timeout, MAX_ANSWER).await?;
     match answer["prompt"].as_str() {
-        Some(p) if status.is_success() && !p.trim().is_empty() => Ok(p.to_string()),
-        _ => Err(format!("prompt service {url}: HTTP {status}: {answer}")),
+        Some(p) if !p.trim().is_empty() => Ok(p.to_string()),
+        _ => Err(ServiceError::malformed(&service, "no prompt in the answer")),
     }
 }
 
@@ -138,20 +118,19 @@ pub async fn remote_image(
     prompt: &str,
     seed: u64,
     timeout: std::time::Duration,
-) -> Result<String, String> {
+) -> Result<String, ServiceError> {
+    let service = format!("image service {url}");
     let body = serde_json::json!({
         "prompt": prompt,
         "seed": seed,
         "negative_prompt": "bad image, low quality, blurry",
     });
-    let (status, answer) = post_json(client, url, "image service", &body, timeout).await?;
+    let answer = call_json(&service, client.post(url).json(&body), timeout, MAX_ANSWER).await?;
     match answer["conditional_image"].as_str() {
-        Some(image) if status.is_success() && !image.is_empty() => Ok(image.to_string()),
-        _ => Err(format!(
-            "image service {url}: HTTP {status}: {}",
-            answer["detail"]
-                .as_str()
-                .unwrap_or("no conditional_image in the answer")
+        Some(image) if !image.is_empty() => Ok(image.to_string()),
+        _ => Err(ServiceError::malformed(
+            &service,
+            "no conditional_image in the answer",
         )),
     }
 }
@@ -166,12 +145,18 @@ mod tests {
         let service = warp::post()
             .and(warp::body::json())
             .map(|b: serde_json::Value| {
-                let reply = if b["prompt"] == "refuse" {
-                    serde_json::json!({ "detail": "no" })
-                } else {
-                    serde_json::json!({ "conditional_image": format!("png-of-{}", b["seed"]) })
+                let (reply, status) = match b["prompt"].as_str() {
+                    Some("refuse") => (
+                        serde_json::json!({ "detail": "no" }),
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                    ),
+                    Some("empty") => (serde_json::json!({}), warp::http::StatusCode::OK),
+                    _ => (
+                        serde_json::json!({ "conditional_image": format!("png-of-{}", b["seed"]) }),
+                        warp::http::StatusCode::OK,
+                    ),
                 };
-                warp::reply::json(&reply)
+                warp::reply::with_status(warp::reply::json(&reply), status)
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -180,9 +165,18 @@ mod tests {
         let url = format!("http://{address}/");
         let timeout = std::time::Duration::from_secs(5);
         let got = remote_image(&client, &url, "a fox", 9, timeout).await;
-        assert_eq!(got.as_deref(), Ok("png-of-9"));
+        assert_eq!(got.ok().as_deref(), Some("png-of-9"));
         let refused = remote_image(&client, &url, "refuse", 9, timeout).await;
-        assert!(refused.unwrap_err().contains("no"));
+        assert!(
+            matches!(&refused, Err(ServiceError::Refused { status, detail, .. })
+                if status.as_u16() == 503 && detail == "no"),
+            "{refused:?}"
+        );
+        let empty = remote_image(&client, &url, "empty", 9, timeout).await;
+        assert!(
+            matches!(empty, Err(ServiceError::Malformed { .. })),
+            "{empty:?}"
+        );
     }
 
     #[tokio::test]
@@ -200,7 +194,7 @@ mod tests {
         let timeout = std::time::Duration::from_secs(5);
         let url = format!("http://{address}/");
         let p = remote_prompt(&client, &url, "a red fox", 7, timeout).await;
-        assert_eq!(p.as_deref(), Ok("a red fox, trending on artstation"));
+        assert_eq!(p.ok().as_deref(), Some("a red fox, trending on artstation"));
         let dead = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}/", l.local_addr().unwrap())

@@ -316,14 +316,21 @@ impl Validator {
     ) {
         let url = &self.settings.challenge_image_url;
         let got = if url.is_empty() {
-            Err("no validator.challenge_image_url".to_string())
+            None
         } else {
             let timeout = self.settings.info_timeout.max(Duration::from_secs(60));
-            challenge::remote_image(client, url, &challenge.prompt, seed, timeout).await
+            Some(challenge::remote_image(client, url, &challenge.prompt, seed, timeout).await)
         };
         match got {
-            Ok(image) => challenge.conditional_image = image,
-            Err(e) => {
+            Some(Ok(image)) => challenge.conditional_image = image,
+            None => {
+                tracing::warn!(
+                    pipeline = %challenge.pipeline_type,
+                    "no validator.challenge_image_url; asking txt2img instead"
+                );
+                challenge.pipeline_type = Pipeline::Txt2img.name().into();
+            }
+            Some(Err(e)) => {
                 tracing::warn!(
                     pipeline = %challenge.pipeline_type,
                     error = %e,
@@ -411,7 +418,7 @@ impl Validator {
                                 pipeline: Pipeline::parse(&challenge.pipeline_type)
                                     .unwrap_or(pipeline),
                                 reward: None,
-                                reason: e.clone(),
+                                reason: e.to_string(),
                                 latency_ms: None,
                             });
                         }
@@ -634,7 +641,8 @@ impl Validator {
         weights: Vec<u16>,
     ) -> Result<WeightsStatus, ChainError> {
         let s = &self.settings;
-        let kept = commit::load_pending(&s.commits_path).map_err(ChainError::Unsupported)?;
+        let kept = commit::load_pending(&s.commits_path)
+            .map_err(|e| ChainError::Unsupported(e.to_string()))?;
         let (mine, others): (Vec<_>, Vec<_>) = kept.into_iter().partition(|c| c.netuid == s.netuid);
         // On a dynamic-tempo chain the window is an epoch: judged by the chain's epoch state.
         let epoch = match mine.iter().any(|c| c.reveal_epoch.is_some()) {
@@ -653,7 +661,8 @@ impl Validator {
         }
         let save = |live: &[commit::PendingCommit]| {
             let all: Vec<_> = others.iter().chain(live).cloned().collect();
-            commit::save_pending(&s.commits_path, &all).map_err(ChainError::Unsupported)
+            commit::save_pending(&s.commits_path, &all)
+                .map_err(|e| ChainError::Unsupported(e.to_string()))
         };
         if let Some(open) = live.iter().position(|c| window(c) == Window::Open) {
             let c = live[open].clone();

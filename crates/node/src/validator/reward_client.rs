@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::catalogue::ModelSpec;
 use nicheimage_bittensor::synapse::ImageGenerating;
+use nicheimage_common::http::{ServiceError, call_json};
 
 /// A reward service answers with a few numbers and reasons.
 const MAX_ANSWER: usize = 1 << 20;
@@ -28,35 +29,22 @@ pub async fn judge(
     model: &ModelSpec,
     challenge: &ImageGenerating,
     answers: &[&ImageGenerating],
-) -> Result<Vec<(f64, String)>, String> {
+) -> Result<Vec<(f64, String)>, ServiceError> {
     let body = json!({
         "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(),
         "base_data": strip(challenge),
     });
     let url = url_template.replace("{model}", &model.name);
+    let service = format!("reward service {url}");
     let timeout = Duration::from_secs_f64((model.timeout_secs * 4.0).max(30.0));
-    let response = client
-        .post(&url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("reward service {url}: {e}"))?;
-    let status = response.status();
-    let answer: Value = nicheimage_common::http::json_capped(response, MAX_ANSWER)
-        .await
-        .map_err(|e| format!("reward service {url}: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("reward service {url}: HTTP {status}: {answer}"));
-    }
+    let answer = call_json(&service, client.post(&url).json(&body), timeout, MAX_ANSWER).await?;
     let rewards = answer["rewards"]
         .as_array()
-        .ok_or_else(|| format!("reward service {url}: no rewards in {answer}"))?;
+        .ok_or_else(|| ServiceError::malformed(&service, "no rewards in the answer"))?;
     if rewards.len() != answers.len() {
-        return Err(format!(
-            "reward service {url}: {} rewards for {} images",
-            rewards.len(),
-            answers.len()
+        return Err(ServiceError::malformed(
+            &service,
+            format!("{} rewards for {} images", rewards.len(), answers.len()),
         ));
     }
     Ok(rewards

@@ -233,8 +233,18 @@ pub enum ChainFileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    #[error("{path}: {source}")]
+    Invalid { path: String, source: InvalidChain },
+}
+
+/// What is wrong with a chain file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidChain {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// A value the chain's rules do not allow, in words.
+    #[error("{0}")]
+    Rule(String),
 }
 
 impl EmbeddedChain {
@@ -243,41 +253,48 @@ impl EmbeddedChain {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ChainFileError::Invalid {
+        Self::from_toml(&text).map_err(|source| ChainFileError::Invalid {
             path: path.display().to_string(),
-            message,
+            source,
         })
     }
 
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let file: ChainFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Self, InvalidChain> {
+        let file: ChainFile = toml::from_str(text)?;
         Self::new(file)
     }
 
-    pub fn new(file: ChainFile) -> Result<Self, String> {
+    pub fn new(file: ChainFile) -> Result<Self, InvalidChain> {
         // Every block's hooks run, so the clock may not outrun them.
         if file.block_time_secs.is_nan() || file.block_time_secs < 0.01 {
-            return Err("block_time_secs must be at least 0.01".into());
+            return Err(InvalidChain::Rule(
+                "block_time_secs must be at least 0.01".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&file.tao_weight) {
-            return Err("tao_weight must be between 0 and 1".into());
+            return Err(InvalidChain::Rule(
+                "tao_weight must be between 0 and 1".into(),
+            ));
         }
         if !(0.0..=86_400.0).contains(&file.beacon_delay_secs) {
-            return Err("beacon_delay_secs must be between 0 and 86400".into());
+            return Err(InvalidChain::Rule(
+                "beacon_delay_secs must be between 0 and 86400".into(),
+            ));
         }
         let mut subnets = BTreeMap::new();
         for subnet in file.subnets {
             let mut neurons = Vec::new();
             for (uid, n) in subnet.neurons.iter().enumerate() {
-                ss58::decode(&n.hotkey)
-                    .map_err(|e| format!("subnet {} hotkey {}: {e}", subnet.netuid, n.hotkey))?;
+                ss58::decode(&n.hotkey).map_err(|e| {
+                    InvalidChain::Rule(format!("subnet {} hotkey {}: {e}", subnet.netuid, n.hotkey))
+                })?;
                 let mut axon = AxonInfo::default();
                 if let Some(address) = &n.axon {
                     let addr: std::net::SocketAddr = address.parse().map_err(|e| {
-                        format!(
+                        InvalidChain::Rule(format!(
                             "subnet {} axon {address:?}: {e} (want ip:port)",
                             subnet.netuid
-                        )
+                        ))
                     })?;
                     let (ip, ip_type) = AxonInfo::encode_ip(addr.ip());
                     axon = AxonInfo {
@@ -305,16 +322,19 @@ impl EmbeddedChain {
                 });
             }
             if subnets.contains_key(&subnet.netuid) {
-                return Err(format!("subnet {} is listed twice", subnet.netuid));
+                return Err(InvalidChain::Rule(format!(
+                    "subnet {} is listed twice",
+                    subnet.netuid
+                )));
             }
             if subnet.reveal_period_epochs == 0
                 || subnet.reveal_period_epochs > epoch::MAX_REVEAL_PERIOD
             {
-                return Err(format!(
+                return Err(InvalidChain::Rule(format!(
                     "subnet {}: reveal_period_epochs must be 1..={}",
                     subnet.netuid,
                     epoch::MAX_REVEAL_PERIOD
-                ));
+                )));
             }
             let legacy = EpochState::legacy(
                 file.start_block,

@@ -98,7 +98,7 @@ fn reveal(chain: &EmbeddedChain, state: &mut State, netuid: u16, b: u64) {
             }
             match open(chain, &c) {
                 Ok(weights) => revealed.push((c, weights)),
-                Err(reason) => gone.push((c, due.saturating_add(period), reason)),
+                Err(reason) => gone.push((c, due.saturating_add(period), reason.to_string())),
             }
         }
         if !waiting.is_empty() {
@@ -143,16 +143,29 @@ fn reveal(chain: &EmbeddedChain, state: &mut State, netuid: u16, b: u64) {
 
 type Weights = (Vec<u16>, Vec<u16>, u64);
 
+/// Why a due commit is dropped instead of revealed (the chain's own checks, in words).
+#[derive(Debug, thiserror::Error)]
+enum Unsealable {
+    #[error(transparent)]
+    Timelock(#[from] timelock::TimelockError),
+    #[error("payload does not decode: {0}")]
+    Payload(parity_scale_codec::Error),
+    #[error("signer: {0}")]
+    Signer(ss58::Ss58Error),
+    #[error("the payload names another hotkey")]
+    OtherHotkey,
+}
+
 /// Decrypts a commit with its round's pulse and checks the payload's hotkey is the signer's.
-fn open(chain: &EmbeddedChain, c: &Sealed) -> Result<Weights, String> {
-    let pulse = chain.beacon.pulse(c.round).map_err(|e| e.to_string())?;
-    let plain = timelock::decrypt(&c.ciphertext, &pulse).map_err(|e| e.to_string())?;
+fn open(chain: &EmbeddedChain, c: &Sealed) -> Result<Weights, Unsealable> {
+    let pulse = chain.beacon.pulse(c.round)?;
+    let plain = timelock::decrypt(&c.ciphertext, &pulse)?;
     let (who, uids, values, version_key) =
         <(Vec<u8>, Vec<u16>, Vec<u16>, u64)>::decode(&mut &plain[..])
-            .map_err(|e| format!("payload does not decode: {e}"))?;
-    let signer = ss58::decode(&c.hotkey).map_err(|e| e.to_string())?;
+            .map_err(Unsealable::Payload)?;
+    let signer = ss58::decode(&c.hotkey).map_err(Unsealable::Signer)?;
     if who != signer {
-        return Err("the payload names another hotkey".into());
+        return Err(Unsealable::OtherHotkey);
     }
     Ok((uids, values, version_key))
 }

@@ -1,6 +1,7 @@
 //! JSON-RPC over one websocket, shared by every caller, reconnecting with exponential backoff
 //! (1 s doubling to 60 s) so an unreachable chain costs one quick error, not a retry storm.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -18,12 +19,39 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Metadata is a few MB; blocks' extrinsic lists can be large too.
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// Why a call got no answer: the connection is dropped and the chain counts as unreachable.
+#[derive(Debug, Clone, thiserror::Error)]
+enum Transport {
+    #[error("no connection in {} s", CONNECT_TIMEOUT.as_secs())]
+    ConnectTimeout,
+    #[error("no answer in {} s", CALL_TIMEOUT.as_secs())]
+    CallTimeout,
+    #[error(transparent)]
+    Socket(Arc<tokio_tungstenite::tungstenite::Error>),
+    #[error("connection closed by the node")]
+    Closed,
+    #[error("not connected")]
+    NotConnected,
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for Transport {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        Self::Socket(Arc::new(e))
+    }
+}
+
+/// The node's answer to one call: its `result`, or the JSON-RPC `error` object it sent.
+enum Answer {
+    Result(Value),
+    Error(Value),
+}
+
 struct Connection {
     socket: Option<Socket>,
     next_id: u64,
     failures: u32,
     retry_at: Option<Instant>,
-    last_error: String,
+    last_error: Option<Transport>,
 }
 
 pub struct Rpc {
@@ -38,7 +66,7 @@ impl Rpc {
             next_id: 1,
             failures: 0,
             retry_at: None,
-            last_error: String::new(),
+            last_error: None,
         };
         Self {
             url: url.to_string(),
@@ -50,10 +78,10 @@ impl Rpc {
         &self.url
     }
 
-    fn unreachable(&self, reason: impl Into<String>) -> ChainError {
+    fn unreachable(&self, reason: impl std::fmt::Display) -> ChainError {
         ChainError::Unreachable {
             endpoint: self.url.clone(),
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 
@@ -63,9 +91,8 @@ impl Rpc {
         if conn.socket.is_none() {
             if let Some(at) = conn.retry_at.filter(|at| Instant::now() < *at) {
                 let wait = at.saturating_duration_since(Instant::now()).as_secs_f64();
-                return Err(
-                    self.unreachable(format!("{} (next try in {wait:.0} s)", conn.last_error))
-                );
+                let last = conn.last_error.clone().unwrap_or(Transport::NotConnected);
+                return Err(self.unreachable(format!("{last} (next try in {wait:.0} s)")));
             }
             match self.connect().await {
                 Ok(socket) => {
@@ -77,7 +104,7 @@ impl Rpc {
                     conn.failures += 1;
                     let backoff = Duration::from_secs(1 << conn.failures.min(6)).min(MAX_BACKOFF);
                     conn.retry_at = Some(Instant::now() + backoff);
-                    conn.last_error = reason.clone();
+                    conn.last_error = Some(reason.clone());
                     return Err(self.unreachable(reason));
                 }
             }
@@ -88,27 +115,22 @@ impl Rpc {
             json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string();
         let result = match conn.socket.as_mut() {
             Some(socket) => tokio::time::timeout(CALL_TIMEOUT, exchange(socket, id, request)).await,
-            None => return Err(self.unreachable("not connected")),
+            None => return Err(self.unreachable(Transport::NotConnected)),
         };
-        match result {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(rpc_error))) => Err(ChainError::Decode(format!("{method}: {rpc_error}"))),
-            Ok(Err(transport)) => {
-                conn.socket = None;
-                conn.last_error = transport.clone();
-                Err(self.unreachable(transport))
+        match result.unwrap_or(Err(Transport::CallTimeout)) {
+            Ok(Answer::Result(value)) => Ok(value),
+            Ok(Answer::Error(rpc_error)) => {
+                Err(ChainError::Decode(format!("{method}: {rpc_error}")))
             }
-            Err(_) => {
+            Err(transport) => {
                 conn.socket = None;
-                Err(self.unreachable(format!(
-                    "{method} got no answer in {} s",
-                    CALL_TIMEOUT.as_secs()
-                )))
+                conn.last_error = Some(transport.clone());
+                Err(self.unreachable(format!("{method}: {transport}")))
             }
         }
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
+    async fn connect(&self) -> Result<Socket, Transport> {
         nicheimage_common::http::install_crypto_provider();
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
@@ -117,27 +139,20 @@ impl Rpc {
             tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), false);
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no connection in {} s", CONNECT_TIMEOUT.as_secs())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(Transport::ConnectTimeout),
         }
     }
 }
 
-/// Sends a request and reads until its answer; `Err` = transport, `Ok(Err)` = RPC error.
-async fn exchange(
-    socket: &mut Socket,
-    id: u64,
-    request: String,
-) -> Result<Result<Value, String>, String> {
-    socket
-        .send(Message::text(request))
-        .await
-        .map_err(|e| e.to_string())?;
+/// Sends a request and reads until its answer.
+async fn exchange(socket: &mut Socket, id: u64, request: String) -> Result<Answer, Transport> {
+    socket.send(Message::text(request)).await?;
     while let Some(message) = socket.next().await {
-        let text = match message.map_err(|e| e.to_string())? {
+        let text = match message? {
             Message::Text(text) => text.to_string(),
             Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Message::Close(_) => return Err("connection closed by the node".into()),
+            Message::Close(_) => return Err(Transport::Closed),
             _ => continue,
         };
         let Ok(reply) = serde_json::from_str::<Value>(&text) else {
@@ -147,9 +162,11 @@ async fn exchange(
             continue;
         }
         if let Some(error) = reply.get("error") {
-            return Ok(Err(error.to_string()));
+            return Ok(Answer::Error(error.clone()));
         }
-        return Ok(Ok(reply.get("result").cloned().unwrap_or(Value::Null)));
+        return Ok(Answer::Result(
+            reply.get("result").cloned().unwrap_or(Value::Null),
+        ));
     }
-    Err("connection closed".into())
+    Err(Transport::Closed)
 }
