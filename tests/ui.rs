@@ -656,3 +656,15 @@ fn the_high_contrast_overview_with_its_styles() {
     let t = draw_state(&devnet_state(), 80, 24, &UiState::default(), &theme);
     insta::assert_snapshot!(format!("{:?}", t.backend().buffer()));
 }
+
+/// `--no-ui`'s status line from the same state: its JSON shape is an interface (scripts read
+/// it), pinned here so typed payloads inside the state keep it (or change it on purpose).
+#[test]
+fn the_headless_status_line_keeps_its_shape() {
+    let line = nicheimage_tui::headless::status_line(&devnet_state(), T0 + 5_000);
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    insta::assert_snapshot!(
+        "headless_status_line",
+        serde_json::to_string_pretty(&value).unwrap()
+    );
+}
