@@ -7,10 +7,12 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use nicheimage_node::reward::judge::Verdict;
 use nicheimage_node::runtime::event::{
     MinerReport, MinerRow, Percentiles, ReplicaReport, ReplicaStatus, RoundOutcome,
     ValidatorCounters, ValidatorReport,
 };
+use nicheimage_node::runtime::event::{RewardReason, ServiceVerdict};
 use nicheimage_node::runtime::{Event, NodeState};
 use nicheimage_tui::ui::app::{Tab, UiState};
 use nicheimage_tui::ui::keymap::Action;
@@ -64,7 +66,11 @@ fn big_state() -> NodeState {
                     model: "RealisticVision".into(),
                     pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     reward: Some(f64::from(uid % 2)),
-                    reason: "hash distance 3 (match); 2.10 s → 0.998".into(),
+                    reason: RewardReason::Judged {
+                        verdict: ServiceVerdict::Verdict(Verdict::Match { distance: 3 }),
+                        secs: 2.1,
+                        reward: 0.998,
+                    },
                     latency_ms: Some(2100 + u64::from(uid)),
                 })
                 .collect(),

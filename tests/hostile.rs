@@ -486,7 +486,18 @@ async fn attack_the_subnet() {
     let liar = outcomes.outcomes.iter().find(|o| o.uid == 2).unwrap();
     assert_eq!(liar.reward, Some(0.0), "{:?}", outcomes.outcomes);
     assert!(
-        liar.reason.contains("exceeds the 4096×4096 limit"),
+        matches!(
+            &liar.reason,
+            nicheimage_node::runtime::event::RewardReason::Judged {
+                verdict: nicheimage_node::runtime::event::ServiceVerdict::Verdict(
+                    nicheimage_node::reward::judge::Verdict::Undecodable { .. }
+                ),
+                ..
+            }
+        ) && liar
+            .reason
+            .to_string()
+            .contains("exceeds the 4096×4096 limit"),
         "{}",
         liar.reason
     );

@@ -1,6 +1,10 @@
 //! Console rendering on ratatui's TestBackend, from seeded state (no terminal, no clock).
 
-use nicheimage_node::runtime::event::{Announce, HostSample, LogLine, TorchReport, WeightsStatus};
+use nicheimage_node::reward::judge::Verdict;
+use nicheimage_node::runtime::event::{
+    Announce, HostSample, LogLine, RewardReason, ServiceVerdict, TorchReport, Unanswered,
+    WeightsStatus,
+};
 use nicheimage_node::runtime::{ComponentChange, Event, NodeState};
 use nicheimage_tui::ui::app::UiState;
 use nicheimage_tui::ui::keymap::Action;
@@ -11,6 +15,14 @@ use ratatui::backend::TestBackend;
 use std::time::Duration;
 
 const T0: u64 = 1_700_000_000_000;
+
+fn judged(verdict: Verdict, secs: f64, reward: f64) -> RewardReason {
+    RewardReason::Judged {
+        verdict: ServiceVerdict::Verdict(verdict),
+        secs,
+        reward,
+    }
+}
 
 fn seeded() -> NodeState {
     let mut s = NodeState::new(T0);
@@ -470,7 +482,7 @@ fn devnet_state() -> NodeState {
                     pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.9998),
-                    reason: "hash distance 0 ≤ 6 → 1; 0.31 s → 0.9998".into(),
+                    reason: judged(Verdict::Match { distance: 0 }, 0.31, 0.9998),
                     latency_ms: Some(310),
                 },
                 RoundOutcome {
@@ -478,7 +490,7 @@ fn devnet_state() -> NodeState {
                     pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.0),
-                    reason: "hash distance 31 > 6 → 0".into(),
+                    reason: judged(Verdict::Mismatch { distance: 31 }, 0.25, 0.0),
                     latency_ms: Some(250),
                 },
                 RoundOutcome {
@@ -486,12 +498,15 @@ fn devnet_state() -> NodeState {
                     pipeline: nicheimage_node::catalogue::Pipeline::Txt2img,
                     model: "Tiny".into(),
                     reward: Some(0.0),
-                    reason: "timeout (4.0 s)".into(),
+                    reason: RewardReason::Unanswered(Unanswered::Timeout { secs: 4.0 }),
                     latency_ms: Some(4000),
                 },
             ],
             scores: [(1, 0.9998), (2, 0.0), (3, 0.0)].into(),
-            weights: Some(WeightsStatus::Set("set at block 1234 for 1 uids".into())),
+            weights: Some(WeightsStatus::Set {
+                block: 1234,
+                uids: 1,
+            }),
             next_weights_block: Some(1254),
             miners: (1..=3u16)
                 .map(|uid| {
@@ -578,17 +593,17 @@ fn devnet_state() -> NodeState {
         state.apply(
             Event::Gallery(nicheimage_node::runtime::event::GalleryImage {
                 unix_ms: T0,
-                source: format!("uid {uid}"),
+                uid: uid as u16,
                 model: "Tiny".into(),
                 prompt: "a lighthouse on a cliff, oil painting, golden hour".into(),
                 seed: 4242 + uid,
                 latency_ms: 90,
-                verdict: if passed {
-                    "1.000: hash distance 0 (match)".into()
+                reward: if passed { 1.0 } else { 0.0 },
+                reason: if passed {
+                    judged(Verdict::Match { distance: 0 }, 0.09, 1.0)
                 } else {
-                    "0.000: hash distance 29 (over 6)".into()
+                    judged(Verdict::Mismatch { distance: 29 }, 0.09, 0.0)
                 },
-                passed,
                 thumbnail: nicheimage_common::image::Thumbnail {
                     width: 32,
                     height: 32,

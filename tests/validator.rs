@@ -6,6 +6,10 @@
 
 mod common;
 
+use nicheimage_node::reward::judge::Verdict;
+use nicheimage_node::runtime::event::{
+    RewardReason, ServiceVerdict, Unanswered, WeightsState, WeightsStatus,
+};
 use std::collections::BTreeMap;
 
 use common::subnet::{Behaviour, Subnet};
@@ -30,7 +34,7 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
         .unwrap();
     // The judged images come back small, with their verdicts, for the console's gallery.
     assert_eq!(outcomes.gallery.len(), 2, "honest and wrong-seed answered");
-    let passed: Vec<bool> = outcomes.gallery.iter().map(|g| g.passed).collect();
+    let passed: Vec<bool> = outcomes.gallery.iter().map(|g| g.reward > 0.0).collect();
     assert_eq!(passed.iter().filter(|p| **p).count(), 1, "{passed:?}");
     assert!(
         outcomes
@@ -43,10 +47,44 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     assert_eq!(by_uid.len(), 3, "{outcomes:#?}");
     let honest = by_uid[&1].reward.unwrap();
     assert!(honest > 0.9 && honest <= 1.0, "{outcomes:#?}");
-    assert!(by_uid[&1].reason.contains("hash distance"), "{outcomes:#?}");
+    // Our reward service sends its verdicts as data: they arrive typed, with the distance.
+    assert!(
+        matches!(
+            &by_uid[&1].reason,
+            RewardReason::Judged {
+                verdict: ServiceVerdict::Verdict(Verdict::Match { .. }),
+                ..
+            }
+        ) && by_uid[&1].reason.distance().is_some_and(|d| d <= 6),
+        "{outcomes:#?}"
+    );
+    assert!(
+        by_uid[&1].reason.to_string().contains("hash distance"),
+        "{outcomes:#?}"
+    );
     assert_eq!(by_uid[&2].reward, Some(0.0), "{outcomes:#?}");
+    assert!(
+        matches!(
+            &by_uid[&2].reason,
+            RewardReason::Judged {
+                verdict: ServiceVerdict::Verdict(Verdict::Mismatch { .. }),
+                ..
+            }
+        ),
+        "{outcomes:#?}"
+    );
     assert_eq!(by_uid[&3].reward, Some(0.0));
-    assert!(by_uid[&3].reason.starts_with("timeout"), "{outcomes:#?}");
+    assert!(
+        matches!(
+            by_uid[&3].reason,
+            RewardReason::Unanswered(Unanswered::Timeout { .. })
+        ),
+        "{outcomes:#?}"
+    );
+    assert!(
+        by_uid[&3].reason.to_string().starts_with("timeout"),
+        "{outcomes:#?}"
+    );
 
     // The same round signed with bittensor 11's btauth/1: the same verdicts.
     let btauth = Dendrite::new(subnet.validator_key.clone())
@@ -56,10 +94,17 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     let again: BTreeMap<u16, _> = again.outcomes.iter().map(|o| (o.uid, o.clone())).collect();
     assert!(again[&1].reward.unwrap() > 0.9, "{again:#?}");
     assert_eq!(again[&2].reward, Some(0.0), "{again:#?}");
-    assert!(again[&3].reason.starts_with("timeout"), "{again:#?}");
+    assert!(
+        matches!(
+            again[&3].reason,
+            RewardReason::Unanswered(Unanswered::Timeout { .. })
+        ),
+        "{again:#?}"
+    );
 
     let done = validator.set_weights().await.unwrap();
-    assert!(done.text().contains("set at block"), "{done}");
+    assert!(matches!(done, WeightsStatus::Set { uids: 1, .. }), "{done}");
+    assert!(done.to_string().contains("set at block"), "{done}");
     let history = subnet.chain.weight_history();
     assert_eq!(history.len(), 1);
     // Only the honest miner has a score: all the weight is its.
@@ -85,7 +130,8 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
         })
         .unwrap();
     let done = validator.set_weights().await.unwrap();
-    assert!(done.text().starts_with("committed at block"), "{done}");
+    assert!(matches!(done, WeightsStatus::Committed { .. }), "{done}");
+    assert!(done.to_string().starts_with("committed at block"), "{done}");
     let commits_path = subnet.dir.path().join("weight-commits.json");
     let kept = nicheimage_bittensor::chain::commit::load_pending(&commits_path).unwrap();
     assert_eq!(kept.len(), 1);
@@ -97,7 +143,8 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     subnet.chain.advance(kept[0].first_reveal_block - now);
     let done = restarted.set_weights().await.unwrap();
     assert!(
-        done.text().contains("revealed the commit of block"),
+        matches!(done, WeightsStatus::Revealed { uids: 1, .. })
+            && done.to_string().contains("revealed the commit of block"),
         "{done}"
     );
     assert_eq!(subnet.chain.weight_history().len(), 2);
@@ -119,7 +166,11 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
         })
         .unwrap();
     let done = validator.set_weights().await.unwrap();
-    assert!(done.text().contains("timelocked to drand round"), "{done}");
+    assert!(
+        matches!(done, WeightsStatus::Timelocked { .. })
+            && done.to_string().contains("timelocked to drand round"),
+        "{done}"
+    );
     let kept = serde_json::to_value(validator.kept_commits()).unwrap();
     let c = &kept[0];
     assert_eq!(c["kind"], "timelocked", "{kept}");
@@ -133,17 +184,17 @@ async fn a_round_scores_honest_wrong_and_slow_miners_and_sets_weights() {
     let first = c["first_reveal_block"].as_u64().unwrap();
     let again = validator.set_weights().await.unwrap();
     assert!(
-        again.text().starts_with("committed at block"),
+        matches!(again, WeightsStatus::Timelocked { .. })
+            && again.to_string().starts_with("committed at block"),
         "waiting: {again}"
     );
     let now = subnet.chain.block().await.unwrap();
     subnet.chain.advance(first + 361 - now);
     let dropped = validator.set_weights().await.unwrap();
     assert!(
-        matches!(
-            dropped,
-            nicheimage_node::runtime::event::WeightsStatus::Failed(_)
-        ) && dropped.text().contains("dropped by the chain"),
+        matches!(dropped, WeightsStatus::Dropped { .. })
+            && dropped.state() == WeightsState::Failed
+            && dropped.to_string().contains("dropped by the chain"),
         "{dropped}"
     );
     let on_chain = subnet.chain.dropped_commits();

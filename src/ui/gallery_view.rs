@@ -5,6 +5,7 @@ use super::theme::Theme;
 use super::widgets::block;
 use nicheimage_common::image::Thumbnail;
 use nicheimage_node::runtime::event::GalleryImage;
+use nicheimage_node::runtime::event::RewardReason;
 use ratatui::Frame;
 use ratatui::layout::{Margin, Rect};
 use ratatui::style::{Color, Style};
@@ -70,16 +71,21 @@ pub fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &
         let mut lines: Vec<Line> = (0..th.height.div_ceil(2))
             .map(|r| pixel_row(th, r, colour))
             .collect();
-        let verdict = if image.passed { t.ok } else { t.warn };
+        let verdict = if image.reward > 0.0 { t.ok } else { t.warn };
         lines.push(Line::from(vec![
-            Span::styled(image.source.clone(), t.value()),
+            Span::styled(format!("uid {}", image.uid), t.value()),
             Span::styled(
                 format!(" · seed {} · {} ms", image.seed, image.latency_ms),
                 muted,
             ),
         ]));
+        // The latency is on the line above: the verdict alone here.
+        let said = match &image.reason {
+            RewardReason::Judged { verdict, .. } => verdict.to_string(),
+            other => other.to_string(),
+        };
         lines.push(Line::styled(
-            image.verdict.clone(),
+            format!("{:.3}: {said}", image.reward),
             Style::new().fg(verdict),
         ));
         lines.push(Line::styled(image.prompt.clone(), muted));

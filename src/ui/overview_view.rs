@@ -6,7 +6,7 @@ use super::miners_view::draw_miner;
 use super::theme::Theme;
 use super::view::ViewContext;
 use super::widgets::{block, bytes, gauge, sparkline, status_style};
-use nicheimage_node::runtime::event::WeightsStatus;
+use nicheimage_node::runtime::event::{WeightsState, WeightsStatus};
 use nicheimage_node::telemetry::gpu::GpuUnavailable;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -350,10 +350,13 @@ pub(super) fn validator_line<'a>(
         Span::styled(format!("{scored}/{}", r.scores.len()), text),
         Span::styled("  weights ", muted),
         Span::styled(
-            r.weights.as_ref().map_or("not yet", WeightsStatus::text),
-            Style::new().fg(match &r.weights {
-                Some(WeightsStatus::Set(_)) => t.ok,
-                Some(_) => t.warn,
+            r.weights
+                .as_ref()
+                .map_or("not yet".into(), WeightsStatus::to_string),
+            Style::new().fg(match r.weights.as_ref().map(WeightsStatus::state) {
+                Some(WeightsState::Set) => t.ok,
+                Some(WeightsState::Pending) => t.warn,
+                Some(WeightsState::Failed) => t.error,
                 None => t.muted,
             }),
         ),

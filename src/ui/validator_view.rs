@@ -7,7 +7,7 @@ use super::keymap::{Action, key_for};
 use super::theme::Theme;
 use super::widgets::block;
 use nicheimage_node::catalogue::Pipeline;
-use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsStatus};
+use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsState, WeightsStatus};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::style::Modifier;
@@ -47,7 +47,7 @@ impl MinerLine<'_> {
             || self.model.to_lowercase().contains(&f)
             || self
                 .last
-                .is_some_and(|o| o.reason.to_lowercase().contains(&f))
+                .is_some_and(|o| o.reason.to_string().to_lowercase().contains(&f))
     }
 }
 
@@ -110,9 +110,10 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
     };
     let [head, table_area] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    let weights_style = match &v.weights {
-        Some(WeightsStatus::Set(_)) => t.good(),
-        Some(_) => t.warning(),
+    let weights_style = match v.weights.as_ref().map(WeightsStatus::state) {
+        Some(WeightsState::Set) => t.good(),
+        Some(WeightsState::Pending) => t.warning(),
+        Some(WeightsState::Failed) => t.bad(),
         None => muted,
     };
     let mut first = vec![
@@ -122,7 +123,9 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
         Span::styled(v.step.to_string(), text),
         Span::styled("  weights ", muted),
         Span::styled(
-            v.weights.as_ref().map_or("not yet", WeightsStatus::text),
+            v.weights
+                .as_ref()
+                .map_or("not yet".into(), WeightsStatus::to_string),
             weights_style,
         ),
     ];
@@ -184,7 +187,7 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
                 Cell::from(reward).style(style),
                 // txt2img is the common case; other pipelines are named.
                 Cell::from(l.last.map_or(String::new(), |o| match o.pipeline {
-                    Pipeline::Txt2img => o.reason.clone(),
+                    Pipeline::Txt2img => o.reason.to_string(),
                     other => format!("[{}] {}", other.name(), o.reason),
                 })),
             ])

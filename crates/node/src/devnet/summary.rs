@@ -19,7 +19,7 @@ pub struct MinerSummary {
     pub score: f64,
     /// Its weight in the validator's last accepted weights (u16, 0 when absent).
     pub weight: u16,
-    pub last_reason: Option<String>,
+    pub last_reason: Option<crate::runtime::event::RewardReason>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,7 +109,7 @@ impl Summary {
                 m.score,
                 m.weight,
                 m.last_reason
-                    .as_deref()
+                    .as_ref()
                     .map(|r| format!(", last: {r}"))
                     .unwrap_or_default()
             ));

@@ -1,7 +1,9 @@
 //! Prometheus text exposition (format 0.0.4) of the node state.
 
 use crate::proxy::counters::LATENCY_BOUNDS_MS;
-use crate::runtime::event::{ProxyReport, ReplicaReport, ReplicaStatus};
+use crate::runtime::event::{
+    ProxyReport, ReplicaReport, ReplicaStatus, ValidatorReport, WeightsStatus,
+};
 use crate::runtime::{ComponentStatus, NodeState};
 use std::fmt::Write;
 
@@ -52,6 +54,32 @@ impl Exposition {
                 None => self.sample(name, &[("replica", &index)], value(r)),
             }
         }
+    }
+}
+
+/// The validator's last round by outcome kind, and where its weights stand.
+fn validator(out: &mut Exposition, v: &ValidatorReport) {
+    let name = "nicheimage_validator_last_round_miners";
+    out.family(
+        name,
+        "gauge",
+        "Miners in the validator's last round, by what became of their answer.",
+    );
+    let mut kinds = std::collections::BTreeMap::<&str, u32>::new();
+    for o in &v.last_round {
+        *kinds.entry(o.reason.kind()).or_default() += 1;
+    }
+    for (kind, n) in kinds {
+        out.sample(name, &[("outcome", kind)], f64::from(n));
+    }
+    if let Some(block) = v.weights.as_ref().and_then(WeightsStatus::set_at) {
+        let name = "nicheimage_validator_weights_set_block";
+        out.family(
+            name,
+            "gauge",
+            "The block at which the chain last took the validator's weights.",
+        );
+        out.sample(name, &[], block as f64);
     }
 }
 
@@ -308,6 +336,9 @@ pub fn render(state: &NodeState, now_unix_ms: u64) -> String {
     if let Some(p) = &state.proxy {
         proxy(&mut out, p);
     }
+    if let Some(v) = &state.validator {
+        validator(&mut out, v);
+    }
     if !state.endpoint_responses.is_empty() {
         out.family(
             "nicheimage_endpoint_responses_total",
@@ -388,5 +419,56 @@ mod tests {
             text.contains("nicheimage_replica_up{replica=\"0\"} 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_validator_round_is_labelled_by_outcome_and_weights_by_block() {
+        use crate::reward::judge::Verdict;
+        use crate::runtime::event::{
+            RewardReason, RoundOutcome, ServiceVerdict, Unanswered, ValidatorReport, WeightsStatus,
+        };
+        let outcome = |uid, reason| RoundOutcome {
+            uid,
+            model: "Tiny".into(),
+            pipeline: crate::catalogue::Pipeline::Txt2img,
+            reward: Some(0.0),
+            reason,
+            latency_ms: None,
+        };
+        let judged = |verdict| RewardReason::Judged {
+            verdict: ServiceVerdict::Verdict(verdict),
+            secs: 1.0,
+            reward: 0.0,
+        };
+        let mut s = NodeState::new(0);
+        s.apply(
+            Event::Validator(ValidatorReport {
+                last_round: vec![
+                    outcome(1, judged(Verdict::Match { distance: 2 })),
+                    outcome(2, judged(Verdict::Match { distance: 0 })),
+                    outcome(3, judged(Verdict::Mismatch { distance: 30 })),
+                    outcome(
+                        4,
+                        RewardReason::Unanswered(Unanswered::Timeout { secs: 12.0 }),
+                    ),
+                ],
+                weights: Some(WeightsStatus::Revealed {
+                    block: 4321,
+                    uids: 2,
+                    commit_block: 4300,
+                }),
+                ..Default::default()
+            }),
+            1,
+        );
+        let text = render(&s, 5_000);
+        for line in [
+            "nicheimage_validator_last_round_miners{outcome=\"match\"} 2\n",
+            "nicheimage_validator_last_round_miners{outcome=\"mismatch\"} 1\n",
+            "nicheimage_validator_last_round_miners{outcome=\"timeout\"} 1\n",
+            "nicheimage_validator_weights_set_block 4321\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

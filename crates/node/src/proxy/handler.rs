@@ -542,7 +542,10 @@ impl Attempt<'_> {
             )
             .await;
             let (reward, why) = match verdict {
-                Ok(v) => v.into_iter().next().unwrap_or((0.0, "no verdict".into())),
+                Ok(v) => v.into_iter().next().unwrap_or((
+                    0.0,
+                    crate::runtime::event::ServiceVerdict::Said("no verdict".into()),
+                )),
                 Err(e) => {
                     // Our reward service failing is not the miner's fault: serve unchecked.
                     tracing::warn!(error = %e, "organic check skipped: cannot judge");

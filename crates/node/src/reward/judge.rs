@@ -13,15 +13,24 @@ pub const MATCH_HASH_SIZE: usize = 8;
 pub const MATCH_MAX_DISTANCE: usize = 6;
 pub const BLACK_HASH_SIZE: usize = 6;
 
-/// Why a miner got its reward; `reason` is what operators and the validator's log read.
-#[derive(Debug, Clone, PartialEq)]
+/// Why a miner got its reward; `reason` is what operators and the validator's log read. The
+/// reward service also sends it as data (`"verdicts"`, tagged by `kind`), which seed clients
+/// ignore and our validator reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     Match { distance: usize },
     Mismatch { distance: usize },
     Empty,
-    Undecodable(String),
+    Undecodable { error: String },
     BlankedSafeImage,
     UnfilteredNsfw,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason())
+    }
 }
 
 impl Verdict {
@@ -39,7 +48,7 @@ impl Verdict {
             Verdict::Match { .. } => "match",
             Verdict::Mismatch { .. } => "mismatch",
             Verdict::Empty => "no image",
-            Verdict::Undecodable(_) => "image does not decode",
+            Verdict::Undecodable { .. } => "image does not decode",
             Verdict::BlankedSafeImage => "black image where the reference is not",
             Verdict::UnfilteredNsfw => "image where the reference is black",
         }
@@ -52,7 +61,7 @@ impl Verdict {
                 format!("hash distance {distance} (over {MATCH_MAX_DISTANCE})")
             }
             Verdict::Empty => "no image".into(),
-            Verdict::Undecodable(e) => format!("image does not decode: {e}"),
+            Verdict::Undecodable { error } => format!("image does not decode: {error}"),
             Verdict::BlankedSafeImage => "black image where the reference is not".into(),
             Verdict::UnfilteredNsfw => "image where the reference is black (NSFW filtered)".into(),
         }
@@ -89,7 +98,11 @@ impl Reference {
     fn verdict(&self, miner: Hashed) -> Verdict {
         let (hash, black) = match miner {
             Ok(h) => h,
-            Err(e) => return Verdict::Undecodable(e.to_string()),
+            Err(e) => {
+                return Verdict::Undecodable {
+                    error: e.to_string(),
+                };
+            }
         };
         match (self.black, black) {
             (false, true) => return Verdict::BlankedSafeImage,
@@ -237,7 +250,7 @@ mod tests {
         assert_eq!(reference.judge(Some("")), Verdict::Empty);
         assert!(matches!(
             reference.judge(Some("not base64!")),
-            Verdict::Undecodable(_)
+            Verdict::Undecodable { .. }
         ));
     }
 

@@ -151,6 +151,7 @@ impl Shared {
         Ok(json!({
             "rewards": verdicts.iter().map(|v| v.reward()).collect::<Vec<_>>(),
             "reasons": verdicts.iter().map(|v| v.reason()).collect::<Vec<_>>(),
+            "verdicts": verdicts,
         }))
     }
 

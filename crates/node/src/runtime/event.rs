@@ -248,34 +248,269 @@ impl Serialize for Announce {
     }
 }
 
-/// The validator's last word on its weights. Shown and serialised as its words.
+/// The validator's last word on its weights, as data; shown and serialised as its sentence
+/// (the headless JSON keeps that shape).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WeightsStatus {
-    /// The chain took our weights (set, or a commit revealed): the words say where.
-    Set(String),
-    /// Nothing to set yet, waiting for the rate limit, or a commit waiting for its reveal.
-    Pending(String),
-    /// The chain refused, could not be reached, or dropped a commit.
-    Failed(String),
+    /// `set_weights` went in at `block` for `uids` uids.
+    Set { block: u64, uids: usize },
+    /// We revealed the hash commit of `commit_block` at `block`.
+    Revealed {
+        block: u64,
+        uids: usize,
+        commit_block: u64,
+    },
+    /// The chain revealed our timelocked commit: our last update moved to `block`.
+    ChainRevealed {
+        block: u64,
+        uids: usize,
+        commit_block: u64,
+        reveal_epoch: u64,
+    },
+    /// Every score is 0: nothing to set.
+    AllZero,
+    /// The scores do not make weights (the reason).
+    Unweighable(String),
+    /// The chain takes our weights again at block `next`.
+    RateLimited { next: u64, now: u64 },
+    /// A hash commit waiting for its reveal window.
+    Committed {
+        commit_block: u64,
+        first_reveal_block: u64,
+        last_reveal_block: u64,
+    },
+    /// A timelocked commit waiting for the chain to reveal it.
+    Timelocked {
+        commit_block: u64,
+        commit_epoch: u64,
+        reveal_round: u64,
+        reveal_epoch: u64,
+        reveal_block: u64,
+    },
+    /// The chain deleted our timelocked commit unrevealed (its round came too late).
+    Dropped {
+        commit_block: u64,
+        reveal_epoch: u64,
+        reveal_round: u64,
+    },
+    /// The chain refused (`refusal`: the pallet error's name) or could not be reached.
+    Failed {
+        refusal: Option<String>,
+        message: String,
+    },
+}
+
+/// Where a [`WeightsStatus`] leaves the weights, for colour and counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsState {
+    Set,
+    Pending,
+    Failed,
 }
 
 impl WeightsStatus {
-    pub fn text(&self) -> &str {
+    pub fn state(&self) -> WeightsState {
         match self {
-            Self::Set(t) | Self::Pending(t) | Self::Failed(t) => t,
+            Self::Set { .. } | Self::Revealed { .. } | Self::ChainRevealed { .. } => {
+                WeightsState::Set
+            }
+            Self::Dropped { .. } | Self::Failed { .. } => WeightsState::Failed,
+            _ => WeightsState::Pending,
+        }
+    }
+
+    /// The block the chain took our weights at, when it did.
+    pub fn set_at(&self) -> Option<u64> {
+        match self {
+            Self::Set { block, .. }
+            | Self::Revealed { block, .. }
+            | Self::ChainRevealed { block, .. } => Some(*block),
+            _ => None,
+        }
+    }
+
+    pub fn failed(e: &nicheimage_bittensor::chain::ChainError) -> Self {
+        Self::Failed {
+            refusal: e.refusal().map(str::to_string),
+            message: e.to_string(),
         }
     }
 }
 
 impl std::fmt::Display for WeightsStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.text())
+        match self {
+            Self::Set { block, uids } => write!(f, "set at block {block} for {uids} uids"),
+            Self::Revealed {
+                block,
+                uids,
+                commit_block,
+            } => write!(
+                f,
+                "set at block {block} for {uids} uids (revealed the commit of block {commit_block})"
+            ),
+            Self::ChainRevealed {
+                block,
+                uids,
+                commit_block,
+                reveal_epoch,
+            } => write!(
+                f,
+                "set at block {block} for {uids} uids (the chain revealed the timelocked commit of block {commit_block} in epoch {reveal_epoch})"
+            ),
+            Self::AllZero => f.write_str("nothing to set: every score is 0"),
+            Self::Unweighable(why) => write!(f, "nothing to set: {why}"),
+            Self::RateLimited { next, now } => write!(f, "waiting for block {next} (now {now})"),
+            Self::Committed {
+                commit_block,
+                first_reveal_block,
+                last_reveal_block,
+            } => write!(
+                f,
+                "committed at block {commit_block}, reveal in blocks {first_reveal_block}..={last_reveal_block}"
+            ),
+            Self::Timelocked {
+                commit_block,
+                commit_epoch,
+                reveal_round,
+                reveal_epoch,
+                reveal_block,
+            } => write!(
+                f,
+                "committed at block {commit_block} in epoch {commit_epoch} (timelocked to drand round {reveal_round}), the chain reveals it in epoch {reveal_epoch}, at about block {reveal_block}"
+            ),
+            Self::Dropped {
+                commit_block,
+                reveal_epoch,
+                reveal_round,
+            } => write!(
+                f,
+                "the timelocked commit of block {commit_block} was dropped by the chain: not revealed in its reveal epoch {reveal_epoch} (the chain deletes a commit whose drand round {reveal_round} is not on chain before that epoch ends); committing again next pass"
+            ),
+            Self::Failed { message, .. } => f.write_str(message),
+        }
     }
 }
 
 impl Serialize for WeightsStatus {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.text())
+        s.collect_str(self)
+    }
+}
+
+/// What the reward service said of one image: its verdict where it sends one (ours does),
+/// else its sentence (a service that sends only the seed's `rewards` and `reasons`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceVerdict {
+    Verdict(crate::reward::judge::Verdict),
+    Said(String),
+}
+
+impl std::fmt::Display for ServiceVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Verdict(v) => v.fmt(f),
+            Self::Said(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Why a miner's answer got its reward, as data: views colour and filter by it, the headless
+/// JSON carries its sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RewardReason {
+    /// Judged by the reward service, then penalised for taking `secs`.
+    Judged {
+        verdict: ServiceVerdict,
+        secs: f64,
+        reward: f64,
+    },
+    /// No usable answer from the miner's axon.
+    Unanswered(Unanswered),
+    /// Our reward service could not judge the batch: not the miner's fault, nothing recorded.
+    NotJudged(String),
+}
+
+/// How a miner's axon failed to answer (its status code as the dendrite reports it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unanswered {
+    Timeout { secs: f64 },
+    Blacklisted(String),
+    Unreachable,
+    SignatureRefused(String),
+    Status { code: u16, message: String },
+}
+
+impl RewardReason {
+    /// The outcome without its figures: a metric label and a filter word.
+    pub fn kind(&self) -> &'static str {
+        use crate::reward::judge::Verdict;
+        match self {
+            Self::Judged { verdict, .. } => match verdict {
+                ServiceVerdict::Verdict(Verdict::Match { .. }) => "match",
+                ServiceVerdict::Verdict(Verdict::Mismatch { .. }) => "mismatch",
+                ServiceVerdict::Verdict(Verdict::Empty) => "no_image",
+                ServiceVerdict::Verdict(Verdict::Undecodable { .. }) => "undecodable",
+                ServiceVerdict::Verdict(Verdict::BlankedSafeImage) => "blanked",
+                ServiceVerdict::Verdict(Verdict::UnfilteredNsfw) => "unfiltered_nsfw",
+                ServiceVerdict::Said(_) => "judged",
+            },
+            Self::Unanswered(u) => match u {
+                Unanswered::Timeout { .. } => "timeout",
+                Unanswered::Blacklisted(_) => "blacklisted",
+                Unanswered::Unreachable => "unreachable",
+                Unanswered::SignatureRefused(_) => "signature_refused",
+                Unanswered::Status { .. } => "http_error",
+            },
+            Self::NotJudged(_) => "not_judged",
+        }
+    }
+
+    /// The hash distance, when the image was compared.
+    pub fn distance(&self) -> Option<usize> {
+        use crate::reward::judge::Verdict;
+        match self {
+            Self::Judged {
+                verdict:
+                    ServiceVerdict::Verdict(
+                        Verdict::Match { distance } | Verdict::Mismatch { distance },
+                    ),
+                ..
+            } => Some(*distance),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RewardReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Judged {
+                verdict,
+                secs,
+                reward,
+            } => write!(f, "{verdict}; {secs:.2} s → {reward}"),
+            Self::Unanswered(u) => u.fmt(f),
+            Self::NotJudged(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout { secs } => write!(f, "timeout ({secs:.1} s)"),
+            Self::Blacklisted(why) => write!(f, "blacklisted: {why}"),
+            Self::Unreachable => f.write_str("unreachable"),
+            Self::SignatureRefused(why) => write!(f, "refused our signature: {why}"),
+            Self::Status { code, message } => write!(f, "HTTP {code}: {message}"),
+        }
+    }
+}
+
+impl Serialize for RewardReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -287,7 +522,7 @@ pub struct RoundOutcome {
     /// What the miner was asked (txt2img when a conditional image could not be had).
     pub pipeline: crate::catalogue::Pipeline,
     pub reward: Option<f64>,
-    pub reason: String,
+    pub reason: RewardReason,
     /// How long the miner took to answer (None when not asked, e.g. the judge failed first).
     pub latency_ms: Option<u64>,
 }
@@ -303,19 +538,17 @@ pub struct MinerRow {
 }
 
 /// An image with what it was asked for and what became of it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GalleryImage {
     pub unix_ms: u64,
-    /// Who made it, e.g. "uid 1".
-    pub source: String,
+    /// The miner that made it.
+    pub uid: u16,
     pub model: String,
     pub prompt: String,
     pub seed: i64,
     pub latency_ms: u64,
-    /// The reward and its reason, e.g. "1.000: hash distance 0 (match)".
-    pub verdict: String,
-    /// Whether the verdict was a pass.
-    pub passed: bool,
+    pub reward: f64,
+    pub reason: RewardReason,
     #[serde(skip)]
     pub thumbnail: nicheimage_common::image::Thumbnail,
 }
@@ -483,7 +716,88 @@ pub struct DownloadReport {
 
 #[cfg(test)]
 mod tests {
-    use super::Percentiles;
+    use super::*;
+    use crate::reward::judge::Verdict;
+
+    #[test]
+    fn typed_payloads_say_what_the_strings_said() {
+        // The headless JSON and the views read these sentences: the same words as before.
+        let cases = [
+            (
+                WeightsStatus::Set {
+                    block: 1234,
+                    uids: 3,
+                },
+                "set at block 1234 for 3 uids",
+                WeightsState::Set,
+            ),
+            (
+                WeightsStatus::RateLimited {
+                    next: 1300,
+                    now: 1290,
+                },
+                "waiting for block 1300 (now 1290)",
+                WeightsState::Pending,
+            ),
+            (
+                WeightsStatus::Committed {
+                    commit_block: 10,
+                    first_reveal_block: 20,
+                    last_reveal_block: 29,
+                },
+                "committed at block 10, reveal in blocks 20..=29",
+                WeightsState::Pending,
+            ),
+            (
+                WeightsStatus::failed(&nicheimage_bittensor::chain::ChainError::refused(
+                    "SettingWeightsTooFast",
+                    "",
+                )),
+                "",
+                WeightsState::Failed,
+            ),
+        ];
+        for (status, words, state) in cases {
+            if !words.is_empty() {
+                assert_eq!(status.to_string(), words);
+                assert_eq!(serde_json::to_value(&status).unwrap(), words);
+            }
+            assert_eq!(status.state(), state, "{status}");
+        }
+        let refused = WeightsStatus::failed(&nicheimage_bittensor::chain::ChainError::refused(
+            "SettingWeightsTooFast",
+            "",
+        ));
+        assert!(
+            matches!(&refused, WeightsStatus::Failed { refusal: Some(name), .. } if name == "SettingWeightsTooFast")
+        );
+        assert_eq!(
+            WeightsStatus::Revealed {
+                block: 50,
+                uids: 1,
+                commit_block: 40
+            }
+            .set_at(),
+            Some(50)
+        );
+
+        let judged = RewardReason::Judged {
+            verdict: ServiceVerdict::Verdict(Verdict::Mismatch { distance: 29 }),
+            secs: 0.25,
+            reward: 0.0,
+        };
+        assert_eq!(judged.to_string(), "hash distance 29 (over 6); 0.25 s → 0");
+        assert_eq!((judged.kind(), judged.distance()), ("mismatch", Some(29)));
+        let timeout = RewardReason::Unanswered(Unanswered::Timeout { secs: 12.04 });
+        assert_eq!(serde_json::to_value(&timeout).unwrap(), "timeout (12.0 s)");
+        assert_eq!((timeout.kind(), timeout.distance()), ("timeout", None));
+        let foreign = RewardReason::Judged {
+            verdict: ServiceVerdict::Said("hash distance 0 ≤ 6 → 1".into()),
+            secs: 1.0,
+            reward: 1.0,
+        };
+        assert_eq!(foreign.kind(), "judged");
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::catalogue::{ModelSpec, Pipeline};
 pub use crate::dice::Dice;
-use crate::runtime::event::WeightsStatus::{self, Failed, Pending, Set};
 use crate::runtime::event::{GalleryImage, RoundOutcome, ValidatorReport};
+use crate::runtime::event::{RewardReason, Unanswered, WeightsStatus};
 use crate::runtime::{Component, ComponentContext, Event};
 use nicheimage_bittensor::chain::commit::{self, WeightsMode, Window};
 use nicheimage_bittensor::chain::{Chain, ChainError, is_public_unicast, weights};
@@ -176,13 +176,19 @@ async fn thumbnails(
 const GALLERY_SIDE: usize = 32;
 
 /// Why a failed call scored 0, in operator words.
-fn failure_reason<S>(r: &Response<S>) -> String {
+fn unanswered<S>(r: &Response<S>) -> Unanswered {
+    let message = || nicheimage_common::text::clip(&r.status_message, 200);
     match r.status_code {
-        408 => format!("timeout ({:.1} s)", r.process_time),
-        403 => format!("blacklisted: {}", r.status_message),
-        503 => "unreachable".into(),
-        401 => format!("refused our signature: {}", r.status_message),
-        code => format!("HTTP {code}: {}", r.status_message),
+        408 => Unanswered::Timeout {
+            secs: r.process_time,
+        },
+        403 => Unanswered::Blacklisted(message()),
+        503 => Unanswered::Unreachable,
+        401 => Unanswered::SignatureRefused(message()),
+        code => Unanswered::Status {
+            code,
+            message: message(),
+        },
     }
 }
 
@@ -418,7 +424,7 @@ impl Validator {
                                 pipeline: Pipeline::parse(&challenge.pipeline_type)
                                     .unwrap_or(pipeline),
                                 reward: None,
-                                reason: e.to_string(),
+                                reason: RewardReason::NotJudged(e.to_string()),
                                 latency_ms: None,
                             });
                         }
@@ -431,27 +437,29 @@ impl Validator {
                     let latency_ms = (answer.process_time * 1000.0) as u64;
                     let (reward, reason) = match judged {
                         Some(k) => {
-                            let (raw, why) = &verdicts[k];
+                            let (raw, verdict) = &verdicts[k];
                             let reward =
                                 scores::penalised(*raw, answer.process_time, model.timeout_secs);
-                            (
+                            let reason = RewardReason::Judged {
+                                verdict: verdict.clone(),
+                                secs: answer.process_time,
                                 reward,
-                                format!("{why}; {:.2} s → {reward}", answer.process_time),
-                            )
+                            };
+                            (reward, reason)
                         }
-                        None => (0.0, failure_reason(answer)),
+                        None => (0.0, RewardReason::Unanswered(unanswered(answer))),
                     };
                     self.shared.book().record(*uid, reward);
                     if let Some(thumbnail) = judged.and_then(|k| thumbnails[k].take()) {
                         gallery.push(GalleryImage {
                             unix_ms: crate::runtime::state::unix_ms_now(),
-                            source: format!("uid {uid}"),
+                            uid: *uid,
                             model: model.name.clone(),
                             prompt: challenge.prompt.clone(),
                             seed: challenge.seed,
                             latency_ms,
-                            verdict: format!("{reward:.3}: {reason}"),
-                            passed: reward > 0.0,
+                            reward,
+                            reason: reason.clone(),
                             thumbnail,
                         });
                     }
@@ -501,10 +509,10 @@ impl Validator {
         let values: Vec<f32> = scores.values().map(|s| *s as f32).collect();
         let (uids, weights) = match weights::normalize_for_emit(&uids, &values) {
             Ok((u, _)) if u.is_empty() => {
-                return Ok(Pending("nothing to set: every score is 0".into()));
+                return Ok(WeightsStatus::AllZero);
             }
             Ok(pair) => pair,
-            Err(e) => return Ok(Pending(format!("nothing to set: {e}"))),
+            Err(e) => return Ok(WeightsStatus::Unweighable(e.to_string())),
         };
         let block = self.chain.block().await?;
         if let Some(said) = self.timelocked_landed(block).await? {
@@ -513,7 +521,7 @@ impl Validator {
         if let Some(next) = self.next_weights_block().await?
             && block < next
         {
-            return Ok(Pending(format!("waiting for block {next} (now {block})")));
+            return Ok(WeightsStatus::RateLimited { next, now: block });
         }
         let netuid = self.settings.netuid;
         match self.chain.weights_mode(netuid).await? {
@@ -530,7 +538,7 @@ impl Validator {
                         self.settings.version_key,
                     )
                     .await?;
-                let said = Pending(waiting_for(&c));
+                let said = waiting_for(&c);
                 *self
                     .shared
                     .timelocked
@@ -549,7 +557,10 @@ impl Validator {
             )
             .await?;
         self.remember_weights(&uids, &weights);
-        Ok(Set(format!("set at block {block} for {} uids", uids.len())))
+        Ok(WeightsStatus::Set {
+            block,
+            uids: uids.len(),
+        })
     }
 
     /// A timelocked commit in flight: while its reveal epoch has not ended, waiting (or applied,
@@ -577,7 +588,7 @@ impl Validator {
         // Under commit-reveal only a reveal moves our last update, wherever the epoch fell.
         let landed = updated > c.commit_block;
         if !landed && !ended {
-            return Ok(Some(Pending(waiting_for(&c))));
+            return Ok(Some(waiting_for(&c)));
         }
         *self
             .shared
@@ -586,17 +597,18 @@ impl Validator {
             .unwrap_or_else(|p| p.into_inner()) = None;
         if landed {
             self.remember_weights(&c.uids, &c.weights);
-            Ok(Some(Set(format!(
-                "set at block {updated} for {} uids (the chain revealed the timelocked commit of block {} in epoch {})",
-                c.uids.len(),
-                c.commit_block,
-                c.reveal_epoch
-            ))))
+            Ok(Some(WeightsStatus::ChainRevealed {
+                block: updated,
+                uids: c.uids.len(),
+                commit_block: c.commit_block,
+                reveal_epoch: c.reveal_epoch,
+            }))
         } else {
-            Ok(Some(Failed(format!(
-                "the timelocked commit of block {} was dropped by the chain: not revealed in its reveal epoch {} (the chain deletes a commit whose drand round {} is not on chain before that epoch ends); committing again next pass",
-                c.commit_block, c.reveal_epoch, c.reveal_round
-            ))))
+            Ok(Some(WeightsStatus::Dropped {
+                commit_block: c.commit_block,
+                reveal_epoch: c.reveal_epoch,
+                reveal_round: c.reveal_round,
+            }))
         }
     }
 
@@ -679,38 +691,44 @@ impl Validator {
             save(&rest)?;
             result?;
             self.remember_weights(&c.uids, &c.weights);
-            return Ok(Set(format!(
-                "set at block {block} for {} uids (revealed the commit of block {})",
-                c.uids.len(),
-                c.commit_block
-            )));
+            return Ok(WeightsStatus::Revealed {
+                block,
+                uids: c.uids.len(),
+                commit_block: c.commit_block,
+            });
         }
         if let Some(c) = live.first() {
             save(&live)?;
-            return Ok(Pending(format!(
-                "committed at block {}, reveal in blocks {}..={}",
-                c.commit_block, c.first_reveal_block, c.last_reveal_block
-            )));
+            return Ok(committed(c));
         }
         let c = self
             .chain
             .commit_weights(&self.keypair, s.netuid, uids, weights, s.version_key)
             .await?;
-        let said = Pending(format!(
-            "committed at block {}, reveal in blocks {}..={}",
-            c.commit_block, c.first_reveal_block, c.last_reveal_block
-        ));
+        let said = committed(&c);
         save(&[c])?;
         Ok(said)
     }
 }
 
-/// What the validator says while a timelocked commit waits for its reveal.
-fn waiting_for(c: &commit::TimelockedCommit) -> String {
-    format!(
-        "committed at block {} in epoch {} (timelocked to drand round {}), the chain reveals it in epoch {}, at about block {}",
-        c.commit_block, c.commit_epoch, c.reveal_round, c.reveal_epoch, c.reveal_block
-    )
+/// A timelocked commit waiting for its reveal.
+fn waiting_for(c: &commit::TimelockedCommit) -> WeightsStatus {
+    WeightsStatus::Timelocked {
+        commit_block: c.commit_block,
+        commit_epoch: c.commit_epoch,
+        reveal_round: c.reveal_round,
+        reveal_epoch: c.reveal_epoch,
+        reveal_block: c.reveal_block,
+    }
+}
+
+/// A hash commit waiting for its window.
+fn committed(c: &commit::PendingCommit) -> WeightsStatus {
+    WeightsStatus::Committed {
+        commit_block: c.commit_block,
+        first_reveal_block: c.first_reveal_block,
+        last_reveal_block: c.last_reveal_block,
+    }
 }
 
 impl Component for Validator {
@@ -761,7 +779,7 @@ impl Component for Validator {
                         Ok(done) => done,
                         Err(e) => {
                             tracing::warn!(error = %e, "set_weights");
-                            Failed(e.to_string())
+                            WeightsStatus::failed(&e)
                         }
                     });
                     report.next_weights_block = self.next_weights_block().await.ok().flatten();

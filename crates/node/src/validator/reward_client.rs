@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::catalogue::ModelSpec;
+use crate::reward::judge::Verdict;
+use crate::runtime::event::ServiceVerdict;
 use nicheimage_bittensor::synapse::ImageGenerating;
 use nicheimage_common::http::{ServiceError, call_json};
 
@@ -29,7 +31,7 @@ pub async fn judge(
     model: &ModelSpec,
     challenge: &ImageGenerating,
     answers: &[&ImageGenerating],
-) -> Result<Vec<(f64, String)>, ServiceError> {
+) -> Result<Vec<(f64, ServiceVerdict)>, ServiceError> {
     let body = json!({
         "miner_data": answers.iter().map(|a| strip(a)).collect::<Vec<_>>(),
         "base_data": strip(challenge),
@@ -47,19 +49,36 @@ pub async fn judge(
             format!("{} rewards for {} images", rewards.len(), answers.len()),
         ));
     }
+    // Ours sends typed verdicts too; a seed-era service sends only its sentences.
+    let typed = answer["verdicts"].as_array();
     Ok(rewards
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let reason = answer["reasons"][i]
-                .as_str()
-                .unwrap_or("judged")
-                .to_string();
+            let verdict = typed
+                .and_then(|v| v.get(i))
+                .and_then(|v| serde_json::from_value::<Verdict>(v.clone()).ok())
+                .map(clipped)
+                .map(ServiceVerdict::Verdict)
+                .unwrap_or_else(|| {
+                    let said = answer["reasons"][i].as_str().unwrap_or("judged");
+                    ServiceVerdict::Said(nicheimage_common::text::clip(said, 200))
+                });
             // The service is remote: its number is brought into the rules' range here.
             (
                 super::scores::sane_reward(r.as_f64().unwrap_or(0.0)),
-                reason,
+                verdict,
             )
         })
         .collect())
+}
+
+/// A verdict's only free text, capped as a peer's text is.
+fn clipped(v: Verdict) -> Verdict {
+    match v {
+        Verdict::Undecodable { error } => Verdict::Undecodable {
+            error: nicheimage_common::text::clip(&error, 200),
+        },
+        other => other,
+    }
 }
