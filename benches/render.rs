@@ -14,7 +14,7 @@ use nicheimage_node::runtime::event::{
 };
 use nicheimage_node::runtime::event::{RewardReason, ServiceVerdict};
 use nicheimage_node::runtime::{Event, NodeState};
-use nicheimage_tui::ui::app::{Tab, UiState};
+use nicheimage_tui::ui::app::UiState;
 use nicheimage_tui::ui::keymap::Action;
 use nicheimage_tui::ui::theme::Theme;
 use nicheimage_tui::ui::view::{ViewContext, draw};
@@ -103,7 +103,8 @@ fn render_times() {
     let theme = Theme::default_theme();
     let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
     println!("frame render, 160x48, 256 miners, 8 replicas (mean / worst of 300 frames):");
-    for (i, tab) in Tab::ALL.iter().enumerate() {
+    let views = UiState::default().views().count();
+    for i in 0..views {
         let mut ui = UiState::default();
         ui.handle(Action::GoTo(i), &state);
         let mut times = Vec::new();
@@ -113,9 +114,9 @@ fn render_times() {
                 .draw(|f| {
                     draw(
                         f,
+                        &ui,
                         &ViewContext {
                             state: &state,
-                            ui: &ui,
                             theme: &theme,
                             now_unix_ms: 10_000,
                             config_source: "bench",
@@ -129,7 +130,7 @@ fn render_times() {
         let worst = times.iter().max().unwrap();
         println!(
             "  {:<10} {:>7.3} ms / {:>7.3} ms",
-            tab.title(),
+            ui.focused().title(),
             mean.as_secs_f64() * 1e3,
             worst.as_secs_f64() * 1e3
         );

@@ -92,9 +92,9 @@ fn draw_state(
         .draw(|f| {
             draw(
                 f,
+                ui,
                 &ViewContext {
                     state,
-                    ui,
                     theme,
                     now_unix_ms: T0 + 3_000,
                     config_source: "defaults",
@@ -618,15 +618,15 @@ fn devnet_state() -> NodeState {
 
 #[test]
 fn every_view_at_both_sizes() {
-    use nicheimage_tui::ui::app::Tab;
     let state = devnet_state();
-    for (i, tab) in Tab::ALL.iter().enumerate() {
+    let titles: Vec<&str> = UiState::default().views().map(|v| v.title()).collect();
+    for (i, title) in titles.into_iter().enumerate() {
         let mut ui = UiState::default();
         ui.handle(Action::GoTo(i), &state);
-        assert_eq!(ui.tab, *tab);
+        assert_eq!(ui.focused().title(), title);
         for (w, h) in [(80, 24), (160, 48)] {
             let t = draw_state(&state, w, h, &ui, &Theme::default_theme());
-            insta::assert_snapshot!(format!("view_{}_{w}x{h}", tab.title()), t.backend());
+            insta::assert_snapshot!(format!("view_{title}_{w}x{h}"), t.backend());
         }
     }
 }
@@ -644,7 +644,10 @@ fn the_validator_table_sorts_and_filters() {
             .unwrap_or_else(|| panic!("{needle}: {text}"))
     };
     assert!(at("timeout (4.0 s)") < at("hash distance 0"), "{text}");
-    ui.filter = "timeout".into();
+    ui.view_mut::<nicheimage_tui::ui::views::ValidatorView>()
+        .unwrap()
+        .filter
+        .text = "timeout".into();
     let text = screen(&state, 160, 20, &ui);
     assert!(
         text.contains("timeout (4.0 s)") && !text.contains("hash distance 0"),
@@ -681,5 +684,33 @@ fn the_headless_status_line_keeps_its_shape() {
     insta::assert_snapshot!(
         "headless_status_line",
         serde_json::to_string_pretty(&value).unwrap()
+    );
+}
+
+/// Tabs, number keys, footer and help come from the console's list of views: a console built
+/// from two views says so everywhere, and keys beyond them do nothing.
+#[test]
+fn the_frame_is_built_from_the_list_of_views() {
+    use nicheimage_tui::ui::views::{GpuView, LogsView};
+    let state = devnet_state();
+    let mut ui = UiState::new(vec![Box::new(GpuView), Box::new(LogsView::default())]);
+    ui.handle(Action::GoTo(2), &state);
+    assert_eq!(ui.focused().title(), "GPU", "no third view");
+    let text = screen(&state, 100, 30, &ui);
+    assert!(text.starts_with("\"1:GPU 2:Logs │"), "{text}");
+    assert!(text.contains(" 1-2  views "), "{text}");
+    ui.handle(Action::GoTo(1), &state);
+    let text = screen(&state, 100, 30, &ui);
+    assert!(
+        text.contains(" l  level ") && text.contains(" Space  pause "),
+        "{text}"
+    );
+    ui.handle(Action::Help, &state);
+    let help = screen(&state, 100, 30, &ui);
+    assert!(
+        help.contains("views: gpu logs")
+            && help.contains("Logs:")
+            && help.contains("pause or follow"),
+        "{help}"
     );
 }

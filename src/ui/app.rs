@@ -1,8 +1,9 @@
-//! What the console itself remembers (selection, popups) and how keys change it. Pure: the
-//! only way out is the returned [`Outcome`].
+//! The console's own state (its views, which one is shown, a popup) and how keys reach them.
+//! Pure: the only way out is the returned [`Outcome`].
 
 use super::keymap::Action;
-use nicheimage_node::runtime::{Command, ComponentStatus, NodeState};
+use super::view::View;
+use nicheimage_node::runtime::{Command, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
@@ -19,53 +20,13 @@ pub enum Outcome {
     Nothing,
     Quit,
     Send(Command),
+    /// A command to send once the operator says yes to `prompt`.
+    Ask {
+        prompt: String,
+        command: Command,
+    },
     /// Switch to the next built-in theme.
     CycleTheme,
-}
-
-/// The console's views, in number-key order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Tab {
-    #[default]
-    Overview,
-    Replicas,
-    Miners,
-    Validator,
-    Proxy,
-    Gpu,
-    Logs,
-    Gallery,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 8] = [
-        Tab::Overview,
-        Tab::Replicas,
-        Tab::Miners,
-        Tab::Validator,
-        Tab::Proxy,
-        Tab::Gpu,
-        Tab::Logs,
-        Tab::Gallery,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Overview => "Overview",
-            Tab::Replicas => "Replicas",
-            Tab::Miners => "Miners",
-            Tab::Validator => "Validator",
-            Tab::Proxy => "Proxy",
-            Tab::Gpu => "GPU",
-            Tab::Logs => "Logs",
-            Tab::Gallery => "Gallery",
-        }
-    }
-
-    fn next(self) -> Tab {
-        let i = Tab::ALL.iter().position(|t| *t == self).unwrap_or(0);
-        Tab::ALL[(i + 1) % Tab::ALL.len()]
-    }
 }
 
 /// What would be cut short by quitting now, in words; None when the node is idle.
@@ -87,88 +48,6 @@ pub fn work_in_flight(state: &NodeState) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
-/// The Validator view's row order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortBy {
-    #[default]
-    Uid,
-    /// Highest final score first.
-    Score,
-    /// Slowest first.
-    Latency,
-    /// Heaviest weight first.
-    Weight,
-}
-
-impl SortBy {
-    pub fn name(self) -> &'static str {
-        match self {
-            SortBy::Uid => "uid",
-            SortBy::Score => "score",
-            SortBy::Latency => "latency",
-            SortBy::Weight => "weight",
-        }
-    }
-
-    fn next(self) -> SortBy {
-        match self {
-            SortBy::Uid => SortBy::Score,
-            SortBy::Score => SortBy::Latency,
-            SortBy::Latency => SortBy::Weight,
-            SortBy::Weight => SortBy::Uid,
-        }
-    }
-}
-
-/// The lowest level the Logs view shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogLevel {
-    #[default]
-    All,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogLevel::All => "all",
-            LogLevel::Info => "info+",
-            LogLevel::Warn => "warn+",
-            LogLevel::Error => "error",
-        }
-    }
-
-    /// Whether a line at `level` is shown (tracing orders levels by verbosity: TRACE is the
-    /// greatest).
-    pub fn shows(self, level: tracing::Level) -> bool {
-        let least = match self {
-            LogLevel::All => tracing::Level::TRACE,
-            LogLevel::Info => tracing::Level::INFO,
-            LogLevel::Warn => tracing::Level::WARN,
-            LogLevel::Error => tracing::Level::ERROR,
-        };
-        level <= least
-    }
-
-    fn next(self) -> LogLevel {
-        match self {
-            LogLevel::All => LogLevel::Info,
-            LogLevel::Info => LogLevel::Warn,
-            LogLevel::Warn => LogLevel::Error,
-            LogLevel::Error => LogLevel::All,
-        }
-    }
-}
-
-/// Which text the keyboard is typing into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    ValidatorFilter,
-    LogSearch,
-}
-
 /// Keys while typing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextKey {
@@ -180,116 +59,109 @@ pub enum TextKey {
     Esc,
 }
 
-#[derive(Debug, Default, Clone)]
+/// A line of text a view filters or searches by, and whether the keyboard is typing into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextField {
+    pub text: String,
+    pub typing: bool,
+}
+
+impl TextField {
+    /// At most this many characters.
+    const MAX_CHARS: usize = 64;
+
+    pub fn edit(&mut self, key: TextKey) {
+        match key {
+            TextKey::Char(c) if self.text.chars().count() < Self::MAX_CHARS => self.text.push(c),
+            TextKey::Char(_) => {}
+            TextKey::Backspace => {
+                self.text.pop();
+            }
+            TextKey::Enter => self.typing = false,
+            TextKey::Esc => {
+                self.text.clear();
+                self.typing = false;
+            }
+        }
+    }
+
+    /// The text as a view's title shows it: `none` when empty, a cursor while typing.
+    pub fn shown(&self) -> String {
+        match (self.text.is_empty(), self.typing) {
+            (true, false) => "none".into(),
+            (_, true) => format!("{}▏", self.text),
+            (false, false) => self.text.clone(),
+        }
+    }
+}
+
+/// The console: its views in number-key order, the one shown, and a popup over it.
 pub struct UiState {
-    /// Selected component, by name so it survives components appearing.
-    pub selected: Option<String>,
-    /// Selected replica (Replicas view), by index.
-    pub replica: Option<usize>,
-    pub tab: Tab,
+    views: Vec<Box<dyn View>>,
+    focus: usize,
     pub popup: Option<Popup>,
-    pub sort: SortBy,
-    /// Validator rows containing this text (uid, hotkey, model or reason).
-    pub filter: String,
-    pub log_level: LogLevel,
-    /// Log lines containing this text.
-    pub log_search: String,
-    /// Paused at this log line time: newer lines wait until follow resumes.
-    pub log_paused_at: Option<u64>,
-    pub input: Option<Input>,
+}
+
+impl Default for UiState {
+    fn default() -> Self {
+        Self::new(super::views::all())
+    }
 }
 
 impl UiState {
-    /// A key while typing into the filter or the search.
+    /// A console over `views`, showing the first.
+    pub fn new(views: Vec<Box<dyn View>>) -> Self {
+        Self {
+            views,
+            focus: 0,
+            popup: None,
+        }
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = &dyn View> {
+        self.views.iter().map(|v| v.as_ref())
+    }
+
+    pub fn focus(&self) -> usize {
+        self.focus
+    }
+
+    /// The view shown. A console has at least one view; an empty list shows a blank one.
+    pub fn focused(&self) -> &dyn View {
+        self.views
+            .get(self.focus)
+            .map_or(&super::views::Blank as &dyn View, |v| v.as_ref())
+    }
+
+    fn focused_mut(&mut self) -> Option<&mut Box<dyn View>> {
+        self.views.get_mut(self.focus)
+    }
+
+    /// The view of type `T`, for tests and for callers that set a view up.
+    pub fn view<T: View>(&self) -> Option<&T> {
+        self.views
+            .iter()
+            .find_map(|v| (v.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
+    }
+
+    pub fn view_mut<T: View>(&mut self) -> Option<&mut T> {
+        self.views
+            .iter_mut()
+            .find_map(|v| (v.as_mut() as &mut dyn std::any::Any).downcast_mut::<T>())
+    }
+
+    /// Whether keys go to a text field (the focused view's filter or search).
+    pub fn typing(&mut self) -> bool {
+        self.focused_mut()
+            .and_then(|v| v.typing())
+            .is_some_and(|f| f.typing)
+    }
+
+    /// A key while typing.
     pub fn edit(&mut self, key: TextKey) {
-        let Some(input) = self.input else { return };
-        let text = match input {
-            Input::ValidatorFilter => &mut self.filter,
-            Input::LogSearch => &mut self.log_search,
-        };
-        match key {
-            TextKey::Char(c) if text.chars().count() < 64 => text.push(c),
-            TextKey::Char(_) => {}
-            TextKey::Backspace => {
-                text.pop();
-            }
-            TextKey::Enter => self.input = None,
-            TextKey::Esc => {
-                text.clear();
-                self.input = None;
-            }
+        if let Some(field) = self.focused_mut().and_then(|v| v.typing()) {
+            field.edit(key);
         }
-    }
-
-    pub fn selected_index(&self, state: &NodeState) -> usize {
-        self.selected
-            .as_ref()
-            .and_then(|n| state.components.keys().position(|k| k == n))
-            .unwrap_or(0)
-    }
-
-    /// The selected replica, or the first one.
-    pub fn selected_replica(&self, state: &NodeState) -> Option<usize> {
-        self.replica
-            .filter(|i| state.replicas.contains_key(i))
-            .or_else(|| state.replicas.keys().next().copied())
-    }
-
-    fn move_replica(&mut self, state: &NodeState, delta: isize) {
-        let keys: Vec<usize> = state.replicas.keys().copied().collect();
-        if keys.is_empty() {
-            return;
-        }
-        let at = self
-            .selected_replica(state)
-            .and_then(|r| keys.iter().position(|k| *k == r))
-            .unwrap_or(0);
-        let i = (at as isize + delta).clamp(0, keys.len() as isize - 1) as usize;
-        self.replica = Some(keys[i]);
-    }
-
-    fn confirm(&mut self, prompt: String, command: Command) -> Outcome {
-        self.popup = Some(Popup::Confirm { prompt, command });
-        Outcome::Nothing
-    }
-
-    /// Replica keys: restart, kill, scale — each behind a confirmation.
-    fn replica_action(&mut self, action: Action, state: &NodeState) -> Outcome {
-        let local = state.local_replicas().count();
-        let selected = self
-            .selected_replica(state)
-            .filter(|i| state.local_replicas().any(|r| r.index == *i));
-        match (action, selected) {
-            (Action::Restart, Some(i)) => self.confirm(
-                format!("Restart replica {i} after its current job?"),
-                Command::RestartReplica(i),
-            ),
-            (Action::Kill, Some(i)) => self.confirm(
-                format!("Kill replica {i}'s process now? Its job fails; it restarts."),
-                Command::KillReplica(i),
-            ),
-            (Action::ScaleUp, _) if local > 0 => self.confirm(
-                format!("Scale up to {} local replicas?", local + 1),
-                Command::ScaleReplicas(local + 1),
-            ),
-            (Action::ScaleDown, _) if local > 1 => self.confirm(
-                format!(
-                    "Scale down to {} local replicas (after their jobs)?",
-                    local - 1
-                ),
-                Command::ScaleReplicas(local - 1),
-            ),
-            _ => Outcome::Nothing,
-        }
-    }
-
-    fn move_selection(&mut self, state: &NodeState, delta: isize) {
-        let n = state.components.len();
-        if n == 0 {
-            return;
-        }
-        let i = (self.selected_index(state) as isize + delta).clamp(0, n as isize - 1) as usize;
-        self.selected = state.components.keys().nth(i).cloned();
     }
 
     pub fn handle(&mut self, action: Action, state: &NodeState) -> Outcome {
@@ -308,106 +180,56 @@ impl UiState {
             (Some(_), _) => return Outcome::Nothing,
             (None, _) => {}
         }
-        let replicas_view = self.tab == Tab::Replicas;
-        match action {
+        let outcome = match action {
             Action::Quit => match work_in_flight(state) {
-                Some(work) => self.confirm(
-                    format!("{work} in flight: quit anyway? Running work drains first."),
-                    Command::Shutdown,
-                ),
+                Some(work) => Outcome::Ask {
+                    prompt: format!("{work} in flight: quit anyway? Running work drains first."),
+                    command: Command::Shutdown,
+                },
                 None => Outcome::Quit,
             },
             Action::GoTo(i) => {
-                if let Some(tab) = Tab::ALL.get(i) {
-                    self.tab = *tab;
+                if i < self.views.len() {
+                    self.focus = i;
                 }
                 Outcome::Nothing
             }
             Action::NextTab => {
-                self.tab = self.tab.next();
+                self.focus = (self.focus + 1) % self.views.len().max(1);
                 Outcome::Nothing
             }
-            Action::Sort if self.tab == Tab::Validator => {
-                self.sort = self.sort.next();
-                Outcome::Nothing
-            }
-            Action::Find if matches!(self.tab, Tab::Validator | Tab::Logs) => {
-                self.input = Some(if self.tab == Tab::Validator {
-                    Input::ValidatorFilter
-                } else {
-                    Input::LogSearch
-                });
-                Outcome::Nothing
-            }
-            Action::Level if self.tab == Tab::Logs => {
-                self.log_level = self.log_level.next();
-                Outcome::Nothing
-            }
-            Action::Follow if self.tab == Tab::Logs => {
-                self.log_paused_at = match self.log_paused_at {
-                    Some(_) => None,
-                    None => Some(state.logs.back().map_or(0, |l| l.unix_ms)),
-                };
-                Outcome::Nothing
-            }
-            Action::Sort | Action::Find | Action::Level | Action::Follow => Outcome::Nothing,
             Action::CycleTheme => Outcome::CycleTheme,
-            Action::Up | Action::Down if replicas_view => {
-                self.move_replica(state, if action == Action::Up { -1 } else { 1 });
-                Outcome::Nothing
-            }
-            Action::Restart | Action::Kill | Action::ScaleUp | Action::ScaleDown
-                if replicas_view =>
-            {
-                self.replica_action(action, state)
-            }
-            // Replica keys mean nothing elsewhere; components are not stopped from Replicas.
-            Action::Kill | Action::ScaleUp | Action::ScaleDown => Outcome::Nothing,
-            Action::StartStop if replicas_view => Outcome::Nothing,
-            Action::Up => {
-                self.move_selection(state, -1);
-                Outcome::Nothing
-            }
-            Action::Down => {
-                self.move_selection(state, 1);
-                Outcome::Nothing
-            }
             Action::Help => {
                 self.popup = Some(Popup::Help);
                 Outcome::Nothing
             }
-            Action::Restart | Action::StartStop => {
-                let i = self.selected_index(state);
-                let Some((name, c)) = state.components.iter().nth(i) else {
-                    return Outcome::Nothing;
-                };
-                let (verb, command) = match (action, c.status) {
-                    (Action::Restart, _) => ("Restart", Command::Restart(name.clone())),
-                    (_, ComponentStatus::Stopped) => ("Start", Command::Start(name.clone())),
-                    _ => ("Stop", Command::Stop(name.clone())),
-                };
-                self.popup = Some(Popup::Confirm {
-                    prompt: format!("{verb} component `{name}`?"),
-                    command,
-                });
-                Outcome::Nothing
-            }
-            Action::ToggleProxy => {
-                let Some(proxy) = &state.proxy else {
-                    return Outcome::Nothing;
-                };
-                let on = !proxy.enabled;
-                self.popup = Some(Popup::Confirm {
-                    prompt: if on {
-                        "Switch the validator proxy ON (serve the owner's traffic)?".into()
-                    } else {
-                        "Switch the validator proxy OFF (in-flight requests finish)?".into()
-                    },
-                    command: Command::SetProxy(on),
-                });
-                Outcome::Nothing
-            }
+            Action::ToggleProxy => match &state.proxy {
+                None => Outcome::Nothing,
+                Some(proxy) => {
+                    let on = !proxy.enabled;
+                    Outcome::Ask {
+                        prompt: if on {
+                            "Switch the validator proxy ON (serve the owner's traffic)?".into()
+                        } else {
+                            "Switch the validator proxy OFF (in-flight requests finish)?".into()
+                        },
+                        command: Command::SetProxy(on),
+                    }
+                }
+            },
             Action::Yes | Action::Close => Outcome::Nothing,
+            // Everything else is a view's: only the focused one hears it.
+            other => match self.focused_mut() {
+                Some(view) => view.handle(other, state),
+                None => Outcome::Nothing,
+            },
+        };
+        match outcome {
+            Outcome::Ask { prompt, command } => {
+                self.popup = Some(Popup::Confirm { prompt, command });
+                Outcome::Nothing
+            }
+            other => other,
         }
     }
 }
@@ -415,6 +237,7 @@ impl UiState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::views::{LogLevel, LogsView, OverviewView, ReplicasView, SortBy, ValidatorView};
     use nicheimage_node::runtime::{ComponentChange, Event};
 
     fn state_with(names: &[&str]) -> NodeState {
@@ -431,6 +254,10 @@ mod tests {
             }
         }
         s
+    }
+
+    fn title(ui: &UiState) -> &'static str {
+        ui.focused().title()
     }
 
     #[test]
@@ -454,11 +281,12 @@ mod tests {
         let s = state_with(&["a", "b"]);
         let mut ui = UiState::default();
         ui.handle(Action::Up, &s);
-        assert_eq!(ui.selected.as_deref(), Some("a"));
+        let selected = |ui: &UiState| ui.view::<OverviewView>().unwrap().selected.clone();
+        assert_eq!(selected(&ui).as_deref(), Some("a"));
         for _ in 0..5 {
             ui.handle(Action::Down, &s);
         }
-        assert_eq!(ui.selected.as_deref(), Some("b"));
+        assert_eq!(selected(&ui).as_deref(), Some("b"));
         ui.handle(Action::StartStop, &s);
         assert_eq!(ui.handle(Action::Close, &s), Outcome::Nothing);
         assert!(ui.popup.is_none());
@@ -502,15 +330,40 @@ mod tests {
         let s = state_with(&["a"]);
         let mut ui = UiState::default();
         ui.handle(Action::GoTo(3), &s);
-        assert_eq!(ui.tab, Tab::Validator);
+        assert_eq!(title(&ui), "Validator");
         ui.handle(Action::NextTab, &s);
-        assert_eq!(ui.tab, Tab::Proxy);
+        assert_eq!(title(&ui), "Proxy");
         for _ in 0..4 {
             ui.handle(Action::NextTab, &s);
         }
-        assert_eq!(ui.tab, Tab::Overview);
+        assert_eq!(title(&ui), "Overview");
         ui.handle(Action::GoTo(8), &s);
-        assert_eq!(ui.tab, Tab::Overview, "no ninth view");
+        assert_eq!(title(&ui), "Overview", "no ninth view");
+    }
+
+    #[test]
+    fn keys_reach_only_the_view_they_belong_to() {
+        let s = with_replicas(&[0, 1]);
+        let mut ui = UiState::default();
+        // x is the Replicas view's: elsewhere it does nothing.
+        for view in [0, 2, 3, 4, 5, 6, 7] {
+            ui.handle(Action::GoTo(view), &s);
+            assert_eq!(ui.handle(Action::Kill, &s), Outcome::Nothing);
+            assert!(ui.popup.is_none(), "x on {}", title(&ui));
+        }
+        // The Validator's sort key leaves the Logs view's level alone, and the other way round.
+        ui.handle(Action::GoTo(3), &s);
+        ui.handle(Action::Level, &s);
+        ui.handle(Action::Sort, &s);
+        ui.handle(Action::GoTo(6), &s);
+        ui.handle(Action::Sort, &s);
+        assert_eq!(ui.view::<ValidatorView>().unwrap().sort, SortBy::Score);
+        assert_eq!(ui.view::<LogsView>().unwrap().level, LogLevel::All);
+        // The Replicas view's Up/Down move its own selection, not the components'.
+        ui.handle(Action::GoTo(1), &s);
+        ui.handle(Action::Down, &s);
+        assert_eq!(ui.view::<ReplicasView>().unwrap().selected, Some(1));
+        assert_eq!(ui.view::<OverviewView>().unwrap().selected, None);
     }
 
     #[test]
@@ -546,7 +399,7 @@ mod tests {
         );
         // A remote replica is not ours to kill.
         ui.handle(Action::Down, &s);
-        assert_eq!(ui.replica, Some(1000));
+        assert_eq!(ui.view::<ReplicasView>().unwrap().selected, Some(1000));
         ui.handle(Action::Kill, &s);
         assert!(ui.popup.is_none());
     }
@@ -589,31 +442,41 @@ mod tests {
         let s = state_with(&["a"]);
         let mut ui = UiState::default();
         ui.handle(Action::Find, &s);
-        assert_eq!(ui.input, None, "no filter on the Overview");
+        assert!(!ui.typing(), "no filter on the Overview");
         ui.handle(Action::GoTo(3), &s);
         ui.handle(Action::Sort, &s);
-        assert_eq!(ui.sort, SortBy::Score);
+        assert_eq!(ui.view::<ValidatorView>().unwrap().sort, SortBy::Score);
         ui.handle(Action::Find, &s);
+        assert!(ui.typing());
         for c in "tim".chars() {
             ui.edit(TextKey::Char(c));
         }
         ui.edit(TextKey::Backspace);
         ui.edit(TextKey::Enter);
-        assert_eq!((ui.filter.as_str(), ui.input), ("ti", None));
+        let filter = |ui: &UiState| ui.view::<ValidatorView>().unwrap().filter.clone();
+        assert_eq!(
+            filter(&ui),
+            TextField {
+                text: "ti".into(),
+                typing: false
+            }
+        );
         ui.handle(Action::Find, &s);
         ui.edit(TextKey::Esc);
-        assert_eq!(ui.filter, "");
+        assert_eq!(filter(&ui), TextField::default());
         ui.handle(Action::GoTo(6), &s);
-        assert_eq!(ui.tab, Tab::Logs);
+        assert_eq!(title(&ui), "Logs");
         ui.handle(Action::Level, &s);
-        assert_eq!(ui.log_level, LogLevel::Info);
+        let logs = |ui: &UiState| ui.view::<LogsView>().unwrap().clone();
+        assert_eq!(logs(&ui).level, LogLevel::Info);
         assert!(
-            !ui.log_level.shows(tracing::Level::DEBUG) && ui.log_level.shows(tracing::Level::WARN)
+            !logs(&ui).level.shows(tracing::Level::DEBUG)
+                && logs(&ui).level.shows(tracing::Level::WARN)
         );
         ui.handle(Action::Follow, &s);
-        assert_eq!(ui.log_paused_at, Some(0));
+        assert_eq!(logs(&ui).paused_at, Some(0));
         ui.handle(Action::Follow, &s);
-        assert_eq!(ui.log_paused_at, None);
+        assert_eq!(logs(&ui).paused_at, None);
         assert_eq!(ui.handle(Action::CycleTheme, &s), Outcome::CycleTheme);
     }
 

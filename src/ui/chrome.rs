@@ -1,8 +1,8 @@
 //! What frames every view: the header (tabs, health, uptime), the footer (key hints from the
 //! keymap) and the problem line above it.
 
-use super::app::Tab;
-use super::keymap::BINDINGS;
+use super::app::UiState;
+use super::keymap::{Action, Binding, GLOBAL};
 use super::theme::Theme;
 use super::view::ViewContext;
 use super::widgets::duration;
@@ -13,7 +13,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
+pub(super) fn draw_header(frame: &mut Frame, area: Rect, ui: &UiState, v: &ViewContext) {
     let t = v.theme;
     let (health, color) = if v.state.healthy() {
         ("healthy", t.ok)
@@ -22,8 +22,8 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
     };
     // Views first: on a narrow terminal the tail (version, config) is what gets cut.
     let mut spans = Vec::new();
-    for (i, tab) in Tab::ALL.iter().enumerate() {
-        let style = if *tab == v.ui.tab {
+    for (i, view) in ui.views().enumerate() {
+        let style = if i == ui.focus() {
             Style::new()
                 .fg(t.selection_fg)
                 .bg(t.accent)
@@ -31,7 +31,7 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
         } else {
             t.label()
         };
-        spans.push(Span::styled(format!("{}:{}", i + 1, tab.title()), style));
+        spans.push(Span::styled(tab_label(i, view.title()), style));
         spans.push(Span::raw(" "));
     }
     spans.extend([
@@ -51,12 +51,38 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, v: &ViewContext) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-pub(super) fn draw_footer(frame: &mut Frame, area: Rect, v: &ViewContext) {
-    let t = v.theme;
+/// A tab's text in the header: its number key and title.
+pub fn tab_label(index: usize, title: &str) -> String {
+    format!("{}:{title}", index + 1)
+}
+
+/// The number keys' label, `1-N` for N views.
+pub(super) fn views_label(ui: &UiState) -> String {
+    format!("1-{}", ui.views().count())
+}
+
+/// Quit and the number keys, the shown view's keys, then the console's other keys with a footer
+/// word (a narrow terminal cuts the tail).
+pub(super) fn draw_footer(frame: &mut Frame, area: Rect, ui: &UiState, t: &Theme) {
     let mut spans = Vec::new();
-    for b in BINDINGS.iter().filter(|b| !b.short.is_empty()) {
-        spans.push(Span::styled(format!(" {} ", b.label), t.badge(t.accent)));
-        spans.push(Span::styled(format!(" {}  ", b.short), t.label()));
+    let mut hint = |label: &str, short: &str| {
+        spans.push(Span::styled(format!(" {label} "), t.badge(t.accent)));
+        spans.push(Span::styled(format!(" {short}  "), t.label()));
+    };
+    let shown = |b: &&Binding| !b.short.is_empty();
+    let (quit, others): (Vec<&Binding>, Vec<&Binding>) = GLOBAL
+        .iter()
+        .filter(shown)
+        .partition(|b| b.action == Action::Quit);
+    for b in quit {
+        hint(b.label, b.short);
+    }
+    hint(&views_label(ui), "views");
+    for b in ui.focused().bindings().iter().filter(shown) {
+        hint(b.label, b.short);
+    }
+    for b in others {
+        hint(b.label, b.short);
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

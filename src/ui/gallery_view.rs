@@ -2,6 +2,7 @@
 //! with who made it, its seed and latency, and the verdict.
 
 use super::theme::Theme;
+use super::view::{View, ViewContext};
 use super::widgets::block;
 use nicheimage_common::image::Thumbnail;
 use nicheimage_node::runtime::event::GalleryImage;
@@ -38,7 +39,21 @@ fn pixel_row(t: &Thumbnail, y: usize, colour: bool) -> Line<'static> {
     Line::from(spans)
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &Theme) {
+/// The Gallery view: no state and no keys of its own.
+#[derive(Debug, Clone, Default)]
+pub struct GalleryView;
+
+impl View for GalleryView {
+    fn title(&self) -> &'static str {
+        "Gallery"
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw(frame, area, &v.state.gallery, v.theme);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &Theme) {
     frame.render_widget(block("gallery — latest judged images", t), area);
     let inner = area.inner(Margin::new(1, 1));
     let muted = t.label();

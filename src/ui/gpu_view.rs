@@ -2,6 +2,7 @@
 //! holds how much of its memory.
 
 use super::theme::Theme;
+use super::view::{View, ViewContext};
 use super::widgets::block;
 use nicheimage_node::runtime::NodeState;
 use nicheimage_node::telemetry::gpu::GpuSource;
@@ -17,7 +18,21 @@ fn device_height(processes: usize) -> u16 {
     4 + processes.min(6) as u16
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
+/// The GPU view: no state and no keys of its own.
+#[derive(Debug, Clone, Default)]
+pub struct GpuView;
+
+impl View for GpuView {
+    fn title(&self) -> &'static str {
+        "GPU"
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw(frame, area, v.state, v.theme);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, state: &NodeState, t: &Theme) {
     let muted = t.label();
     let text = t.value();
     let title = match &state.gpu {

@@ -1,17 +1,31 @@
 //! The Miners view: each of the node's miners, its axon, announcement and callers.
 
 use super::theme::Theme;
-use super::view::ViewContext;
-use super::widgets::block;
-use nicheimage_node::runtime::event::Announce;
+use super::view::{View, ViewContext};
+use super::widgets::{Columns, block};
+use nicheimage_node::runtime::event::{Announce, ValidatorCounters};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph};
+
+/// The Miners view: no state and no keys of its own.
+#[derive(Debug, Clone, Default)]
+pub struct MinersView;
+
+impl View for MinersView {
+    fn title(&self) -> &'static str {
+        "Miners"
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw_miners(frame, area, v);
+    }
+}
 
 /// Every miner of the node, one panel each.
-pub(super) fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {
+fn draw_miners(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;
     if v.state.miners.is_empty() {
         frame.render_widget(
@@ -98,59 +112,46 @@ pub(super) fn draw_miner(
     };
     frame.render_widget(block(&title, t), area);
     frame.render_widget(Paragraph::new(Line::from(summary)), head);
-    let rows: Vec<Row> = m
-        .validators
-        .iter()
-        .map(|(hotkey, c)| {
+    let columns = Columns::<(&String, &ValidatorCounters)>::new()
+        .col(
+            "uid",
+            Constraint::Length(5),
+            |(_, c): &(&String, &ValidatorCounters)| {
+                Cell::from(c.uid.map_or("-".into(), |u| u.to_string()))
+            },
+        )
+        .col("validator", Constraint::Length(13), |(hotkey, _)| {
+            Cell::from(hotkey.chars().take(12).collect::<String>())
+        })
+        .col("stake", Constraint::Length(9), |(_, c)| {
+            Cell::from(format!("{:.0}", c.stake))
+        })
+        .col("requests", Constraint::Length(9), |(_, c)| {
+            Cell::from(c.requests.to_string())
+        })
+        .col("window", Constraint::Length(11), |(_, c)| {
+            Cell::from(format!("{}/{}", c.window_count, c.limit))
+        })
+        .col("last", Constraint::Length(9), move |(_, c)| {
+            Cell::from(c.last_request_unix_ms.map_or("-".into(), |at| {
+                format!("{}s ago", now_unix_ms.saturating_sub(at) / 1000)
+            }))
+        })
+        .col("latency", Constraint::Length(9), |(_, c)| {
+            Cell::from(
+                c.last_latency_ms
+                    .map_or("-".into(), |ms| format!("{ms} ms")),
+            )
+        })
+        .col("refused", Constraint::Min(10), |(_, c)| {
             let rejected: String = c
                 .rejected
                 .iter()
                 .map(|(why, n)| format!("{why} ×{n}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            Row::new(vec![
-                Cell::from(c.uid.map_or("-".into(), |u| u.to_string())),
-                Cell::from(hotkey.chars().take(12).collect::<String>()),
-                Cell::from(format!("{:.0}", c.stake)),
-                Cell::from(c.requests.to_string()),
-                Cell::from(format!("{}/{}", c.window_count, c.limit)),
-                Cell::from(c.last_request_unix_ms.map_or("-".into(), |at| {
-                    format!("{}s ago", now_unix_ms.saturating_sub(at) / 1000)
-                })),
-                Cell::from(
-                    c.last_latency_ms
-                        .map_or("-".into(), |ms| format!("{ms} ms")),
-                ),
-                Cell::from(rejected).style(t.warning()),
-            ])
-            .style(text)
-        })
-        .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(5),
-            Constraint::Length(13),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(11),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new([
-            "uid",
-            "validator",
-            "stake",
-            "requests",
-            "window",
-            "last",
-            "latency",
-            "refused",
-        ])
-        .style(muted.add_modifier(Modifier::BOLD)),
-    );
+            Cell::from(rejected).style(t.warning())
+        });
+    let table = columns.table(m.validators.iter(), text, muted);
     frame.render_widget(table, table_area);
 }

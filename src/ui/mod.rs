@@ -3,18 +3,19 @@
 
 pub mod app;
 mod chrome;
-pub mod gallery_view;
-pub mod gpu_view;
+mod gallery_view;
+mod gpu_view;
 pub mod keymap;
 mod logs_view;
 mod miners_view;
 mod overview_view;
 mod popups;
-pub mod proxy_view;
+mod proxy_view;
 mod replicas_view;
 pub mod theme;
-pub mod validator_view;
+mod validator_view;
 pub mod view;
+pub mod views;
 mod widgets;
 
 use app::{Outcome, UiState};
@@ -62,10 +63,10 @@ pub struct UiSettings {
 }
 
 /// The view whose title is at column `x` of the header (the header lists views first).
-pub fn tab_at(x: u16) -> Option<usize> {
+pub fn tab_at(ui: &UiState, x: u16) -> Option<usize> {
     let mut start = 0u16;
-    for (i, tab) in app::Tab::ALL.iter().enumerate() {
-        let width = format!("{}:{}", i + 1, tab.title()).chars().count() as u16;
+    for (i, view) in ui.views().enumerate() {
+        let width = chrome::tab_label(i, view.title()).chars().count() as u16;
         if (start..start + width).contains(&x) {
             return Some(i);
         }
@@ -110,9 +111,9 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
                 terminal.draw(|f| {
                     view::draw(
                         f,
+                        &ui,
                         &ViewContext {
                             state: &state,
-                            ui: &ui,
                             theme: &theme,
                             now_unix_ms: unix_ms_now(),
                             config_source: &settings.config_source,
@@ -134,17 +135,19 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
             _ = tokio::time::sleep(until_frame), if dirty => {}
             event = input.next() => match event {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if ui.input.is_some() {
+                    if ui.typing() {
                         if let Some(k) = text_key(key.code) {
                             ui.edit(k);
                             dirty = true;
                         }
                         continue;
                     }
-                    let Some(action) = keymap::action_for(key) else { continue };
+                    let Some(action) = keymap::action_for(key, ui.focused().bindings()) else {
+                        continue;
+                    };
                     let snapshot = node.snapshot();
                     match ui.handle(action, &snapshot) {
-                        Outcome::Nothing => {}
+                        Outcome::Nothing | Outcome::Ask { .. } => {}
                         Outcome::Quit => {
                             let _ = node.commands.send(Command::Shutdown).await;
                             return Ok(());
@@ -168,7 +171,7 @@ pub async fn run(node: &Node, settings: UiSettings) -> std::io::Result<()> {
                         MouseEventKind::ScrollUp => Some(keymap::Action::Up),
                         MouseEventKind::ScrollDown => Some(keymap::Action::Down),
                         MouseEventKind::Down(MouseButton::Left) if m.row == 0 => {
-                            tab_at(m.column).map(keymap::Action::GoTo)
+                            tab_at(&ui, m.column).map(keymap::Action::GoTo)
                         }
                         _ => None,
                     };

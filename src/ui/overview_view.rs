@@ -1,21 +1,119 @@
 //! The Overview: components, the miner, one line per role (chain, replicas, miners, validator,
 //! proxy, GPU, host) and the log tail.
 
-use super::logs_view::draw_logs;
+use super::app::Outcome;
+use super::keymap::{Action, Binding};
+use super::logs_view::draw_log;
 use super::miners_view::draw_miner;
 use super::theme::Theme;
-use super::view::ViewContext;
-use super::widgets::{block, bytes, gauge, sparkline, status_style};
+use super::view::{View, ViewContext};
+use super::widgets::{Columns, block, bytes, gauge, sparkline, status_style};
+use crossterm::event::KeyCode;
 use nicheimage_node::runtime::event::{WeightsState, WeightsStatus};
+use nicheimage_node::runtime::{Command, ComponentStatus, NodeState};
 use nicheimage_node::telemetry::gpu::GpuUnavailable;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, TableState};
+
+/// The Overview's state: the selected component, by name so it survives components appearing.
+#[derive(Debug, Clone, Default)]
+pub struct OverviewView {
+    pub selected: Option<String>,
+}
+
+const KEYS: &[Binding] = &[
+    Binding {
+        codes: &[KeyCode::Up, KeyCode::Char('k')],
+        label: "↑/k",
+        help: "select the previous component",
+        short: "",
+        action: Action::Up,
+    },
+    Binding {
+        codes: &[KeyCode::Down, KeyCode::Char('j')],
+        label: "↓/j",
+        help: "select the next component",
+        short: "select",
+        action: Action::Down,
+    },
+    Binding {
+        codes: &[KeyCode::Char('r')],
+        label: "r",
+        help: "restart the selected component",
+        short: "restart",
+        action: Action::Restart,
+    },
+    Binding {
+        codes: &[KeyCode::Char('s')],
+        label: "s",
+        help: "stop or start the selected component",
+        short: "stop/start",
+        action: Action::StartStop,
+    },
+];
+
+impl OverviewView {
+    fn selected_index(&self, state: &NodeState) -> usize {
+        self.selected
+            .as_ref()
+            .and_then(|n| state.components.keys().position(|k| k == n))
+            .unwrap_or(0)
+    }
+
+    fn move_selection(&mut self, state: &NodeState, delta: isize) {
+        let n = state.components.len();
+        if n == 0 {
+            return;
+        }
+        let i = (self.selected_index(state) as isize + delta).clamp(0, n as isize - 1) as usize;
+        self.selected = state.components.keys().nth(i).cloned();
+    }
+}
+
+impl View for OverviewView {
+    fn title(&self) -> &'static str {
+        "Overview"
+    }
+
+    fn bindings(&self) -> &'static [Binding] {
+        KEYS
+    }
+
+    fn handle(&mut self, action: Action, state: &NodeState) -> Outcome {
+        match action {
+            Action::Up | Action::Down => {
+                self.move_selection(state, if action == Action::Up { -1 } else { 1 });
+                Outcome::Nothing
+            }
+            Action::Restart | Action::StartStop => {
+                let i = self.selected_index(state);
+                let Some((name, c)) = state.components.iter().nth(i) else {
+                    return Outcome::Nothing;
+                };
+                let (verb, command) = match (action, c.status) {
+                    (Action::Restart, _) => ("Restart", Command::Restart(name.clone())),
+                    (_, ComponentStatus::Stopped) => ("Start", Command::Start(name.clone())),
+                    _ => ("Stop", Command::Stop(name.clone())),
+                };
+                Outcome::Ask {
+                    prompt: format!("{verb} component `{name}`?"),
+                    command,
+                }
+            }
+            _ => Outcome::Nothing,
+        }
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw_overview(frame, area, v, self.selected_index(v.state));
+    }
+}
 
 /// Components, the miner (when there is one), status lines and the log tail.
-pub(super) fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
+fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext, selected: usize) {
     let rows = v.state.components.len().max(1) as u16;
     // Several miners (the devnet) have their own view; replicas always do.
     let single_miner = match v.state.miners.len() {
@@ -48,21 +146,27 @@ pub(super) fn draw_overview(frame: &mut Frame, area: Rect, v: &ViewContext) {
         Constraint::Min(0),
     ])
     .areas(area);
-    draw_components(frame, components, v);
+    draw_components(frame, components, v, selected);
     if let Some(m) = single_miner {
         draw_miner(frame, miner, m, v.now_unix_ms, v.theme);
     }
     draw_host(frame, host, v);
-    draw_logs(frame, logs, v);
+    draw_log(frame, logs, v, None);
 }
 
-pub(super) fn draw_components(frame: &mut Frame, area: Rect, v: &ViewContext) {
+/// A component as the table lists it.
+type Entry<'a> = (
+    &'a String,
+    &'a nicheimage_node::runtime::state::ComponentState,
+);
+
+fn draw_components(frame: &mut Frame, area: Rect, v: &ViewContext, selected: usize) {
     let t = v.theme;
-    let rows: Vec<Row> = v
-        .state
-        .components
-        .iter()
-        .map(|(name, c)| {
+    let columns = Columns::<Entry>::new()
+        .col("component", Constraint::Length(12), |(name, _): &Entry| {
+            Cell::from(name.as_str())
+        })
+        .col("status", Constraint::Length(11), |(_, c)| {
             let (label, style) = status_style(c.status, t);
             let status = match c.retry_at_unix_ms {
                 Some(at) => format!(
@@ -71,46 +175,35 @@ pub(super) fn draw_components(frame: &mut Frame, area: Rect, v: &ViewContext) {
                 ),
                 None => label.to_string(),
             };
-            Row::new(vec![
-                Cell::from(name.as_str()),
-                Cell::from(status).style(style),
-                Cell::from(c.restarts.to_string()),
-                Cell::from(
-                    v.state
-                        .listeners
-                        .get(name)
-                        .map(String::as_str)
-                        .unwrap_or(""),
-                ),
-                Cell::from(c.last_error.as_deref().unwrap_or("")).style(t.bad()),
-            ])
-            .style(t.value())
+            Cell::from(status).style(style)
         })
-        .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(12),
-            Constraint::Length(11),
-            Constraint::Length(8),
-            Constraint::Length(21),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(["component", "status", "restarts", "listening", "last error"])
-            .style(t.label().add_modifier(Modifier::BOLD)),
-    )
-    .row_highlight_style(t.selected())
-    .block(block("components", t));
+        .col("restarts", Constraint::Length(8), |(_, c)| {
+            Cell::from(c.restarts.to_string())
+        })
+        .col("listening", Constraint::Length(21), |(name, _)| {
+            Cell::from(
+                v.state
+                    .listeners
+                    .get(*name)
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )
+        })
+        .col("last error", Constraint::Min(10), |(_, c)| {
+            Cell::from(c.last_error.as_deref().unwrap_or("")).style(t.bad())
+        });
+    let table = columns
+        .table(v.state.components.iter(), t.value(), t.label())
+        .row_highlight_style(t.selected())
+        .block(block("components", t));
     let mut selection = TableState::default();
     if !v.state.components.is_empty() {
-        selection.select(Some(v.ui.selected_index(v.state)));
+        selection.select(Some(selected));
     }
     frame.render_stateful_widget(table, area, &mut selection);
 }
 
-pub(super) fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
+fn draw_host(frame: &mut Frame, area: Rect, v: &ViewContext) {
     let t = v.theme;
     let muted = t.label();
     let text = t.value();

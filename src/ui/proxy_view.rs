@@ -2,14 +2,29 @@
 //! failure reasons, organic checks, the latency histogram and the latest requests.
 
 use super::theme::Theme;
-use super::widgets::block;
+use super::view::{View, ViewContext};
+use super::widgets::{Columns, block};
 use nicheimage_node::proxy::counters::{DayCounters, LATENCY_BOUNDS_MS};
-use nicheimage_node::runtime::event::ProxyReport;
+use nicheimage_node::runtime::event::{ProxyReport, ProxyRequest};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph};
+
+/// The Proxy view: its switch is the console's `p`, so no keys of its own.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyView;
+
+impl View for ProxyView {
+    fn title(&self) -> &'static str {
+        "Proxy"
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw(frame, area, v.state.proxy.as_ref(), v.now_unix_ms, v.theme);
+    }
+}
 
 /// Requests answered per second over the last minute (from the recent list).
 pub fn per_second(p: &ProxyReport, now_unix_ms: u64) -> f64 {
@@ -27,7 +42,7 @@ fn bytes(n: u64) -> String {
     format!("{:.1} MB", n as f64 / 1e6)
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms: u64, t: &Theme) {
+fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms: u64, t: &Theme) {
     let muted = t.label();
     let text = t.value();
     frame.render_widget(block("proxy — p switches it (asks first)", t), area);
@@ -77,53 +92,43 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let row = |name: String, d: &DayCounters| {
-        Row::new(vec![
-            Cell::from(name),
-            Cell::from(d.success.to_string()).style(t.good()),
+    let columns = Columns::<(String, &DayCounters)>::new()
+        .col(
+            "",
+            Constraint::Length(17),
+            |(name, _): &(String, &DayCounters)| Cell::from(name.clone()),
+        )
+        .col("served", Constraint::Length(7), |(_, d)| {
+            Cell::from(d.success.to_string()).style(t.good())
+        })
+        .col("failed", Constraint::Length(7), |(_, d)| {
             Cell::from(d.fail.to_string()).style(Style::new().fg(if d.fail > 0 {
                 t.warn
             } else {
                 t.text
-            })),
+            }))
+        })
+        .col("checks", Constraint::Length(8), |(_, d)| {
             Cell::from(format!(
                 "{}/{}",
                 d.checked - d.check_failed.min(d.checked),
                 d.checked
-            )),
-            Cell::from(bytes(d.bytes)),
-            Cell::from(mean_ms(d)),
-            Cell::from(reasons(d)),
-        ])
-        .style(text)
-    };
-    let table = Table::new(
-        vec![
-            row(format!("today {}", p.date), &p.today),
-            row("all days".into(), &p.total),
-        ],
-        [
-            Constraint::Length(17),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new([
-            "",
-            "served",
-            "failed",
-            "checks",
-            "bytes",
-            "mean",
-            "failures by reason",
-        ])
-        .style(muted.add_modifier(Modifier::BOLD)),
-    );
+            ))
+        })
+        .col("bytes", Constraint::Length(9), |(_, d)| {
+            Cell::from(bytes(d.bytes))
+        })
+        .col("mean", Constraint::Length(9), |(_, d)| {
+            Cell::from(mean_ms(d))
+        })
+        .col("failures by reason", Constraint::Min(10), move |(_, d)| {
+            Cell::from(reasons(d))
+        });
+    let days = [
+        (format!("today {}", p.date), &p.today),
+        ("all days".into(), &p.total),
+    ];
+    let table = columns.table(days, text, muted);
     frame.render_widget(table, counters);
 
     // Today's latency buckets as one line of bars with their bounds.
@@ -146,43 +151,29 @@ pub fn draw(frame: &mut Frame, area: Rect, p: Option<&ProxyReport>, now_unix_ms:
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), histogram);
 
-    let rows: Vec<Row> = p
-        .recent
-        .iter()
-        .map(|r| {
-            let ok = (200..300).contains(&r.status);
-            Row::new(vec![
-                Cell::from(format!(
-                    "{:>4}s ago",
-                    now_unix_ms.saturating_sub(r.unix_ms) / 1000
-                )),
-                Cell::from(r.model.clone()),
-                Cell::from(r.uid.map_or("-".into(), |u| u.to_string())),
-                Cell::from(r.status.to_string()).style(Style::new().fg(if ok {
-                    t.ok
-                } else {
-                    t.warn
-                })),
-                Cell::from(format!("{} ms", r.latency_ms)),
-                Cell::from(r.outcome.clone()),
-            ])
-            .style(text)
+    let columns = Columns::<&ProxyRequest>::new()
+        .col("when", Constraint::Length(9), |r: &&ProxyRequest| {
+            Cell::from(format!(
+                "{:>4}s ago",
+                now_unix_ms.saturating_sub(r.unix_ms) / 1000
+            ))
         })
-        .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(9),
-            Constraint::Length(16),
-            Constraint::Length(5),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new(["when", "model", "uid", "status", "latency", "outcome"])
-            .style(muted.add_modifier(Modifier::BOLD)),
-    );
+        .col("model", Constraint::Length(16), |r| {
+            Cell::from(r.model.clone())
+        })
+        .col("uid", Constraint::Length(5), |r| {
+            Cell::from(r.uid.map_or("-".into(), |u| u.to_string()))
+        })
+        .col("status", Constraint::Length(6), |r| {
+            let ok = (200..300).contains(&r.status);
+            Cell::from(r.status.to_string()).style(Style::new().fg(if ok { t.ok } else { t.warn }))
+        })
+        .col("latency", Constraint::Length(9), |r| {
+            Cell::from(format!("{} ms", r.latency_ms))
+        })
+        .col("outcome", Constraint::Min(10), |r| {
+            Cell::from(r.outcome.clone())
+        });
+    let table = columns.table(p.recent.iter(), text, muted);
     frame.render_widget(table, recent);
 }

@@ -2,18 +2,105 @@
 //! latency and why its last reward was what it was; sortable (`o`) and filterable (`/`). The
 //! weight-setting status is above the table.
 
-use super::app::{SortBy, UiState};
-use super::keymap::{Action, key_for};
+use super::app::{Outcome, TextField};
+use super::keymap::{Action, Binding, key_for};
 use super::theme::Theme;
-use super::widgets::block;
+use super::view::{View, ViewContext};
+use super::widgets::{Columns, block};
+use crossterm::event::KeyCode;
 use nicheimage_node::catalogue::Pipeline;
+use nicheimage_node::runtime::NodeState;
 use nicheimage_node::runtime::event::{RoundOutcome, ValidatorReport, WeightsState, WeightsStatus};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
-use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph};
 use std::collections::BTreeSet;
+
+/// The Validator view's row order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Uid,
+    /// Highest final score first.
+    Score,
+    /// Slowest first.
+    Latency,
+    /// Heaviest weight first.
+    Weight,
+}
+
+impl SortBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            SortBy::Uid => "uid",
+            SortBy::Score => "score",
+            SortBy::Latency => "latency",
+            SortBy::Weight => "weight",
+        }
+    }
+
+    fn next(self) -> SortBy {
+        match self {
+            SortBy::Uid => SortBy::Score,
+            SortBy::Score => SortBy::Latency,
+            SortBy::Latency => SortBy::Weight,
+            SortBy::Weight => SortBy::Uid,
+        }
+    }
+}
+
+/// The Validator view's state: its row order and filter.
+#[derive(Debug, Clone, Default)]
+pub struct ValidatorView {
+    pub sort: SortBy,
+    /// Rows containing this text (uid, hotkey, model or reason).
+    pub filter: TextField,
+}
+
+const KEYS: &[Binding] = &[
+    Binding {
+        codes: &[KeyCode::Char('o')],
+        label: "o",
+        help: "sort by uid, score, latency, weight",
+        short: "sort",
+        action: Action::Sort,
+    },
+    Binding {
+        codes: &[KeyCode::Char('/')],
+        label: "/",
+        help: "filter rows (Enter keeps, Esc clears)",
+        short: "filter",
+        action: Action::Find,
+    },
+];
+
+impl View for ValidatorView {
+    fn title(&self) -> &'static str {
+        "Validator"
+    }
+
+    fn bindings(&self) -> &'static [Binding] {
+        KEYS
+    }
+
+    fn handle(&mut self, action: Action, _state: &NodeState) -> Outcome {
+        match action {
+            Action::Sort => self.sort = self.sort.next(),
+            Action::Find => self.filter.typing = true,
+            _ => {}
+        }
+        Outcome::Nothing
+    }
+
+    fn typing(&mut self) -> Option<&mut TextField> {
+        Some(&mut self.filter)
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
+        draw(frame, area, v.state.validator.as_ref(), self, v.theme);
+    }
+}
 
 /// One reward as a bar: ▁ (0) to █ (1); below 0 (the black-image rule) as `-`.
 fn bar(reward: f64) -> char {
@@ -52,7 +139,7 @@ impl MinerLine<'_> {
 }
 
 /// The rows in display order: filtered, then sorted.
-pub fn lines<'a>(v: &'a ValidatorReport, ui: &UiState) -> Vec<MinerLine<'a>> {
+pub fn lines<'a>(v: &'a ValidatorReport, ui: &ValidatorView) -> Vec<MinerLine<'a>> {
     let uids: BTreeSet<u16> = v
         .miners
         .keys()
@@ -81,7 +168,7 @@ pub fn lines<'a>(v: &'a ValidatorReport, ui: &UiState) -> Vec<MinerLine<'a>> {
                 last,
             }
         })
-        .filter(|l| l.matches(&ui.filter))
+        .filter(|l| l.matches(&ui.filter.text))
         .collect();
     let latency = |l: &MinerLine| l.last.and_then(|o| o.latency_ms).unwrap_or(0);
     match ui.sort {
@@ -93,7 +180,7 @@ pub fn lines<'a>(v: &'a ValidatorReport, ui: &UiState) -> Vec<MinerLine<'a>> {
     rows
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiState, t: &Theme) {
+fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &ValidatorView, t: &Theme) {
     let muted = t.label();
     let text = t.value();
     frame.render_widget(block("validator", t), area);
@@ -136,12 +223,15 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
     let mut second = vec![
         Span::styled("sort ", muted),
         Span::styled(ui.sort.name(), text),
-        Span::styled(format!(" ({})  filter ", key_for(Action::Sort)), muted),
         Span::styled(
-            if ui.filter.is_empty() && ui.input.is_none() {
-                format!("none ({})", key_for(Action::Find))
+            format!(" ({})  filter ", key_for(KEYS, Action::Sort)),
+            muted,
+        ),
+        Span::styled(
+            if ui.filter.text.is_empty() && !ui.filter.typing {
+                format!("none ({})", key_for(KEYS, Action::Find))
             } else {
-                format!("{}{}", ui.filter, if ui.input.is_some() { "▏" } else { "" })
+                ui.filter.shown()
             },
             text,
         ),
@@ -159,70 +249,53 @@ pub fn draw(frame: &mut Frame, area: Rect, v: Option<&ValidatorReport>, ui: &UiS
 
     let rows = lines(v, ui);
     let total: f64 = v.scores.values().sum();
-    let table_rows: Vec<Row> = rows
-        .iter()
-        .map(|l| {
-            let (reward, style) = match l.last.and_then(|o| o.reward) {
-                Some(r) if r > 0.0 => (format!("{r:.3}"), t.good()),
-                Some(r) => (format!("{r:.3}"), t.warning()),
-                None => ("-".into(), muted),
-            };
-            let latency = l
-                .last
-                .and_then(|o| o.latency_ms)
-                .map_or(String::new(), |ms| format!("{:.2} s", ms as f64 / 1000.0));
-            Row::new(vec![
-                Cell::from(l.uid.to_string()),
-                Cell::from(l.hotkey.chars().take(8).collect::<String>()),
-                Cell::from(l.model.to_string()),
-                Cell::from(l.window.clone()).style(t.highlight()),
-                Cell::from(format!("{:.3}", l.mean)),
-                Cell::from(if total > 0.0 {
-                    format!("{:.1}%", 100.0 * l.score / total)
-                } else {
-                    "-".into()
-                }),
-                Cell::from(l.weight.map_or("-".into(), |w| w.to_string())),
-                Cell::from(latency),
-                Cell::from(reward).style(style),
-                // txt2img is the common case; other pipelines are named.
-                Cell::from(l.last.map_or(String::new(), |o| match o.pipeline {
-                    Pipeline::Txt2img => o.reason.to_string(),
-                    other => format!("[{}] {}", other.name(), o.reason),
-                })),
-            ])
-            .style(text)
+    let columns = Columns::<&MinerLine>::new()
+        .col("uid", Constraint::Length(4), |l: &&MinerLine| {
+            Cell::from(l.uid.to_string())
         })
-        .collect();
-    let table = Table::new(
-        table_rows,
-        [
-            Constraint::Length(4),
-            Constraint::Length(8),
-            Constraint::Length(10),
-            Constraint::Length(10),
-            Constraint::Length(5),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Min(10),
-        ],
-    )
-    .header(
-        Row::new([
-            "uid",
-            "hotkey",
-            "model",
-            "last 10",
-            "mean",
-            "share",
-            "weight",
-            "latency",
-            "reward",
-            "why (last round)",
-        ])
-        .style(muted.add_modifier(Modifier::BOLD)),
-    );
+        .col("hotkey", Constraint::Length(8), |l| {
+            Cell::from(l.hotkey.chars().take(8).collect::<String>())
+        })
+        .col("model", Constraint::Length(10), |l| {
+            Cell::from(l.model.to_string())
+        })
+        .col("last 10", Constraint::Length(10), |l| {
+            Cell::from(l.window.clone()).style(t.highlight())
+        })
+        .col("mean", Constraint::Length(5), |l| {
+            Cell::from(format!("{:.3}", l.mean))
+        })
+        .col("share", Constraint::Length(6), move |l| {
+            Cell::from(if total > 0.0 {
+                format!("{:.1}%", 100.0 * l.score / total)
+            } else {
+                "-".into()
+            })
+        })
+        .col("weight", Constraint::Length(6), |l| {
+            Cell::from(l.weight.map_or("-".into(), |w| w.to_string()))
+        })
+        .col("latency", Constraint::Length(7), |l| {
+            Cell::from(
+                l.last
+                    .and_then(|o| o.latency_ms)
+                    .map_or(String::new(), |ms| format!("{:.2} s", ms as f64 / 1000.0)),
+            )
+        })
+        .col("reward", Constraint::Length(6), move |l| {
+            match l.last.and_then(|o| o.reward) {
+                Some(r) if r > 0.0 => Cell::from(format!("{r:.3}")).style(t.good()),
+                Some(r) => Cell::from(format!("{r:.3}")).style(t.warning()),
+                None => Cell::from("-").style(muted),
+            }
+        })
+        // txt2img is the common case; other pipelines are named.
+        .col("why (last round)", Constraint::Min(10), |l| {
+            Cell::from(l.last.map_or(String::new(), |o| match o.pipeline {
+                Pipeline::Txt2img => o.reason.to_string(),
+                other => format!("[{}] {}", other.name(), o.reason),
+            }))
+        });
+    let table = columns.table(rows.iter(), text, muted);
     frame.render_widget(table, table_area);
 }

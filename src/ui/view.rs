@@ -1,31 +1,54 @@
-//! Rendering: a pure function of the node state, the console's own state and the theme.
+//! Rendering: a pure function of the node state, the console (its views and popups) and the
+//! theme. A view is a unit owning its state, keys and drawing ([`View`]); the frame around it
+//! (tabs, footer, help) is built from the console's list of views.
 
-use super::app::{Popup, Tab, UiState};
+use super::app::{Outcome, Popup, TextField, UiState};
 use super::chrome::{draw_footer, draw_header, draw_problem, recent_problem};
-use super::logs_view::draw_logs;
-use super::miners_view::draw_miners;
-use super::overview_view::draw_overview;
+use super::keymap::{Action, Binding};
 use super::popups::{draw_confirm, draw_help};
-use super::replicas_view::draw_replicas;
 use super::theme::Theme;
 use nicheimage_node::runtime::NodeState;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Paragraph, Wrap};
 
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
+/// What every view draws from, besides itself.
 pub struct ViewContext<'a> {
     pub state: &'a NodeState,
-    pub ui: &'a UiState,
     pub theme: &'a Theme,
     pub now_unix_ms: u64,
     /// Where the config came from, shown in the header.
     pub config_source: &'a str,
 }
 
-pub fn draw(frame: &mut Frame, v: &ViewContext) {
+/// One view of the console. Adding a view is a file with its unit and a line in
+/// [`super::views::all`]: the tabs, the number keys, the footer and the help follow.
+pub trait View: std::any::Any {
+    /// The tab's title.
+    fn title(&self) -> &'static str;
+
+    /// The keys this view answers besides the console's own (footer, help and input read them).
+    fn bindings(&self) -> &'static [Binding] {
+        &[]
+    }
+
+    /// One of this view's actions (or the mouse wheel's Up and Down, which any view may take).
+    fn handle(&mut self, _action: Action, _state: &NodeState) -> Outcome {
+        Outcome::Nothing
+    }
+
+    /// The text the operator is typing into, while typing.
+    fn typing(&mut self) -> Option<&mut TextField> {
+        None
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext);
+}
+
+pub fn draw(frame: &mut Frame, ui: &UiState, v: &ViewContext) {
     let area = frame.area();
     let t = v.theme;
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
@@ -53,24 +76,11 @@ pub fn draw(frame: &mut Frame, v: &ViewContext) {
     if let Some(p) = problem {
         draw_problem(frame, status, p, t);
     }
-    draw_header(frame, header, v);
-    match v.ui.tab {
-        Tab::Overview => draw_overview(frame, body, v),
-        Tab::Replicas => draw_replicas(frame, body, v),
-        Tab::Miners => draw_miners(frame, body, v),
-        Tab::Validator => {
-            super::validator_view::draw(frame, body, v.state.validator.as_ref(), v.ui, t)
-        }
-        Tab::Proxy => {
-            super::proxy_view::draw(frame, body, v.state.proxy.as_ref(), v.now_unix_ms, t)
-        }
-        Tab::Gpu => super::gpu_view::draw(frame, body, v.state, t),
-        Tab::Logs => draw_logs(frame, body, v),
-        Tab::Gallery => super::gallery_view::draw(frame, body, &v.state.gallery, t),
-    }
-    draw_footer(frame, footer, v);
-    match &v.ui.popup {
-        Some(Popup::Help) => draw_help(frame, area, t),
+    draw_header(frame, header, ui, v);
+    ui.focused().draw(frame, body, v);
+    draw_footer(frame, footer, ui, t);
+    match &ui.popup {
+        Some(Popup::Help) => draw_help(frame, area, ui, t),
         Some(Popup::Confirm { prompt, .. }) => draw_confirm(frame, area, t, prompt),
         None => {}
     }

@@ -78,3 +78,52 @@ pub(super) fn status_style(status: ComponentStatus, t: &Theme) -> (&'static str,
 pub(super) fn bar(fraction: f64) -> char {
     BARS[(fraction.clamp(0.0, 1.0) * 7.0).round() as usize]
 }
+
+/// One table column: its header, its width and how an item becomes its cell.
+struct Column<'a, T> {
+    title: &'static str,
+    width: ratatui::layout::Constraint,
+    cell: Box<dyn Fn(&T) -> ratatui::widgets::Cell<'a> + 'a>,
+}
+
+/// A table's columns, each declared once with its header, width and cell, so they cannot drift
+/// apart: `Columns::<Row>::new().col(...).col(...).table(rows, ...)`.
+pub(super) struct Columns<'a, T>(Vec<Column<'a, T>>);
+
+impl<'a, T> Columns<'a, T> {
+    pub(super) fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub(super) fn col(
+        mut self,
+        title: &'static str,
+        width: ratatui::layout::Constraint,
+        cell: impl Fn(&T) -> ratatui::widgets::Cell<'a> + 'a,
+    ) -> Self {
+        self.0.push(Column {
+            title,
+            width,
+            cell: Box::new(cell),
+        });
+        self
+    }
+
+    /// A table of `items` (each row in `row_style`) under a bold header in `header_style`.
+    pub(super) fn table(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        row_style: Style,
+        header_style: Style,
+    ) -> ratatui::widgets::Table<'a> {
+        use ratatui::widgets::{Row, Table};
+        let rows: Vec<Row> = items
+            .into_iter()
+            .map(|item| Row::new(self.0.iter().map(|c| (c.cell)(&item))).style(row_style))
+            .collect();
+        Table::new(rows, self.0.iter().map(|c| c.width)).header(
+            Row::new(self.0.iter().map(|c| c.title))
+                .style(header_style.add_modifier(Modifier::BOLD)),
+        )
+    }
+}
