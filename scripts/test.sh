@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Without local inference: the node and the console built without the engine (libtorch).
 cargo clippy --all-targets --locked --no-default-features \
   -p nicheimage-tui -p nicheimage-node -p nicheimage-bittensor -p nicheimage-common -- -D warnings
-# Diffusers-saved folders for tests/folders_parity.rs and crates/engine/tests/flux_parity.rs
+# Diffusers-saved folders for crates/engine/tests/folders_parity.rs and crates/engine/tests/flux_parity.rs
 # (the pinned Python reference, once); their tests must then run, not skip.
 bash scripts/parity/folders.sh
 bash scripts/parity/flux.sh

@@ -5,27 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use nicheimage_common::image::RgbImage;
 use nicheimage_common::imagehash::{Difference, difference};
 use serde_json::{Value, json};
 
-fn generated() -> Option<PathBuf> {
-    let dir = std::env::var_os("NICHEIMAGE_PARITY_FLUX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/parity-flux"));
-    dir.join("manifest.json").is_file().then_some(dir)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_serves_flux_as_diffusers_draws_it() {
-    let Some(dir) = generated() else {
-        assert!(
-            std::env::var_os("NICHEIMAGE_REQUIRE_PARITY").is_none(),
-            "no generated FLUX folders, and scripts/test.sh requires them"
-        );
-        eprintln!("skipped: no generated FLUX folders (bash scripts/parity/flux.sh writes them)");
+    let Some(dir) = nicheimage_test_support::generated("flux", "NICHEIMAGE_PARITY_FLUX") else {
         return;
     };
     let manifest: Value =

@@ -1,4 +1,4 @@
-"""The Python side of tests/timelock_interop.rs: bittensor-drand 1.3.0 (pinned through
+"""The Python side of crates/bittensor/tests/timelock_interop.rs: bittensor-drand 1.3.0 (pinned through
 bittensor 10.2.0 in requirements.txt) or 2.0.0 (requirements-today.txt, what bittensor 11.3
 uses) on what our Rust code wrote, and the reverse.
 

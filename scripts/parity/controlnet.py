@@ -5,7 +5,7 @@ on the tiny SD 1.5 checkpoint and two tiny random ControlNets, fed precomputed c
 
 CONTROLNET_A/B come from `nicheimage-tui tiny-checkpoint --controlnet SEED --name NAME --out DIR`.
 The control images are tests/fixtures/sd15_img2img's PNGs; OUT_DIR gets one PNG per case and
-cases.json. tests/diffusers_parity.rs compares against them.
+cases.json. crates/engine/tests/diffusers_parity.rs compares against them.
 """
 
 import json

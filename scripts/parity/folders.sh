@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the diffusers folders and diffusers' images tests/folders_parity.rs renders against
+# Writes the diffusers folders and diffusers' images crates/engine/tests/folders_parity.rs renders against
 # (scripts/parity/folders.py under the pinned .venv-parity), into target/parity-folders or
 # $NICHEIMAGE_PARITY_FOLDERS. Some 270 MB, so generated, not committed; rewritten only when
 # the generator or its pins change.

@@ -4,7 +4,7 @@ and of the seed's conditional-image resize (Pillow LANCZOS).
     .venv-parity/bin/python scripts/parity/img2img.py CHECKPOINT.safetensors CONFIG_DIR OUT_DIR
 
 OUT_DIR gets the input images (made here from a seeded numpy RNG), the resized images, one PNG
-per img2img case and cases.json. tests/diffusers_parity.rs compares against them.
+per img2img case and cases.json. crates/engine/tests/diffusers_parity.rs compares against them.
 """
 
 import json

@@ -4,7 +4,7 @@
 
 CHECKPOINT and CONFIG_DIR come from `nicheimage-tui tiny-checkpoint --out DIR`; OUT_DIR gets
 cases.json (schedules, latents, embeddings, hashes) and one PNG per case. The Rust parity tests
-(tests/diffusers_parity.rs) regenerate the checkpoint and compare against these files.
+(crates/engine/tests/diffusers_parity.rs) regenerate the checkpoint and compare against these files.
 """
 
 import gzip

@@ -4,7 +4,7 @@
 
 CHECKPOINT and CONFIG_DIR come from `nicheimage-tui tiny-checkpoint --arch sdxl --name tiny-sdxl
 --out DIR`; OUT_DIR gets cases.json (schedules, latents, embeddings, hashes) and one PNG per case.
-tests/diffusers_parity.rs regenerates the checkpoint and compares against these files.
+crates/engine/tests/diffusers_parity.rs regenerates the checkpoint and compares against these files.
 """
 
 import hashlib

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,24 +20,8 @@ impl Drop for Headless {
     }
 }
 
-/// A loopback port nothing listens on, for a node this test starts. Taken below the kernel's
-/// ephemeral range (32768 and up), where the test's own outgoing connections and other
-/// `bind(0)`s cannot take it between this check and the node's bind, and never the same twice
-/// in one test process (tests run in parallel).
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Each test process starts at its own offset in 20000..32000.
-    let offset = (std::process::id() % 400) * 30;
-    for _ in 0..12_000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((offset + n) % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 20000..32000");
-}
+/// Loopback ports for the node under test (see the test-support crate).
+pub use nicheimage_test_support::free_port;
 
 /// Runs `nicheimage-tui <args> --no-ui --config <dir>/config.toml` with `config` written there.
 pub fn start(dir: &Path, args: &[&str], config: &str) -> Headless {

@@ -8,8 +8,6 @@
 //! The file is not ours to ship: without it the test says so and passes, unless
 //! `NICHEIMAGE_REQUIRE_CHAIN` is set (as `scripts/test.sh` does where ../shared/chain exists).
 
-use std::path::PathBuf;
-
 use nicheimage_bittensor::chain::ServeAxon;
 use nicheimage_bittensor::chain::epoch::STATEFUL_ITEMS;
 use nicheimage_bittensor::chain::subtensor::commit::{mode_of, plain_args, timelocked_args};
@@ -23,8 +21,8 @@ use scale_info::TypeDef;
 const FILE: &str = "subtensor-1194374e6.metadata-v16.scale";
 
 fn load() -> Option<ChainMetadata> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/chain")
+    let path = nicheimage_test_support::root()
+        .join("../shared/chain")
         .join(FILE);
     match std::fs::read(&path) {
         Ok(bytes) => Some(metadata::parse(&bytes).expect("the V16 metadata parses")),

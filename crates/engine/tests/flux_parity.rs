@@ -4,7 +4,7 @@
 //! diffusers rendered them: the same CLIP and T5 token ids, the same schedule, at most 2/255 a
 //! channel and average-hash distance 0.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nicheimage_common::image::RgbImage;
 use nicheimage_common::imagehash::{Difference, difference};
@@ -13,13 +13,6 @@ use nicheimage_engine::flux::{FluxPipeline, FluxRequest};
 use serde_json::Value;
 use tch::{Device, Kind};
 
-fn generated() -> Option<PathBuf> {
-    let dir = std::env::var_os("NICHEIMAGE_PARITY_FLUX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/parity-flux"));
-    dir.join("manifest.json").is_file().then_some(dir)
-}
-
 /// Our image against diffusers' `images/<image>.png`.
 fn against(dir: &Path, image: &str, ours: &RgbImage, what: &str) -> Difference {
     let png = std::fs::read(dir.join(format!("images/{image}.png"))).unwrap();
@@ -27,22 +20,9 @@ fn against(dir: &Path, image: &str, ours: &RgbImage, what: &str) -> Difference {
         .unwrap_or_else(|| panic!("{what}: not the size diffusers drew"))
 }
 
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
 #[test]
 fn tiny_flux_pipelines_render_as_diffusers_does() {
-    let Some(dir) = generated() else {
-        assert!(
-            std::env::var_os("NICHEIMAGE_REQUIRE_PARITY").is_none(),
-            "no generated FLUX folders, and scripts/test.sh requires them"
-        );
-        eprintln!("skipped: no generated FLUX folders (bash scripts/parity/flux.sh writes them)");
+    let Some(dir) = nicheimage_test_support::generated("flux", "NICHEIMAGE_PARITY_FLUX") else {
         return;
     };
     let manifest: Value =
@@ -64,8 +44,16 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
         for t in case["tokens"].as_array().unwrap() {
             let prompt = t["prompt"].as_str().unwrap();
             let (clip, t5) = from_folder.token_ids(prompt).unwrap();
-            assert_eq!(clip, ids(&t["clip"]), "{name}: CLIP ids of {prompt:?}");
-            assert_eq!(t5, ids(&t["t5"]), "{name}: T5 ids of {prompt:?}");
+            assert_eq!(
+                clip,
+                nicheimage_test_support::ids(&t["clip"]),
+                "{name}: CLIP ids of {prompt:?}"
+            );
+            assert_eq!(
+                t5,
+                nicheimage_test_support::ids(&t["t5"]),
+                "{name}: T5 ids of {prompt:?}"
+            );
         }
         // The half precisions diffusers rendered some of this case's requests in, each loaded once.
         let mut halves: Vec<(&str, FluxPipeline)> = Vec::new();
@@ -91,8 +79,16 @@ fn tiny_flux_pipelines_render_as_diffusers_does() {
             let what = format!("{name} request {i}");
             let prompt = r["prompt"].as_str().unwrap();
             let (clip, t5) = pipe.token_ids(prompt).unwrap();
-            assert_eq!(clip, ids(&r["clip_ids"]), "{what}: CLIP ids");
-            assert_eq!(t5, ids(&r["t5_ids"]), "{what}: T5 ids");
+            assert_eq!(
+                clip,
+                nicheimage_test_support::ids(&r["clip_ids"]),
+                "{what}: CLIP ids"
+            );
+            assert_eq!(
+                t5,
+                nicheimage_test_support::ids(&r["t5_ids"]),
+                "{what}: T5 ids"
+            );
             long_prompts += usize::from(t5.last() != Some(&0));
             let steps = r["steps"].as_u64().unwrap() as usize;
             let plan = FlowMatchPlan::new(&pipe.config.scheduler, steps);

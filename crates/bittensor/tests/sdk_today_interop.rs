@@ -5,8 +5,7 @@
 //! speaks btauth/1 only); keyfiles written by bittensor-wallet 4.1.1, ed25519 ones included,
 //! load with the same addresses. Loopback only.
 
-#[path = "common/interop.rs"]
-mod interop;
+use nicheimage_test_support::interop;
 
 use std::collections::HashMap;
 use std::process::Stdio;

@@ -7,10 +7,8 @@
 //! Case counts follow `PROPTEST_CASES` as in `parsers_prop.rs`; a long run is
 //! `PROPTEST_CASES=20000 cargo test --release --test files_prop -- --nocapture`.
 
-#[path = "common/cases.rs"]
-mod cases;
+use nicheimage_test_support::cases;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -104,7 +102,7 @@ fn shared_metadata() -> Option<&'static Vec<u8>> {
     static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     let bytes = BYTES
         .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            let path = nicheimage_test_support::root()
                 .join("../shared/chain/subtensor-1194374e6.metadata-v16.scale");
             std::fs::read(path).ok()
         })
@@ -245,7 +243,9 @@ fn values_of_every_runtime_type_never_panic() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Model files: safetensors headers, torch checkpoints, tokenizer folders.
+// Model files: safetensors headers, torch checkpoints, tokenizer folders. Where the node links
+// libtorch (`local-infer`, on in the workspace's test run): its build script gives the test its
+// rpath.
 
 #[cfg(feature = "local-infer")]
 mod model_files {

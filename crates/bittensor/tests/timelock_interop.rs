@@ -6,8 +6,7 @@
 //! equal `get_encrypted_commit`'s and our stateful ones `get_encrypted_commit_v2`'s over
 //! generated epoch states.
 
-#[path = "common/interop.rs"]
-mod interop;
+use nicheimage_test_support::interop;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,9 +1,10 @@
 //! The pinned Python references of `scripts/interop/setup.sh`, for the interop tests: each set's
 //! interpreter (set up once per test binary; a no-op when already in place) and its peer
 //! scripts run to completion as JSON lines.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+use crate::root;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -25,10 +26,6 @@ impl Set {
             Set::Today => ("today", ".venv-bittensor-today"),
         }
     }
-}
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `scripts/interop/<name>`.

@@ -1,6 +1,5 @@
 //! What every property-test file shares: the case count (`PROPTEST_CASES`, 1024 when unset),
 //! a runner that reports cases and time, and byte mutations of valid inputs.
-#![allow(dead_code)]
 
 use std::time::Instant;
 

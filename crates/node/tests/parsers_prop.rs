@@ -16,9 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-#[path = "common/cases.rs"]
-mod cases;
 use cases::{arb_mutation, mutate, run};
+use nicheimage_test_support::cases;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -8,7 +8,7 @@ use nicheimage_common::image::RgbImage;
 use nicheimage_common::imagehash::{average_hash, distance};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imagehash")
+    nicheimage_test_support::root().join("tests/fixtures/imagehash")
 }
 
 /// imagehash's hex: the bits most-significant first, four per digit.

@@ -1,7 +1,6 @@
 //! Our pipelines against diffusers 0.42 (and the NSFW classifier against transformers 5) on tiny
 //! scripts/parity/sd15.py (pinned versions in scripts/parity/requirements.txt); the checkpoint
 //! is regenerated here, deterministically, and must hash to what the fixtures were made from.
-#![cfg(feature = "local-infer")]
 
 use nicheimage_common::image::RgbImage;
 use nicheimage_common::imagehash::{average_hash, to_hex};
@@ -15,7 +14,7 @@ use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15")
+    nicheimage_test_support::root().join("tests/fixtures/sd15")
 }
 
 fn cases() -> &'static Value {
@@ -202,7 +201,7 @@ fn schedules_match_diffusers_for_every_spacing() {
 // Shared by the modules below.
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    nicheimage_test_support::root()
         .join("tests/fixtures")
         .join(path)
 }

@@ -1,15 +1,13 @@
 //! Diffusers folders as diffusers 0.42.1 saved them (scripts/parity/folders.py, pinned in
 //! scripts/parity/requirements.txt): the seed's scheduler swap on every base scheduler, the
 //! tokenizers, and (where the generated folders are present) loading and rendering each one.
-#![cfg(feature = "local-infer")]
 
 use nicheimage_engine::scheduler::SchedulerKind;
 use nicheimage_engine::scheduler_config::{BaseScheduler, FinalSigmas, Holder};
 use serde_json::Value;
-use std::path::Path;
 
 fn schedules() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/folders/schedules.json");
+    let path = nicheimage_test_support::root().join("tests/fixtures/folders/schedules.json");
     let text = std::fs::read_to_string(&path).expect("fixture present");
     // The fixture writes Python's non-finite floats as strings; the bases as diffusers does.
     serde_json::from_str(&text).expect("valid fixture")
@@ -120,14 +118,6 @@ fn every_sampler_on_every_base_is_what_from_config_builds() {
     assert_eq!(checked, rows.len());
 }
 
-/// Where scripts/parity/folders.sh wrote the folders and diffusers' images.
-fn generated() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("NICHEIMAGE_PARITY_FOLDERS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/parity-folders"));
-    dir.join("manifest.json").is_file().then_some(dir)
-}
-
 mod rendered {
     use super::*;
     use nicheimage_common::image::RgbImage;
@@ -135,22 +125,12 @@ mod rendered {
     use nicheimage_engine::pipeline::{StableDiffusion, Txt2Img};
     use tch::{Device, Kind};
 
-    fn ids(v: &Value) -> Vec<i64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect()
-    }
-
     /// Every folder loads as the endpoint loads it; every request renders as diffusers
     /// rendered it (average-hash distance 0, at most 2/255 a channel) with the same tokens.
     #[test]
     fn every_generated_folder_loads_and_renders_as_diffusers_does() {
-        let Some(dir) = generated() else {
-            eprintln!(
-                "skipped: no generated folders (bash scripts/parity/folders.sh writes them; scripts/test.sh does)"
-            );
+        let Some(dir) = nicheimage_test_support::generated("folders", "NICHEIMAGE_PARITY_FOLDERS")
+        else {
             return;
         };
         let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
@@ -180,11 +160,11 @@ mod rendered {
                     ),
                 ] {
                     let (first, second) = sd.token_ids(text);
-                    if first != ids(&req["tokenizer_ids"][field]) {
+                    if first != nicheimage_test_support::ids(&req["tokenizer_ids"][field]) {
                         failures.push(format!("{what}: tokenizer ids of the {field}"));
                     }
                     if let Some(second) = second
-                        && second != ids(&req["tokenizer_2_ids"][field])
+                        && second != nicheimage_test_support::ids(&req["tokenizer_2_ids"][field])
                     {
                         failures.push(format!("{what}: tokenizer_2 ids of the {field}"));
                     }

@@ -2,8 +2,7 @@
 //! which these tests run first): Python dendrite → our axon, our dendrite → Python axon, crypto
 //! vectors both ways, and keyfiles written by bittensor_wallet. Loopback only.
 
-#[path = "common/interop.rs"]
-mod interop;
+use nicheimage_test_support::interop;
 
 use std::process::Stdio;
 use std::sync::Arc;
