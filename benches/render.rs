@@ -1,6 +1,8 @@
 //! The console's cost: frame render time of every view with 256 miners and 8 replicas in state
-//! (goal < 2 ms), then the real binary in a pseudo-terminal at the default fps, idle, with no
-//! model loaded: its CPU use and resident memory.
+//! (goal < 2 ms); what the state store pays to publish a snapshot of that state with full log
+//! and gallery rings (one event applied, the state copied for the watchers); then the real
+//! binary in a pseudo-terminal at the default fps, idle, with no model loaded: its CPU use and
+//! resident memory.
 //!
 //!     cargo bench --bench render
 
@@ -195,7 +197,75 @@ fn idle_console() {
     drop(pty.master);
 }
 
+/// The store's publish: apply one log line, copy the state into the snapshot the views and
+/// headless read (as `runtime::store` does for every burst of events).
+fn publish_cost() {
+    let mut state = big_state();
+    for i in 0..600u64 {
+        state.apply(
+            Event::Log(nicheimage_node::runtime::LogLine {
+                unix_ms: i,
+                level: tracing::Level::INFO,
+                target: "nicheimage_node::endpoint".into(),
+                message: format!("replica 3 served a 1024x1024 image in 2.9 s (request {i})"),
+            }),
+            0,
+        );
+    }
+    for i in 0..20u16 {
+        state.apply(
+            Event::Gallery(nicheimage_node::runtime::event::GalleryImage {
+                unix_ms: 0,
+                uid: i,
+                model: "RealisticVision".into(),
+                prompt: "a lighthouse on a cliff, oil painting, golden hour".into(),
+                seed: i64::from(i),
+                latency_ms: 2900,
+                reward: 1.0,
+                reason: RewardReason::Judged {
+                    verdict: ServiceVerdict::Verdict(Verdict::Match { distance: 0 }),
+                    secs: 2.9,
+                    reward: 1.0,
+                },
+                thumbnail: nicheimage_common::image::Thumbnail {
+                    width: 64,
+                    height: 64,
+                    rgb: vec![128; 64 * 64 * 3],
+                },
+            }),
+            0,
+        );
+    }
+    let rounds = 2000u32;
+    let started = Instant::now();
+    let mut kept = Vec::with_capacity(4);
+    for i in 0..rounds {
+        state.apply(
+            Event::Log(nicheimage_node::runtime::LogLine {
+                unix_ms: u64::from(i),
+                level: tracing::Level::INFO,
+                target: "nicheimage_node::endpoint".into(),
+                message: "one more line".into(),
+            }),
+            0,
+        );
+        // A watcher still holds the previous snapshot while the next is made.
+        kept.push(std::sync::Arc::new(state.clone()));
+        if kept.len() > 2 {
+            kept.remove(0);
+        }
+    }
+    let each = started.elapsed() / rounds;
+    println!(
+        "publish (apply a log line, snapshot the state; {} log lines, {} gallery images, 256 miners): {:.1} µs",
+        state.logs.len(),
+        state.gallery.len(),
+        each.as_secs_f64() * 1e6
+    );
+}
+
 fn main() {
     render_times();
+    publish_cost();
     idle_console();
 }

@@ -28,7 +28,7 @@ use nicheimage_node::validator::scores::MinerBook;
 use serde_json::{Value, json};
 
 fn proxy_state(node: &Node) -> Option<ProxyReport> {
-    node.snapshot().proxy.clone()
+    node.snapshot().proxy.as_deref().cloned()
 }
 
 async fn wait_for(node: &Node, what: &str, pred: impl Fn(&ProxyReport) -> bool) -> ProxyReport {

@@ -97,6 +97,7 @@ pub(super) fn recent_problem<'a>(
         .rev()
         .take_while(|l| l.unix_ms + 30_000 >= v.now_unix_ms)
         .find(|l| l.level <= tracing::Level::WARN)
+        .map(|l| l.as_ref())
 }
 
 /// The newest warning or error, one line above the footer.

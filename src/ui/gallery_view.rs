@@ -13,6 +13,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Lines of text under each picture.
 const CAPTION: u16 = 3;
@@ -53,7 +54,7 @@ impl View for GalleryView {
     }
 }
 
-fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<GalleryImage>, t: &Theme) {
+fn draw(frame: &mut Frame, area: Rect, images: &VecDeque<Arc<GalleryImage>>, t: &Theme) {
     frame.render_widget(block("gallery — latest judged images", t), area);
     let inner = area.inner(Margin::new(1, 1));
     let muted = t.label();

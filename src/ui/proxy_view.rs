@@ -22,7 +22,13 @@ impl View for ProxyView {
     }
 
     fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
-        draw(frame, area, v.state.proxy.as_ref(), v.now_unix_ms, v.theme);
+        draw(
+            frame,
+            area,
+            v.state.proxy.as_deref(),
+            v.now_unix_ms,
+            v.theme,
+        );
     }
 }
 

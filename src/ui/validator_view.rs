@@ -98,7 +98,7 @@ impl View for ValidatorView {
     }
 
     fn draw(&self, frame: &mut Frame, area: Rect, v: &ViewContext) {
-        draw(frame, area, v.state.validator.as_ref(), self, v.theme);
+        draw(frame, area, v.state.validator.as_deref(), self, v.theme);
     }
 }
 

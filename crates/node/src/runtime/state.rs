@@ -6,6 +6,7 @@ use super::event::{
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Recent log lines kept for views; the full log is in the log file.
@@ -57,15 +58,17 @@ pub struct NodeState {
     /// The validator's mean reward per round, oldest first.
     pub reward_history: VecDeque<f64>,
     /// Miners by component name (one, or the devnet's several).
-    pub miners: BTreeMap<String, MinerReport>,
+    pub miners: BTreeMap<String, Arc<MinerReport>>,
     pub reward: Option<RewardReport>,
-    pub validator: Option<ValidatorReport>,
-    pub proxy: Option<ProxyReport>,
+    // The large parts are shared between the snapshots the store publishes, not copied: a
+    // report is replaced whole by its next event, a ring gains one entry at a time.
+    pub validator: Option<Arc<ValidatorReport>>,
+    pub proxy: Option<Arc<ProxyReport>>,
     #[serde(skip)]
-    pub logs: VecDeque<LogLine>,
+    pub logs: VecDeque<Arc<LogLine>>,
     /// The latest images, newest last.
     #[serde(skip)]
-    pub gallery: VecDeque<GalleryImage>,
+    pub gallery: VecDeque<Arc<GalleryImage>>,
     /// Counts every change, so a view can tell whether it must redraw.
     pub revision: u64,
 }
@@ -185,7 +188,7 @@ impl NodeState {
                 self.chain = Some(report);
             }
             Event::Miner(report) => {
-                self.miners.insert(report.name.clone(), report);
+                self.miners.insert(report.name.clone(), Arc::new(report));
             }
             Event::Reward(report) => self.reward = Some(report),
             Event::Validator(report) => {
@@ -195,9 +198,9 @@ impl NodeState {
                     let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
                     push_bounded(&mut self.reward_history, mean, HISTORY);
                 }
-                self.validator = Some(report);
+                self.validator = Some(Arc::new(report));
             }
-            Event::Proxy(report) => self.proxy = Some(report),
+            Event::Proxy(report) => self.proxy = Some(Arc::new(report)),
             Event::EndpointResponse {
                 status,
                 queue_depth,
@@ -206,8 +209,8 @@ impl NodeState {
                 self.endpoint_queue_depth = queue_depth;
             }
             Event::EndpointServing(info) => self.endpoint = Some(info),
-            Event::Gallery(image) => push_bounded(&mut self.gallery, image, GALLERY_RING),
-            Event::Log(line) => push_bounded(&mut self.logs, line, LOG_RING),
+            Event::Gallery(image) => push_bounded(&mut self.gallery, Arc::new(image), GALLERY_RING),
+            Event::Log(line) => push_bounded(&mut self.logs, Arc::new(line), LOG_RING),
         }
     }
 
