@@ -268,11 +268,11 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
 #[test]
 fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
     use nicheimage_common::image::RgbImage;
-    use nicheimage_engine::seed_controlnet::SeedControlNet;
+    use nicheimage_engine::multi_controlnet::MultiControlNet;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = tiny(dir.path());
     let controls = dir.path().join("controlnet");
-    nicheimage_engine::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    nicheimage_engine::tiny::write_tiny_multi_controlnet(&controls).unwrap();
     let photo =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd15_img2img/photo_150x100.png");
     let out = dir.path().join("out.png");
@@ -289,7 +289,7 @@ fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
     run_generate(dir.path(), &checkpoint, &photo, &out, &extra);
     let read = |p: &Path| RgbImage::from_png(&std::fs::read(p).unwrap()).unwrap();
     let input = read(&photo).resized_for_condition(64).unwrap();
-    let nets = SeedControlNet::load(&controls, Device::Cpu, Kind::Float).unwrap();
+    let nets = MultiControlNet::load(&controls, Device::Cpu, Kind::Float).unwrap();
     let maps = nets.control_images(&input).unwrap();
     for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
         assert_eq!(

@@ -570,12 +570,12 @@ async fn the_nsfw_classifier_filters_what_the_endpoint_sends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
-    use nicheimage_engine::seed_controlnet::SeedControlNet;
+    use nicheimage_engine::multi_controlnet::MultiControlNet;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();
     let controls = dir.path().join("controlnet");
-    nicheimage_engine::tiny::write_tiny_seed_controlnet(&controls).unwrap();
+    nicheimage_engine::tiny::write_tiny_multi_controlnet(&controls).unwrap();
     let model = sd15_model(&checkpoint, "controlnet_txt2img", Some(64));
     let endpoint = format!("controlnet_dir = \"{}\"", controls.display());
     let node = Node::start_with(dir.path(), 1, 4, &model, &endpoint).await;
@@ -590,7 +590,7 @@ async fn controlnet_txt2img_annotates_steers_and_matches_the_engine() {
     assert_eq!(status, 200, "{body}");
     let served = RgbImage::from_base64_png(body["image"].as_str().unwrap()).unwrap();
     let sd = StableDiffusion::load(&checkpoint, None, tch::Device::Cpu, tch::Kind::Float).unwrap();
-    let nets = SeedControlNet::load(&controls, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let nets = MultiControlNet::load(&controls, tch::Device::Cpu, tch::Kind::Float).unwrap();
     // No size asked: the conditioned image's (96 → 128 × 64), as diffusers does.
     let req = Txt2Img {
         prompt: "a harbour".into(),
@@ -645,7 +645,7 @@ async fn without_its_files_controlnet_is_dropped_and_the_rest_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broken_annotator_file_costs_only_the_controlnet_pipeline() {
-    use nicheimage_engine::seed_controlnet::NETS;
+    use nicheimage_engine::multi_controlnet::NETS;
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = write_tiny_sd15(dir.path(), "tiny-sd15").unwrap();

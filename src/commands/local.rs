@@ -101,8 +101,8 @@ fn generate_image(a: &GenerateArgs, model: &Model) -> Result<String, Box<dyn std
                     sd.img2img(&req, false)?.image
                 }
                 Some(dir) => {
-                    use nicheimage_engine::seed_controlnet::SeedControlNet;
-                    let nets = SeedControlNet::load(dir, sd.device(), sd.kind())?;
+                    use nicheimage_engine::multi_controlnet::MultiControlNet;
+                    let nets = MultiControlNet::load(dir, sd.device(), sd.kind())?;
                     let maps = nets.control_images(&input)?;
                     for (map, name) in maps.iter().zip(["canny", "depth", "normal"]) {
                         let file = out.with_extension(format!("{name}.png"));

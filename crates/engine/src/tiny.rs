@@ -504,8 +504,8 @@ pub(crate) fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<(), Tiny
 /// A complete folder for the seed's three-way ControlNet on the tiny SD 1.5: three tiny
 /// ControlNets under the Hugging Face names and both annotators, full size with random weights,
 /// as safetensors (about 400 MB).
-pub fn write_tiny_seed_controlnet(dir: &Path) -> Result<(), TinyError> {
-    use super::seed_controlnet::{NETS, converted_name};
+pub fn write_tiny_multi_controlnet(dir: &Path) -> Result<(), TinyError> {
+    use super::multi_controlnet::{NETS, converted_name};
     for (i, (name, _)) in NETS.iter().enumerate() {
         write_tiny_controlnet(&dir.join(name), 100 + i as i64)?;
     }

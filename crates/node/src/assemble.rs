@@ -171,14 +171,14 @@ fn controlnet_dir(
     if model.arch != catalogue::Arch::Sd15 {
         // The seed's three ControlNets are SD 1.5 nets; it never offered them for SDXL.
         model.pipelines.retain(|p| *p != cn);
-        tracing::warn!(model = %model.name, "controlnet_txt2img off: the seed's ControlNets are for SD 1.5 models only");
+        tracing::warn!(model = %model.name, "controlnet_txt2img off: NicheImage's ControlNets are for SD 1.5 models only");
         return None;
     }
     if model.condition_resolution() != 512 {
         tracing::info!(
             model = %model.name,
             resolution = model.condition_resolution(),
-            "controlnet_txt2img: controlnet_aux detects at 512; at another condition_resolution our maps (made at the image's size) differ from the seed's"
+            "controlnet_txt2img: controlnet_aux detects at 512; at another condition_resolution our maps (made at the image's size) differ from NicheImage's"
         );
     }
     let dir = under_checkpoints(data_dir, &e.controlnet_dir);

@@ -33,7 +33,7 @@ pub enum TinyModelError {
 #[cfg(feature = "local-infer")]
 mod local {
     use super::*;
-    use nicheimage_engine::{annotator, seed_controlnet, tiny, weights};
+    use nicheimage_engine::{annotator, multi_controlnet, tiny, weights};
 
     /// What libtorch says about this machine.
     pub fn probe(choice: DeviceChoice) -> TorchReport {
@@ -48,7 +48,7 @@ mod local {
     ) -> anyhow::Result<Option<ParameterCounts>> {
         let mut params = weights::parameter_counts(checkpoint)?;
         if let Some(dir) = controlnet_dir {
-            let nets: Vec<PathBuf> = seed_controlnet::NETS
+            let nets: Vec<PathBuf> = multi_controlnet::NETS
                 .iter()
                 .map(|(name, _)| dir.join(name))
                 .collect();
@@ -61,7 +61,7 @@ mod local {
     /// The seed's ControlNet and annotator files missing from `dir`; `None` when this build
     /// cannot run them at all.
     pub fn missing_controlnets(dir: &Path) -> Option<Vec<MissingFile>> {
-        Some(seed_controlnet::missing(dir))
+        Some(multi_controlnet::missing(dir))
     }
 
     /// The devnet's tiny SD 1.5 checkpoint in `dir`, written once.
@@ -93,10 +93,10 @@ mod local {
     /// The seed's three ControlNets for the tiny model, with both annotators at full size and
     /// random weights (about 400 MB, written once).
     pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, TinyModelError> {
-        if seed_controlnet::missing(dir).is_empty() {
+        if multi_controlnet::missing(dir).is_empty() {
             return Ok(dir.to_path_buf());
         }
-        tiny::write_tiny_seed_controlnet(dir)?;
+        tiny::write_tiny_multi_controlnet(dir)?;
         Ok(dir.to_path_buf())
     }
 }

@@ -5,10 +5,10 @@ use super::args::ReplicaArgs;
 use super::protocol::{JobLine, ReplyLine};
 use nicheimage_common::image::RgbImage;
 use nicheimage_engine::model::Model;
+use nicheimage_engine::multi_controlnet::{MultiControlNet, MultiControlNetError};
 use nicheimage_engine::nsfw::NsfwFilter;
 use nicheimage_engine::pipeline::{Img2Img, PipelineError, Txt2Img};
 use nicheimage_engine::scheduler::SchedulerKind;
-use nicheimage_engine::seed_controlnet::{SeedControlError, SeedControlNet};
 use nicheimage_engine::select_device;
 use nicheimage_engine::weights::WeightError;
 use std::io::{BufRead, Write};
@@ -39,7 +39,7 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
         SchedulerKind,
         tch::Device,
         Option<NsfwFilter>,
-        Option<Result<SeedControlNet, SeedControlError>>,
+        Option<Result<MultiControlNet, MultiControlNetError>>,
     );
     type Failure = (Box<dyn std::error::Error + Send + Sync>, bool);
     // Which failures a restart cannot mend: everything about the files, not the device.
@@ -63,7 +63,7 @@ pub fn run(args: &ReplicaArgs) -> Result<(), ChildError> {
         // A bad ControlNet file costs only that pipeline: its requests get the load error.
         let kind = model.kind();
         let controls = controlnet_dir.map(|dir| {
-            SeedControlNet::load(dir, device, kind).inspect_err(|e| {
+            MultiControlNet::load(dir, device, kind).inspect_err(|e| {
                 tracing::error!(error = %e, "controlnet_txt2img unavailable: cannot load its files");
             })
         });

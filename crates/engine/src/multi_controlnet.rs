@@ -31,7 +31,7 @@ pub const NETS: [(&str, &str); 3] = [
 ];
 
 #[derive(Debug, thiserror::Error)]
-pub enum SeedControlError {
+pub enum MultiControlNetError {
     #[error(transparent)]
     ControlNet(#[from] ControlNetError),
     #[error(transparent)]
@@ -75,16 +75,16 @@ pub fn annotator_file(dir: &Path, published: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub struct SeedControlNet {
+pub struct MultiControlNet {
     nets: [ControlNet; 3],
     midas: Midas,
     normalbae: NormalBae,
 }
 
-impl SeedControlNet {
+impl MultiControlNet {
     /// Loads the nets in the pipeline's dtype and the annotators in f32 (as controlnet_aux
     /// runs them).
-    pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, SeedControlError> {
+    pub fn load(dir: &Path, device: Device, kind: Kind) -> Result<Self, MultiControlNetError> {
         let net = |i: usize| ControlNet::load(&dir.join(NETS[i].0), device, kind);
         let annotator = |name: &str| annotator_file(dir, name).unwrap_or_else(|| dir.join(name));
         Ok(Self {
@@ -114,7 +114,7 @@ impl SeedControlNet {
         req: &Txt2Img,
         image: &RgbImage,
         scales: [f64; 3],
-    ) -> Result<Generation, SeedControlError> {
+    ) -> Result<Generation, MultiControlNetError> {
         let maps = self.control_images(image)?;
         let controls: Vec<(&ControlNet, &RgbImage, f64)> = self
             .nets
