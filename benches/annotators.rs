@@ -1,4 +1,4 @@
-//! The ControlNet annotators' time per map, ours vs controlnet_aux, on the seed's DreamShaper
+//! The ControlNet annotators' time per map, ours vs controlnet_aux, on NicheImage's DreamShaper
 //! conditional-image size (768×512), CPU, same thread count, the same full-size networks with
 //! the same random weights, in one run:
 //!

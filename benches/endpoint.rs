@@ -2,12 +2,12 @@
 //!
 //!     cargo bench --bench endpoint
 //!
-//! 1. PNG encoding of a 1024x1024 image: ours vs Pillow (the seed's encoder) on the same pixels,
+//! 1. PNG encoding of a 1024x1024 image: ours vs Pillow (NicheImage's encoder) on the same pixels,
 //!    time and size as ratios (Python from .venv-parity, see scripts/parity/setup.sh).
 //! 2. Endpoint overhead: a request through HTTP, the queue, a replica process and PNG/base64,
 //!    against the same generation called in process.
 //! 3. The reward check of one 1024x1024 base64 PNG pair (decode both, average hashes at sizes 8
-//!    and 6, distance): ours vs Pillow + imagehash as the seed's reward service does it.
+//!    and 6, distance): ours vs Pillow + imagehash as NicheImage's reward service does it.
 
 mod common;
 use common::median;

@@ -1,5 +1,6 @@
-//! Command line: global flags, and one subcommand per piece the seed ran as its own process.
-//! Seed flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case aliases.
+//! Command line: global flags, and one subcommand per piece NicheImage ran as its own process.
+//! NicheImage's flag names (`--model_name`, `--wallet.name`, ...) are accepted with kebab-case
+//! aliases.
 
 use clap::{Args, Parser, Subcommand};
 use nicheimage_bittensor::chain::NetworkName;
@@ -84,7 +85,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, BadDuration> {
     Ok(std::time::Duration::from_secs_f64(n * scale))
 }
 
-/// The seed's `--chain_endpoint`: a network name or a websocket URL.
+/// NicheImage's `--chain_endpoint`: a network name or a websocket URL.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChainEndpoint {
     Network(NetworkName),
@@ -99,12 +100,12 @@ fn parse_chain_endpoint(text: &str) -> Result<ChainEndpoint, std::convert::Infal
     }
 }
 
-/// One piece of the node, headless, the way the seed ran separate processes.
+/// One piece of the node, headless, the way NicheImage ran separate processes.
 #[derive(Debug, Subcommand)]
 pub enum Role {
-    /// The generation endpoint (the seed's services.miner_endpoint.app).
+    /// The generation endpoint (NicheImage's services.miner_endpoint.app).
     Endpoint(EndpointArgs),
-    /// A reward service for one model (the seed's services.rewarding.app).
+    /// A reward service for one model (NicheImage's services.rewarding.app).
     Reward(RewardArgs),
     /// The miner neuron.
     Miner(MinerArgs),
@@ -324,7 +325,7 @@ pub struct RewardArgs {
     pub netuid: Option<u16>,
     #[arg(long = "min_stake", alias = "min-stake")]
     pub min_stake: Option<f64>,
-    /// The seed's name for the chain network or endpoint.
+    /// NicheImage's name for the chain network or endpoint.
     #[arg(long = "chain_endpoint", alias = "chain-endpoint", value_parser = parse_chain_endpoint)]
     pub chain_endpoint: Option<ChainEndpoint>,
     #[arg(long = "disable_secure", alias = "disable-secure")]
@@ -374,7 +375,7 @@ pub struct GenerateArgs {
     /// one JSON line per image with its generation time. Used by the GPU proof kit.
     #[arg(long, value_name = "JSONL", conflicts_with_all = ["prompt", "image", "out", "controlnet_dir"])]
     pub batch: Option<PathBuf>,
-    /// img2img from this PNG instead of txt2img (resized as the seed does: short side to
+    /// img2img from this PNG instead of txt2img (resized as NicheImage does: short side to
     /// --condition-resolution, sides to multiples of 64); width and height then come from it.
     #[arg(long, value_name = "PNG")]
     pub image: Option<PathBuf>,
@@ -386,7 +387,7 @@ pub struct GenerateArgs {
         requires = "image"
     )]
     pub condition_resolution: usize,
-    /// The seed's controlnet_txt2img instead of img2img: --image becomes the conditional image,
+    /// NicheImage's controlnet_txt2img instead of img2img: --image becomes the conditional image,
     /// annotated and fed to the three ControlNets in this folder (see `[endpoint]
     /// controlnet_dir`); the three maps are written beside --out as `<out>.canny.png`,
     /// `<out>.depth.png`, `<out>.normal.png`. Width and height stay as given.
@@ -548,7 +549,7 @@ impl Cli {
             }
             Role::Validator(a) => {
                 a.neuron.apply(c);
-                // The seed opted in by passing a port.
+                // NicheImage opted in by passing a port.
                 if let Some(port) = a.proxy_port {
                     c.proxy.port = port;
                     c.proxy.enabled = true;

@@ -1,4 +1,4 @@
-//! The generation endpoint as the seed's miner calls it: the real binary on loopback, two
+//! The generation endpoint as NicheImage's miner calls it: the real binary on loopback, two
 //! replica processes serving the tiny checkpoint.
 #![cfg(feature = "local-infer")]
 
@@ -174,7 +174,7 @@ fn photo_90x60() -> RgbImage {
     .unwrap()
 }
 
-/// The reason in an error answer (`{"detail": ...}`, the seed's FastAPI shape).
+/// The reason in an error answer (`{"detail": ...}`, NicheImage's FastAPI shape).
 fn detail(body: &Value) -> &str {
     body["detail"].as_str().unwrap_or_default()
 }

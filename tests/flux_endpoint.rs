@@ -1,4 +1,4 @@
-//! FLUX.1-schnell served: the endpoint (replica process, seed JSON) answers the tiny FLUX
+//! FLUX.1-schnell served: the endpoint (replica process, NicheImage's JSON) answers the tiny FLUX
 //! folders diffusers 0.42.1 saved (scripts/parity/flux.sh) with diffusers' own images, and
 //! refuses what FLUX cannot serve with the reason.
 #![cfg(feature = "local-infer")]

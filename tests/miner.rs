@@ -1,6 +1,6 @@
 //! The miner neuron end to end on loopback: the real binary running the miner with its own
 //! generation endpoint (tiny SD 1.5 model, CPU) on the embedded chain, called by our dendrite as
-//! validators with different stakes. Checks the info query, a generated image, the seed's
+//! validators with different stakes. Checks the info query, a generated image, NicheImage's
 //! blacklist reasons, the rate limit, the axon announcement and the counters in the status line.
 
 #![cfg(feature = "local-infer")]

@@ -163,7 +163,7 @@ async fn the_reward_service_draws_conditional_images_for_the_image_challenge() {
         .unwrap();
     assert_eq!(again["conditional_image"], first["conditional_image"]);
 
-    // A miner may answer with a JPEG, as the seed's judge (PIL) opens any format: the same
+    // A miner may answer with a JPEG, as NicheImage's judge (PIL) opens any format: the same
     // picture as JPEG matches the reference drawn from the same request.
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)

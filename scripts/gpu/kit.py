@@ -67,7 +67,7 @@ from img2img import photo_like, resize_for_condition_image  # noqa: E402
 from sd15 import NEGATIVE, SCHEDULERS  # noqa: E402
 
 # What each device runs. GPU: parity at sizes that keep 32 cases inside a 5-minute call on an
-# H100 (estimated: models 60 s, parity 100 s, speed 130 s, reward 25 s), speed at the seed's
+# H100 (estimated: models 60 s, parity 100 s, speed 130 s, reward 25 s), speed at NicheImage's
 # sizes (SD 1.5 512x768 / 30 steps, SDXL 1024² / 25 steps).
 PROFILES = {
     "cuda": dict(
@@ -452,7 +452,7 @@ def speed_diffusers(args, arch, info, size, replicas, jobs):
 
     def one(worker, job):
         p = job["pipeline_params"]
-        # A generator per request (equal to the seed's torch.manual_seed draw): threads share
+        # A generator per request (equal to NicheImage's torch.manual_seed draw): threads share
         # the global one.
         generator = torch.Generator().manual_seed(job["seed"])
         if arch == "flux":

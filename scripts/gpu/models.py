@@ -153,7 +153,7 @@ def build_flux(tiny, vocab_dir, device, seed=0):
 
 
 def scheduler_for(arch):
-    """The base scheduler each repository ships (the seed swaps it per request)."""
+    """The base scheduler each repository ships (NicheImage swaps it per request)."""
     if arch == "sdxl":
         return EulerDiscreteScheduler(**BETAS, timestep_spacing="leading", steps_offset=1)
     return PNDMScheduler(**BETAS, steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False)

@@ -1,5 +1,5 @@
 """Reference depth and normal maps from controlnet_aux 0.0.7's MidasDetector (DPT-Hybrid) and
-NormalBaeDetector, as the seed runs them on its (already resized) conditional image.
+NormalBaeDetector, as NicheImage runs them on its (already resized) conditional image.
 
     nicheimage-tui tiny-checkpoint --annotator midas --name midas-random --out CKPT_DIR
     nicheimage-tui tiny-checkpoint --annotator normalbae --name normalbae-random --out CKPT_DIR
@@ -108,7 +108,7 @@ def main():
     midas_path = os.path.join(ckpt_dir, "midas-random.safetensors")
     normal_path = os.path.join(ckpt_dir, "normalbae-random.safetensors")
 
-    # Two photo-like inputs, already at the seed's sizes (multiples of 64), in both orientations.
+    # Two photo-like inputs, already at NicheImage's sizes (multiples of 64), in both orientations.
     photos = sorted(p for p in glob.glob(os.path.join(ROOT, "tests/fixtures/sd15_img2img/photo_*.png"))
                     if "_to_" not in p)
     inputs = {

@@ -1,4 +1,4 @@
-"""PNG-encodes raw RGB pixels with Pillow, as the seed's endpoint does; prints one JSON line.
+"""PNG-encodes raw RGB pixels with Pillow, as NicheImage's endpoint does; prints one JSON line.
 
     python scripts/parity/bench_png.py RAW_RGB_FILE WIDTH HEIGHT RUNS
 """

@@ -1,4 +1,4 @@
-"""Times the seed's reward check on one image pair: decode two base64 PNGs with Pillow, then
+"""Times NicheImage's reward check on one image pair: decode two base64 PNGs with Pillow, then
 imagehash.average_hash at size 8 (the match) and 6 (the black rule) for both, and the distance.
 Usage: bench_reward.py REFERENCE.b64 MINER.b64 RUNS  -> {"seconds": [...], "distance": N}
 """

@@ -1,5 +1,5 @@
-"""Reference Canny maps from controlnet_aux 0.0.7's CannyDetector (OpenCV), as the seed computes
-them for its ControlNet: the conditional image resized by the seed (short side 512, sides to 64s,
+"""Reference Canny maps from controlnet_aux 0.0.7's CannyDetector (OpenCV), as NicheImage computes
+them for its ControlNet: the conditional image resized by NicheImage (short side 512, sides to 64s,
 Pillow LANCZOS), then the detector with its defaults (thresholds 100 and 200).
 
     .venv-parity/bin/python scripts/parity/canny.py OUT_DIR

@@ -5,7 +5,7 @@
 Builds random tiny SD 1.5 and SDXL architectures (widths, depths, head counts, transformer
 layers per block, projection types that tests/fixtures does not use), saves each with
 `save_pretrained` in the layouts real repositories ship, under several base schedulers, and
-records what diffusers 0.42.1 renders from each folder for random requests with the seed's
+records what diffusers 0.42.1 renders from each folder for random requests with NicheImage's
 scheduler swap (`X.from_config(pipe.scheduler.config, **extra)`) for each of our four samplers.
 
 OUT_DIR gets:
@@ -63,7 +63,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(__file__))
 from sd15 import NEGATIVE, write_tokenizer  # noqa: E402
 
-# The seed's miner (`set_scheduler` in its utils): the class and extra kwargs of each name.
+# NicheImage's miner (`set_scheduler` in its utils): the class and extra kwargs of each name.
 SAMPLERS = {
     "dpm++2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
     "dpm++2m": (DPMSolverMultistepScheduler, {}),

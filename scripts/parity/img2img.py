@@ -1,5 +1,5 @@
 """Reference outputs of diffusers' StableDiffusionImg2ImgPipeline on the tiny SD 1.5 checkpoint,
-and of the seed's conditional-image resize (Pillow LANCZOS).
+and of NicheImage's conditional-image resize (Pillow LANCZOS).
 
     .venv-parity/bin/python scripts/parity/img2img.py CHECKPOINT.safetensors CONFIG_DIR OUT_DIR
 
@@ -37,7 +37,7 @@ def photo_like(width, height, seed):
 
 
 def resize_for_condition_image(image, resolution):
-    """The seed's resize, verbatim in behaviour: short side to `resolution`, sides to 64s."""
+    """NicheImage's resize, verbatim in behaviour: short side to `resolution`, sides to 64s."""
     image = image.convert("RGB")
     w, h = image.size
     k = float(resolution) / min(h, w)

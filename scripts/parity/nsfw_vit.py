@@ -1,4 +1,4 @@
-"""Reference logits of transformers' ViTForImageClassification, the architecture of the seed's
+"""Reference logits of transformers' ViTForImageClassification, the architecture of NicheImage's
 NSFW filter (Falconsai/nsfw_image_detection), on a tiny randomly initialised ViT.
 
     .venv-parity/bin/python scripts/parity/nsfw_vit.py OUT_DIR
@@ -6,7 +6,7 @@ NSFW filter (Falconsai/nsfw_image_detection), on a tiny randomly initialised ViT
 OUT_DIR/model gets the tiny classifier as transformers saves it (config.json, model.safetensors,
 preprocessor_config.json with Falconsai's settings: 224x224 BILINEAR, mean = std = 0.5), and
 OUT_DIR/cases.json the processed pixels and logits for the PNGs of tests/fixtures/sd15_img2img
-and tests/fixtures/sd15. The seed's transformers 4.38 processor resized with PIL; transformers 5's
+and tests/fixtures/sd15. NicheImage's transformers 4.38 processor resized with PIL; transformers 5's
 PIL backend does the same, so that is the one used here.
 """
 

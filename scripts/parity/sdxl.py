@@ -39,7 +39,7 @@ CASES = [
 ]
 
 
-# img2img on the same components; the input is img2img.py's photo_150x100, resized as the seed
+# img2img on the same components; the input is img2img.py's photo_150x100, resized as NicheImage
 # resizes (to 64 here instead of SDXL's 768, to stay tiny).
 IMG2IMG_CASES = [
     dict(name="img2img_karras", scheduler="dpm++2m_karras", prompt="a watercolour landscape",

@@ -28,7 +28,7 @@ pub struct Line {
     pub width: i64,
     pub height: i64,
     pub scheduler: SchedulerKind,
-    /// img2img from this PNG (resized as the seed does; width and height then come from it).
+    /// img2img from this PNG (resized as NicheImage does; width and height then come from it).
     #[serde(default)]
     pub image: Option<PathBuf>,
     #[serde(default = "default_strength")]
@@ -98,7 +98,7 @@ pub fn read(path: &Path) -> Result<Vec<Line>, BatchError> {
     Ok(lines)
 }
 
-/// A PNG resized as the seed resizes conditional images.
+/// A PNG resized as NicheImage resizes conditional images.
 pub fn condition_image(
     path: &Path,
     resolution: usize,

@@ -1,6 +1,6 @@
 //! Running the node: the whole local subnet (`--devnet`, or a first run without a config), the
 //! console over the configured node, or one role headless (`endpoint`, `reward`, `miner`,
-//! `validator`), as the seed ran separate processes.
+//! `validator`), as NicheImage ran separate processes.
 
 use super::{CommandError, CommandResult, password};
 use crate::cli::{Cli, Role};
@@ -44,7 +44,7 @@ pub fn run(
     let validates = matches!(cli.command, Some(Role::Validator(_)));
     let serves_endpoint = matches!(cli.command, Some(Role::Endpoint(_)))
         || ((cli.command.is_none() || mines) && config.endpoint.enabled);
-    // Roles run headless, as the seed's separate processes did.
+    // Roles run headless, as NicheImage's separate processes did.
     let headless = cli.no_ui || cli.command.is_some() || !std::io::stdout().is_terminal();
     let theme = if headless {
         None

@@ -142,7 +142,7 @@ pub trait Synapse: Serialize + serde::de::DeserializeOwned + Default + Send + 's
     const ALIASES: &'static [&'static str] = &[];
 }
 
-/// The seed's `NicheImageProtocol`, renamed `ImageGenerating` upstream; same fields.
+/// NicheImage's `NicheImageProtocol`, renamed `ImageGenerating` upstream; same fields.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ImageGenerating {

@@ -166,7 +166,7 @@ async fn unsigned_unknown_and_malformed_requests_are_refused() {
         "{body}"
     );
 
-    // The seed's old synapse name is an alias of the same route.
+    // NicheImage's old synapse name is an alias of the same route.
     let alias = client
         .post(format!("{base}/NicheImageProtocol"))
         .body("{}")

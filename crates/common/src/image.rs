@@ -1,4 +1,4 @@
-//! 8-bit RGB images and their PNG / base64 forms, as the seed's endpoint returns them.
+//! 8-bit RGB images and their PNG / base64 forms, as NicheImage's endpoint returns them.
 
 use base64::Engine;
 use std::io::Cursor;
@@ -113,7 +113,7 @@ impl RgbImage {
         }
     }
 
-    /// The size the seed's `resize_for_condition_image` gives: the short side scaled to
+    /// The size NicheImage's `resize_for_condition_image` gives: the short side scaled to
     /// `resolution`, both sides rounded to multiples of 64 (Python's half-to-even `round`).
     pub fn condition_size(&self, resolution: usize) -> Result<(usize, usize), ImageError> {
         let short = self.width.min(self.height);
@@ -136,7 +136,7 @@ impl RgbImage {
         Ok((w, h))
     }
 
-    /// The seed's `resize_for_condition_image` ([`Self::condition_size`], then Lanczos).
+    /// NicheImage's `resize_for_condition_image` ([`Self::condition_size`], then Lanczos).
     pub fn resized_for_condition(&self, resolution: usize) -> Result<RgbImage, ImageError> {
         let (w, h) = self.condition_size(resolution)?;
         Ok(self.resize_lanczos(w, h))
@@ -224,7 +224,7 @@ pub fn decode_base64(text: &str, limits: &DecodeLimits) -> Result<RgbImage, Imag
 }
 
 /// Decodes a PNG, JPEG or WebP (told apart by their first bytes) to 8-bit RGB: alpha dropped,
-/// gray spread to RGB, 16-bit samples cut to 8, as the seed's judge sees them through PIL.
+/// gray spread to RGB, 16-bit samples cut to 8, as NicheImage's judge sees them through PIL.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
     if bytes.len() > limits.max_encoded_bytes {
         return Err(ImageError::EncodedTooLarge(

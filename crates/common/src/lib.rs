@@ -1,5 +1,5 @@
 //! What every layer of the node shares: the HTTP client and accept loop with their limits,
-//! bounded image decoding and the seed's image hash, atomic JSON files, Python-style JSON, rate
+//! bounded image decoding and NicheImage's image hash, atomic JSON files, Python-style JSON, rate
 //! windows, refusal summaries, and the plain types that describe libtorch without linking it.
 
 pub mod http;

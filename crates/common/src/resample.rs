@@ -1,6 +1,6 @@
 //! Pillow's resize of 8-bit images, bit for bit: separable, horizontal pass first, 22-bit
-//! fixed-point weights, each pass rounded and clamped to u8. The reward's average hash and the
-//! seed's conditional-image resize (LANCZOS) and the NSFW classifier's input (BILINEAR) go
+//! fixed-point weights, each pass rounded and clamped to u8. The reward's average hash and
+//! NicheImage's conditional-image resize (LANCZOS) and the NSFW classifier's input (BILINEAR) go
 //! through it. Pillow up to 12.3 always runs the horizontal pass first; 13.0 sometimes runs the
 //! vertical one first, which changes a few pixels by one level (scripts/parity pins 12.3).
 

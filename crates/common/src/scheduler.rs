@@ -1,9 +1,9 @@
-//! The seed's sampler names, parsed once where an operator (a model's `scheduler`, a flag)
+//! NicheImage's sampler names, parsed once where an operator (a model's `scheduler`, a flag)
 //! names one. The samplers themselves are the engine's.
 
 use std::str::FromStr;
 
-/// The seed's scheduler names.
+/// NicheImage's scheduler names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerKind {
     DpmPp2mKarras,

@@ -23,7 +23,7 @@ impl DeviceChoice {
     }
 }
 
-/// The pipeline's precision: `auto` is what the seed runs (fp16 on CUDA, fp32 on the CPU);
+/// The pipeline's precision: `auto` is what NicheImage runs (fp16 on CUDA, fp32 on the CPU);
 /// the others force one (fp32 on CUDA for a parity check, bf16 where fp16 overflows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]

@@ -232,7 +232,7 @@ pub struct PipelineConfig {
     pub vae: VaeConfig,
     pub text_encoder: ClipConfig,
     pub text_encoder_2: Option<ClipConfig>,
-    /// The folder's scheduler as the pipeline holds it: the base the seed's sampler swap reads.
+    /// The folder's scheduler as the pipeline holds it: the base NicheImage's sampler swap reads.
     pub scheduler: super::scheduler_config::BaseScheduler,
     /// SDXL: with guidance and no negative prompt the negative conditioning is zeros.
     pub force_zeros_for_empty_prompt: bool,

@@ -22,7 +22,7 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device, DeviceError> {
     }
 }
 
-/// The pipeline dtype the seed uses: fp16 on CUDA, fp32 on the CPU.
+/// The pipeline dtype NicheImage uses: fp16 on CUDA, fp32 on the CPU.
 pub fn dtype_for(device: Device) -> Kind {
     if device.is_cuda() {
         Kind::Half

@@ -1,5 +1,5 @@
 //! The generation engine on libtorch: Stable Diffusion 1.x and XL, numerically faithful to
-//! diffusers, the seed's ControlNet annotators and NSFW classifier. The node links it only with
+//! diffusers, NicheImage's ControlNet annotators and NSFW classifier. The node links it only with
 //! its `local-infer` feature.
 
 pub mod annotator;

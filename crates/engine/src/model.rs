@@ -39,7 +39,7 @@ fn flux_layout<'a>(
 }
 
 impl Model {
-    /// `auto` precision is the seed's for Stable Diffusion (fp16 on CUDA) and bf16 on CUDA for
+    /// `auto` precision is NicheImage's for Stable Diffusion (fp16 on CUDA) and bf16 on CUDA for
     /// FLUX (its weights are trained in bf16; fp16 overflows in its T5). Pre-Ampere cards
     /// emulate bf16 slowly: set fp16 there.
     pub fn load(

@@ -1,4 +1,4 @@
-//! The seed's `controlnet_txt2img`: three ControlNets (Canny edges, MiDaS depth, NormalBae
+//! NicheImage's `controlnet_txt2img`: three ControlNets (Canny edges, MiDaS depth, NormalBae
 //! normals) summed, each fed its annotator's map of the one conditional image.
 //!
 //! Everything lives in one folder (the endpoint's `controlnet_dir`): the three diffusers
@@ -14,7 +14,7 @@ use nicheimage_common::image::RgbImage;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
 
-/// The three ControlNets in the seed's order, with where to get each.
+/// The three ControlNets in NicheImage's order, with where to get each.
 pub const NETS: [(&str, &str); 3] = [
     (
         "control_v11p_sd15_canny",
@@ -94,9 +94,9 @@ impl MultiControlNet {
         })
     }
 
-    /// The three control images for a conditional image already resized as the seed does
+    /// The three control images for a conditional image already resized as NicheImage does
     /// (sides multiples of 64). controlnet_aux resizes to a 512 short side to detect and back
-    /// again; at the seed's condition resolution for SD 1.5, 512, both resizes leave the image
+    /// again; at NicheImage's condition resolution for SD 1.5, 512, both resizes leave the image
     /// as it is, so the maps are computed at the image's own size.
     pub fn control_images(&self, image: &RgbImage) -> Result<[RgbImage; 3], AnnotatorError> {
         use super::deadline::check;

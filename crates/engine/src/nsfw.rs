@@ -1,5 +1,5 @@
-//! The seed's NSFW filter: an image the classifier scores `nsfw` above 0.5 is replaced by a
-//! black image of the same size (the seed swapped width and height; we do not). The reward
+//! NicheImage's NSFW filter: an image the classifier scores `nsfw` above 0.5 is replaced by a
+//! black image of the same size (NicheImage swapped width and height; we do not). The reward
 //! check penalises a miner whose filter disagrees with the validator's, so this runs the same
 //! classifier (`Falconsai/nsfw_image_detection`) with the same preprocessing.
 

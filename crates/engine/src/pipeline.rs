@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's CPU generator is process-global, as in the seed (`torch.manual_seed`): whoever
+/// libtorch's CPU generator is process-global, as in NicheImage (`torch.manual_seed`): whoever
 /// seeds it and draws from it (a generation, the tiny checkpoint writer) holds this lock.
 static GENERATOR: Mutex<()> = Mutex::new(());
 
@@ -54,7 +54,7 @@ pub enum PipelineError {
     T5Tokenizer(#[from] super::flux::tokenizer::T5TokenizerError),
 }
 
-/// One txt2img request, with the seed's parameter names.
+/// One txt2img request, with NicheImage's parameter names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Txt2Img {
     pub prompt: String,

@@ -368,7 +368,7 @@ impl Sampler {
 
     /// One step from `sample` given the guided noise prediction; returns the next sample in
     /// the prediction's dtype. Euler ancestral draws its noise from libtorch's global CPU
-    /// generator, as the seed's pipeline does with `torch.manual_seed`.
+    /// generator, as NicheImage's pipeline does with `torch.manual_seed`.
     pub fn step(&mut self, eps: &Tensor, sample: &Tensor) -> Tensor {
         let i = self.step_index;
         let n = self.plan.timesteps.len();

@@ -1,4 +1,4 @@
-//! A folder's `scheduler/scheduler_config.json` as diffusers 0.42.1 reads it, and the seed's
+//! A folder's `scheduler/scheduler_config.json` as diffusers 0.42.1 reads it, and NicheImage's
 //! scheduler swap on top of it: `Sampler.from_config(pipe.scheduler.config, **extra)`.
 //!
 //! What `from_config` hands a sampler: every key the base's file states (keys the base got as

@@ -501,7 +501,7 @@ pub(crate) fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<(), Tiny
     })
 }
 
-/// A complete folder for the seed's three-way ControlNet on the tiny SD 1.5: three tiny
+/// A complete folder for NicheImage's three-way ControlNet on the tiny SD 1.5: three tiny
 /// ControlNets under the Hugging Face names and both annotators, full size with random weights,
 /// as safetensors (about 400 MB).
 pub fn write_tiny_multi_controlnet(dir: &Path) -> Result<(), TinyError> {

@@ -1,5 +1,5 @@
 //! transformers' `ViTForImageClassification` with its image processor: the network behind
-//! `Falconsai/nsfw_image_detection`, the seed's NSFW filter.
+//! `Falconsai/nsfw_image_detection`, NicheImage's NSFW filter.
 
 use super::nn::{Conv2d, LayerNorm, Linear, attention};
 use super::weights::{SafetensorsFile, WeightError, Weights};

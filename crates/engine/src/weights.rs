@@ -708,18 +708,101 @@ impl<'a> Scope<'a> {
     }
 
     /// Checkpoint keys under `name` that the architecture knowingly leaves unused (a
-    /// classifier head, say): not reported as unexpected, and not required.
+    /// classifier head, a VAE encoder that txt2img never runs): not reported as unexpected, not
+    /// required, and not read. The subtree's name goes through the key map as its parameters'
+    /// names do (the maps rename prefixes, so a subtree maps to one file prefix).
     pub fn ignore(&self, name: &str) {
-        let prefix = format!("{}.{name}.", self.prefix);
-        if let Source::Tensors { tensors, .. } = &self.weights.source {
-            let mut ledger = self.weights.ledger.borrow_mut();
-            for key in tensors.keys().filter(|k| k.starts_with(&prefix)) {
-                ledger.used.insert(key.clone());
+        let subtree = self.at(name).prefix;
+        let under = |key: &KeyMap| {
+            let mapped = key(&subtree);
+            let (file_prefix, _) = Pick::parse(&mapped);
+            format!("{file_prefix}.")
+        };
+        let mut ledger = self.weights.ledger.borrow_mut();
+        match &self.weights.source {
+            Source::File { file, key, .. } => {
+                let prefix = under(key);
+                for n in file.names().filter(|n| n.starts_with(&prefix)) {
+                    ledger.used.insert(n.clone());
+                }
             }
+            Source::Tensors { tensors, key } => {
+                let prefix = under(key);
+                for n in tensors.keys().filter(|n| n.starts_with(&prefix)) {
+                    ledger.used.insert(n.clone());
+                }
+            }
+            Source::Random | Source::Shapes => {}
         }
     }
 
     pub fn kind(&self) -> Kind {
         self.weights.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensors(names: &[&str]) -> Vec<(String, Tensor)> {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ignored_subtree_is_neither_read_nor_unexpected_whatever_the_source() {
+        let names = [
+            "first_stage_model.encoder.conv.weight",
+            "first_stage_model.encoder.down.0.weight",
+            "first_stage_model.decoder.conv.weight",
+        ];
+        // The key map adds the file's prefix, as the single-file maps do.
+        let key: KeyMap = Arc::new(|n: &str| format!("first_stage_model.{n}"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vae.safetensors");
+        let named = tensors(&names);
+        Tensor::write_safetensors(&named, &path).unwrap();
+        let file = SafetensorsFile::open(&path).unwrap();
+        let from_file = Weights::from_file(
+            "vae",
+            file,
+            key.clone(),
+            "first_stage_model.",
+            Kind::Float,
+            Device::Cpu,
+        );
+        let from_memory = Weights::from_tensors(
+            "vae",
+            named.into_iter().collect(),
+            key,
+            Kind::Float,
+            Device::Cpu,
+        );
+        for w in [&from_file, &from_memory] {
+            // At the root scope: no stray leading dot in the subtree's name.
+            w.root().ignore("encoder");
+            let _ = w.root().at("decoder").get("conv.weight", &[2]);
+            assert_eq!(w.finish().unwrap(), Vec::<String>::new());
+        }
+        // Without the ignore, the encoder's keys are reported as unexpected.
+        let file = SafetensorsFile::open(&path).unwrap();
+        let w = Weights::from_file(
+            "vae",
+            file,
+            Arc::new(|n: &str| format!("first_stage_model.{n}")),
+            "first_stage_model.",
+            Kind::Float,
+            Device::Cpu,
+        );
+        let _ = w.root().at("decoder").get("conv.weight", &[2]);
+        assert_eq!(w.finish().unwrap().len(), 2);
     }
 }

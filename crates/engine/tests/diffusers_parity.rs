@@ -283,7 +283,7 @@ fn assert_picture(name: &str, ours: &RgbImage, reference: &Path, max_diff: u8, h
 }
 
 mod img2img {
-    //! img2img and the seed's conditional-image resize against scripts/parity/img2img.py.
+    //! img2img and NicheImage's conditional-image resize against scripts/parity/img2img.py.
     use super::*;
     use nicheimage_engine::pipeline::Img2Img;
 
@@ -608,7 +608,7 @@ mod controlnet {
 
 mod canny {
     //! The Canny annotator against controlnet_aux's CannyDetector (OpenCV), pixel for pixel,
-    //! after the seed's resize (scripts/parity/canny.py).
+    //! after NicheImage's resize (scripts/parity/canny.py).
     use super::*;
     use nicheimage_engine::annotator::canny::{HIGH_THRESHOLD, LOW_THRESHOLD, canny};
 

@@ -1,5 +1,5 @@
 //! Diffusers folders as diffusers 0.42.1 saved them (scripts/parity/folders.py, pinned in
-//! scripts/parity/requirements.txt): the seed's scheduler swap on every base scheduler, the
+//! scripts/parity/requirements.txt): NicheImage's scheduler swap on every base scheduler, the
 //! tokenizers, and (where the generated folders are present) loading and rendering each one.
 
 use nicheimage_engine::scheduler::SchedulerKind;

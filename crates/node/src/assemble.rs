@@ -155,7 +155,7 @@ fn endpoint(
     })
 }
 
-/// For a model serving controlnet_txt2img on local replicas: the folder they load the seed's
+/// For a model serving controlnet_txt2img on local replicas: the folder they load NicheImage's
 /// ControlNets and annotators from. When files are missing the pipeline is dropped, with a
 /// warning naming them, and the rest is served (ControlNet requests then get a 400 listing the
 /// pipelines that are).
@@ -169,7 +169,7 @@ fn controlnet_dir(
         return None;
     }
     if model.arch != catalogue::Arch::Sd15 {
-        // The seed's three ControlNets are SD 1.5 nets; it never offered them for SDXL.
+        // NicheImage's three ControlNets are SD 1.5 nets; it never offered them for SDXL.
         model.pipelines.retain(|p| *p != cn);
         tracing::warn!(model = %model.name, "controlnet_txt2img off: NicheImage's ControlNets are for SD 1.5 models only");
         return None;

@@ -1,4 +1,4 @@
-//! The models the subnet knows (the seed's `model_config.yaml` plus the validator's catalogue),
+//! The models the subnet knows (NicheImage's `model_config.yaml` plus the validator's catalogue),
 //! built in and overridable from config as `[models.<Name>]`.
 
 use nicheimage_common::scheduler::SchedulerKind;
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The seed's negative prompt for most models.
+/// NicheImage's negative prompt for most models.
 pub const NEGATIVE_PROMPT: &str = "out of frame, nude, duplicate, watermark, signature, mutated, text, blurry, \
 worst quality, low quality, artificial, texture artifacts, jpeg artifacts";
 
@@ -72,22 +72,22 @@ pub struct ModelSpec {
     pub scheduler: SchedulerKind,
     pub pipelines: Vec<Pipeline>,
     pub defaults: Defaults,
-    /// Seconds a validator waits for this model (the seed's catalogue).
+    /// Seconds a validator waits for this model (NicheImage's catalogue).
     pub timeout_secs: f64,
     pub incentive_weight: f64,
     pub min_vram_gb: u32,
     /// Largest width or height a request may ask for.
     pub max_side: u32,
-    /// Short side an img2img / ControlNet conditional image is resized to; None: the seed's
+    /// Short side an img2img / ControlNet conditional image is resized to; None: NicheImage's
     /// (512 for SD 1.5, 768 for SDXL).
     pub condition_resolution: Option<u32>,
-    /// Black out images the NSFW classifier flags, as the seed does (the reward check expects
+    /// Black out images the NSFW classifier flags, as NicheImage does (the reward check expects
     /// it).
     pub nsfw_filter: bool,
 }
 
 impl Arch {
-    /// The side the architecture was trained at: the seed's default image size.
+    /// The side the architecture was trained at: NicheImage's default image size.
     pub fn native_side(self) -> u32 {
         match self {
             Arch::Sd15 => 512,
@@ -151,7 +151,7 @@ fn civitai(version: u32) -> Option<String> {
     Some(format!("https://civitai.com/api/download/models/{version}"))
 }
 
-// sha256 = unknown for every built-in checkpoint: neither the seed (its README and
+// sha256 = unknown for every built-in checkpoint: neither NicheImage (its README and
 // model_config.yaml) nor this repository publishes a hash for these civitai files, and a guessed
 // one would refuse every honest download. Until one is pinned (`[models.<Name>] sha256 = "..."`),
 // a download is checked structurally instead (`download::check_checkpoint`: safetensors header,
@@ -227,7 +227,7 @@ fn built_in() -> Vec<ModelSpec> {
         ModelSpec {
             name: "DreamShaper".into(),
             arch: Arch::Sd15,
-            // The seed's file name, although the model is SD 1.5.
+            // NicheImage's file name, although the model is SD 1.5.
             checkpoint: "DreamShaperXL.safetensors".into(),
             download_url: civitai(128_713),
             sha256: None, // unknown (see above)
@@ -251,8 +251,8 @@ fn built_in() -> Vec<ModelSpec> {
             condition_resolution: None,
             nsfw_filter: true,
         },
-        // Not in the seed: what an image subnet run today serves first (Apache-2.0). Its
-        // weight is 0 so the seed's four models keep their shares: a subnet owner who wants it
+        // Not in NicheImage: what an image subnet run today serves first (Apache-2.0). Its
+        // weight is 0 so NicheImage's four models keep their shares: a subnet owner who wants it
         // challenged sets `[models.FluxSchnell] incentive_weight`.
         ModelSpec {
             name: "FluxSchnell".into(),

@@ -14,7 +14,7 @@ pub use remote_only::*;
 /// Whether this build generates locally (links the engine).
 pub const LOCAL: bool = cfg!(feature = "local-infer");
 
-/// A checkpoint or ControlNet file the seed's pipeline needs and where to download it.
+/// A checkpoint or ControlNet file NicheImage's pipeline needs and where to download it.
 pub type MissingFile = (PathBuf, &'static str);
 
 /// Why the devnet's tiny model could not be written.
@@ -40,7 +40,7 @@ mod local {
         nicheimage_engine::probe(choice)
     }
 
-    /// The parameters a replica loads: the checkpoint's, and with `controlnet_dir` the seed's
+    /// The parameters a replica loads: the checkpoint's, and with `controlnet_dir` NicheImage's
     /// three ControlNets and both annotators.
     pub fn parameter_counts(
         checkpoint: &Path,
@@ -58,7 +58,7 @@ mod local {
         Ok(Some(params))
     }
 
-    /// The seed's ControlNet and annotator files missing from `dir`; `None` when this build
+    /// NicheImage's ControlNet and annotator files missing from `dir`; `None` when this build
     /// cannot run them at all.
     pub fn missing_controlnets(dir: &Path) -> Option<Vec<MissingFile>> {
         Some(multi_controlnet::missing(dir))
@@ -90,7 +90,7 @@ mod local {
         }
     }
 
-    /// The seed's three ControlNets for the tiny model, with both annotators at full size and
+    /// NicheImage's three ControlNets for the tiny model, with both annotators at full size and
     /// random weights (about 400 MB, written once).
     pub fn tiny_controlnets(dir: &Path) -> Result<PathBuf, TinyModelError> {
         if multi_controlnet::missing(dir).is_empty() {

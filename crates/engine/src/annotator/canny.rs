@@ -1,7 +1,7 @@
-//! controlnet_aux's `CannyDetector` as the seed calls it: OpenCV's `cv2.Canny(image, 100, 200)`
+//! controlnet_aux's `CannyDetector` as NicheImage calls it: OpenCV's `cv2.Canny(image, 100, 200)`
 //! on the 8-bit RGB image (3×3 Sobel with replicated borders, L1 magnitude, the strongest
 //! channel per pixel, OpenCV's fixed-point non-maximum suppression, 8-connected hysteresis),
-//! spread to three channels. The seed's image is already a multiple of 64 on both sides, so
+//! spread to three channels. NicheImage's image is already a multiple of 64 on both sides, so
 //! controlnet_aux's own resizes leave it as it is.
 
 use nicheimage_common::image::RgbImage;

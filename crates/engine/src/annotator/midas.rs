@@ -1,4 +1,4 @@
-//! controlnet_aux's `MidasDetector` as the seed calls it: MiDaS v3 DPT-Hybrid (a BiT
+//! controlnet_aux's `MidasDetector` as NicheImage calls it: MiDaS v3 DPT-Hybrid (a BiT
 //! ResNet-50 stem and three stages, then ViT-B/16 on its stride-16 features, then the DPT
 //! decoder) on the image scaled to [-1, 1], the depth stretched to 0..255.
 //!

@@ -1,4 +1,4 @@
-//! The ControlNet annotators the seed runs on a conditional image before its three-way
+//! The ControlNet annotators NicheImage runs on a conditional image before its three-way
 //! ControlNet: Canny edges (pure image processing), MiDaS depth and NormalBae surface normals
 //! (networks, loaded from the checkpoints controlnet_aux downloads).
 

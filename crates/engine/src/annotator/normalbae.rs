@@ -1,4 +1,4 @@
-//! controlnet_aux's `NormalBaeDetector` as the seed calls it: Bae et al.'s surface-normal
+//! controlnet_aux's `NormalBaeDetector` as NicheImage calls it: Bae et al.'s surface-normal
 //! network (an EfficientNet-B5 encoder, gen-efficientnet's `tf_efficientnet_b5_ap`, and a
 //! decoder that refines its estimate at 1/8, 1/4, 1/2 and full size) on the ImageNet-normalised
 //! image; the full-size normal's xyz drawn as `(n + 1) / 2` in 0..255.

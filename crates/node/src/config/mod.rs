@@ -1,4 +1,4 @@
-//! The node's configuration: typed sections with the seed's defaults.
+//! The node's configuration: typed sections with NicheImage's defaults.
 //!
 //! Layering is CLI > file > defaults: [`load`] reads the file (or takes the defaults), then the
 //! CLI applies its overrides (the binary's `cli`). Every key is documented once in
@@ -165,9 +165,9 @@ pub struct SubtensorConfig {
     pub network: NetworkName,
     /// Overrides the network's websocket endpoint.
     pub chain_endpoint: Option<String>,
-    /// The seed defaults to netuid 1 and its README passes 23; NicheImage is 23.
+    /// NicheImage's Python defaults to netuid 1; its README passes 23, the subnet's netuid.
     pub netuid: u16,
-    /// Blocks between metagraph resyncs (the seed's `neuron.epoch_length`).
+    /// Blocks between metagraph resyncs (NicheImage's `neuron.epoch_length`).
     pub epoch_length: u64,
     /// Run the chain watcher in the console.
     pub watch: bool,
@@ -226,16 +226,16 @@ pub struct EndpointConfig {
     pub num_gpus: f64,
     /// Requests waiting for a free replica; more are refused with 503.
     pub queue_capacity: usize,
-    /// A request gets 504 after this long (the seed's miner waits 60 s).
+    /// A request gets 504 after this long (NicheImage's miner waits 60 s).
     pub request_timeout_secs: u64,
     /// A replica that has not loaded its model within this long is restarted.
     pub load_timeout_secs: u64,
-    /// Other machines' endpoints (ours or the seed's) to route requests to as well.
+    /// Other machines' endpoints (ours or NicheImage's) to route requests to as well.
     pub remote_endpoints: Vec<String>,
     /// The NSFW classifier (`Falconsai/nsfw_image_detection`: config.json, model.safetensors,
     /// preprocessor_config.json); relative paths are under the data dir's `checkpoints/`.
     pub nsfw_classifier: PathBuf,
-    /// The seed's three ControlNets (diffusers folders `control_v11p_sd15_canny`,
+    /// NicheImage's three ControlNets (diffusers folders `control_v11p_sd15_canny`,
     /// `control_v11f1p_sd15_depth`, `control_v11p_sd15_normalbae`) and the annotators'
     /// `dpt_hybrid-midas-501f0c75.pt` and `scannet.pt`, for models serving
     /// controlnet_txt2img; relative paths are under the data dir's `checkpoints/`.
@@ -267,9 +267,9 @@ impl Default for EndpointConfig {
 pub struct MinerConfig {
     pub generate_endpoint: String,
     pub info_endpoint: String,
-    /// The seed's miner waits this long for `/generate`.
+    /// NicheImage's miner waits this long for `/generate`.
     pub generate_timeout_secs: u64,
-    /// Seconds between metagraph resyncs (the seed resynced about once a second).
+    /// Seconds between metagraph resyncs (NicheImage resynced about once a second).
     pub metagraph_resync_secs: u64,
     /// Knock on the announced address after announcing (off where that address must not be
     /// dialled, e.g. a test announcing a documentation address).
@@ -402,7 +402,7 @@ pub struct ProxyConfig {
     /// choose the key the proxy trusts).
     pub allow_insecure_owner_api: bool,
     pub credentials_refresh_secs: u64,
-    /// Also accept the seed's caller-supplied-key scheme (insecure).
+    /// Also accept NicheImage's caller-supplied-key scheme (insecure).
     pub legacy_auth: bool,
     /// Signed requests older (or newer) than this are refused.
     pub max_age_secs: u64,
@@ -492,7 +492,7 @@ pub struct DevnetConfig {
     /// Seconds the embedded chain's beacon pulses arrive late. Past an epoch (10 s), timelocked
     /// weights are dropped by the chain, as a late drand pulse drops them on a real one.
     pub beacon_delay_secs: f64,
-    /// The tiny model's architecture: `sd15` (every pipeline, the seed's ControlNets), `sdxl`
+    /// The tiny model's architecture: `sd15` (every pipeline, NicheImage's ControlNets), `sdxl`
     /// (txt2img, img2img) or `flux` (FLUX.1-schnell's shape, txt2img).
     pub model: crate::catalogue::Arch,
 }

@@ -150,7 +150,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, DevnetError> {
         source,
     })?;
     let checkpoint = crate::engine::tiny_checkpoint(&dir.join("model"), d.model)?;
-    // The seed's ControlNets are SD 1.5 nets; FLUX serves txt2img only.
+    // NicheImage's ControlNets are SD 1.5 nets; FLUX serves txt2img only.
     let (controlnets, pipelines) = match d.model {
         Arch::Sd15 => (
             crate::engine::tiny_controlnets(&dir.join("model").join("controlnet"))?,
@@ -257,7 +257,7 @@ pub fn prepare(base: &Config, data_dir: &Path) -> Result<Devnet, DevnetError> {
     c.miner.generate_endpoint = format!("{endpoint_base}/generate");
     c.miner.info_endpoint = format!("{endpoint_base}/info");
     c.miner.metagraph_resync_secs = 10;
-    // The seed's 10 requests per 10 000 stake per 10 minutes would stop a validator that asks
+    // NicheImage's 10 requests per 10 000 stake per 10 minutes would stop a validator that asks
     // every few seconds; the devnet's miners allow plenty, per minute.
     c.miner.blacklist.window_secs = 60;
     c.miner.blacklist.requests_per_unit = 1000;

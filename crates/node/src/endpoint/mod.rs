@@ -1,5 +1,5 @@
-//! The generation endpoint (the seed's `services.miner_endpoint.app`): `POST /generate` and
-//! `GET /info` over the replica pool, with the seed's JSON and clear HTTP errors.
+//! The generation endpoint (NicheImage's `services.miner_endpoint.app`): `POST /generate` and
+//! `GET /info` over the replica pool, with NicheImage's JSON and clear HTTP errors.
 
 pub mod request;
 
@@ -32,7 +32,7 @@ pub struct Endpoint {
     pub pool: PoolConfig,
     /// Replicas run the NSFW classifier.
     pub nsfw_filter: bool,
-    /// Replicas load the seed's ControlNets and annotators from here.
+    /// Replicas load NicheImage's ControlNets and annotators from here.
     pub controlnet_dir: Option<PathBuf>,
     /// Pipelines the model lists that this node cannot serve (their files are missing).
     pub pipelines_off: Vec<String>,
@@ -160,7 +160,7 @@ impl Endpoint {
     }
 }
 
-/// An error answer in the seed's FastAPI shape, `{"detail": "..."}`.
+/// An error answer in NicheImage's FastAPI shape, `{"detail": "..."}`.
 pub(crate) fn detail(status: StatusCode, message: impl std::fmt::Display) -> Response {
     warp::reply::with_status(
         warp::reply::json(&json!({ "detail": message.to_string() })),

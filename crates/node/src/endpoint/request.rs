@@ -6,14 +6,14 @@ use nicheimage_common::image::RgbImage;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// The seed's limit (`limit_params`), enforced here for every caller.
+/// NicheImage's limit (`limit_params`), enforced here for every caller.
 pub const MAX_STEPS: u32 = 50;
 /// The longest prompt or negative prompt taken, in bytes. The text encoders read 77 tokens
 /// (a few hundred characters); the cap keeps tokenizing a request's text small, whatever the
 /// tokenizer's cost per byte.
 pub const MAX_PROMPT_BYTES: usize = 4096;
 
-/// The seed's request; other top-level keys (the rest of a synapse) are ignored.
+/// NicheImage's request; other top-level keys (the rest of a synapse) are ignored.
 #[derive(Debug, Deserialize)]
 struct RawGenerate {
     prompt: String,
@@ -263,7 +263,7 @@ fn strength(params: &Map<String, Value>, model: &ModelSpec, steps: u32) -> Resul
     Ok(strength)
 }
 
-/// The conditional image, decoded and resized as the seed does (short side to the model's
+/// The conditional image, decoded and resized as NicheImage does (short side to the model's
 /// condition resolution, sides rounded to 64, Lanczos).
 fn conditional_image(
     image: Option<&str>,
@@ -456,7 +456,7 @@ mod tests {
         let m = model("DreamShaper");
         let photo = photo();
         let job = parse(controlnet_body(&photo, "{}").as_bytes(), &m).unwrap();
-        // Without a size the control image (resized as the seed resizes it) decides, as in
+        // Without a size the control image (resized as NicheImage resizes it) decides, as in
         // diffusers; a given size wins.
         assert_eq!((job.width, job.height), (768, 512));
         let sized = parse(

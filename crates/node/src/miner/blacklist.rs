@@ -1,4 +1,4 @@
-//! Who may use the miner's axon, as the seed's miner decided it — now configurable and counted:
+//! Who may use the miner's axon, as NicheImage's miner decided it — now configurable and counted:
 //! 1. the hotkey must be in the metagraph ("Unrecognized hotkey"), unless non-registered callers
 //!    are allowed; 2. a validator permit if required; 3. stake ≥ `min_stake`; 4. a rate limit per
 //!    validator: `requests_per_unit × floor(stake / stake_per_unit)` requests per window, the window
@@ -11,7 +11,8 @@ use crate::config::BlacklistConfig;
 use crate::runtime::event::ValidatorCounters;
 use nicheimage_bittensor::chain::Neuron;
 
-/// Why a caller is turned away; `Display` is the seed miner's wording (validators' logs show it).
+/// Why a caller is turned away; `Display` is the wording of NicheImage's miner (validators' logs
+/// show it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("Unrecognized hotkey")]

@@ -1,5 +1,5 @@
-//! The miner's side of the generation endpoint (`--generate_endpoint`, `--info_endpoint`): the
-//! seed's JSON over HTTP, so the endpoint may run in this node or on another machine.
+//! The miner's side of the generation endpoint (`--generate_endpoint`, `--info_endpoint`):
+//! NicheImage's JSON over HTTP, so the endpoint may run in this node or on another machine.
 
 use std::time::Duration;
 

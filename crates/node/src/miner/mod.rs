@@ -1,5 +1,5 @@
 //! The miner neuron: an axon that answers validators' `ImageGenerating` synapses through the
-//! generation endpoint, guarded by the seed's blacklist and rate limit (configurable, counted per
+//! generation endpoint, guarded by NicheImage's blacklist and rate limit (configurable, counted per
 //! validator), prioritised by stake when busy; the metagraph resynced on a timer; the axon
 //! announced on chain when the published address changes.
 
@@ -113,7 +113,7 @@ impl Handler<ImageGenerating> for MinerHandler {
     ) -> BoxFuture<'static, Result<ImageGenerating, MinerError>> {
         async move {
             if !synapse.request_dict.is_empty() {
-                // An info query: who we are (cached, as the seed did).
+                // An info query: who we are (cached, as NicheImage did).
                 let cached = lock(&self.model_name).clone();
                 let name = match cached {
                     Some(name) => name,

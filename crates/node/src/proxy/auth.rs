@@ -4,7 +4,7 @@
 //! (8–64 characters of `[A-Za-z0-9_-]`, never reused) and `x-proxy-signature` (base64 of the
 //! Ed25519 signature over [`message`]: a version tag, the timestamp, the nonce and the body's
 //! SHA-256). Requests older (or newer) than the allowed age, or whose nonce was already seen,
-//! are refused. The seed's scheme — a static signed message checked against a public key the
+//! are refused. NicheImage's scheme — a static signed message checked against a public key the
 //! *caller* supplies — proves nothing and is only available behind `proxy.legacy_auth`.
 
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub enum AuthError {
     Legacy(LegacyRefusal),
 }
 
-/// Why the seed's `authorization` check failed.
+/// Why NicheImage's `authorization` check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LegacyRefusal {
     #[error("no credentials from the owner API yet")]
@@ -48,7 +48,7 @@ pub enum LegacyRefusal {
     Key(#[from] BadPublicKey),
     #[error("the stored signature is not one")]
     StoredSignature,
-    /// The seed's wording.
+    /// NicheImage's wording.
     #[error("Error getting authentication token")]
     Mismatch,
 }
@@ -173,7 +173,7 @@ pub fn sign(key: &SigningKey, body: &[u8], unix_secs: i64) -> [(&'static str, St
     ]
 }
 
-/// The seed's credentials: a message the owner API signed, checked against a caller's key.
+/// NicheImage's credentials: a message the owner API signed, checked against a caller's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyCredentials {
     pub message: String,
@@ -298,7 +298,7 @@ impl Verifier {
         Ok(())
     }
 
-    /// The seed's check: `authorization` (base64 public key) must verify the stored
+    /// NicheImage's check: `authorization` (base64 public key) must verify the stored
     /// credentials' signature over their message.
     pub fn check_legacy(&self, authorization: &str) -> Result<(), AuthError> {
         let legacy = self

@@ -1,4 +1,4 @@
-//! The proxy's traffic counters per UTC day: the seed's `proxy_counter.json` shape
+//! The proxy's traffic counters per UTC day: NicheImage's `proxy_counter.json` shape
 //! (`{"YYYY-MM-DD": {"success": n, "fail": m}}`) plus why requests failed, organic checks, bytes
 //! served and a latency histogram. Every answered request lands in exactly one of success or
 //! fail, and in one latency bucket.

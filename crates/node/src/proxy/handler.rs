@@ -2,7 +2,7 @@
 //! the signature headers (present, well formed, fresh); then the body (bounded while it
 //! streams), the signature over it, the signed-request count → request → a permit → candidate
 //! miners → up to five attempts, some checked against a regeneration → the base64 image as a
-//! bare JSON string (seed-compatible), or a status with `{"detail": reason}`. Every answer
+//! bare JSON string (NicheImage-compatible), or a status with `{"detail": reason}`. Every answer
 //! past the route is counted once. Failed authentication counts against its own per-address
 //! limit, never against the signed requests'.
 
@@ -127,7 +127,7 @@ impl warp::reject::Reject for Early {}
 enum Pre {
     /// Signature headers present, well formed and fresh; the signature is checked next.
     Signed(super::auth::Signed),
-    /// The seed's scheme (`proxy.legacy_auth`): its key is in the body.
+    /// NicheImage's scheme (`proxy.legacy_auth`): its key is in the body.
     Legacy,
 }
 
@@ -191,18 +191,18 @@ fn unauthenticated(shared: &Shared, ip: IpAddr, error: super::auth::AuthError) -
     }
 }
 
-/// A `POST /validator_proxy` body, as the seed's owner sends it.
+/// A `POST /validator_proxy` body, as NicheImage's owner sends it.
 #[derive(Debug, Deserialize)]
 pub struct Body {
     pub payload: Map<String, Value>,
     #[serde(default = "any_miner")]
     pub miner_uid: i64,
-    /// The seed's caller-supplied key (legacy mode only).
+    /// NicheImage's caller-supplied key (legacy mode only).
     #[serde(default)]
     pub authorization: Option<String>,
 }
 
-/// A body or payload that is not the seed's request.
+/// A body or payload that is not NicheImage's request.
 #[derive(Debug, thiserror::Error)]
 pub enum BadRequest {
     #[error("body: {0}")]
@@ -235,7 +235,7 @@ enum Served {
         /// Organic checks run and failed on the way (this image's included).
         checks: (u64, u64),
     },
-    /// The seed's `recheck`: credentials refreshed, no image (not counted as traffic).
+    /// NicheImage's `recheck`: credentials refreshed, no image (not counted as traffic).
     Rechecked,
 }
 

@@ -1,5 +1,5 @@
-//! The owner API's credentials exchange (the seed's `POST {url}/get_credentials`): we report our
-//! uid, proxy address, miner table and version; the answer is a signed message (the seed's
+//! The owner API's credentials exchange (NicheImage's `POST {url}/get_credentials`): we report our
+//! uid, proxy address, miner table and version; the answer is a signed message (NicheImage's
 //! legacy credentials) and, from owners that support signed requests, their public key.
 
 use std::time::Duration;

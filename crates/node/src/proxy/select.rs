@@ -1,5 +1,5 @@
 //! Which miners serve an organic request: those whose mean score for the model is above the
-//! threshold (un-normalised, so any number of equally good miners qualify — the seed compared
+//! threshold (un-normalised, so any number of equally good miners qualify — NicheImage compared
 //! normalised shares and ran dry past ~10 miners), else any miner with a non-zero mean; a pinned
 //! uid only if its mean is non-zero.
 

@@ -23,7 +23,7 @@ pub struct ReplicaArgs {
     /// The NSFW classifier folder; images it flags are blacked out.
     #[cfg_attr(feature = "cli", arg(long = "nsfw-classifier"))]
     pub nsfw_classifier: Option<PathBuf>,
-    /// The seed's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
+    /// NicheImage's three ControlNets and two annotator checkpoints, for controlnet_txt2img.
     #[cfg_attr(feature = "cli", arg(long = "controlnet-dir"))]
     pub controlnet_dir: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A validated job (every default already filled in): txt2img, or img2img when `img2img` is
-/// set, or the seed's three-way ControlNet when `controlnet` is.
+/// set, or NicheImage's three-way ControlNet when `controlnet` is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateJob {
     pub prompt: String,
@@ -20,7 +20,7 @@ pub struct GenerateJob {
     pub controlnet: Option<ControlInput>,
 }
 
-/// img2img's input: the conditional image, already resized as the seed resizes it (so `width`
+/// img2img's input: the conditional image, already resized as NicheImage resizes it (so `width`
 /// and `height` are its size), as a base64 PNG, and how much of it to repaint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageInput {

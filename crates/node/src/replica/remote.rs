@@ -1,4 +1,4 @@
-//! A replica on another machine: another endpoint (ours or the seed's) reached over HTTP,
+//! A replica on another machine: another endpoint (ours or NicheImage's) reached over HTTP,
 //! health-checked with `GET /info`, fed through `POST /generate` like a local replica.
 
 use super::{Job, JobError, JobStats, Shared};

@@ -121,7 +121,7 @@ mod tests {
             (2.5..4.5).contains(&(sd15.total() as f64 / GIB)),
             "{sd15:?}"
         );
-        // The seed's README: three SD 1.5 replicas at 0.33 of an A100-80G.
+        // NicheImage's README: three SD 1.5 replicas at 0.33 of an A100-80G.
         assert!(check_fit("DreamShaper", &sd15, 80 * gib, 0.33).is_ok());
 
         let sdxl = estimate(SDXL, Arch::Sdxl, 1024, 1024, 2);

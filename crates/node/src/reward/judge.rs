@@ -1,7 +1,7 @@
-//! The reward check, the seed's rules with its bugs fixed: compare a miner's image with the
+//! The reward check, NicheImage's rules with its bugs fixed: compare a miner's image with the
 //! reference regenerated from the same request, by `imagehash.average_hash`.
 //! - empty or undecodable → 0;
-//! - black rule (one hash size, 6, for both sides; the seed compared a size-6 hash with a size-8
+//! - black rule (one hash size, 6, for both sides; NicheImage compared a size-6 hash with a size-8
 //!   one, so the rule never fired): reference not black but miner black → 0 (blanked a safe
 //!   image); reference black but miner not → −5 (sent what the NSFW filter would have blanked);
 //! - otherwise 1 if the 64-bit hashes are within Hamming distance 6, else 0.
@@ -14,7 +14,7 @@ pub const MATCH_MAX_DISTANCE: usize = 6;
 pub const BLACK_HASH_SIZE: usize = 6;
 
 /// Why a miner got its reward; `reason` is what operators and the validator's log read. The
-/// reward service also sends it as data (`"verdicts"`, tagged by `kind`), which seed clients
+/// reward service also sends it as data (`"verdicts"`, tagged by `kind`), which NicheImage clients
 /// ignore and our validator reads.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -1,8 +1,8 @@
-//! The reward service (the seed's `services/rewarding/app.py`): `POST /` with
+//! The reward service (NicheImage's `services/rewarding/app.py`): `POST /` with
 //! `{"miner_data": [...], "base_data": {...}}` regenerates `base_data` through this node's replica
-//! pool and answers `{"rewards": [...]}` (plus `"reasons"`, which seed clients ignore).
-//! `POST /challenge/image` is the seed's image challenge service on the same replicas. Callers are
-//! limited to validators' axon IPs with enough stake (loopback always; none with
+//! pool and answers `{"rewards": [...]}` (plus `"reasons"`, which NicheImage clients ignore).
+//! `POST /challenge/image` is NicheImage's image challenge service on the same replicas. Callers
+//! are limited to validators' axon IPs with enough stake (loopback always; none with
 //! `--disable_secure`) and to a request rate per client.
 
 pub mod judge;
@@ -155,8 +155,8 @@ impl Shared {
         }))
     }
 
-    /// The seed's image challenge service: a conditional image for `prompt`, drawn by this
-    /// service's replicas at the model's defaults (seeded, unlike the seed's).
+    /// NicheImage's image challenge service: a conditional image for `prompt`, drawn by this
+    /// service's replicas at the model's defaults (seeded, unlike NicheImage's).
     async fn challenge_image(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
         let request: Value =
             nicheimage_common::json_budget::parse(body, nicheimage_common::json_budget::MAX_VALUES)

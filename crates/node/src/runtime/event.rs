@@ -399,7 +399,7 @@ impl Serialize for WeightsStatus {
 }
 
 /// What the reward service said of one image: its verdict where it sends one (ours does),
-/// else its sentence (a service that sends only the seed's `rewards` and `reasons`).
+/// else its sentence (a service that sends only NicheImage's `rewards` and `reasons`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServiceVerdict {
     Verdict(crate::reward::judge::Verdict),

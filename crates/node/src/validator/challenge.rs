@@ -1,11 +1,11 @@
-//! The image challenge (img2img and ControlNet requests need a conditional image): the seed's
+//! The image challenge (img2img and ControlNet requests need a conditional image): NicheImage's
 //! image-service contract, `{prompt, negative_prompt, seed}` → `{"conditional_image"}`, served by
 //! `validator.challenge_image_url` — the owner's, or the `POST /challenge/image` of a reward
 //! service of ours, which draws it with its own replicas.
 //!
 //! The prompt challenge: built in — deterministic for a seed, varied (subject, setting, style,
 //! lighting, medium), so a validator needs no external service — or, when
-//! `validator.challenge_prompt_url` is set, the seed's remote prompt service, with the built-in
+//! `validator.challenge_prompt_url` is set, NicheImage's remote prompt service, with the built-in
 //! prompt as the fallback when it fails.
 
 use super::Dice;
@@ -93,7 +93,7 @@ pub fn prompt(seed: u64) -> String {
     )
 }
 
-/// Asks a prompt service (the seed's contract: the synapse's fields plus `max_length` in,
+/// Asks a prompt service (NicheImage's contract: the synapse's fields plus `max_length` in,
 /// `{"prompt": ...}` out) to continue `start` for `seed`.
 pub async fn remote_prompt(
     client: &reqwest::Client,

@@ -38,7 +38,7 @@ pub struct ValidatorSettings {
     pub models: Vec<ModelSpec>,
     /// Reward service URL; `{model}` is replaced by the model's name.
     pub reward_url: String,
-    /// The seed's remote prompt service; empty: the built-in generator.
+    /// NicheImage's remote prompt service; empty: the built-in generator.
     pub challenge_prompt_url: String,
     /// Where img2img and ControlNet challenges get their conditional image (the owner's image
     /// service, or a reward service of ours at `/challenge/image`); empty: txt2img only.
@@ -50,7 +50,7 @@ pub struct ValidatorSettings {
     pub state_path: PathBuf,
     /// Hash commits waiting for their reveal, with their salts (`weights` commands share it).
     pub commits_path: PathBuf,
-    /// Sent with weights: the seed's spec version, 10.
+    /// Sent with weights: NicheImage's spec version, 10.
     pub version_key: u64,
     pub set_weights: bool,
     /// Dial miners announcing private, loopback or link-local addresses (local subnets only).
@@ -373,7 +373,7 @@ impl Validator {
             }
             dice.shuffle(&mut uids);
             let batch_size = 1 + dice.below(5) as usize;
-            // The seed draws one pipeline type per model and pass.
+            // NicheImage draws one pipeline type per model and pass.
             let pipeline = model
                 .pipelines
                 .get(dice.below(model.pipelines.len() as u64) as usize)

@@ -1,5 +1,5 @@
 //! Asking a reward service (ours or the remote `reward_url`) to judge miners' images against
-//! the challenge: the seed's `{"miner_data", "base_data"}` → `{"rewards"}` exchange.
+//! the challenge: NicheImage's `{"miner_data", "base_data"}` → `{"rewards"}` exchange.
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub async fn judge(
             format!("{} rewards for {} images", rewards.len(), answers.len()),
         ));
     }
-    // Ours sends typed verdicts too; a seed-era service sends only its sentences.
+    // Ours sends typed verdicts too; a NicheImage-era service sends only its sentences.
     let typed = answer["verdicts"].as_array();
     Ok(rewards
         .iter()

@@ -1,7 +1,7 @@
-//! The validator's bookkeeping (the seed's `MinerManager`): per uid the last 10 rewards and the
+//! The validator's bookkeeping (NicheImage's `MinerManager`): per uid the last 10 rewards and the
 //! model it serves; per-model vectors (mean over 10, clamped to [0, 1], normalised) weighted by
 //! the models' incentive shares into the final scores. Reset when a uid changes model or hotkey
-//! (the seed forgot the hotkey case). Saved as JSON atomically after every pass.
+//! (NicheImage forgot the hotkey case). Saved as JSON atomically after every pass.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -25,7 +25,7 @@ pub fn sane_reward(reward: f64) -> f64 {
     }
 }
 
-/// The time penalty: `0.4 · (t / timeout)³`, at most 0.4 — with the seed's 12 s timeout this is
+/// The time penalty: `0.4 · (t / timeout)³`, at most 0.4 — with NicheImage's 12 s timeout this is
 /// its `0.4 · t³ / 12³`. Applied only to positive rewards, result rounded to 3 decimals. The
 /// reward is brought into range first, so the result is always finite.
 pub fn penalised(reward: f64, process_time: f64, timeout: f64) -> f64 {
