@@ -50,7 +50,7 @@ pub struct Cli {
     pub command: Option<Role>,
 }
 
-/// A `--for` value that is not a duration.
+/// A `--duration` value that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadDuration {
     #[error("`{0}` is not a duration like 60s, 5m or 1h")]

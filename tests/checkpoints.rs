@@ -266,7 +266,7 @@ fn the_generate_command_does_img2img_and_the_nsfw_filter() {
 }
 
 #[test]
-fn the_generate_command_runs_the_seeds_controlnet_and_writes_its_maps() {
+fn the_generate_command_runs_the_multi_controlnet_and_writes_its_maps() {
     use nicheimage_common::image::RgbImage;
     use nicheimage_engine::multi_controlnet::MultiControlNet;
     let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,13 @@ impl UiState {
             .find_map(|v| (v.as_mut() as &mut dyn std::any::Any).downcast_mut::<T>())
     }
 
+    /// Shows view `i`; the view left stops typing (its text stays), so a click on a tab while
+    /// typing cannot leave a field that swallows keys later.
+    fn show(&mut self, i: usize) {
+        self.edit(TextKey::Enter);
+        self.focus = i;
+    }
+
     /// Whether keys go to a text field (the focused view's filter or search).
     pub fn typing(&mut self) -> bool {
         self.focused_mut()
@@ -190,12 +197,12 @@ impl UiState {
             },
             Action::GoTo(i) => {
                 if i < self.views.len() {
-                    self.focus = i;
+                    self.show(i);
                 }
                 Outcome::Nothing
             }
             Action::NextTab => {
-                self.focus = (self.focus + 1) % self.views.len().max(1);
+                self.show((self.focus + 1) % self.views.len().max(1));
                 Outcome::Nothing
             }
             Action::CycleTheme => Outcome::CycleTheme,
@@ -478,6 +485,24 @@ mod tests {
         ui.handle(Action::Follow, &s);
         assert_eq!(logs(&ui).paused_at, None);
         assert_eq!(ui.handle(Action::CycleTheme, &s), Outcome::CycleTheme);
+    }
+
+    #[test]
+    fn leaving_a_view_while_typing_stops_typing_and_keeps_the_text() {
+        let s = state_with(&["a"]);
+        let mut ui = UiState::default();
+        ui.handle(Action::GoTo(3), &s);
+        ui.handle(Action::Find, &s);
+        ui.edit(TextKey::Char('7'));
+        // A click on the Logs tab (the mouse works while typing).
+        ui.handle(Action::GoTo(6), &s);
+        assert!(!ui.typing());
+        ui.handle(Action::GoTo(3), &s);
+        assert!(
+            !ui.typing(),
+            "back on the Validator view, keys are keys again"
+        );
+        assert_eq!(ui.view::<ValidatorView>().unwrap().filter.text, "7");
     }
 
     #[test]

@@ -54,8 +54,8 @@ pub async fn json_capped<T: serde::de::DeserializeOwned>(
 }
 
 /// Why a JSON service the node calls (generation endpoint, reward service, prompt and image
-/// services, the proxy) gave no usable answer. `service` names it for the operator, with its
-/// URL; only [`ServiceError::is_transient`] failures are worth trying again soon.
+/// services, the proxy) gave no usable answer. `service` names it for the operator; a timeout or
+/// a transport failure is worth trying again, the others are the service's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{service}: no answer within {secs} s")]
@@ -84,11 +84,6 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// Whether the service was not reached or too slow (rather than saying no).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Transport { .. })
-    }
-
     pub fn malformed(service: &str, problem: impl Into<String>) -> Self {
         Self::Malformed {
             service: service.to_string(),
@@ -97,9 +92,10 @@ impl ServiceError {
     }
 }
 
-/// Sends `request` (its timeout set, `secs` for the message) and reads a JSON answer of at most
-/// `limit` bytes: its status and body. An error status comes back as [`ServiceError::Refused`]
-/// with the answer's `detail` or `error`.
+/// Sends `request` within `timeout` and reads a JSON answer of at most `limit` bytes. An error
+/// status comes back as [`ServiceError::Refused`] with the answer's `detail` or `error`. The
+/// HTTP client's own errors lose the URL: `service` says where, as much as the caller wants
+/// said (a miner's error goes back to its validators).
 pub async fn call_json(
     service: &str,
     request: reqwest::RequestBuilder,
@@ -115,7 +111,7 @@ pub async fn call_json(
         } else {
             ServiceError::Transport {
                 service: service.to_string(),
-                source: e,
+                source: e.without_url(),
             }
         }
     })?;
@@ -126,7 +122,10 @@ pub async fn call_json(
             .map_err(|source| ServiceError::Unreadable {
                 service: service.to_string(),
                 status,
-                source,
+                source: match source {
+                    ReadError::Transport(e) => ReadError::Transport(e.without_url()),
+                    other => other,
+                },
             })?;
     if !status.is_success() {
         let detail = match body.get("detail").or(body.get("error")) {

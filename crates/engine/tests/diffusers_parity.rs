@@ -304,7 +304,7 @@ mod img2img {
     }
 
     #[test]
-    fn the_seeds_condition_resize_matches_pillow_bit_for_bit() {
+    fn nicheimages_condition_resize_matches_pillow_bit_for_bit() {
         for r in json("sd15_img2img/cases.json")["resizes"]
             .as_array()
             .unwrap()

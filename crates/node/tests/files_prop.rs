@@ -5,7 +5,7 @@
 //! value, never a panic, and in bounded time".
 //!
 //! Case counts follow `PROPTEST_CASES` as in `parsers_prop.rs`; a long run is
-//! `PROPTEST_CASES=20000 cargo test --release --test files_prop -- --nocapture`.
+//! `PROPTEST_CASES=20000 cargo test --release -p nicheimage-node --features local-infer --test files_prop -- --nocapture`.
 
 use nicheimage_test_support::cases;
 

@@ -5,7 +5,7 @@
 //!
 //! Case counts follow `PROPTEST_CASES` (1024 when unset); the slower properties (those that go
 //! over loopback HTTP or resize images) run a fraction of it. CI runs the default; a longer
-//! run is `PROPTEST_CASES=20000 cargo test --test parsers_prop`.
+//! run is `PROPTEST_CASES=20000 cargo test -p nicheimage-node --test parsers_prop`.
 //!
 //! Decoding is measured with a counting allocator (per thread): an image that the limits
 //! refuse must be refused before its pixels are allocated.

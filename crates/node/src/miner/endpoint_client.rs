@@ -34,13 +34,14 @@ impl EndpointClient {
 
     /// The served model's name (`GET /info`).
     pub async fn model_name(&self) -> Result<String, ServiceError> {
-        let service = format!("endpoint {}", self.info_url);
+        // Path only: the error goes back to the calling validators.
+        let service = "endpoint /info";
         let request = self.client.get(&self.info_url);
-        let body = call_json(&service, request, self.timeout, MAX_ANSWER).await?;
+        let body = call_json(service, request, self.timeout, MAX_ANSWER).await?;
         body.get("model_name")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ServiceError::malformed(&service, "no model_name in the answer"))
+            .ok_or_else(|| ServiceError::malformed(service, "no model_name in the answer"))
     }
 
     /// Generates the synapse's image (`POST /generate`) as a base64 PNG.
@@ -53,12 +54,12 @@ impl EndpointClient {
             "pipeline_params": synapse.pipeline_params,
             "conditional_image": synapse.conditional_image,
         });
-        let service = format!("endpoint {}", self.generate_url);
+        let service = "endpoint /generate";
         let request = self.client.post(&self.generate_url).json(&request);
-        let body = call_json(&service, request, self.timeout, MAX_ANSWER).await?;
+        let body = call_json(service, request, self.timeout, MAX_ANSWER).await?;
         body.get("image")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ServiceError::malformed(&service, "no image in the answer"))
+            .ok_or_else(|| ServiceError::malformed(service, "no image in the answer"))
     }
 }

@@ -157,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_controlnets_and_annotators_count_and_still_fit_a_third_of_an_a100() {
+    fn nicheimages_controlnets_and_annotators_count_and_still_fit_a_third_of_an_a100() {
         let gib = 1u64 << 30;
         let with = ParameterCounts {
             // Three SD 1.5 ControlNets, MiDaS DPT-Hybrid and NormalBae.
